@@ -1,0 +1,1 @@
+"""Types every layer shares: errors, injected randomness, identifiers, counters."""

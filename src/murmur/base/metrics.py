@@ -1,0 +1,29 @@
+"""Counters with stable names, shared by every state machine.
+
+Each core object owns a :class:`Counters`; the node merges them for ``murmur status``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+
+class Counters:
+    __slots__ = ("_values",)
+
+    def __init__(self) -> None:
+        self._values: Counter[str] = Counter()
+
+    def inc(self, name: str, by: int = 1) -> None:
+        self._values[name] += by
+
+    def get(self, name: str) -> int:
+        return self._values.get(name, 0)
+
+    def snapshot(self) -> dict[str, int]:
+        return dict(sorted(self._values.items()))
+
+    def merge_into(self, target: dict[str, int], prefix: str = "") -> None:
+        for name, value in self._values.items():
+            key = prefix + name
+            target[key] = target.get(key, 0) + value

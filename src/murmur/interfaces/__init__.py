@@ -1,0 +1,1 @@
+"""What people touch: the CLI, the local control API client, reports."""

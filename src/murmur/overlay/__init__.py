@@ -1,0 +1,1 @@
+"""Overlay protocols (sans-I/O): gossip mesh, peer management, baselines, circuits."""

@@ -1,0 +1,1 @@
+"""The asyncio runtime: real sockets, real timers, driving the sans-I/O core."""

@@ -1,0 +1,1 @@
+"""The discrete-event runtime: drives the production protocol core on a virtual clock."""

@@ -1,0 +1,1 @@
+"""Byte formats. Strict parsing: every length checked, every unknown value rejected."""
