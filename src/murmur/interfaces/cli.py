@@ -1,0 +1,173 @@
+"""The ``murmur`` command: ``main(argv) -> exit code``; a flag not given never overrides config."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from murmur.base.errors import ConfigError, MurmurError
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from murmur.runtime.keystore import init_node_dir
+
+    identity = init_node_dir(args.dir, force=args.force)
+    print(f"node id {identity.node_id.hex()}")
+    print(f"wrote {Path(args.dir) / 'identity.key'} (0600) and {Path(args.dir) / 'config.toml'}")
+    return 0
+
+
+def _node_config(args: argparse.Namespace) -> NodeConfig:
+    from murmur.runtime.keystore import load_config
+
+    config = load_config(args.dir)
+    if args.listen is not None:
+        config = replace(config, listen=HostPort.parse(args.listen))
+    if args.peer:
+        config = replace(config, bootstrap=tuple(BootstrapPeer.parse(p) for p in args.peer))
+    if args.api_listen is not None:
+        config = replace(config, api_listen=HostPort.parse(args.api_listen))
+    return config
+
+
+def _cmd_node(args: argparse.Namespace) -> int:
+    from murmur.runtime.driver import run_node
+    from murmur.runtime.keystore import load_identity
+
+    identity = load_identity(args.dir)
+    config = _node_config(args)
+    logging.basicConfig(
+        level=getattr(logging, config.log_level.name),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await run_node(Path(args.dir), config, identity, stop)
+
+    _run(main())
+    return 0
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop is optional off Linux
+        runner = asyncio.run
+    runner(coro)  # type: ignore[arg-type]
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    from murmur.interfaces.api_client import ApiClient
+
+    status = ApiClient.from_node_dir(args.dir).call("status")
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    from murmur.interfaces.render import print_status
+
+    print_status(status)
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from murmur.interfaces.api_client import ApiClient
+
+    data = bytes.fromhex(args.data) if args.hex else args.data.encode()
+    result = ApiClient.from_node_dir(args.dir).call(
+        "publish", {"topic": args.topic, "data_hex": data.hex()}
+    )
+    print(result["message_id"])
+    return 0
+
+
+def _cmd_testnet(args: argparse.Namespace) -> int:
+    from murmur.interfaces.testnet import run_testnet_command
+
+    return run_testnet_command(args)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from murmur.interfaces.bench import run_bench_command
+
+    return run_bench_command(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="murmur", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("init", help="create a node directory: identity key (0600) and config")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--force", action="store_true", help="replace an existing identity")
+    p.set_defaults(func=_cmd_init)
+
+    p = sub.add_parser("node", help="run a node")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--listen", help="HOST:PORT to accept peers on (default from config)")
+    p.add_argument("--api-listen", help="HOST:PORT of the control API (loopback only)")
+    p.add_argument("--peer", action="append", default=[], help="[NODEID@]HOST:PORT bootstrap peer")
+    p.set_defaults(func=_cmd_node)
+
+    p = sub.add_parser("status", help="show a running node's peers, topics and counters")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_status)
+
+    p = sub.add_parser("publish", help="publish a message on a fast-path topic")
+    p.add_argument("--dir", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--hex", action="store_true", help="DATA is hexadecimal")
+    p.add_argument("data")
+    p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser("testnet", help="run N real nodes on loopback and report")
+    p.add_argument("--nodes", type=int, default=10)
+    p.add_argument("--messages", type=int, default=100)
+    p.add_argument("--size", type=int, default=512, help="message size in bytes")
+    p.add_argument("--rate", type=float, default=50.0, help="publishes per second")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--report", type=Path, help="write a Markdown report with plots here")
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_cmd_testnet)
+
+    p = sub.add_parser("bench", help="run the benchmarks and print their figures")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
+    p.set_defaults(func=_cmd_bench)
+
+    with contextlib.suppress(ImportError):
+        from murmur.interfaces.simulate import add_simulate_parser
+
+        add_simulate_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, MurmurError) as exc:
+        print(f"murmur: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""``murmur testnet``: N real node processes on loopback, a workload, and a report.
+
+Each node gets its own directory, identity and port; each dials a few random others. The
+testnet waits for every node to join the gossip mesh, publishes messages from random nodes at a
+fixed rate, waits until every node has them (or a timeout), reads each node's delivery log
+through the control API, and reports delivery ratio, propagation latency and wire bytes per
+delivered payload byte. Delivery times are ``time.monotonic()`` in each node process, which on
+Linux is one system-wide clock, so latencies across processes are comparable. Every process it
+started is stopped on the way out, whatever happened.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+from murmur.base.ids import NodeId
+from murmur.interfaces.api_client import ApiClient
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.runtime.keystore import init_node_dir
+
+TESTNET_TOPIC = "block_header"
+STARTUP_TIMEOUT_S = 30.0
+MESH_TIMEOUT_S = 30.0
+DELIVERY_TIMEOUT_S = 30.0
+PEERS_DIALLED = 4
+
+
+@dataclass
+class TestnetNode:
+    index: int
+    directory: Path
+    host: str
+    port: int
+    node_id: str
+    process: subprocess.Popen[bytes] | None = None
+    client: ApiClient | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.directory / "node.log"
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    k = (len(ordered) - 1) * q
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def _host_for(index: int, distinct_prefixes: bool) -> str:
+    """127.N.0.1 puts every node on its own /16 when the prefix rule must be exercised."""
+    return f"127.{index + 1}.0.1" if distinct_prefixes else "127.0.0.1"
+
+
+@contextlib.contextmanager
+def running_testnet(
+    n: int,
+    *,
+    base: Path,
+    rng: random.Random,
+    distinct_prefixes: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[list[TestnetNode]]:
+    """Starts ``n`` node processes (torn down on exit, even on error)."""
+    nodes: list[TestnetNode] = []
+    for i in range(n):
+        host = _host_for(i, distinct_prefixes)
+        directory = base / f"node{i:03d}"
+        identity = init_node_dir(directory, config=NodeConfig())
+        nodes.append(TestnetNode(i, directory, host, _free_port(host), identity.node_id.hex()))
+    env = {**os.environ, **(extra_env or {})}
+    try:
+        for node in nodes:
+            others = [o for o in nodes if o is not node]
+            peers = rng.sample(others, min(PEERS_DIALLED, len(others)))
+            argv = [
+                sys.executable,
+                "-m",
+                "murmur.interfaces.cli",
+                "node",
+                "--dir",
+                str(node.directory),
+                "--listen",
+                f"{node.host}:{node.port}",
+            ]
+            for p in peers:
+                target = BootstrapPeer(HostPort(p.host, p.port), NodeId(bytes.fromhex(p.node_id)))
+                argv += ["--peer", str(target)]
+            with node.log.open("wb") as log:
+                node.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        for node in nodes:
+            while node.client is None:
+                if node.process is not None and node.process.poll() is not None:
+                    raise RuntimeError(
+                        f"node {node.index} exited at start: {node.log.read_text()[-2000:]}"
+                    )
+                with contextlib.suppress(Exception):
+                    node.client = ApiClient.from_node_dir(node.directory)
+                    node.client.call("status")
+                    break
+                node.client = None
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"node {node.index} did not start")
+                time.sleep(0.05)
+        yield nodes
+    finally:
+        stop_nodes(nodes)
+
+
+def stop_nodes(nodes: list[TestnetNode]) -> None:
+    for node in nodes:
+        if node.client is not None and node.process is not None and node.process.poll() is None:
+            with contextlib.suppress(Exception):
+                node.client.call("shutdown", timeout_s=2.0)
+    deadline = time.monotonic() + 5.0
+    for node in nodes:
+        if node.process is None:
+            continue
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            node.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        if node.process.poll() is None:
+            node.process.kill()
+            node.process.wait()
+
+
+def wait_for_mesh(nodes: list[TestnetNode], topic: str, timeout_s: float = MESH_TIMEOUT_S) -> float:
+    """Seconds until every node has peers and a mesh for ``topic``."""
+    start = time.monotonic()
+    want = min(2, len(nodes) - 1)
+    while True:
+        ready = 0
+        for node in nodes:
+            assert node.client is not None
+            status = node.client.call("status")
+            mesh = status["topics"].get("mesh", {}).get(topic, 0)
+            if len(status["peers"]) >= want and mesh >= want:
+                ready += 1
+        if ready == len(nodes):
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"mesh not formed: {ready}/{len(nodes)} nodes ready")
+        time.sleep(0.2)
+
+
+def _wire_bytes(nodes: list[TestnetNode]) -> int:
+    total = 0
+    for node in nodes:
+        assert node.client is not None
+        total += sum(p["bytes_out"] for p in node.client.call("status")["peers"])
+    return total
+
+
+def _handshake_failures(nodes: list[TestnetNode]) -> int:
+    failures = 0
+    for node in nodes:
+        assert node.client is not None
+        for name, value in node.client.call("status")["counters"].items():
+            if name.startswith("links_closed.") and name.split(".", 1)[1] in {
+                "handshake_timeout",
+                "auth_failed",
+                "crypto",
+                "unexpected_peer",
+                "bad_version",
+            }:
+                failures += value
+    return failures
+
+
+def run_testnet(
+    *,
+    nodes: int,
+    messages: int,
+    size: int = 512,
+    rate: float = 50.0,
+    seed: int = 1,
+    console: Console | None = None,
+    keep_dir: Path | None = None,
+) -> dict[str, Any]:
+    console = console or Console(stderr=True)
+    rng = random.Random(seed)
+    base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
+    started = time.monotonic()
+    try:
+        with Progress(console=console, transient=True) as progress:
+            task = progress.add_task(f"starting {nodes} nodes", total=None)
+            with running_testnet(nodes, base=base, rng=rng) as net:
+                progress.update(task, description="waiting for the gossip mesh")
+                mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
+                bytes_before = _wire_bytes(net)
+                published: dict[str, tuple[int, float]] = {}
+                progress.update(task, description="publishing", total=messages, completed=0)
+                for _ in range(messages):
+                    origin = rng.choice(net)
+                    assert origin.client is not None
+                    result = origin.client.call(
+                        "publish",
+                        {"topic": TESTNET_TOPIC, "data_hex": rng.randbytes(size).hex()},
+                    )
+                    published[result["message_id"]] = (origin.index, result["published_at"])
+                    progress.advance(task)
+                    time.sleep(1.0 / rate)
+                progress.update(task, description="waiting for delivery", total=None)
+                logs = _collect_deliveries(net, set(published))
+                bytes_after = _wire_bytes(net)
+                handshake_failures = _handshake_failures(net)
+    finally:
+        if keep_dir is None:
+            shutil.rmtree(base, ignore_errors=True)
+        else:
+            shutil.copytree(base, keep_dir, dirs_exist_ok=True)
+            shutil.rmtree(base, ignore_errors=True)
+    latencies: list[float] = []
+    delivered = 0
+    for msg_id, (origin, t0) in published.items():
+        for index, log in enumerate(logs):
+            if index == origin:
+                continue
+            t = log.get(msg_id)
+            if t is not None:
+                delivered += 1
+                latencies.append((t - t0) * 1000.0)
+    expected = len(published) * (nodes - 1)
+    payload_bytes = delivered * size
+    return {
+        "nodes": nodes,
+        "messages": messages,
+        "message_bytes": size,
+        "delivery_ratio": delivered / expected if expected else 1.0,
+        "latency_ms": {
+            "p50": round(percentile(latencies, 0.50), 3),
+            "p95": round(percentile(latencies, 0.95), 3),
+            "p99": round(percentile(latencies, 0.99), 3),
+            "max": round(max(latencies), 3) if latencies else None,
+        },
+        "wire_bytes_per_payload_byte": (
+            round((bytes_after - bytes_before) / payload_bytes, 3) if payload_bytes else None
+        ),
+        "handshake_failures": handshake_failures,
+        "mesh_formed_s": round(mesh_s, 3),
+        "wall_seconds": round(time.monotonic() - started, 3),
+        "latencies_ms": latencies,
+    }
+
+
+def _collect_deliveries(net: list[TestnetNode], wanted: set[str]) -> list[dict[str, float]]:
+    deadline = time.monotonic() + DELIVERY_TIMEOUT_S
+    while True:
+        logs = []
+        for node in net:
+            assert node.client is not None
+            logs.append(node.client.call("deliveries")["deliveries"])
+        if all(wanted <= log.keys() for log in logs) or time.monotonic() > deadline:
+            return logs
+        time.sleep(0.2)
+
+
+def run_testnet_command(args: argparse.Namespace) -> int:
+    from murmur.interfaces.report import write_testnet_report
+
+    result = run_testnet(
+        nodes=args.nodes, messages=args.messages, size=args.size, rate=args.rate, seed=args.seed
+    )
+    latencies = result.pop("latencies_ms")
+    if args.report is not None:
+        write_testnet_report(args.report, result, latencies)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        from murmur.interfaces.report import print_testnet_table
+
+        print_testnet_table(result)
+    return 0 if result["delivery_ratio"] == 1.0 else 1

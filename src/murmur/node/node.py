@@ -1,0 +1,396 @@
+"""The node core: links, peer management and the gossip mesh, composed without I/O.
+
+Theory of operation. The runtime owns sockets and timers and tells the node what happened:
+``connection_opened`` / ``dial_failed`` / ``data_received`` / ``connection_lost`` /
+``handle_timer``, plus local commands (``publish``). The node answers through
+``drain_actions()`` (send bytes, close, dial, message delivered) and ``next_deadline()``.
+
+Misbehaviour is answered at the right depth: a peer that broke the protocol *after*
+authenticating is banned by node id (so other honest nodes behind the same address, a CGNAT or
+a loopback testnet, are unaffected); garbage before authentication only earns its address a
+short, escalating back-off. Every drop is counted.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
+from murmur.base.rng import Rng
+from murmur.crypto.identity import Identity
+from murmur.link.connection import (
+    HandshakeCompleted,
+    LinkClosed,
+    LinkConfig,
+    LinkConnection,
+    MessageReceived,
+)
+from murmur.node.actions import (
+    CloseConnection,
+    ConnId,
+    Dial,
+    MessageDelivered,
+    NodeAction,
+    SendBytes,
+)
+from murmur.node.config import BootstrapPeer, NodeConfig
+from murmur.node.sessions import Session
+from murmur.overlay.gossip.actions import Deliver, PenalizePeer, SendRpc
+from murmur.overlay.gossip.config import GossipConfig
+from murmur.overlay.gossip.router import GossipRouter
+from murmur.overlay.peers.backoff import ReconnectBackoff
+from murmur.overlay.peers.bans import AddressThrottle, BanList
+from murmur.overlay.peers.limits import PeerRateLimiter
+from murmur.wire.envelope import Channel, unwrap, wrap
+
+OVER_LIMIT_DROPS_BEFORE_BAN = 200
+DELIVERY_LOG_ENTRIES = 100_000
+
+
+@dataclass(slots=True)
+class _DialTarget:
+    peer: BootstrapPeer
+    backoff: ReconnectBackoff
+    next_attempt: float
+    pending: bool = False
+    connected_as: NodeId | None = None
+
+
+class Node:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: NodeConfig,
+        rng: Rng,
+        now: float,
+        gossip_config: GossipConfig | None = None,
+        link_config: LinkConfig | None = None,
+    ) -> None:
+        self.identity = identity
+        self.node_id = identity.node_id
+        self.config = config
+        self.counters = Counters()
+        self.started_at = now
+        self._rng = rng
+        self._link_config = link_config or LinkConfig(aead=config.aead)
+        self.gossip = GossipRouter(config=gossip_config or GossipConfig(), rng=rng, now=now)
+        for topic in config.topics:
+            self.gossip.subscribe(topic, now)
+        self._sessions: dict[ConnId, Session] = {}
+        self._by_peer: dict[NodeId, Session] = {}
+        self._bans = BanList()
+        self._throttle = AddressThrottle()
+        self._dial_targets = [
+            _DialTarget(peer, ReconnectBackoff(), now) for peer in config.bootstrap
+        ]
+        self._actions: list[NodeAction] = []
+        self.deliveries: OrderedDict[bytes, float] = OrderedDict()
+        """Message id → local time of first delivery (bounded; testnet latency reads it)."""
+
+    # --- outputs -------------------------------------------------------------------------
+
+    def drain_actions(self) -> list[NodeAction]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    def next_deadline(self) -> float | None:
+        deadlines = [s.link.next_deadline() for s in self._sessions.values()]
+        deadlines.append(self.gossip.next_deadline())
+        if self._outbound_count() < self.config.limits.max_outbound:
+            deadlines.extend(t.next_attempt for t in self._dial_targets if self._dialable(t))
+        present = [d for d in deadlines if d is not None]
+        return min(present) if present else None
+
+    # --- transport events ----------------------------------------------------------------
+
+    def connection_opened(
+        self,
+        conn_id: ConnId,
+        *,
+        outbound: bool,
+        host: str,
+        port: int,
+        now: float,
+        target: BootstrapPeer | None = None,
+    ) -> None:
+        if not outbound:
+            if not self._throttle.allow(host, now):
+                self.counters.inc("inbound_refused.throttled")
+                self._actions.append(CloseConnection(conn_id, "throttled"))
+                return
+            inbound = sum(1 for s in self._sessions.values() if not s.outbound)
+            if inbound >= self.config.limits.max_inbound:
+                self.counters.inc("inbound_refused.full")
+                self._actions.append(CloseConnection(conn_id, "inbound_full"))
+                return
+        link = LinkConnection(
+            initiator=outbound,
+            identity=self.identity,
+            rng=self._rng,
+            now=now,
+            config=self._link_config,
+            expected_peer=target.node_id if target else None,
+        )
+        session = Session(
+            conn_id=conn_id,
+            link=link,
+            outbound=outbound,
+            host=host,
+            port=port,
+            opened_at=now,
+            limiter=PeerRateLimiter(self.config.limits),
+            bootstrap=target,
+        )
+        self._sessions[conn_id] = session
+        self.counters.inc(
+            "connections_opened.outbound" if outbound else "connections_opened.inbound"
+        )
+        self._pump_link(session, now)
+
+    def dial_failed(self, target: BootstrapPeer, now: float) -> None:
+        self.counters.inc("dials_failed")
+        for t in self._dial_targets:
+            if t.peer == target:
+                t.pending = False
+                t.next_attempt = now + t.backoff.next_delay(self._rng)
+
+    def data_received(self, conn_id: ConnId, data: bytes, now: float) -> None:
+        session = self._sessions.get(conn_id)
+        if session is None:
+            return
+        session.bytes_in += len(data)
+        session.link.receive_data(data, now)
+        self._pump_link(session, now)
+        self._pump_gossip(now)
+
+    def connection_lost(self, conn_id: ConnId, now: float) -> None:
+        session = self._sessions.get(conn_id)
+        if session is not None:
+            self.counters.inc("connections_lost")
+            self._forget(session, now)
+            self._pump_gossip(now)
+
+    def handle_timer(self, now: float) -> None:
+        for session in list(self._sessions.values()):
+            session.link.handle_timer(now)
+            self._pump_link(session, now)
+        self.gossip.handle_timer(now)
+        self._pump_gossip(now)
+        self._dial_due(now)
+
+    # --- local commands ------------------------------------------------------------------
+
+    def publish(self, topic: str, data: bytes, now: float) -> bytes:
+        """Publishes on the fast path; private topics raise ``PrivatePathUnavailable``."""
+        message_id = self.gossip.publish(topic, data, now)
+        self.counters.inc("published")
+        self._pump_gossip(now)
+        return message_id
+
+    def ban(self, node_id: NodeId, now: float, reason: str) -> None:
+        self._bans.ban(node_id, now, self.config.limits.ban_s, reason)
+        session = self._by_peer.get(node_id)
+        if session is not None:
+            self._close(session, now, reason)
+
+    def status(self, now: float) -> dict[str, object]:
+        counters: dict[str, int] = {}
+        self.counters.merge_into(counters)
+        self.gossip.counters.merge_into(counters, "gossip.")
+        for session in self._sessions.values():
+            session.link.counters.merge_into(counters, "link.")
+        peers = [
+            {
+                "node_id": s.peer_id.hex(),
+                "address": f"{s.host}:{s.port}",
+                "direction": "outbound" if s.outbound else "inbound",
+                "rtt_ms": None if s.link.rtt_s is None else round(s.link.rtt_s * 1000, 3),
+                "bytes_in": s.bytes_in,
+                "bytes_out": s.bytes_out,
+                "connected_s": round(now - s.opened_at, 3),
+            }
+            for s in self._sessions.values()
+            if s.peer_id is not None and not s.closing
+        ]
+        return {
+            "node_id": self.node_id.hex(),
+            "uptime_s": round(now - self.started_at, 3),
+            "peers": peers,
+            "pending_connections": sum(1 for s in self._sessions.values() if s.peer_id is None),
+            "topics": self.gossip.status(),
+            "bans": len(self._bans.active(now)),
+            "counters": dict(sorted(counters.items())),
+        }
+
+    # --- internals -----------------------------------------------------------------------
+
+    def _outbound_count(self) -> int:
+        return sum(1 for s in self._sessions.values() if s.outbound)
+
+    def _dialable(self, target: _DialTarget) -> bool:
+        return not target.pending and target.connected_as is None
+
+    def _dial_due(self, now: float) -> None:
+        for target in self._dial_targets:
+            if self._outbound_count() + sum(t.pending for t in self._dial_targets) >= (
+                self.config.limits.max_outbound
+            ):
+                return
+            if self._dialable(target) and target.next_attempt <= now:
+                known = target.peer.node_id
+                if known is not None and known in self._by_peer:
+                    target.connected_as = known
+                    continue
+                target.pending = True
+                self.counters.inc("dials")
+                self._actions.append(Dial(target.peer))
+
+    def _target_for(self, peer: BootstrapPeer | None) -> _DialTarget | None:
+        if peer is None:
+            return None
+        return next((t for t in self._dial_targets if t.peer == peer), None)
+
+    def _pump_link(self, session: Session, now: float) -> None:
+        data = session.link.data_to_send()
+        if data:
+            session.bytes_out += len(data)
+            self._actions.append(SendBytes(session.conn_id, data))
+        for event in session.link.drain_events():
+            if isinstance(event, MessageReceived):
+                self._on_message(session, event.payload, now)
+            elif isinstance(event, HandshakeCompleted):
+                self._on_authenticated(session, event, now)
+            elif isinstance(event, LinkClosed):
+                self._on_link_closed(session, event, now)
+            if session.closing:
+                return
+
+    def _on_authenticated(self, session: Session, event: HandshakeCompleted, now: float) -> None:
+        peer = event.peer_id
+        target = self._target_for(session.bootstrap)
+        if target is not None:
+            target.pending = False
+        if peer == self.node_id:
+            self.counters.inc("refused.self_connection")
+            self._close(session, now, "self_connection")
+            return
+        if self._bans.is_banned(peer, now):
+            self.counters.inc("refused.banned")
+            self._close(session, now, "banned")
+            return
+        existing = self._by_peer.get(peer)
+        if existing is not None:
+            self.counters.inc("refused.duplicate")
+            keep_new = self._preferred(session, peer) and not self._preferred(existing, peer)
+            loser = existing if keep_new else session
+            self._close(loser, now, "duplicate")
+            if loser is session:
+                if target is not None:
+                    target.connected_as = peer
+                return
+        session.peer_id = peer
+        self._by_peer[peer] = session
+        self._throttle.record_success(session.host)
+        if target is not None:
+            target.connected_as = peer
+            target.backoff.reset()
+        self.counters.inc("peers_authenticated")
+        self.gossip.add_peer(peer, now)
+        self._pump_gossip(now)
+
+    def _preferred(self, session: Session, peer: NodeId) -> bool:
+        """Of two links between the same pair, both sides keep the one the smaller id dialled."""
+        initiator = self.node_id if session.outbound else peer
+        return initiator == min(self.node_id, peer)
+
+    def _on_message(self, session: Session, payload: bytes, now: float) -> None:
+        peer = session.peer_id
+        if peer is None or session.closing:
+            return
+        session.messages_in += 1
+        if not session.limiter.admit(now, len(payload)):
+            session.dropped_over_limit += 1
+            self.counters.inc("drops.rate_limited")
+            if session.dropped_over_limit > OVER_LIMIT_DROPS_BEFORE_BAN:
+                self._misbehaved(session, now, "flood")
+            return
+        try:
+            channel, body = unwrap(payload)
+        except RemoteProtocolError as exc:
+            self._misbehaved(session, now, exc.reason)
+            return
+        if channel is Channel.GOSSIP:
+            self.gossip.receive_rpc(peer, body, now)
+        else:
+            self.counters.inc(f"drops.unsupported_channel.{channel.name.lower()}")
+
+    def _on_link_closed(self, session: Session, event: LinkClosed, now: float) -> None:
+        self.counters.inc(f"links_closed.{event.reason}")
+        if event.by_peer_error:
+            if session.peer_id is not None:
+                self._bans.ban(session.peer_id, now, self.config.limits.ban_s, event.reason)
+                self.counters.inc("bans")
+            else:
+                self._throttle.record_failure(session.host, now)
+                self.counters.inc("address_backoffs")
+        self._close(session, now, event.reason)
+
+    def _misbehaved(self, session: Session, now: float, reason: str) -> None:
+        self.counters.inc(f"misbehaviour.{reason}")
+        if session.peer_id is not None:
+            self._bans.ban(session.peer_id, now, self.config.limits.ban_s, reason)
+            self.counters.inc("bans")
+        self._close(session, now, reason)
+
+    def _close(self, session: Session, now: float, reason: str) -> None:
+        if session.closing:
+            return
+        session.link.close(now, reason)
+        data = session.link.data_to_send()
+        if data:
+            self._actions.append(SendBytes(session.conn_id, data))
+        session.link.drain_events()
+        self._actions.append(CloseConnection(session.conn_id, reason))
+        self._forget(session, now)
+
+    def _forget(self, session: Session, now: float) -> None:
+        session.closing = True
+        self._sessions.pop(session.conn_id, None)
+        peer = session.peer_id
+        if peer is not None and self._by_peer.get(peer) is session:
+            del self._by_peer[peer]
+            self.gossip.remove_peer(peer, now)
+        target = self._target_for(session.bootstrap)
+        for t in self._dial_targets:
+            if t is target or (peer is not None and t.connected_as == peer):
+                t.pending = False
+                t.connected_as = None
+                t.next_attempt = now + t.backoff.next_delay(self._rng)
+
+    def _pump_gossip(self, now: float) -> None:
+        for action in self.gossip.drain_actions():
+            if isinstance(action, SendRpc):
+                session = self._by_peer.get(action.peer)
+                if session is not None and not session.closing:
+                    session.link.send_message(wrap(Channel.GOSSIP, action.data), now)
+                    data = session.link.data_to_send()
+                    session.bytes_out += len(data)
+                    self._actions.append(SendBytes(session.conn_id, data))
+            elif isinstance(action, Deliver):
+                if action.message_id not in self.deliveries:
+                    self.deliveries[action.message_id] = now
+                    if len(self.deliveries) > DELIVERY_LOG_ENTRIES:
+                        self.deliveries.popitem(last=False)
+                self._actions.append(
+                    MessageDelivered(
+                        action.topic, action.message_id, action.data, action.received_from
+                    )
+                )
+            elif isinstance(action, PenalizePeer):
+                session = self._by_peer.get(action.peer)
+                if session is not None:
+                    self._misbehaved(session, now, f"gossip.{action.reason}")

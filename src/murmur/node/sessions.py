@@ -1,0 +1,34 @@
+"""Per-connection bookkeeping: one :class:`Session` per transport connection."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from murmur.base.ids import NodeId
+from murmur.link.connection import LinkConnection
+from murmur.node.actions import ConnId
+from murmur.node.config import BootstrapPeer
+from murmur.overlay.peers.limits import PeerRateLimiter
+
+
+@dataclass(slots=True, eq=False)
+class Session:
+    conn_id: ConnId
+    link: LinkConnection
+    outbound: bool
+    host: str
+    port: int
+    opened_at: float
+    limiter: PeerRateLimiter
+    bootstrap: BootstrapPeer | None = None
+    peer_id: NodeId | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    messages_in: int = 0
+    dropped_over_limit: int = 0
+    closing: bool = False
+    extra: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ready(self) -> bool:
+        return self.peer_id is not None and not self.closing

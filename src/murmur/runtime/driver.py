@@ -1,0 +1,317 @@
+"""The asyncio driver: real sockets and timers around the sans-I/O :class:`Node`.
+
+Theory of operation (the aioquic ``asyncio/`` adapter, for a whole node): every transport
+callback feeds the node with ``now = time.monotonic()`` (system-wide on Linux, so node
+processes on one machine can compare delivery times), then the driver applies the actions the
+node returned. Writes are coalesced per connection until the end of the loop tick (one
+``write`` per peer per tick), and one timer is re-armed to the node's next deadline. A peer
+whose unsent backlog exceeds ``MAX_WRITE_BACKLOG_BYTES`` is cut off, so a slow reader cannot
+grow our memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from murmur.base.ids import short_id
+from murmur.crypto.identity import Identity
+from murmur.node.actions import (
+    CloseConnection,
+    ConnId,
+    Dial,
+    MessageDelivered,
+    NodeAction,
+    SendBytes,
+)
+from murmur.node.config import BootstrapPeer, NodeConfig
+from murmur.node.node import Node
+from murmur.overlay.routing import PrivatePathUnavailable
+from murmur.runtime import keystore
+from murmur.runtime.control_api import ApiError, ControlApiServer
+from murmur.runtime.system import SystemRng
+from murmur.runtime.transport import StreamConnection, TcpTransport, Transport
+
+MAX_WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
+DIAL_TIMEOUT_S = 5.0
+MAX_PUBLISH_BYTES = 131_072
+
+_log = logging.getLogger(__name__)
+
+
+class NodeRuntime:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        config: NodeConfig,
+        node_dir: Path | None = None,
+        transport: Transport | None = None,
+        on_delivery: Callable[[MessageDelivered], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.node_dir = node_dir
+        self.transport = transport or TcpTransport()
+        self.node = Node(identity=identity, config=config, rng=SystemRng(), now=time.monotonic())
+        self.listen_address: tuple[str, int] | None = None
+        self.api_address: tuple[str, int] | None = None
+        self._on_delivery = on_delivery
+        self._conns: dict[ConnId, StreamConnection] = {}
+        self._next_conn_id = 0
+        self._pending: dict[ConnId, list[bytes]] = {}
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._server: asyncio.AbstractServer | None = None
+        self._api: ControlApiServer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.stopped = asyncio.Event()
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        listen = self.config.listen
+        self._server, self.listen_address = await self.transport.listen(
+            listen.host, listen.port, self._accepted
+        )
+        if self.node_dir is not None:
+            cookie = keystore.write_cookie(self.node_dir)
+            self._api = ControlApiServer(cookie=cookie, handlers=self._api_handlers())
+            api = self.config.api_listen
+            self.api_address = await self._api.start(api.host, api.port)
+            keystore.write_node_info(
+                self.node_dir,
+                {
+                    "pid": os.getpid(),
+                    "node_id": self.node.node_id.hex(),
+                    "listen": f"{self.listen_address[0]}:{self.listen_address[1]}",
+                    "api": f"{self.api_address[0]}:{self.api_address[1]}",
+                },
+            )
+        _log.info(
+            "node %s listening on %s:%d",
+            short_id(self.node.node_id),
+            *self.listen_address,
+        )
+        self._after_input()
+
+    async def stop(self) -> None:
+        now = time.monotonic()
+        for conn_id in list(self._conns):
+            self.node.connection_lost(conn_id, now)
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        if self._server is not None:
+            self._server.close()
+        if self._api is not None:
+            await self._api.close()
+        if self.node_dir is not None:
+            keystore.clear_node_info(self.node_dir)
+        self.stopped.set()
+
+    # --- node commands -------------------------------------------------------------------
+
+    def publish(self, topic: str, data: bytes) -> bytes:
+        message_id = self.node.publish(topic, data, time.monotonic())
+        self._after_input()
+        return message_id
+
+    # --- transport callbacks -------------------------------------------------------------
+
+    def _new_conn_id(self) -> ConnId:
+        self._next_conn_id += 1
+        return ConnId(self._next_conn_id)
+
+    def _attach(self, conn: StreamConnection) -> ConnId:
+        conn_id = self._new_conn_id()
+        self._conns[conn_id] = conn
+
+        def on_data(data: bytes) -> None:
+            self.node.data_received(conn_id, data, time.monotonic())
+            self._after_input()
+
+        def on_lost() -> None:
+            if self._conns.pop(conn_id, None) is not None:
+                self._pending.pop(conn_id, None)
+                self.node.connection_lost(conn_id, time.monotonic())
+                self._after_input()
+
+        conn.on_data = on_data
+        conn.on_lost = on_lost
+        return conn_id
+
+    def _accepted(self, conn: StreamConnection) -> None:
+        conn_id = self._attach(conn)
+        self.node.connection_opened(
+            conn_id,
+            outbound=False,
+            host=conn.peer_host,
+            port=conn.peer_port,
+            now=time.monotonic(),
+        )
+        self._after_input()
+
+    async def _dial(self, target: BootstrapPeer) -> None:
+        address = target.address
+        try:
+            conn = await self.transport.connect(address.host, address.port, DIAL_TIMEOUT_S)
+        except (OSError, TimeoutError) as exc:
+            _log.debug("dial %s failed: %s", address, exc)
+            self.node.dial_failed(target, time.monotonic())
+            self._after_input()
+            return
+        conn_id = self._attach(conn)
+        self.node.connection_opened(
+            conn_id,
+            outbound=True,
+            host=address.host,
+            port=address.port,
+            now=time.monotonic(),
+            target=target,
+        )
+        self._after_input()
+
+    # --- applying actions ----------------------------------------------------------------
+
+    def _after_input(self) -> None:
+        self._apply(self.node.drain_actions())
+        self._rearm_timer()
+
+    def _apply(self, actions: list[NodeAction]) -> None:
+        for action in actions:
+            if isinstance(action, SendBytes):
+                if action.conn_id in self._conns:
+                    self._pending.setdefault(action.conn_id, []).append(action.data)
+                    if not self._flush_scheduled:
+                        self._flush_scheduled = True
+                        asyncio.get_running_loop().call_soon(self._flush)
+            elif isinstance(action, CloseConnection):
+                conn = self._conns.pop(action.conn_id, None)
+                if conn is not None:
+                    self._flush_one(action.conn_id, conn)
+                    conn.close()
+            elif isinstance(action, Dial):
+                task = asyncio.get_running_loop().create_task(self._dial(action.target))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            elif isinstance(action, MessageDelivered) and self._on_delivery is not None:
+                self._on_delivery(action)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        now = None
+        for conn_id in list(self._pending):
+            conn = self._conns.get(conn_id)
+            if conn is None:
+                self._pending.pop(conn_id, None)
+                continue
+            self._flush_one(conn_id, conn)
+            if conn.buffered_bytes() > MAX_WRITE_BACKLOG_BYTES:
+                now = now or time.monotonic()
+                self.node.counters.inc("disconnected.slow_reader")
+                self._conns.pop(conn_id, None)
+                conn.close()
+                self.node.connection_lost(conn_id, now)
+        if now is not None:
+            self._after_input()
+
+    def _flush_one(self, conn_id: ConnId, conn: StreamConnection) -> None:
+        chunks = self._pending.pop(conn_id, None)
+        if chunks:
+            conn.write(b"".join(chunks))
+
+    def _rearm_timer(self) -> None:
+        deadline = self.node.next_deadline()
+        if deadline == self._timer_at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_at = deadline
+        if deadline is not None:
+            delay = max(0.0, deadline - time.monotonic())
+            self._timer = asyncio.get_running_loop().call_later(delay, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        self.node.handle_timer(time.monotonic())
+        self._after_input()
+
+    # --- control API ---------------------------------------------------------------------
+
+    def _api_handlers(self) -> dict[str, Any]:
+        async def status(params: dict[str, Any]) -> dict[str, Any]:
+            info = self.node.status(time.monotonic())
+            assert self.listen_address is not None
+            info["listen"] = f"{self.listen_address[0]}:{self.listen_address[1]}"
+            return info
+
+        async def publish(params: dict[str, Any]) -> dict[str, Any]:
+            topic = params.get("topic")
+            data_hex = params.get("data_hex")
+            if not isinstance(topic, str) or not isinstance(data_hex, str):
+                raise ApiError("bad_params", "publish needs string 'topic' and 'data_hex'")
+            try:
+                data = bytes.fromhex(data_hex)
+            except ValueError:
+                raise ApiError("bad_params", "'data_hex' is not hexadecimal") from None
+            if len(data) > MAX_PUBLISH_BYTES:
+                raise ApiError("too_large", f"message over {MAX_PUBLISH_BYTES} bytes")
+            try:
+                message_id = self.publish(topic, data)
+            except PrivatePathUnavailable as exc:
+                raise ApiError("private_path_unavailable", str(exc)) from None
+            except ValueError as exc:
+                raise ApiError("bad_params", str(exc)) from None
+            return {"message_id": message_id.hex(), "published_at": time.monotonic()}
+
+        async def deliveries(params: dict[str, Any]) -> dict[str, Any]:
+            return {"deliveries": {k.hex(): t for k, t in self.node.deliveries.items()}}
+
+        async def shutdown(params: dict[str, Any]) -> dict[str, Any]:
+            asyncio.get_running_loop().call_soon(self._request_stop)
+            return {"stopping": True}
+
+        return {
+            "status": status,
+            "publish": publish,
+            "deliveries": deliveries,
+            "shutdown": shutdown,
+        }
+
+    def _request_stop(self) -> None:
+        task = asyncio.get_running_loop().create_task(self.stop())
+        self._tasks.add(task)
+
+
+async def run_node(
+    node_dir: Path, config: NodeConfig, identity: Identity, stop: asyncio.Event | None = None
+) -> None:
+    """Runs a node until ``stop`` is set, the API asks it to stop, or the task is cancelled."""
+    runtime = NodeRuntime(identity=identity, config=config, node_dir=node_dir)
+    await runtime.start()
+    waiters = [asyncio.ensure_future(runtime.stopped.wait())]
+    if stop is not None:
+        waiters.append(asyncio.ensure_future(stop.wait()))
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        if not runtime.stopped.is_set():
+            with contextlib.suppress(Exception):
+                await runtime.stop()

@@ -1,0 +1,90 @@
+"""Replaceable transports: what carries a link's bytes between two hosts.
+
+The link protocol consumes and produces an opaque byte stream and never assumes it owns the
+first bytes of a TCP connection, so any transport that delivers a reliable ordered stream can
+carry it: plain TCP here; a TLS tunnel, obfs4 via a managed pluggable-transport process or a
+WebRTC data channel implement the same two calls later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Protocol, cast
+
+
+class Connection(Protocol):
+    peer_host: str
+    peer_port: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def buffered_bytes(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+ConnectionHandler = Callable[["StreamConnection"], None]
+
+
+class Transport(Protocol):
+    async def listen(
+        self, host: str, port: int, on_connection: ConnectionHandler
+    ) -> tuple[asyncio.AbstractServer, tuple[str, int]]: ...
+
+    async def connect(self, host: str, port: int, timeout_s: float) -> StreamConnection: ...
+
+
+class StreamConnection(asyncio.Protocol):
+    """An asyncio protocol that hands received bytes to callbacks set by the driver."""
+
+    def __init__(self, on_made: ConnectionHandler | None = None) -> None:
+        self.peer_host = ""
+        self.peer_port = 0
+        self.on_data: Callable[[bytes], None] = lambda data: None
+        self.on_lost: Callable[[], None] = lambda: None
+        self._on_made = on_made
+        self._transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer_host, self.peer_port = str(peer[0]), int(peer[1])
+        if self._on_made is not None:
+            self._on_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.on_data(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.on_lost()
+
+    def write(self, data: bytes) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(data)
+
+    def buffered_bytes(self) -> int:
+        return 0 if self._transport is None else self._transport.get_write_buffer_size()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+
+class TcpTransport:
+    """Plain TCP, with Nagle off (links batch their own writes per loop tick)."""
+
+    async def listen(
+        self, host: str, port: int, on_connection: ConnectionHandler
+    ) -> tuple[asyncio.AbstractServer, tuple[str, int]]:
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(lambda: StreamConnection(on_connection), host, port)
+        sockname = server.sockets[0].getsockname()
+        return server, (str(sockname[0]), int(sockname[1]))
+
+    async def connect(self, host: str, port: int, timeout_s: float) -> StreamConnection:
+        loop = asyncio.get_running_loop()
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(StreamConnection, host, port), timeout_s
+        )
+        return conn
