@@ -43,7 +43,12 @@ class Aead:
     def seal(self, counter: int, plaintext: bytes, associated_data: bytes | None = None) -> bytes:
         return self._cipher.encrypt(_NONCE.pack(counter), plaintext, associated_data)
 
-    def open(self, counter: int, ciphertext: bytes, associated_data: bytes | None = None) -> bytes:
+    def open(
+        self,
+        counter: int,
+        ciphertext: bytes | memoryview,
+        associated_data: bytes | memoryview | None = None,
+    ) -> bytes:
         try:
             return self._cipher.decrypt(_NONCE.pack(counter), ciphertext, associated_data)
         except InvalidTag:

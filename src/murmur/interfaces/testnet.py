@@ -43,7 +43,7 @@ PEERS_DIALLED = 4
 
 
 @dataclass
-class TestnetNode:
+class NetNode:
     index: int
     directory: Path
     host: str
@@ -85,14 +85,14 @@ def running_testnet(
     rng: random.Random,
     distinct_prefixes: bool = False,
     extra_env: dict[str, str] | None = None,
-) -> Iterator[list[TestnetNode]]:
+) -> Iterator[list[NetNode]]:
     """Starts ``n`` node processes (torn down on exit, even on error)."""
-    nodes: list[TestnetNode] = []
+    nodes: list[NetNode] = []
     for i in range(n):
         host = _host_for(i, distinct_prefixes)
         directory = base / f"node{i:03d}"
         identity = init_node_dir(directory, config=NodeConfig())
-        nodes.append(TestnetNode(i, directory, host, _free_port(host), identity.node_id.hex()))
+        nodes.append(NetNode(i, directory, host, _free_port(host), identity.node_id.hex()))
     env = {**os.environ, **(extra_env or {})}
     try:
         for node in nodes:
@@ -133,7 +133,7 @@ def running_testnet(
         stop_nodes(nodes)
 
 
-def stop_nodes(nodes: list[TestnetNode]) -> None:
+def stop_nodes(nodes: list[NetNode]) -> None:
     for node in nodes:
         if node.client is not None and node.process is not None and node.process.poll() is None:
             with contextlib.suppress(Exception):
@@ -149,7 +149,7 @@ def stop_nodes(nodes: list[TestnetNode]) -> None:
             node.process.wait()
 
 
-def wait_for_mesh(nodes: list[TestnetNode], topic: str, timeout_s: float = MESH_TIMEOUT_S) -> float:
+def wait_for_mesh(nodes: list[NetNode], topic: str, timeout_s: float = MESH_TIMEOUT_S) -> float:
     """Seconds until every node has peers and a mesh for ``topic``."""
     start = time.monotonic()
     want = min(2, len(nodes) - 1)
@@ -168,7 +168,7 @@ def wait_for_mesh(nodes: list[TestnetNode], topic: str, timeout_s: float = MESH_
         time.sleep(0.2)
 
 
-def _wire_bytes(nodes: list[TestnetNode]) -> int:
+def _wire_bytes(nodes: list[NetNode]) -> int:
     total = 0
     for node in nodes:
         assert node.client is not None
@@ -176,7 +176,7 @@ def _wire_bytes(nodes: list[TestnetNode]) -> int:
     return total
 
 
-def _handshake_failures(nodes: list[TestnetNode]) -> int:
+def _handshake_failures(nodes: list[NetNode]) -> int:
     failures = 0
     for node in nodes:
         assert node.client is not None
@@ -268,7 +268,7 @@ def run_testnet(
     }
 
 
-def _collect_deliveries(net: list[TestnetNode], wanted: set[str]) -> list[dict[str, float]]:
+def _collect_deliveries(net: list[NetNode], wanted: set[str]) -> list[dict[str, float]]:
     deadline = time.monotonic() + DELIVERY_TIMEOUT_S
     while True:
         logs = []

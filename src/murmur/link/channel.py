@@ -79,7 +79,7 @@ class ReceiveChannel:
         self._aead = Aead(algorithm=self._algorithm, key=key)
         self._counter = 0
 
-    def open(self, header: bytes, body: bytes) -> Frame | None:
+    def open(self, header: bytes | memoryview, body: bytes | memoryview) -> Frame | None:
         """The frame in one record, or ``None`` for a REKEY (handled here)."""
         plaintext = self._aead.open(self._counter, body, header)
         self._counter += 1

@@ -80,6 +80,8 @@ class LinkClosed:
 
 LinkEvent = HandshakeCompleted | MessageReceived | PongReceived | LinkClosed
 
+_SENT_COUNTER = {t: f"frames_sent.{t.name.lower()}" for t in FrameType}
+
 
 class LinkConnection:
     def __init__(
@@ -166,7 +168,7 @@ class LinkConnection:
         if len(payload) > MAX_PAYLOAD_BYTES:
             raise LocalProtocolError(f"payload of {len(payload)} bytes > {MAX_PAYLOAD_BYTES}")
         self._out.append(self._send.seal(frame_type, payload, padding))
-        self.counters.inc(f"frames_sent.{frame_type.name.lower()}")
+        self.counters.inc(_SENT_COUNTER[frame_type])
 
     # --- inputs --------------------------------------------------------------------------
 
@@ -187,18 +189,32 @@ class LinkConnection:
     def receive_data(self, data: bytes, now: float) -> None:
         if self.state is LinkState.CLOSED:
             return
-        self._inbuf += data
         try:
-            self._process_records(now)
+            if self._inbuf:
+                self._inbuf += data
+                buf = self._inbuf
+                with memoryview(buf) as view:
+                    used = self._process_records(view, now)
+                del buf[:used]
+            else:
+                # Fast path: whole records are opened straight from ``data``; only a trailing
+                # partial record is copied into the buffer.
+                used = self._process_records(memoryview(data), now)
+                if self.state is not LinkState.CLOSED:
+                    self._inbuf += data[used:]
         except RemoteProtocolError as exc:
             self.counters.inc(f"protocol_error.{exc.reason}")
             self._closed(exc.reason, by_peer_error=True)
 
-    def _process_records(self, now: float) -> None:
-        buf = self._inbuf
-        pos = 0
-        while self.state is not LinkState.CLOSED and len(buf) - pos >= RECORD_HEADER_BYTES:
-            (length,) = RECORD_HEADER.unpack_from(buf, pos)
+    def _process_records(self, view: memoryview, now: float) -> int:
+        """Handles every complete record in ``view``; returns the bytes consumed.
+
+        Record header and body reach ``_handle_record`` as temporary slices of ``view``, so no
+        reference outlives the call and the caller can then trim its buffer.
+        """
+        pos, size = 0, len(view)
+        while self.state is not LinkState.CLOSED and size - pos >= RECORD_HEADER_BYTES:
+            (length,) = RECORD_HEADER.unpack_from(view, pos)
             limit = (
                 MAX_RECORD_BODY_BYTES
                 if self.state is LinkState.ESTABLISHED
@@ -206,21 +222,22 @@ class LinkConnection:
             )
             if length > limit:
                 raise RemoteProtocolError("bad_length", f"record of {length} bytes")
-            end = pos + RECORD_HEADER_BYTES + length
-            if len(buf) < end:
+            body_start = pos + RECORD_HEADER_BYTES
+            end = body_start + length
+            if size < end:
                 break
-            header = bytes(buf[pos : pos + RECORD_HEADER_BYTES])
-            body = bytes(buf[pos + RECORD_HEADER_BYTES : end])
-            pos = end
             self._last_received = now
-            self._handle_record(header, body, now)
-        del buf[:pos]
+            self._handle_record(view[pos:body_start], view[body_start:end], now)
+            pos = end
+        return pos
 
-    def _handle_record(self, header: bytes, body: bytes, now: float) -> None:
+    def _handle_record(self, header: memoryview, body: memoryview, now: float) -> None:
         state = self.state
         if state is LinkState.ESTABLISHED:
             self._handle_frame(header, body, now)
-        elif state is LinkState.AWAIT_HELLO:
+            return
+        body = bytes(body)  # the handshake steps take bytes
+        if state is LinkState.AWAIT_HELLO:
             reply, self._responder_state = hs.responder_reply(
                 body,
                 x25519_seed=self._rng.random_bytes(X25519_BYTES),
@@ -256,7 +273,7 @@ class LinkConnection:
         self.counters.inc("handshakes_completed")
         self._events.append(HandshakeCompleted(keys.peer_id, keys.peer_public_key, keys.session_id))
 
-    def _handle_frame(self, header: bytes, body: bytes, now: float) -> None:
+    def _handle_frame(self, header: memoryview, body: memoryview, now: float) -> None:
         assert self._recv is not None
         frame = self._recv.open(header, body)
         if frame is None:
@@ -298,5 +315,5 @@ class LinkConnection:
         self.state = LinkState.CLOSED
         self._send = self._recv = None
         self._initiator_state = self._responder_state = None
-        self._inbuf.clear()
+        self._inbuf = bytearray()  # not clear(): a record view may still be exported
         self._events.append(LinkClosed(reason, by_peer_error))

@@ -26,6 +26,7 @@ from murmur.link.connection import (
     LinkClosed,
     LinkConfig,
     LinkConnection,
+    LinkState,
     MessageReceived,
 )
 from murmur.node.actions import (
@@ -88,6 +89,7 @@ class Node:
             _DialTarget(peer, ReconnectBackoff(), now) for peer in config.bootstrap
         ]
         self._actions: list[NodeAction] = []
+        self._closed_link_counters: dict[str, int] = {}
         self.deliveries: OrderedDict[bytes, float] = OrderedDict()
         """Message id → local time of first delivery (bounded; testnet latency reads it)."""
 
@@ -200,7 +202,9 @@ class Node:
     def status(self, now: float) -> dict[str, object]:
         counters: dict[str, int] = {}
         self.counters.merge_into(counters)
-        self.gossip.counters.merge_into(counters, "gossip.")
+        self.gossip.counters.merge_into(counters)
+        for name, value in self._closed_link_counters.items():
+            counters[name] = counters.get(name, 0) + value
         for session in self._sessions.values():
             session.link.counters.merge_into(counters, "link.")
         peers = [
@@ -359,7 +363,8 @@ class Node:
 
     def _forget(self, session: Session, now: float) -> None:
         session.closing = True
-        self._sessions.pop(session.conn_id, None)
+        if self._sessions.pop(session.conn_id, None) is not None:
+            session.link.counters.merge_into(self._closed_link_counters, "link.")
         peer = session.peer_id
         if peer is not None and self._by_peer.get(peer) is session:
             del self._by_peer[peer]
@@ -375,7 +380,7 @@ class Node:
         for action in self.gossip.drain_actions():
             if isinstance(action, SendRpc):
                 session = self._by_peer.get(action.peer)
-                if session is not None and not session.closing:
+                if session is not None and session.link.state is LinkState.ESTABLISHED:
                     session.link.send_message(wrap(Channel.GOSSIP, action.data), now)
                     data = session.link.data_to_send()
                     session.bytes_out += len(data)

@@ -50,6 +50,7 @@ class FrameType(enum.IntEnum):
 
 
 PING_PAYLOAD_BYTES = 8
+_FRAME_TYPES = {int(t): t for t in FrameType}
 
 
 def encode_record(body: bytes) -> bytes:
@@ -159,9 +160,8 @@ def decode_frame_plaintext(plaintext: bytes) -> Frame:
     type_code, length = FRAME_HEADER.unpack_from(plaintext)
     if length > MAX_PAYLOAD_BYTES or FRAME_HEADER_BYTES + length > len(plaintext):
         raise RemoteProtocolError("bad_length", "frame payload length")
-    try:
-        frame_type = FrameType(type_code)
-    except ValueError:
-        raise RemoteProtocolError("bad_frame_type", str(type_code)) from None
+    frame_type = _FRAME_TYPES.get(type_code)
+    if frame_type is None:
+        raise RemoteProtocolError("bad_frame_type", str(type_code))
     end = FRAME_HEADER_BYTES + length
     return Frame(frame_type, plaintext[FRAME_HEADER_BYTES:end])

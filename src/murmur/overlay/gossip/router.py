@@ -1,0 +1,587 @@
+"""The gossip router: a gossipsub-v1.1-style mesh, sans-I/O (the fast path).
+
+Theory of operation. For each topic this node subscribes to, it keeps a *mesh* of about ``d``
+peers that also subscribe; a message received or published is delivered locally and forwarded in
+full to every mesh peer except the one it came from. Messages carry no author: their id is a hash
+of topic and data (:func:`murmur.wire.gossip.message_id`), and a seen-cache of ids stops a message
+from being delivered or forwarded twice. Publishing on a topic this node does not subscribe to
+goes to a *fanout* set of ``d`` topic peers, kept ``fanout_ttl_s`` after the last publish.
+
+Every heartbeat the router: decays peer scores; repairs each mesh (prunes peers with a negative
+score, grafts peers up to ``d`` when below ``d_lo``, prunes at random down to ``d`` once it has
+reached ``d_hi``, the size at which incoming GRAFTs are refused); refreshes fanout sets; and
+sends IHAVE (the ids of the last ``history_gossip`` heartbeats' messages) to ``d_lazy`` topic
+peers outside the mesh, which answer IWANT for ids they missed, so a message a mesh link lost is
+still recovered. GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which
+neither side grafts again.
+
+Peer input never raises: a malformed RPC is counted (``gossip.malformed.<reason>``) and the peer
+is reported with :class:`PenalizePeer` and ignored from then on. A message a topic validator
+rejects is neither delivered nor forwarded and costs its sender score; below the graylist
+threshold the sender is reported and ignored too. Every structure is capped by
+:class:`GossipConfig`. Publishing consults :func:`murmur.overlay.routing.require_fast_path`, so a
+private message type is refused instead of gossiped in the clear.
+
+Outputs are pulled with :meth:`GossipRouter.drain_actions`: records queued for one peer since the
+last drain leave as one RPC (several only if a cap forces a split).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container, Iterable
+
+from murmur.base.errors import LocalProtocolError, RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
+from murmur.base.rng import Rng
+from murmur.overlay.gossip.actions import Deliver, GossipAction, PenalizePeer, SendRpc
+from murmur.overlay.gossip.config import GossipConfig
+from murmur.overlay.gossip.mcache import MessageCache
+from murmur.overlay.gossip.score import PeerScores
+from murmur.overlay.gossip.seen_cache import SeenCache
+from murmur.overlay.routing import require_fast_path
+from murmur.wire.gossip import (
+    Graft,
+    IHave,
+    IWant,
+    Message,
+    Prune,
+    Rpc,
+    RpcBatch,
+    Section,
+    Subscription,
+    decode_rpc,
+    encode_graft,
+    encode_ihave,
+    encode_iwant,
+    encode_message,
+    encode_prune,
+    encode_subscription,
+    is_valid_topic,
+    message_id,
+)
+
+Validator = Callable[[bytes], bool]
+"""Returns False (or raises RemoteProtocolError) to reject a message's data."""
+
+_NO_BACKOFF: dict[NodeId, float] = {}
+_MESSAGES = Section.MESSAGES
+
+
+class _Peer:
+    """What the router knows about one connected peer."""
+
+    __slots__ = (
+        "batch",
+        "dirty",
+        "id",
+        "ignored",
+        "ihave_entries",
+        "ihave_ids",
+        "iwant_served",
+        "topics",
+    )
+
+    def __init__(self, peer: NodeId, batch: RpcBatch) -> None:
+        self.id = peer
+        self.batch = batch
+        """Records queued for this peer since the last drain."""
+        self.topics: set[str] = set()
+        self.dirty = False
+        """Listed in the router's ``_dirty`` (has records queued since the last drain)."""
+        self.ignored = False
+        """Penalized or removed: nothing more is read from or sent to it."""
+        self.ihave_entries = 0
+        self.ihave_ids = 0
+        self.iwant_served: set[bytes] = set()
+
+
+_NO_PEERS: dict[NodeId, _Peer] = {}
+
+
+class GossipRouter:
+    def __init__(self, *, config: GossipConfig, rng: Rng, now: float) -> None:
+        self._config = config
+        self._rng = rng
+        self.counters = Counters()
+        self._peers: dict[NodeId, _Peer] = {}
+        self._mesh: dict[str, dict[NodeId, _Peer]] = {}
+        """Subscribed topic -> mesh peers (the keys are this node's subscriptions)."""
+        self._peers_by_topic: dict[str, dict[NodeId, _Peer]] = {}
+        self._fanout: dict[str, dict[NodeId, _Peer]] = {}
+        self._fanout_last_publish: dict[str, float] = {}
+        self._backoff: dict[str, dict[NodeId, float]] = {}
+        self._validators: dict[str, Validator] = {}
+        self._seen = SeenCache(ttl_s=config.seen_ttl_s, capacity=config.seen_capacity)
+        self._mcache = MessageCache(
+            history_length=config.history_length,
+            history_gossip=config.history_gossip,
+            max_messages=config.mcache_max_messages,
+            max_bytes=config.mcache_max_bytes,
+        )
+        self._scores = PeerScores(decay=config.score_decay, max_retained=config.max_retained_scores)
+        self._actions: list[GossipAction] = []
+        self._dirty: list[_Peer] = []
+        self._next_heartbeat = now + config.heartbeat_interval_s
+
+    # --- commands ---------------------------------------------------------------------------
+
+    def add_peer(self, peer: NodeId, now: float) -> None:
+        if peer in self._peers:
+            raise LocalProtocolError("gossip peer added twice")
+        if len(self._peers) >= self._config.max_peers:
+            raise LocalProtocolError(f"gossip router is full ({self._config.max_peers} peers)")
+        st = _Peer(peer, RpcBatch(max_queued_bytes=self._config.max_outbox_bytes))
+        self._peers[peer] = st
+        if self._scores.connect(peer) < self._config.graylist_threshold:
+            self._ignore(st, "graylisted")
+            return
+        for topic in self._mesh:
+            self._queue(st, Section.SUBSCRIPTIONS, encode_subscription(Subscription(topic, True)))
+
+    def remove_peer(self, peer: NodeId, now: float) -> None:
+        """Forget a disconnected peer (unknown peers are ignored)."""
+        st = self._peers.pop(peer, None)
+        if st is None:
+            return
+        self._detach(st)
+        for backoff in self._backoff.values():
+            backoff.pop(peer, None)
+        self._scores.disconnect(peer)
+
+    def subscribe(self, topic: str, now: float) -> None:
+        if not is_valid_topic(topic):
+            raise LocalProtocolError(f"invalid gossip topic {topic!r}")
+        if topic in self._mesh:
+            return
+        if len(self._mesh) >= self._config.max_topics:
+            raise LocalProtocolError(f"already subscribed to {self._config.max_topics} topics")
+        fanout = self._fanout.pop(topic, _NO_PEERS)
+        self._fanout_last_publish.pop(topic, None)
+        backoff = self._backoff.get(topic, _NO_BACKOFF)
+        mesh = {
+            pid: st
+            for pid, st in fanout.items()
+            if self._scores.get(pid) >= 0 and backoff.get(pid, now) <= now
+        }
+        self._mesh[topic] = mesh
+        self._graft_up_to(topic, mesh, self._config.d, now)
+        record = encode_subscription(Subscription(topic, True))
+        for st in self._peers.values():
+            if not st.ignored:
+                self._queue(st, Section.SUBSCRIPTIONS, record)
+        graft = encode_graft(Graft(topic))
+        for st in mesh.values():
+            self._queue(st, Section.GRAFT, graft)
+
+    def unsubscribe(self, topic: str, now: float) -> None:
+        mesh = self._mesh.pop(topic, None)
+        if mesh is None:
+            return
+        record = encode_subscription(Subscription(topic, False))
+        for st in self._peers.values():
+            if not st.ignored:
+                self._queue(st, Section.SUBSCRIPTIONS, record)
+        for st in mesh.values():
+            self._prune(st, topic, now)
+
+    def set_validator(self, topic: str, validator: Validator) -> None:
+        """Run ``validator`` on every message of ``topic`` before delivering or forwarding it."""
+        if not is_valid_topic(topic):
+            raise LocalProtocolError(f"invalid gossip topic {topic!r}")
+        self._validators[topic] = validator
+
+    def publish(self, topic: str, data: bytes, now: float) -> bytes:
+        """Send ``data`` on ``topic``; returns the message id.
+
+        Raises :class:`murmur.overlay.routing.PrivatePathUnavailable` for private message types
+        and :class:`LocalProtocolError` for an invalid topic, oversized data or data the topic's
+        validator rejects. Publishing the same data twice sends it once.
+        """
+        require_fast_path(topic)
+        msg = Message(topic, data)
+        mid = message_id(topic, data)
+        if mid in self._seen:
+            self.counters.inc("gossip.publish.duplicate")
+            return mid
+        validator = self._validators.get(topic)
+        if validator is not None and not _accepts(validator, data):
+            raise LocalProtocolError(f"own message on {topic!r} failed validation")
+        self._seen.add(mid, now)
+        record = encode_message(msg)
+        self._mcache.put(mid, topic, record)
+        self.counters.inc("gossip.publish")
+        mesh = self._mesh.get(topic)
+        if mesh is None:
+            targets: Iterable[_Peer] = self._fanout_peers(topic, now).values()
+        else:
+            self._actions.append(Deliver(topic, mid, data, None))
+            targets = mesh.values() if mesh else self._pick(topic, (), _NO_BACKOFF, now)
+        for st in targets:
+            self._queue(st, Section.MESSAGES, record)
+        return mid
+
+    # --- inputs -----------------------------------------------------------------------------
+
+    def receive_rpc(self, peer: NodeId, data: bytes, now: float) -> None:
+        st = self._peers.get(peer)
+        if st is None:
+            self.counters.inc("gossip.rpc.unknown_peer")
+            return
+        if st.ignored:
+            self.counters.inc("gossip.rpc.ignored")
+            return
+        try:
+            rpc = decode_rpc(data)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"gossip.malformed.{exc.reason}")
+            self._scores.penalize(peer, self._config.malformed_rpc_penalty)
+            self._ignore(st, f"malformed_rpc:{exc.reason}")
+            return
+        if rpc.subscriptions:
+            self._on_subscriptions(st, rpc.subscriptions)
+        for msg in rpc.messages:
+            if st.ignored:  # graylisted by an earlier message of this RPC
+                return
+            self._on_message(st, msg, now)
+        if st.ignored:
+            return
+        if rpc.graft or rpc.prune:
+            self._on_graft_prune(st, rpc, now)
+        if rpc.ihave:
+            self._on_ihave(st, rpc.ihave)
+        if rpc.iwant:
+            self._on_iwant(st, rpc.iwant)
+
+    def handle_timer(self, now: float) -> None:
+        if now < self._next_heartbeat:
+            return
+        self._heartbeat(now)
+        self._next_heartbeat += self._config.heartbeat_interval_s
+        if self._next_heartbeat <= now:
+            self._next_heartbeat = now + self._config.heartbeat_interval_s
+
+    def next_deadline(self) -> float | None:
+        return self._next_heartbeat
+
+    # --- outputs ----------------------------------------------------------------------------
+
+    def drain_actions(self) -> list[GossipAction]:
+        actions = self._actions
+        self._actions = []
+        for st in self._dirty:
+            st.dirty = False
+            for data in st.batch.take():
+                actions.append(SendRpc(st.id, data))
+        self._dirty = []
+        return actions
+
+    def mesh_peers(self, topic: str) -> frozenset[NodeId]:
+        """The peers in this node's mesh for ``topic`` (empty if not subscribed)."""
+        return frozenset(self._mesh.get(topic, _NO_PEERS))
+
+    def score(self, peer: NodeId) -> float:
+        """A connected peer's current score (0 for unknown peers)."""
+        return self._scores.get(peer)
+
+    def status(self) -> dict[str, object]:
+        return {
+            "peers": len(self._peers),
+            "topics": sorted(self._mesh),
+            "mesh": {topic: len(mesh) for topic, mesh in sorted(self._mesh.items())},
+            "fanout": {topic: len(peers) for topic, peers in sorted(self._fanout.items())},
+            "seen": len(self._seen),
+            "mcache_messages": len(self._mcache),
+            "mcache_bytes": self._mcache.bytes,
+            "queued_bytes": sum(st.batch.queued_bytes for st in self._peers.values()),
+        }
+
+    # --- receive path -----------------------------------------------------------------------
+
+    def _on_message(self, st: _Peer, msg: Message, now: float) -> None:
+        """The hot path: one message from a peer."""
+        topic = msg.topic
+        mesh = self._mesh.get(topic)
+        if mesh is None:
+            self.counters.inc("gossip.message.unsubscribed")
+            return
+        data = msg.data
+        mid = message_id(topic, data)
+        if not self._seen.add(mid, now):
+            self.counters.inc("gossip.message.duplicate")
+            return
+        validator = self._validators.get(topic)
+        if validator is not None and not _accepts(validator, data):
+            self.counters.inc("gossip.message.invalid")
+            self._penalize(st, self._config.invalid_message_penalty)
+            return
+        record = encode_message(msg)
+        self._mcache.put(mid, topic, record)
+        self.counters.inc("gossip.message.accepted")
+        self._actions.append(Deliver(topic, mid, data, st.id))
+        for target in mesh.values():
+            if target is not st:  # _queue, inlined: this loop is the relay path
+                if target.batch.add(_MESSAGES, record):
+                    if not target.dirty:
+                        target.dirty = True
+                        self._dirty.append(target)
+                else:
+                    self.counters.inc("gossip.outbox.full")
+
+    def _on_subscriptions(self, st: _Peer, subscriptions: tuple[Subscription, ...]) -> None:
+        for sub in subscriptions:
+            topic = sub.topic
+            if not sub.subscribe:
+                if topic in st.topics:
+                    self._forget_topic(st, topic)
+            elif topic not in st.topics:
+                if len(st.topics) >= self._config.max_peer_topics:
+                    self.counters.inc("gossip.subscription.peer_cap")
+                    continue
+                st.topics.add(topic)
+                self._peers_by_topic.setdefault(topic, {})[st.id] = st
+
+    def _on_graft_prune(self, st: _Peer, rpc: Rpc, now: float) -> None:
+        cfg = self._config
+        for graft in rpc.graft:
+            topic = graft.topic
+            mesh = self._mesh.get(topic)
+            if mesh is None:
+                self.counters.inc("gossip.graft.unsubscribed_topic")
+                continue
+            if st.id in mesh:
+                continue
+            if topic not in st.topics:
+                self.counters.inc("gossip.graft.peer_not_subscribed")
+                self._prune(st, topic, now)
+            elif self._backoff.get(topic, _NO_BACKOFF).get(st.id, now) > now:
+                self.counters.inc("gossip.graft.backoff_violation")
+                self._prune(st, topic, now)
+                self._penalize(st, cfg.backoff_violation_penalty)
+                if st.ignored:
+                    return
+            elif self._scores.get(st.id) < 0 or len(mesh) >= cfg.d_hi:
+                self.counters.inc("gossip.graft.refused")
+                self._prune(st, topic, now)
+            else:
+                mesh[st.id] = st
+        for prune in rpc.prune:
+            mesh = self._mesh.get(prune.topic)
+            if mesh is None:
+                continue
+            mesh.pop(st.id, None)
+            self._set_backoff(prune.topic, st.id, now + (prune.backoff_s or cfg.prune_backoff_s))
+
+    def _on_ihave(self, st: _Peer, ihaves: tuple[IHave, ...]) -> None:
+        cfg = self._config
+        if self._scores.get(st.id) < cfg.gossip_threshold:
+            self.counters.inc("gossip.ihave.ignored_low_score")
+            return
+        wanted: dict[bytes, None] = {}
+        for ihave in ihaves:
+            if st.ihave_entries >= cfg.max_ihave_messages:
+                self.counters.inc("gossip.ihave.flood")
+                break
+            st.ihave_entries += 1
+            if ihave.topic not in self._mesh:
+                continue
+            for mid in ihave.message_ids:
+                if mid in self._seen or mid in wanted:
+                    continue
+                if st.ihave_ids >= cfg.max_ihave_length:
+                    self.counters.inc("gossip.ihave.flood")
+                    break
+                st.ihave_ids += 1
+                wanted[mid] = None
+        if wanted:  # at most max_ihave_length <= MAX_IDS_PER_CONTROL ids: one IWANT
+            self._queue(st, Section.IWANT, encode_iwant(IWant(tuple(wanted))))
+            self.counters.inc("gossip.iwant.sent_ids", len(wanted))
+
+    def _on_iwant(self, st: _Peer, iwants: tuple[IWant, ...]) -> None:
+        cfg = self._config
+        if self._scores.get(st.id) < cfg.gossip_threshold:
+            self.counters.inc("gossip.iwant.ignored_low_score")
+            return
+        served = st.iwant_served
+        for iwant in iwants:
+            for mid in iwant.message_ids:
+                if mid in served:
+                    continue
+                if len(served) >= cfg.max_iwant_replies:
+                    self.counters.inc("gossip.iwant.flood")
+                    return
+                record = self._mcache.get(mid)
+                if record is None:
+                    self.counters.inc("gossip.iwant.missing")
+                    continue
+                served.add(mid)
+                self.counters.inc("gossip.iwant.served")
+                self._queue(st, Section.MESSAGES, record)
+
+    # --- heartbeat ----------------------------------------------------------------------------
+
+    def _heartbeat(self, now: float) -> None:
+        self.counters.inc("gossip.heartbeat")
+        self._scores.decay()
+        for topic in list(self._backoff):
+            backoff = self._backoff[topic]
+            for pid in [pid for pid, until in backoff.items() if until <= now]:
+                del backoff[pid]
+            if not backoff:
+                del self._backoff[topic]
+        for topic, mesh in self._mesh.items():
+            self._maintain_mesh(topic, mesh, now)
+        self._maintain_fanout(now)
+        self._emit_gossip()
+        self._mcache.shift()
+        self._seen.expire(now)
+        for st in self._peers.values():
+            st.ihave_entries = 0
+            st.ihave_ids = 0
+            st.iwant_served.clear()
+
+    def _maintain_mesh(self, topic: str, mesh: dict[NodeId, _Peer], now: float) -> None:
+        cfg = self._config
+        for pid in [pid for pid in mesh if self._scores.get(pid) < 0]:
+            self._prune(mesh.pop(pid), topic, now)
+        if len(mesh) < cfg.d_lo:
+            graft = encode_graft(Graft(topic))
+            for st in self._graft_up_to(topic, mesh, cfg.d, now):
+                self._queue(st, Section.GRAFT, graft)
+        elif len(mesh) >= cfg.d_hi:
+            members = list(mesh.values())
+            self._rng.shuffle(members)
+            for st in members[cfg.d :]:
+                del mesh[st.id]
+                self._prune(st, topic, now)
+
+    def _maintain_fanout(self, now: float) -> None:
+        cfg = self._config
+        for topic in list(self._fanout):
+            if self._fanout_last_publish[topic] + cfg.fanout_ttl_s <= now:
+                del self._fanout[topic], self._fanout_last_publish[topic]
+                continue
+            fanout = self._fanout[topic]
+            for pid in [pid for pid in fanout if self._scores.get(pid) < 0]:
+                del fanout[pid]
+            if len(fanout) < cfg.d:
+                for st in self._pick(topic, fanout, _NO_BACKOFF, now, cfg.d - len(fanout)):
+                    fanout[st.id] = st
+
+    def _emit_gossip(self) -> None:
+        cfg = self._config
+        for topic, ids in self._mcache.gossip_ids().items():
+            members = self._mesh.get(topic)
+            if members is None:
+                members = self._fanout.get(topic)
+                if members is None:
+                    continue
+            candidates = [
+                st
+                for pid, st in self._peers_by_topic.get(topic, _NO_PEERS).items()
+                if pid not in members and self._scores.get(pid) >= cfg.gossip_threshold
+            ]
+            if not candidates:
+                continue
+            if len(ids) > cfg.max_ihave_length:
+                self._rng.shuffle(ids)
+                del ids[cfg.max_ihave_length :]
+            record = encode_ihave(IHave(topic, tuple(ids)))
+            for st in self._rng.sample(candidates, min(cfg.d_lazy, len(candidates))):
+                self._queue(st, Section.IHAVE, record)
+
+    # --- helpers ------------------------------------------------------------------------------
+
+    def _queue(self, st: _Peer, section: Section, record: bytes) -> None:
+        if not st.batch.add(section, record):
+            self.counters.inc("gossip.outbox.full")
+            return
+        if not st.dirty:
+            st.dirty = True
+            self._dirty.append(st)
+
+    def _pick(
+        self,
+        topic: str,
+        exclude: Container[NodeId],
+        backoff: dict[NodeId, float],
+        now: float,
+        k: int | None = None,
+    ) -> list[_Peer]:
+        """Up to ``k`` (default ``d``) random topic peers with a score >= 0, not excluded, and
+        not in ``backoff``."""
+        candidates = [
+            st
+            for pid, st in self._peers_by_topic.get(topic, _NO_PEERS).items()
+            if pid not in exclude and self._scores.get(pid) >= 0 and backoff.get(pid, now) <= now
+        ]
+        k = self._config.d if k is None else k
+        return self._rng.sample(candidates, min(k, len(candidates)))
+
+    def _graft_up_to(
+        self, topic: str, mesh: dict[NodeId, _Peer], d: int, now: float
+    ) -> list[_Peer]:
+        """Add random eligible peers to ``mesh`` until it holds ``d``; returns the new ones."""
+        backoff = self._backoff.get(topic, _NO_BACKOFF)
+        added = self._pick(topic, mesh, backoff, now, d - len(mesh)) if len(mesh) < d else []
+        for st in added:
+            mesh[st.id] = st
+        return added
+
+    def _fanout_peers(self, topic: str, now: float) -> dict[NodeId, _Peer]:
+        fanout = self._fanout.get(topic)
+        if fanout is None:
+            if len(self._fanout) >= self._config.max_fanout_topics:
+                stalest = min(self._fanout_last_publish, key=self._fanout_last_publish.__getitem__)
+                del self._fanout[stalest], self._fanout_last_publish[stalest]
+            fanout = self._fanout[topic] = {}
+        if len(fanout) < self._config.d:
+            for st in self._pick(topic, fanout, _NO_BACKOFF, now, self._config.d - len(fanout)):
+                fanout[st.id] = st
+        self._fanout_last_publish[topic] = now
+        return fanout
+
+    def _prune(self, st: _Peer, topic: str, now: float) -> None:
+        """Tell ``st`` it is not (or no longer) in our mesh for ``topic``, with a backoff."""
+        backoff_s = self._config.prune_backoff_s
+        self._set_backoff(topic, st.id, now + backoff_s)
+        self._queue(st, Section.PRUNE, encode_prune(Prune(topic, backoff_s)))
+
+    def _set_backoff(self, topic: str, peer: NodeId, until: float) -> None:
+        backoff = self._backoff.setdefault(topic, {})
+        backoff[peer] = max(until, backoff.get(peer, until))
+
+    def _penalize(self, st: _Peer, amount: float) -> None:
+        if self._scores.penalize(st.id, amount) < self._config.graylist_threshold:
+            self._ignore(st, "graylisted")
+
+    def _ignore(self, st: _Peer, reason: str) -> None:
+        """Cut ``st`` off: out of every mesh, nothing queued, and report it to the node."""
+        self._detach(st)
+        self.counters.inc(f"gossip.penalized.{reason.partition(':')[0]}")
+        self._actions.append(PenalizePeer(st.id, reason))
+
+    def _detach(self, st: _Peer) -> None:
+        st.ignored = True
+        for topic in list(st.topics):
+            self._forget_topic(st, topic)
+        st.batch.take()
+
+    def _forget_topic(self, st: _Peer, topic: str) -> None:
+        st.topics.discard(topic)
+        peers = self._peers_by_topic.get(topic)
+        if peers is not None:
+            peers.pop(st.id, None)
+            if not peers:
+                del self._peers_by_topic[topic]
+        for table in (self._mesh, self._fanout):
+            members = table.get(topic)
+            if members is not None:
+                members.pop(st.id, None)
+
+
+def _accepts(validator: Validator, data: bytes) -> bool:
+    try:
+        return bool(validator(data))
+    except RemoteProtocolError:
+        return False

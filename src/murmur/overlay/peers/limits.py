@@ -1,0 +1,67 @@
+"""Per-peer limits and the rate limiter that enforces them for one peer.
+
+Theory of operation: :class:`PeerLimits` is the configuration (slot counts, rates, ban length).
+:class:`PeerRateLimiter` holds three token buckets for one connected peer: bytes, messages and
+pings. ``admit`` charges one message of ``nbytes`` against both the byte and the message bucket
+atomically (either both are charged or neither), so a refused message costs nothing and a peer
+is never billed twice. The peer manager decides what a refusal means (pause reading, drop, or
+disconnect and ban on a sustained flood). ``bytes_burst`` must exceed the largest frame, or a
+frame of that size can never be admitted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+from murmur.overlay.peers.token_bucket import TokenBucket
+
+MIB = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerLimits:
+    max_inbound: int = 32
+    max_outbound: int = 8
+    bytes_per_s: int = 4 * MIB
+    bytes_burst: int = 8 * MIB
+    messages_per_s: int = 2000
+    messages_burst: int = 4000
+    pings_per_s: float = 2.0
+    pings_burst: int = 5
+    ban_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{f.name} must be a number")
+            if f.type in ("int", int) and not isinstance(value, int):
+                raise ValueError(f"{f.name} must be an integer")
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{f.name} must be positive")
+
+
+class PeerRateLimiter:
+    __slots__ = ("_bytes", "_messages", "_pings")
+
+    def __init__(self, limits: PeerLimits) -> None:
+        self._bytes = TokenBucket(limits.bytes_per_s, limits.bytes_burst)
+        self._messages = TokenBucket(limits.messages_per_s, limits.messages_burst)
+        self._pings = TokenBucket(limits.pings_per_s, limits.pings_burst)
+
+    def admit(self, now: float, nbytes: int) -> bool:
+        """Charge one message of ``nbytes``; False (nothing charged) when over either limit."""
+        if self._bytes.available(now) < nbytes or self._messages.available(now) < 1:
+            return False
+        self._bytes.consume(now, nbytes)
+        self._messages.consume(now, 1)
+        return True
+
+    def admit_ping(self, now: float) -> bool:
+        """Charge one ping against the ping budget (pings also pass through ``admit``)."""
+        return self._pings.consume(now)
+
+    def wait_s(self, now: float, nbytes: int) -> float:
+        """Seconds until a message of ``nbytes`` would be admitted (for read back-pressure)."""
+        return max(self._bytes.wait_s(now, nbytes), self._messages.wait_s(now, 1))

@@ -1,0 +1,200 @@
+"""The node directory: identity key, config, API cookie, and the running node's address card.
+
+Theory of operation. A node directory ``D`` holds:
+
+* ``D/identity.key`` — the 32-byte ML-DSA-87 seed (raw bytes). The node id is derived from it.
+* ``D/config.toml`` — the commented TOML config (:mod:`murmur.node.config`).
+* ``D/api.cookie`` — written by the node at start: 64 hex digits (32 random bytes) that every
+  control API request must present, like bitcoind's ``.cookie``.
+* ``D/node.json`` — written by the node at start: ``{"pid": int, "listen": "HOST:PORT",
+  "api": "127.0.0.1:PORT", "node_id": "HEX"}``, so the CLI can find the running node.
+
+Every file is written as a temporary file created with ``os.open(..., 0o600)`` (and ``fchmod``
+to exactly 0600, whatever the umask), then renamed over the target: no file is ever visible
+with a looser mode or half-written, even briefly. The directory is created 0700. The identity
+key and the cookie are refused when their mode grants any group or other permission; the error
+names the file and the fix. This module never logs, and no secret appears in any message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+from murmur.base.errors import ConfigError
+from murmur.crypto.identity import SEED_BYTES, Identity
+from murmur.node.config import NodeConfig, parse_config, render_config
+
+IDENTITY_FILE = "identity.key"
+CONFIG_FILE = "config.toml"
+COOKIE_FILE = "api.cookie"
+NODE_INFO_FILE = "node.json"
+
+PRIVATE_FILE_MODE = 0o600
+NODE_DIR_MODE = 0o700
+COOKIE_BYTES = 32
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_NODE_INFO_BYTES = 64 * 1024
+
+_COOKIE = re.compile(r"[0-9a-f]{64}\Z")
+
+
+class MissingFileError(ConfigError):
+    """A file the node directory should hold is not there."""
+
+    def __init__(self, path: Path, hint: str) -> None:
+        super().__init__(f"{path} does not exist; {hint}")
+        self.path = path
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    temp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    fd = os.open(temp, flags, PRIVATE_FILE_MODE)
+    try:
+        try:
+            os.fchmod(fd, PRIVATE_FILE_MODE)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+
+
+def _read(path: Path, max_bytes: int, hint: str, *, private: bool) -> bytes:
+    try:
+        # O_NONBLOCK: a FIFO planted in place of a file must not hang the node.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise MissingFileError(path, hint) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigError(f"{path} is not a regular file")
+        if private and info.st_mode & 0o077:
+            raise ConfigError(
+                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}, which lets other users on "
+                f"this machine read or change it; refusing to use it. Fix with: chmod 600 {path}"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        while size <= max_bytes and (chunk := os.read(fd, max_bytes + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise ConfigError(f"{path} is larger than {max_bytes} bytes")
+    return data
+
+
+def _init_hint(directory: Path) -> str:
+    return f"create the node directory with: murmur init --dir {directory}"
+
+
+def _not_running_hint(directory: Path) -> str:
+    return f"is the node running? start it with: murmur node --dir {directory}"
+
+
+def init_node_dir(
+    path: str | os.PathLike[str], *, force: bool = False, config: NodeConfig | None = None
+) -> Identity:
+    """Create a node directory with a fresh identity and a commented config.
+
+    Refuses to replace an existing identity unless ``force``. An existing ``config.toml`` is
+    kept (after checking that it parses) unless ``config`` is given or ``force`` is set.
+    """
+    directory = Path(path)
+    directory.mkdir(mode=NODE_DIR_MODE, parents=True, exist_ok=True)
+    key_path = directory / IDENTITY_FILE
+    if not force and (key_path.exists() or key_path.is_symlink()):
+        raise ConfigError(
+            f"{key_path} already exists; refusing to replace this node's identity "
+            "(use --force to replace it, which gives the node a new node id)"
+        )
+    config_path = directory / CONFIG_FILE
+    if config is not None or force or not config_path.exists():
+        _write_private(config_path, render_config(config or NodeConfig()).encode())
+    else:
+        load_config(directory)
+    seed = secrets.token_bytes(SEED_BYTES)
+    identity = Identity.from_seed(seed)
+    _write_private(key_path, seed)
+    return identity
+
+
+def load_identity(path: str | os.PathLike[str]) -> Identity:
+    """The node's identity; refuses a key file that group or others may access."""
+    directory = Path(path)
+    key_path = directory / IDENTITY_FILE
+    seed = _read(key_path, SEED_BYTES, _init_hint(directory), private=True)
+    if len(seed) != SEED_BYTES:
+        raise ConfigError(f"{key_path} is not a {SEED_BYTES}-byte ML-DSA-87 seed")
+    return Identity.from_seed(seed)
+
+
+def load_config(path: str | os.PathLike[str]) -> NodeConfig:
+    directory = Path(path)
+    config_path = directory / CONFIG_FILE
+    data = _read(config_path, MAX_CONFIG_BYTES, _init_hint(directory), private=False)
+    try:
+        return parse_config(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{config_path}: not UTF-8 text") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{config_path}: {exc}") from None
+
+
+def write_cookie(path: str | os.PathLike[str]) -> str:
+    """Write a fresh API cookie (0600) and return it."""
+    cookie = secrets.token_hex(COOKIE_BYTES)
+    _write_private(Path(path) / COOKIE_FILE, (cookie + "\n").encode())
+    return cookie
+
+
+def read_cookie(path: str | os.PathLike[str]) -> str:
+    directory = Path(path)
+    cookie_path = directory / COOKIE_FILE
+    data = _read(cookie_path, 2 * COOKIE_BYTES + 2, _not_running_hint(directory), private=True)
+    cookie = data.decode("ascii", errors="replace").strip()
+    if not _COOKIE.match(cookie):
+        raise ConfigError(f"{cookie_path} does not hold a cookie written by murmur")
+    return cookie
+
+
+def write_node_info(path: str | os.PathLike[str], info: dict[str, Any]) -> None:
+    _write_private(Path(path) / NODE_INFO_FILE, json.dumps(info, indent=2).encode() + b"\n")
+
+
+def read_node_info(path: str | os.PathLike[str]) -> dict[str, Any]:
+    directory = Path(path)
+    info_path = directory / NODE_INFO_FILE
+    data = _read(info_path, MAX_NODE_INFO_BYTES, _not_running_hint(directory), private=False)
+    try:
+        info = json.loads(data)
+    except (ValueError, RecursionError):
+        raise ConfigError(f"{info_path} is not valid JSON") from None
+    if not isinstance(info, dict):
+        raise ConfigError(f"{info_path} does not hold a JSON object")
+    return info
+
+
+def clear_node_info(path: str | os.PathLike[str]) -> None:
+    """Remove ``node.json`` and ``api.cookie`` (the node calls this when it stops)."""
+    directory = Path(path)
+    (directory / NODE_INFO_FILE).unlink(missing_ok=True)
+    (directory / COOKIE_FILE).unlink(missing_ok=True)

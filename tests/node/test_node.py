@@ -1,0 +1,244 @@
+"""The node core driven directly: several nodes wired in memory, fake clock, seeded RNG."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.base.ids import NodeId
+from murmur.crypto.identity import Identity
+from murmur.node.actions import CloseConnection, ConnId, Dial, MessageDelivered, SendBytes
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.node.node import Node
+from murmur.overlay.routing import PrivatePathUnavailable
+from murmur.sim.rng import SeededRng
+from murmur.wire.envelope import Channel, wrap
+
+
+class Net:
+    """Moves SendBytes between nodes; each connection is a pair of ConnIds."""
+
+    def __init__(self, n: int, *, peers_of=None) -> None:
+        self.now = 0.0
+        self.ids = [Identity.from_seed(bytes([i + 1]) * 32) for i in range(n)]
+        self.addr = {i: HostPort("127.0.0.1", 10_000 + i) for i in range(n)}
+        self.nodes: list[Node] = []
+        for i, identity in enumerate(self.ids):
+            targets = (peers_of or (lambda i: [j for j in range(i)]))(i)
+            cfg = NodeConfig(
+                listen=self.addr[i],
+                bootstrap=tuple(BootstrapPeer(self.addr[j], self.ids[j].node_id) for j in targets),
+            )
+            self.nodes.append(Node(identity=identity, config=cfg, rng=SeededRng(i), now=0.0))
+        self.pipe: dict[tuple[int, ConnId], tuple[int, ConnId]] = {}
+        self.next_conn = 100
+        self.delivered: dict[int, list[MessageDelivered]] = {i: [] for i in range(n)}
+        self.closed: list[tuple[int, CloseConnection]] = []
+
+    def conn(self) -> ConnId:
+        self.next_conn += 1
+        return ConnId(self.next_conn)
+
+    def connect_raw(self, i: int) -> ConnId:
+        """An inbound connection to node i from a test-controlled peer."""
+        c = self.conn()
+        self.nodes[i].connection_opened(c, outbound=False, host="127.0.0.9", port=1, now=self.now)
+        return c
+
+    def run(self, steps: int = 50) -> None:
+        for _ in range(steps):
+            moved = False
+            for i, node in enumerate(self.nodes):
+                for action in node.drain_actions():
+                    moved = True
+                    self.apply(i, action)
+            if not moved:
+                return
+
+    def apply(self, i: int, action) -> None:
+        if isinstance(action, Dial):
+            j = next(k for k, a in self.addr.items() if a == action.target.address)
+            ci, cj = self.conn(), self.conn()
+            self.pipe[(i, ci)] = (j, cj)
+            self.pipe[(j, cj)] = (i, ci)
+            self.nodes[j].connection_opened(
+                cj, outbound=False, host="127.0.0.1", port=5, now=self.now
+            )
+            self.nodes[i].connection_opened(
+                ci,
+                outbound=True,
+                host=action.target.address.host,
+                port=action.target.address.port,
+                now=self.now,
+                target=action.target,
+            )
+        elif isinstance(action, SendBytes):
+            dest = self.pipe.get((i, action.conn_id))
+            if dest is not None:
+                self.nodes[dest[0]].data_received(dest[1], action.data, self.now)
+        elif isinstance(action, CloseConnection):
+            self.closed.append((i, action))
+            dest = self.pipe.pop((i, action.conn_id), None)
+            if dest is not None:
+                self.pipe.pop(dest, None)
+                self.nodes[dest[0]].connection_lost(dest[1], self.now)
+        elif isinstance(action, MessageDelivered):
+            self.delivered[i].append(action)
+
+    def tick(self, until: float, step: float = 0.25) -> None:
+        while self.now < until:
+            self.now += step
+            for node in self.nodes:
+                deadline = node.next_deadline()
+                if deadline is not None and deadline <= self.now:
+                    node.handle_timer(self.now)
+            self.run()
+
+
+def test_nodes_connect_form_mesh_and_deliver_once() -> None:
+    net = Net(8)
+    net.tick(5.0)
+    for node in net.nodes:
+        assert len(node.status(net.now)["peers"]) >= 1
+    ids = []
+    for k in range(20):
+        ids.append(net.nodes[k % 8].publish("block_header", f"msg {k}".encode(), net.now))
+        net.run()
+    net.tick(net.now + 3.0)
+    for i in range(8):
+        got = [d.message_id for d in net.delivered[i] if d.topic == "block_header"]
+        assert sorted(got) == sorted(ids), f"node {i}"
+
+
+def test_private_topic_is_refused_not_sent() -> None:
+    net = Net(2)
+    net.tick(2.0)
+    with pytest.raises(PrivatePathUnavailable):
+        net.nodes[0].publish("transaction", b"tx", net.now)
+    net.run()
+    assert net.delivered[1] == []
+
+
+def test_wrong_node_id_is_rejected_and_redialled_with_backoff() -> None:
+    net = Net(2)
+    impostor = NodeId(b"\x00" * 32)
+    node = net.nodes[1]
+    target = BootstrapPeer(net.addr[0], impostor)
+    node._dial_targets[0].peer = target  # dial node 0 expecting someone else
+    net.tick(1.0)
+    counters = node.status(net.now)["counters"]
+    assert counters.get("links_closed.unexpected_peer", 0) >= 1
+    assert node.status(net.now)["peers"] == []
+
+
+def test_self_connection_is_refused() -> None:
+    net = Net(1)
+    c1, c2 = net.conn(), net.conn()
+    net.pipe[(0, c1)] = (0, c2)
+    net.pipe[(0, c2)] = (0, c1)
+    node = net.nodes[0]
+    node.connection_opened(c2, outbound=False, host="127.0.0.1", port=1, now=0.0)
+    node.connection_opened(c1, outbound=True, host="127.0.0.1", port=2, now=0.0)
+    net.run()
+    assert node.counters.get("refused.self_connection") >= 1
+
+
+def test_unknown_channel_after_auth_bans_by_node_id_not_address() -> None:
+    net = Net(3)
+    net.tick(3.0)
+    victim, offender = net.nodes[0], net.nodes[1]
+    session = victim._by_peer[offender.node_id]
+    # The offender (authenticated) sends a message on a channel that does not exist.
+    offender_session = offender._by_peer[victim.node_id]
+    offender_session.link.send_message(b"\xee garbage", net.now)
+    data = offender_session.link.data_to_send()
+    victim.data_received(session.conn_id, data, net.now)
+    net.run()
+    assert victim.counters.get("misbehaviour.bad_channel") == 1
+    assert victim._bans.is_banned(offender.node_id, net.now)
+    # Node 2 (same 127.0.0.1 address in this net) keeps its link to the victim.
+    assert net.nodes[2].node_id in victim._by_peer
+    # The offender's reconnect is refused after the handshake.
+    net.tick(net.now + 120.0, step=1.0)
+    assert offender.node_id not in victim._by_peer
+    assert victim.counters.get("refused.banned") >= 1
+
+
+def test_unauthenticated_garbage_backs_off_the_address_only() -> None:
+    net = Net(1)
+    node = net.nodes[0]
+    c = net.connect_raw(0)
+    node.data_received(c, b"\xff" * 64, 0.0)
+    actions = node.drain_actions()
+    assert any(isinstance(a, CloseConnection) and a.reason == "bad_length" for a in actions)
+    assert node.counters.get("address_backoffs") == 1
+    c2 = net.connect_raw(0)
+    assert any(
+        isinstance(a, CloseConnection) and a.conn_id == c2 and a.reason == "throttled"
+        for a in node.drain_actions()
+    )
+    node.connection_opened(ConnId(999), outbound=False, host="127.0.0.10", port=1, now=0.0)
+    assert not any(isinstance(a, CloseConnection) for a in node.drain_actions())
+
+
+def test_rate_limit_drops_then_bans_a_flooding_peer() -> None:
+    net = Net(2)
+    net.tick(2.0)
+    victim, flooder = net.nodes[0], net.nodes[1]
+    session = flooder._by_peer[victim.node_id]
+    for _ in range(4500):
+        session.link.send_message(wrap(Channel.GOSSIP, b"\x01"), net.now)
+    victim.data_received(
+        victim._by_peer[flooder.node_id].conn_id, session.link.data_to_send(), net.now
+    )
+    assert victim.counters.get("drops.rate_limited") > 0
+    assert victim._bans.is_banned(flooder.node_id, net.now)
+
+
+def test_duplicate_links_between_a_pair_collapse_to_one() -> None:
+    net = Net(2, peers_of=lambda i: [1 - i])
+    net.tick(3.0)
+    a, b = net.nodes
+    assert len(a.status(net.now)["peers"]) == 1
+    assert len(b.status(net.now)["peers"]) == 1
+    assert a._by_peer[b.node_id].outbound == (a.node_id < b.node_id)
+
+
+def test_lost_peer_is_redialled() -> None:
+    net = Net(2)
+    net.tick(2.0)
+    a, b = net.nodes
+    session = b._by_peer[a.node_id]
+    other = net.pipe.pop((1, session.conn_id))
+    net.pipe.pop(other)
+    b.connection_lost(session.conn_id, net.now)
+    a.connection_lost(other[1], net.now)
+    net.tick(net.now + 5.0)
+    assert a.node_id in b._by_peer
+    assert b.counters.get("dials") >= 2
+
+
+def test_handshake_frames_and_replay_in_one_read_ban_the_peer() -> None:
+    """M3, a frame and its replay can arrive in one read; nothing may escape the node."""
+    from murmur.link.connection import LinkConnection
+
+    net = Net(1)
+    node = net.nodes[0]
+    client_identity = Identity.from_seed(b"Z" * 32)
+    client = LinkConnection(
+        initiator=True,
+        identity=client_identity,
+        rng=SeededRng(9),
+        now=0.0,
+        expected_peer=node.node_id,
+    )
+    c = net.connect_raw(0)
+    node.data_received(c, client.data_to_send(), 0.0)
+    reply = b"".join(a.data for a in node.drain_actions() if isinstance(a, SendBytes))
+    client.receive_data(reply, 0.0)
+    client.send_message(wrap(Channel.GOSSIP, b"\x00" * 8), 0.0)
+    burst = client.data_to_send()
+    frame = burst[4 + 7267 :]  # what follows the 7,271-byte message-3 record
+    node.data_received(c, burst + frame, 0.0)
+    actions = node.drain_actions()
+    assert any(isinstance(a, CloseConnection) and a.conn_id == c for a in actions)
+    assert node._bans.is_banned(client_identity.node_id, 0.0)

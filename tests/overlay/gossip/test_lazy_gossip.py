@@ -1,0 +1,71 @@
+"""IHAVE/IWANT: lazy gossip recovers what the mesh lost."""
+
+from __future__ import annotations
+
+from murmur.wire.gossip import IHave, IWant, Message, message_id
+
+from .helpers import TOPIC, connect, delivered, heartbeat, make_router, peer, rpc, sent
+
+
+def test_heartbeat_advertises_recent_ids_to_peers_outside_the_mesh() -> None:
+    router = make_router(d=2, d_lo=1, d_hi=3, d_lazy=3)
+    router.subscribe(TOPIC, 0.0)
+    peers = [peer(i) for i in range(1, 11)]
+    connect(router, peers)
+    heartbeat(router, 1.0)
+    mesh = router.mesh_peers(TOPIC)
+    mid = router.publish(TOPIC, b"block", 1.5)
+    router.drain_actions()
+    out = sent(heartbeat(router, 2.0))
+    advertised = {p for p, rpcs in out.items() for r in rpcs if r.ihave}
+    assert len(advertised) == 3 and not advertised & mesh
+    for p in advertised:
+        assert out[p][0].ihave == (IHave(TOPIC, (mid,)),)
+    for t in (3.0, 4.0):  # advertised for history_gossip = 3 heartbeats, then no more
+        assert any(r.ihave for rpcs in sent(heartbeat(router, t)).values() for r in rpcs)
+    assert not any(r.ihave for rpcs in sent(heartbeat(router, 5.0)).values() for r in rpcs)
+
+
+def test_ihave_for_a_missed_message_is_answered_with_iwant_then_delivered() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    mesh_peers = [peer(i) for i in range(1, 5)]
+    gossiper = peer(99)
+    connect(router, [*mesh_peers, gossiper])
+    heartbeat(router, 1.0)
+    mid = message_id(TOPIC, b"missed")
+    router.receive_rpc(gossiper, rpc(ihave=[IHave(TOPIC, (mid,))]), 1.2)
+    (ask,) = sent(router.drain_actions())[gossiper]
+    assert ask.iwant == (IWant((mid,)),)
+    router.receive_rpc(gossiper, rpc(messages=[Message(TOPIC, b"missed")]), 1.3)
+    actions = router.drain_actions()
+    assert [d.message_id for d in delivered(actions)] == [mid]
+    assert all(p in sent(actions) for p in router.mesh_peers(TOPIC) if p != gossiper)
+    # once seen, the same IHAVE asks for nothing
+    router.receive_rpc(gossiper, rpc(ihave=[IHave(TOPIC, (mid,))]), 1.4)
+    assert router.drain_actions() == []
+
+
+def test_iwant_is_served_from_the_message_cache() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)])
+    mid = router.publish(TOPIC, b"cached", 0.5)
+    router.drain_actions()
+    unknown = bytes(20)
+    router.receive_rpc(peer(1), rpc(iwant=[IWant((mid, unknown, mid))]), 0.6)
+    (reply,) = sent(router.drain_actions())[peer(1)]
+    assert reply.messages == (Message(TOPIC, b"cached"),)
+    assert router.counters.get("gossip.iwant.missing") == 1
+    for t in range(1, 6):  # history_length = 5 heartbeats later it is gone
+        heartbeat(router, float(t))
+    router.receive_rpc(peer(1), rpc(iwant=[IWant((mid,))]), 5.5)
+    assert router.drain_actions() == []
+
+
+def test_ihave_for_a_topic_we_do_not_subscribe_is_ignored() -> None:
+    router = make_router()
+    connect(router, [peer(1)])
+    router.drain_actions()
+    router.receive_rpc(peer(1), rpc(ihave=[IHave("scp_statement", (bytes(20),))]), 0.5)
+    assert router.drain_actions() == []

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from murmur.base.ids import NodeId
+from murmur.overlay.gossip.score import PeerScores
+
+A = NodeId(b"a" * 32)
+B = NodeId(b"b" * 32)
+
+
+def test_penalties_subtract_and_decay_back_to_zero() -> None:
+    scores = PeerScores(decay=0.5, max_retained=10)
+    scores.connect(A)
+    assert scores.penalize(A, 10.0) == -10.0
+    scores.decay()
+    assert scores.get(A) == -5.0
+    for _ in range(20):
+        scores.decay()
+    assert scores.get(A) == 0.0
+
+
+def test_negative_scores_survive_a_reconnect() -> None:
+    scores = PeerScores(decay=0.5, max_retained=10)
+    scores.connect(A)
+    scores.penalize(A, 8.0)
+    scores.disconnect(A)
+    assert scores.get(A) == 0.0 and scores.retained == 1
+    scores.decay()
+    assert scores.connect(A) == -4.0
+    assert scores.retained == 0
+
+
+def test_retained_scores_are_capped_and_fade() -> None:
+    scores = PeerScores(decay=0.5, max_retained=1)
+    for p in (A, B):
+        scores.connect(p)
+        scores.penalize(p, 1.0)
+        scores.disconnect(p)
+    assert scores.retained == 1
+    assert scores.connect(A) == 0.0  # A was forgotten to make room for B
+    for _ in range(10):
+        scores.decay()
+    assert scores.retained == 0

@@ -1,0 +1,133 @@
+from hypothesis import given
+from hypothesis import strategies as st
+
+from murmur.base.ids import NodeId
+from murmur.overlay.peers.bans import AddressThrottle, BanList, host_key
+
+
+def nid(n: int) -> NodeId:
+    return NodeId(n.to_bytes(32, "big"))
+
+
+def test_ban_expires() -> None:
+    bans = BanList()
+    bans.ban(nid(1), now=100.0, duration_s=60.0, reason="bad_frame")
+    assert bans.is_banned(nid(1), 100.0)
+    assert bans.is_banned(nid(1), 159.9)
+    assert not bans.is_banned(nid(2), 120.0)
+    assert not bans.is_banned(nid(1), 160.0)
+    assert len(bans) == 0
+
+
+def test_rebanning_keeps_the_longer_ban() -> None:
+    bans = BanList()
+    bans.ban(nid(1), 0.0, 100.0, "first")
+    bans.ban(nid(1), 10.0, 5.0, "second")
+    assert bans.is_banned(nid(1), 50.0)
+    bans.ban(nid(1), 50.0, 500.0, "third")
+    [ban] = bans.active(60.0)
+    assert (ban.until, ban.reason) == (550.0, "third")
+    bans.unban(nid(1))
+    assert not bans.is_banned(nid(1), 60.0)
+
+
+def test_bounded_evicts_soonest_expiring() -> None:
+    bans = BanList(max_entries=3)
+    bans.ban(nid(1), 0.0, 30.0, "r")
+    bans.ban(nid(2), 0.0, 10.0, "r")
+    bans.ban(nid(3), 0.0, 20.0, "r")
+    bans.ban(nid(4), 0.0, 40.0, "r")
+    assert len(bans) == 3
+    assert not bans.is_banned(nid(2), 1.0)
+    assert all(bans.is_banned(nid(n), 1.0) for n in (1, 3, 4))
+    # A ban shorter than every held ban does not push one out.
+    bans.ban(nid(5), 0.0, 1.0, "r")
+    assert not bans.is_banned(nid(5), 0.5)
+    # Expired bans make room first.
+    bans.ban(nid(6), 35.0, 5.0, "r")
+    assert bans.is_banned(nid(6), 36.0) and bans.is_banned(nid(4), 36.0)
+
+
+@given(st.lists(st.tuples(st.integers(0, 50), st.floats(0.0, 10.0), st.floats(0.1, 100.0))))
+def test_ban_list_never_exceeds_bound(ops: list[tuple[int, float, float]]) -> None:
+    bans = BanList(max_entries=8)
+    now = 0.0
+    for n, dt, duration in ops:
+        now += dt
+        bans.ban(nid(n), now, duration, "r")
+        assert len(bans) <= 8
+        assert bans.is_banned(nid(n), now) or len(bans) == 8
+
+
+def test_throttle_escalates_doubling_to_cap() -> None:
+    throttle = AddressThrottle()
+    backoffs = [throttle.record_failure("198.51.100.7", float(t)) for t in range(8)]
+    assert backoffs == [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]
+    assert not throttle.allow("198.51.100.7", 7.0 + 59.0)
+    assert throttle.allow("198.51.100.7", 7.0 + 60.0)
+
+
+def test_throttle_back_off_is_short_and_decays() -> None:
+    throttle = AddressThrottle(quiet_s=120.0)
+    host = "203.0.113.9"
+    assert throttle.record_failure(host, 0.0) == 1.0
+    assert not throttle.allow(host, 0.5)
+    assert throttle.allow(host, 1.0)
+    for t in (2.0, 3.0, 4.0):
+        throttle.record_failure(host, t)
+    # 8 s now; after 2 quiet periods two doublings are forgiven: 4 s -> next is 4 s, not 16 s.
+    assert throttle.record_failure(host, 4.0 + 240.0) == 4.0
+    # After a long quiet time the host starts again from the base.
+    assert throttle.record_failure(host, 10_000.0) == 1.0
+
+
+def test_throttle_never_blocks_a_different_host() -> None:
+    throttle = AddressThrottle()
+    for t in range(20):
+        throttle.record_failure("192.0.2.1", float(t))
+    assert not throttle.allow("192.0.2.1", 20.0)
+    assert throttle.allow("192.0.2.2", 20.0)
+    assert throttle.allow("2001:db8:1::1", 20.0)
+
+
+def test_success_clears_back_off() -> None:
+    throttle = AddressThrottle()
+    throttle.record_failure("127.0.0.1", 0.0)
+    throttle.record_failure("127.0.0.1", 0.1)
+    assert not throttle.allow("127.0.0.1", 0.5)
+    throttle.record_success("127.0.0.1")
+    assert throttle.allow("127.0.0.1", 0.5)
+    assert throttle.record_failure("127.0.0.1", 0.6) == 1.0
+    throttle.record_success("10.9.9.9")  # unknown host: nothing to clear
+    assert len(throttle) == 1
+
+
+def test_attempt_rate_limit_per_host() -> None:
+    throttle = AddressThrottle(attempts_per_s=2.0, attempts_burst=5.0)
+    assert [throttle.allow("127.0.0.1", 0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert throttle.allow("127.0.0.2", 0.0)
+    assert throttle.allow("127.0.0.1", 0.5)
+    assert not throttle.allow("127.0.0.1", 0.5)
+
+
+def test_throttle_is_a_bounded_lru() -> None:
+    throttle = AddressThrottle(max_entries=3, attempts_per_s=1.0, attempts_burst=1.0)
+    assert throttle.allow("10.0.0.1", 0.0)
+    for n in range(2, 5):
+        throttle.allow(f"10.0.0.{n}", 0.0)
+    assert len(throttle) == 3
+    # 10.0.0.1 was evicted as least recently seen: it comes back with a fresh budget.
+    assert throttle.allow("10.0.0.1", 0.0)
+    # 10.0.0.4 is still tracked and has spent its single token.
+    assert not throttle.allow("10.0.0.4", 0.0)
+
+
+def test_host_key() -> None:
+    assert host_key("127.0.0.1") == "127.0.0.1"
+    assert host_key("::ffff:192.0.2.5") == "192.0.2.5"
+    assert (
+        host_key("2001:db8:1:2:aaaa::1") == host_key("2001:db8:1:2:bbbb::7") == "2001:db8:1:2::/64"
+    )
+    assert host_key("2001:db8:1:3::1") != host_key("2001:db8:1:2::1")
+    assert host_key("fe80::1%eth0") == "fe80::/64"
+    assert host_key("example.org") == "example.org"

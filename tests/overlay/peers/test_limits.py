@@ -1,0 +1,57 @@
+import dataclasses
+
+import pytest
+
+from murmur.overlay.peers.limits import MIB, PeerLimits, PeerRateLimiter
+
+
+def test_defaults() -> None:
+    limits = PeerLimits()
+    assert (limits.max_inbound, limits.max_outbound) == (32, 8)
+    assert (limits.bytes_per_s, limits.bytes_burst) == (4 * MIB, 8 * MIB)
+    assert (limits.messages_per_s, limits.messages_burst) == (2000, 4000)
+    assert (limits.pings_per_s, limits.pings_burst, limits.ban_s) == (2.0, 5, 3600.0)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"max_inbound": 0},
+        {"bytes_per_s": -1},
+        {"ban_s": float("nan")},
+        {"max_outbound": 1.5},
+        {"pings_burst": True},
+        {"messages_per_s": "9"},
+    ],
+)
+def test_invalid_limits_cannot_exist(change: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        dataclasses.replace(PeerLimits(), **change)
+
+
+def test_admit_charges_bytes_and_messages_atomically() -> None:
+    limits = PeerLimits(bytes_per_s=100, bytes_burst=1000, messages_per_s=1, messages_burst=3)
+    limiter = PeerRateLimiter(limits)
+    assert limiter.admit(0.0, 600)
+    # Too many bytes: refused, and the message slot is not spent.
+    assert not limiter.admit(0.0, 600)
+    assert limiter.admit(0.0, 400)
+    assert limiter.admit(0.0, 0)
+    # Out of messages while bytes are there: refused, and the bytes are not spent.
+    assert not limiter.admit(0.5, 10)
+    assert limiter.admit(1.0, 100)
+    assert limiter.wait_s(1.0, 10) == pytest.approx(1.0)
+
+
+def test_message_flood_is_cut_at_burst_then_rate() -> None:
+    limiter = PeerRateLimiter(PeerLimits(messages_per_s=2000, messages_burst=4000))
+    admitted = sum(limiter.admit(t * 0.0002, 100) for t in range(50_000))
+    # 10 s of five messages per millisecond: the burst plus 2000/s for the 10 s.
+    assert 4000 + 2000 * 9 <= admitted <= 4000 + 2000 * 10
+
+
+def test_ping_budget() -> None:
+    limiter = PeerRateLimiter(PeerLimits(pings_per_s=2.0, pings_burst=5))
+    assert [limiter.admit_ping(0.0) for _ in range(6)] == [True] * 5 + [False]
+    assert limiter.admit_ping(0.5)
+    assert not limiter.admit_ping(0.5)

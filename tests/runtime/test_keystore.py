@@ -1,0 +1,173 @@
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from murmur.base.errors import ConfigError
+from murmur.node.config import HostPort, NodeConfig, render_config
+from murmur.runtime import keystore
+from murmur.runtime.keystore import (
+    MissingFileError,
+    clear_node_info,
+    init_node_dir,
+    load_config,
+    load_identity,
+    read_cookie,
+    read_node_info,
+    write_cookie,
+    write_node_info,
+)
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def permissive_umask():
+    old = os.umask(0o000)
+    try:
+        yield
+    finally:
+        os.umask(old)
+
+
+def test_init_writes_0600_key_and_config(tmp_path: Path, permissive_umask: None) -> None:
+    directory = tmp_path / "node"
+    identity = init_node_dir(directory)
+    key = directory / "identity.key"
+    assert mode(key) == 0o600
+    assert mode(directory / "config.toml") == 0o600
+    assert mode(directory) == 0o700
+    assert len(key.read_bytes()) == 32
+    assert load_identity(directory).node_id == identity.node_id
+    assert load_config(directory) == NodeConfig()
+    assert sorted(p.name for p in directory.iterdir()) == ["config.toml", "identity.key"]
+
+
+def test_key_file_is_never_world_readable_while_written(
+    tmp_path: Path, permissive_umask: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[int] = []
+    real_write = os.write
+
+    def spy_write(fd: int, data: bytes) -> int:
+        seen.append(stat.S_IMODE(os.fstat(fd).st_mode))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(keystore.os, "write", spy_write)
+    init_node_dir(tmp_path)
+    write_cookie(tmp_path)
+    assert seen and all(m == 0o600 for m in seen)
+
+
+def test_init_refuses_to_replace_identity(tmp_path: Path) -> None:
+    first = init_node_dir(tmp_path)
+    with pytest.raises(ConfigError, match="already exists"):
+        init_node_dir(tmp_path)
+    assert load_identity(tmp_path).node_id == first.node_id
+    second = init_node_dir(tmp_path, force=True)
+    assert second.node_id != first.node_id
+    assert load_identity(tmp_path).node_id == second.node_id
+
+
+def test_init_keeps_existing_config_unless_given(tmp_path: Path) -> None:
+    custom = NodeConfig(listen=HostPort("127.0.0.1", 7777))
+    (tmp_path / "config.toml").write_text(render_config(custom))
+    init_node_dir(tmp_path)
+    assert load_config(tmp_path) == custom
+    other = NodeConfig(listen=HostPort("127.0.0.1", 8888))
+    init_node_dir(tmp_path, force=True, config=other)
+    assert load_config(tmp_path) == other
+
+
+@pytest.mark.parametrize("loose", [0o644, 0o640, 0o604, 0o660, 0o700])
+def test_load_identity_refuses_loose_mode(tmp_path: Path, loose: int) -> None:
+    init_node_dir(tmp_path)
+    key = tmp_path / "identity.key"
+    key.chmod(loose)
+    if loose & 0o077 == 0:
+        load_identity(tmp_path)
+        return
+    with pytest.raises(ConfigError) as info:
+        load_identity(tmp_path)
+    assert str(key) in str(info.value)
+    assert f"chmod 600 {key}" in str(info.value)
+
+
+def test_load_identity_errors(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="murmur init --dir"):
+        load_identity(tmp_path)
+    key = tmp_path / "identity.key"
+    key.write_bytes(b"short")
+    key.chmod(0o600)
+    with pytest.raises(ConfigError, match="32-byte"):
+        load_identity(tmp_path)
+    key.unlink()
+    key.mkdir()
+    with pytest.raises(ConfigError, match="regular file"):
+        load_identity(tmp_path)
+    key.rmdir()
+    os.mkfifo(key, 0o600)
+    with pytest.raises(ConfigError, match="regular file"):
+        load_identity(tmp_path)  # and does not block waiting for a writer
+
+
+def test_secrets_never_in_repr_or_errors(tmp_path: Path) -> None:
+    identity = init_node_dir(tmp_path)
+    seed = (tmp_path / "identity.key").read_bytes()
+    assert seed.hex() not in repr(identity)
+    (tmp_path / "identity.key").chmod(0o644)
+    with pytest.raises(ConfigError) as info:
+        load_identity(tmp_path)
+    assert seed.hex() not in str(info.value)
+
+
+def test_cookie(tmp_path: Path, permissive_umask: None) -> None:
+    cookie = write_cookie(tmp_path)
+    assert len(cookie) == 64 and int(cookie, 16) >= 0
+    assert mode(tmp_path / "api.cookie") == 0o600
+    assert read_cookie(tmp_path) == cookie
+    assert write_cookie(tmp_path) != cookie
+    (tmp_path / "api.cookie").chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_cookie(tmp_path)
+    (tmp_path / "api.cookie").write_text("not a cookie")
+    (tmp_path / "api.cookie").chmod(0o600)
+    with pytest.raises(ConfigError, match="does not hold a cookie"):
+        read_cookie(tmp_path)
+
+
+def test_node_info(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError, match="murmur node --dir"):
+        read_node_info(tmp_path)
+    info = {"pid": 123, "listen": "127.0.0.1:5000", "api": "127.0.0.1:5001", "node_id": "ab"}
+    write_node_info(tmp_path, info)
+    assert read_node_info(tmp_path) == info
+    write_cookie(tmp_path)
+    clear_node_info(tmp_path)
+    assert list(tmp_path.iterdir()) == []
+    clear_node_info(tmp_path)
+    (tmp_path / "node.json").write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="JSON object"):
+        read_node_info(tmp_path)
+    (tmp_path / "node.json").write_text("{")
+    with pytest.raises(ConfigError, match="not valid JSON"):
+        read_node_info(tmp_path)
+
+
+def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(MissingFileError):
+        load_config(tmp_path)
+    path = tmp_path / "config.toml"
+    path.write_text("[limits]\nmax_inbound = -3\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert str(info.value).startswith(f"{path}: limits.max_inbound:")
+    path.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_config(tmp_path)
+    path.write_text("# big\n" * 300_000)
+    with pytest.raises(ConfigError, match="larger than"):
+        load_config(tmp_path)
