@@ -94,7 +94,7 @@ def test_node_survives_hostile_peers(tmp_path: Path) -> None:
             writer.write(frame + frame)
             assert await _closed_by_peer(reader, 5.0)
             writer.close()
-        # Banned: a new handshake with the same identity is refused once it authenticates.
+            # Banned: a new handshake with the same identity is refused once it authenticates.
             reader, writer, link = await _authenticated(target, replayer)
             assert await _closed_by_peer(reader, 5.0)
             writer.close()

@@ -10,9 +10,9 @@ from rich.console import Console
 from rich.table import Table
 
 
-def print_testnet_table(result: dict[str, Any], console: Console | None = None) -> None:
+def print_figures(title: str, result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
-    table = Table(title=f"testnet: {result['nodes']} nodes, {result['messages']} messages")
+    table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
     for key, value in result.items():

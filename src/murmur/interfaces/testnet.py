@@ -292,7 +292,7 @@ def run_testnet_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        from murmur.interfaces.report import print_testnet_table
+        from murmur.interfaces.report import print_figures
 
-        print_testnet_table(result)
+        print_figures(f"testnet: {result['nodes']} nodes, {result['messages']} messages", result)
     return 0 if result["delivery_ratio"] == 1.0 else 1

@@ -1,0 +1,43 @@
+"""``murmur bench``: the benchmark suite of ``benchmarks/`` as one JSON object or a table.
+
+Every figure is paired with a baseline measured in the same run (raw primitives, raw AEAD),
+because this machine is noisy: the ratios are what to compare across machines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+
+QUICK = {"handshake_s": 0.5, "framing_s": 0.3, "gossip_messages": 5_000}
+FULL = {"handshake_s": 6.0, "framing_s": 4.0, "gossip_messages": 60_000}
+
+
+def run_benchmarks(*, quick: bool, console: Console | None = None) -> dict[str, Any]:
+    from benchmarks.bench_gossip_relay import bench_gossip_relay
+    from benchmarks.bench_link import run as bench_link
+
+    budget = QUICK if quick else FULL
+    console = console or Console(stderr=True)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task("handshakes and framing", total=2)
+        result: dict[str, Any] = bench_link(budget["handshake_s"], budget["framing_s"])
+        progress.update(task, advance=1, description="gossip relay over loopback")
+        result.update(bench_gossip_relay(budget["gossip_messages"], 1024))
+        progress.advance(task)
+    return result
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    result = run_benchmarks(quick=args.quick)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    from murmur.interfaces.report import print_figures
+
+    print_figures("murmur bench", result)
+    return 0
