@@ -112,3 +112,18 @@ def test_main_prints_one_json_object(
         assert set(report[key]) == set(SIZES), key
         assert all(_positive(report[key][size]) for size in SIZES), key
     assert report["meta"]["budget_s"] == {"handshake": 0.01, "framing_per_size": 0.01}
+
+
+def test_circuit_benchmark_quick_run_reports_positive_figures() -> None:
+    import contextlib
+    import io
+    import json
+
+    from benchmarks.bench_circuits import main as bench_circuits_main
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert bench_circuits_main(["--quick"]) == 0
+    figures = json.loads(out.getvalue())
+    numbers = [v for v in figures.values() if isinstance(v, (int, float))]
+    assert numbers and all(v > 0 for v in numbers)

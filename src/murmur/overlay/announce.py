@@ -1,0 +1,156 @@
+"""Signed peer announcements: how a node tells the network where it is and how to use it.
+
+Theory of operation. Every node periodically publishes, on the fast-path ``peer_announcement``
+topic, one self-signed record: its ML-DSA-87 public key (so the node id is checkable), the
+address peers dial, its current onion public keys (for circuit key agreement), its relay
+capacity, a sequence number and a time-to-live. Receivers verify the signature in the gossip
+validator, before anything is forwarded, so forged or altered announcements die at the first
+honest hop. A newer sequence number from the same node replaces an older one; equal or older
+ones are replays and are dropped. Expiry is measured on the receiver's own clock
+(``receive time + ttl``), so no clock agreement between nodes is needed. The sequence number
+is seeded by the runtime from wall-clock milliseconds at start, so it keeps growing across
+restarts without the core reading a clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.crypto.identity import (
+    PUBLIC_KEY_BYTES,
+    SIGNATURE_BYTES,
+    Identity,
+    node_id_of,
+    verify,
+)
+from murmur.overlay.circuits.onion_keys import ONION_PUBLIC_KEYS_BYTES, OnionPublicKeys
+from murmur.overlay.circuits.selection import RelayCapacity, RelayInfo
+from murmur.wire.cells import RelayAddress
+from murmur.wire.codec import Reader, Writer
+
+ANNOUNCEMENT_VERSION = 1
+SIGNATURE_CONTEXT = b"murmur-announce-v1"
+CAPACITY_BYTES = 9
+MAX_TTL_S = 86_400
+DEFAULT_TTL_S = 1_800
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAnnouncement:
+    public_key: bytes = field(repr=False)
+    address: RelayAddress
+    onion_keys: OnionPublicKeys
+    capacity: RelayCapacity
+    sequence: int
+    ttl_s: int
+    signature: bytes = field(repr=False, default=b"")
+
+    @property
+    def node_id(self) -> NodeId:
+        return node_id_of(self.public_key)
+
+    def signed_part(self) -> bytes:
+        w = Writer().push_u8(ANNOUNCEMENT_VERSION).push_bytes(self.public_key)
+        self.address.push(w)
+        return (
+            w.push_bytes(self.onion_keys.encode())
+            .push_bytes(self.capacity.encode())
+            .push_u64(self.sequence)
+            .push_u32(self.ttl_s)
+            .getvalue()
+        )
+
+    def encode(self) -> bytes:
+        return self.signed_part() + self.signature
+
+    @classmethod
+    def decode(cls, data: bytes) -> PeerAnnouncement:
+        r = Reader(data)
+        version = r.pull_u8()
+        if version != ANNOUNCEMENT_VERSION:
+            raise RemoteProtocolError("bad_version", f"announcement version {version}")
+        public_key = r.pull_bytes(PUBLIC_KEY_BYTES)
+        address = RelayAddress.pull(r)
+        try:
+            onion_keys = OnionPublicKeys.decode(r.pull_bytes(ONION_PUBLIC_KEYS_BYTES))
+        except ValueError:
+            raise RemoteProtocolError("bad_announcement", "onion keys") from None
+        capacity = RelayCapacity.decode(r.pull_bytes(CAPACITY_BYTES))
+        sequence, ttl_s = r.pull_u64(), r.pull_u32()
+        if not 0 < ttl_s <= MAX_TTL_S:
+            raise RemoteProtocolError("bad_announcement", f"ttl {ttl_s}")
+        signature = r.pull_bytes(SIGNATURE_BYTES)
+        r.expect_end()
+        return cls(public_key, address, onion_keys, capacity, sequence, ttl_s, signature)
+
+    def verified(self) -> bool:
+        return verify(self.public_key, self.signature, self.signed_part(), SIGNATURE_CONTEXT)
+
+    def relay_info(self) -> RelayInfo:
+        return RelayInfo(self.node_id, self.address, self.onion_keys, self.capacity)
+
+
+def sign_announcement(
+    identity: Identity,
+    *,
+    address: RelayAddress,
+    onion_keys: OnionPublicKeys,
+    capacity: RelayCapacity,
+    sequence: int,
+    ttl_s: int = DEFAULT_TTL_S,
+) -> PeerAnnouncement:
+    unsigned = PeerAnnouncement(identity.public_key, address, onion_keys, capacity, sequence, ttl_s)
+    signature = identity.sign(unsigned.signed_part(), SIGNATURE_CONTEXT)
+    return PeerAnnouncement(
+        identity.public_key, address, onion_keys, capacity, sequence, ttl_s, signature
+    )
+
+
+@dataclass(slots=True)
+class _Entry:
+    announcement: PeerAnnouncement
+    expires_at: float
+
+
+class AnnouncementBook:
+    """The newest verified announcement of every node heard of, bounded and expiring."""
+
+    def __init__(self, *, max_entries: int = 10_000) -> None:
+        self._entries: dict[NodeId, _Entry] = {}
+        self._max_entries = max_entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def accept(self, announcement: PeerAnnouncement, now: float) -> bool:
+        """Stores a verified announcement if it is newer; ``False`` for replays and old ones."""
+        node_id = announcement.node_id
+        entry = self._entries.get(node_id)
+        if entry is not None and entry.announcement.sequence >= announcement.sequence:
+            return False
+        if entry is None and len(self._entries) >= self._max_entries:
+            self.expire(now)
+            if len(self._entries) >= self._max_entries:
+                oldest = min(self._entries, key=lambda k: self._entries[k].expires_at)
+                del self._entries[oldest]
+        self._entries[node_id] = _Entry(announcement, now + announcement.ttl_s)
+        return True
+
+    def is_stale(self, announcement: PeerAnnouncement) -> bool:
+        entry = self._entries.get(announcement.node_id)
+        return entry is not None and entry.announcement.sequence >= announcement.sequence
+
+    def expire(self, now: float) -> list[NodeId]:
+        gone = [k for k, e in self._entries.items() if e.expires_at <= now]
+        for node_id in gone:
+            del self._entries[node_id]
+        return gone
+
+    def get(self, node_id: NodeId) -> PeerAnnouncement | None:
+        entry = self._entries.get(node_id)
+        return None if entry is None else entry.announcement
+
+    def all(self) -> list[PeerAnnouncement]:
+        return [e.announcement for e in self._entries.values()]

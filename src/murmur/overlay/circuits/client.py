@@ -1,0 +1,478 @@
+"""The origin side of circuits: a pool of ready 3-hop circuits, private sends and requests.
+
+Theory of operation. The client keeps ``pool_size`` ready circuits, built in the background by
+telescoping extension: it draws a path (:func:`~murmur.overlay.circuits.selection.select_path`),
+dials hop 1 if there is no link (``ConnectTo``), runs the hybrid handshake with hop 1 in
+CREATE/CREATED, then with hop 2 inside an EXTEND/EXTENDED exchange through hop 1, then with hop 3
+through hop 2. Each hop's keys become one onion layer. A ready circuit is rotated after
+``lifetime_s`` plus uniform jitter (after its outstanding requests are answered or time out);
+any failure (DESTROY, TRUNCATED, a lost link, a bad cell, a timeout) tears it down and the
+maintenance loop replaces it, backing off while builds keep failing.
+
+``send(topic, payload, now)`` picks a uniformly random ready circuit and sends the payload as
+DATA cells that only the last hop can read; the exit validates and publishes it. With no ready
+circuit the send waits (bounded in count and in time) for one being built, raising
+:class:`NoCircuitAvailable` at once when none can even be selected. ``send_request`` works the
+same way; the exit's answer comes back on the same circuit, one layer per hop, and surfaces as
+:class:`ReplyReceived` (or :class:`RequestFailed`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import deque
+from dataclasses import dataclass, field
+
+from murmur.base.errors import LocalProtocolError, RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
+from murmur.base.rng import Rng
+from murmur.crypto.kem import X25519_BYTES
+from murmur.overlay.circuits.config import ClientConfig
+from murmur.overlay.circuits.events import (
+    CircuitAction,
+    CircuitBuilt,
+    CircuitFailed,
+    ConnectTo,
+    ReplyReceived,
+    RequestFailed,
+    SendCell,
+    SendFailed,
+)
+from murmur.overlay.circuits.handshake import ClientPending, client_finish, client_onionskin
+from murmur.overlay.circuits.ids import CircuitIds
+from murmur.overlay.circuits.layers import OriginLayers
+from murmur.overlay.circuits.reassembly import Reassembly
+from murmur.overlay.circuits.selection import (
+    NoCircuitAvailable,
+    RelayDirectory,
+    RelayInfo,
+    select_path,
+)
+from murmur.wire.cells import (
+    CellCommand,
+    Created,
+    DestroyReason,
+    Envelope,
+    Extend,
+    Fragment,
+    MessageKind,
+    Onionskin,
+    RelayCommand,
+    decode_cell,
+    decode_destroy,
+    decode_extended,
+    decode_truncated,
+    encode_cell,
+    encode_reason,
+    split_message,
+)
+
+_MESSAGE_ID_LIMIT = 2**32
+
+
+class _Phase(enum.Enum):
+    AWAIT_LINK = "await_link"
+    AWAIT_CREATED = "await_created"
+    AWAIT_EXTENDED = "await_extended"
+    READY = "ready"
+    RETIRING = "retiring"
+    """Past its lifetime: no new sends, closed once its requests are answered."""
+
+
+_BUILDING = frozenset({_Phase.AWAIT_LINK, _Phase.AWAIT_CREATED, _Phase.AWAIT_EXTENDED})
+_USABLE = frozenset({_Phase.READY, _Phase.RETIRING})
+
+
+@dataclass(slots=True, eq=False)
+class _Circuit:
+    handle: int
+    path: list[RelayInfo]
+    circ_id: int
+    deadline: float
+    """Build deadline while building; rotation time once ready; close time while retiring."""
+    reassembly: Reassembly
+    phase: _Phase = _Phase.AWAIT_LINK
+    layers: OriginLayers = field(default_factory=OriginLayers)
+    pending: ClientPending | None = None
+    next_message_id: int = 1
+    requests: dict[int, int] = field(default_factory=dict)
+    """message id on this circuit → request id given to the caller."""
+
+    @property
+    def first(self) -> NodeId:
+        return self.path[0].node_id
+
+
+@dataclass(frozen=True, slots=True)
+class _Waiting:
+    ref: int
+    envelope: Envelope
+    deadline: float
+
+
+class CircuitClient:
+    def __init__(
+        self,
+        *,
+        node_id: NodeId,
+        directory: RelayDirectory,
+        rng: Rng,
+        now: float,
+        own_prefixes: frozenset[bytes] = frozenset(),
+        config: ClientConfig | None = None,
+        ids: CircuitIds | None = None,
+    ) -> None:
+        """``own_prefixes``: :func:`network_prefix` of every address this node is known by."""
+        self.config = config or ClientConfig()
+        self.node_id = node_id
+        self.directory = directory
+        self.own_prefixes = own_prefixes
+        self.counters = Counters()
+        self._rng = rng
+        self._ids = ids or CircuitIds(node_id)
+        self._circuits: dict[int, _Circuit] = {}
+        self._by_leg: dict[tuple[NodeId, int], _Circuit] = {}
+        self._links: set[NodeId] = set()
+        self._dialing: set[NodeId] = set()
+        self._waiting: deque[_Waiting] = deque()
+        self._request_deadlines: dict[int, float] = {}
+        self._request_circuit: dict[int, _Circuit] = {}
+        self._next_ref = 1
+        self._next_handle = 1
+        self._backoff_s = self.config.retry_backoff_min_s
+        self._next_build_at = now
+        self._actions: list[CircuitAction] = []
+
+    # --- commands --------------------------------------------------------------------------
+
+    def send(self, topic: str, payload: bytes, now: float) -> int:
+        """Publishes ``payload`` on ``topic`` from a circuit's exit; returns a send id."""
+        return self._submit(self._envelope(MessageKind.PUBLISH, topic, payload), now)
+
+    def send_request(self, topic: str, payload: bytes, now: float) -> int:
+        """Asks the exit privately; the reply arrives as ``ReplyReceived(request_id, …)``."""
+        if len(self._request_deadlines) >= self.config.max_pending_requests:
+            raise LocalProtocolError("too many private requests in flight")
+        ref = self._submit(self._envelope(MessageKind.REQUEST, topic, payload), now)
+        self._request_deadlines[ref] = now + self.config.request_timeout_s
+        return ref
+
+    def send_cover(self, now: float) -> bool:
+        """One COVER cell on a random ready circuit (only its exit can tell); False if none."""
+        ready = self._ready()
+        if not ready:
+            return False
+        circuit = self._rng.choice(ready)
+        self._relay(circuit, RelayCommand.COVER, b"")
+        self.counters.inc("cover_cells_sent")
+        return True
+
+    def ready_circuits(self) -> int:
+        return len(self._ready())
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def owns(self, peer: NodeId, circ_id: int) -> bool:
+        """Whether a cell from ``peer`` with this id belongs to one of our circuits."""
+        return (peer, circ_id) in self._by_leg
+
+    def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
+        try:
+            cell = decode_cell(data)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            return
+        circuit = self._by_leg.get((peer, cell.circ_id))
+        if circuit is None:
+            self.counters.inc("drop_unknown_circuit")
+            return
+        try:
+            if cell.command is CellCommand.DESTROY:
+                reason = decode_destroy(cell.body)
+                self._fail(circuit, f"destroyed_{reason.name.lower()}", now, destroy=None)
+            elif cell.command is CellCommand.CREATED and circuit.phase is _Phase.AWAIT_CREATED:
+                self._hop_done(circuit, Created.decode_body(cell.body), now)
+            elif cell.command is CellCommand.RELAY:
+                self._on_relay(circuit, cell.body, now)
+            else:
+                raise RemoteProtocolError("unexpected_cell", cell.command.name)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            if circuit.handle in self._circuits:
+                self._fail(circuit, exc.reason, now, destroy=DestroyReason.PROTOCOL)
+        self._maintain(now)
+
+    def link_ready(self, peer: NodeId, now: float) -> None:
+        self._links.add(peer)
+        self._dialing.discard(peer)
+        for circuit in list(self._circuits.values()):
+            if circuit.phase is _Phase.AWAIT_LINK and circuit.first == peer:
+                self._create(circuit, now)
+        self._maintain(now)
+
+    def link_failed(self, peer: NodeId, now: float) -> None:
+        self._dialing.discard(peer)
+        for circuit in list(self._circuits.values()):
+            if circuit.phase is _Phase.AWAIT_LINK and circuit.first == peer:
+                self._fail(circuit, "connect_failed", now, destroy=None)
+        self._maintain(now)
+
+    def peer_disconnected(self, peer: NodeId, now: float) -> None:
+        self._links.discard(peer)
+        self._dialing.discard(peer)
+        for circuit in list(self._circuits.values()):
+            if circuit.first == peer:
+                self._fail(circuit, "hop_gone", now, destroy=None)
+        self._maintain(now)
+
+    def handle_timer(self, now: float) -> None:
+        for circuit in list(self._circuits.values()):
+            if circuit.reassembly.expire(now):
+                self.counters.inc("reply_reassembly_expired")
+            if circuit.deadline > now:
+                continue
+            if circuit.phase in _BUILDING:
+                self._fail(circuit, "build_timeout", now, destroy=DestroyReason.TIMEOUT)
+            elif circuit.phase is _Phase.READY and circuit.requests:
+                circuit.phase = _Phase.RETIRING
+                circuit.deadline = now + self.config.request_timeout_s
+            else:
+                self.counters.inc("circuits_rotated")
+                self._close(circuit, DestroyReason.REQUESTED)
+        for ref, deadline in list(self._request_deadlines.items()):
+            if deadline <= now:
+                self._request_failed(ref, "timeout")
+        while self._waiting and self._waiting[0].deadline <= now:
+            self._give_up(self._waiting.popleft(), "no_circuit")
+        self._maintain(now)
+
+    def next_deadline(self) -> float | None:
+        candidates = [c.deadline for c in self._circuits.values()]
+        candidates += [
+            d for c in self._circuits.values() if (d := c.reassembly.next_deadline()) is not None
+        ]
+        candidates += self._request_deadlines.values()
+        if self._waiting:
+            candidates.append(self._waiting[0].deadline)
+        if self._wants_builds():
+            candidates.append(self._next_build_at)
+        return min(candidates, default=None)
+
+    def drain_actions(self) -> list[CircuitAction]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    # --- pool maintenance ------------------------------------------------------------------
+
+    def _ready(self) -> list[_Circuit]:
+        return [c for c in self._circuits.values() if c.phase is _Phase.READY]
+
+    def _building(self) -> int:
+        return sum(1 for c in self._circuits.values() if c.phase in _BUILDING)
+
+    def _wants_builds(self) -> bool:
+        building = self._building()
+        return (
+            len(self._ready()) + building < self.config.pool_size
+            and building < self.config.max_parallel_builds
+        )
+
+    def _maintain(self, now: float) -> None:
+        while self._wants_builds() and now >= self._next_build_at:
+            try:
+                self._start_build(now)
+            except NoCircuitAvailable:
+                self.counters.inc("build_no_path")
+                self._next_build_at = now + self.config.maintain_interval_s
+                return
+
+    def _start_build(self, now: float) -> _Circuit:
+        path = select_path(
+            self.directory,
+            self._rng,
+            hops=self.config.hops,
+            origin=self.node_id,
+            origin_prefixes=self.own_prefixes,
+        )
+        handle, self._next_handle = self._next_handle, self._next_handle + 1
+        first = path[0].node_id
+        circuit = _Circuit(
+            handle,
+            path,
+            self._ids.allocate(first, self._rng),
+            now + self.config.build_timeout_s,
+            Reassembly(
+                max_pending=self.config.max_reply_reassemblies,
+                timeout_s=self.config.reply_reassembly_timeout_s,
+            ),
+        )
+        self._circuits[handle] = circuit
+        self._by_leg[(first, circuit.circ_id)] = circuit
+        self.counters.inc("circuits_started")
+        if first in self._links:
+            self._create(circuit, now)
+        elif first not in self._dialing:
+            self._dialing.add(first)
+            self._actions.append(ConnectTo(first, path[0].address))
+        return circuit
+
+    def _onionskin(self, circuit: _Circuit, hop: RelayInfo) -> Onionskin:
+        skin, circuit.pending = client_onionskin(
+            hop.node_id, hop.onion_keys, x25519_seed=self._rng.random_bytes(X25519_BYTES)
+        )
+        return skin
+
+    def _create(self, circuit: _Circuit, now: float) -> None:
+        try:
+            skin = self._onionskin(circuit, circuit.path[0])
+        except RemoteProtocolError:
+            self._fail(circuit, "bad_onion_key", now, destroy=None)
+            return
+        circuit.phase = _Phase.AWAIT_CREATED
+        self._send(circuit, CellCommand.CREATE, skin.encode())
+
+    def _hop_done(self, circuit: _Circuit, created: Created, now: float) -> None:
+        assert circuit.pending is not None
+        circuit.layers.add_hop(client_finish(created, circuit.pending).keys)
+        circuit.pending = None
+        index = len(circuit.layers)
+        if index < len(circuit.path):
+            hop = circuit.path[index]
+            try:
+                skin = self._onionskin(circuit, hop)
+            except RemoteProtocolError:
+                self._fail(circuit, "bad_onion_key", now, destroy=DestroyReason.REQUESTED)
+                return
+            extend = Extend(hop.node_id, hop.address, skin)
+            circuit.phase = _Phase.AWAIT_EXTENDED
+            self._relay(circuit, RelayCommand.EXTEND, extend.encode(), target=index - 1)
+            return
+        circuit.phase = _Phase.READY
+        circuit.deadline = (
+            now + self.config.lifetime_s + self._rng.uniform(0.0, self.config.lifetime_jitter_s)
+        )
+        self._backoff_s = self.config.retry_backoff_min_s
+        self.counters.inc("circuits_built")
+        self._actions.append(CircuitBuilt(circuit.handle, tuple(h.node_id for h in circuit.path)))
+        while self._waiting:
+            item = self._waiting.popleft()
+            if item.envelope.kind is MessageKind.PUBLISH or item.ref in self._request_deadlines:
+                self._transmit(self._rng.choice(self._ready()), item)
+
+    def _on_relay(self, circuit: _Circuit, body: bytes, now: float) -> None:
+        if circuit.phase not in (_Phase.AWAIT_EXTENDED, _Phase.READY, _Phase.RETIRING):
+            raise RemoteProtocolError("unexpected_relay", circuit.phase.value)
+        hop, message = circuit.layers.unwrap_backward(body)
+        last = len(circuit.layers) - 1
+        if message.command is RelayCommand.TRUNCATED:
+            reason = decode_truncated(message.data)
+            self._fail(circuit, f"truncated_{reason.name.lower()}", now, DestroyReason.REQUESTED)
+        elif message.command is RelayCommand.EXTENDED and circuit.phase is _Phase.AWAIT_EXTENDED:
+            if hop != last:
+                raise RemoteProtocolError("unexpected_extended", f"from hop {hop}")
+            self._hop_done(circuit, decode_extended(message.data), now)
+        elif message.command is RelayCommand.REPLY and circuit.phase in _USABLE and hop == last:
+            self._on_reply(circuit, Fragment.decode(message.data), now)
+        else:
+            raise RemoteProtocolError("bad_relay_command", f"{message.command.name} from {hop}")
+
+    def _on_reply(self, circuit: _Circuit, fragment: Fragment, now: float) -> None:
+        if fragment.message_id not in circuit.requests:
+            self.counters.inc("late_reply_dropped")
+            return
+        payload = circuit.reassembly.add(fragment, now)
+        if payload is None:
+            return
+        ref = circuit.requests.pop(fragment.message_id)
+        del self._request_deadlines[ref], self._request_circuit[ref]
+        self.counters.inc("replies_received")
+        self._actions.append(ReplyReceived(ref, payload))
+        if circuit.phase is _Phase.RETIRING and not circuit.requests:
+            self.counters.inc("circuits_rotated")
+            self._close(circuit, DestroyReason.REQUESTED)
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def _envelope(self, kind: MessageKind, topic: str, payload: bytes) -> Envelope:
+        try:
+            return Envelope(kind, topic, payload)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+
+    def _submit(self, envelope: Envelope, now: float) -> int:
+        ref, self._next_ref = self._next_ref, self._next_ref + 1
+        ready = self._ready()
+        if ready:
+            self._transmit(self._rng.choice(ready), _Waiting(ref, envelope, now))
+            return ref
+        if len(self._waiting) >= self.config.max_waiting_sends:
+            raise NoCircuitAvailable("too many sends waiting for a circuit")
+        if self._building() == 0:
+            self._start_build(now)
+        self._waiting.append(_Waiting(ref, envelope, now + self.config.send_wait_s))
+        self.counters.inc("sends_waiting")
+        return ref
+
+    def _transmit(self, circuit: _Circuit, item: _Waiting) -> None:
+        message_id = circuit.next_message_id
+        circuit.next_message_id = message_id % (_MESSAGE_ID_LIMIT - 1) + 1
+        for fragment in split_message(message_id, item.envelope.encode()):
+            self._relay(circuit, RelayCommand.DATA, fragment.encode())
+        if item.envelope.kind is MessageKind.REQUEST:
+            circuit.requests[message_id] = item.ref
+            self._request_circuit[item.ref] = circuit
+            self.counters.inc("requests_sent")
+        else:
+            self.counters.inc("sends")
+
+    def _relay(
+        self, circuit: _Circuit, command: RelayCommand, data: bytes, target: int | None = None
+    ) -> None:
+        hop = len(circuit.layers) - 1 if target is None else target
+        self._send(circuit, CellCommand.RELAY, circuit.layers.wrap_forward(hop, command, data))
+        self.counters.inc("cells_sent")
+
+    def _send(self, circuit: _Circuit, command: CellCommand, body: bytes) -> None:
+        self._actions.append(SendCell(circuit.first, encode_cell(circuit.circ_id, command, body)))
+
+    # --- failure ---------------------------------------------------------------------------
+
+    def _close(self, circuit: _Circuit, destroy: DestroyReason | None) -> None:
+        del self._circuits[circuit.handle]
+        del self._by_leg[(circuit.first, circuit.circ_id)]
+        self._ids.release(circuit.first, circuit.circ_id)
+        if destroy is not None:
+            self._send(circuit, CellCommand.DESTROY, encode_reason(destroy))
+        for ref in list(circuit.requests.values()):
+            self._request_failed(ref, "circuit_closed")
+
+    def _fail(
+        self, circuit: _Circuit, reason: str, now: float, destroy: DestroyReason | None
+    ) -> None:
+        was_ready = circuit.phase not in _BUILDING
+        if circuit.phase is _Phase.AWAIT_LINK:
+            destroy = None
+        self._close(circuit, destroy)
+        self.counters.inc("circuits_failed")
+        self.counters.inc(f"circuit_failed_{reason}")
+        self._actions.append(CircuitFailed(circuit.handle, reason, was_ready))
+        if not was_ready:
+            self._next_build_at = now + self._backoff_s
+            self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)
+
+    def _request_failed(self, ref: int, reason: str) -> None:
+        circuit = self._request_circuit.pop(ref, None)
+        if circuit is not None:
+            circuit.requests = {m: r for m, r in circuit.requests.items() if r != ref}
+        if self._request_deadlines.pop(ref, None) is None:
+            return
+        self.counters.inc("requests_failed")
+        self._actions.append(RequestFailed(ref, reason))
+
+    def _give_up(self, item: _Waiting, reason: str) -> None:
+        self.counters.inc("sends_failed")
+        if item.envelope.kind is MessageKind.REQUEST:
+            self._request_failed(item.ref, reason)
+        else:
+            self._actions.append(SendFailed(item.ref, reason))

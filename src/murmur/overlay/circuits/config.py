@@ -1,0 +1,56 @@
+"""Tunables of the circuit client and relay, with their units; defaults follow the seed and Tor."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    hops: int = 3
+    pool_size: int = 3
+    """Ready circuits kept in the background (seed §1.2)."""
+    max_parallel_builds: int = 3
+    lifetime_s: float = 600.0
+    lifetime_jitter_s: float = 180.0
+    """Each circuit is rotated after ``lifetime_s`` plus uniform jitter in [0, this]."""
+    build_timeout_s: float = 30.0
+    send_wait_s: float = 20.0
+    """How long a send waits for a circuit before ``SendFailed``/``RequestFailed``."""
+    max_waiting_sends: int = 256
+    request_timeout_s: float = 30.0
+    max_pending_requests: int = 256
+    retry_backoff_min_s: float = 1.0
+    retry_backoff_max_s: float = 60.0
+    maintain_interval_s: float = 5.0
+    """How often a short pool retries when no path could be selected."""
+    reply_reassembly_timeout_s: float = 30.0
+    max_reply_reassemblies: int = 8
+
+    def __post_init__(self) -> None:
+        if self.hops < 1 or self.pool_size < 1 or self.max_parallel_builds < 1:
+            raise ValueError("hops, pool_size and max_parallel_builds must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class RelayConfig:
+    max_circuits: int = 8192
+    max_circuits_per_peer: int = 1024
+    cell_rate_per_s: float = 500.0
+    """Sustained relay cells accepted from one peer (all its circuits together)."""
+    cell_burst: float = 500.0
+    max_queued_cells_per_peer: int = 1000
+    """Cells held back (not dropped) while a peer is over its rate; beyond this they drop."""
+    create_rate_per_s: float = 5.0
+    """CREATE cells and EXTEND requests accepted from one peer."""
+    create_burst: float = 50.0
+    connect_cost: float = 4.0
+    """Extra create tokens an EXTEND costs when the relay has to open a new link for it."""
+    extend_timeout_s: float = 20.0
+    max_circuit_lifetime_s: float = 3600.0
+    onion_key_lifetime_s: float = 7 * 86_400.0
+    onion_key_grace_s: float = 86_400.0
+    exit_reassembly_timeout_s: float = 30.0
+    max_reassemblies_per_circuit: int = 4
+    max_reassembly_bytes: int = 16 * 1024 * 1024
+    """All partially received messages at this exit, together."""

@@ -1,0 +1,92 @@
+"""What the circuit cores ask the node to do (actions) and tell it (events).
+
+Actions are imperative (:class:`SendCell`, :class:`ConnectTo`); events are in the past tense.
+Both come out of one ``drain_actions()`` list, in the order they happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from murmur.base.ids import NodeId
+from murmur.overlay.circuits.onion_keys import OnionPublicKeys
+from murmur.wire.cells import RelayAddress
+
+
+@dataclass(frozen=True, slots=True)
+class SendCell:
+    """Send these :data:`~murmur.wire.cells.CELL_BYTES` bytes to ``peer`` over its link."""
+
+    peer: NodeId
+    cell: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectTo:
+    """Open a link to ``peer`` (expecting that node id), then call ``link_ready``/``link_failed``.
+
+    Several cores may ask for the same peer: a dial already in progress satisfies them all.
+    """
+
+    peer: NodeId
+    address: RelayAddress
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBuilt:
+    circuit: int
+    """The client's handle for the circuit (never sent on the wire)."""
+    hops: tuple[NodeId, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitFailed:
+    circuit: int
+    reason: str
+    was_ready: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendFailed:
+    send_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyReceived:
+    request_id: int
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFailed:
+    request_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class PublishFromExit:
+    """A valid payload left a circuit here: publish it to gossip as this node's own."""
+
+    topic: str
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class OnionKeysRotated:
+    """The relay has a new onion key pair: re-sign and re-publish the peer announcement."""
+
+    public: OnionPublicKeys
+
+
+CircuitAction = (
+    SendCell
+    | ConnectTo
+    | CircuitBuilt
+    | CircuitFailed
+    | SendFailed
+    | ReplyReceived
+    | RequestFailed
+    | PublishFromExit
+    | OnionKeysRotated
+)

@@ -1,0 +1,111 @@
+"""The node's whole circuit side in one object: its client and its relay, sharing ids and links.
+
+Theory of operation. Every node is both an origin (:class:`CircuitClient`) and a relay
+(:class:`CircuitRelay`). Both create circuits on the same links, so they draw circuit ids from one
+:class:`CircuitIds`; an incoming cell goes to the client when its (peer, id) names one of the
+client's circuits and to the relay otherwise (the relay handles CREATE, relayed cells, and drops
+and counts cells for unknown circuits). Link news goes to both, actions from both come out of one
+list, and the deadline is the earlier of the two. The node calls ``link_ready`` for every link
+that comes up, whether it dialled it for a ``ConnectTo`` or accepted it.
+"""
+
+from __future__ import annotations
+
+from murmur.base.ids import NodeId
+from murmur.base.rng import Rng
+from murmur.overlay.circuits.client import CircuitClient
+from murmur.overlay.circuits.config import ClientConfig, RelayConfig
+from murmur.overlay.circuits.events import CircuitAction
+from murmur.overlay.circuits.ids import CircuitIds
+from murmur.overlay.circuits.onion_keys import OnionKeyRing
+from murmur.overlay.circuits.relay import Answer, CircuitRelay, Validate
+from murmur.overlay.circuits.selection import RelayDirectory
+from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES
+
+
+class CircuitHost:
+    def __init__(
+        self,
+        *,
+        node_id: NodeId,
+        onion_keys: OnionKeyRing,
+        directory: RelayDirectory,
+        rng: Rng,
+        now: float,
+        validate: Validate,
+        answer: Answer,
+        own_prefixes: frozenset[bytes] = frozenset(),
+        client_config: ClientConfig | None = None,
+        relay_config: RelayConfig | None = None,
+    ) -> None:
+        ids = CircuitIds(node_id)
+        self.client = CircuitClient(
+            node_id=node_id,
+            directory=directory,
+            rng=rng,
+            now=now,
+            own_prefixes=own_prefixes,
+            config=client_config,
+            ids=ids,
+        )
+        self.relay = CircuitRelay(
+            node_id=node_id,
+            onion_keys=onion_keys,
+            rng=rng,
+            validate=validate,
+            answer=answer,
+            config=relay_config,
+            ids=ids,
+        )
+
+    # --- commands (the private path) -------------------------------------------------------
+
+    def send(self, topic: str, payload: bytes, now: float) -> int:
+        return self.client.send(topic, payload, now)
+
+    def send_request(self, topic: str, payload: bytes, now: float) -> int:
+        return self.client.send_request(topic, payload, now)
+
+    def send_cover(self, now: float) -> bool:
+        return self.client.send_cover(now)
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
+        if len(data) >= CELL_HEADER_BYTES and self.client.owns(
+            peer, CELL_HEADER.unpack_from(data)[0]
+        ):
+            self.client.receive_cell(peer, data, now)
+        else:
+            self.relay.receive_cell(peer, data, now)
+
+    def link_ready(self, peer: NodeId, now: float) -> None:
+        self.client.link_ready(peer, now)
+        self.relay.link_ready(peer, now)
+
+    def link_failed(self, peer: NodeId, now: float) -> None:
+        self.client.link_failed(peer, now)
+        self.relay.link_failed(peer, now)
+
+    def peer_disconnected(self, peer: NodeId, now: float) -> None:
+        self.client.peer_disconnected(peer, now)
+        self.relay.peer_disconnected(peer, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.client.handle_timer(now)
+        self.relay.handle_timer(now)
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d for d in (self.client.next_deadline(), self.relay.next_deadline()) if d is not None
+        ]
+        return min(deadlines, default=None)
+
+    def drain_actions(self) -> list[CircuitAction]:
+        return self.client.drain_actions() + self.relay.drain_actions()
+
+    def metrics(self) -> dict[str, int]:
+        merged: dict[str, int] = {}
+        self.client.counters.merge_into(merged, "client.")
+        self.relay.counters.merge_into(merged, "relay.")
+        return dict(sorted(merged.items()))

@@ -1,0 +1,524 @@
+"""The relay side of circuits, which every node runs: handshakes, forwarding, extension, exit.
+
+Theory of operation. A circuit at a relay is two legs, ``prev`` (the link it was created on) and
+``next`` (the link it was extended on, if any), each named by its own per-link circuit id, plus
+this hop's layer keys; the relay knows nothing else about the circuit. Inputs are cells from
+peers (:meth:`CircuitRelay.receive_cell`), link news (``link_ready``, ``link_failed``,
+``peer_disconnected``) and timers; outputs are drained with :meth:`CircuitRelay.drain_actions`.
+
+- CREATE from a peer: answer the hybrid handshake with the onion key it names (current or
+  previous), install the circuit, reply CREATED.
+- RELAY from ``prev``: remove one layer. Not recognized: forward on ``next``. Recognized: an
+  EXTEND (open ``next``: CREATE to the named node, dialling it first if there is no link, with a
+  fresh id on that link; refused with TRUNCATED when it would loop back to the predecessor or to
+  this node), or, at the last hop, DATA (reassembled, then validated and published, or answered)
+  or COVER (dropped silently).
+- RELAY from ``next``: add this hop's backward layer and pass it to ``prev``. CREATED from
+  ``next``: tell the origin with EXTENDED.
+- DESTROY, a lost link, a timeout or any protocol error: tear the circuit down and send DESTROY
+  on the other leg.
+
+Hostile input never escapes: parsers raise :class:`RemoteProtocolError` only, which turns into a
+dropped cell or a destroyed circuit plus a ``drop_<reason>`` counter. Every peer has a cell token
+bucket (over its rate, cells wait in a bounded queue rather than being dropped, since a dropped
+cell would desynchronise the circuit's keystreams) and a create bucket (CREATE, EXTEND, and
+extra for a new link), so one flooding peer cannot starve the others' circuits.
+"""
+
+from __future__ import annotations
+
+import enum
+import heapq
+import itertools
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
+from murmur.base.rng import Rng
+from murmur.crypto.kem import X25519_BYTES
+from murmur.overlay.circuits.config import RelayConfig
+from murmur.overlay.circuits.events import (
+    CircuitAction,
+    ConnectTo,
+    OnionKeysRotated,
+    PublishFromExit,
+    SendCell,
+)
+from murmur.overlay.circuits.handshake import relay_answer
+from murmur.overlay.circuits.ids import CircuitIds
+from murmur.overlay.circuits.layers import RelayLayer
+from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing, UnknownOnionKey
+from murmur.overlay.circuits.reassembly import Reassembly
+from murmur.overlay.peers.token_bucket import TokenBucket
+from murmur.wire.cells import (
+    CELL_BYTES,
+    CELL_HEADER,
+    MAX_MESSAGE_BYTES,
+    CellCommand,
+    Created,
+    DestroyReason,
+    Envelope,
+    Extend,
+    Fragment,
+    MessageKind,
+    Onionskin,
+    RelayCommand,
+    TruncateReason,
+    decode_cell,
+    decode_destroy,
+    decode_relay_plaintext,
+    encode_cell,
+    encode_reason,
+    split_message,
+)
+
+Validate = Callable[[str, bytes], bool]
+"""``validate(topic, payload)``: may this payload be published (a well-formed, valid tx...)?"""
+Answer = Callable[[str, bytes], bytes | None]
+"""``answer(topic, payload)``: the reply to a private request, or None for no reply."""
+
+Leg = tuple[NodeId, int]
+QUEUE_WAKE_MIN_S = 0.001
+"""Floor on a rate-limited queue's wake-up delay (float refills can fall a hair short)."""
+TIMER_COMPACT_FACTOR = 4
+TIMER_COMPACT_MIN = 1024
+"""Timers of closed circuits are purged once the heap outgrows 4 × max(1024, open circuits)."""
+
+
+@dataclass(slots=True, eq=False)
+class _Extension:
+    target: NodeId
+    onionskin: Onionskin
+    deadline: float
+    awaiting_link: bool = True
+
+
+@dataclass(slots=True, eq=False)
+class _Circuit:
+    prev: Leg
+    layer: RelayLayer
+    expires_at: float
+    next: Leg | None = None
+    extension: _Extension | None = None
+    reassembly: Reassembly | None = None
+    alive: bool = True
+
+
+class _Timer(enum.Enum):
+    LIFETIME = "lifetime"
+    EXTEND = "extend"
+    REASSEMBLY = "reassembly"
+
+
+class CircuitRelay:
+    def __init__(
+        self,
+        *,
+        node_id: NodeId,
+        onion_keys: OnionKeyRing,
+        rng: Rng,
+        validate: Validate,
+        answer: Answer,
+        config: RelayConfig | None = None,
+        ids: CircuitIds | None = None,
+    ) -> None:
+        self.config = config or RelayConfig()
+        self.node_id = node_id
+        self.onion_keys = onion_keys
+        self.counters = Counters()
+        self._rng = rng
+        self._validate = validate
+        self._answer = answer
+        self._ids = ids or CircuitIds(node_id)
+        self._legs: dict[Leg, tuple[_Circuit, bool]] = {}
+        self._per_peer: dict[NodeId, int] = {}
+        self._circuits = 0
+        self._links: set[NodeId] = set()
+        self._awaiting_link: dict[NodeId, list[_Circuit]] = {}
+        self._cell_buckets: dict[NodeId, TokenBucket] = {}
+        self._create_buckets: dict[NodeId, TokenBucket] = {}
+        self._queues: dict[NodeId, deque[bytes]] = {}
+        self._queue_wake: dict[NodeId, float] = {}
+        self._timers: list[tuple[float, int, _Timer, _Circuit]] = []
+        self._seq = itertools.count()
+        self._reassembly_bytes = 0
+        self._actions: list[CircuitAction] = []
+        self._rotate_at = onion_keys.current_since + self.config.onion_key_lifetime_s
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
+        """One cell from ``peer``'s link, subject to that peer's cell rate."""
+        queue = self._queues.get(peer)
+        if queue is None and self._cell_bucket(peer).consume(now):
+            self._process(peer, data, now)
+            return
+        if queue is None:
+            queue = self._queues[peer] = deque()
+        if len(queue) >= self.config.max_queued_cells_per_peer:
+            self.counters.inc("drop_rate_limited")
+            self._destroy_leg_of(peer, data, DestroyReason.RATE_LIMITED)
+            return
+        queue.append(data)
+        self.counters.inc("cells_delayed")
+        self._queue_wake[peer] = now + max(self._cell_bucket(peer).wait_s(now), QUEUE_WAKE_MIN_S)
+
+    def link_ready(self, peer: NodeId, now: float) -> None:
+        """A link to ``peer`` is up (dialled for us or not): pending extensions may proceed."""
+        self._links.add(peer)
+        for circuit in self._awaiting_link.pop(peer, []):
+            ext = circuit.extension
+            if circuit.alive and ext is not None and ext.awaiting_link:
+                self._send_create(circuit, ext)
+
+    def link_failed(self, peer: NodeId, now: float) -> None:
+        """A dial to ``peer`` failed: every extension waiting for it is truncated."""
+        for circuit in self._awaiting_link.pop(peer, []):
+            if circuit.alive and circuit.extension is not None:
+                circuit.extension = None
+                self._truncate(circuit, TruncateReason.CONNECT_FAILED)
+
+    def peer_disconnected(self, peer: NodeId, now: float) -> None:
+        """The link to ``peer`` is gone: destroy every circuit through it on the other leg."""
+        self._links.discard(peer)
+        self.link_failed(peer, now)
+        for (leg_peer, _), (circuit, _) in list(self._legs.items()):
+            if leg_peer == peer and circuit.alive:
+                self._teardown(circuit, DestroyReason.HOP_GONE, skip_peer=peer)
+        self._cell_buckets.pop(peer, None)
+        self._create_buckets.pop(peer, None)
+        self._queues.pop(peer, None)
+        self._queue_wake.pop(peer, None)
+
+    def handle_timer(self, now: float) -> None:
+        for peer, wake in list(self._queue_wake.items()):
+            if wake <= now:
+                self._drain_queue(peer, now)
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, circuit = heapq.heappop(self._timers)
+            if circuit.alive:
+                self._fire(kind, circuit, now)
+        if now >= self._rotate_at:
+            self._rotate_onion_keys(now)
+
+    def next_deadline(self) -> float | None:
+        candidates = [self._rotate_at, *self._queue_wake.values()]
+        if self._timers:
+            candidates.append(self._timers[0][0])
+        return min(candidates)
+
+    def drain_actions(self) -> list[CircuitAction]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    @property
+    def circuit_count(self) -> int:
+        return self._circuits
+
+    # --- rate limits -----------------------------------------------------------------------
+
+    def _cell_bucket(self, peer: NodeId) -> TokenBucket:
+        bucket = self._cell_buckets.get(peer)
+        if bucket is None:
+            bucket = TokenBucket(self.config.cell_rate_per_s, self.config.cell_burst)
+            self._cell_buckets[peer] = bucket
+        return bucket
+
+    def _create_bucket(self, peer: NodeId) -> TokenBucket:
+        bucket = self._create_buckets.get(peer)
+        if bucket is None:
+            bucket = TokenBucket(self.config.create_rate_per_s, self.config.create_burst)
+            self._create_buckets[peer] = bucket
+        return bucket
+
+    def _drain_queue(self, peer: NodeId, now: float) -> None:
+        queue = self._queues[peer]
+        bucket = self._cell_bucket(peer)
+        while queue and bucket.consume(now):
+            self._process(peer, queue.popleft(), now)
+        if queue:
+            self._queue_wake[peer] = now + max(bucket.wait_s(now), QUEUE_WAKE_MIN_S)
+        else:
+            del self._queues[peer]
+            del self._queue_wake[peer]
+
+    def _destroy_leg_of(self, peer: NodeId, data: bytes, reason: DestroyReason) -> None:
+        if len(data) != CELL_BYTES:
+            return
+        entry = self._legs.get((peer, CELL_HEADER.unpack_from(data)[0]))
+        if entry is not None:
+            self._teardown(entry[0], reason)
+
+    # --- cell dispatch ---------------------------------------------------------------------
+
+    def _process(self, peer: NodeId, data: bytes, now: float) -> None:
+        try:
+            cell = decode_cell(data)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            return
+        entry = self._legs.get((peer, cell.circ_id))
+        if cell.command is CellCommand.CREATE:
+            if entry is None:
+                self._on_create(peer, cell.circ_id, cell.body, now)
+            else:
+                self.counters.inc("drop_duplicate_create")
+            return
+        if entry is None:
+            self.counters.inc("drop_unknown_circuit")
+            return
+        circuit, from_prev = entry
+        try:
+            if cell.command is CellCommand.DESTROY:
+                decode_destroy(cell.body)
+                self._on_destroy(circuit, from_prev)
+            elif cell.command is CellCommand.RELAY:
+                if from_prev:
+                    self._relay_forward(circuit, cell.body, now)
+                else:
+                    self._relay_backward(circuit, cell.body)
+            elif not from_prev and circuit.extension is not None:
+                self._on_created(circuit, Created.decode_body(cell.body))
+            else:
+                raise RemoteProtocolError("unexpected_created", "no extension pending")
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            if circuit.alive:
+                self._teardown(circuit, DestroyReason.PROTOCOL)
+
+    def _on_create(self, peer: NodeId, circ_id: int, body: bytes, now: float) -> None:
+        if not self._ids.chosen_by_peer(peer, circ_id):
+            self.counters.inc("drop_bad_circ_id")
+            return
+        reason = None
+        if not self._create_bucket(peer).consume(now):
+            reason = DestroyReason.RATE_LIMITED
+        elif (
+            self._circuits >= self.config.max_circuits
+            or self._per_peer.get(peer, 0) >= self.config.max_circuits_per_peer
+        ):
+            reason = DestroyReason.RESOURCE
+        else:
+            try:
+                skin = Onionskin.decode_body(body)
+                pair = self.onion_keys.find(skin.key_id, now)
+                created, ks = relay_answer(
+                    skin, pair, node_id=self.node_id, y_seed=self._rng.random_bytes(X25519_BYTES)
+                )
+            except UnknownOnionKey:
+                reason = DestroyReason.UNKNOWN_KEY
+            except RemoteProtocolError as exc:
+                self.counters.inc(f"drop_{exc.reason}")
+                reason = DestroyReason.PROTOCOL
+        if reason is not None:
+            self.counters.inc(f"create_refused_{reason.name.lower()}")
+            self._send(peer, circ_id, CellCommand.DESTROY, encode_reason(reason))
+            return
+        circuit = _Circuit(
+            (peer, circ_id), RelayLayer(ks.keys), now + self.config.max_circuit_lifetime_s
+        )
+        self._legs[circuit.prev] = (circuit, True)
+        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+        self._circuits += 1
+        self._schedule(circuit.expires_at, _Timer.LIFETIME, circuit)
+        self.counters.inc("circuits_created")
+        self._send(peer, circ_id, CellCommand.CREATED, created.encode())
+
+    def _relay_forward(self, circuit: _Circuit, body: bytes, now: float) -> None:
+        plain, mine = circuit.layer.unwrap_forward(body)
+        if not mine:
+            if circuit.next is None or circuit.extension is not None:
+                raise RemoteProtocolError("unrecognized", "cell for no hop")
+            self._send(*circuit.next, CellCommand.RELAY, plain)
+            self.counters.inc("cells_relayed")
+            return
+        self.counters.inc("cells_recognized")
+        message = decode_relay_plaintext(plain)
+        if message.command is RelayCommand.EXTEND:
+            self._on_extend(circuit, Extend.decode(message.data), now)
+        elif circuit.next is not None or circuit.extension is not None:
+            raise RemoteProtocolError("bad_relay_command", f"{message.command.name} mid-circuit")
+        elif message.command is RelayCommand.DATA:
+            self._on_data(circuit, Fragment.decode(message.data), now)
+        elif message.command is RelayCommand.COVER:
+            self.counters.inc("exit_cover_dropped")
+        else:
+            raise RemoteProtocolError("bad_relay_command", message.command.name)
+
+    def _relay_backward(self, circuit: _Circuit, body: bytes) -> None:
+        if circuit.extension is not None:
+            raise RemoteProtocolError("unexpected_relay", "extension not finished")
+        self._send(*circuit.prev, CellCommand.RELAY, circuit.layer.wrap_backward(body))
+        self.counters.inc("cells_relayed")
+
+    def _on_destroy(self, circuit: _Circuit, from_prev: bool) -> None:
+        self.counters.inc("circuits_destroyed_by_peer")
+        if from_prev or circuit.extension is None:
+            self._teardown(
+                circuit, DestroyReason.HOP_GONE, skip_peer=self._peer_of(circuit, from_prev)
+            )
+            return
+        self._drop_next(circuit)
+        circuit.extension = None
+        self._truncate(circuit, TruncateReason.REFUSED)
+
+    # --- extension -------------------------------------------------------------------------
+
+    def _on_extend(self, circuit: _Circuit, extend: Extend, now: float) -> None:
+        if circuit.next is not None or circuit.extension is not None:
+            raise RemoteProtocolError("extend_twice", "circuit already extended")
+        target = extend.next_node
+        if target == self.node_id or target == circuit.prev[0]:
+            self.counters.inc("extend_loop_refused")
+            self._truncate(circuit, TruncateReason.LOOP)
+            return
+        linked = target in self._links
+        cost = 1.0 if linked else 1.0 + self.config.connect_cost
+        if not self._create_bucket(circuit.prev[0]).consume(now, cost):
+            self.counters.inc("extend_rate_limited")
+            self._truncate(circuit, TruncateReason.RATE_LIMITED)
+            return
+        ext = _Extension(target, extend.onionskin, now + self.config.extend_timeout_s)
+        circuit.extension = ext
+        self._schedule(ext.deadline, _Timer.EXTEND, circuit)
+        if linked:
+            self._send_create(circuit, ext)
+            return
+        waiting = self._awaiting_link.setdefault(target, [])
+        if not waiting:
+            self._actions.append(ConnectTo(target, extend.address))
+            self.counters.inc("links_opened_for_extend")
+        waiting.append(circuit)
+
+    def _send_create(self, circuit: _Circuit, ext: _Extension) -> None:
+        ext.awaiting_link = False
+        circuit.next = (ext.target, self._ids.allocate(ext.target, self._rng))
+        self._legs[circuit.next] = (circuit, False)
+        self._send(*circuit.next, CellCommand.CREATE, ext.onionskin.encode())
+
+    def _on_created(self, circuit: _Circuit, created: Created) -> None:
+        circuit.extension = None
+        self.counters.inc("circuits_extended")
+        self._send_back(circuit, RelayCommand.EXTENDED, created.encode())
+
+    def _truncate(self, circuit: _Circuit, reason: TruncateReason) -> None:
+        self.counters.inc(f"truncated_{reason.name.lower()}")
+        self._send_back(circuit, RelayCommand.TRUNCATED, encode_reason(reason))
+
+    # --- exit ------------------------------------------------------------------------------
+
+    def _on_data(self, circuit: _Circuit, fragment: Fragment, now: float) -> None:
+        if self._reassembly_bytes + len(fragment.chunk) > self.config.max_reassembly_bytes:
+            raise RemoteProtocolError("reassembly_budget", "exit reassembly memory full")
+        if circuit.reassembly is None:
+            circuit.reassembly = Reassembly(
+                max_pending=self.config.max_reassemblies_per_circuit,
+                timeout_s=self.config.exit_reassembly_timeout_s,
+            )
+        reassembly = circuit.reassembly
+        pending, before = len(reassembly), reassembly.buffered_bytes
+        try:
+            message = reassembly.add(fragment, now)
+        finally:
+            self._reassembly_bytes += reassembly.buffered_bytes - before
+        if len(reassembly) > pending:
+            self._schedule(now + reassembly.timeout_s, _Timer.REASSEMBLY, circuit)
+        if message is None:
+            return
+        envelope = Envelope.decode(message)
+        if envelope.kind is MessageKind.PUBLISH:
+            if self._validate(envelope.topic, envelope.payload):
+                self.counters.inc("exit_publications")
+                self._actions.append(PublishFromExit(envelope.topic, envelope.payload))
+            else:
+                self.counters.inc("exit_invalid_dropped")
+            return
+        self.counters.inc("exit_requests")
+        reply = self._answer(envelope.topic, envelope.payload)
+        if not reply or len(reply) > MAX_MESSAGE_BYTES:
+            self.counters.inc("exit_requests_unanswered")
+            return
+        for part in split_message(fragment.message_id, reply):
+            self._send_back(circuit, RelayCommand.REPLY, part.encode())
+        self.counters.inc("exit_replies")
+
+    # --- timers and teardown ---------------------------------------------------------------
+
+    def _schedule(self, when: float, kind: _Timer, circuit: _Circuit) -> None:
+        if len(self._timers) > TIMER_COMPACT_FACTOR * max(TIMER_COMPACT_MIN, self._circuits):
+            self._timers = [t for t in self._timers if t[3].alive]
+            heapq.heapify(self._timers)
+        heapq.heappush(self._timers, (when, next(self._seq), kind, circuit))
+
+    def _fire(self, kind: _Timer, circuit: _Circuit, now: float) -> None:
+        if kind is _Timer.LIFETIME:
+            self.counters.inc("circuits_expired")
+            self._teardown(circuit, DestroyReason.TIMEOUT)
+        elif kind is _Timer.EXTEND:
+            ext = circuit.extension
+            if ext is not None and ext.deadline <= now:
+                self._drop_next(circuit, DestroyReason.TIMEOUT)
+                circuit.extension = None
+                self._truncate(circuit, TruncateReason.TIMEOUT)
+        elif circuit.reassembly is not None:
+            before = circuit.reassembly.buffered_bytes
+            expired = circuit.reassembly.expire(now)
+            self._reassembly_bytes -= before - circuit.reassembly.buffered_bytes
+            if expired:
+                self.counters.inc("exit_reassembly_expired", expired)
+
+    def _rotate_onion_keys(self, now: float) -> None:
+        self.onion_keys.rotate(
+            OnionKeyPair.generate(self._rng), now=now, grace_s=self.config.onion_key_grace_s
+        )
+        self._rotate_at = now + self.config.onion_key_lifetime_s
+        self.counters.inc("onion_keys_rotated")
+        self._actions.append(OnionKeysRotated(self.onion_keys.current.public))
+
+    def _peer_of(self, circuit: _Circuit, prev: bool) -> NodeId | None:
+        leg = circuit.prev if prev else circuit.next
+        return None if leg is None else leg[0]
+
+    def _drop_next(self, circuit: _Circuit, reason: DestroyReason | None = None) -> None:
+        """Forgets the ``next`` leg, telling that peer with DESTROY when ``reason`` is given."""
+        if circuit.next is None:
+            return
+        if reason is not None:
+            self._send(*circuit.next, CellCommand.DESTROY, encode_reason(reason))
+        del self._legs[circuit.next]
+        self._ids.release(*circuit.next)
+        circuit.next = None
+
+    def _teardown(
+        self, circuit: _Circuit, reason: DestroyReason, skip_peer: NodeId | None = None
+    ) -> None:
+        """Removes the circuit, sending DESTROY on each leg whose peer is not ``skip_peer``."""
+        circuit.alive = False
+        prev_peer, prev_id = circuit.prev
+        if prev_peer != skip_peer:
+            self._send(prev_peer, prev_id, CellCommand.DESTROY, encode_reason(reason))
+        del self._legs[circuit.prev]
+        next_reason = None if circuit.next is not None and circuit.next[0] == skip_peer else reason
+        self._drop_next(circuit, next_reason)
+        if circuit.reassembly is not None:
+            self._reassembly_bytes -= circuit.reassembly.buffered_bytes
+            circuit.reassembly.clear()
+        remaining = self._per_peer[prev_peer] - 1
+        if remaining:
+            self._per_peer[prev_peer] = remaining
+        else:
+            del self._per_peer[prev_peer]
+        self._circuits -= 1
+        self.counters.inc("circuits_closed")
+
+    # --- output ----------------------------------------------------------------------------
+
+    def _send(self, peer: NodeId, circ_id: int, command: CellCommand, body: bytes) -> None:
+        self._actions.append(SendCell(peer, encode_cell(circ_id, command, body)))
+
+    def _send_back(self, circuit: _Circuit, command: RelayCommand, data: bytes) -> None:
+        body = circuit.layer.originate_backward(command, data)
+        self._send(*circuit.prev, CellCommand.RELAY, body)

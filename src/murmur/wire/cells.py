@@ -1,0 +1,390 @@
+"""Fixed-size circuit cells and the relay messages they carry (docs/protocol/circuits.md).
+
+Theory of operation. Every cell on a link is exactly :data:`CELL_BYTES` (2048) bytes:
+``circ_id (u32) || command (u8) || body (2043 bytes)``, whatever the command, the hop position or
+the payload, so cell sizes tell nobody anything. The circuit id is per link and chosen by the
+side that creates the circuit on that link (its top bit says which side, so the two ends never
+collide). CREATE, CREATED and DESTROY bodies are a fixed layout followed by zero padding; a RELAY
+body is onion-encrypted and only the hop it is meant for can read it.
+
+A RELAY body, once the right hop has removed its layer, reads
+``recognized (u16, 0) || digest (16 B) || relay_command (u8) || length (u16) || data || zeros``.
+The digest is a per-hop MAC filled in by :mod:`murmur.overlay.circuits.layers`; this module only
+lays the bytes out. Relay messages (EXTEND, EXTENDED, DATA, COVER, REPLY, TRUNCATED) are parsed
+from ``data``. The 2048-byte size lets one cell carry a whole hybrid onionskin (X25519 key plus
+a 1,568-byte ML-KEM-1024 ciphertext), so circuit extension never needs fragments.
+
+Every parser here raises :class:`RemoteProtocolError` and nothing else on hostile bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import struct
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NODE_ID_BYTES, NodeId
+from murmur.crypto.kem import MLKEM_CIPHERTEXT_BYTES, X25519_BYTES
+from murmur.wire.codec import Reader, Writer
+
+CELL_BYTES = 2048
+CELL_HEADER = struct.Struct(">IB")
+CELL_HEADER_BYTES = CELL_HEADER.size
+CELL_BODY_BYTES = CELL_BYTES - CELL_HEADER_BYTES
+CIRC_ID_SIDE_BIT = 0x8000_0000
+"""Set in every circuit id created by the side whose node id sorts lower."""
+
+RELAY_HEADER = struct.Struct(">H16sBH")
+RELAY_HEADER_BYTES = RELAY_HEADER.size
+DIGEST_OFFSET = 2
+DIGEST_BYTES = 16
+DIGEST_END = DIGEST_OFFSET + DIGEST_BYTES
+RELAY_DATA_BYTES = CELL_BODY_BYTES - RELAY_HEADER_BYTES
+
+KEY_ID_BYTES = 32
+ONIONSKIN_BYTES = KEY_ID_BYTES + X25519_BYTES + MLKEM_CIPHERTEXT_BYTES
+AUTH_BYTES = 32
+CREATED_BYTES = X25519_BYTES + AUTH_BYTES
+
+FRAGMENT_HEADER = struct.Struct(">IHH")
+FRAGMENT_HEADER_BYTES = FRAGMENT_HEADER.size
+FRAGMENT_CHUNK_BYTES = RELAY_DATA_BYTES - FRAGMENT_HEADER_BYTES
+MAX_MESSAGE_BYTES = 131_072
+"""Largest payload one circuit message carries (a transaction, a sync request or response)."""
+MAX_TOPIC_BYTES = 64
+MAX_ENVELOPE_BYTES = 2 + MAX_TOPIC_BYTES + MAX_MESSAGE_BYTES
+MAX_FRAGMENTS = -(-MAX_ENVELOPE_BYTES // FRAGMENT_CHUNK_BYTES)
+
+_ZERO_BODY = bytes(CELL_BODY_BYTES)
+
+E = TypeVar("E", bound=enum.IntEnum)
+
+
+class CellCommand(enum.IntEnum):
+    CREATE = 1
+    CREATED = 2
+    RELAY = 3
+    DESTROY = 4
+
+
+class RelayCommand(enum.IntEnum):
+    EXTEND = 1
+    EXTENDED = 2
+    DATA = 3
+    COVER = 4
+    REPLY = 5
+    TRUNCATED = 6
+
+
+class DestroyReason(enum.IntEnum):
+    """Why a circuit is torn down, hop by hop (visible to the two ends of one link only)."""
+
+    REQUESTED = 1
+    """The origin closed it (rotation, failure handling)."""
+    PROTOCOL = 2
+    RESOURCE = 3
+    HOP_GONE = 4
+    """A link further along (or back) went away, or a DESTROY arrived from there."""
+    TIMEOUT = 5
+    UNKNOWN_KEY = 6
+    RATE_LIMITED = 7
+
+
+class TruncateReason(enum.IntEnum):
+    """Why an EXTEND failed, told to the origin only (inside the onion)."""
+
+    CONNECT_FAILED = 1
+    REFUSED = 2
+    LOOP = 3
+    RATE_LIMITED = 4
+    TIMEOUT = 5
+
+
+class MessageKind(enum.IntEnum):
+    PUBLISH = 1
+    """The exit validates the payload and publishes it to gossip as its own."""
+    REQUEST = 2
+    """The exit answers; the answer travels back as REPLY cells."""
+
+
+def _enum(kind: type[E], value: int, reason: str) -> E:
+    try:
+        return kind(value)
+    except ValueError:
+        raise RemoteProtocolError(reason, str(value)) from None
+
+
+# --- the link-level cell -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    circ_id: int
+    command: CellCommand
+    body: bytes = field(repr=False)
+
+    def encode(self) -> bytes:
+        return encode_cell(self.circ_id, self.command, self.body)
+
+
+def encode_cell(circ_id: int, command: CellCommand, body: bytes) -> bytes:
+    """``header || body || zero padding`` to exactly :data:`CELL_BYTES`."""
+    if not 0 < circ_id <= 0xFFFF_FFFF:
+        raise ValueError("circuit id out of range")
+    if len(body) > CELL_BODY_BYTES:
+        raise ValueError("cell body too long")
+    return CELL_HEADER.pack(circ_id, command) + body + _ZERO_BODY[len(body) :]
+
+
+def decode_cell(data: bytes) -> Cell:
+    if len(data) != CELL_BYTES:
+        raise RemoteProtocolError("bad_cell_size", f"{len(data)} bytes")
+    circ_id, code = CELL_HEADER.unpack_from(data)
+    if circ_id == 0:
+        raise RemoteProtocolError("bad_circ_id", "zero")
+    command = _enum(CellCommand, code, "bad_cell_command")
+    return Cell(circ_id, command, bytes(data[CELL_HEADER_BYTES:]))
+
+
+def _expect_zeros(r: Reader) -> None:
+    if any(r.pull_rest()):
+        raise RemoteProtocolError("bad_padding", "non-zero padding")
+
+
+# --- CREATE / CREATED / DESTROY bodies ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Onionskin:
+    """The client's half of the circuit handshake (CREATE body, EXTEND payload)."""
+
+    key_id: bytes
+    x25519_public: bytes
+    mlkem_ciphertext: bytes
+
+    def encode(self) -> bytes:
+        return self.key_id + self.x25519_public + self.mlkem_ciphertext
+
+    @classmethod
+    def pull(cls, r: Reader) -> Onionskin:
+        return cls(
+            r.pull_bytes(KEY_ID_BYTES),
+            r.pull_bytes(X25519_BYTES),
+            r.pull_bytes(MLKEM_CIPHERTEXT_BYTES),
+        )
+
+    @classmethod
+    def decode_body(cls, body: bytes) -> Onionskin:
+        r = Reader(body)
+        skin = cls.pull(r)
+        _expect_zeros(r)
+        return skin
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    """The relay's half: its ephemeral X25519 key and the auth MAC (CREATED body, EXTENDED)."""
+
+    x25519_public: bytes
+    auth: bytes
+
+    def encode(self) -> bytes:
+        return self.x25519_public + self.auth
+
+    @classmethod
+    def decode_body(cls, body: bytes) -> Created:
+        r = Reader(body)
+        msg = cls(r.pull_bytes(X25519_BYTES), r.pull_bytes(AUTH_BYTES))
+        _expect_zeros(r)
+        return msg
+
+
+def encode_reason(reason: enum.IntEnum) -> bytes:
+    return bytes((reason,))
+
+
+def decode_destroy(body: bytes) -> DestroyReason:
+    r = Reader(body)
+    reason = _enum(DestroyReason, r.pull_u8(), "bad_destroy_reason")
+    _expect_zeros(r)
+    return reason
+
+
+# --- the decrypted RELAY body ------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RelayMessage:
+    command: RelayCommand
+    data: bytes
+
+
+def encode_relay_plaintext(command: RelayCommand, data: bytes) -> bytearray:
+    """The body before the digest is filled in and the layers are applied (digest all zero)."""
+    if len(data) > RELAY_DATA_BYTES:
+        raise ValueError("relay data too long")
+    body = bytearray(CELL_BODY_BYTES)
+    RELAY_HEADER.pack_into(body, 0, 0, bytes(DIGEST_BYTES), command, len(data))
+    body[RELAY_HEADER_BYTES : RELAY_HEADER_BYTES + len(data)] = data
+    return body
+
+
+def decode_relay_plaintext(body: bytes) -> RelayMessage:
+    """Parses a body its hop has recognized (the digest was checked by the caller)."""
+    if len(body) != CELL_BODY_BYTES:
+        raise RemoteProtocolError("bad_cell_size", "relay body")
+    _, _, code, length = RELAY_HEADER.unpack_from(body)
+    command = _enum(RelayCommand, code, "bad_relay_command")
+    if length > RELAY_DATA_BYTES:
+        raise RemoteProtocolError("bad_length", f"relay length {length}")
+    end = RELAY_HEADER_BYTES + length
+    if any(body[end:]):
+        raise RemoteProtocolError("bad_padding", "non-zero relay padding")
+    return RelayMessage(command, bytes(body[RELAY_HEADER_BYTES:end]))
+
+
+# --- relay message payloads --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAddress:
+    """Where a relay listens: an IP literal (IPv4 or IPv6, kept canonical) and a TCP port."""
+
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host", str(ipaddress.ip_address(self.host)))
+        if not 0 < self.port <= 0xFFFF:
+            raise ValueError("port out of range")
+
+    def push(self, w: Writer) -> None:
+        ip = ipaddress.ip_address(self.host)
+        w.push_u8(ip.version).push_bytes(ip.packed).push_u16(self.port)
+
+    @classmethod
+    def pull(cls, r: Reader) -> RelayAddress:
+        version = r.pull_u8()
+        if version == 4:
+            host = str(ipaddress.IPv4Address(r.pull_bytes(4)))
+        elif version == 6:
+            host = str(ipaddress.IPv6Address(r.pull_bytes(16)))
+        else:
+            raise RemoteProtocolError("bad_address", f"family {version}")
+        port = r.pull_u16()
+        if port == 0:
+            raise RemoteProtocolError("bad_address", "port 0")
+        return cls(host, port)
+
+
+@dataclass(frozen=True, slots=True)
+class Extend:
+    """Origin → hop: open the next leg to ``next_node`` at ``address`` with this onionskin."""
+
+    next_node: NodeId
+    address: RelayAddress
+    onionskin: Onionskin
+
+    def encode(self) -> bytes:
+        w = Writer().push_bytes(self.next_node)
+        self.address.push(w)
+        return w.push_bytes(self.onionskin.encode()).getvalue()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Extend:
+        r = Reader(data)
+        msg = cls(NodeId(r.pull_bytes(NODE_ID_BYTES)), RelayAddress.pull(r), Onionskin.pull(r))
+        r.expect_end()
+        return msg
+
+
+def decode_extended(data: bytes) -> Created:
+    r = Reader(data)
+    msg = Created(r.pull_bytes(X25519_BYTES), r.pull_bytes(AUTH_BYTES))
+    r.expect_end()
+    return msg
+
+
+def decode_truncated(data: bytes) -> TruncateReason:
+    r = Reader(data)
+    reason = _enum(TruncateReason, r.pull_u8(), "bad_truncate_reason")
+    r.expect_end()
+    return reason
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One DATA or REPLY cell's share of a message: ``message_id, index/count, chunk``."""
+
+    message_id: int
+    index: int
+    count: int
+    chunk: bytes
+
+    def encode(self) -> bytes:
+        return FRAGMENT_HEADER.pack(self.message_id, self.index, self.count) + self.chunk
+
+    @classmethod
+    def decode(cls, data: bytes) -> Fragment:
+        if len(data) < FRAGMENT_HEADER_BYTES:
+            raise RemoteProtocolError("truncated", "fragment header")
+        message_id, index, count = FRAGMENT_HEADER.unpack_from(data)
+        if not 0 < count <= MAX_FRAGMENTS or index >= count:
+            raise RemoteProtocolError("bad_fragment", f"{index}/{count}")
+        chunk = bytes(data[FRAGMENT_HEADER_BYTES:])
+        if not chunk or (index < count - 1 and len(chunk) != FRAGMENT_CHUNK_BYTES):
+            raise RemoteProtocolError("bad_fragment", "chunk size")
+        return cls(message_id, index, count, chunk)
+
+
+def split_message(message_id: int, message: bytes) -> list[Fragment]:
+    """Cuts a message into full chunks and one last, shorter or equal, non-empty chunk."""
+    if not message or len(message) > MAX_ENVELOPE_BYTES:
+        raise ValueError("message size out of range")
+    chunks = [
+        message[i : i + FRAGMENT_CHUNK_BYTES] for i in range(0, len(message), FRAGMENT_CHUNK_BYTES)
+    ]
+    return [Fragment(message_id, i, len(chunks), c) for i, c in enumerate(chunks)]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a reassembled DATA message says to the exit: publish or request, on which topic."""
+
+    kind: MessageKind
+    topic: str
+    payload: bytes
+
+    def __post_init__(self) -> None:
+        if not 0 < len(self.topic.encode()) <= MAX_TOPIC_BYTES:
+            raise ValueError("topic length out of range")
+        if len(self.payload) > MAX_MESSAGE_BYTES:
+            raise ValueError("payload too long")
+
+    def encode(self) -> bytes:
+        return (
+            Writer()
+            .push_u8(self.kind)
+            .push_vbytes(self.topic.encode(), width=1)
+            .push_bytes(self.payload)
+            .getvalue()
+        )
+
+    @classmethod
+    def decode(cls, data: bytes) -> Envelope:
+        r = Reader(data)
+        kind = _enum(MessageKind, r.pull_u8(), "bad_message_kind")
+        raw_topic = r.pull_vbytes(MAX_TOPIC_BYTES, width=1)
+        try:
+            topic = raw_topic.decode()
+        except UnicodeDecodeError:
+            raise RemoteProtocolError("bad_topic", "not UTF-8") from None
+        if not topic:
+            raise RemoteProtocolError("bad_topic", "empty")
+        payload = r.pull_rest()
+        if len(payload) > MAX_MESSAGE_BYTES:
+            raise RemoteProtocolError("bad_length", "payload too long")
+        return cls(kind, topic, payload)

@@ -1,0 +1,206 @@
+"""Whole circuits over an in-memory network of CircuitHosts (fake clock, seeded randomness)."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.overlay.circuits import (
+    CircuitBuilt,
+    CircuitFailed,
+    ClientConfig,
+    NoCircuitAvailable,
+    ReplyReceived,
+    RequestFailed,
+    SendFailed,
+)
+from murmur.overlay.circuits.selection import network_prefix
+from murmur.wire.cells import CELL_BYTES, CellCommand, decode_cell, encode_cell
+
+from .harness import Network, Node
+
+
+def _built(node: Node) -> list[CircuitBuilt]:
+    return [e for e in node.events if isinstance(e, CircuitBuilt)]
+
+
+def _failed(node: Node) -> list[CircuitFailed]:
+    return [e for e in node.events if isinstance(e, CircuitFailed)]
+
+
+def _publications(net: Network) -> list[tuple[Node, str, bytes]]:
+    return [(n, t, p) for n in net.nodes.values() for t, p in n.published]
+
+
+@pytest.fixture
+def net() -> Network:
+    network = Network(8, seed=11)
+    network.run_until(1.0)
+    return network
+
+
+def test_every_node_keeps_a_pool_of_three_diverse_circuits(net: Network) -> None:
+    for node in net.nodes.values():
+        assert node.host.client.ready_circuits() == 3
+        for built in _built(node):
+            hops = [net.nodes[h].info for h in built.hops]
+            prefixes = {network_prefix(h.address.host) for h in hops}
+            assert len(hops) == 3 and len(prefixes) == 3
+            assert node.node_id not in built.hops
+            assert network_prefix(node.info.address.host) not in prefixes
+
+
+def test_multi_cell_payload_reaches_one_exit_exactly_once(net: Network) -> None:
+    origin = net.node(0)
+    payload = bytes(range(256)) * 40  # 10,240 bytes: six cells
+    origin.host.send("transaction", payload, net.now)
+    net.run_until(2.0)
+    ((exit_node, topic, got),) = _publications(net)
+    assert (topic, got) == ("transaction", payload)
+    assert exit_node is not origin
+    assert any(b.hops[-1] == exit_node.node_id for b in _built(origin))
+
+
+def test_every_cell_on_every_link_has_the_same_size(net: Network) -> None:
+    origin = net.node(1)
+    origin.host.send("transaction", b"t" * 50, net.now)
+    origin.host.send("transaction", b"T" * 100_000, net.now)
+    origin.host.send_cover(net.now)
+    net.run_until(1000.0)  # builds, sends, cover, rotations with DESTROY
+    commands = {decode_cell(cell).command for _, _, cell in net.wire}
+    assert commands == set(CellCommand)
+    assert {len(cell) for _, _, cell in net.wire} == {CELL_BYTES}
+
+
+def test_request_reply_returns_to_the_origin_and_no_relay_sees_plaintext() -> None:
+    net = Network(8, seed=5, answer=lambda topic, payload: b"REPLY-MARKER:" + payload[::-1] * 3)
+    net.run_until(1.0)
+    origin = net.node(2)
+    question = b"QUESTION-MARKER:" + bytes(range(200)) * 20
+    request_id = origin.host.send_request("sync_request", question, net.now)
+    net.run_until(2.0)
+    replies = [e for e in origin.events if isinstance(e, ReplyReceived)]
+    assert replies == [ReplyReceived(request_id, b"REPLY-MARKER:" + question[::-1] * 3)]
+    askers = [n for n in net.nodes.values() if n.requests_seen]
+    assert len(askers) == 1 and askers[0] is not origin
+    for _, _, cell in net.wire:
+        assert b"QUESTION-MARKER" not in cell and b"REPLY-MARKER" not in cell
+
+
+def test_cover_cells_are_dropped_silently_at_the_exit(net: Network) -> None:
+    origin = net.node(3)
+    assert origin.host.send_cover(net.now)
+    net.run_until(2.0)
+    assert _publications(net) == []
+    dropped = [n for n in net.nodes.values() if n.host.relay.counters.get("exit_cover_dropped")]
+    assert len(dropped) == 1
+
+
+def test_invalid_payloads_are_dropped_and_counted_at_the_exit() -> None:
+    net = Network(8, seed=6, validate=lambda topic, payload: not payload.startswith(b"bad"))
+    net.run_until(1.0)
+    origin = net.node(0)
+    origin.host.send("transaction", b"bad transaction", net.now)
+    origin.host.send("transaction", b"good transaction", net.now)
+    net.run_until(2.0)
+    assert [p for _, _, p in _publications(net)] == [b"good transaction"]
+    invalid = sum(n.host.relay.counters.get("exit_invalid_dropped") for n in net.nodes.values())
+    assert invalid == 1
+
+
+def test_a_vanishing_hop_tears_circuits_down_and_the_pool_rebuilds(net: Network) -> None:
+    origin = net.node(0)
+    victim = _built(origin)[0].hops[1]
+    through_victim = sum(victim in b.hops for b in _built(origin))
+    net.kill(victim)
+    broken = [f for f in _failed(origin) if f.was_ready]
+    assert len(broken) == through_victim and all(
+        f.reason.startswith(("destroyed", "hop")) for f in broken
+    )
+    for node in net.nodes.values():
+        for circuit_leg in node.host.relay._legs:
+            assert circuit_leg[0] != victim
+    net.run_until(net.now + 30.0)
+    assert origin.host.client.ready_circuits() == 3
+    for built in _built(origin)[-through_victim:]:
+        assert victim not in built.hops
+    origin.host.send("transaction", b"after the failure", net.now)
+    net.run_until(net.now + 1.0)
+    assert [p for _, _, p in _publications(net)] == [b"after the failure"]
+
+
+def test_circuits_rotate_after_their_lifetime(net: Network) -> None:
+    origin = net.node(4)
+    first = {b.circuit for b in _built(origin)}
+    net.run_until(600.0)
+    assert origin.host.client.counters.get("circuits_rotated") == 0
+    net.run_until(781.5)
+    assert origin.host.client.counters.get("circuits_rotated") == 3
+    assert origin.host.client.ready_circuits() == 3
+    assert first.isdisjoint(b.circuit for b in _built(origin)[-3:])
+
+
+def test_unknown_circuit_cells_are_dropped_by_the_host(net: Network) -> None:
+    a, b = net.node(0), net.node(1)
+    b.host.receive_cell(a.node_id, encode_cell(424242, CellCommand.RELAY, b"x"), net.now)
+    b.host.receive_cell(a.node_id, b"too short", net.now)
+    assert b.host.drain_actions() == []
+    metrics = b.host.metrics()
+    assert metrics["relay.drop_unknown_circuit"] == 1
+    assert metrics["relay.drop_bad_cell_size"] == 1
+
+
+def test_no_circuit_available_when_too_few_prefixes() -> None:
+    net = Network(3, seed=2)
+    net.run_until(1.0)
+    origin = net.node(0)
+    assert origin.host.client.ready_circuits() == 0
+    with pytest.raises(NoCircuitAvailable):
+        origin.host.send("transaction", b"tx", net.now)
+
+
+def test_send_waits_a_bounded_time_then_fails_clearly() -> None:
+    config = ClientConfig(send_wait_s=5.0)
+    net = Network(6, seed=3, client_config=config)
+    net.refuse_links.update(net.nodes)
+    net.run_until(1.0)
+    origin = net.node(0)
+    send_id = origin.host.send("transaction", b"tx", net.now)
+    net.run_until(net.now + 4.9)
+    assert not any(isinstance(e, SendFailed) for e in origin.events)
+    net.run_until(net.now + 0.2)
+    assert SendFailed(send_id, "no_circuit") in origin.events
+    assert origin.host.client.counters.get("circuit_failed_connect_failed") >= 1
+
+
+def test_unreachable_later_hop_truncates_and_the_pool_routes_around_it() -> None:
+    net = Network(8, seed=4)
+    net.refuse_links.add(net.node(5).node_id)
+    net.run_until(60.0)
+    origin = net.node(0)
+    assert origin.host.client.ready_circuits() == 3
+    reasons = {f.reason for n in net.nodes.values() for f in _failed(n)}
+    assert "truncated_connect_failed" in reasons
+
+
+def test_a_silent_hop_makes_the_build_time_out() -> None:
+    config = ClientConfig(build_timeout_s=10.0)
+    net = Network(5, seed=8, client_config=config)
+    for node in list(net.nodes)[1:]:
+        net.black_holes.add(node)
+    net.run_until(11.0)
+    origin = net.node(0)
+    assert {f.reason for f in _failed(origin)} == {"build_timeout"}
+    assert origin.host.client.ready_circuits() == 0
+
+
+def test_unanswered_request_fails_after_its_timeout(net: Network) -> None:
+    origin = net.node(0)
+    request_id = origin.host.send_request("sync_request", b"anyone?", net.now)
+    net.run_until(net.now + 29.0)
+    assert not any(isinstance(e, RequestFailed) for e in origin.events)
+    net.run_until(net.now + 2.0)
+    assert RequestFailed(request_id, "timeout") in origin.events
+    unanswered = sum(
+        n.host.relay.counters.get("exit_requests_unanswered") for n in net.nodes.values()
+    )
+    assert unanswered == 1

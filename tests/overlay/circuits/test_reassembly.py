@@ -1,0 +1,76 @@
+"""Bounded, in-order reassembly of fragmented messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.overlay.circuits.reassembly import Reassembly
+from murmur.wire.cells import FRAGMENT_CHUNK_BYTES, MAX_ENVELOPE_BYTES, Fragment, split_message
+
+
+def _r(**kw: float) -> Reassembly:
+    return Reassembly(max_pending=int(kw.get("max_pending", 2)), timeout_s=kw.get("timeout", 10))
+
+
+def test_multi_fragment_message_comes_back_whole_once() -> None:
+    r = _r()
+    message = bytes(range(256)) * 30
+    parts = split_message(7, message)
+    assert len(parts) == 4
+    results = [r.add(p, 0.0) for p in parts]
+    assert results[:-1] == [None] * 3 and results[-1] == message
+    assert r.buffered_bytes == 0 and len(r) == 0
+
+
+def test_largest_message_fits_and_one_byte_more_does_not_split() -> None:
+    r = _r()
+    parts = split_message(1, b"x" * MAX_ENVELOPE_BYTES)
+    out = None
+    for p in parts:
+        out = r.add(p, 0.0)
+    assert out == b"x" * MAX_ENVELOPE_BYTES
+    with pytest.raises(ValueError):
+        split_message(1, b"x" * (MAX_ENVELOPE_BYTES + 1))
+
+
+def test_out_of_order_fragment_discards_the_message() -> None:
+    r = _r()
+    parts = split_message(1, b"y" * (3 * FRAGMENT_CHUNK_BYTES))
+    r.add(parts[0], 0.0)
+    with pytest.raises(RemoteProtocolError):
+        r.add(parts[2], 0.0)
+    assert len(r) == 0 and r.buffered_bytes == 0
+
+
+def test_message_must_start_at_index_zero() -> None:
+    with pytest.raises(RemoteProtocolError):
+        _r().add(Fragment(1, 1, 2, b"z" * FRAGMENT_CHUNK_BYTES), 0.0)
+
+
+def test_pending_messages_are_capped() -> None:
+    r = _r(max_pending=2)
+    for mid in (1, 2):
+        r.add(split_message(mid, b"a" * (2 * FRAGMENT_CHUNK_BYTES))[0], 0.0)
+    with pytest.raises(RemoteProtocolError) as info:
+        r.add(split_message(3, b"a" * (2 * FRAGMENT_CHUNK_BYTES))[0], 0.0)
+    assert info.value.reason == "too_many_reassemblies"
+
+
+def test_size_cap_is_enforced_fragment_by_fragment() -> None:
+    r = Reassembly(max_pending=1, timeout_s=1, max_bytes=FRAGMENT_CHUNK_BYTES + 10)
+    parts = split_message(1, b"b" * (3 * FRAGMENT_CHUNK_BYTES))
+    r.add(parts[0], 0.0)
+    with pytest.raises(RemoteProtocolError) as info:
+        r.add(parts[1], 0.0)
+    assert info.value.reason == "message_too_large"
+    assert r.buffered_bytes == 0
+
+
+def test_stale_messages_expire() -> None:
+    r = _r(timeout=10)
+    r.add(split_message(1, b"c" * (2 * FRAGMENT_CHUNK_BYTES))[0], 5.0)
+    assert r.next_deadline() == 15.0
+    assert r.expire(14.9) == 0
+    assert r.expire(15.0) == 1
+    assert r.next_deadline() is None and r.buffered_bytes == 0

@@ -1,0 +1,376 @@
+"""One CircuitRelay driven by hand: hostile cells, extension rules, exits, limits, timers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from murmur.base.ids import NodeId
+from murmur.overlay.circuits import relay as relay_module
+from murmur.overlay.circuits.config import RelayConfig
+from murmur.overlay.circuits.events import ConnectTo, OnionKeysRotated, PublishFromExit, SendCell
+from murmur.overlay.circuits.handshake import client_finish, client_onionskin
+from murmur.overlay.circuits.ids import CircuitIds
+from murmur.overlay.circuits.layers import OriginLayers
+from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing
+from murmur.overlay.circuits.relay import CircuitRelay
+from murmur.sim.rng import SeededRng
+from murmur.wire.cells import (
+    CELL_BYTES,
+    CellCommand,
+    Created,
+    DestroyReason,
+    Envelope,
+    Extend,
+    MessageKind,
+    RelayAddress,
+    RelayCommand,
+    RelayMessage,
+    TruncateReason,
+    decode_cell,
+    decode_destroy,
+    decode_truncated,
+    encode_cell,
+    split_message,
+)
+
+RELAY_ID = NodeId(b"\x55" * 32)
+PEER = NodeId(b"\x11" * 32)
+OTHER = NodeId(b"\x22" * 32)
+TARGET = NodeId(b"\x99" * 32)
+PAIR = OnionKeyPair.generate(SeededRng(42))
+
+
+@dataclass
+class Setup:
+    relay: CircuitRelay
+    published: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def make_relay(config: RelayConfig | None = None, valid: bool = True) -> Setup:
+    published: list[tuple[str, bytes]] = []
+
+    def validate(topic: str, payload: bytes) -> bool:
+        published.append((topic, payload))
+        return valid
+
+    relay = CircuitRelay(
+        node_id=RELAY_ID,
+        onion_keys=OnionKeyRing(PAIR, now=0.0),
+        rng=SeededRng(1),
+        validate=validate,
+        answer=lambda topic, payload: b"answer to " + payload,
+        config=config,
+    )
+    return Setup(relay, published)
+
+
+class HandOrigin:
+    """A one-hop circuit to the relay, built with the pure handshake steps."""
+
+    def __init__(self, relay: CircuitRelay, peer: NodeId = PEER, seed: int = 2) -> None:
+        rng = SeededRng(seed)
+        self.relay, self.peer = relay, peer
+        self.circ_id = CircuitIds(peer).allocate(relay.node_id, rng)
+        skin, pending = client_onionskin(
+            relay.node_id, PAIR.public, x25519_seed=rng.random_bytes(32)
+        )
+        relay.receive_cell(peer, encode_cell(self.circ_id, CellCommand.CREATE, skin.encode()), 0.0)
+        (action,) = relay.drain_actions()
+        assert isinstance(action, SendCell) and action.peer == peer
+        cell = decode_cell(action.cell)
+        assert cell.command is CellCommand.CREATED
+        self.layers = OriginLayers()
+        self.layers.add_hop(client_finish(Created.decode_body(cell.body), pending).keys)
+
+    def send(self, command: RelayCommand, data: bytes, now: float = 0.0) -> None:
+        body = self.layers.wrap_forward(0, command, data)
+        self.relay.receive_cell(self.peer, encode_cell(self.circ_id, CellCommand.RELAY, body), now)
+
+    def open(self, cell_bytes: bytes) -> RelayMessage:
+        cell = decode_cell(cell_bytes)
+        assert cell.circ_id == self.circ_id and cell.command is CellCommand.RELAY
+        return self.layers.unwrap_backward(cell.body)[1]
+
+
+def _cells(relay: CircuitRelay) -> list[SendCell]:
+    actions = relay.drain_actions()
+    assert all(isinstance(a, SendCell) for a in actions)
+    return actions  # type: ignore[return-value]
+
+
+def _publish(topic: str, payload: bytes) -> list[bytes]:
+    env = Envelope(MessageKind.PUBLISH, topic, payload).encode()
+    return [f.encode() for f in split_message(1, env)]
+
+
+def test_cells_for_unknown_circuits_are_dropped_and_counted() -> None:
+    s = make_relay()
+    s.relay.receive_cell(PEER, encode_cell(77, CellCommand.RELAY, b"\x01" * 100), 0.0)
+    s.relay.receive_cell(PEER, encode_cell(78, CellCommand.DESTROY, b"\x01"), 0.0)
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("drop_unknown_circuit") == 2
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (encode_cell(5, CellCommand.RELAY, b"")[:-1], "drop_bad_cell_size"),
+        (b"", "drop_bad_cell_size"),
+        (
+            encode_cell(5, CellCommand.RELAY, b"")[:4] + b"\x07" + bytes(CELL_BYTES - 5),
+            "drop_bad_cell_command",
+        ),
+        (bytes(CELL_BYTES), "drop_bad_circ_id"),
+    ],
+)
+def test_truncated_and_malformed_cells_are_dropped(data: bytes, reason: str) -> None:
+    s = make_relay()
+    s.relay.receive_cell(PEER, data, 0.0)
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get(reason) == 1
+
+
+def test_corrupted_relay_cell_destroys_its_circuit() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    body = bytearray(origin.layers.wrap_forward(0, RelayCommand.DATA, _publish("t", b"x")[0]))
+    body[100] ^= 0x80
+    s.relay.receive_cell(PEER, encode_cell(origin.circ_id, CellCommand.RELAY, bytes(body)), 0.0)
+    (destroy,) = _cells(s.relay)
+    cell = decode_cell(destroy.cell)
+    assert destroy.peer == PEER and cell.command is CellCommand.DESTROY
+    assert decode_destroy(cell.body) is DestroyReason.PROTOCOL
+    assert s.relay.counters.get("drop_unrecognized") == 1
+    assert s.relay.circuit_count == 0 and s.published == []
+
+
+def test_create_in_the_wrong_half_of_the_id_space_is_dropped() -> None:
+    s = make_relay()
+    own_id = CircuitIds(RELAY_ID).allocate(PEER, SeededRng(1))
+    s.relay.receive_cell(PEER, encode_cell(own_id, CellCommand.CREATE, b""), 0.0)
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("drop_bad_circ_id") == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\0" * 32 + b"x" * 1600, DestroyReason.UNKNOWN_KEY),
+        (PAIR.key_id + b"x" * 1600 + b"\x01", DestroyReason.PROTOCOL),
+        (PAIR.key_id + bytes(32) + b"c" * 1568, DestroyReason.PROTOCOL),
+    ],
+)
+def test_bad_create_is_answered_with_destroy(body: bytes, reason: DestroyReason) -> None:
+    s = make_relay()
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(3))
+    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.CREATE, body), 0.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is reason
+    assert s.relay.circuit_count == 0
+
+
+@pytest.mark.parametrize("target", [PEER, RELAY_ID])
+def test_extend_loops_are_refused(target: NodeId) -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    skin, _ = client_onionskin(target, PAIR.public, x25519_seed=b"\x01" * 32)
+    origin.send(RelayCommand.EXTEND, Extend(target, RelayAddress("10.1.0.1", 1), skin).encode())
+    (reply,) = _cells(s.relay)
+    message = origin.open(reply.cell)
+    assert message.command is RelayCommand.TRUNCATED
+    assert decode_truncated(message.data) is TruncateReason.LOOP
+    assert s.relay.counters.get("extend_loop_refused") == 1
+
+
+def _extend_to_target(s: Setup) -> HandOrigin:
+    origin = HandOrigin(s.relay)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x01" * 32)
+    origin.send(RelayCommand.EXTEND, Extend(TARGET, RelayAddress("10.9.0.1", 7), skin).encode())
+    return origin
+
+
+def test_extend_to_a_new_node_dials_then_creates_with_a_fresh_id() -> None:
+    s = make_relay()
+    origin = _extend_to_target(s)
+    assert s.relay.drain_actions() == [ConnectTo(TARGET, RelayAddress("10.9.0.1", 7))]
+    s.relay.link_ready(TARGET, 0.1)
+    (create,) = _cells(s.relay)
+    cell = decode_cell(create.cell)
+    assert create.peer == TARGET and cell.command is CellCommand.CREATE
+    assert cell.circ_id != origin.circ_id
+    assert s.relay.counters.get("links_opened_for_extend") == 1
+    s.relay.receive_cell(TARGET, encode_cell(cell.circ_id, CellCommand.CREATED, b"y" * 64), 0.2)
+    (extended,) = _cells(s.relay)
+    message = origin.open(extended.cell)
+    assert (message.command, message.data) == (RelayCommand.EXTENDED, b"y" * 64)
+
+
+def test_extend_whose_dial_fails_is_truncated() -> None:
+    s = make_relay()
+    origin = _extend_to_target(s)
+    s.relay.drain_actions()
+    s.relay.link_failed(TARGET, 1.0)
+    (reply,) = _cells(s.relay)
+    assert decode_truncated(origin.open(reply.cell).data) is TruncateReason.CONNECT_FAILED
+
+
+def test_extend_that_gets_no_created_times_out() -> None:
+    s = make_relay()
+    origin = _extend_to_target(s)
+    s.relay.link_ready(TARGET, 0.0)
+    s.relay.drain_actions()
+    s.relay.handle_timer(s.relay.config.extend_timeout_s + 0.1)
+    destroy, truncated = _cells(s.relay)
+    assert destroy.peer == TARGET and decode_cell(destroy.cell).command is CellCommand.DESTROY
+    assert decode_truncated(origin.open(truncated.cell).data) is TruncateReason.TIMEOUT
+
+
+def test_exit_publishes_valid_payloads_once() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    payload = bytes(range(256)) * 20
+    for part in _publish("transaction", payload):
+        origin.send(RelayCommand.DATA, part)
+    assert s.relay.drain_actions() == [PublishFromExit("transaction", payload)]
+    assert s.relay.counters.get("exit_publications") == 1
+
+
+def test_exit_drops_and_counts_invalid_payloads() -> None:
+    s = make_relay(valid=False)
+    origin = HandOrigin(s.relay)
+    origin.send(RelayCommand.DATA, _publish("transaction", b"bad tx")[0])
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("exit_invalid_dropped") == 1
+
+
+def test_exit_drops_cover_silently() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    origin.send(RelayCommand.COVER, b"")
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("exit_cover_dropped") == 1
+    assert s.relay.circuit_count == 1
+
+
+def test_exit_answers_requests_back_through_the_circuit() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    env = Envelope(MessageKind.REQUEST, "sync_request", b"q" * 3000).encode()
+    for f in split_message(5, env):
+        origin.send(RelayCommand.DATA, f.encode())
+    replies = _cells(s.relay)
+    assert len(replies) == 2
+    messages = [origin.open(r.cell) for r in replies]
+    assert all(m.command is RelayCommand.REPLY for m in messages)
+
+
+def test_exit_reassembly_expires() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    first = _publish("transaction", b"z" * 5000)[0]
+    origin.send(RelayCommand.DATA, first, now=1.0)
+    assert s.relay.next_deadline() == pytest.approx(1.0 + s.relay.config.exit_reassembly_timeout_s)
+    s.relay.handle_timer(100.0)
+    assert s.relay.counters.get("exit_reassembly_expired") == 1
+
+
+def test_a_flooding_peer_is_delayed_and_cannot_starve_another() -> None:
+    config = RelayConfig(cell_rate_per_s=10, cell_burst=5, max_queued_cells_per_peer=20)
+    s = make_relay(config)
+    flooder, honest = HandOrigin(s.relay, PEER, 2), HandOrigin(s.relay, OTHER, 3)
+    for _ in range(24):  # its CREATE took one token of the burst of 5
+        flooder.send(RelayCommand.COVER, b"")
+    assert s.relay.counters.get("exit_cover_dropped") == 4
+    assert s.relay.counters.get("cells_delayed") == 20
+    assert s.relay.counters.get("drop_rate_limited") == 0
+    flooder.send(RelayCommand.COVER, b"")
+    assert s.relay.counters.get("drop_rate_limited") == 1
+    destroy = _cells(s.relay)
+    assert [d.peer for d in destroy] == [PEER]
+    honest.send(RelayCommand.COVER, b"")
+    assert s.relay.counters.get("exit_cover_dropped") == 5
+    deadline = s.relay.next_deadline()
+    assert deadline is not None and deadline < 1.0
+    while (deadline := s.relay.next_deadline()) is not None and deadline < 100:
+        s.relay.handle_timer(deadline)
+    assert s.relay.counters.get("drop_unknown_circuit") == 20
+
+
+def test_create_rate_limit_answers_destroy() -> None:
+    s = make_relay(RelayConfig(create_rate_per_s=1, create_burst=1))
+    HandOrigin(s.relay, PEER, 2)
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(9))
+    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.CREATE, b""), 0.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RATE_LIMITED
+
+
+def test_per_peer_circuit_cap() -> None:
+    s = make_relay(RelayConfig(max_circuits_per_peer=1))
+    HandOrigin(s.relay, PEER, 2)
+    HandOrigin(s.relay, OTHER, 3)
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(9))
+    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.CREATE, b""), 0.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RESOURCE
+
+
+def test_circuits_expire_at_the_relay() -> None:
+    s = make_relay(RelayConfig(max_circuit_lifetime_s=60))
+    HandOrigin(s.relay)
+    s.relay.handle_timer(61.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.TIMEOUT
+    assert s.relay.circuit_count == 0
+
+
+def test_onion_keys_rotate_and_the_old_key_works_during_grace() -> None:
+    config = RelayConfig(onion_key_lifetime_s=100, onion_key_grace_s=50, max_circuit_lifetime_s=1e9)
+    s = make_relay(config)
+    assert s.relay.next_deadline() == 100
+    s.relay.handle_timer(100.0)
+    (rotated,) = s.relay.drain_actions()
+    assert isinstance(rotated, OnionKeysRotated) and rotated.public != PAIR.public
+    HandOrigin(s.relay)  # built with the previous key, accepted during grace
+    assert s.relay.circuit_count == 1
+
+
+def test_disconnect_tears_down_with_destroy_on_the_other_leg() -> None:
+    s = make_relay()
+    _extend_to_target(s)
+    s.relay.link_ready(TARGET, 0.0)
+    s.relay.drain_actions()
+    s.relay.peer_disconnected(PEER, 1.0)
+    (destroy,) = _cells(s.relay)
+    assert destroy.peer == TARGET
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.HOP_GONE
+    assert s.relay.circuit_count == 0
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    body=st.binary(min_size=0, max_size=2043),
+    command=st.integers(0, 255),
+    use_circuit=st.booleans(),
+)
+def test_garbage_cells_never_raise(body: bytes, command: int, use_circuit: bool) -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    circ_id = origin.circ_id if use_circuit else 12345
+    data = circ_id.to_bytes(4, "big") + bytes([command]) + body
+    s.relay.receive_cell(PEER, data + bytes(max(0, CELL_BYTES - len(data))), 0.0)
+    s.relay.drain_actions()
+
+
+def test_timers_of_closed_circuits_are_purged(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(relay_module, "TIMER_COMPACT_MIN", 4)
+    s = make_relay()
+    for seed in range(40):
+        HandOrigin(s.relay, PEER, seed)
+        s.relay.peer_disconnected(PEER, 0.0)
+    assert s.relay.circuit_count == 0
+    assert len(s.relay._timers) <= relay_module.TIMER_COMPACT_FACTOR * 4 + 1

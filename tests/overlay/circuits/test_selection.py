@@ -1,0 +1,122 @@
+"""Relay scores, prefixes and weighted, prefix-diverse path selection."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.overlay.circuits.onion_keys import OnionKeyPair
+from murmur.overlay.circuits.selection import (
+    NatType,
+    NoCircuitAvailable,
+    RelayCapacity,
+    RelayDirectory,
+    RelayInfo,
+    network_prefix,
+    relay_score,
+    select_path,
+)
+from murmur.sim.rng import SeededRng
+from murmur.wire.cells import RelayAddress
+
+KEYS = OnionKeyPair.generate(SeededRng(1)).public
+GOOD = RelayCapacity(80_000, 1.0, NatType.OPEN, 0.0)
+POOR = RelayCapacity(0, 0.0, NatType.SYMMETRIC, 1.0)
+
+
+def _relay(i: int, host: str, capacity: RelayCapacity = GOOD) -> RelayInfo:
+    return RelayInfo(NodeId(bytes([i]) * 32), RelayAddress(host, 7000), KEYS, capacity)
+
+
+def test_score_follows_the_seed_formula() -> None:
+    assert relay_score(GOOD) == pytest.approx(0.9)
+    half = RelayCapacity(40_000, 0.5, NatType.FULL_CONE, 0.5)
+    assert relay_score(half) == pytest.approx((0.2 + 0.15 + 0.15) * 0.75)
+    assert relay_score(RelayCapacity(10**9, 1.0, NatType.RESTRICTED, 0.0)) == pytest.approx(0.8)
+
+
+def test_score_floor_keeps_everyone_in() -> None:
+    assert relay_score(POOR) == 0.1
+
+
+@pytest.mark.parametrize(
+    ("bad", "kwargs"),
+    [("uptime", {"uptime_ratio": 1.5}), ("load", {"load": -0.1}), ("nan", {"load": float("nan")})],
+)
+def test_capacity_rejects_out_of_range_values(bad: str, kwargs: dict[str, float]) -> None:
+    fields = {"bandwidth_kbps": 1, "uptime_ratio": 0.5, "nat_type": NatType.OPEN, "load": 0.5}
+    with pytest.raises(ValueError):
+        RelayCapacity(**(fields | kwargs))  # type: ignore[arg-type]
+
+
+def test_capacity_round_trips_and_rejects_garbage() -> None:
+    cap = RelayCapacity(12_345, 0.25, NatType.RESTRICTED, 0.75)
+    assert RelayCapacity.decode(cap.encode()) == cap
+    encoded = cap.encode()
+    for bad in (encoded[:-1], encoded + b"\0", encoded[:6] + b"\x09" + encoded[7:]):
+        with pytest.raises(RemoteProtocolError):
+            RelayCapacity.decode(bad)
+    over = encoded[:4] + (10_001).to_bytes(2, "big") + encoded[6:]
+    with pytest.raises(RemoteProtocolError):
+        RelayCapacity.decode(over)
+
+
+def test_prefixes() -> None:
+    assert network_prefix("10.1.2.3") == network_prefix("10.1.200.9")
+    assert network_prefix("10.1.2.3") != network_prefix("10.2.2.3")
+    assert network_prefix("::ffff:10.1.9.9") == network_prefix("10.1.0.1")
+    assert network_prefix("2001:db8:1::1") == network_prefix("2001:db8:ffff::2")
+    assert network_prefix("2001:db8::1") != network_prefix("2001:db9::1")
+
+
+def test_path_has_distinct_prefixes_and_never_the_origin_prefix() -> None:
+    relays = [_relay(i, f"10.{i % 5}.{i}.1") for i in range(1, 40)]
+    own = frozenset({network_prefix("10.0.0.1")})
+    rng = SeededRng(3)
+    for _ in range(200):
+        path = select_path(relays, rng, hops=3, origin=NodeId(b"o" * 32), origin_prefixes=own)
+        prefixes = {r.prefix for r in path}
+        assert len(prefixes) == 3 and not prefixes & own
+
+
+def test_path_never_contains_the_origin() -> None:
+    relays = [_relay(i, f"10.{i}.0.1") for i in range(1, 4)]
+    with pytest.raises(NoCircuitAvailable):
+        select_path(
+            relays, SeededRng(1), hops=3, origin=relays[0].node_id, origin_prefixes=frozenset()
+        )
+
+
+def test_too_few_prefixes_is_no_circuit_available() -> None:
+    relays = [_relay(i, f"10.1.{i}.1") for i in range(1, 20)] + [_relay(99, "10.2.0.1")]
+    with pytest.raises(NoCircuitAvailable):
+        select_path(
+            relays, SeededRng(1), hops=3, origin=NodeId(b"o" * 32), origin_prefixes=frozenset()
+        )
+
+
+def test_selection_is_weighted_by_score() -> None:
+    strong = _relay(1, "10.1.0.1", GOOD)
+    weak = _relay(2, "10.2.0.1", POOR)
+    rng = SeededRng(5)
+    first = Counter(
+        select_path(
+            [strong, weak], rng, hops=1, origin=NodeId(b"o" * 32), origin_prefixes=frozenset()
+        )[0].node_id
+        for _ in range(2000)
+    )
+    share = first[strong.node_id] / 2000
+    assert share == pytest.approx(0.9 / 1.0, abs=0.03)
+
+
+def test_directory_is_bounded_and_updatable() -> None:
+    d = RelayDirectory(max_relays=2)
+    a, b, c = _relay(1, "10.1.0.1"), _relay(2, "10.2.0.1"), _relay(3, "10.3.0.1")
+    assert d.upsert(a) and d.upsert(b) and not d.upsert(c)
+    moved = _relay(1, "10.9.0.1")
+    assert d.upsert(moved) and d.get(a.node_id) == moved
+    d.remove(a.node_id)
+    assert a.node_id not in d and len(d) == 1 and list(d) == [b]

@@ -1,0 +1,83 @@
+"""Signed peer announcements: round trip, forgery, replays, expiry, bounded book."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.crypto.identity import Identity
+from murmur.overlay.announce import AnnouncementBook, PeerAnnouncement, sign_announcement
+from murmur.overlay.circuits.onion_keys import OnionKeyPair
+from murmur.overlay.circuits.selection import NatType, RelayCapacity
+from murmur.sim.rng import SeededRng
+from murmur.wire.cells import RelayAddress
+
+ALICE = Identity.from_seed(b"a" * 32)
+MALLORY = Identity.from_seed(b"m" * 32)
+KEYS = OnionKeyPair.generate(SeededRng(1)).public
+CAPACITY = RelayCapacity(2_000, 0.9, NatType.OPEN, 0.2)
+
+
+def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) -> PeerAnnouncement:
+    return sign_announcement(
+        identity,
+        address=RelayAddress("127.5.0.1", 7000),
+        onion_keys=KEYS,
+        capacity=CAPACITY,
+        sequence=sequence,
+        ttl_s=ttl_s,
+    )
+
+
+def test_round_trip_and_signature() -> None:
+    a = _announce()
+    b = PeerAnnouncement.decode(a.encode())
+    assert b == a and b.verified()
+    assert b.node_id == ALICE.node_id
+    assert b.relay_info().address.port == 7000
+
+
+@pytest.mark.parametrize("index", [1, 2600, 2605, 4300, 4310, 4320, -1])
+def test_any_altered_byte_breaks_the_signature_or_the_parse(index: int) -> None:
+    data = bytearray(_announce().encode())
+    data[index] ^= 0x01
+    try:
+        parsed = PeerAnnouncement.decode(bytes(data))
+    except RemoteProtocolError:
+        return
+    assert not parsed.verified()
+
+
+def test_someone_elses_key_cannot_sign_for_alice() -> None:
+    forged = replace(_announce(MALLORY), public_key=ALICE.public_key)
+    assert not PeerAnnouncement.decode(forged.encode()).verified()
+
+
+def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
+    book = AnnouncementBook()
+    assert book.accept(_announce(sequence=5, ttl_s=60), now=100.0)
+    assert not book.accept(_announce(sequence=5), now=101.0)
+    assert not book.accept(_announce(sequence=4), now=101.0)
+    assert book.accept(_announce(sequence=6, ttl_s=60), now=110.0)
+    assert book.expire(169.9) == []
+    assert book.expire(170.0) == [ALICE.node_id]
+    assert len(book) == 0
+
+
+def test_book_is_bounded() -> None:
+    book = AnnouncementBook(max_entries=3)
+    for i in range(6):
+        book.accept(_announce(Identity.from_seed(bytes([i]) * 32), ttl_s=10 + i), now=0.0)
+    assert len(book) == 3
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=9000))
+def test_garbage_only_raises_remote_errors(data: bytes) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        PeerAnnouncement.decode(data)

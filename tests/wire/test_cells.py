@@ -1,0 +1,230 @@
+"""Fixed-size cells and relay messages: layouts, round trips, and garbage in → only
+RemoteProtocolError out (h11's fuzz invariant)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.wire.cells import (
+    CELL_BODY_BYTES,
+    CELL_BYTES,
+    FRAGMENT_CHUNK_BYTES,
+    MAX_ENVELOPE_BYTES,
+    MAX_FRAGMENTS,
+    ONIONSKIN_BYTES,
+    RELAY_DATA_BYTES,
+    Cell,
+    CellCommand,
+    Created,
+    DestroyReason,
+    Envelope,
+    Extend,
+    Fragment,
+    MessageKind,
+    Onionskin,
+    RelayAddress,
+    RelayCommand,
+    TruncateReason,
+    decode_cell,
+    decode_destroy,
+    decode_extended,
+    decode_relay_plaintext,
+    decode_truncated,
+    encode_cell,
+    encode_reason,
+    encode_relay_plaintext,
+    split_message,
+)
+
+SKIN = Onionskin(b"k" * 32, b"x" * 32, b"c" * 1568)
+
+
+def test_sizes_leave_room_for_a_whole_extend() -> None:
+    assert CELL_BYTES == 2048 and CELL_BODY_BYTES == 2043
+    extend = Extend(NodeId(b"n" * 32), RelayAddress("2001:db8::1", 443), SKIN).encode()
+    assert len(extend) <= RELAY_DATA_BYTES
+    assert ONIONSKIN_BYTES <= CELL_BODY_BYTES
+    assert MAX_FRAGMENTS * FRAGMENT_CHUNK_BYTES >= MAX_ENVELOPE_BYTES
+
+
+@pytest.mark.parametrize("command", list(CellCommand))
+@pytest.mark.parametrize("body", [b"", b"\x01", bytes(range(256)) * 7, b"\xff" * CELL_BODY_BYTES])
+def test_every_cell_is_cell_bytes_long(command: CellCommand, body: bytes) -> None:
+    data = encode_cell(0x8000_0001, command, body)
+    assert len(data) == CELL_BYTES
+    cell = decode_cell(data)
+    assert (cell.circ_id, cell.command) == (0x8000_0001, command)
+    assert cell.body[: len(body)] == body and not any(cell.body[len(body) :])
+    assert Cell(cell.circ_id, command, body).encode() == data
+
+
+def test_cell_rejections() -> None:
+    good = encode_cell(5, CellCommand.RELAY, b"")
+    for bad, reason in [
+        (good[:-1], "bad_cell_size"),
+        (good + b"\0", "bad_cell_size"),
+        (b"\0\0\0\0" + good[4:], "bad_circ_id"),
+        (good[:4] + b"\x09" + good[5:], "bad_cell_command"),
+    ]:
+        with pytest.raises(RemoteProtocolError) as info:
+            decode_cell(bad)
+        assert info.value.reason == reason
+    for circ_id, body in [(0, b""), (2**32, b""), (1, bytes(CELL_BODY_BYTES + 1))]:
+        with pytest.raises(ValueError):
+            encode_cell(circ_id, CellCommand.RELAY, body)
+
+
+def test_create_created_destroy_bodies() -> None:
+    assert (
+        Onionskin.decode_body(decode_cell(encode_cell(1, CellCommand.CREATE, SKIN.encode())).body)
+        == SKIN
+    )
+    created = Created(b"y" * 32, b"a" * 32)
+    assert Created.decode_body(encode_cell(1, CellCommand.CREATED, created.encode())[5:]) == created
+    body = encode_cell(1, CellCommand.DESTROY, encode_reason(DestroyReason.TIMEOUT))[5:]
+    assert decode_destroy(body) is DestroyReason.TIMEOUT
+    with pytest.raises(RemoteProtocolError):
+        Onionskin.decode_body(
+            SKIN.encode() + b"\x01" + bytes(CELL_BODY_BYTES - ONIONSKIN_BYTES - 1)
+        )
+    with pytest.raises(RemoteProtocolError):
+        decode_destroy(bytes(CELL_BODY_BYTES))
+
+
+def test_relay_plaintext_round_trip_and_padding_check() -> None:
+    body = encode_relay_plaintext(RelayCommand.DATA, b"hello")
+    assert len(body) == CELL_BODY_BYTES
+    message = decode_relay_plaintext(bytes(body))
+    assert (message.command, message.data) == (RelayCommand.DATA, b"hello")
+    body[-1] = 1
+    with pytest.raises(RemoteProtocolError):
+        decode_relay_plaintext(bytes(body))
+    with pytest.raises(ValueError):
+        encode_relay_plaintext(RelayCommand.DATA, bytes(RELAY_DATA_BYTES + 1))
+
+
+@pytest.mark.parametrize("host", ["10.1.2.3", "2001:db8::7", "::ffff:1.2.3.4"])
+def test_extend_round_trip(host: str) -> None:
+    extend = Extend(NodeId(b"n" * 32), RelayAddress(host, 9000), SKIN)
+    assert Extend.decode(extend.encode()) == extend
+
+
+def test_address_validation() -> None:
+    for host, port in [("example.org", 1), ("10.0.0.1", 0), ("10.0.0.1", 70000)]:
+        with pytest.raises(ValueError):
+            RelayAddress(host, port)
+
+
+def test_truncated_and_extended() -> None:
+    assert decode_truncated(encode_reason(TruncateReason.LOOP)) is TruncateReason.LOOP
+    assert decode_extended(b"y" * 32 + b"a" * 32) == Created(b"y" * 32, b"a" * 32)
+    for bad in (b"", b"\x63", b"\x01\x00"):
+        with pytest.raises(RemoteProtocolError):
+            decode_truncated(bad)
+
+
+def test_split_message_into_fragments() -> None:
+    message = b"m" * (2 * FRAGMENT_CHUNK_BYTES + 5)
+    parts = split_message(3, message)
+    assert [(p.index, p.count, len(p.chunk)) for p in parts] == [
+        (0, 3, FRAGMENT_CHUNK_BYTES),
+        (1, 3, FRAGMENT_CHUNK_BYTES),
+        (2, 3, 5),
+    ]
+    assert all(Fragment.decode(p.encode()) == p for p in parts)
+    assert max(len(p.encode()) for p in parts) == RELAY_DATA_BYTES
+    for bad in (b"", b"m" * (MAX_ENVELOPE_BYTES + 1)):
+        with pytest.raises(ValueError):
+            split_message(1, bad)
+
+
+def test_fragment_rejections() -> None:
+    for bad in [
+        Fragment(1, 0, 0, b"x").encode(),
+        Fragment(1, 2, 2, b"x").encode(),
+        Fragment(1, 0, MAX_FRAGMENTS + 1, b"x" * FRAGMENT_CHUNK_BYTES).encode(),
+        Fragment(1, 0, 2, b"short").encode(),
+        Fragment(1, 0, 1, b"").encode(),
+        b"\0\0\0",
+    ]:
+        with pytest.raises(RemoteProtocolError):
+            Fragment.decode(bad)
+
+
+def test_envelope_round_trip_and_rejections() -> None:
+    env = Envelope(MessageKind.REQUEST, "sync_request", b"\x00\x01")
+    assert Envelope.decode(env.encode()) == env
+    for bad in [b"\x03\x01a", b"\x01\x00", b"\x01\x02\xff\xfe", b"\x01" + bytes([65]) + b"a" * 65]:
+        with pytest.raises(RemoteProtocolError):
+            Envelope.decode(bad)
+    with pytest.raises(ValueError):
+        Envelope(MessageKind.PUBLISH, "", b"")
+
+
+DECODERS: list[Callable[[bytes], object]] = [
+    decode_cell,
+    Onionskin.decode_body,
+    Created.decode_body,
+    decode_destroy,
+    decode_relay_plaintext,
+    Extend.decode,
+    decode_extended,
+    decode_truncated,
+    Fragment.decode,
+    Envelope.decode,
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.one_of(
+        st.binary(max_size=2100),
+        st.binary(min_size=CELL_BYTES, max_size=CELL_BYTES),
+        st.binary(min_size=CELL_BODY_BYTES, max_size=CELL_BODY_BYTES),
+        st.builds(lambda head: head + bytes(CELL_BODY_BYTES - len(head)), st.binary(max_size=40)),
+    ),
+    which=st.sampled_from(DECODERS),
+)
+def test_garbage_in_only_remote_protocol_error_out(
+    data: bytes, which: Callable[[bytes], object]
+) -> None:
+    with contextlib.suppress(RemoteProtocolError):
+        which(data)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    circ_id=st.integers(1, 2**32 - 1),
+    command=st.sampled_from(list(CellCommand)),
+    body=st.binary(max_size=CELL_BODY_BYTES),
+    flip=st.integers(0, CELL_BYTES * 8 - 1),
+)
+def test_cell_round_trip_and_bit_flips(
+    circ_id: int, command: CellCommand, body: bytes, flip: int
+) -> None:
+    data = encode_cell(circ_id, command, body)
+    assert decode_cell(data).circ_id == circ_id
+    mutated = bytearray(data)
+    mutated[flip // 8] ^= 1 << (flip % 8)
+    with contextlib.suppress(RemoteProtocolError):
+        decode_cell(bytes(mutated))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    kind=st.sampled_from(list(MessageKind)),
+    topic=st.text(min_size=1, max_size=16),
+    payload=st.binary(max_size=5000),
+)
+def test_envelope_fragments_round_trip(kind: MessageKind, topic: str, payload: bytes) -> None:
+    env = Envelope(kind, topic, payload)
+    parts = split_message(9, env.encode())
+    decoded = [Fragment.decode(p.encode()) for p in parts]
+    assert Envelope.decode(b"".join(p.chunk for p in decoded)) == env
