@@ -6,7 +6,14 @@ import pytest
 
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
-from murmur.node.actions import CloseConnection, ConnId, Dial, MessageDelivered, SendBytes
+from murmur.node.actions import (
+    CloseConnection,
+    ConnId,
+    Dial,
+    MessageDelivered,
+    PrivateReplyArrived,
+    SendBytes,
+)
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.node.node import Node
 from murmur.overlay.routing import PrivatePathUnavailable
@@ -20,7 +27,7 @@ class Net:
     def __init__(self, n: int, *, peers_of=None) -> None:
         self.now = 0.0
         self.ids = [Identity.from_seed(bytes([i + 1]) * 32) for i in range(n)]
-        self.addr = {i: HostPort("127.0.0.1", 10_000 + i) for i in range(n)}
+        self.addr = {i: HostPort(f"127.{i + 1}.0.1", 10_000 + i) for i in range(n)}
         self.nodes: list[Node] = []
         for i, identity in enumerate(self.ids):
             targets = (peers_of or (lambda i: [j for j in range(i)]))(i)
@@ -33,6 +40,7 @@ class Net:
         self.next_conn = 100
         self.delivered: dict[int, list[MessageDelivered]] = {i: [] for i in range(n)}
         self.closed: list[tuple[int, CloseConnection]] = []
+        self.replies: dict[int, list[PrivateReplyArrived]] = {i: [] for i in range(n)}
 
     def conn(self) -> ConnId:
         self.next_conn += 1
@@ -83,6 +91,8 @@ class Net:
                 self.nodes[dest[0]].connection_lost(dest[1], self.now)
         elif isinstance(action, MessageDelivered):
             self.delivered[i].append(action)
+        elif isinstance(action, PrivateReplyArrived):
+            self.replies[i].append(action)
 
     def tick(self, until: float, step: float = 0.25) -> None:
         while self.now < until:

@@ -42,4 +42,22 @@ class MessageDelivered:
     received_from: NodeId | None
 
 
-NodeAction = SendBytes | CloseConnection | Dial | MessageDelivered
+@dataclass(frozen=True, slots=True)
+class PrivateReplyArrived:
+    """The reply to a private request (``request_private``) came back through its circuit."""
+
+    request_id: int
+    payload: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateSendFailed:
+    """A private send or request could not be carried (no circuit in time, circuit lost...)."""
+
+    send_id: int
+    reason: str
+
+
+NodeAction = (
+    SendBytes | CloseConnection | Dial | MessageDelivered | PrivateReplyArrived | PrivateSendFailed
+)

@@ -35,20 +35,39 @@ from murmur.node.actions import (
     Dial,
     MessageDelivered,
     NodeAction,
+    PrivateReplyArrived,
+    PrivateSendFailed,
     SendBytes,
 )
-from murmur.node.config import BootstrapPeer, NodeConfig
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.node.private_path import PrivatePath
 from murmur.node.sessions import Session
+from murmur.overlay.circuits.config import ClientConfig, RelayConfig
+from murmur.overlay.circuits.events import (
+    CircuitBuilt,
+    CircuitFailed,
+    ConnectTo,
+    OnionKeysRotated,
+    PublishFromExit,
+    ReplyReceived,
+    RequestFailed,
+    SendCell,
+    SendFailed,
+)
 from murmur.overlay.gossip.actions import Deliver, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.router import GossipRouter
 from murmur.overlay.peers.backoff import ReconnectBackoff
 from murmur.overlay.peers.bans import AddressThrottle, BanList
 from murmur.overlay.peers.limits import PeerRateLimiter
+from murmur.overlay.routing import MessagePath, MessageType, path_for_topic
 from murmur.wire.envelope import Channel, unwrap, wrap
 
 OVER_LIMIT_DROPS_BEFORE_BAN = 200
 DELIVERY_LOG_ENTRIES = 100_000
+MAX_CIRCUIT_LINKS = 64
+"""Links opened on a relay's behalf (EXTEND to a node we had no link with), beyond the peers."""
+ANNOUNCE_TOPIC = MessageType.PEER_ANNOUNCEMENT.value
 
 
 @dataclass(slots=True)
@@ -58,6 +77,8 @@ class _DialTarget:
     next_attempt: float
     pending: bool = False
     connected_as: NodeId | None = None
+    persistent: bool = True
+    """Bootstrap peers are redialled forever; a link opened for a circuit is dialled once."""
 
 
 class Node:
@@ -70,6 +91,9 @@ class Node:
         now: float,
         gossip_config: GossipConfig | None = None,
         link_config: LinkConfig | None = None,
+        announce_sequence_start: int = 0,
+        client_config: ClientConfig | None = None,
+        relay_config: RelayConfig | None = None,
     ) -> None:
         self.identity = identity
         self.node_id = identity.node_id
@@ -79,8 +103,20 @@ class Node:
         self._rng = rng
         self._link_config = link_config or LinkConfig(aead=config.aead)
         self.gossip = GossipRouter(config=gossip_config or GossipConfig(), rng=rng, now=now)
-        for topic in config.topics:
-            self.gossip.subscribe(topic, now)
+        self.private = PrivatePath(
+            identity=identity,
+            rng=rng,
+            now=now,
+            announce_sequence_start=announce_sequence_start,
+            client_config=client_config,
+            relay_config=relay_config,
+        )
+        self.circuits = self.private.circuits
+        # Transactions reach every node through gossip once an exit has published them.
+        for topic in (*config.topics, ANNOUNCE_TOPIC, MessageType.TRANSACTION.value):
+            if topic not in self.gossip.status()["topics"]:  # type: ignore[operator]
+                self.gossip.subscribe(topic, now)
+        self.gossip.set_validator(ANNOUNCE_TOPIC, self.private.validate_announcement)
         self._sessions: dict[ConnId, Session] = {}
         self._by_peer: dict[NodeId, Session] = {}
         self._bans = BanList()
@@ -101,7 +137,11 @@ class Node:
 
     def next_deadline(self) -> float | None:
         deadlines = [s.link.next_deadline() for s in self._sessions.values()]
-        deadlines.append(self.gossip.next_deadline())
+        deadlines += [
+            self.gossip.next_deadline(),
+            self.circuits.next_deadline(),
+            self.private.next_deadline(),
+        ]
         if self._outbound_count() < self.config.limits.max_outbound:
             deadlines.extend(t.next_attempt for t in self._dial_targets if self._dialable(t))
         present = [d for d in deadlines if d is not None]
@@ -147,6 +187,8 @@ class Node:
             limiter=PeerRateLimiter(self.config.limits),
             bootstrap=target,
         )
+        dial_target = self._target_for(target)
+        session.for_circuit = dial_target is not None and not dial_target.persistent
         self._sessions[conn_id] = session
         self.counters.inc(
             "connections_opened.outbound" if outbound else "connections_opened.inbound"
@@ -155,10 +197,17 @@ class Node:
 
     def dial_failed(self, target: BootstrapPeer, now: float) -> None:
         self.counters.inc("dials_failed")
-        for t in self._dial_targets:
-            if t.peer == target:
+        for t in list(self._dial_targets):
+            if t.peer != target:
+                continue
+            if t.persistent:
                 t.pending = False
                 t.next_attempt = now + t.backoff.next_delay(self._rng)
+            else:
+                self._dial_targets.remove(t)
+                if t.peer.node_id is not None:
+                    self.circuits.link_failed(t.peer.node_id, now)
+                    self._pump_circuits(now)
 
     def data_received(self, conn_id: ConnId, data: bytes, now: float) -> None:
         session = self._sessions.get(conn_id)
@@ -181,7 +230,13 @@ class Node:
             session.link.handle_timer(now)
             self._pump_link(session, now)
         self.gossip.handle_timer(now)
+        self.circuits.handle_timer(now)
+        self.private.expire(now)
+        announcement = self.private.announcement_due(now)
+        if announcement is not None:
+            self.gossip.publish(ANNOUNCE_TOPIC, announcement, now)
         self._pump_gossip(now)
+        self._pump_circuits(now)
         self._dial_due(now)
 
     # --- local commands ------------------------------------------------------------------
@@ -192,6 +247,30 @@ class Node:
         self.counters.inc("published")
         self._pump_gossip(now)
         return message_id
+
+    def send_private(self, topic: str, data: bytes, now: float) -> int:
+        """Sends through a random ready circuit (the exit publishes it); returns a send id.
+
+        Raises :class:`NoCircuitAvailable` when no circuit can even be selected; a send that
+        waited too long for one ends as a ``PrivateSendFailed`` action.
+        """
+        if path_for_topic(topic) is not MessagePath.PRIVATE:
+            raise ValueError(f"topic {topic!r} travels the fast path; use publish")
+        send_id = self.circuits.send(topic, data, now)
+        self.counters.inc("private_sent")
+        self._pump_circuits(now)
+        return send_id
+
+    def request_private(self, topic: str, data: bytes, now: float) -> int:
+        """A private request (a sync request) whose reply returns through the same circuit."""
+        request_id = self.circuits.send_request(topic, data, now)
+        self.counters.inc("private_requests")
+        self._pump_circuits(now)
+        return request_id
+
+    def set_advertised_address(self, host: str, port: int, now: float) -> None:
+        """Where peers and circuit builders reach this node; triggers the first announcement."""
+        self.private.set_advertised_address(host, port, now)
 
     def ban(self, node_id: NodeId, now: float, reason: str) -> None:
         self._bans.ban(node_id, now, self.config.limits.ban_s, reason)
@@ -227,22 +306,23 @@ class Node:
             "pending_connections": sum(1 for s in self._sessions.values() if s.peer_id is None),
             "topics": self.gossip.status(),
             "bans": len(self._bans.active(now)),
+            "relays_known": len(self.private.directory),
+            "circuits": self.circuits.metrics(),
             "counters": dict(sorted(counters.items())),
         }
 
     # --- internals -----------------------------------------------------------------------
 
     def _outbound_count(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.outbound)
+        return sum(1 for s in self._sessions.values() if s.outbound and not s.for_circuit)
 
     def _dialable(self, target: _DialTarget) -> bool:
-        return not target.pending and target.connected_as is None
+        return target.persistent and not target.pending and target.connected_as is None
 
     def _dial_due(self, now: float) -> None:
         for target in self._dial_targets:
-            if self._outbound_count() + sum(t.pending for t in self._dial_targets) >= (
-                self.config.limits.max_outbound
-            ):
+            pending = sum(t.pending for t in self._dial_targets if t.persistent)
+            if self._outbound_count() + pending >= self.config.limits.max_outbound:
                 return
             if self._dialable(target) and target.next_attempt <= now:
                 known = target.peer.node_id
@@ -304,7 +384,11 @@ class Node:
             target.backoff.reset()
         self.counters.inc("peers_authenticated")
         self.gossip.add_peer(peer, now)
+        for announcement in self.private.catch_up(self._rng):
+            self.gossip.send_to_peer(peer, ANNOUNCE_TOPIC, announcement)
+        self.circuits.link_ready(peer, now)
         self._pump_gossip(now)
+        self._pump_circuits(now)
 
     def _preferred(self, session: Session, peer: NodeId) -> bool:
         """Of two links between the same pair, both sides keep the one the smaller id dialled."""
@@ -330,7 +414,8 @@ class Node:
         if channel is Channel.GOSSIP:
             self.gossip.receive_rpc(peer, body, now)
         else:
-            self.counters.inc(f"drops.unsupported_channel.{channel.name.lower()}")
+            self.circuits.receive_cell(peer, body, now)
+            self._pump_circuits(now)
 
     def _on_link_closed(self, session: Session, event: LinkClosed, now: float) -> None:
         self.counters.inc(f"links_closed.{event.reason}")
@@ -369,12 +454,20 @@ class Node:
         if peer is not None and self._by_peer.get(peer) is session:
             del self._by_peer[peer]
             self.gossip.remove_peer(peer, now)
+            self.circuits.peer_disconnected(peer, now)
         target = self._target_for(session.bootstrap)
-        for t in self._dial_targets:
+        for t in list(self._dial_targets):
             if t is target or (peer is not None and t.connected_as == peer):
+                if not t.persistent:
+                    self._dial_targets.remove(t)
+                    if t.connected_as is None and t.peer.node_id is not None:
+                        self.circuits.link_failed(t.peer.node_id, now)
+                    continue
                 t.pending = False
                 t.connected_as = None
                 t.next_attempt = now + t.backoff.next_delay(self._rng)
+        if peer is not None:
+            self._pump_circuits(now)
 
     def _pump_gossip(self, now: float) -> None:
         for action in self.gossip.drain_actions():
@@ -386,6 +479,9 @@ class Node:
                     session.bytes_out += len(data)
                     self._actions.append(SendBytes(session.conn_id, data))
             elif isinstance(action, Deliver):
+                self.private.store.put(action.message_id, action.data)
+                if action.topic == ANNOUNCE_TOPIC:
+                    self.private.on_announcement(action.data, now)
                 if action.message_id not in self.deliveries:
                     self.deliveries[action.message_id] = now
                     if len(self.deliveries) > DELIVERY_LOG_ENTRIES:
@@ -399,3 +495,51 @@ class Node:
                 session = self._by_peer.get(action.peer)
                 if session is not None:
                     self._misbehaved(session, now, f"gossip.{action.reason}")
+
+    def _pump_circuits(self, now: float) -> None:
+        for action in self.circuits.drain_actions():
+            if isinstance(action, SendCell):
+                session = self._by_peer.get(action.peer)
+                if session is not None and session.link.state is LinkState.ESTABLISHED:
+                    session.link.send_message(wrap(Channel.CIRCUIT, action.cell), now)
+                    data = session.link.data_to_send()
+                    session.bytes_out += len(data)
+                    self._actions.append(SendBytes(session.conn_id, data))
+                else:
+                    self.counters.inc("drops.cell_without_link")
+            elif isinstance(action, ConnectTo):
+                self._connect_for_circuit(action, now)
+            elif isinstance(action, PublishFromExit):
+                self.gossip.publish(action.topic, action.payload, now, from_circuit=True)
+                self.counters.inc("exit_published")
+                self._pump_gossip(now)
+            elif isinstance(action, ReplyReceived):
+                self._actions.append(PrivateReplyArrived(action.request_id, action.payload))
+            elif isinstance(action, SendFailed | RequestFailed):
+                ident = action.send_id if isinstance(action, SendFailed) else action.request_id
+                self._actions.append(PrivateSendFailed(ident, action.reason))
+            elif isinstance(action, OnionKeysRotated):
+                self.private.keys_rotated(now)
+            elif isinstance(action, CircuitBuilt):
+                self.counters.inc("circuits_built")
+            elif isinstance(action, CircuitFailed):
+                self.counters.inc(f"circuits_failed.{action.reason}")
+
+    def _connect_for_circuit(self, action: ConnectTo, now: float) -> None:
+        """A relay asked to extend to a node we have no link with opens one (once)."""
+        if action.peer in self._by_peer:
+            self.circuits.link_ready(action.peer, now)
+            return
+        if any(t.peer.node_id == action.peer for t in self._dial_targets):
+            return
+        one_shot = sum(1 for t in self._dial_targets if not t.persistent)
+        if one_shot >= MAX_CIRCUIT_LINKS:
+            self.counters.inc("drops.circuit_links_full")
+            self.circuits.link_failed(action.peer, now)
+            return
+        target = BootstrapPeer(HostPort(action.address.host, action.address.port), action.peer)
+        self._dial_targets.append(
+            _DialTarget(target, ReconnectBackoff(), now, pending=True, persistent=False)
+        )
+        self.counters.inc("dials.for_circuit")
+        self._actions.append(Dial(target))

@@ -27,6 +27,8 @@ class Session:
     messages_in: int = 0
     dropped_over_limit: int = 0
     closing: bool = False
+    for_circuit: bool = False
+    """Opened because a circuit needed to extend here, not one of our bootstrap peers."""
     extra: dict[str, int] = field(default_factory=dict)
 
     @property

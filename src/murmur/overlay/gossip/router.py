@@ -191,14 +191,16 @@ class GossipRouter:
             raise LocalProtocolError(f"invalid gossip topic {topic!r}")
         self._validators[topic] = validator
 
-    def publish(self, topic: str, data: bytes, now: float) -> bytes:
+    def publish(self, topic: str, data: bytes, now: float, *, from_circuit: bool = False) -> bytes:
         """Send ``data`` on ``topic``; returns the message id.
 
         Raises :class:`murmur.overlay.routing.PrivatePathUnavailable` for private message types
-        and :class:`LocalProtocolError` for an invalid topic, oversized data or data the topic's
-        validator rejects. Publishing the same data twice sends it once.
+        (unless ``from_circuit``: an exit publishing what left a circuit, whose origin the
+        circuit hid) and :class:`LocalProtocolError` for an invalid topic, oversized data or
+        data the topic's validator rejects. Publishing the same data twice sends it once.
         """
-        require_fast_path(topic)
+        if not from_circuit:
+            require_fast_path(topic)
         msg = Message(topic, data)
         mid = message_id(topic, data)
         if mid in self._seen:
@@ -220,6 +222,16 @@ class GossipRouter:
         for st in targets:
             self._queue(st, Section.MESSAGES, record)
         return mid
+
+    def send_to_peer(self, peer: NodeId, topic: str, data: bytes) -> None:
+        """Hands one message to one peer only: catch-up for a new link (known announcements).
+
+        The peer treats it like any gossip message (validates, delivers, forwards what is new
+        to it); nothing is marked seen here, so this never suppresses a later publish.
+        """
+        st = self._peers.get(peer)
+        if st is not None:
+            self._queue(st, Section.MESSAGES, encode_message(Message(topic, data)))
 
     # --- inputs -----------------------------------------------------------------------------
 

@@ -1,0 +1,214 @@
+"""The node's private path: onion circuits, its onion keys, and what it knows of other relays.
+
+Theory of operation. Every node is a relay and an origin (:class:`CircuitHost`). Relays learn
+of each other from signed peer announcements gossiped on the fast path; each verified one feeds
+the :class:`RelayDirectory` hops are drawn from, so hops come from every node the origin has
+heard of, not only its direct peers. The node re-announces itself every third of the
+announcement's lifetime and at once when its onion keys rotate or its address becomes known.
+
+At the exit, a transaction is checked by ``validate`` and published to gossip as the exit's own
+message; a sync request (a list of message ids) is answered from the bounded store of messages
+this node has delivered, and the answer travels back through the same circuit.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from murmur.base.errors import RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.base.rng import Rng
+from murmur.crypto.identity import Identity
+from murmur.overlay.announce import (
+    DEFAULT_TTL_S,
+    AnnouncementBook,
+    PeerAnnouncement,
+    sign_announcement,
+)
+from murmur.overlay.circuits.config import ClientConfig, RelayConfig
+from murmur.overlay.circuits.host import CircuitHost
+from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing
+from murmur.overlay.circuits.selection import (
+    NatType,
+    RelayCapacity,
+    RelayDirectory,
+    network_prefix,
+)
+from murmur.overlay.routing import MessageType
+from murmur.wire.cells import RelayAddress
+from murmur.wire.gossip import MESSAGE_ID_BYTES
+
+DEFAULT_CAPACITY = RelayCapacity(
+    bandwidth_kbps=80_000, uptime_ratio=1.0, nat_type=NatType.OPEN, load=0.0
+)
+MAX_TRANSACTION_BYTES = 131_072
+MAX_SYNC_IDS = 64
+STORE_MAX_BYTES = 16 * 1024 * 1024
+ANNOUNCE_EVERY_FRACTION = 3
+CATCH_UP_ANNOUNCEMENTS = 128
+
+
+class MessageStore:
+    """Recently delivered messages by id, bounded in bytes (oldest evicted first)."""
+
+    def __init__(self, max_bytes: int = STORE_MAX_BYTES) -> None:
+        self._items: OrderedDict[bytes, bytes] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+
+    def put(self, message_id: bytes, data: bytes) -> None:
+        if message_id in self._items or len(data) > self._max_bytes:
+            return
+        self._items[message_id] = data
+        self._bytes += len(data)
+        while self._bytes > self._max_bytes:
+            _, old = self._items.popitem(last=False)
+            self._bytes -= len(old)
+
+    def get(self, message_id: bytes) -> bytes | None:
+        return self._items.get(message_id)
+
+
+def encode_sync_request(message_ids: list[bytes]) -> bytes:
+    if not 0 < len(message_ids) <= MAX_SYNC_IDS or any(
+        len(m) != MESSAGE_ID_BYTES for m in message_ids
+    ):
+        raise ValueError(f"a sync request names 1 to {MAX_SYNC_IDS} message ids")
+    return b"".join(message_ids)
+
+
+def decode_sync_response(payload: bytes) -> dict[bytes, bytes]:
+    """``id (20) || len (u32) || data`` records, as :meth:`PrivatePath.answer` writes them."""
+    found: dict[bytes, bytes] = {}
+    pos = 0
+    while pos < len(payload):
+        if pos + MESSAGE_ID_BYTES + 4 > len(payload):
+            raise RemoteProtocolError("truncated", "sync response")
+        mid = payload[pos : pos + MESSAGE_ID_BYTES]
+        size = int.from_bytes(payload[pos + MESSAGE_ID_BYTES : pos + MESSAGE_ID_BYTES + 4], "big")
+        start = pos + MESSAGE_ID_BYTES + 4
+        if start + size > len(payload):
+            raise RemoteProtocolError("truncated", "sync response record")
+        found[mid] = payload[start : start + size]
+        pos = start + size
+    return found
+
+
+class PrivatePath:
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        rng: Rng,
+        now: float,
+        announce_sequence_start: int,
+        capacity: RelayCapacity = DEFAULT_CAPACITY,
+        client_config: ClientConfig | None = None,
+        relay_config: RelayConfig | None = None,
+    ) -> None:
+        self._identity = identity
+        self._capacity = capacity
+        self._sequence = announce_sequence_start
+        self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
+        self.directory = RelayDirectory()
+        self.book = AnnouncementBook()
+        self.store = MessageStore()
+        self.advertised: RelayAddress | None = None
+        self.own_announcement: bytes | None = None
+        self._next_announce: float | None = None
+        self.circuits = CircuitHost(
+            node_id=identity.node_id,
+            onion_keys=self.onion_keys,
+            directory=self.directory,
+            rng=rng,
+            now=now,
+            validate=self.validate,
+            answer=self.answer,
+            client_config=client_config,
+            relay_config=relay_config,
+        )
+
+    # --- announcements -------------------------------------------------------------------
+
+    def set_advertised_address(self, host: str, port: int, now: float) -> None:
+        self.advertised = RelayAddress(host, port)
+        self.circuits.client.own_prefixes = frozenset({network_prefix(host)})
+        self._next_announce = now
+
+    def keys_rotated(self, now: float) -> None:
+        if self.advertised is not None:
+            self._next_announce = now
+
+    def next_deadline(self) -> float | None:
+        return self._next_announce
+
+    def announcement_due(self, now: float) -> bytes | None:
+        """The encoded announcement to publish now, if one is due."""
+        if self.advertised is None or self._next_announce is None or now < self._next_announce:
+            return None
+        self._sequence += 1
+        announcement = sign_announcement(
+            self._identity,
+            address=self.advertised,
+            onion_keys=self.onion_keys.current.public,
+            capacity=self._capacity,
+            sequence=self._sequence,
+            ttl_s=DEFAULT_TTL_S,
+        )
+        self._next_announce = now + DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+        self.own_announcement = announcement.encode()
+        return self.own_announcement
+
+    def catch_up(self, rng: Rng) -> list[bytes]:
+        """What a newly linked peer is handed: our announcement and a bounded sample of others.
+
+        Without it a joining node would know no relays until each re-announced (every ten
+        minutes); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
+        records (the DHT will replace this for large networks).
+        """
+        known = self.book.all()
+        sample = rng.sample(known, min(len(known), CATCH_UP_ANNOUNCEMENTS))
+        own = [self.own_announcement] if self.own_announcement is not None else []
+        return own + [a.encode() for a in sample]
+
+    def validate_announcement(self, data: bytes) -> bool:
+        """Gossip validator: only well-formed, correctly signed, fresh announcements travel."""
+        try:
+            announcement = PeerAnnouncement.decode(data)
+        except RemoteProtocolError:
+            return False
+        if announcement.node_id == self._identity.node_id:
+            return True
+        return not self.book.is_stale(announcement) and announcement.verified()
+
+    def on_announcement(self, data: bytes, now: float) -> NodeId | None:
+        """Stores a delivered announcement; returns the node it introduced, if new to us."""
+        announcement = PeerAnnouncement.decode(data)
+        node_id = announcement.node_id
+        if node_id == self._identity.node_id or not self.book.accept(announcement, now):
+            return None
+        self.directory.upsert(announcement.relay_info())
+        return node_id
+
+    def expire(self, now: float) -> None:
+        for node_id in self.book.expire(now):
+            self.directory.remove(node_id)
+
+    # --- exit callbacks ------------------------------------------------------------------
+
+    def validate(self, topic: str, payload: bytes) -> bool:
+        return topic == MessageType.TRANSACTION.value and 0 < len(payload) <= MAX_TRANSACTION_BYTES
+
+    def answer(self, topic: str, payload: bytes) -> bytes | None:
+        if topic != MessageType.SYNC_REQUEST.value or len(payload) % MESSAGE_ID_BYTES:
+            return None
+        count = len(payload) // MESSAGE_ID_BYTES
+        if not 0 < count <= MAX_SYNC_IDS:
+            return None
+        parts: list[bytes] = []
+        for i in range(count):
+            mid = payload[i * MESSAGE_ID_BYTES : (i + 1) * MESSAGE_ID_BYTES]
+            data = self.store.get(mid)
+            if data is not None:
+                parts += [mid, len(data).to_bytes(4, "big"), data]
+        return b"".join(parts)
