@@ -1,4 +1,5 @@
-# make demo: set up and run a 10-node loopback testnet with its report.
+# make demo: set up and run a 10-node loopback testnet (private transactions through onion
+# circuits, with the fast path measured in the same run) and print its report.
 # make test: set up and run lint, the architecture contract and the whole test suite.
 PYTHON ?= python3
 VENV := .venv
@@ -16,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)
 
 demo: setup
-	$(BIN)/murmur testnet --nodes 10 --messages 100 --report reports/testnet
+	$(BIN)/murmur testnet --nodes 10 --messages 100 --tx 100 --path private --report reports/testnet
 	@echo "report: reports/testnet/report.md"
 
 lint: setup

@@ -95,6 +95,30 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_send_tx(args: argparse.Namespace) -> int:
+    from murmur.interfaces.api_client import ApiClient
+
+    try:
+        data = bytes.fromhex(args.tx_hex)
+    except ValueError:
+        raise ConfigError("the transaction must be hexadecimal") from None
+    result = ApiClient.from_node_dir(args.dir).call(
+        "publish", {"topic": "transaction", "data_hex": data.hex()}
+    )
+    print(result["message_id"])
+    return 0
+
+
+def _cmd_sync(args: argparse.Namespace) -> int:
+    from murmur.interfaces.api_client import ApiClient
+
+    result = ApiClient.from_node_dir(args.dir).call(
+        "sync", {"message_ids": args.message_ids}, timeout_s=60.0
+    )
+    print(json.dumps(result["messages"], indent=2))
+    return 0
+
+
 def _cmd_testnet(args: argparse.Namespace) -> int:
     from murmur.interfaces.testnet import run_testnet_command
 
@@ -135,9 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.set_defaults(func=_cmd_publish)
 
+    p = sub.add_parser("send-tx", help="send a transaction privately, through a circuit")
+    p.add_argument("--dir", required=True)
+    p.add_argument("tx_hex", metavar="HEX")
+    p.set_defaults(func=_cmd_send_tx)
+
+    p = sub.add_parser("sync", help="fetch messages by id privately (reply through a circuit)")
+    p.add_argument("--dir", required=True)
+    p.add_argument("message_ids", nargs="+", metavar="ID")
+    p.set_defaults(func=_cmd_sync)
+
     p = sub.add_parser("testnet", help="run N real nodes on loopback and report")
     p.add_argument("--nodes", type=int, default=10)
-    p.add_argument("--messages", type=int, default=100)
+    p.add_argument("--messages", type=int, default=100, help="fast-path messages")
+    p.add_argument("--tx", type=int, default=100, help="private transactions (--path private)")
+    p.add_argument("--path", choices=("fast", "private"), default="fast")
     p.add_argument("--size", type=int, default=512, help="message size in bytes")
     p.add_argument("--rate", type=float, default=50.0, help="publishes per second")
     p.add_argument("--json", action="store_true")

@@ -22,7 +22,12 @@ def print_figures(title: str, result: dict[str, Any], console: Console | None = 
     console.print(table)
 
 
-def write_testnet_report(directory: Path, result: dict[str, Any], latencies: list[float]) -> Path:
+def write_testnet_report(
+    directory: Path,
+    result: dict[str, Any],
+    latencies: list[float],
+    fast_latencies: list[float] | None = None,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,18 +36,24 @@ def write_testnet_report(directory: Path, result: dict[str, Any], latencies: lis
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "testnet.json").write_text(json.dumps(result, indent=2) + "\n")
     fig, ax = plt.subplots(figsize=(6, 4))
-    ordered = sorted(latencies)
-    if ordered:
-        ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))])
-    ax.set_xlabel("propagation latency (ms)")
+    curves = [(f"{result.get('path', 'fast')} path", latencies)]
+    if fast_latencies is not None and result.get("path") == "private":
+        curves.append(("fast path (same run)", fast_latencies))
+    for label, values in curves:
+        ordered = sorted(values)
+        if ordered:
+            ax.plot(ordered, [(i + 1) / len(ordered) for i in range(len(ordered))], label=label)
+    ax.set_xscale("log")
+    ax.legend()
+    ax.set_xlabel("propagation latency (ms, log scale)")
     ax.set_ylabel("fraction of deliveries")
-    ax.set_title(f"{result['nodes']} nodes, {result['messages']} messages (loopback)")
+    ax.set_title(f"{result['nodes']} nodes on loopback")
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     fig.savefig(directory / "latency_cdf.png", dpi=120)
     plt.close(fig)
     lines = [
-        f"# Testnet report: {result['nodes']} nodes, {result['messages']} messages",
+        f"# Testnet report: {result['nodes']} nodes, {result.get('path', 'fast')} path",
         "",
         "| figure | value |",
         "|---|---|",

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from murmur.base.ids import NodeId
 from murmur.interfaces.api_client import ApiClient
@@ -36,6 +36,12 @@ from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.runtime.keystore import init_node_dir
 
 TESTNET_TOPIC = "block_header"
+PRIVATE_TOPIC = "transaction"
+CIRCUIT_TIMEOUT_S = 60.0
+MIN_CIRCUITS = 3
+HANDSHAKE_FAILURES = frozenset(
+    {"handshake_timeout", "auth_failed", "crypto", "unexpected_peer", "bad_version"}
+)
 STARTUP_TIMEOUT_S = 30.0
 MESH_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 30.0
@@ -168,104 +174,223 @@ def wait_for_mesh(nodes: list[NetNode], topic: str, timeout_s: float = MESH_TIME
         time.sleep(0.2)
 
 
+def _statuses(nodes: list[NetNode]) -> list[dict[str, Any]]:
+    statuses = []
+    for node in nodes:
+        assert node.client is not None
+        statuses.append(node.client.call("status"))
+    return statuses
+
+
 def _wire_bytes(nodes: list[NetNode]) -> int:
-    total = 0
-    for node in nodes:
-        assert node.client is not None
-        total += sum(p["bytes_out"] for p in node.client.call("status")["peers"])
-    return total
+    return sum(sum(p["bytes_out"] for p in s["peers"]) for s in _statuses(nodes))
 
 
-def _handshake_failures(nodes: list[NetNode]) -> int:
+def _handshake_failures(statuses: list[dict[str, Any]]) -> int:
     failures = 0
-    for node in nodes:
-        assert node.client is not None
-        for name, value in node.client.call("status")["counters"].items():
-            if name.startswith("links_closed.") and name.split(".", 1)[1] in {
-                "handshake_timeout",
-                "auth_failed",
-                "crypto",
-                "unexpected_peer",
-                "bad_version",
-            }:
+    for status in statuses:
+        for name, value in status["counters"].items():
+            if name.startswith("links_closed.") and name.split(".", 1)[1] in HANDSHAKE_FAILURES:
                 failures += value
     return failures
+
+
+def wait_for_circuits(nodes: list[NetNode], timeout_s: float = CIRCUIT_TIMEOUT_S) -> float:
+    """Seconds until every node knows every relay and has built its pool of circuits."""
+    start = time.monotonic()
+    while True:
+        statuses = _statuses(nodes)
+        ready = sum(
+            1
+            for s in statuses
+            if s["relays_known"] >= len(nodes) - 1
+            and s["circuits"].get("client.circuits_built", 0) >= MIN_CIRCUITS
+        )
+        if ready == len(nodes):
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout_s:
+            raise TimeoutError(f"circuits not ready: {ready}/{len(nodes)} nodes")
+        time.sleep(0.2)
+
+
+@dataclass
+class PhaseResult:
+    """One workload on one path: who published what when, who saw it when, and the bytes."""
+
+    latencies_ms: list[float]
+    delivery_ratio: float
+    wire_bytes: int
+    payload_bytes: int
+
+
+def _run_phase(
+    net: list[NetNode],
+    *,
+    topic: str,
+    count: int,
+    size: int,
+    rate: float,
+    rng: random.Random,
+    progress: Progress,
+    task: TaskID,
+    include_origin: bool,
+) -> PhaseResult:
+    bytes_before = _wire_bytes(net)
+    published: dict[str, tuple[int, float]] = {}
+    progress.update(task, description=f"publishing on {topic}", total=count, completed=0)
+    for _ in range(count):
+        origin = rng.choice(net)
+        assert origin.client is not None
+        result = origin.client.call(
+            "publish", {"topic": topic, "data_hex": rng.randbytes(size).hex()}
+        )
+        published[result["message_id"]] = (origin.index, result["published_at"])
+        progress.advance(task)
+        time.sleep(1.0 / rate)
+    progress.update(task, description=f"waiting for delivery on {topic}", total=None)
+    logs = _collect_deliveries(net, set(published))
+    wire_bytes = _wire_bytes(net) - bytes_before
+    latencies: list[float] = []
+    for msg_id, (origin, t0) in published.items():
+        for index, log in enumerate(logs):
+            if index == origin and not include_origin:
+                continue
+            t = log.get(msg_id)
+            if t is not None:
+                latencies.append((t - t0) * 1000.0)
+    receivers = len(net) if include_origin else len(net) - 1
+    expected = len(published) * receivers
+    return PhaseResult(
+        latencies_ms=latencies,
+        delivery_ratio=len(latencies) / expected if expected else 1.0,
+        wire_bytes=wire_bytes,
+        payload_bytes=len(published) * size,
+    )
+
+
+def _latency_summary(latencies: list[float]) -> dict[str, float | None]:
+    return {
+        "p50": round(percentile(latencies, 0.50), 3),
+        "p95": round(percentile(latencies, 0.95), 3),
+        "p99": round(percentile(latencies, 0.99), 3),
+        "max": round(max(latencies), 3) if latencies else None,
+    }
 
 
 def run_testnet(
     *,
     nodes: int,
     messages: int,
+    tx: int = 0,
+    path: str = "fast",
     size: int = 512,
     rate: float = 50.0,
     seed: int = 1,
     console: Console | None = None,
-    keep_dir: Path | None = None,
 ) -> dict[str, Any]:
+    """Runs the testnet. ``path="private"`` also sends ``tx`` transactions through circuits,
+    after the fast-path workload, so both are measured on the same network in one run."""
+    if path not in ("fast", "private"):
+        raise ValueError(f"unknown path {path!r} (fast or private)")
     console = console or Console(stderr=True)
     rng = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
     started = time.monotonic()
+    private = path == "private"
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"starting {nodes} nodes", total=None)
-            with running_testnet(nodes, base=base, rng=rng) as net:
+            with running_testnet(nodes, base=base, rng=rng, distinct_prefixes=private) as net:
                 progress.update(task, description="waiting for the gossip mesh")
                 mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
-                bytes_before = _wire_bytes(net)
-                published: dict[str, tuple[int, float]] = {}
-                progress.update(task, description="publishing", total=messages, completed=0)
-                for _ in range(messages):
-                    origin = rng.choice(net)
-                    assert origin.client is not None
-                    result = origin.client.call(
-                        "publish",
-                        {"topic": TESTNET_TOPIC, "data_hex": rng.randbytes(size).hex()},
+                circuits_s = None
+                if private:
+                    progress.update(task, description="waiting for announcements and circuits")
+                    circuits_s = wait_for_circuits(net)
+                fast = _run_phase(
+                    net,
+                    topic=TESTNET_TOPIC,
+                    count=messages,
+                    size=size,
+                    rate=rate,
+                    rng=rng,
+                    progress=progress,
+                    task=task,
+                    include_origin=False,
+                )
+                onion = None
+                if private:
+                    onion = _run_phase(
+                        net,
+                        topic=PRIVATE_TOPIC,
+                        count=tx,
+                        size=size,
+                        rate=rate,
+                        rng=rng,
+                        progress=progress,
+                        task=task,
+                        include_origin=True,
                     )
-                    published[result["message_id"]] = (origin.index, result["published_at"])
-                    progress.advance(task)
-                    time.sleep(1.0 / rate)
-                progress.update(task, description="waiting for delivery", total=None)
-                logs = _collect_deliveries(net, set(published))
-                bytes_after = _wire_bytes(net)
-                handshake_failures = _handshake_failures(net)
+                statuses = _statuses(net)
     finally:
-        if keep_dir is None:
-            shutil.rmtree(base, ignore_errors=True)
-        else:
-            shutil.copytree(base, keep_dir, dirs_exist_ok=True)
-            shutil.rmtree(base, ignore_errors=True)
-    latencies: list[float] = []
-    delivered = 0
-    for msg_id, (origin, t0) in published.items():
-        for index, log in enumerate(logs):
-            if index == origin:
-                continue
-            t = log.get(msg_id)
-            if t is not None:
-                delivered += 1
-                latencies.append((t - t0) * 1000.0)
-    expected = len(published) * (nodes - 1)
-    payload_bytes = delivered * size
-    return {
+        shutil.rmtree(base, ignore_errors=True)
+    main = onion if onion is not None else fast
+    result: dict[str, Any] = {
         "nodes": nodes,
+        "path": path,
         "messages": messages,
+        "tx": tx if private else 0,
         "message_bytes": size,
-        "delivery_ratio": delivered / expected if expected else 1.0,
-        "latency_ms": {
-            "p50": round(percentile(latencies, 0.50), 3),
-            "p95": round(percentile(latencies, 0.95), 3),
-            "p99": round(percentile(latencies, 0.99), 3),
-            "max": round(max(latencies), 3) if latencies else None,
-        },
+        "delivery_ratio": round(main.delivery_ratio, 6),
+        "latency_ms": _latency_summary(main.latencies_ms),
+        "fast_path_delivery_ratio": round(fast.delivery_ratio, 6),
+        "fast_path_latency_ms": _latency_summary(fast.latencies_ms),
         "wire_bytes_per_payload_byte": (
-            round((bytes_after - bytes_before) / payload_bytes, 3) if payload_bytes else None
+            round(main.wire_bytes / (main.payload_bytes * (nodes - 1)), 3)
+            if main.payload_bytes and nodes > 1
+            else None
         ),
-        "handshake_failures": handshake_failures,
+        "handshake_failures": _handshake_failures(statuses),
         "mesh_formed_s": round(mesh_s, 3),
-        "wall_seconds": round(time.monotonic() - started, 3),
-        "latencies_ms": latencies,
     }
+    if onion is not None:
+        result.update(
+            {
+                "latency_overhead_ms": {
+                    q: round(
+                        percentile(onion.latencies_ms, p) - percentile(fast.latencies_ms, p), 3
+                    )
+                    for q, p in (("p50", 0.5), ("p99", 0.99))
+                },
+                "wire_bytes_per_tx_byte": round(onion.wire_bytes / onion.payload_bytes, 3),
+                "fast_wire_bytes_per_message_byte": round(fast.wire_bytes / fast.payload_bytes, 3)
+                if fast.payload_bytes
+                else None,
+                "relay_participation": round(
+                    sum(
+                        1
+                        for s in statuses
+                        if s["circuits"].get("relay.cells_relayed", 0)
+                        + s["circuits"].get("relay.cells_recognized", 0)
+                        > 0
+                    )
+                    / len(statuses),
+                    3,
+                ),
+                "exit_publications": sum(
+                    s["circuits"].get("relay.exit_publications", 0) for s in statuses
+                ),
+                "duplicate_deliveries": sum(
+                    max(0, s["counters"].get(f"delivered.{PRIVATE_TOPIC}", 0) - tx)
+                    for s in statuses
+                ),
+                "circuits_ready_s": round(circuits_s or 0.0, 3),
+            }
+        )
+    result["wall_seconds"] = round(time.monotonic() - started, 3)
+    result["latencies_ms"] = main.latencies_ms
+    result["fast_latencies_ms"] = fast.latencies_ms
+    return result
 
 
 def _collect_deliveries(net: list[NetNode], wanted: set[str]) -> list[dict[str, float]]:
@@ -281,18 +406,23 @@ def _collect_deliveries(net: list[NetNode], wanted: set[str]) -> list[dict[str, 
 
 
 def run_testnet_command(args: argparse.Namespace) -> int:
-    from murmur.interfaces.report import write_testnet_report
+    from murmur.interfaces.report import print_figures, write_testnet_report
 
     result = run_testnet(
-        nodes=args.nodes, messages=args.messages, size=args.size, rate=args.rate, seed=args.seed
+        nodes=args.nodes,
+        messages=args.messages,
+        tx=args.tx,
+        path=args.path,
+        size=args.size,
+        rate=args.rate,
+        seed=args.seed,
     )
     latencies = result.pop("latencies_ms")
+    fast_latencies = result.pop("fast_latencies_ms")
     if args.report is not None:
-        write_testnet_report(args.report, result, latencies)
+        write_testnet_report(args.report, result, latencies, fast_latencies)
     if args.json:
         print(json.dumps(result))
     else:
-        from murmur.interfaces.report import print_figures
-
-        print_figures(f"testnet: {result['nodes']} nodes, {result['messages']} messages", result)
+        print_figures(f"testnet: {result['nodes']} nodes, {result['path']} path", result)
     return 0 if result["delivery_ratio"] == 1.0 else 1

@@ -479,6 +479,7 @@ class Node:
                     session.bytes_out += len(data)
                     self._actions.append(SendBytes(session.conn_id, data))
             elif isinstance(action, Deliver):
+                self.counters.inc(f"delivered.{action.topic}")
                 self.private.store.put(action.message_id, action.data)
                 if action.topic == ANNOUNCE_TOPIC:
                     self.private.on_announcement(action.data, now)

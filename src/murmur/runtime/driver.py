@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import short_id
 from murmur.crypto.identity import Identity
 from murmur.node.actions import (
@@ -28,19 +29,25 @@ from murmur.node.actions import (
     Dial,
     MessageDelivered,
     NodeAction,
+    PrivateReplyArrived,
+    PrivateSendFailed,
     SendBytes,
 )
 from murmur.node.config import BootstrapPeer, NodeConfig
 from murmur.node.node import Node
-from murmur.overlay.routing import PrivatePathUnavailable
+from murmur.node.private_path import decode_sync_response, encode_sync_request
+from murmur.overlay.circuits.selection import NoCircuitAvailable
+from murmur.overlay.routing import MessagePath, MessageType, PrivatePathUnavailable, path_for_topic
 from murmur.runtime import keystore
 from murmur.runtime.control_api import ApiError, ControlApiServer
 from murmur.runtime.system import SystemRng
 from murmur.runtime.transport import StreamConnection, TcpTransport, Transport
+from murmur.wire.gossip import message_id as gossip_message_id
 
 MAX_WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
 DIAL_TIMEOUT_S = 5.0
 MAX_PUBLISH_BYTES = 131_072
+SYNC_TIMEOUT_S = 30.0
 
 _log = logging.getLogger(__name__)
 
@@ -58,7 +65,14 @@ class NodeRuntime:
         self.config = config
         self.node_dir = node_dir
         self.transport = transport or TcpTransport()
-        self.node = Node(identity=identity, config=config, rng=SystemRng(), now=time.monotonic())
+        self.node = Node(
+            identity=identity,
+            config=config,
+            rng=SystemRng(),
+            now=time.monotonic(),
+            # Announcement sequence numbers keep growing across restarts.
+            announce_sequence_start=time.time_ns() // 1_000_000,
+        )
         self.listen_address: tuple[str, int] | None = None
         self.api_address: tuple[str, int] | None = None
         self._on_delivery = on_delivery
@@ -71,6 +85,7 @@ class NodeRuntime:
         self._server: asyncio.AbstractServer | None = None
         self._api: ControlApiServer | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._requests: dict[int, asyncio.Future[bytes]] = {}
         self.stopped = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -94,6 +109,7 @@ class NodeRuntime:
                     "api": f"{self.api_address[0]}:{self.api_address[1]}",
                 },
             )
+        self.node.set_advertised_address(*self.listen_address, time.monotonic())
         _log.info(
             "node %s listening on %s:%d",
             short_id(self.node.node_id),
@@ -128,6 +144,21 @@ class NodeRuntime:
         message_id = self.node.publish(topic, data, time.monotonic())
         self._after_input()
         return message_id
+
+    def send_private(self, topic: str, data: bytes) -> int:
+        send_id = self.node.send_private(topic, data, time.monotonic())
+        self._after_input()
+        return send_id
+
+    async def request_private(self, topic: str, data: bytes, timeout_s: float) -> bytes:
+        request_id = self.node.request_private(topic, data, time.monotonic())
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._requests[request_id] = future
+        self._after_input()
+        try:
+            return await asyncio.wait_for(future, timeout_s)
+        finally:
+            self._requests.pop(request_id, None)
 
     # --- transport callbacks -------------------------------------------------------------
 
@@ -207,8 +238,18 @@ class NodeRuntime:
                 task = asyncio.get_running_loop().create_task(self._dial(action.target))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            elif isinstance(action, MessageDelivered) and self._on_delivery is not None:
-                self._on_delivery(action)
+            elif isinstance(action, MessageDelivered):
+                if self._on_delivery is not None:
+                    self._on_delivery(action)
+            elif isinstance(action, PrivateReplyArrived):
+                future = self._requests.get(action.request_id)
+                if future is not None and not future.done():
+                    future.set_result(action.payload)
+            elif isinstance(action, PrivateSendFailed):
+                self.node.counters.inc(f"private_failed.{action.reason}")
+                future = self._requests.get(action.send_id)
+                if future is not None and not future.done():
+                    future.set_exception(ApiError("private_send_failed", action.reason))
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -271,13 +312,42 @@ class NodeRuntime:
                 raise ApiError("bad_params", "'data_hex' is not hexadecimal") from None
             if len(data) > MAX_PUBLISH_BYTES:
                 raise ApiError("too_large", f"message over {MAX_PUBLISH_BYTES} bytes")
+            published_at = time.monotonic()
             try:
-                message_id = self.publish(topic, data)
+                if path_for_topic(topic) is MessagePath.PRIVATE:
+                    self.send_private(topic, data)
+                    message_id = gossip_message_id(topic, data)
+                    path = "private"
+                else:
+                    message_id = self.publish(topic, data)
+                    path = "fast"
             except PrivatePathUnavailable as exc:
                 raise ApiError("private_path_unavailable", str(exc)) from None
-            except ValueError as exc:
+            except NoCircuitAvailable as exc:
+                raise ApiError("no_circuit", str(exc)) from None
+            except (ValueError, LocalProtocolError) as exc:
                 raise ApiError("bad_params", str(exc)) from None
-            return {"message_id": message_id.hex(), "published_at": time.monotonic()}
+            return {"message_id": message_id.hex(), "published_at": published_at, "path": path}
+
+        async def sync(params: dict[str, Any]) -> dict[str, Any]:
+            ids = params.get("message_ids")
+            if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+                raise ApiError("bad_params", "sync needs 'message_ids', a list of hex ids")
+            try:
+                request = encode_sync_request([bytes.fromhex(i) for i in ids])
+                reply = await self.request_private(
+                    MessageType.SYNC_REQUEST.value, request, SYNC_TIMEOUT_S
+                )
+                found = decode_sync_response(reply)
+            except (ValueError, LocalProtocolError) as exc:
+                raise ApiError("bad_params", str(exc)) from None
+            except NoCircuitAvailable as exc:
+                raise ApiError("no_circuit", str(exc)) from None
+            except RemoteProtocolError as exc:
+                raise ApiError("bad_reply", str(exc)) from None
+            except TimeoutError:
+                raise ApiError("timeout", "no reply through the circuit in time") from None
+            return {"messages": {k.hex(): v.hex() for k, v in found.items()}}
 
         async def deliveries(params: dict[str, Any]) -> dict[str, Any]:
             return {"deliveries": {k.hex(): t for k, t in self.node.deliveries.items()}}
@@ -289,6 +359,7 @@ class NodeRuntime:
         return {
             "status": status,
             "publish": publish,
+            "sync": sync,
             "deliveries": deliveries,
             "shutdown": shutdown,
         }

@@ -1,0 +1,453 @@
+"""``murmur simulate``: run the simulator from the command line.
+
+Three modes share one parser:
+
+* ``murmur simulate [run] --protocol P ...``: one protocol on ``--runs`` independent worlds,
+  with plain diffusion run alongside on each same world for the overheads; prints one JSON
+  object with ``--json`` (keys: protocol, nodes, spies, precision, recall, entropy_bits,
+  latency_ms, latency_overhead_ms, bandwidth_overhead, relay_participation, delivered_ratio,
+  wall_seconds, and more), a table otherwise.
+* ``murmur simulate sweep``: every available protocol at spy fractions 0.05, 0.1, 0.2, 0.3.
+* ``murmur simulate validate``: the Dandelion++ paper's first-spy figures, ours against theirs
+  (exit status 1 if a figure is off by more than three of the paper's standard errors).
+
+``--report DIR`` writes a Markdown report with plots. Progress goes to stderr (when it is a
+terminal), results to stdout. The lead registers the parser with :func:`add_simulate_parser`;
+the handler is :func:`run_simulate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from murmur.base.errors import ConfigError, LocalProtocolError
+from murmur.overlay.dandelion import DandelionConfig
+from murmur.sim.graphs import GRAPHS
+from murmur.sim.network import NetworkConfig
+from murmur.sim.parallel import Job, run_jobs
+from murmur.sim.protocols import DandelionKit, DiffusionKit, ProtocolKit
+from murmur.sim.report import Entry, validation_markdown, write_report
+from murmur.sim.results import Aggregate, aggregate, overheads
+from murmur.sim.scenario import Scenario
+from murmur.sim.validation import PAPER_RUNS, validate
+
+PROTOCOLS = ("diffusion", "dandelion", "onion")
+AVAILABLE = ("diffusion", "dandelion")
+SWEEP_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
+EXIT_USAGE = 2
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate",
+        help="measure privacy, latency and bandwidth in the discrete-event simulator",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+    )
+    parser.add_argument(
+        "mode",
+        nargs="?",
+        choices=("run", "sweep", "validate"),
+        default="run",
+        help="run one protocol (default), sweep spy fractions, or validate against the paper",
+    )
+    parser.add_argument("--nodes", type=int, default=1000, metavar="N")
+    parser.add_argument(
+        "--spies",
+        type=float,
+        default=0.1,
+        metavar="F",
+        help="fraction of nodes that are spies (default 0.1)",
+    )
+    parser.add_argument(
+        "--tx",
+        type=int,
+        default=200,
+        metavar="M",
+        help="transactions per run (Poisson arrivals, uniform honest origins)",
+    )
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="dandelion")
+    parser.add_argument(
+        "--graph",
+        choices=tuple(GRAPHS),
+        default="daemon",
+        help="peer graph (default: the graph the daemon builds)",
+    )
+    parser.add_argument(
+        "--runs",
+        type=int,
+        default=None,
+        metavar="R",
+        help=f"independent runs (default 1; {PAPER_RUNS} for validate)",
+    )
+    parser.add_argument("--seed", type=int, default=1, metavar="S")
+    parser.add_argument(
+        "--network",
+        choices=("realistic", "ideal"),
+        default="realistic",
+        help="realistic: 10-300 ms links, jitter, 10 Mbit/s uplinks; ideal: none",
+    )
+    parser.add_argument("--tx-rate", type=float, default=10.0, metavar="PER_S")
+    parser.add_argument(
+        "--fluff",
+        type=float,
+        default=0.1,
+        metavar="Q",
+        help="Dandelion++ fluff probability q (default 0.1)",
+    )
+    parser.add_argument(
+        "--churn",
+        type=float,
+        default=0.0,
+        metavar="PER_HOUR",
+        help="rate at which each node leaves (per hour; default 0)",
+    )
+    parser.add_argument(
+        "--taps",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="fraction of honest nodes whose links a link observer taps",
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="J",
+        help="runs side by side in J processes (default: one per CPU)",
+    )
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write a Markdown report with plots into DIR",
+    )
+    parser.set_defaults(handler=run_simulate)
+    return parser
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    err = Console(stderr=True)
+    if args.mode == "run" and args.protocol not in AVAILABLE:
+        err.print(
+            f"[red]error:[/red] protocol {args.protocol!r} is not available yet "
+            f"(available: {', '.join(AVAILABLE)})"
+        )
+        return EXIT_USAGE
+    try:
+        with _progress(err) as progress:
+            if args.mode == "validate":
+                return _validate(args, progress)
+            if args.mode == "sweep":
+                return _sweep(args, progress)
+            return _run(args, progress)
+    except ConfigError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return EXIT_USAGE
+
+
+# -- modes --------------------------------------------------------------------------------
+
+
+def _run(args: argparse.Namespace, progress: ProgressFn) -> int:
+    started = time.perf_counter()
+    result, baseline = _measure(args, args.protocol, args.spies, progress)
+    latency_overhead, bandwidth_overhead = overheads(result, baseline)
+    wall = time.perf_counter() - started
+    entry = Entry(args.spies, result, latency_overhead, bandwidth_overhead)
+    report = _result_json(args, entry, wall)
+    if args.report is not None:
+        entries = [entry] if result is baseline else [entry, Entry(args.spies, baseline)]
+        write_report(
+            args.report,
+            title=f"murmur simulate: {args.protocol}",
+            settings=_settings(args),
+            entries=entries,
+        )
+    _emit(args, report, [entry])
+    return 0
+
+
+def _sweep(args: argparse.Namespace, progress: ProgressFn) -> int:
+    started = time.perf_counter()
+    entries: list[Entry] = []
+    for fraction in SWEEP_FRACTIONS:
+        result, baseline = _measure(args, "dandelion", fraction, progress)
+        latency_overhead, bandwidth_overhead = overheads(result, baseline)
+        entries.append(Entry(fraction, baseline, {"p50": 0.0, "p99": 0.0}, 1.0))
+        entries.append(Entry(fraction, result, latency_overhead, bandwidth_overhead))
+    wall = time.perf_counter() - started
+    if args.report is not None:
+        write_report(
+            args.report,
+            title="murmur simulate sweep",
+            settings=_settings(args) | {"not available yet": "onion"},
+            entries=entries,
+        )
+    if args.json:
+        payload = {
+            "mode": "sweep",
+            "spy_fractions": list(SWEEP_FRACTIONS),
+            "unavailable": [p for p in PROTOCOLS if p not in AVAILABLE],
+            "results": [_result_json(args, e, None) for e in entries],
+            "wall_seconds": round(wall, 3),
+        }
+        print(json.dumps(_clean(payload), indent=2))
+    else:
+        _emit(args, {}, entries)
+    return 0
+
+
+def _validate(args: argparse.Namespace, progress: ProgressFn) -> int:
+    runs = args.runs or PAPER_RUNS
+    rows = validate(
+        runs=runs,
+        nodes=args.nodes,
+        seed=args.seed,
+        workers=args.jobs,
+        progress=lambda job, done, total: progress(job.label, done, total),
+    )
+    table = validation_markdown(rows)
+    if args.report is not None:
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "validation.md").write_text(
+            f"# Validation against Dandelion++ (n = {args.nodes}, p = 0.1, seed {args.seed})\n\n"
+            + table
+        )
+    ok = all(row.precision_ok and row.recall_ok and row.floors_ok for row in rows)
+    if args.json:
+        payload = {
+            "mode": "validate",
+            "ok": ok,
+            "rows": [
+                {
+                    "setting": row.figure.label,
+                    "protocol": row.figure.protocol,
+                    "graph": row.figure.graph,
+                    "runs": row.runs,
+                    "nodes": row.nodes,
+                    "paper": {
+                        "precision": row.figure.precision,
+                        "precision_se": row.figure.precision_se,
+                        "recall": row.figure.recall,
+                        "recall_se": row.figure.recall_se,
+                    },
+                    "ours": {
+                        "precision": row.precision,
+                        "precision_se": row.precision_se,
+                        "recall": row.recall,
+                        "recall_se": row.recall_se,
+                    },
+                    "within_3_se": row.precision_ok and row.recall_ok,
+                    "floors_hold": row.floors_ok,
+                    "wall_seconds": round(row.wall_s, 3),
+                }
+                for row in rows
+            ],
+        }
+        print(json.dumps(_clean(payload), indent=2))
+    else:
+        print(table, end="")
+    return 0 if ok else 1
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+
+def _measure(
+    args: argparse.Namespace, protocol: str, spy_fraction: float, progress: ProgressFn
+) -> tuple[Aggregate, Aggregate]:
+    """``protocol`` and the diffusion baseline on the same ``--runs`` worlds."""
+    scenario = _scenario(args, spy_fraction)
+    runs = args.runs or 1
+    kits = [_kit(protocol, args)] + ([DiffusionKit()] if protocol != "diffusion" else [])
+    jobs = [
+        Job(scenario, kit, args.seed + run, f"{kit.name} f={spy_fraction:g} run {run + 1}/{runs}")
+        for kit in kits
+        for run in range(runs)
+    ]
+    summaries = run_jobs(
+        jobs,
+        workers=args.jobs,
+        progress=lambda job, done, total: progress(job.label, done, total),
+    )
+    result = aggregate(summaries[:runs])
+    return result, (aggregate(summaries[runs:]) if protocol != "diffusion" else result)
+
+
+def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
+    network = NetworkConfig.ideal() if args.network == "ideal" else NetworkConfig()
+    if args.churn:
+        network = NetworkConfig(
+            latency=network.latency,
+            jitter_fraction=network.jitter_fraction,
+            uplink_mbps=network.uplink_mbps,
+            churn_per_node_per_hour=args.churn,
+        )
+    return Scenario(
+        nodes=args.nodes,
+        graph=args.graph,
+        spy_fraction=spy_fraction,
+        tap_fraction=args.taps,
+        tx_count=args.tx,
+        tx_rate_per_s=args.tx_rate,
+        network=network,
+    )
+
+
+def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit:
+    if protocol == "diffusion":
+        return DiffusionKit()
+    try:
+        config = DandelionConfig(fluff_probability=args.fluff)
+    except LocalProtocolError as exc:
+        raise ConfigError(str(exc)) from exc
+    # On the exact 4-regular graph the stem graph is the graph itself (2 out, 2 in per node).
+    return DandelionKit(config=config, exact_stem=args.graph == "regular4")
+
+
+@contextmanager
+def _progress(console: Console) -> Iterator[ProgressFn]:
+    bar = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+    tasks: dict[str, Any] = {}
+
+    def update(label: str, done: int, total: int) -> None:
+        if label not in tasks:
+            tasks[label] = bar.add_task(label, total=total)
+        bar.update(tasks[label], completed=done)
+
+    with bar:
+        yield update
+
+
+# -- output -------------------------------------------------------------------------------
+
+
+def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> dict[str, Any]:
+    r = entry.result
+    payload: dict[str, Any] = {
+        "protocol": r.protocol,
+        "nodes": r.nodes,
+        "spies": entry.spy_fraction,
+        "spy_count": r.spies,
+        "graph": args.graph,
+        "network": args.network,
+        "tx": args.tx,
+        "runs": r.runs,
+        "seed": args.seed,
+        "precision": r.precision,
+        "recall": r.recall,
+        "precision_se": r.precision_se,
+        "recall_se": r.recall_se,
+        "entropy_bits": r.entropy_bits,
+        "latency_ms": r.latency_ms,
+        "reach_ms": r.reach_ms,
+        "latency_overhead_ms": entry.latency_overhead_ms,
+        "bandwidth_overhead": entry.bandwidth_overhead,
+        "bytes_per_node_s": r.bytes_per_node_s,
+        "relay_participation": r.relay_participation,
+        "delivered_ratio": r.delivered_ratio,
+        "events_per_s": r.events / r.wall_s if r.wall_s else None,
+    }
+    if wall is not None:
+        payload["wall_seconds"] = round(wall, 3)
+    return payload
+
+
+def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry]) -> None:
+    if args.json:
+        print(json.dumps(_clean(payload), indent=2))
+        return
+    table = Table(title="murmur simulate")
+    for column in (
+        "protocol",
+        "spies",
+        "estimator",
+        "precision",
+        "recall",
+        "entropy bits",
+        "latency p50/p99 ms",
+        "overhead p50/p99 ms",
+        "bandwidth x",
+        "delivered",
+    ):
+        table.add_column(column)
+    for entry in entries:
+        r = entry.result
+        overhead = entry.latency_overhead_ms
+        for name in r.precision:
+            table.add_row(
+                r.protocol,
+                f"{entry.spy_fraction:g}",
+                name,
+                f"{r.precision[name]:.3f}",
+                f"{r.recall[name]:.3f}",
+                f"{r.entropy_bits:.2f}",
+                f"{r.latency_ms['p50']:.0f} / {r.latency_ms['p99']:.0f}",
+                f"{overhead['p50']:.0f} / {overhead['p99']:.0f}" if overhead else "-",
+                f"{entry.bandwidth_overhead:.2f}" if entry.bandwidth_overhead else "-",
+                f"{r.delivered_ratio:.3f}",
+            )
+    Console().print(table)
+
+
+def _settings(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "nodes": args.nodes,
+        "spy fraction": args.spies,
+        "transactions per run": args.tx,
+        "transaction rate (per s)": args.tx_rate,
+        "graph": args.graph,
+        "network": args.network,
+        "Dandelion++ fluff probability q": args.fluff,
+        "churn (per node per hour)": args.churn,
+        "runs": args.runs or 1,
+        "seed": args.seed,
+    }
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN: missing measurements become null."""
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry point (``python -m murmur.interfaces.simulate``) until the CLI hosts it."""
+    parser = argparse.ArgumentParser(prog="murmur")
+    add_simulate_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return run_simulate(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
