@@ -146,7 +146,7 @@ async def _run(relay: NetNode, n_messages: int, size: int) -> dict[str, float]:
                 if isinstance(event, MessageReceived):
                     channel, body = unwrap(event.payload)
                     if channel is Channel.GOSSIP:
-                        count = len(decode_rpc(body).messages)
+                        count = sum(m.topic == TOPIC for m in decode_rpc(body).messages)
                         if count and received == 0:
                             first_at = time.monotonic()
                         received += count

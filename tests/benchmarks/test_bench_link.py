@@ -115,15 +115,12 @@ def test_main_prints_one_json_object(
 
 
 def test_circuit_benchmark_quick_run_reports_positive_figures() -> None:
-    import contextlib
-    import io
-    import json
+    from benchmarks.bench_circuits import run as bench_circuits
 
-    from benchmarks.bench_circuits import main as bench_circuits_main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        assert bench_circuits_main(["--quick"]) == 0
-    figures = json.loads(out.getvalue())
-    numbers = [v for v in figures.values() if isinstance(v, (int, float))]
-    assert numbers and all(v > 0 for v in numbers)
+    figures = bench_circuits(0.5)
+    cells, builds = figures["cells"], figures["builds"]
+    assert isinstance(cells, dict) and isinstance(builds, dict)
+    for key in ("relay_forward_cells_per_s", "link_ceiling_cells_per_s", "exit_cells_per_s"):
+        assert cells[key] > 0
+    assert cells["relay_forward_vs_link_ceiling"] > 0
+    assert builds["circuit_builds_per_s"] > 0 and builds["creates_per_s"] > 0

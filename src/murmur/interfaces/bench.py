@@ -13,21 +13,35 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress
 
-QUICK = {"handshake_s": 0.5, "framing_s": 0.3, "gossip_messages": 5_000}
-FULL = {"handshake_s": 6.0, "framing_s": 4.0, "gossip_messages": 60_000}
+QUICK = {"handshake_s": 0.5, "framing_s": 0.3, "gossip_messages": 5_000, "circuits_s": 1.0}
+FULL = {"handshake_s": 6.0, "framing_s": 4.0, "gossip_messages": 60_000, "circuits_s": 10.0}
 
 
 def run_benchmarks(*, quick: bool, console: Console | None = None) -> dict[str, Any]:
+    from benchmarks.bench_circuits import run as bench_circuits
     from benchmarks.bench_gossip_relay import bench_gossip_relay
     from benchmarks.bench_link import run as bench_link
 
     budget = QUICK if quick else FULL
     console = console or Console(stderr=True)
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("handshakes and framing", total=2)
+        task = progress.add_task("handshakes and framing", total=3)
         result: dict[str, Any] = bench_link(budget["handshake_s"], budget["framing_s"])
         progress.update(task, advance=1, description="gossip relay over loopback")
         result.update(bench_gossip_relay(budget["gossip_messages"], 1024))
+        progress.update(task, advance=1, description="onion cells and circuit builds")
+        circuits = bench_circuits(budget["circuits_s"])
+        cells, builds = circuits["cells"], circuits["builds"]
+        assert isinstance(cells, dict) and isinstance(builds, dict)
+        result.update(
+            {
+                "cells_relayed_per_s": round(cells["relay_forward_cells_per_s"], 1),
+                "cells_vs_link_ceiling": round(cells["relay_forward_vs_link_ceiling"], 3),
+                "cell_bytes": circuits["cell_bytes"],
+                "circuit_builds_per_s": round(builds["circuit_builds_per_s"], 1),
+                "creates_per_s": round(builds["creates_per_s"], 1),
+            }
+        )
         progress.advance(task)
     return result
 

@@ -286,6 +286,7 @@ class Node:
             counters[name] = counters.get(name, 0) + value
         for session in self._sessions.values():
             session.link.counters.merge_into(counters, "link.")
+        circuits = self.circuits.metrics()
         peers = [
             {
                 "node_id": s.peer_id.hex(),
@@ -307,7 +308,10 @@ class Node:
             "topics": self.gossip.status(),
             "bans": len(self._bans.active(now)),
             "relays_known": len(self.private.directory),
-            "circuits": self.circuits.metrics(),
+            "circuits": circuits,
+            "relay_cells_per_s": round(
+                circuits.get("relay.cells_relayed", 0) / max(now - self.started_at, 1e-9), 3
+            ),
             "counters": dict(sorted(counters.items())),
         }
 
