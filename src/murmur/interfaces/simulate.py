@@ -13,7 +13,7 @@ Three modes share one parser:
 
 ``--report DIR`` writes a Markdown report with plots. Progress goes to stderr (when it is a
 terminal), results to stdout. The lead registers the parser with :func:`add_simulate_parser`;
-the handler is :func:`run_simulate`.
+``args.func`` is :func:`run_simulate`.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="DIR",
         help="write a Markdown report with plots into DIR",
     )
-    parser.set_defaults(handler=run_simulate)
+    parser.set_defaults(func=run_simulate)
     return parser
 
 
@@ -382,37 +382,35 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry
     if args.json:
         print(json.dumps(_clean(payload), indent=2))
         return
-    table = Table(title="murmur simulate")
-    for column in (
-        "protocol",
-        "spies",
-        "estimator",
-        "precision",
-        "recall",
-        "entropy bits",
-        "latency p50/p99 ms",
-        "overhead p50/p99 ms",
-        "bandwidth x",
-        "delivered",
-    ):
-        table.add_column(column)
+    privacy = Table(title="privacy (Fanti et al. precision / recall)")
+    for column in ("protocol", "spies", "estimator", "precision", "recall"):
+        privacy.add_column(column)
+    cost = Table(title="anonymity, latency (reach 90 %) and cost, versus diffusion")
+    for column in ("protocol", "spies", "entropy bits", "ms p50/p99", "+ms p50/p99", "bytes x"):
+        cost.add_column(column)
     for entry in entries:
         r = entry.result
-        overhead = entry.latency_overhead_ms
+        spies = f"{entry.spy_fraction:g}"
         for name in r.precision:
-            table.add_row(
+            privacy.add_row(
                 r.protocol,
-                f"{entry.spy_fraction:g}",
+                spies,
                 name,
-                f"{r.precision[name]:.3f}",
-                f"{r.recall[name]:.3f}",
-                f"{r.entropy_bits:.2f}",
-                f"{r.latency_ms['p50']:.0f} / {r.latency_ms['p99']:.0f}",
-                f"{overhead['p50']:.0f} / {overhead['p99']:.0f}" if overhead else "-",
-                f"{entry.bandwidth_overhead:.2f}" if entry.bandwidth_overhead else "-",
-                f"{r.delivered_ratio:.3f}",
+                f"{r.precision[name]:.3f} ± {r.precision_se[name]:.3f}",
+                f"{r.recall[name]:.3f} ± {r.recall_se[name]:.3f}",
             )
-    Console().print(table)
+        overhead = entry.latency_overhead_ms
+        cost.add_row(
+            r.protocol,
+            spies,
+            f"{r.entropy_bits:.2f}",
+            f"{r.latency_ms['p50']:.0f} / {r.latency_ms['p99']:.0f}",
+            f"{overhead['p50']:.0f} / {overhead['p99']:.0f}" if overhead else "-",
+            f"{entry.bandwidth_overhead:.2f}" if entry.bandwidth_overhead else "-",
+        )
+    console = Console()
+    console.print(privacy)
+    console.print(cost)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:

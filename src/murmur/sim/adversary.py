@@ -1,0 +1,113 @@
+"""Adversaries: spy nodes and link observers, and the log they leave for the estimators.
+
+Theory of operation: an adversary never changes what the protocol does; it only watches.
+
+* **Spy nodes** (a random fraction f of all nodes) run the protocol like everyone else; the
+  engine shows the adversary every message delivered to a spy. It keeps the first sighting of
+  each transaction per spy and per phase (``stem`` / ``fluff`` for the baselines), which is
+  everything the estimators here use, with memory bounded by spies x transactions x phases.
+* **A link observer** (an ISP, a state) sees ``(time, src, dst, size)`` of every message on the
+  directed links it taps, but not the contents; :func:`links_of_nodes` taps every link of a set
+  of nodes.
+* **Both** at once: one :class:`Adversary` may hold spies and taps.
+
+What a message means (which transaction, which phase) is the protocol kit's business: the
+adversary is given an ``observe(message) -> (tx_id, phase) | None`` function, so a new protocol
+plugs in without touching this module. ``on_first_sighting`` fires when the adversary first sees
+a transaction anywhere (a run that measures nothing else may stop the transaction there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from murmur.sim.engine import Engine
+
+Observe = Callable[[Any], "tuple[bytes, str] | None"]
+
+
+class Sighting(NamedTuple):
+    """A spy's first reception of a transaction in a phase (tuples: millions may be logged)."""
+
+    time: float
+    spy: int
+    tx_id: bytes
+    sender: int
+    phase: str
+
+
+class LinkRecord(NamedTuple):
+    time: float
+    src: int
+    dst: int
+    size_bytes: int
+
+
+@dataclass(slots=True)
+class AdversaryLog:
+    spies: frozenset[int]
+    tapped: frozenset[tuple[int, int]]
+    sightings: list[Sighting] = field(default_factory=list)
+    """First sighting per (spy, transaction, phase), in time order."""
+    first: dict[bytes, Sighting] = field(default_factory=dict)
+    """The adversary's first sighting of each transaction, over all spies and phases."""
+    first_by_phase: dict[str, dict[bytes, Sighting]] = field(default_factory=dict)
+    links: list[LinkRecord] = field(default_factory=list)
+
+
+class Adversary:
+    def __init__(
+        self,
+        *,
+        spies: Iterable[int] = (),
+        tapped: Iterable[tuple[int, int]] = (),
+        observe: Observe,
+    ) -> None:
+        self.log = AdversaryLog(spies=frozenset(spies), tapped=frozenset(tapped))
+        self.on_first_sighting: Callable[[bytes], None] | None = None
+        self._observe = observe
+        self._seen: set[tuple[int, bytes, str]] = set()
+
+    def install(self, engine: Engine) -> None:
+        for spy in self.log.spies:
+            engine.nodes[spy].spy = True
+        if self.log.spies:
+            engine.spy_hook = self.on_spy_receive
+        if self.log.tapped:
+            engine.tapped = set(self.log.tapped)
+            engine.tap_hook = self.on_tap
+
+    def on_spy_receive(self, now: float, spy: int, sender: int, message: Any) -> None:
+        seen = self._observe(message)
+        if seen is None:
+            return
+        tx_id, phase = seen
+        key = (spy, tx_id, phase)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        sighting = Sighting(now, spy, tx_id, sender, phase)
+        log = self.log
+        log.sightings.append(sighting)
+        log.first_by_phase.setdefault(phase, {}).setdefault(tx_id, sighting)
+        if tx_id not in log.first:
+            log.first[tx_id] = sighting
+            if self.on_first_sighting is not None:
+                self.on_first_sighting(tx_id)
+
+    def on_tap(self, now: float, src: int, dst: int, size_bytes: int) -> None:
+        self.log.links.append(LinkRecord(now, src, dst, size_bytes))
+
+
+def links_of_nodes(
+    nodes: Iterable[int], neighbours: Sequence[Sequence[int]]
+) -> set[tuple[int, int]]:
+    """Every directed link touching one of ``nodes`` (what their ISP sees)."""
+    links: set[tuple[int, int]] = set()
+    for v in nodes:
+        for w in neighbours[v]:
+            links.add((v, w))
+            links.add((w, v))
+    return links

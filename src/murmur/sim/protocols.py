@@ -1,0 +1,150 @@
+"""Protocol kits: how the simulator builds, wires and reads one protocol family.
+
+Theory of operation: the engine hosts any sans-I/O object; a kit is the small adapter that knows
+the object's commands. A kit builds one protocol object per node (its own rng, the node's
+position in the graph), connects peers, submits transactions, registers handlers for the
+protocol's action types on the engine, and tells the adversary what a message means
+(``observe``: transaction id and phase). The onion protocol and the production node plug in as
+further kits with the same :class:`ProtocolKit` shape; nothing else in the simulator changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from murmur.base.rng import Rng
+from murmur.overlay.dandelion import Dandelion, DandelionConfig, StemTx
+from murmur.overlay.diffusion import (
+    RELAY_DELAY_MEAN_S,
+    Diffusion,
+    RelayTx,
+    SendMessage,
+    Transaction,
+    TxAccepted,
+)
+from murmur.sim.engine import Engine, Receive, SimNode
+from murmur.sim.graphs import PeerGraph
+
+OnAccept = Callable[[int, bytes, float], None]
+
+
+class ProtocolKit(Protocol):
+    name: str
+    estimators: tuple[str, ...]
+
+    def build(self, index: int, graph: PeerGraph, rng: Rng, now: float) -> Any: ...
+
+    def receiver(self, protocol: Any) -> Receive: ...
+
+    def connect(self, protocol: Any, peer: int, *, outbound: bool, now: float) -> None: ...
+
+    def disconnect(self, protocol: Any, peer: int, now: float) -> None: ...
+
+    def submit(self, protocol: Any, tx: Transaction, now: float) -> None: ...
+
+    def install(self, engine: Engine, on_accept: OnAccept) -> None: ...
+
+    def observe(self, message: Any) -> tuple[bytes, str] | None: ...
+
+    def tx_of(self, message: Any) -> bytes: ...
+
+    def relayed(self, protocol: Any) -> int:
+        """How many transactions of others this node relayed (relay participation)."""
+        ...
+
+
+def _install_baseline(engine: Engine, on_accept: OnAccept) -> None:
+    transmit = engine.transmit
+
+    def send(node: SimNode, action: SendMessage[int], now: float) -> None:
+        message = action.message
+        transmit(node, action.peer, message, message.wire_size, action.delay_s)
+
+    def accepted(node: SimNode, action: TxAccepted, now: float) -> None:
+        on_accept(node.index, action.tx.tx_id, now)
+
+    engine.on_action(SendMessage, send)
+    engine.on_action(TxAccepted, accepted)
+
+
+def _observe_baseline(message: Any) -> tuple[bytes, str] | None:
+    if isinstance(message, StemTx):
+        return message.tx.tx_id, "stem"
+    if isinstance(message, RelayTx):
+        return message.tx.tx_id, "fluff"
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class DiffusionKit:
+    relay_delay_mean_s: float = RELAY_DELAY_MEAN_S
+    name: str = "diffusion"
+    estimators: tuple[str, ...] = ("first_spy",)
+
+    def build(self, index: int, graph: PeerGraph, rng: Rng, now: float) -> Diffusion[int]:
+        return Diffusion(rng=rng, relay_delay_mean_s=self.relay_delay_mean_s)
+
+    def receiver(self, protocol: Diffusion[int]) -> Receive:
+        return protocol.receive_message
+
+    def connect(self, protocol: Diffusion[int], peer: int, *, outbound: bool, now: float) -> None:
+        protocol.add_peer(peer, now)
+
+    def disconnect(self, protocol: Diffusion[int], peer: int, now: float) -> None:
+        protocol.remove_peer(peer, now)
+
+    def submit(self, protocol: Diffusion[int], tx: Transaction, now: float) -> None:
+        protocol.submit(tx, now)
+
+    def install(self, engine: Engine, on_accept: OnAccept) -> None:
+        _install_baseline(engine, on_accept)
+
+    def observe(self, message: Any) -> tuple[bytes, str] | None:
+        return _observe_baseline(message)
+
+    def tx_of(self, message: Any) -> bytes:
+        tx_id: bytes = message.tx.tx_id
+        return tx_id
+
+    def relayed(self, protocol: Diffusion[int]) -> int:
+        return protocol.counters.get("tx_relayed")
+
+
+@dataclass(frozen=True, slots=True)
+class DandelionKit:
+    config: DandelionConfig = field(default_factory=DandelionConfig)
+    exact_stem: bool = False
+    """Use the graph's out-edges as a fixed (exact) stem graph instead of 2 random outbound."""
+    name: str = "dandelion"
+    estimators: tuple[str, ...] = ("first_spy", "stem_predecessor")
+
+    def build(self, index: int, graph: PeerGraph, rng: Rng, now: float) -> Dandelion[int]:
+        stem = graph.out[index] if self.exact_stem else None
+        return Dandelion(rng=rng, now=now, config=self.config, stem_peers=stem)
+
+    def receiver(self, protocol: Dandelion[int]) -> Receive:
+        return protocol.receive_message
+
+    def connect(self, protocol: Dandelion[int], peer: int, *, outbound: bool, now: float) -> None:
+        protocol.add_peer(peer, now, outbound=outbound)
+
+    def disconnect(self, protocol: Dandelion[int], peer: int, now: float) -> None:
+        protocol.remove_peer(peer, now)
+
+    def submit(self, protocol: Dandelion[int], tx: Transaction, now: float) -> None:
+        protocol.submit(tx, now)
+
+    def install(self, engine: Engine, on_accept: OnAccept) -> None:
+        _install_baseline(engine, on_accept)
+
+    def observe(self, message: Any) -> tuple[bytes, str] | None:
+        return _observe_baseline(message)
+
+    def tx_of(self, message: Any) -> bytes:
+        tx_id: bytes = message.tx.tx_id
+        return tx_id
+
+    def relayed(self, protocol: Dandelion[int]) -> int:
+        return protocol.counters.get("tx_relayed") + protocol.diffusion_counters.get("tx_relayed")

@@ -1,0 +1,163 @@
+"""From run records to the figures we publish: per-run summaries, run averages, overheads.
+
+Theory of operation: :func:`summarise` applies every estimator that fits the protocol to the
+adversary's log and reduces one :class:`~murmur.sim.scenario.RunRecord` to a
+:class:`RunSummary`. :func:`aggregate` averages summaries of independent runs (standard errors
+for precision and recall). :func:`overheads` compares a protocol with the diffusion baseline run
+on the same world.
+
+Latency: ``reach_ms[k]`` holds the p50 and p99, over transactions, of the time from submission
+until k % of all nodes had the transaction in their mempool; ``latency_ms`` is the 90 % column
+(the usual "broadcast" latency). ``entropy_bits`` is the lowest posterior entropy over the
+estimators (the strongest adversary's view). Bandwidth is bytes sent per node per second of
+workload (``tx_count / tx_rate``), and ``bandwidth_overhead`` the ratio of total bytes sent.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from murmur.sim.estimators import ESTIMATORS
+from murmur.sim.metrics import mean_and_stderr, posterior_entropy_bits, precision_recall, quantile
+from murmur.sim.scenario import REACH_FRACTIONS, RunRecord
+
+HEADLINE_REACH = "90"
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    protocol: str
+    nodes: int
+    spies: int
+    precision: dict[str, float]
+    recall: dict[str, float]
+    entropy_bits: float
+    reach_ms: dict[str, dict[str, float]]
+    bytes_sent: int
+    bytes_per_node_s: float
+    relay_participation: float
+    delivered_ratio: float
+    events: int
+    wall_s: float
+    reach_samples_ms: tuple[float, ...] = field(repr=False)
+    """Headline reach latency of every transaction that got there (for CDF plots)."""
+
+    @property
+    def latency_ms(self) -> dict[str, float]:
+        return self.reach_ms[HEADLINE_REACH]
+
+
+@dataclass(frozen=True, slots=True)
+class Aggregate:
+    protocol: str
+    runs: int
+    nodes: int
+    spies: int
+    precision: dict[str, float]
+    precision_se: dict[str, float]
+    recall: dict[str, float]
+    recall_se: dict[str, float]
+    entropy_bits: float
+    reach_ms: dict[str, dict[str, float]]
+    bytes_sent: float
+    bytes_per_node_s: float
+    relay_participation: float
+    delivered_ratio: float
+    events: int
+    wall_s: float
+    reach_samples_ms: tuple[float, ...] = field(repr=False)
+
+    @property
+    def latency_ms(self) -> dict[str, float]:
+        return self.reach_ms[HEADLINE_REACH]
+
+
+def summarise(record: RunRecord) -> RunSummary:
+    origins = record.origins
+    precision: dict[str, float] = {}
+    recall: dict[str, float] = {}
+    entropies = []
+    for name in record.estimators:
+        guesses = ESTIMATORS[name](record.log)
+        precision[name], recall[name] = precision_recall(guesses, origins)
+        entropies.append(posterior_entropy_bits(guesses, origins, record.honest))
+    reach_ms: dict[str, dict[str, float]] = {}
+    samples: tuple[float, ...] = ()
+    for i, fraction in enumerate(REACH_FRACTIONS):
+        key = f"{fraction * 100:g}"
+        times = [tx.reach_s[i] * 1000.0 for tx in record.txs if tx.reach_s[i] is not None]
+        if not record.latency_measured:
+            times = []
+        reach_ms[key] = {"p50": quantile(times, 0.5), "p99": quantile(times, 0.99)}
+        if key == HEADLINE_REACH:
+            samples = tuple(times)
+    txs = len(record.txs)
+    return RunSummary(
+        protocol=record.protocol,
+        nodes=record.nodes,
+        spies=len(record.spies),
+        precision=precision,
+        recall=recall,
+        entropy_bits=min(entropies) if entropies else math.nan,
+        reach_ms=reach_ms,
+        bytes_sent=record.bytes_sent,
+        bytes_per_node_s=record.bytes_sent / record.nodes / max(record.workload_span_s, 1e-9),
+        relay_participation=record.relay_participants / max(record.honest, 1),
+        delivered_ratio=(
+            sum(tx.delivered for tx in record.txs) / txs
+            if txs and record.latency_measured
+            else math.nan
+        ),
+        events=record.events,
+        wall_s=record.wall_s,
+        reach_samples_ms=samples,
+    )
+
+
+def aggregate(summaries: Sequence[RunSummary]) -> Aggregate:
+    if not summaries:
+        raise ValueError("nothing to aggregate")
+    first = summaries[0]
+
+    def mean(values: Sequence[float]) -> float:
+        finite = [v for v in values if not math.isnan(v)]
+        return sum(finite) / len(finite) if finite else math.nan
+
+    precision, precision_se, recall, recall_se = {}, {}, {}, {}
+    for name in first.precision:
+        precision[name], precision_se[name] = mean_and_stderr(
+            [s.precision[name] for s in summaries]
+        )
+        recall[name], recall_se[name] = mean_and_stderr([s.recall[name] for s in summaries])
+    reach_ms = {
+        key: {q: mean([s.reach_ms[key][q] for s in summaries]) for q in ("p50", "p99")}
+        for key in first.reach_ms
+    }
+    return Aggregate(
+        protocol=first.protocol,
+        runs=len(summaries),
+        nodes=first.nodes,
+        spies=first.spies,
+        precision=precision,
+        precision_se=precision_se,
+        recall=recall,
+        recall_se=recall_se,
+        entropy_bits=mean([s.entropy_bits for s in summaries]),
+        reach_ms=reach_ms,
+        bytes_sent=mean([float(s.bytes_sent) for s in summaries]),
+        bytes_per_node_s=mean([s.bytes_per_node_s for s in summaries]),
+        relay_participation=mean([s.relay_participation for s in summaries]),
+        delivered_ratio=mean([s.delivered_ratio for s in summaries]),
+        events=sum(s.events for s in summaries),
+        wall_s=sum(s.wall_s for s in summaries),
+        reach_samples_ms=tuple(x for s in summaries for x in s.reach_samples_ms),
+    )
+
+
+def overheads(result: Aggregate, baseline: Aggregate) -> tuple[dict[str, float], float]:
+    """(latency overhead in ms at p50/p99, bandwidth ratio) of ``result`` over ``baseline``."""
+    latency = {q: result.latency_ms[q] - baseline.latency_ms[q] for q in ("p50", "p99")}
+    ratio = result.bytes_sent / baseline.bytes_sent if baseline.bytes_sent else math.nan
+    return latency, ratio

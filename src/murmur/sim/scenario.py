@@ -1,0 +1,344 @@
+"""One simulated run: draw a world, host a protocol on it, watch, and record what happened.
+
+Theory of operation: :func:`draw_world` turns a :class:`Scenario` and a seed into everything
+that does not depend on the protocol: the peer graph, the spies and tapped links, the link
+latencies and the transaction arrivals. Each of these comes from its own fork of the seeded rng,
+so the same seed gives the same world to a protocol and to the diffusion baseline it is compared
+with. :func:`simulate` then boots one protocol object per node (through a
+:class:`~murmur.sim.protocols.ProtocolKit`), connects the graph, submits the transactions at
+their arrival times, and runs the engine until every transaction has reached every node (or,
+with ``stop_at_first_spy``, until the adversary has seen it), or ``settle_s`` after the last
+arrival.
+
+``stop_at_first_spy`` is the fast path for privacy-only runs such as the paper validation: once
+the adversary has seen a transaction, nothing that happens to it later can change the first-spy
+observation, so its messages are dropped. Without bandwidth contention (unlimited uplinks, which
+:func:`simulate` enforces) transactions do not interact, so the first-spy figures have the same
+distribution as in a full run. They are not the same sample path when a run has several
+transactions: a node that would have kept relaying a stopped transaction would have drawn rng
+values that a later transaction now gets instead. Latency and delivery are not measured.
+
+Nodes boot at uniformly random times in the ``BOOT_SPREAD_S`` before the run starts, so their
+epochs are not synchronised. Under churn a returning node boots a fresh protocol object and
+reconnects to its graph neighbours that are up.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from murmur.base.errors import ConfigError
+from murmur.sim.adversary import Adversary, AdversaryLog, links_of_nodes
+from murmur.sim.churn import Churn
+from murmur.sim.engine import Engine
+from murmur.sim.graphs import PeerGraph, build_graph
+from murmur.sim.network import LatencyModel, NetworkConfig, build_latency
+from murmur.sim.protocols import ProtocolKit
+from murmur.sim.rng import SeededRng
+from murmur.sim.workload import TxArrival, one_per_honest, poisson_arrivals
+
+REACH_FRACTIONS: tuple[float, ...] = (0.5, 0.9, 0.99)
+BOOT_SPREAD_S = 600.0
+
+Progress = Callable[[int, int], None]
+"""Called with (transactions finished, transactions in the run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    nodes: int = 1000
+    graph: str = "daemon"
+    spy_fraction: float = 0.1
+    tap_fraction: float = 0.0
+    """Fraction of honest nodes whose every link a link observer taps."""
+    tx_count: int | None = 200
+    """``None``: one transaction per honest node (the paper's setup)."""
+    tx_rate_per_s: float = 10.0
+    tx_size_bytes: int = 250
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    stop_at_first_spy: bool = False
+    settle_s: float = 900.0
+
+    def __post_init__(self) -> None:
+        if self.nodes < 2:
+            raise ConfigError("a simulation needs at least 2 nodes")
+        if not 0.0 <= self.spy_fraction < 1.0 or not 0.0 <= self.tap_fraction <= 1.0:
+            raise ConfigError("spy fraction must be in [0, 1) and tap fraction in [0, 1]")
+        if self.tx_count is not None and self.tx_count < 1:
+            raise ConfigError("a run needs at least one transaction")
+        if self.tx_size_bytes < 1 or self.settle_s <= 0.0:
+            raise ConfigError("transaction size and settle time must be positive")
+        if self.stop_at_first_spy and self.network.uplink_mbps is not None:
+            raise ConfigError("stop_at_first_spy is exact only with unlimited uplinks")
+
+
+@dataclass(frozen=True, slots=True)
+class World:
+    """Everything a run needs that does not depend on the protocol."""
+
+    graph: PeerGraph
+    spies: frozenset[int]
+    tapped: frozenset[tuple[int, int]]
+    arrivals: tuple[TxArrival, ...]
+    latency: LatencyModel
+    seed: int
+
+
+@dataclass(frozen=True, slots=True)
+class TxOutcome:
+    tx_id: bytes
+    origin: int
+    injected_at: float
+    reach_s: tuple[float | None, ...]
+    """Seconds from submission until REACH_FRACTIONS of all nodes had it (None: never)."""
+    delivered: bool
+    """Reached every node that stayed up from its submission to the end of the run."""
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    protocol: str
+    estimators: tuple[str, ...]
+    nodes: int
+    honest: int
+    spies: frozenset[int]
+    txs: tuple[TxOutcome, ...]
+    log: AdversaryLog
+    latency_measured: bool
+    bytes_sent: int
+    messages_sent: int
+    relay_participants: int
+    workload_span_s: float
+    sim_end_s: float
+    events: int
+    wall_s: float
+
+    @property
+    def origins(self) -> dict[bytes, int]:
+        return {tx.tx_id: tx.origin for tx in self.txs}
+
+
+def draw_world(scenario: Scenario, seed: int) -> World:
+    master = SeededRng(seed)
+    graph_rng, role_rng, net_rng, work_rng = (master.fork(label) for label in range(1, 5))
+    n = scenario.nodes
+    graph = build_graph(scenario.graph, n, graph_rng)
+    spies = frozenset(role_rng.sample(range(n), math.floor(scenario.spy_fraction * n)))
+    honest = [v for v in range(n) if v not in spies]
+    watched = role_rng.sample(honest, round(scenario.tap_fraction * len(honest)))
+    tapped = frozenset(links_of_nodes(sorted(watched), graph.neighbours()))
+    latency = build_latency(scenario.network, n, net_rng)
+    if scenario.tx_count is None:
+        arrivals = one_per_honest(
+            honest=honest,
+            rate_per_s=scenario.tx_rate_per_s,
+            size_bytes=scenario.tx_size_bytes,
+            rng=work_rng,
+        )
+    else:
+        arrivals = poisson_arrivals(
+            scenario.tx_count,
+            honest=honest,
+            rate_per_s=scenario.tx_rate_per_s,
+            size_bytes=scenario.tx_size_bytes,
+            rng=work_rng,
+        )
+    return World(graph, spies, tapped, tuple(arrivals), latency, seed)
+
+
+class _Reach:
+    """Per-transaction delivery state: who has it, and when each reach fraction was crossed."""
+
+    __slots__ = ("count", "done", "has", "injected_at", "reach")
+
+    def __init__(self, n: int, injected_at: float) -> None:
+        self.has = bytearray(n)
+        self.count = 0
+        self.injected_at = injected_at
+        self.reach: list[float | None] = [None] * len(REACH_FRACTIONS)
+        self.done = False
+
+
+def simulate(
+    world: World, kit: ProtocolKit, scenario: Scenario, *, progress: Progress | None = None
+) -> RunRecord:
+    wall_start = time.perf_counter()
+    n = world.graph.size
+    master = SeededRng(world.seed)
+    node_rng, boot_rng, churn_rng, engine_rng = (master.fork(label) for label in range(11, 15))
+    network = scenario.network
+    engine = Engine(
+        latency=world.latency,
+        rng=engine_rng,
+        uplink_bps=network.uplink_bps,
+        jitter_fraction=network.jitter_fraction,
+    )
+    neighbours = world.graph.neighbours()
+    for v in range(n):
+        protocol = kit.build(v, world.graph, node_rng.fork(v), -boot_rng.uniform(0, BOOT_SPREAD_S))
+        engine.add_node(protocol, kit.receiver(protocol))
+    for v in range(n):
+        protocol = engine.nodes[v].protocol
+        for w in neighbours[v]:
+            kit.connect(protocol, w, outbound=world.graph.is_outbound(v, w), now=0.0)
+
+    total = len(world.arrivals)
+    thresholds = [max(1, math.ceil(f * n)) for f in REACH_FRACTIONS]
+    reach: dict[bytes, _Reach] = {}
+    finished = 0
+
+    def finish(state: _Reach) -> None:
+        nonlocal finished
+        if state.done:
+            return
+        state.done = True
+        finished += 1
+        if progress is not None:
+            progress(finished, total)
+        if finished == total:
+            engine.stop()
+
+    def on_accept(node: int, tx_id: bytes, now: float) -> None:
+        state = reach.get(tx_id)
+        if state is None or state.has[node]:
+            return
+        state.has[node] = 1
+        state.count += 1
+        count = state.count
+        for i, threshold in enumerate(thresholds):
+            if count == threshold:
+                state.reach[i] = now - state.injected_at
+        if count == n:
+            finish(state)
+
+    kit.install(engine, on_accept)
+    adversary = Adversary(spies=world.spies, tapped=world.tapped, observe=kit.observe)
+    adversary.install(engine)
+    if scenario.stop_at_first_spy:
+        resolved: set[bytes] = set()
+        tx_of = kit.tx_of
+
+        def on_first_sighting(tx_id: bytes) -> None:
+            resolved.add(tx_id)
+            finish(reach[tx_id])
+
+        adversary.on_first_sighting = on_first_sighting
+        engine.drop_filter = lambda message: tx_of(message) in resolved
+
+    def submit(arrival: TxArrival, now: float) -> None:
+        node = engine.nodes[arrival.origin]
+        state = reach[arrival.tx.tx_id] = _Reach(n, now)
+        if not node.up:
+            finish(state)
+            return
+        kit.submit(node.protocol, arrival.tx, now)
+        engine.pump(node)
+
+    for arrival in world.arrivals:
+        engine.at(arrival.time, lambda now, a=arrival: submit(a, now))
+
+    relayed_before_restart: set[int] = set()
+    if network.churn_per_node_per_hour > 0.0:
+        _start_churn(engine, kit, world, scenario, neighbours, churn_rng, relayed_before_restart)
+
+    for node in engine.nodes:
+        engine.pump(node)
+    last_arrival = world.arrivals[-1].time if world.arrivals else 0.0
+    engine.run(until=last_arrival + scenario.settle_s)
+
+    honest = [v for v in range(n) if v not in world.spies]
+    participants = sum(
+        1
+        for v in honest
+        if v in relayed_before_restart or kit.relayed(engine.nodes[v].protocol) > 0
+    )
+    outcomes = []
+    for arrival in world.arrivals:
+        state = reach[arrival.tx.tx_id]
+        outcomes.append(
+            TxOutcome(
+                tx_id=arrival.tx.tx_id,
+                origin=arrival.origin,
+                injected_at=state.injected_at,
+                reach_s=tuple(state.reach),
+                delivered=_delivered(state, engine, n),
+            )
+        )
+    return RunRecord(
+        protocol=kit.name,
+        estimators=kit.estimators,
+        nodes=n,
+        honest=len(honest),
+        spies=world.spies,
+        txs=tuple(outcomes),
+        log=adversary.log,
+        latency_measured=not scenario.stop_at_first_spy,
+        bytes_sent=sum(node.bytes_sent for node in engine.nodes),
+        messages_sent=sum(node.messages_sent for node in engine.nodes),
+        relay_participants=participants,
+        workload_span_s=total / scenario.tx_rate_per_s,
+        sim_end_s=engine.now,
+        events=engine.events,
+        wall_s=time.perf_counter() - wall_start,
+    )
+
+
+def _delivered(state: _Reach, engine: Engine, n: int) -> bool:
+    if state.count == n:
+        return True
+    return all(
+        state.has[v] or not node.up or node.up_since > state.injected_at
+        for v, node in enumerate(engine.nodes)
+    )
+
+
+def _start_churn(
+    engine: Engine,
+    kit: ProtocolKit,
+    world: World,
+    scenario: Scenario,
+    neighbours: list[list[int]],
+    rng: SeededRng,
+    relayed_before_restart: set[int],
+) -> None:
+    restart_rng = rng.fork(0)
+
+    def leave(index: int, now: float) -> None:
+        node = engine.nodes[index]
+        if kit.relayed(node.protocol) > 0:
+            relayed_before_restart.add(index)
+        node.up = False
+        for w in neighbours[index]:
+            peer = engine.nodes[w]
+            if peer.up:
+                kit.disconnect(peer.protocol, index, now)
+                engine.pump(peer)
+
+    def join(index: int, now: float) -> None:
+        node = engine.nodes[index]
+        protocol: Any = kit.build(index, world.graph, restart_rng.fork(index), now)
+        node.protocol, node.receive = protocol, kit.receiver(protocol)
+        node.up, node.up_since, node.timer_at = True, now, None
+        for w in neighbours[index]:
+            peer = engine.nodes[w]
+            if peer.up:
+                kit.connect(protocol, w, outbound=world.graph.is_outbound(index, w), now=now)
+                kit.connect(
+                    peer.protocol, index, outbound=world.graph.is_outbound(w, index), now=now
+                )
+                engine.pump(peer)
+        engine.pump(node)
+
+    churn = Churn(
+        engine,
+        leave_rate_per_s=scenario.network.churn_per_node_per_hour / 3600.0,
+        mean_downtime_s=scenario.network.mean_downtime_s,
+        rng=rng,
+        leave=leave,
+        join=join,
+    )
+    churn.start(range(world.graph.size), 0.0)

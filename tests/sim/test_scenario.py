@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from murmur.overlay.dandelion import Dandelion, DandelionConfig, StemTx
+from murmur.overlay.diffusion import Transaction
+from murmur.sim.estimators import first_spy
+from murmur.sim.graphs import PeerGraph, line, regular4
+from murmur.sim.metrics import precision_recall
+from murmur.sim.network import NetworkConfig, ZeroLatency
+from murmur.sim.protocols import DandelionKit, DiffusionKit
+from murmur.sim.results import summarise
+from murmur.sim.rng import SeededRng
+from murmur.sim.scenario import Scenario, World, draw_world, simulate
+from murmur.sim.workload import TxArrival
+
+SMALL = Scenario(nodes=80, graph="daemon", spy_fraction=0.1, tx_count=30, tx_rate_per_s=5.0)
+IDEAL = Scenario(nodes=2, network=NetworkConfig.ideal(), tx_count=1)
+
+
+def figures(summary: Any) -> tuple[Any, ...]:
+    return (
+        summary.precision,
+        summary.recall,
+        summary.entropy_bits,
+        summary.reach_ms,
+        summary.bytes_sent,
+        summary.events,
+        summary.delivered_ratio,
+    )
+
+
+def world_on(graph: PeerGraph, spies: set[int], origins: list[int]) -> World:
+    arrivals = tuple(
+        TxArrival(1.0 + i, origin, Transaction(f"tx{i}".encode()))
+        for i, origin in enumerate(origins)
+    )
+    return World(graph, frozenset(spies), frozenset(), arrivals, ZeroLatency(), seed=1)
+
+
+def test_same_seed_same_figures() -> None:
+    for kit in (DiffusionKit(), DandelionKit()):
+        first = summarise(simulate(draw_world(SMALL, 5), kit, SMALL))
+        again = summarise(simulate(draw_world(SMALL, 5), kit, SMALL))
+        other = summarise(simulate(draw_world(SMALL, 6), kit, SMALL))
+        assert figures(first) == figures(again)
+        assert figures(first) != figures(other)
+
+
+def test_a_spy_next_to_the_origin_on_a_line_catches_it() -> None:
+    world = world_on(line(6), spies={1}, origins=[0])
+    for kit in (DiffusionKit(), DandelionKit()):
+        record = simulate(world, kit, IDEAL)
+        assert first_spy(record.log) == {world.arrivals[0].tx.tx_id: 0}
+        assert precision_recall(first_spy(record.log), record.origins) == (1.0, 1.0)
+
+
+def test_a_spy_two_hops_away_on_a_line_blames_the_relay() -> None:
+    world = world_on(line(6), spies={2}, origins=[0])
+    record = simulate(world, DiffusionKit(), IDEAL)
+    assert first_spy(record.log) == {world.arrivals[0].tx.tx_id: 1}
+    assert precision_recall(first_spy(record.log), record.origins) == (0.0, 0.0)
+
+
+def test_full_run_reaches_every_node_and_measures_latency() -> None:
+    record = simulate(draw_world(SMALL, 1), DandelionKit(), SMALL)
+    summary = summarise(record)
+    assert summary.delivered_ratio == 1.0
+    assert summary.relay_participation > 0.9
+    assert 0 < summary.reach_ms["50"]["p50"] <= summary.reach_ms["99"]["p50"]
+    assert summary.bytes_sent == record.bytes_sent > 0
+
+
+def test_stopping_at_the_first_spy_does_not_change_what_the_first_spy_sees() -> None:
+    # One transaction per world: nothing after the first sighting can reach back before it.
+    # (With many, a node relaying a stopped transaction would consume rng draws that another
+    # transaction then does not get: same distribution, different sample path.)
+    full = Scenario(
+        nodes=120, graph="outdegree8", tx_count=1, spy_fraction=0.05,
+        network=NetworkConfig.ideal(),
+    )  # fmt: skip
+    pruned = replace(full, stop_at_first_spy=True)
+    for seed in range(6):
+        world = draw_world(full, seed)
+        for kit in (DiffusionKit(), DandelionKit(config=DandelionConfig(fluff_probability=0.0))):
+            everything = simulate(world, kit, full)
+            fast = simulate(world, kit, pruned)
+            assert first_spy(fast.log) == first_spy(everything.log) != {}
+            assert fast.events < everything.events
+
+
+class _BlackHole(Dandelion[int]):
+    """A node that swallows every stem transaction it is given."""
+
+    def receive_message(self, peer: int, message: Any, now: float) -> None:
+        if not isinstance(message, StemTx):
+            super().receive_message(peer, message, now)
+
+
+class _BlackHoleKit(DandelionKit):
+    def build(self, index: int, graph: PeerGraph, rng: Any, now: float) -> Dandelion[int]:
+        if index == 0:
+            return _BlackHole(rng=rng, now=now, config=self.config, stem_peers=graph.out[0])
+        return super().build(index, graph, rng, now)
+
+
+def test_embargo_fail_safe_delivers_when_the_stem_is_black_holed() -> None:
+    graph = regular4(8, SeededRng(1))
+    origins = [v for v in range(1, 8) if 0 in graph.out[v]]  # their stem leads to the black hole
+    world = world_on(graph, spies=set(), origins=origins)
+    kit = _BlackHoleKit(config=DandelionConfig(fluff_probability=0.0), exact_stem=True)
+    scenario = Scenario(nodes=8, network=NetworkConfig.ideal(), tx_count=len(origins))
+    record = simulate(world, kit, scenario)
+    assert all(tx.delivered for tx in record.txs)
+    assert all(tx.reach_s[-1] is not None and tx.reach_s[-1] > 0.0 for tx in record.txs)
+
+
+def test_churn_takes_nodes_down_and_back() -> None:
+    churny = replace(
+        SMALL, network=NetworkConfig(churn_per_node_per_hour=360.0, mean_downtime_s=2.0)
+    )
+    summary = summarise(simulate(draw_world(churny, 2), DandelionKit(), churny))
+    assert 0.0 <= summary.delivered_ratio <= 1.0
+    assert summary.reach_ms["50"]["p50"] > 0.0
+
+
+def test_a_link_observer_sees_sizes_and_times_of_tapped_links() -> None:
+    tapping = replace(SMALL, tap_fraction=0.1)
+    world = draw_world(tapping, 4)
+    record = simulate(world, DiffusionKit(), tapping)
+    assert record.log.links
+    assert all((r.src, r.dst) in world.tapped for r in record.log.links)
+    assert {r.size_bytes for r in record.log.links} == {5 + tapping.tx_size_bytes}

@@ -1,0 +1,84 @@
+"""``murmur simulate`` through its parser and handler (the main CLI registers the same pair)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from murmur.interfaces.simulate import add_simulate_parser, run_simulate
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="murmur")
+    add_simulate_parser(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["simulate", *argv])
+
+
+def test_onion_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulate(parse("--protocol", "onion")) == 2
+    assert "not available yet" in capsys.readouterr().err
+
+
+def test_run_prints_one_json_object(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    args = parse(
+        "--nodes", "60", "--tx", "15", "--protocol", "dandelion", "--json",
+        "--report", str(tmp_path), "--seed", "3",
+    )  # fmt: skip
+    assert run_simulate(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in (
+        "protocol", "nodes", "spies", "precision", "recall", "entropy_bits", "latency_ms",
+        "latency_overhead_ms", "bandwidth_overhead", "relay_participation", "delivered_ratio",
+        "wall_seconds",
+    ):  # fmt: skip
+        assert key in result
+    assert result["protocol"] == "dandelion" and result["nodes"] == 60
+    assert set(result["precision"]) == {"first_spy", "stem_predecessor"}
+    assert set(result["latency_ms"]) == {"p50", "p99"} == set(result["latency_overhead_ms"])
+    assert result["delivered_ratio"] == 1.0
+    assert 0.0 <= result["precision"]["first_spy"] <= 1.0
+    assert (tmp_path / "report.md").read_text().startswith("# murmur simulate: dandelion")
+    for plot in ("privacy.png", "latency_cdf.png", "bandwidth.png"):
+        assert (tmp_path / plot).stat().st_size > 1000
+
+
+def test_diffusion_is_its_own_baseline(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        run_simulate(parse("--nodes", "40", "--tx", "5", "--protocol", "diffusion", "--json")) == 0
+    )
+    result = json.loads(capsys.readouterr().out)
+    assert result["latency_overhead_ms"] == {"p50": 0.0, "p99": 0.0}
+    assert result["bandwidth_overhead"] == 1.0
+
+
+def test_sweep_covers_the_standard_spy_fractions(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = parse("sweep", "--nodes", "40", "--tx", "5", "--json", "--report", str(tmp_path))
+    assert run_simulate(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["unavailable"] == ["onion"]
+    seen = {(r["protocol"], r["spies"]) for r in result["results"]}
+    assert seen == {(p, f) for p in ("diffusion", "dandelion") for f in (0.05, 0.1, 0.2, 0.3)}
+    assert "onion" in (tmp_path / "report.md").read_text()
+
+
+def test_validate_reports_ours_against_the_paper(capsys: pytest.CaptureFixture[str]) -> None:
+    status = run_simulate(parse("validate", "--nodes", "200", "--runs", "2", "--json"))
+    result = json.loads(capsys.readouterr().out)
+    assert status == (0 if result["ok"] else 1)
+    assert [r["graph"] for r in result["rows"]] == ["regular4", "outdegree8", "regular4", "quasi4"]
+    assert all(r["runs"] == 2 and 0.0 < r["ours"]["recall"] < 1.0 for r in result["rows"])
+
+
+def test_bad_settings_exit_with_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulate(parse("--nodes", "4", "--graph", "regular4", "--tx", "1")) == 2
+    assert "at least 5 nodes" in capsys.readouterr().err
+    assert run_simulate(parse("--nodes", "20", "--fluff", "2")) == 2
+
+
+def test_the_parser_routes_to_the_handler() -> None:
+    assert parse("--nodes", "10").func is run_simulate
