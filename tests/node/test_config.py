@@ -18,6 +18,7 @@ from murmur.node.config import (
     parse_config,
     render_config,
 )
+from murmur.node.levels import LEVELS, PRESETS
 from murmur.overlay.peers.limits import PeerLimits
 
 NODE_HEX = "ab" * 32
@@ -39,7 +40,7 @@ def test_rendered_default_is_commented_and_reads_back() -> None:
     lines = text.splitlines()
     document = tomllib.loads(text)
     keys = [key for table in document.values() for key in table]
-    assert len(keys) == 15
+    assert len(keys) == 16  # privacy.level is left out (commented) by default
     for index, line in enumerate(lines):
         if " = " in line and not line.startswith("#"):
             assert lines[index - 1].startswith("# "), f"key without a comment: {line}"
@@ -168,6 +169,8 @@ _configs = st.builds(
         unique=True,
     ).map(tuple),
     log_level=st.sampled_from(LogLevel),
+    privacy_preset=st.sampled_from(list(PRESETS)),
+    privacy_level=st.none() | st.sampled_from(list(LEVELS)),
 )
 
 
@@ -229,3 +232,29 @@ _toml_junk = st.one_of(
 def test_junk_raises_only_config_error(text: str) -> None:
     with contextlib.suppress(ConfigError):
         parse_config(text)
+
+
+def test_privacy_preset_and_level_parse_and_read_back() -> None:
+    config = parse_config('[privacy]\npreset = "maximum"\n')
+    assert (config.privacy_preset, config.privacy_level) == ("maximum", None)
+    assert config.privacy().level.name == "maximum"
+    assert parse_config(render_config(config)) == config
+    both = parse_config('[privacy]\npreset = "censorship_resistant"\nlevel = "enhanced"\n')
+    assert both.privacy().level.name == "enhanced"
+    assert both.privacy().preset.hops == 2
+    assert parse_config(render_config(both)) == both
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('[privacy]\nlevel = "max"\n', "privacy.level: 'max' is not one of 'standard', 'enhanced'"),
+        ('[privacy]\npreset = "tor"\n', "privacy.preset: 'tor' is not one of 'standard'"),
+        ("[privacy]\nlevel = 3\n", "privacy.level: expected a string"),
+    ],
+)
+def test_unknown_privacy_names_are_clear_errors(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text)
+    with pytest.raises(ConfigError, match="unknown privacy level 'max'"):
+        NodeConfig(privacy_level="max")

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+from functools import partial
+
+import pytest
+
+from murmur.base.errors import ConfigError
+from murmur.node.config import NodeConfig
 from murmur.node.private_path import decode_sync_response, encode_sync_request
+from murmur.overlay.shaping import QueueFull
 from murmur.wire.gossip import message_id
+from tests.node import test_node
 from tests.node.test_node import Net
 
 
@@ -50,3 +58,75 @@ def test_sync_request_reply_comes_back_through_the_circuit() -> None:
     [reply] = net.replies[5]
     assert reply.request_id == request_id
     assert decode_sync_response(reply.payload) == {wanted: b"header 42"}
+
+
+def _net_at(level: str | None, monkeypatch: pytest.MonkeyPatch, n: int = 8) -> Net:
+    """A ready network whose nodes all run privacy ``level`` (None: the default)."""
+    monkeypatch.setattr(test_node, "NodeConfig", partial(NodeConfig, privacy_level=level))
+    net = Net(n, peers_of=lambda i: [j for j in range(max(0, i - 3), i)])
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(20.0, step=0.05)
+    return net
+
+
+def _delivered_everywhere(net: Net, txs: list[bytes]) -> None:
+    ids = {message_id("transaction", tx) for tx in txs}
+    for i in range(len(net.nodes)):
+        got = {d.message_id for d in net.delivered[i] if d.topic == "transaction"}
+        assert got == ids, f"node {i}"
+
+
+def test_standard_level_jitters_each_transaction_at_the_origin() -> None:
+    net = _ready_net()
+    origin = net.nodes[0]
+    before = sum(n.circuits.metrics().get("relay.exit_publications", 0) for n in net.nodes)
+    origin.send_private("transaction", b"jittered tx", net.now)
+    net.run()
+    published = sum(n.circuits.metrics().get("relay.exit_publications", 0) for n in net.nodes)
+    assert published == before  # held back 50-150 ms at the origin
+    deadline = origin.next_deadline()
+    assert deadline is not None and net.now + 0.05 <= deadline <= net.now + 0.15
+    net.tick(net.now + 2.0)
+    _delivered_everywhere(net, [b"jittered tx"])
+
+
+def test_a_transaction_may_ask_for_a_level_and_unknown_ones_are_refused() -> None:
+    net = _ready_net()
+    origin = net.nodes[1]
+    with pytest.raises(ConfigError, match="valid: standard, enhanced, maximum"):
+        origin.send_private("transaction", b"tx", net.now, level="paranoid")
+    origin.send_private("transaction", b"maximum tx", net.now, level="maximum")
+    net.tick(net.now + 5.0, step=0.05)
+    _delivered_everywhere(net, [b"maximum tx"])
+    assert origin.private.origin.has_lane("maximum")
+    cover = origin.private.origin.counters.get("cover_sent")
+    assert cover >= 5  # the maximum lane keeps sending cover once it has been used
+    dropped = sum(n.circuits.metrics().get("relay.exit_cover_dropped", 0) for n in net.nodes)
+    assert dropped >= 2 * cover  # each cover message is a 2,048-byte bucket: two cells
+
+
+def test_a_maximum_node_shapes_everything_and_pads_its_idle_links(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    net = _net_at("maximum", monkeypatch)
+    txs = [f"tx {k}".encode() * 30 for k in range(6)]
+    for k, tx in enumerate(txs):
+        net.nodes[k].send_private("transaction", tx, net.now)
+    net.tick(net.now + 10.0, step=0.05)
+    _delivered_everywhere(net, txs)
+    for node in net.nodes:
+        status = node.status(net.now)
+        assert status["circuits"].get("client.cover_cells_sent", 0) > 0
+        assert status["counters"].get("link.frames_sent.padding", 0) > 0
+    held = sum(n.circuits.metrics().get("relay.cells_held", 0) for n in net.nodes)
+    assert held > 0  # relays delay what they forward
+
+
+def test_a_full_queue_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    net = _net_at("maximum", monkeypatch, n=6)
+    origin = net.nodes[0]
+    for k in range(100):
+        origin.send_private("transaction", b"q%d" % k, net.now)
+    with pytest.raises(QueueFull, match="at most 100"):
+        origin.send_private("transaction", b"one too many", net.now)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
+from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CELL_BODY_BYTES,
     CELL_BYTES,
@@ -19,6 +20,7 @@ from murmur.wire.cells import (
     MAX_ENVELOPE_BYTES,
     MAX_FRAGMENTS,
     ONIONSKIN_BYTES,
+    PADDING_BUCKETS_BYTES,
     RELAY_DATA_BYTES,
     Cell,
     CellCommand,
@@ -32,6 +34,8 @@ from murmur.wire.cells import (
     RelayAddress,
     RelayCommand,
     TruncateReason,
+    cells_for,
+    check_buckets,
     decode_cell,
     decode_destroy,
     decode_extended,
@@ -40,7 +44,11 @@ from murmur.wire.cells import (
     encode_cell,
     encode_reason,
     encode_relay_plaintext,
+    pad_message,
+    pad_to_bucket,
+    padded_size,
     split_message,
+    unpad_message,
 )
 
 SKIN = Onionskin(b"k" * 32, b"x" * 32, b"c" * 1568)
@@ -161,11 +169,60 @@ def test_fragment_rejections() -> None:
 def test_envelope_round_trip_and_rejections() -> None:
     env = Envelope(MessageKind.REQUEST, "sync_request", b"\x00\x01")
     assert Envelope.decode(env.encode()) == env
+    assert len(env.encode()) == env.framed_size
     for bad in [b"\x03\x01a", b"\x01\x00", b"\x01\x02\xff\xfe", b"\x01" + bytes([65]) + b"a" * 65]:
         with pytest.raises(RemoteProtocolError):
-            Envelope.decode(bad)
+            Envelope.decode(pad_message(bad, b"padding"))
     with pytest.raises(ValueError):
         Envelope(MessageKind.PUBLISH, "", b"")
+
+
+def test_padded_envelope_fills_its_bucket_with_random_bytes() -> None:
+    env = Envelope(MessageKind.PUBLISH, "transaction", b"t" * 600)
+    padded = env.encode_padded(PADDING_BUCKETS_BYTES, SeededRng(1))
+    assert len(padded) == 2048
+    assert Envelope.decode(padded) == env
+    assert padded[env.framed_size :] != bytes(2048 - env.framed_size)  # random, not zeros
+    assert env.encode_padded((), SeededRng(1)) == env.encode()
+
+
+@pytest.mark.parametrize(
+    ("size", "expected"),
+    [(1, 512), (512, 512), (513, 2048), (131_072, 131_072), (131_073, MAX_ENVELOPE_BYTES)],
+)
+def test_padded_size_picks_the_smallest_bucket_that_holds_the_message(
+    size: int, expected: int
+) -> None:
+    assert padded_size(size, PADDING_BUCKETS_BYTES) == expected
+    assert padded_size(size, ()) == size
+
+
+def test_cells_per_bucket() -> None:
+    assert [cells_for(b) for b in PADDING_BUCKETS_BYTES] == [1, 2, 5, 17, 66]
+    assert cells_for(0) == 1 and cells_for(MAX_ENVELOPE_BYTES) == MAX_FRAGMENTS
+
+
+def test_bucket_lists_must_rise_within_the_largest_message() -> None:
+    check_buckets(PADDING_BUCKETS_BYTES)
+    check_buckets(())
+    for bad in [(2048, 2048), (4,), (512, MAX_ENVELOPE_BYTES + 1)]:
+        with pytest.raises(ValueError):
+            check_buckets(bad)
+
+
+def test_unpad_rejects_lengths_past_the_end() -> None:
+    assert unpad_message(pad_message(b"abc", b"xyz")) == b"abc"
+    for bad in [b"", b"\x00\x00\x00", b"\x00\x00\x00\x04abc", b"\xff\xff\xff\xff"]:
+        with pytest.raises(RemoteProtocolError, match="bad_padding_length"):
+            unpad_message(bad)
+
+
+@settings(max_examples=200, deadline=None)
+@given(message=st.binary(max_size=3000), buckets=st.sampled_from([PADDING_BUCKETS_BYTES, ()]))
+def test_pad_to_bucket_round_trips(message: bytes, buckets: tuple[int, ...]) -> None:
+    padded = pad_to_bucket(message, buckets, SeededRng(len(message)))
+    assert unpad_message(padded) == message
+    assert len(padded) == padded_size(4 + len(message), buckets)
 
 
 DECODERS: list[Callable[[bytes], object]] = [
@@ -179,6 +236,7 @@ DECODERS: list[Callable[[bytes], object]] = [
     decode_truncated,
     Fragment.decode,
     Envelope.decode,
+    unpad_message,
 ]
 
 

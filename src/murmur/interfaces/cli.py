@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import signal
@@ -14,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from murmur.base.errors import ConfigError, MurmurError
+from murmur.interfaces.simulate import add_simulate_parser
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.node.levels import LEVELS
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -102,9 +103,10 @@ def _cmd_send_tx(args: argparse.Namespace) -> int:
         data = bytes.fromhex(args.tx_hex)
     except ValueError:
         raise ConfigError("the transaction must be hexadecimal") from None
-    result = ApiClient.from_node_dir(args.dir).call(
-        "publish", {"topic": "transaction", "data_hex": data.hex()}
-    )
+    params = {"topic": "transaction", "data_hex": data.hex()}
+    if args.level is not None:
+        params["level"] = args.level
+    result = ApiClient.from_node_dir(args.dir).call("publish", params)
     print(result["message_id"])
     return 0
 
@@ -161,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("send-tx", help="send a transaction privately, through a circuit")
     p.add_argument("--dir", required=True)
+    p.add_argument(
+        "--level",
+        choices=tuple(LEVELS),
+        help="privacy level for this transaction (default: the node's, from its config)",
+    )
     p.add_argument("tx_hex", metavar="HEX")
     p.set_defaults(func=_cmd_send_tx)
 
@@ -174,6 +181,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--messages", type=int, default=100, help="fast-path messages")
     p.add_argument("--tx", type=int, default=100, help="private transactions (--path private)")
     p.add_argument("--path", choices=("fast", "private"), default="fast")
+    p.add_argument(
+        "--level",
+        choices=tuple(LEVELS),
+        default="standard",
+        help="privacy level of every node and transaction (--path private)",
+    )
     p.add_argument("--size", type=int, default=512, help="message size in bytes")
     p.add_argument("--rate", type=float, default=50.0, help="publishes per second")
     p.add_argument("--json", action="store_true")
@@ -186,10 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="short runs (a smoke test)")
     p.set_defaults(func=_cmd_bench)
 
-    with contextlib.suppress(ImportError):
-        from murmur.interfaces.simulate import add_simulate_parser
-
-        add_simulate_parser(sub)
+    add_simulate_parser(sub)
     return parser
 
 

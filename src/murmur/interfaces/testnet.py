@@ -4,9 +4,13 @@ Each node gets its own directory, identity and port; each dials a few random oth
 testnet waits for every node to join the gossip mesh, publishes messages from random nodes at a
 fixed rate, waits until every node has them (or a timeout), reads each node's delivery log
 through the control API, and reports delivery ratio, propagation latency and wire bytes per
-delivered payload byte. Delivery times are ``time.monotonic()`` in each node process, which on
-Linux is one system-wide clock, so latencies across processes are comparable. Every process it
-started is stopped on the way out, whatever happened.
+delivered payload byte. With ``path="private"`` every node runs privacy level ``level`` and every
+transaction asks for it; the report adds the bytes each node sends per second while idle and
+during the private phase, with and without cover traffic (cover cells and link padding frames
+are counted by the nodes, and each one costs exactly one link record per hop it crosses).
+Delivery times are ``time.monotonic()`` in each node process, which on Linux is one system-wide
+clock, so latencies across processes are comparable. Every process it started is stopped on the
+way out, whatever happened.
 """
 
 from __future__ import annotations
@@ -31,9 +35,12 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from murmur.base.ids import NodeId
+from murmur.crypto.aead import TAG_BYTES
 from murmur.interfaces.api_client import ApiClient
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.runtime.keystore import init_node_dir
+from murmur.wire.cells import CELL_BYTES
+from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
 
 TESTNET_TOPIC = "block_header"
 PRIVATE_TOPIC = "transaction"
@@ -46,6 +53,9 @@ STARTUP_TIMEOUT_S = 30.0
 MESH_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 30.0
 PEERS_DIALLED = 4
+IDLE_WINDOW_S = 2.0
+CELL_RECORD_BYTES = RECORD_HEADER_BYTES + TAG_BYTES + FRAME_HEADER_BYTES + 1 + CELL_BYTES
+"""Wire bytes of one cell on a link (a padding frame is padded to the same size)."""
 
 
 @dataclass
@@ -91,13 +101,14 @@ def running_testnet(
     rng: random.Random,
     distinct_prefixes: bool = False,
     extra_env: dict[str, str] | None = None,
+    node_config: NodeConfig | None = None,
 ) -> Iterator[list[NetNode]]:
     """Starts ``n`` node processes (torn down on exit, even on error)."""
     nodes: list[NetNode] = []
     for i in range(n):
         host = _host_for(i, distinct_prefixes)
         directory = base / f"node{i:03d}"
-        identity = init_node_dir(directory, config=NodeConfig())
+        identity = init_node_dir(directory, config=node_config or NodeConfig())
         nodes.append(NetNode(i, directory, host, _free_port(host), identity.node_id.hex()))
     env = {**os.environ, **(extra_env or {})}
     try:
@@ -186,6 +197,48 @@ def _wire_bytes(nodes: list[NetNode]) -> int:
     return sum(sum(p["bytes_out"] for p in s["peers"]) for s in _statuses(nodes))
 
 
+@dataclass(frozen=True)
+class Traffic:
+    """What the nodes have sent so far: wire bytes, and the cover they counted."""
+
+    at: float
+    wire_bytes: int
+    cover_cells: int
+    padding_frames: int
+
+    @classmethod
+    def now(cls, nodes: list[NetNode]) -> Traffic:
+        statuses = _statuses(nodes)
+        return cls(
+            time.monotonic(),
+            sum(sum(p["bytes_out"] for p in s["peers"]) for s in statuses),
+            sum(s["circuits"].get("client.cover_cells_sent", 0) for s in statuses),
+            sum(s["counters"].get("link.frames_sent.padding", 0) for s in statuses),
+        )
+
+
+def _bytes_per_node_per_s(
+    before: Traffic, after: Traffic, nodes: int, hops: int
+) -> dict[str, float]:
+    """Sent bytes per node per second between two readings, with and without the cover.
+
+    A cover cell crosses ``hops`` links (the exit drops it), one cell record on each; a padding
+    frame is one record on one link. Readings of the live links only, so a link that closed in
+    between makes the figures a lower bound."""
+    seconds = max(after.at - before.at, 1e-9)
+    total = after.wire_bytes - before.wire_bytes
+    cover = CELL_RECORD_BYTES * (
+        (after.cover_cells - before.cover_cells) * hops
+        + after.padding_frames
+        - before.padding_frames
+    )
+    return {
+        "with_cover": round(total / nodes / seconds, 1),
+        "without_cover": round(max(total - cover, 0) / nodes / seconds, 1),
+        "cover": round(cover / nodes / seconds, 1),
+    }
+
+
 def _handshake_failures(statuses: list[dict[str, Any]]) -> int:
     failures = 0
     for status in statuses:
@@ -234,6 +287,7 @@ def _run_phase(
     progress: Progress,
     task: TaskID,
     include_origin: bool,
+    level: str | None = None,
 ) -> PhaseResult:
     bytes_before = _wire_bytes(net)
     published: dict[str, tuple[int, float]] = {}
@@ -241,9 +295,10 @@ def _run_phase(
     for _ in range(count):
         origin = rng.choice(net)
         assert origin.client is not None
-        result = origin.client.call(
-            "publish", {"topic": topic, "data_hex": rng.randbytes(size).hex()}
-        )
+        params = {"topic": topic, "data_hex": rng.randbytes(size).hex()}
+        if level is not None:
+            params["level"] = level
+        result = origin.client.call("publish", params)
         published[result["message_id"]] = (origin.index, result["published_at"])
         progress.advance(task)
         time.sleep(1.0 / rate)
@@ -286,27 +341,38 @@ def run_testnet(
     size: int = 512,
     rate: float = 50.0,
     seed: int = 1,
+    level: str = "standard",
     console: Console | None = None,
 ) -> dict[str, Any]:
     """Runs the testnet. ``path="private"`` also sends ``tx`` transactions through circuits,
-    after the fast-path workload, so both are measured on the same network in one run."""
+    after the fast-path workload, so both are measured on the same network in one run; every
+    node runs privacy ``level`` and every transaction asks for it."""
     if path not in ("fast", "private"):
         raise ValueError(f"unknown path {path!r} (fast or private)")
+    private = path == "private"
+    node_config = NodeConfig(privacy_level=level) if private else NodeConfig()
+    hops = node_config.privacy().preset.hops
     console = console or Console(stderr=True)
     rng = random.Random(seed)
     base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
     started = time.monotonic()
-    private = path == "private"
+    idle_rate = phase_rate = None
     try:
         with Progress(console=console, transient=True) as progress:
             task = progress.add_task(f"starting {nodes} nodes", total=None)
-            with running_testnet(nodes, base=base, rng=rng, distinct_prefixes=private) as net:
+            with running_testnet(
+                nodes, base=base, rng=rng, distinct_prefixes=private, node_config=node_config
+            ) as net:
                 progress.update(task, description="waiting for the gossip mesh")
                 mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
                 circuits_s = None
                 if private:
                     progress.update(task, description="waiting for announcements and circuits")
                     circuits_s = wait_for_circuits(net)
+                    progress.update(task, description="measuring idle traffic")
+                    idle_start = Traffic.now(net)
+                    time.sleep(IDLE_WINDOW_S)
+                    idle_rate = _bytes_per_node_per_s(idle_start, Traffic.now(net), nodes, hops)
                 fast = _run_phase(
                     net,
                     topic=TESTNET_TOPIC,
@@ -320,6 +386,7 @@ def run_testnet(
                 )
                 onion = None
                 if private:
+                    phase_start = Traffic.now(net)
                     onion = _run_phase(
                         net,
                         topic=PRIVATE_TOPIC,
@@ -330,7 +397,9 @@ def run_testnet(
                         progress=progress,
                         task=task,
                         include_origin=True,
+                        level=level,
                     )
+                    phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
                 statuses = _statuses(net)
     finally:
         shutil.rmtree(base, ignore_errors=True)
@@ -356,6 +425,9 @@ def run_testnet(
     if onion is not None:
         result.update(
             {
+                "level": level,
+                "bytes_per_node_per_s_idle": idle_rate,
+                "bytes_per_node_per_s_private_phase": phase_rate,
                 "latency_overhead_ms": {
                     q: round(
                         percentile(onion.latencies_ms, p) - percentile(fast.latencies_ms, p), 3
@@ -416,6 +488,7 @@ def run_testnet_command(args: argparse.Namespace) -> int:
         size=args.size,
         rate=args.rate,
         seed=args.seed,
+        level=args.level,
     )
     latencies = result.pop("latencies_ms")
     fast_latencies = result.pop("fast_latencies_ms")

@@ -28,6 +28,14 @@ from typing import Any
 from murmur.base.errors import ConfigError
 from murmur.base.ids import NODE_ID_BYTES, NodeId
 from murmur.crypto.aead import AeadAlgorithm
+from murmur.node.levels import (
+    DEFAULT_PRESET,
+    LEVELS,
+    PRESETS,
+    PrivacySettings,
+    level_named,
+    preset_named,
+)
 from murmur.overlay.peers.limits import PeerLimits
 from murmur.overlay.routing import PATH_BY_TYPE, MessagePath, path_for_topic
 
@@ -159,8 +167,14 @@ class NodeConfig:
     aead: AeadAlgorithm = AeadAlgorithm.CHACHA20_POLY1305
     topics: tuple[str, ...] = DEFAULT_TOPICS
     log_level: LogLevel = LogLevel.INFO
+    privacy_preset: str = DEFAULT_PRESET
+    privacy_level: str | None = None
+    """The node's own level; None takes the preset's."""
 
     def __post_init__(self) -> None:
+        preset_named(self.privacy_preset)
+        if self.privacy_level is not None:
+            level_named(self.privacy_level)
         if self.api_listen.host != LOOPBACK_HOST:
             raise ConfigError(f"the control API listens on {LOOPBACK_HOST} only")
         if len(self.bootstrap) > MAX_BOOTSTRAP_PEERS:
@@ -171,6 +185,9 @@ class NodeConfig:
         _check_unique(list(self.topics), "topic")
         for topic in self.topics:
             _check_topic(topic)
+
+    def privacy(self) -> PrivacySettings:
+        return PrivacySettings.from_names(self.privacy_preset, self.privacy_level)
 
 
 # -- value converters: TOML value -> Python value, raising ConfigError without the key path --
@@ -282,6 +299,8 @@ class _Key:
     comment: str
     parse: Callable[[object], Any]
     render: Callable[[Any], str]
+    unset: str = ""
+    """For a key whose value may be left out (None): what leaving it out means."""
 
 
 def _limit_key(name: str, comment: str) -> _Key:
@@ -378,6 +397,28 @@ _SCHEMA: dict[str, tuple[str, dict[str, _Key]]] = {
             "ban_s": _limit_key("ban_s", "Seconds a misbehaving node id stays banned."),
         },
     ),
+    "privacy": (
+        "Privacy of the transactions this node sends and of the traffic it carries "
+        "(docs/privacy-levels.md). Defaults are provisional until measured in the simulator.",
+        {
+            "preset": _Key(
+                "privacy_preset",
+                f"Circuit settings and a default level: {', '.join(PRESETS)}.",
+                _choice({name: name for name in PRESETS}),
+                _toml_str,
+            ),
+            "level": _Key(
+                "privacy_level",
+                f"This node's level ({', '.join(LEVELS)}); left out, the preset's own. It "
+                "shapes every private message that names no level, and runs the level's cover "
+                "traffic, relay delays and link padding. `murmur send-tx --level` overrides it "
+                "for one transaction.",
+                _choice({name: name for name in LEVELS}),
+                _toml_str,
+                unset="the preset's level",
+            ),
+        },
+    ),
 }
 
 
@@ -446,5 +487,9 @@ def render_config(config: NodeConfig) -> str:
         lines.append(f"[{table_name}]")
         for key, spec in keys.items():
             lines.extend(_comment(spec.comment))
-            lines.append(f"{key} = {spec.render(_field_value(config, spec.field))}")
+            value = _field_value(config, spec.field)
+            if value is None:
+                lines.append(f"# {key} = ... (left out: {spec.unset})")
+            else:
+                lines.append(f"{key} = {spec.render(value)}")
     return "\n".join(lines) + "\n"

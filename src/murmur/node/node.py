@@ -110,6 +110,7 @@ class Node:
             announce_sequence_start=announce_sequence_start,
             client_config=client_config,
             relay_config=relay_config,
+            privacy=config.privacy(),
         )
         self.circuits = self.private.circuits
         # Transactions reach every node through gossip once an exit has published them.
@@ -231,6 +232,7 @@ class Node:
             self._pump_link(session, now)
         self.gossip.handle_timer(now)
         self.circuits.handle_timer(now)
+        self.private.handle_timer(now)
         self.private.expire(now)
         announcement = self.private.announcement_due(now)
         if announcement is not None:
@@ -238,6 +240,7 @@ class Node:
         self._pump_gossip(now)
         self._pump_circuits(now)
         self._dial_due(now)
+        self._pad_idle_links(now)
 
     # --- local commands ------------------------------------------------------------------
 
@@ -248,15 +251,17 @@ class Node:
         self._pump_gossip(now)
         return message_id
 
-    def send_private(self, topic: str, data: bytes, now: float) -> int:
-        """Sends through a random ready circuit (the exit publishes it); returns a send id.
+    def send_private(self, topic: str, data: bytes, now: float, level: str | None = None) -> int:
+        """Sends through a random ready circuit (the exit publishes it), shaped by privacy
+        ``level`` (default: the node's); returns a send id.
 
-        Raises :class:`NoCircuitAvailable` when no circuit can even be selected; a send that
-        waited too long for one ends as a ``PrivateSendFailed`` action.
+        Raises ``ConfigError`` for an unknown level, ``QueueFull`` when the level's queue is full,
+        and :class:`NoCircuitAvailable` when no circuit can even be selected; a send that waited
+        too long for one ends as a ``PrivateSendFailed`` action.
         """
         if path_for_topic(topic) is not MessagePath.PRIVATE:
             raise ValueError(f"topic {topic!r} travels the fast path; use publish")
-        send_id = self.circuits.send(topic, data, now)
+        send_id = self.private.send(topic, data, now, level)
         self.counters.inc("private_sent")
         self._pump_circuits(now)
         return send_id
@@ -474,32 +479,40 @@ class Node:
             self._pump_circuits(now)
 
     def _pump_gossip(self, now: float) -> None:
+        """Apply the router's actions: one ``Deliver`` per new message (the relay path, so it
+        is tested first and its counters are added once per drain) and one ``SendRpc`` per peer.
+        """
+        delivered: dict[str, int] = {}
+        deliveries = self.deliveries
+        store_put = self.private.store.put
         for action in self.gossip.drain_actions():
-            if isinstance(action, SendRpc):
+            if isinstance(action, Deliver):
+                topic = action.topic
+                message_id = action.message_id
+                delivered[topic] = delivered.get(topic, 0) + 1
+                store_put(message_id, action.data)
+                if topic == ANNOUNCE_TOPIC:
+                    self.private.on_announcement(action.data, now)
+                if message_id not in deliveries:
+                    deliveries[message_id] = now
+                    if len(deliveries) > DELIVERY_LOG_ENTRIES:
+                        deliveries.popitem(last=False)
+                self._actions.append(
+                    MessageDelivered(topic, message_id, action.data, action.received_from)
+                )
+            elif isinstance(action, SendRpc):
                 session = self._by_peer.get(action.peer)
                 if session is not None and session.link.state is LinkState.ESTABLISHED:
                     session.link.send_message(wrap(Channel.GOSSIP, action.data), now)
                     data = session.link.data_to_send()
                     session.bytes_out += len(data)
                     self._actions.append(SendBytes(session.conn_id, data))
-            elif isinstance(action, Deliver):
-                self.counters.inc(f"delivered.{action.topic}")
-                self.private.store.put(action.message_id, action.data)
-                if action.topic == ANNOUNCE_TOPIC:
-                    self.private.on_announcement(action.data, now)
-                if action.message_id not in self.deliveries:
-                    self.deliveries[action.message_id] = now
-                    if len(self.deliveries) > DELIVERY_LOG_ENTRIES:
-                        self.deliveries.popitem(last=False)
-                self._actions.append(
-                    MessageDelivered(
-                        action.topic, action.message_id, action.data, action.received_from
-                    )
-                )
             elif isinstance(action, PenalizePeer):
                 session = self._by_peer.get(action.peer)
                 if session is not None:
                     self._misbehaved(session, now, f"gossip.{action.reason}")
+        for topic, count in delivered.items():
+            self.counters.inc(f"delivered.{topic}", count)
 
     def _pump_circuits(self, now: float) -> None:
         for action in self.circuits.drain_actions():
@@ -529,6 +542,23 @@ class Node:
                 self.counters.inc("circuits_built")
             elif isinstance(action, CircuitFailed):
                 self.counters.inc(f"circuits_failed.{action.reason}")
+
+    def _pad_idle_links(self, now: float) -> None:
+        """A padding frame on each established link quiet for its level's threshold."""
+        padder = self.private.link_padder
+        if padder is None:
+            return
+        live = [
+            s for s in self._sessions.values() if s.ready and s.link.state is LinkState.ESTABLISHED
+        ]
+        for session in live:
+            if padder.observe(session.conn_id, session.bytes_out, now):
+                session.link.send_padding(padder.config.frame_bytes, now)
+                data = session.link.data_to_send()
+                session.bytes_out += len(data)
+                self._actions.append(SendBytes(session.conn_id, data))
+                padder.observe(session.conn_id, session.bytes_out, now)
+        padder.retain(s.conn_id for s in live)
 
     def _connect_for_circuit(self, action: ConnectTo, now: float) -> None:
         """A relay asked to extend to a node we have no link with opens one (once)."""

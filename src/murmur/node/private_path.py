@@ -9,6 +9,12 @@ announcement's lifetime and at once when its onion keys rotate or its address be
 At the exit, a transaction is checked by ``validate`` and published to gossip as the exit's own
 message; a sync request (a list of message ids) is answered from the bounded store of messages
 this node has delivered, and the answer travels back through the same circuit.
+
+Outgoing private messages are shaped by privacy level (:mod:`murmur.node.levels`): a
+:class:`ShapedOrigin` lane per level in use, the node's own level opened at start so its cover
+traffic (if any) runs from the beginning; a level named by one transaction opens its lane then
+and keeps it. The node's level also sets the relay's per-cell delay and the idle-link padder the
+node polls (:attr:`PrivatePath.link_padder`).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.rng import Rng
 from murmur.crypto.identity import Identity
+from murmur.node.levels import PrivacySettings
 from murmur.overlay.announce import (
     DEFAULT_TTL_S,
     AnnouncementBook,
@@ -35,6 +42,8 @@ from murmur.overlay.circuits.selection import (
     network_prefix,
 )
 from murmur.overlay.routing import MessageType
+from murmur.overlay.shaping.link_padding import IdlePadder
+from murmur.overlay.shaping.origin import ShapedOrigin
 from murmur.wire.cells import RelayAddress
 from murmur.wire.gossip import MESSAGE_ID_BYTES
 
@@ -45,6 +54,9 @@ MAX_TRANSACTION_BYTES = 131_072
 MAX_SYNC_IDS = 64
 STORE_MAX_BYTES = 16 * 1024 * 1024
 ANNOUNCE_EVERY_FRACTION = 3
+EARLY_REANNOUNCE_S = (10.0, 30.0)
+"""Re-announce soon after start: a node that joined the mesh after our first announcement
+(and after the catch-up its links gave it) still hears of us within seconds, not minutes."""
 CATCH_UP_ANNOUNCEMENTS = 128
 
 
@@ -105,7 +117,11 @@ class PrivatePath:
         capacity: RelayCapacity = DEFAULT_CAPACITY,
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
+        privacy: PrivacySettings | None = None,
     ) -> None:
+        """Circuit configs not given explicitly come from ``privacy`` (default: the standard
+        preset)."""
+        self.privacy = privacy or PrivacySettings.from_names()
         self._identity = identity
         self._capacity = capacity
         self._sequence = announce_sequence_start
@@ -116,6 +132,7 @@ class PrivatePath:
         self.advertised: RelayAddress | None = None
         self.own_announcement: bytes | None = None
         self._next_announce: float | None = None
+        self._announcements_sent = 0
         self.circuits = CircuitHost(
             node_id=identity.node_id,
             onion_keys=self.onion_keys,
@@ -124,9 +141,30 @@ class PrivatePath:
             now=now,
             validate=self.validate,
             answer=self.answer,
-            client_config=client_config,
-            relay_config=relay_config,
+            client_config=client_config or self.privacy.client_config(),
+            relay_config=relay_config or self.privacy.relay_config(),
         )
+        self.origin = ShapedOrigin(port=self.circuits.client, rng=rng)
+        own = self.privacy.level
+        self.origin.open_lane(own.name, own.shaping, now)
+        self.link_padder: IdlePadder[object] | None = (
+            None if own.link_padding is None else IdlePadder(own.link_padding, rng)
+        )
+
+    # --- sending -------------------------------------------------------------------------
+
+    def send(self, topic: str, payload: bytes, now: float, level: str | None = None) -> int:
+        """Sends ``payload`` the way ``level`` (default: the node's) shapes it; returns its id.
+
+        Raises ``ConfigError`` naming the valid levels for an unknown one, ``QueueFull`` when the
+        level's queue is full, ``NoCircuitAvailable`` when an unshaped send finds no circuit.
+        """
+        chosen = self.privacy.level_for(level)
+        self.origin.open_lane(chosen.name, chosen.shaping, now)
+        return self.origin.submit(chosen.name, topic, payload, now)
+
+    def handle_timer(self, now: float) -> None:
+        self.origin.handle_timer(now)
 
     # --- announcements -------------------------------------------------------------------
 
@@ -140,7 +178,10 @@ class PrivatePath:
             self._next_announce = now
 
     def next_deadline(self) -> float | None:
-        return self._next_announce
+        deadlines = [self._next_announce, self.origin.next_deadline()]
+        if self.link_padder is not None:
+            deadlines.append(self.link_padder.next_deadline())
+        return min((d for d in deadlines if d is not None), default=None)
 
     def announcement_due(self, now: float) -> bytes | None:
         """The encoded announcement to publish now, if one is due."""
@@ -155,7 +196,12 @@ class PrivatePath:
             sequence=self._sequence,
             ttl_s=DEFAULT_TTL_S,
         )
-        self._next_announce = now + DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+        self._announcements_sent += 1
+        early = self._announcements_sent - 1
+        if early < len(EARLY_REANNOUNCE_S):
+            self._next_announce = now + EARLY_REANNOUNCE_S[early]
+        else:
+            self._next_announce = now + DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
         self.own_announcement = announcement.encode()
         return self.own_announcement
 

@@ -4,7 +4,10 @@ Theory of operation (the aioquic ``asyncio/`` adapter, for a whole node): every 
 callback feeds the node with ``now = time.monotonic()`` (system-wide on Linux, so node
 processes on one machine can compare delivery times), then the driver applies the actions the
 node returned. Writes are coalesced per connection until the end of the loop tick (one
-``write`` per peer per tick), and one timer is re-armed to the node's next deadline. A peer
+``write`` per peer per tick), or until ``FLUSH_BYTES`` are pending: one tick can hold many reads
+(libuv reads a busy socket up to 32 times, 8 MiB, per tick), and holding their output back until
+the tick ends would let it outgrow the socket buffer tick after tick. At the end of the tick the
+one timer is re-armed to the node's next deadline (once per tick, not once per read). A peer
 whose unsent backlog exceeds ``MAX_WRITE_BACKLOG_BYTES`` is cut off, so a slow reader cannot
 grow our memory without bound.
 """
@@ -20,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from murmur.base.errors import LocalProtocolError, RemoteProtocolError
+from murmur.base.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import short_id
 from murmur.crypto.identity import Identity
 from murmur.node.actions import (
@@ -38,6 +41,7 @@ from murmur.node.node import Node
 from murmur.node.private_path import decode_sync_response, encode_sync_request
 from murmur.overlay.circuits.selection import NoCircuitAvailable
 from murmur.overlay.routing import MessagePath, MessageType, PrivatePathUnavailable, path_for_topic
+from murmur.overlay.shaping.origin import QueueFull
 from murmur.runtime import keystore
 from murmur.runtime.control_api import ApiError, ControlApiServer
 from murmur.runtime.system import SystemRng
@@ -45,6 +49,8 @@ from murmur.runtime.transport import StreamConnection, TcpTransport, Transport
 from murmur.wire.gossip import message_id as gossip_message_id
 
 MAX_WRITE_BACKLOG_BYTES = 16 * 1024 * 1024
+FLUSH_BYTES = 64 * 1024
+"""Output pending for one connection that is written at once instead of at the end of the tick."""
 DIAL_TIMEOUT_S = 5.0
 MAX_PUBLISH_BYTES = 131_072
 SYNC_TIMEOUT_S = 30.0
@@ -78,8 +84,9 @@ class NodeRuntime:
         self._on_delivery = on_delivery
         self._conns: dict[ConnId, StreamConnection] = {}
         self._next_conn_id = 0
-        self._pending: dict[ConnId, list[bytes]] = {}
-        self._flush_scheduled = False
+        self._pending: dict[ConnId, _Outbox] = {}
+        """Connections written to in this tick (their backlog is checked at its end)."""
+        self._tick_end_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -145,8 +152,8 @@ class NodeRuntime:
         self._after_input()
         return message_id
 
-    def send_private(self, topic: str, data: bytes) -> int:
-        send_id = self.node.send_private(topic, data, time.monotonic())
+    def send_private(self, topic: str, data: bytes, level: str | None = None) -> int:
+        send_id = self.node.send_private(topic, data, time.monotonic(), level)
         self._after_input()
         return send_id
 
@@ -219,16 +226,17 @@ class NodeRuntime:
 
     def _after_input(self) -> None:
         self._apply(self.node.drain_actions())
-        self._rearm_timer()
+        if not self._tick_end_scheduled:
+            self._tick_end_scheduled = True
+            asyncio.get_running_loop().call_soon(self._end_of_tick)
 
     def _apply(self, actions: list[NodeAction]) -> None:
         for action in actions:
-            if isinstance(action, SendBytes):
-                if action.conn_id in self._conns:
-                    self._pending.setdefault(action.conn_id, []).append(action.data)
-                    if not self._flush_scheduled:
-                        self._flush_scheduled = True
-                        asyncio.get_running_loop().call_soon(self._flush)
+            if isinstance(action, MessageDelivered):  # first: one per message relayed
+                if self._on_delivery is not None:
+                    self._on_delivery(action)
+            elif isinstance(action, SendBytes):
+                self._queue_write(action.conn_id, action.data)
             elif isinstance(action, CloseConnection):
                 conn = self._conns.pop(action.conn_id, None)
                 if conn is not None:
@@ -238,9 +246,6 @@ class NodeRuntime:
                 task = asyncio.get_running_loop().create_task(self._dial(action.target))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
-            elif isinstance(action, MessageDelivered):
-                if self._on_delivery is not None:
-                    self._on_delivery(action)
             elif isinstance(action, PrivateReplyArrived):
                 future = self._requests.get(action.request_id)
                 if future is not None and not future.done():
@@ -251,8 +256,22 @@ class NodeRuntime:
                 if future is not None and not future.done():
                     future.set_exception(ApiError("private_send_failed", action.reason))
 
-    def _flush(self) -> None:
-        self._flush_scheduled = False
+    def _queue_write(self, conn_id: ConnId, data: bytes) -> None:
+        conn = self._conns.get(conn_id)
+        if conn is None:
+            return
+        outbox = self._pending.get(conn_id)
+        if outbox is None:
+            outbox = self._pending[conn_id] = _Outbox()
+        outbox.chunks.append(data)
+        outbox.size += len(data)
+        if outbox.size >= FLUSH_BYTES:
+            outbox.write_to(conn)
+
+    def _end_of_tick(self) -> None:
+        self._tick_end_scheduled = False
+        if self.stopped.is_set():
+            return
         now = None
         for conn_id in list(self._pending):
             conn = self._conns.get(conn_id)
@@ -267,12 +286,15 @@ class NodeRuntime:
                 conn.close()
                 self.node.connection_lost(conn_id, now)
         if now is not None:
-            self._after_input()
+            self._apply(self.node.drain_actions())
+            self._end_of_tick()
+            return
+        self._rearm_timer()
 
     def _flush_one(self, conn_id: ConnId, conn: StreamConnection) -> None:
-        chunks = self._pending.pop(conn_id, None)
-        if chunks:
-            conn.write(b"".join(chunks))
+        outbox = self._pending.pop(conn_id, None)
+        if outbox is not None:
+            outbox.write_to(conn)
 
     def _rearm_timer(self) -> None:
         deadline = self.node.next_deadline()
@@ -304,8 +326,11 @@ class NodeRuntime:
         async def publish(params: dict[str, Any]) -> dict[str, Any]:
             topic = params.get("topic")
             data_hex = params.get("data_hex")
+            level = params.get("level")
             if not isinstance(topic, str) or not isinstance(data_hex, str):
                 raise ApiError("bad_params", "publish needs string 'topic' and 'data_hex'")
+            if level is not None and not isinstance(level, str):
+                raise ApiError("bad_params", "'level' must be a privacy level name")
             try:
                 data = bytes.fromhex(data_hex)
             except ValueError:
@@ -315,12 +340,18 @@ class NodeRuntime:
             published_at = time.monotonic()
             try:
                 if path_for_topic(topic) is MessagePath.PRIVATE:
-                    self.send_private(topic, data)
+                    self.send_private(topic, data, level)
                     message_id = gossip_message_id(topic, data)
                     path = "private"
+                elif level is not None:
+                    raise ApiError("bad_params", "'level' applies to private-path topics only")
                 else:
                     message_id = self.publish(topic, data)
                     path = "fast"
+            except ConfigError as exc:
+                raise ApiError("bad_level", str(exc)) from None
+            except QueueFull as exc:
+                raise ApiError("queue_full", str(exc), status=503) from None
             except PrivatePathUnavailable as exc:
                 raise ApiError("private_path_unavailable", str(exc)) from None
             except NoCircuitAvailable as exc:
@@ -367,6 +398,22 @@ class NodeRuntime:
     def _request_stop(self) -> None:
         task = asyncio.get_running_loop().create_task(self.stop())
         self._tasks.add(task)
+
+
+class _Outbox:
+    """Bytes waiting to be written to one connection."""
+
+    __slots__ = ("chunks", "size")
+
+    def __init__(self) -> None:
+        self.chunks: list[bytes] = []
+        self.size = 0
+
+    def write_to(self, conn: StreamConnection) -> None:
+        if self.chunks:
+            conn.write(b"".join(self.chunks))
+            self.chunks.clear()
+            self.size = 0
 
 
 async def run_node(

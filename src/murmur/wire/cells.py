@@ -14,6 +14,13 @@ lays the bytes out. Relay messages (EXTEND, EXTENDED, DATA, COVER, REPLY, TRUNCA
 from ``data``. The 2048-byte size lets one cell carry a whole hybrid onionskin (X25519 key plus
 a 1,568-byte ML-KEM-1024 ciphertext), so circuit extension never needs fragments.
 
+A message that spans DATA or REPLY cells is padded before it is cut into fragments (seed §2.1):
+``length (u32) || message || random padding``, to the smallest size bucket that holds it
+(:data:`PADDING_BUCKETS_BYTES`; beyond the largest, to :data:`MAX_ENVELOPE_BYTES`). The padding
+lives inside the onion encryption, and the bucket decides how many cells the message takes, so
+relays and link observers learn only the bucket. The receiving end checks the length and ignores
+the padding.
+
 Every parser here raises :class:`RemoteProtocolError` and nothing else on hostile bytes.
 """
 
@@ -22,11 +29,13 @@ from __future__ import annotations
 import enum
 import ipaddress
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NODE_ID_BYTES, NodeId
+from murmur.base.rng import Rng
 from murmur.crypto.kem import MLKEM_CIPHERTEXT_BYTES, X25519_BYTES
 from murmur.wire.codec import Reader, Writer
 
@@ -55,8 +64,13 @@ FRAGMENT_CHUNK_BYTES = RELAY_DATA_BYTES - FRAGMENT_HEADER_BYTES
 MAX_MESSAGE_BYTES = 131_072
 """Largest payload one circuit message carries (a transaction, a sync request or response)."""
 MAX_TOPIC_BYTES = 64
-MAX_ENVELOPE_BYTES = 2 + MAX_TOPIC_BYTES + MAX_MESSAGE_BYTES
+PADDING_LENGTH = struct.Struct(">I")
+PADDING_LENGTH_BYTES = PADDING_LENGTH.size
+MAX_ENVELOPE_BYTES = PADDING_LENGTH_BYTES + 2 + MAX_TOPIC_BYTES + MAX_MESSAGE_BYTES
+"""Largest padded message (length, envelope header, topic, payload): also the padding ceiling."""
 MAX_FRAGMENTS = -(-MAX_ENVELOPE_BYTES // FRAGMENT_CHUNK_BYTES)
+PADDING_BUCKETS_BYTES: tuple[int, ...] = (512, 2048, 8192, 32768, 131_072)
+"""The seed's size buckets (§2.1): tiny, small (a typical transaction), medium, large, 128 KiB."""
 
 _ZERO_BODY = bytes(CELL_BODY_BYTES)
 
@@ -340,6 +354,53 @@ class Fragment:
         return cls(message_id, index, count, chunk)
 
 
+def check_buckets(buckets: Sequence[int]) -> None:
+    """Buckets must rise strictly and lie in (length prefix, :data:`MAX_ENVELOPE_BYTES`]."""
+    previous = PADDING_LENGTH_BYTES
+    for size in buckets:
+        if not previous < size <= MAX_ENVELOPE_BYTES:
+            raise ValueError(f"padding buckets must rise within {MAX_ENVELOPE_BYTES} bytes")
+        previous = size
+
+
+def padded_size(size: int, buckets: Sequence[int]) -> int:
+    """What a framed message of ``size`` bytes is padded to: the smallest bucket that holds it,
+    :data:`MAX_ENVELOPE_BYTES` beyond the largest, or ``size`` itself when there are no buckets
+    (padding switched off)."""
+    if not buckets:
+        return size
+    for bucket in buckets:
+        if bucket >= size:
+            return bucket
+    return max(size, MAX_ENVELOPE_BYTES)
+
+
+def cells_for(padded_bytes: int) -> int:
+    """DATA (or COVER) cells a padded message of this size takes (at least one)."""
+    return max(1, -(-padded_bytes // FRAGMENT_CHUNK_BYTES))
+
+
+def pad_message(message: bytes, padding: bytes = b"") -> bytes:
+    """``length (u32) || message || padding``."""
+    return PADDING_LENGTH.pack(len(message)) + message + padding
+
+
+def pad_to_bucket(message: bytes, buckets: Sequence[int], rng: Rng) -> bytes:
+    """``message`` framed, then random bytes up to its bucket (see :func:`padded_size`)."""
+    framed = PADDING_LENGTH_BYTES + len(message)
+    return pad_message(message, rng.random_bytes(padded_size(framed, buckets) - framed))
+
+
+def unpad_message(data: bytes) -> bytes:
+    """The message inside a padded one; a length past the end is ``bad_padding_length``."""
+    if len(data) < PADDING_LENGTH_BYTES:
+        raise RemoteProtocolError("bad_padding_length", "no length prefix")
+    (length,) = PADDING_LENGTH.unpack_from(data)
+    if length > len(data) - PADDING_LENGTH_BYTES:
+        raise RemoteProtocolError("bad_padding_length", f"{length} > {len(data)} bytes")
+    return bytes(data[PADDING_LENGTH_BYTES : PADDING_LENGTH_BYTES + length])
+
+
 def split_message(message_id: int, message: bytes) -> list[Fragment]:
     """Cuts a message into full chunks and one last, shorter or equal, non-empty chunk."""
     if not message or len(message) > MAX_ENVELOPE_BYTES:
@@ -352,7 +413,11 @@ def split_message(message_id: int, message: bytes) -> list[Fragment]:
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """What a reassembled DATA message says to the exit: publish or request, on which topic."""
+    """What a reassembled DATA message says to the exit: publish or request, on which topic.
+
+    On the wire it is always padded (:func:`pad_message`): ``length (u32) || kind (u8) ||
+    topic (u8 length, UTF-8) || payload || padding``; with no padding bytes it is the exact size.
+    """
 
     kind: MessageKind
     topic: str
@@ -364,18 +429,30 @@ class Envelope:
         if len(self.payload) > MAX_MESSAGE_BYTES:
             raise ValueError("payload too long")
 
-    def encode(self) -> bytes:
-        return (
+    @property
+    def framed_size(self) -> int:
+        """Bytes of the encoding before any padding."""
+        return PADDING_LENGTH_BYTES + 2 + len(self.topic.encode()) + len(self.payload)
+
+    def encode(self, padding: bytes = b"") -> bytes:
+        return pad_message(
             Writer()
             .push_u8(self.kind)
             .push_vbytes(self.topic.encode(), width=1)
             .push_bytes(self.payload)
-            .getvalue()
+            .getvalue(),
+            padding,
         )
+
+    def encode_padded(self, buckets: Sequence[int], rng: Rng) -> bytes:
+        """The encoding filled with random bytes up to its bucket."""
+        size = self.framed_size
+        return self.encode(rng.random_bytes(padded_size(size, buckets) - size))
 
     @classmethod
     def decode(cls, data: bytes) -> Envelope:
-        r = Reader(data)
+        """Checks the length prefix, drops the padding, parses the rest."""
+        r = Reader(unpad_message(data))
         kind = _enum(MessageKind, r.pull_u8(), "bad_message_kind")
         raw_topic = r.pull_vbytes(MAX_TOPIC_BYTES, width=1)
         try:

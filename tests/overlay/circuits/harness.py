@@ -1,8 +1,8 @@
 """An in-memory network of circuit hosts: moves SendCell bytes, answers ConnectTo, runs timers.
 
-Every cell that crosses a link is recorded (sender, receiver, bytes), so tests can check sizes and
-look for plaintext on the wire. Links open instantly and deliver in order; a node that is
-``kill``-ed vanishes and its neighbours are told ``peer_disconnected``.
+Every cell that crosses a link is recorded (sender, receiver, bytes) with its time, so tests can
+check sizes and timing and look for plaintext on the wire. Links open instantly and deliver in
+order; a node that is ``kill``-ed vanishes and its neighbours are told ``peer_disconnected``.
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class Network:
         self.now = 0.0
         self.rng = SeededRng(seed)
         self.wire: list[tuple[NodeId, NodeId, bytes]] = []
+        self.wire_times: list[float] = []
+        """When each cell of ``wire`` crossed its link."""
         self.links: set[frozenset[NodeId]] = set()
         self.refuse_links: set[NodeId] = set()
         self.black_holes: set[NodeId] = set()
@@ -114,6 +116,7 @@ class Network:
                 if target is None or frozenset((src, dst)) not in self.links:
                     continue
                 self.wire.append((src, dst, cell))
+                self.wire_times.append(self.now)
                 if dst in self.black_holes:
                     continue
                 target.host.receive_cell(src, cell, self.now)

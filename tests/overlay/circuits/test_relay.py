@@ -12,11 +12,12 @@ from murmur.base.ids import NodeId
 from murmur.overlay.circuits import relay as relay_module
 from murmur.overlay.circuits.config import RelayConfig
 from murmur.overlay.circuits.events import ConnectTo, OnionKeysRotated, PublishFromExit, SendCell
-from murmur.overlay.circuits.handshake import client_finish, client_onionskin
+from murmur.overlay.circuits.handshake import HopKeys, client_finish, client_onionskin
 from murmur.overlay.circuits.ids import CircuitIds
-from murmur.overlay.circuits.layers import OriginLayers
+from murmur.overlay.circuits.layers import OriginLayers, RelayLayer
 from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing
 from murmur.overlay.circuits.relay import CircuitRelay
+from murmur.overlay.shaping import DelayRange
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CELL_BYTES,
@@ -25,16 +26,20 @@ from murmur.wire.cells import (
     DestroyReason,
     Envelope,
     Extend,
+    Fragment,
     MessageKind,
     RelayAddress,
     RelayCommand,
     RelayMessage,
     TruncateReason,
+    cells_for,
     decode_cell,
     decode_destroy,
+    decode_relay_plaintext,
     decode_truncated,
     encode_cell,
     split_message,
+    unpad_message,
 )
 
 RELAY_ID = NodeId(b"\x55" * 32)
@@ -263,9 +268,12 @@ def test_exit_answers_requests_back_through_the_circuit() -> None:
     for f in split_message(5, env):
         origin.send(RelayCommand.DATA, f.encode())
     replies = _cells(s.relay)
-    assert len(replies) == 2
+    assert len(replies) == cells_for(8192)  # a 3,010-byte answer is padded to the 8 KiB bucket
     messages = [origin.open(r.cell) for r in replies]
     assert all(m.command is RelayCommand.REPLY for m in messages)
+    padded = b"".join(Fragment.decode(m.data).chunk for m in messages)
+    assert len(padded) == 8192
+    assert unpad_message(padded) == b"answer to " + b"q" * 3000
 
 
 def test_exit_reassembly_expires() -> None:
@@ -374,3 +382,74 @@ def test_timers_of_closed_circuits_are_purged(monkeypatch: pytest.MonkeyPatch) -
         s.relay.peer_disconnected(PEER, 0.0)
     assert s.relay.circuit_count == 0
     assert len(s.relay._timers) <= relay_module.TIMER_COMPACT_FACTOR * 4 + 1
+
+
+def test_exit_counts_and_drops_a_message_whose_padding_length_overruns_it() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    envelope = Envelope(MessageKind.PUBLISH, "transaction", b"tx").encode(b"\x00" * 100)
+    overrun = (len(envelope) - 3).to_bytes(4, "big") + envelope[4:]
+    origin.send(RelayCommand.DATA, split_message(1, overrun)[0].encode())
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("drop_bad_padding_length") == 1
+    assert s.relay.circuit_count == 1  # the cells were in order: the circuit stays
+    for part in _publish("transaction", b"next"):
+        origin.send(RelayCommand.DATA, part)
+    assert s.relay.drain_actions() == [PublishFromExit("transaction", b"next")]
+
+
+NEXT_KEYS = HopKeys(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32)
+
+
+def _middle(config: RelayConfig) -> tuple[Setup, HandOrigin, int]:
+    """A relay extended to TARGET, and an origin with a second layer (TARGET's, NEXT_KEYS)
+    that the relay cannot remove: its cells are forwarded, as at a middle hop."""
+    s = make_relay(config)
+    origin = _extend_to_target(s)
+    s.relay.drain_actions()  # ConnectTo
+    s.relay.link_ready(TARGET, 0.0)
+    (create,) = _cells(s.relay)
+    next_id = decode_cell(create.cell).circ_id
+    s.relay.receive_cell(TARGET, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 0.0)
+    s.relay.drain_actions()
+    origin.layers.add_hop(NEXT_KEYS)
+    return s, origin, next_id
+
+
+def _send_through(s: Setup, origin: HandOrigin, data: bytes, now: float) -> None:
+    body = origin.layers.wrap_forward(1, RelayCommand.DATA, data)
+    s.relay.receive_cell(PEER, encode_cell(origin.circ_id, CellCommand.RELAY, body), now)
+
+
+def test_forward_delay_holds_cells_within_its_range_and_keeps_their_order() -> None:
+    s, origin, next_id = _middle(RelayConfig(forward_delay=DelayRange(0.01, 0.05)))
+    for i in range(50):
+        _send_through(s, origin, bytes([i]) * 10, 1.0 + i * 0.001)
+    assert s.relay.drain_actions() == []
+    released: list[tuple[float, bytes]] = []
+    while (deadline := s.relay.next_deadline()) is not None and deadline < 10:
+        s.relay.handle_timer(deadline)
+        released += [(deadline, a.cell) for a in _cells(s.relay)]
+    assert len(released) == 50
+    assert all(decode_cell(cell).circ_id == next_id for _, cell in released)
+    target = RelayLayer(NEXT_KEYS)  # fails to recognize any cell that arrives out of order
+    for i, (_, cell) in enumerate(released):
+        plain, mine = target.unwrap_forward(decode_cell(cell).body)
+        assert mine and decode_relay_plaintext(plain).data == bytes([i]) * 10
+    waits = [t - (1.0 + i * 0.001) for i, (t, _) in enumerate(released)]
+    assert min(waits) >= 0.01 and max(waits) <= 0.05 + 0.049
+    assert s.relay.counters.get("cells_held") == 50
+
+
+def test_held_cells_of_a_torn_down_circuit_are_dropped_and_the_hold_is_bounded() -> None:
+    config = RelayConfig(forward_delay=DelayRange(1.0, 1.0), max_delayed_cells=3)
+    s, origin, _ = _middle(config)
+    for _ in range(4):  # the fourth finds the hold full
+        _send_through(s, origin, b"x", 0.0)
+    assert s.relay.counters.get("drop_delay_queue_full") == 1
+    assert s.relay.circuit_count == 0
+    commands = [decode_cell(a.cell).command for a in _cells(s.relay)]
+    assert commands == [CellCommand.DESTROY, CellCommand.DESTROY]
+    s.relay.handle_timer(2.0)
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("held_cells_dropped") == 3

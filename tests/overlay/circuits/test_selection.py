@@ -120,3 +120,29 @@ def test_directory_is_bounded_and_updatable() -> None:
     assert d.upsert(moved) and d.get(a.node_id) == moved
     d.remove(a.node_id)
     assert a.node_id not in d and len(d) == 1 and list(d) == [b]
+
+
+def test_relays_below_the_minimum_score_are_never_chosen() -> None:
+    strong = _relay(1, "10.1.0.1", GOOD)
+    weak = _relay(2, "10.2.0.1", POOR)  # score 0.1, the floor
+    chosen = {
+        select_path(
+            [strong, weak],
+            SeededRng(seed),
+            hops=1,
+            origin=NodeId(b"o" * 32),
+            origin_prefixes=frozenset(),
+            min_score=0.3,
+        )[0].node_id
+        for seed in range(200)
+    }
+    assert chosen == {strong.node_id}
+    with pytest.raises(NoCircuitAvailable):
+        select_path(
+            [weak],
+            SeededRng(1),
+            hops=1,
+            origin=NodeId(b"o" * 32),
+            origin_prefixes=frozenset(),
+            min_score=0.2,
+        )

@@ -69,3 +69,18 @@ def test_ihave_for_a_topic_we_do_not_subscribe_is_ignored() -> None:
     router.drain_actions()
     router.receive_rpc(peer(1), rpc(ihave=[IHave("scp_statement", (bytes(20),))]), 0.5)
     assert router.drain_actions() == []
+
+
+def test_ihave_advertises_at_most_max_ihave_length_random_ids() -> None:
+    router = make_router(d=2, d_lo=1, d_hi=3, d_lazy=1, max_ihave_length=50)
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(i) for i in range(1, 5)])
+    heartbeat(router, 1.0)
+    mids = {router.publish(TOPIC, i.to_bytes(4, "big"), 1.5) for i in range(200)}
+    router.drain_actions()
+    ihaves = [i for rpcs in sent(heartbeat(router, 2.0)).values() for r in rpcs for i in r.ihave]
+    assert len(ihaves) == 1
+    advertised = ihaves[0].message_ids
+    assert len(set(advertised)) == 50 and set(advertised) <= mids
+    ids_in_order = [message_id(TOPIC, i.to_bytes(4, "big")) for i in range(200)]
+    assert set(advertised) not in ({*ids_in_order[:50]}, {*ids_in_order[150:]})  # a random draw

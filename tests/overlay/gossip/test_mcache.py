@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from murmur.overlay.gossip.mcache import MessageCache
+from murmur.sim.rng import SeededRng
 
 
 def _cache(**caps: int) -> MessageCache:
@@ -29,7 +30,23 @@ def test_gossip_ids_cover_the_newest_windows_by_topic() -> None:
     mc.shift()
     mc.put(b"new", "t", b"x")
     mc.put(b"new", "t", b"x")  # a repeat is stored once
-    assert mc.gossip_ids() == {"t": [b"new", b"mid"], "u": [b"other"]}
+    assert sorted(mc.gossip_topics()) == ["t", "u"]
+    rng = SeededRng(1)
+    assert mc.gossip_ids("t", 10, rng) == [b"new", b"mid"]
+    assert mc.gossip_ids("u", 10, rng) == [b"other"]
+    assert mc.gossip_ids("v", 10, rng) == []
+
+
+def test_gossip_ids_beyond_the_limit_are_a_random_subset() -> None:
+    mc = _cache()
+    ids = [i.to_bytes(2, "big") for i in range(100)]
+    for mid in ids:
+        mc.put(mid, "t", b"x")
+    first = mc.gossip_ids("t", 10, SeededRng(1))
+    second = mc.gossip_ids("t", 10, SeededRng(2))
+    assert len(set(first)) == 10 and set(first) <= set(ids)
+    assert first != second
+    assert first != ids[:10] and first != ids[-10:]
 
 
 def test_caps_evict_the_oldest_first() -> None:
@@ -45,3 +62,22 @@ def test_caps_evict_the_oldest_first() -> None:
         by_bytes.put(bytes([i]), "t", bytes(10))
     assert by_bytes.bytes == 20 and len(by_bytes) == 2
     assert by_bytes.get(bytes([3])) is not None and by_bytes.get(bytes([1])) is None
+
+
+def test_eviction_takes_the_oldest_window_first_across_topics() -> None:
+    mc = _cache(max_messages=4)
+    mc.put(b"t1", "t", b"r")
+    mc.put(b"u1", "u", b"r")
+    mc.shift()
+    mc.put(b"t2", "t", b"r")
+    mc.put(b"u2", "u", b"r")
+    mc.put(b"t3", "t", b"r")
+    mc.put(b"t4", "t", b"r")
+    assert [mc.get(m) for m in (b"t1", b"u1")] == [None, None]
+    assert all(mc.get(m) for m in (b"t2", b"u2", b"t3", b"t4"))
+    assert mc.gossip_topics() == ["t", "u"]
+    mc.shift()
+    mc.shift()
+    mc.put(b"v1", "v", b"r")
+    assert mc.gossip_topics() == ["v"]  # history_gossip = 2: the t/u window is too old
+    assert len(mc) == 4 and mc.get(b"t2") is None  # the oldest window's first topic went

@@ -10,11 +10,14 @@ any failure (DESTROY, TRUNCATED, a lost link, a bad cell, a timeout) tears it do
 maintenance loop replaces it, backing off while builds keep failing.
 
 ``send(topic, payload, now)`` picks a uniformly random ready circuit and sends the payload as
-DATA cells that only the last hop can read; the exit validates and publishes it. With no ready
+DATA cells that only the last hop can read, padded with random bytes to its size bucket first
+(so the cell count tells only the bucket); the exit validates and publishes it. With no ready
 circuit the send waits (bounded in count and in time) for one being built, raising
 :class:`NoCircuitAvailable` at once when none can even be selected. ``send_request`` works the
-same way; the exit's answer comes back on the same circuit, one layer per hop, and surfaces as
-:class:`ReplyReceived` (or :class:`RequestFailed`).
+same way; the exit's answer comes back padded on the same circuit, one layer per hop, and
+surfaces as :class:`ReplyReceived` (or :class:`RequestFailed`). ``send_cover`` sends as many
+COVER cells as a padded message of the given size would take, on a circuit chosen by the same
+law; only the exit can tell them from DATA, and it drops them.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from murmur.overlay.circuits.selection import (
     select_path,
 )
 from murmur.wire.cells import (
+    PADDING_BUCKETS_BYTES,
     CellCommand,
     Created,
     DestroyReason,
@@ -59,6 +63,7 @@ from murmur.wire.cells import (
     MessageKind,
     Onionskin,
     RelayCommand,
+    cells_for,
     decode_cell,
     decode_destroy,
     decode_extended,
@@ -66,6 +71,7 @@ from murmur.wire.cells import (
     encode_cell,
     encode_reason,
     split_message,
+    unpad_message,
 )
 
 _MESSAGE_ID_LIMIT = 2**32
@@ -109,6 +115,7 @@ class _Waiting:
     ref: int
     envelope: Envelope
     deadline: float
+    buckets: tuple[int, ...]
 
 
 class CircuitClient:
@@ -146,27 +153,75 @@ class CircuitClient:
 
     # --- commands --------------------------------------------------------------------------
 
-    def send(self, topic: str, payload: bytes, now: float) -> int:
-        """Publishes ``payload`` on ``topic`` from a circuit's exit; returns a send id."""
-        return self._submit(self._envelope(MessageKind.PUBLISH, topic, payload), now)
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES,
+        ref: int | None = None,
+    ) -> int:
+        """Publishes ``payload`` on ``topic`` from a circuit's exit; returns a send id.
 
-    def send_request(self, topic: str, payload: bytes, now: float) -> int:
+        ``buckets``: the sizes the message is padded to (``()``: none). ``ref``: a send id taken
+        earlier from :meth:`allocate_ref` (a shaper that held the message back), else a new one.
+        """
+        envelope = self._envelope(MessageKind.PUBLISH, topic, payload)
+        return self._submit(envelope, now, buckets, ref)
+
+    def send_request(
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES,
+    ) -> int:
         """Asks the exit privately; the reply arrives as ``ReplyReceived(request_id, …)``."""
         if len(self._request_deadlines) >= self.config.max_pending_requests:
             raise LocalProtocolError("too many private requests in flight")
-        ref = self._submit(self._envelope(MessageKind.REQUEST, topic, payload), now)
+        ref = self._submit(self._envelope(MessageKind.REQUEST, topic, payload), now, buckets)
         self._request_deadlines[ref] = now + self.config.request_timeout_s
         return ref
 
-    def send_cover(self, now: float) -> bool:
-        """One COVER cell on a random ready circuit (only its exit can tell); False if none."""
+    def send_cover(self, now: float, *, padded_bytes: int = 0) -> bool:
+        """A cover message: the COVER cells a padded message of ``padded_bytes`` takes, on a
+        uniformly random ready circuit (only its exit can tell); False if none is ready."""
         ready = self._ready()
         if not ready:
             return False
         circuit = self._rng.choice(ready)
-        self._relay(circuit, RelayCommand.COVER, b"")
-        self.counters.inc("cover_cells_sent")
+        cells = cells_for(padded_bytes)
+        for _ in range(cells):
+            self._relay(circuit, RelayCommand.COVER, b"")
+        self.counters.inc("cover_messages_sent")
+        self.counters.inc("cover_cells_sent", cells)
         return True
+
+    def check_available(self) -> None:
+        """Raises :class:`NoCircuitAvailable` now if a send could neither find a ready circuit
+        nor have one built (too few diverse relays known), as :meth:`send` itself would."""
+        if self._ready() or self._building():
+            return
+        select_path(
+            self.directory,
+            self._rng,
+            hops=self.config.hops,
+            origin=self.node_id,
+            origin_prefixes=self.own_prefixes,
+            min_score=self.config.min_relay_score,
+        )
+
+    def allocate_ref(self) -> int:
+        """A fresh send id, for a caller that will pass it to :meth:`send` later."""
+        ref, self._next_ref = self._next_ref, self._next_ref + 1
+        return ref
+
+    def fail_send(self, ref: int, reason: str) -> None:
+        """Reports a send the caller gave up on before it reached a circuit (``SendFailed``)."""
+        self.counters.inc("sends_failed")
+        self._actions.append(SendFailed(ref, reason))
 
     def ready_circuits(self) -> int:
         return len(self._ready())
@@ -294,6 +349,7 @@ class CircuitClient:
             hops=self.config.hops,
             origin=self.node_id,
             origin_prefixes=self.own_prefixes,
+            min_score=self.config.min_relay_score,
         )
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         first = path[0].node_id
@@ -381,10 +437,17 @@ class CircuitClient:
         if fragment.message_id not in circuit.requests:
             self.counters.inc("late_reply_dropped")
             return
-        payload = circuit.reassembly.add(fragment, now)
-        if payload is None:
+        padded = circuit.reassembly.add(fragment, now)
+        if padded is None:
             return
-        ref = circuit.requests.pop(fragment.message_id)
+        ref = circuit.requests[fragment.message_id]
+        try:
+            payload = unpad_message(padded)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            self._request_failed(ref, "bad_reply")
+            return
+        del circuit.requests[fragment.message_id]
         del self._request_deadlines[ref], self._request_circuit[ref]
         self.counters.inc("replies_received")
         self._actions.append(ReplyReceived(ref, payload))
@@ -400,24 +463,32 @@ class CircuitClient:
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
 
-    def _submit(self, envelope: Envelope, now: float) -> int:
-        ref, self._next_ref = self._next_ref, self._next_ref + 1
+    def _submit(
+        self,
+        envelope: Envelope,
+        now: float,
+        buckets: tuple[int, ...],
+        ref: int | None = None,
+    ) -> int:
+        if ref is None:
+            ref = self.allocate_ref()
         ready = self._ready()
         if ready:
-            self._transmit(self._rng.choice(ready), _Waiting(ref, envelope, now))
+            self._transmit(self._rng.choice(ready), _Waiting(ref, envelope, now, buckets))
             return ref
         if len(self._waiting) >= self.config.max_waiting_sends:
             raise NoCircuitAvailable("too many sends waiting for a circuit")
         if self._building() == 0:
             self._start_build(now)
-        self._waiting.append(_Waiting(ref, envelope, now + self.config.send_wait_s))
+        self._waiting.append(_Waiting(ref, envelope, now + self.config.send_wait_s, buckets))
         self.counters.inc("sends_waiting")
         return ref
 
     def _transmit(self, circuit: _Circuit, item: _Waiting) -> None:
         message_id = circuit.next_message_id
         circuit.next_message_id = message_id % (_MESSAGE_ID_LIMIT - 1) + 1
-        for fragment in split_message(message_id, item.envelope.encode()):
+        message = item.envelope.encode_padded(item.buckets, self._rng)
+        for fragment in split_message(message_id, message):
             self._relay(circuit, RelayCommand.DATA, fragment.encode())
         if item.envelope.kind is MessageKind.REQUEST:
             circuit.requests[message_id] = item.ref

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from murmur.overlay.circuits.selection import MIN_RELAY_SCORE
+from murmur.overlay.shaping.config import DelayRange
+from murmur.wire.cells import PADDING_BUCKETS_BYTES, check_buckets
+
 
 @dataclass(frozen=True, slots=True)
 class ClientConfig:
     hops: int = 3
+    min_relay_score: float = MIN_RELAY_SCORE
+    """Relays scoring below this are never chosen (seed presets: 0.1 to 0.3)."""
     pool_size: int = 3
     """Ready circuits kept in the background (seed §1.2)."""
     max_parallel_builds: int = 3
@@ -30,6 +36,8 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if self.hops < 1 or self.pool_size < 1 or self.max_parallel_builds < 1:
             raise ValueError("hops, pool_size and max_parallel_builds must be positive")
+        if not MIN_RELAY_SCORE <= self.min_relay_score <= 1.0:
+            raise ValueError(f"min_relay_score must be within [{MIN_RELAY_SCORE}, 1]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +62,15 @@ class RelayConfig:
     max_reassemblies_per_circuit: int = 4
     max_reassembly_bytes: int = 16 * 1024 * 1024
     """All partially received messages at this exit, together."""
+    reply_buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES
+    """Size buckets an exit pads its replies to (``()``: exact size)."""
+    forward_delay: DelayRange | None = None
+    """Per-cell delay before forwarding a RELAY cell (seed §2.3 at relays); order per circuit
+    and direction is kept. None forwards at once."""
+    max_delayed_cells: int = 8192
+    """Cells held back by ``forward_delay`` at once (~16 MiB); beyond, the circuit is destroyed."""
+
+    def __post_init__(self) -> None:
+        check_buckets(self.reply_buckets)
+        if self.max_delayed_cells < 1:
+            raise ValueError("max_delayed_cells must be positive")

@@ -20,7 +20,7 @@ from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyRing
 from murmur.overlay.circuits.relay import Answer, CircuitRelay, Validate
 from murmur.overlay.circuits.selection import RelayDirectory
-from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES
+from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, PADDING_BUCKETS_BYTES
 
 
 class CircuitHost:
@@ -60,14 +60,21 @@ class CircuitHost:
 
     # --- commands (the private path) -------------------------------------------------------
 
-    def send(self, topic: str, payload: bytes, now: float) -> int:
-        return self.client.send(topic, payload, now)
+    def send(
+        self,
+        topic: str,
+        payload: bytes,
+        now: float,
+        *,
+        buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES,
+    ) -> int:
+        return self.client.send(topic, payload, now, buckets=buckets)
 
     def send_request(self, topic: str, payload: bytes, now: float) -> int:
         return self.client.send_request(topic, payload, now)
 
-    def send_cover(self, now: float) -> bool:
-        return self.client.send_cover(now)
+    def send_cover(self, now: float, *, padded_bytes: int = 0) -> bool:
+        return self.client.send_cover(now, padded_bytes=padded_bytes)
 
     # --- inputs ----------------------------------------------------------------------------
 

@@ -11,10 +11,15 @@ peers (:meth:`CircuitRelay.receive_cell`), link news (``link_ready``, ``link_fai
 - RELAY from ``prev``: remove one layer. Not recognized: forward on ``next``. Recognized: an
   EXTEND (open ``next``: CREATE to the named node, dialling it first if there is no link, with a
   fresh id on that link; refused with TRUNCATED when it would loop back to the predecessor or to
-  this node), or, at the last hop, DATA (reassembled, then validated and published, or answered)
-  or COVER (dropped silently).
+  this node), or, at the last hop, DATA (reassembled, unpadded, then validated and published,
+  or answered with a padded reply) or COVER (dropped silently). A message whose padding length
+  or envelope is malformed is dropped and counted; the circuit stays (its cells were in order).
 - RELAY from ``next``: add this hop's backward layer and pass it to ``prev``. CREATED from
   ``next``: tell the origin with EXTENDED.
+- With ``forward_delay`` configured, every RELAY cell this hop forwards is held for a random
+  delay first (seed §2.3); release times never decrease within a circuit and direction, so cells
+  stay in order, and a cell this hop originates queues behind any it still holds. DESTROY is
+  never delayed; held cells of a circuit torn down are dropped.
 - DESTROY, a lost link, a timeout or any protocol error: tear the circuit down and send DESTROY
   on the other leg.
 
@@ -53,6 +58,7 @@ from murmur.overlay.circuits.layers import RelayLayer
 from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing, UnknownOnionKey
 from murmur.overlay.circuits.reassembly import Reassembly
 from murmur.overlay.peers.token_bucket import TokenBucket
+from murmur.overlay.shaping.delay_line import DelayLine
 from murmur.wire.cells import (
     CELL_BYTES,
     CELL_HEADER,
@@ -72,6 +78,7 @@ from murmur.wire.cells import (
     decode_relay_plaintext,
     encode_cell,
     encode_reason,
+    pad_to_bucket,
     split_message,
 )
 
@@ -105,6 +112,19 @@ class _Circuit:
     extension: _Extension | None = None
     reassembly: Reassembly | None = None
     alive: bool = True
+    held_forward: int = 0
+    held_backward: int = 0
+    """Cells held back by ``forward_delay``, per direction, not yet sent."""
+    release_forward: float = 0.0
+    release_backward: float = 0.0
+    """Latest release time given to a held cell, per direction (keeps the order)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Held:
+    circuit: _Circuit
+    forward: bool
+    body: bytes
 
 
 class _Timer(enum.Enum):
@@ -143,6 +163,7 @@ class CircuitRelay:
         self._queues: dict[NodeId, deque[bytes]] = {}
         self._queue_wake: dict[NodeId, float] = {}
         self._timers: list[tuple[float, int, _Timer, _Circuit]] = []
+        self._held: DelayLine[_Held] = DelayLine()
         self._seq = itertools.count()
         self._reassembly_bytes = 0
         self._actions: list[CircuitAction] = []
@@ -197,6 +218,8 @@ class CircuitRelay:
         for peer, wake in list(self._queue_wake.items()):
             if wake <= now:
                 self._drain_queue(peer, now)
+        for held in self._held.pop_due(now):
+            self._release(held)
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, circuit = heapq.heappop(self._timers)
             if circuit.alive:
@@ -208,6 +231,9 @@ class CircuitRelay:
         candidates = [self._rotate_at, *self._queue_wake.values()]
         if self._timers:
             candidates.append(self._timers[0][0])
+        held = self._held.next_deadline()
+        if held is not None:
+            candidates.append(held)
         return min(candidates)
 
     def drain_actions(self) -> list[CircuitAction]:
@@ -279,7 +305,7 @@ class CircuitRelay:
                 if from_prev:
                     self._relay_forward(circuit, cell.body, now)
                 else:
-                    self._relay_backward(circuit, cell.body)
+                    self._relay_backward(circuit, cell.body, now)
             elif not from_prev and circuit.extension is not None:
                 self._on_created(circuit, Created.decode_body(cell.body))
             else:
@@ -332,8 +358,7 @@ class CircuitRelay:
         if not mine:
             if circuit.next is None or circuit.extension is not None:
                 raise RemoteProtocolError("unrecognized", "cell for no hop")
-            self._send(*circuit.next, CellCommand.RELAY, plain)
-            self.counters.inc("cells_relayed")
+            self._pass_on(circuit, True, plain, now)
             return
         self.counters.inc("cells_recognized")
         message = decode_relay_plaintext(plain)
@@ -348,11 +373,52 @@ class CircuitRelay:
         else:
             raise RemoteProtocolError("bad_relay_command", message.command.name)
 
-    def _relay_backward(self, circuit: _Circuit, body: bytes) -> None:
+    def _relay_backward(self, circuit: _Circuit, body: bytes, now: float) -> None:
         if circuit.extension is not None:
             raise RemoteProtocolError("unexpected_relay", "extension not finished")
-        self._send(*circuit.prev, CellCommand.RELAY, circuit.layer.wrap_backward(body))
+        self._pass_on(circuit, False, circuit.layer.wrap_backward(body), now)
+
+    # --- forwarding, with the optional per-cell delay --------------------------------------
+
+    def _pass_on(self, circuit: _Circuit, forward: bool, body: bytes, now: float) -> None:
+        """Forwards a RELAY cell now, or holds it for ``forward_delay`` (keeping the order)."""
         self.counters.inc("cells_relayed")
+        delay = self.config.forward_delay
+        held = circuit.held_forward if forward else circuit.held_backward
+        if delay is None and not held:
+            leg = circuit.next if forward else circuit.prev
+            assert leg is not None
+            self._send(*leg, CellCommand.RELAY, body)
+            return
+        self._hold(circuit, forward, body, now + (0.0 if delay is None else delay.draw(self._rng)))
+
+    def _hold(self, circuit: _Circuit, forward: bool, body: bytes, release: float) -> None:
+        if len(self._held) >= self.config.max_delayed_cells:
+            self.counters.inc("drop_delay_queue_full")
+            self._teardown(circuit, DestroyReason.RESOURCE)
+            return
+        if forward:
+            release = max(release, circuit.release_forward)
+            circuit.release_forward = release
+            circuit.held_forward += 1
+        else:
+            release = max(release, circuit.release_backward)
+            circuit.release_backward = release
+            circuit.held_backward += 1
+        self.counters.inc("cells_held")
+        self._held.push(_Held(circuit, forward, body), release)
+
+    def _release(self, held: _Held) -> None:
+        circuit = held.circuit
+        if held.forward:
+            circuit.held_forward -= 1
+        else:
+            circuit.held_backward -= 1
+        leg = circuit.next if held.forward else circuit.prev
+        if not circuit.alive or leg is None:
+            self.counters.inc("held_cells_dropped")
+            return
+        self._send(*leg, CellCommand.RELAY, held.body)
 
     def _on_destroy(self, circuit: _Circuit, from_prev: bool) -> None:
         self.counters.inc("circuits_destroyed_by_peer")
@@ -428,7 +494,11 @@ class CircuitRelay:
             self._schedule(now + reassembly.timeout_s, _Timer.REASSEMBLY, circuit)
         if message is None:
             return
-        envelope = Envelope.decode(message)
+        try:
+            envelope = Envelope.decode(message)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            return
         if envelope.kind is MessageKind.PUBLISH:
             if self._validate(envelope.topic, envelope.payload):
                 self.counters.inc("exit_publications")
@@ -441,7 +511,8 @@ class CircuitRelay:
         if not reply or len(reply) > MAX_MESSAGE_BYTES:
             self.counters.inc("exit_requests_unanswered")
             return
-        for part in split_message(fragment.message_id, reply):
+        padded = pad_to_bucket(reply, self.config.reply_buckets, self._rng)
+        for part in split_message(fragment.message_id, padded):
             self._send_back(circuit, RelayCommand.REPLY, part.encode())
         self.counters.inc("exit_replies")
 
@@ -521,4 +592,7 @@ class CircuitRelay:
 
     def _send_back(self, circuit: _Circuit, command: RelayCommand, data: bytes) -> None:
         body = circuit.layer.originate_backward(command, data)
-        self._send(*circuit.prev, CellCommand.RELAY, body)
+        if circuit.held_backward:
+            self._hold(circuit, False, body, circuit.release_backward)
+        else:
+            self._send(*circuit.prev, CellCommand.RELAY, body)

@@ -170,12 +170,16 @@ def select_path(
     hops: int,
     origin: NodeId,
     origin_prefixes: frozenset[bytes],
+    min_score: float = MIN_RELAY_SCORE,
 ) -> list[RelayInfo]:
-    """``hops`` relays, score-weighted, on pairwise distinct prefixes none of which is ours."""
+    """``hops`` relays, score-weighted, on pairwise distinct prefixes none of which is ours,
+    each scoring at least ``min_score``."""
     candidates = [
-        (r, relay_score(r.capacity), r.prefix)
+        (r, score, r.prefix)
         for r in relays
-        if r.node_id != origin and r.prefix not in origin_prefixes
+        if r.node_id != origin
+        and r.prefix not in origin_prefixes
+        and (score := relay_score(r.capacity)) >= min_score
     ]
     path: list[RelayInfo] = []
     used = set(origin_prefixes)

@@ -2,15 +2,25 @@
 
 Theory of operation (gossipsub's ``mcache``): messages are stored as their encoded wire record,
 ready to be queued for a peer unchanged. Ids are grouped in windows, one per heartbeat, newest
-first; :meth:`shift` (each heartbeat) drops the oldest window, so a message stays
-``history_length`` heartbeats, and :meth:`gossip_ids` lists the ids of the newest
-``history_gossip`` windows for IHAVE. Two caps bound memory, a message count and a byte count;
-when either is exceeded the oldest messages go first.
+first, and within a window by topic; :meth:`shift` (each heartbeat) drops the oldest window, so a
+message stays ``history_length`` heartbeats. :meth:`gossip_ids` gives, for one topic, the ids of
+the newest ``history_gossip`` windows for IHAVE, at most ``limit`` of them drawn at random. Two
+caps bound memory, a message count and a byte count; when either is exceeded, messages of the
+oldest window go first.
+
+Work is bounded per message, not by the cache's size: ``put`` and an eviction are O(1); each id
+is dropped once (by ``shift`` or an eviction); :meth:`gossip_ids` copies one topic's ids at C
+speed and draws at most ``limit`` of them.
 """
 
 from __future__ import annotations
 
 from collections import deque
+
+from murmur.base.rng import Rng
+
+_Window = dict[str, deque[bytes]]
+"""One heartbeat's ids by topic, oldest first; a topic's entry is dropped once empty."""
 
 
 class MessageCache:
@@ -23,7 +33,7 @@ class MessageCache:
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._entries: dict[bytes, tuple[str, bytes]] = {}
-        self._windows: deque[deque[bytes]] = deque(deque() for _ in range(history_length))
+        self._windows: deque[_Window] = deque({} for _ in range(history_length))
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -35,12 +45,17 @@ class MessageCache:
         return self._bytes
 
     def put(self, message_id: bytes, topic: str, record: bytes) -> None:
-        if message_id in self._entries:
+        entries = self._entries
+        if message_id in entries:
             return
-        self._entries[message_id] = (topic, record)
-        self._windows[0].append(message_id)
+        entries[message_id] = (topic, record)
+        window = self._windows[0]
+        ids = window.get(topic)
+        if ids is None:
+            ids = window[topic] = deque()
+        ids.append(message_id)
         self._bytes += len(record)
-        while len(self._entries) > self._max_messages or self._bytes > self._max_bytes:
+        while len(entries) > self._max_messages or self._bytes > self._max_bytes:
             self._evict_oldest()
 
     def get(self, message_id: bytes) -> bytes | None:
@@ -48,22 +63,36 @@ class MessageCache:
         entry = self._entries.get(message_id)
         return None if entry is None else entry[1]
 
-    def gossip_ids(self) -> dict[str, list[bytes]]:
-        """Ids of the newest ``history_gossip`` windows, grouped by topic."""
-        by_topic: dict[str, list[bytes]] = {}
+    def gossip_topics(self) -> list[str]:
+        """Topics with messages in the newest ``history_gossip`` windows."""
+        topics: dict[str, None] = {}
         for i in range(self._history_gossip):
-            for message_id in self._windows[i]:
-                by_topic.setdefault(self._entries[message_id][0], []).append(message_id)
-        return by_topic
+            topics.update(dict.fromkeys(self._windows[i]))
+        return list(topics)
+
+    def gossip_ids(self, topic: str, limit: int, rng: Rng) -> list[bytes]:
+        """Ids on ``topic`` from the newest ``history_gossip`` windows, newest window first; if
+        there are more than ``limit``, a random ``limit`` of them in random order."""
+        ids: list[bytes] = []
+        for i in range(self._history_gossip):
+            window_ids = self._windows[i].get(topic)
+            if window_ids is not None:
+                ids.extend(window_ids)
+        return rng.sample(ids, limit) if len(ids) > limit else ids
 
     def shift(self) -> None:
         """Start a new window and forget the oldest one."""
-        for message_id in self._windows.pop():
-            self._bytes -= len(self._entries.pop(message_id)[1])
-        self._windows.appendleft(deque())
+        entries = self._entries
+        for ids in self._windows.pop().values():
+            for message_id in ids:
+                self._bytes -= len(entries.pop(message_id)[1])
+        self._windows.appendleft({})
 
     def _evict_oldest(self) -> None:
         for window in reversed(self._windows):
             if window:
-                self._bytes -= len(self._entries.pop(window.popleft())[1])
+                topic, ids = next(iter(window.items()))
+                self._bytes -= len(self._entries.pop(ids.popleft())[1])
+                if not ids:
+                    del window[topic]
                 return

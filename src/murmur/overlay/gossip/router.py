@@ -482,7 +482,7 @@ class GossipRouter:
 
     def _emit_gossip(self) -> None:
         cfg = self._config
-        for topic, ids in self._mcache.gossip_ids().items():
+        for topic in self._mcache.gossip_topics():
             members = self._mesh.get(topic)
             if members is None:
                 members = self._fanout.get(topic)
@@ -495,9 +495,7 @@ class GossipRouter:
             ]
             if not candidates:
                 continue
-            if len(ids) > cfg.max_ihave_length:
-                self._rng.shuffle(ids)
-                del ids[cfg.max_ihave_length :]
+            ids = self._mcache.gossip_ids(topic, cfg.max_ihave_length, self._rng)
             record = encode_ihave(IHave(topic, tuple(ids)))
             for st in self._rng.sample(candidates, min(cfg.d_lazy, len(candidates))):
                 self._queue(st, Section.IHAVE, record)

@@ -1,0 +1,162 @@
+"""Privacy levels and presets (seed onion-gossip §2 "Privacy Levels" and "Configuration").
+
+Theory of operation. A :class:`PrivacyLevel` says how a private message leaves its origin (its
+:class:`ShapingPolicy`: padding buckets, cover sizes, origin jitter, slot-based sending with
+cover) and, when it is the node's own level, how the node treats the traffic it carries (a
+per-cell delay at relays, padding frames on idle links). A level can be chosen per transaction;
+the node's level also runs in the background (its cover starts with the node). A
+:class:`PrivacyPreset` is a whole node's choice: circuit settings (hops, lifetime, minimum relay
+score) and the level it uses unless the config names another. The seed's transport settings
+(WebRTC, TLS tunnel) belong to phase 3 and are not here yet.
+
+Every figure below is provisional: it is the seed's guess, or the cheapest setting that makes
+the mechanism do its job, until the simulator measures attribution, latency and bandwidth for
+each (docs/privacy-levels.md says which figure each one waits for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+from murmur.base.errors import ConfigError
+from murmur.overlay.circuits.config import ClientConfig, RelayConfig
+from murmur.overlay.shaping.config import DelayRange, RateConfig, ShapingPolicy, TimingLaw
+from murmur.overlay.shaping.link_padding import LinkPaddingConfig
+
+LIFETIME_JITTER_FRACTION = 0.3
+"""A circuit lives ``lifetime`` plus uniform jitter up to this fraction of it (600 s → 180 s)."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyLevel:
+    name: str
+    summary: str
+    shaping: ShapingPolicy
+    relay_delay: DelayRange | None = None
+    """Applied by this node, as a relay, to every cell it forwards, when this is its level."""
+    link_padding: LinkPaddingConfig | None = None
+    """Padding frames on this node's idle links, when this is its level."""
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacyPreset:
+    name: str
+    summary: str
+    level: PrivacyLevel
+    hops: int
+    circuit_lifetime_s: float
+    min_relay_score: float
+
+
+STANDARD = PrivacyLevel(
+    name="standard",
+    summary="onion circuits, padding to size buckets, 50-150 ms jitter at the origin",
+    shaping=ShapingPolicy(origin_delay=DelayRange(0.05, 0.15)),
+)
+ENHANCED = PrivacyLevel(
+    name="enhanced",
+    summary="standard plus 100-300 ms origin jitter and padding frames on idle links",
+    shaping=ShapingPolicy(origin_delay=DelayRange(0.1, 0.3)),
+    link_padding=LinkPaddingConfig(quiet=DelayRange(1.5, 9.5)),
+)
+MAXIMUM = PrivacyLevel(
+    name="maximum",
+    summary="enhanced plus constant-rate sending (2 msg/s) with cover and 0-50 ms relay delays",
+    shaping=ShapingPolicy(
+        origin_delay=DelayRange(0.1, 0.3),
+        rate=RateConfig(rate_per_s=2.0, law=TimingLaw.CONSTANT, cover=True),
+        max_pending=100,
+    ),
+    relay_delay=DelayRange(0.0, 0.05),
+    link_padding=LinkPaddingConfig(quiet=DelayRange(0.5, 2.0)),
+)
+
+LEVELS: Mapping[str, PrivacyLevel] = MappingProxyType(
+    {level.name: level for level in (STANDARD, ENHANCED, MAXIMUM)}
+)
+"""The levels a transaction may ask for (``murmur send-tx --level``)."""
+
+PRESETS: Mapping[str, PrivacyPreset] = MappingProxyType(
+    {
+        preset.name: preset
+        for preset in (
+            PrivacyPreset(
+                name="standard",
+                summary="balance of privacy and performance",
+                level=STANDARD,
+                hops=3,
+                circuit_lifetime_s=600.0,
+                min_relay_score=0.2,
+            ),
+            PrivacyPreset(
+                name="maximum",
+                summary="high-risk users: constant-rate cover, faster circuit rotation",
+                level=MAXIMUM,
+                hops=3,
+                circuit_lifetime_s=300.0,
+                min_relay_score=0.3,
+            ),
+            PrivacyPreset(
+                name="censorship_resistant",
+                summary="reachability first: two hops, any relay, padding without jitter",
+                level=replace(
+                    STANDARD,
+                    name="censorship_resistant",
+                    summary="padding to size buckets, no jitter",
+                    shaping=ShapingPolicy(),
+                ),
+                hops=2,
+                circuit_lifetime_s=600.0,
+                min_relay_score=0.1,
+            ),
+        )
+    }
+)
+DEFAULT_PRESET = "standard"
+
+
+def level_named(name: str) -> PrivacyLevel:
+    level = LEVELS.get(name)
+    if level is None:
+        raise ConfigError(f"unknown privacy level {name!r} (valid: {', '.join(LEVELS)})")
+    return level
+
+
+def preset_named(name: str) -> PrivacyPreset:
+    preset = PRESETS.get(name)
+    if preset is None:
+        raise ConfigError(f"unknown privacy preset {name!r} (valid: {', '.join(PRESETS)})")
+    return preset
+
+
+@dataclass(frozen=True, slots=True)
+class PrivacySettings:
+    """A node's resolved choice: its preset and its own level (the preset's, unless named)."""
+
+    preset: PrivacyPreset
+    level: PrivacyLevel
+
+    @classmethod
+    def from_names(cls, preset: str = DEFAULT_PRESET, level: str | None = None) -> PrivacySettings:
+        chosen = preset_named(preset)
+        return cls(chosen, chosen.level if level is None else level_named(level))
+
+    def level_for(self, name: str | None) -> PrivacyLevel:
+        """The level a message asked for by name, or the node's own when it named none."""
+        if name is None or name == self.level.name:
+            return self.level
+        return level_named(name)
+
+    def client_config(self) -> ClientConfig:
+        lifetime = self.preset.circuit_lifetime_s
+        return ClientConfig(
+            hops=self.preset.hops,
+            min_relay_score=self.preset.min_relay_score,
+            lifetime_s=lifetime,
+            lifetime_jitter_s=lifetime * LIFETIME_JITTER_FRACTION,
+        )
+
+    def relay_config(self) -> RelayConfig:
+        return RelayConfig(forward_delay=self.level.relay_delay)

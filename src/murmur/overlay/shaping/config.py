@@ -1,0 +1,114 @@
+"""Tunables of traffic shaping, with their units: delay ranges, the sending law, cover sizes.
+
+Theory of operation. A privacy level (``murmur.node.levels``) is a set of these values; the
+mechanisms in this package read them and nothing else, so the simulator can sweep any of them
+without touching code. Every range is closed and in seconds; every size is in bytes of a padded
+message (see :func:`murmur.wire.cells.padded_size`). Defaults here are the seed's (§2.2–2.3) and
+are provisional until measured.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+from murmur.base.rng import Rng
+from murmur.wire.cells import MAX_ENVELOPE_BYTES, PADDING_BUCKETS_BYTES, check_buckets
+
+MAX_DELAY_S = 60.0
+"""No configured delay may exceed a minute (a bound on what a queue can hold back)."""
+TYPICAL_TX_BUCKET_BYTES = PADDING_BUCKETS_BYTES[1]
+"""The seed's "small: typical transactions" bucket, the default size of a cover message."""
+
+
+class TimingLaw(enum.Enum):
+    """When the sender's slots fall."""
+
+    CONSTANT = "constant"
+    """One slot every ``1 / rate_per_s`` seconds (after a random phase)."""
+    POISSON = "poisson"
+    """Exponential gaps with mean ``1 / rate_per_s`` (memoryless)."""
+
+
+def _finite(value: float, name: str, low: float, high: float) -> None:
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ValueError(f"{name} must be within [{low}, {high}], got {value}")
+
+
+@dataclass(frozen=True, slots=True)
+class DelayRange:
+    """A delay drawn uniformly from ``[min_s, max_s]`` seconds."""
+
+    min_s: float
+    max_s: float
+
+    def __post_init__(self) -> None:
+        _finite(self.min_s, "min_s", 0.0, MAX_DELAY_S)
+        _finite(self.max_s, "max_s", self.min_s, MAX_DELAY_S)
+
+    def draw(self, rng: Rng) -> float:
+        if self.max_s == self.min_s:
+            return self.min_s
+        return rng.uniform(self.min_s, self.max_s)
+
+
+@dataclass(frozen=True, slots=True)
+class RateConfig:
+    """Slot-based sending (seed §2.2): one message per slot, real when queued, else cover."""
+
+    rate_per_s: float = 2.0
+    law: TimingLaw = TimingLaw.CONSTANT
+    cover: bool = True
+    """Fill empty slots with cover messages; without it an empty slot sends nothing."""
+    max_wait_s: float = 60.0
+    """A real message still queued after this long (no circuit came up) fails."""
+
+    def __post_init__(self) -> None:
+        _finite(self.rate_per_s, "rate_per_s", 1e-3, 1e3)
+        _finite(self.max_wait_s, "max_wait_s", 1e-3, 3600.0)
+
+    def gap(self, rng: Rng) -> float:
+        """Seconds from one slot to the next."""
+        if self.law is TimingLaw.CONSTANT:
+            return 1.0 / self.rate_per_s
+        return rng.expovariate(self.rate_per_s)
+
+
+@dataclass(frozen=True, slots=True)
+class ShapingPolicy:
+    """How one privacy level sends a private message from its origin.
+
+    ``origin_delay`` holds each message back first (seed §2.3); then, with ``rate``, it waits
+    for a slot, otherwise it leaves at once. ``buckets`` pads it (``()`` switches padding off);
+    cover messages are padded to sizes drawn from ``cover_sizes`` (padded size, weight), which
+    should match the bucket mix of the real messages for cover to look like them.
+    """
+
+    buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES
+    cover_sizes: tuple[tuple[int, float], ...] = ((TYPICAL_TX_BUCKET_BYTES, 1.0),)
+    origin_delay: DelayRange | None = None
+    rate: RateConfig | None = None
+    max_pending: int = 100
+    """Messages waiting at the origin (delayed or queued) per level; beyond, ``QueueFull``."""
+
+    def __post_init__(self) -> None:
+        check_buckets(self.buckets)
+        if not self.cover_sizes:
+            raise ValueError("cover_sizes needs at least one size")
+        for size, weight in self.cover_sizes:
+            if not 0 < size <= MAX_ENVELOPE_BYTES:
+                raise ValueError(f"cover size must be within 1..{MAX_ENVELOPE_BYTES} bytes")
+            _finite(weight, "cover weight", 0.0, math.inf)
+        if sum(w for _, w in self.cover_sizes) <= 0:
+            raise ValueError("cover weights must not all be zero")
+        if self.max_pending < 1:
+            raise ValueError("max_pending must be positive")
+
+    def draw_cover_size(self, rng: Rng) -> int:
+        point = rng.random() * sum(w for _, w in self.cover_sizes)
+        for size, weight in self.cover_sizes:
+            point -= weight
+            if point < 0:
+                return size
+        return self.cover_sizes[-1][0]

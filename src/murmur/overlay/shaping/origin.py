@@ -1,0 +1,182 @@
+"""The origin side of traffic shaping: jitter, slot-based sending and cover, per privacy level.
+
+Theory of operation. A :class:`ShapedOrigin` sits in front of the circuit client (anything that
+fits :class:`CircuitPort`) and keeps one *lane* per privacy level in use. A message submitted on
+a lane is held for the lane's origin delay (seed §2.3), then either handed to the client at once
+or, when the lane has a :class:`RateConfig`, queued for the lane's next slot (seed §2.2). At a
+slot the lane sends its oldest real message or, with cover on and an empty queue, a cover
+message: COVER cells on a uniformly random ready circuit (the law real sends use), as many as a
+padded message of a size drawn from the lane's cover sizes, so only the exit, which reads the
+relay command, can tell them apart. With no ready circuit the slot is skipped for real and cover
+alike. A lane with a rate starts its slot clock when it opens and never stops, because cover that
+starts and stops with real traffic marks it.
+
+Bounds: at most ``max_pending`` messages wait per lane (``QueueFull`` beyond, a clear error to the
+caller, never a silent drop); a queued message that waits ``max_wait_s`` fails through the
+client's usual ``SendFailed`` with reason ``queue_timeout``. Message ids (``ref``) come from the
+client, so a failure reported later names the id the caller was given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from murmur.base.errors import LocalProtocolError, MurmurError
+from murmur.base.metrics import Counters
+from murmur.base.rng import Rng
+from murmur.overlay.shaping.config import ShapingPolicy
+from murmur.overlay.shaping.delay_line import DelayLine
+from murmur.overlay.shaping.sender import RateSender
+from murmur.wire.cells import Envelope, MessageKind
+
+
+class QueueFull(LocalProtocolError):
+    """Too many private messages are waiting to leave at this level; try again later."""
+
+
+class CircuitPort(Protocol):
+    """What the shaper needs from the circuit client (``CircuitClient`` fits it)."""
+
+    def allocate_ref(self) -> int: ...
+
+    def check_available(self) -> None:
+        """Raises (``NoCircuitAvailable``) when no circuit is ready or can be built."""
+        ...
+
+    def ready_circuits(self) -> int: ...
+
+    def send(
+        self, topic: str, payload: bytes, now: float, *, buckets: tuple[int, ...], ref: int
+    ) -> int: ...
+
+    def send_cover(self, now: float, *, padded_bytes: int) -> bool: ...
+
+    def fail_send(self, ref: int, reason: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Message:
+    ref: int
+    topic: str
+    payload: bytes = field(repr=False)
+
+
+@dataclass(slots=True, eq=False)
+class _Lane:
+    name: str
+    policy: ShapingPolicy
+    delays: DelayLine[_Message]
+    sender: RateSender[_Message] | None
+
+    def pending(self) -> int:
+        return len(self.delays) + (len(self.sender) if self.sender is not None else 0)
+
+
+class ShapedOrigin:
+    def __init__(self, *, port: CircuitPort, rng: Rng) -> None:
+        self.counters = Counters()
+        self._port = port
+        self._rng = rng
+        self._lanes: dict[str, _Lane] = {}
+
+    # --- commands --------------------------------------------------------------------------
+
+    def open_lane(self, name: str, policy: ShapingPolicy, now: float) -> None:
+        """Starts a lane (its slot clock and cover, if any); a lane already open is kept."""
+        if name in self._lanes:
+            return
+        sender = None if policy.rate is None else RateSender[_Message](policy.rate, self._rng, now)
+        self._lanes[name] = _Lane(name, policy, DelayLine(), sender)
+
+    def has_lane(self, name: str) -> bool:
+        return name in self._lanes
+
+    def submit(self, lane_name: str, topic: str, payload: bytes, now: float) -> int:
+        """Sends ``payload`` on ``topic`` the way lane ``lane_name`` shapes it; returns its id.
+
+        Raises :class:`QueueFull` when the lane already holds ``max_pending`` messages,
+        :class:`LocalProtocolError` for a topic or payload no envelope can carry, and what the
+        client raises when no circuit is ready or can be built (``NoCircuitAvailable``), at once,
+        even if the message would have been held back first.
+        """
+        lane = self._lanes.get(lane_name)
+        if lane is None:
+            raise LocalProtocolError(f"no shaping lane {lane_name!r} is open")
+        try:
+            Envelope(MessageKind.PUBLISH, topic, payload)
+        except ValueError as exc:
+            raise LocalProtocolError(str(exc)) from None
+        if lane.pending() >= lane.policy.max_pending:
+            self.counters.inc("queue_full")
+            raise QueueFull(
+                f"{lane.pending()} private messages are already waiting at level {lane.name!r} "
+                f"(at most {lane.policy.max_pending}); try again later"
+            )
+        self._port.check_available()
+        message = _Message(self._port.allocate_ref(), topic, payload)
+        self.counters.inc("submitted")
+        delay = lane.policy.origin_delay
+        if delay is None:
+            self._enter(lane, message, now, immediate=True)
+        else:
+            lane.delays.push(message, now + delay.draw(self._rng))
+        return message.ref
+
+    # --- inputs ----------------------------------------------------------------------------
+
+    def handle_timer(self, now: float) -> None:
+        for lane in self._lanes.values():
+            for message in lane.delays.pop_due(now):
+                self._enter(lane, message, now, immediate=False)
+            sender = lane.sender
+            if sender is None:
+                continue
+            for message in sender.expire(now):
+                self.counters.inc("queue_timeouts")
+                self._port.fail_send(message.ref, "queue_timeout")
+            if sender.slot_due(now):
+                self._slot(lane, sender, now)
+
+    def next_deadline(self) -> float | None:
+        deadlines: list[float] = []
+        for lane in self._lanes.values():
+            delayed = lane.delays.next_deadline()
+            if delayed is not None:
+                deadlines.append(delayed)
+            if lane.sender is not None:
+                deadlines.append(lane.sender.next_deadline())
+        return min(deadlines, default=None)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _enter(self, lane: _Lane, message: _Message, now: float, *, immediate: bool) -> None:
+        if lane.sender is not None:
+            lane.sender.enqueue(message, now)
+            return
+        if immediate:
+            self._transmit(lane, message, now)
+            return
+        try:
+            self._transmit(lane, message, now)
+        except MurmurError:
+            self.counters.inc("sends_failed_after_delay")
+            self._port.fail_send(message.ref, "no_circuit")
+
+    def _slot(self, lane: _Lane, sender: RateSender[_Message], now: float) -> None:
+        if self._port.ready_circuits() == 0:
+            sender.skip_slot(now)
+            return
+        message = sender.take_slot(now)
+        if message is not None:
+            self._transmit(lane, message, now)
+        elif lane.policy.rate is not None and lane.policy.rate.cover:
+            size = lane.policy.draw_cover_size(self._rng)
+            if self._port.send_cover(now, padded_bytes=size):
+                self.counters.inc("cover_sent")
+
+    def _transmit(self, lane: _Lane, message: _Message, now: float) -> None:
+        self._port.send(
+            message.topic, message.payload, now, buckets=lane.policy.buckets, ref=message.ref
+        )
+        self.counters.inc("real_sent")

@@ -1,0 +1,74 @@
+"""Privacy levels and presets: names, what each turns on, and the configs they produce."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.base.errors import ConfigError
+from murmur.node.levels import (
+    LEVELS,
+    PRESETS,
+    PrivacySettings,
+    level_named,
+    preset_named,
+)
+from murmur.overlay.circuits.selection import MIN_RELAY_SCORE
+from murmur.overlay.shaping import TimingLaw
+from murmur.wire.cells import PADDING_BUCKETS_BYTES
+
+
+def test_the_seeds_levels_and_presets_exist() -> None:
+    assert list(LEVELS) == ["standard", "enhanced", "maximum"]
+    assert list(PRESETS) == ["standard", "maximum", "censorship_resistant"]
+    assert all(level_named(name).name == name for name in LEVELS)
+
+
+def test_unknown_names_are_clear_errors_listing_the_valid_ones() -> None:
+    with pytest.raises(ConfigError, match=r"'paranoid'.*standard, enhanced, maximum"):
+        level_named("paranoid")
+    with pytest.raises(ConfigError, match="standard, maximum, censorship_resistant"):
+        preset_named("tor")
+
+
+def test_every_level_pads_and_each_adds_to_the_one_below() -> None:
+    standard, enhanced, maximum = (LEVELS[n] for n in ("standard", "enhanced", "maximum"))
+    for level in LEVELS.values():
+        assert level.shaping.buckets == PADDING_BUCKETS_BYTES
+        assert level.shaping.origin_delay is not None
+    assert standard.shaping.rate is None and standard.link_padding is None
+    assert enhanced.shaping.rate is None and enhanced.link_padding is not None
+    assert standard.shaping.origin_delay and enhanced.shaping.origin_delay
+    assert enhanced.shaping.origin_delay.max_s > standard.shaping.origin_delay.max_s
+    rate = maximum.shaping.rate
+    assert rate is not None and rate.cover and rate.law is TimingLaw.CONSTANT
+    assert (rate.rate_per_s, maximum.shaping.max_pending) == (2.0, 100)  # the seed's
+    assert maximum.relay_delay is not None and maximum.link_padding is not None
+
+
+def test_presets_set_the_circuits_and_the_default_level() -> None:
+    default = PrivacySettings.from_names()
+    assert (default.preset.name, default.level.name) == ("standard", "standard")
+    client = default.client_config()
+    assert (client.hops, client.lifetime_s, client.min_relay_score) == (3, 600.0, 0.2)
+    assert default.relay_config().forward_delay is None
+
+    maximum = PrivacySettings.from_names("maximum")
+    assert maximum.level is LEVELS["maximum"]
+    assert maximum.client_config().lifetime_s == 300.0
+    assert maximum.relay_config().forward_delay == LEVELS["maximum"].relay_delay
+
+    censored = PrivacySettings.from_names("censorship_resistant")
+    client = censored.client_config()
+    assert (client.hops, client.min_relay_score) == (2, MIN_RELAY_SCORE)
+    assert censored.level.shaping.origin_delay is None
+    assert censored.level.shaping.buckets == PADDING_BUCKETS_BYTES
+
+
+def test_a_named_level_overrides_the_presets_and_messages_may_ask_for_others() -> None:
+    settings = PrivacySettings.from_names("maximum", "standard")
+    assert settings.level is LEVELS["standard"]
+    assert settings.client_config().lifetime_s == 300.0  # still the maximum preset's circuits
+    assert settings.level_for(None) is LEVELS["standard"]
+    assert settings.level_for("maximum") is LEVELS["maximum"]
+    with pytest.raises(ConfigError):
+        settings.level_for("max")

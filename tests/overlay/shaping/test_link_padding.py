@@ -1,0 +1,60 @@
+"""Idle links get padding frames after a random quiet while; busy links never do."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.overlay.shaping import (
+    CELL_FRAME_PADDING_BYTES,
+    DelayRange,
+    IdlePadder,
+    LinkPaddingConfig,
+)
+from murmur.sim.rng import SeededRng
+
+
+def test_a_quiet_link_is_padded_after_its_threshold_and_a_busy_one_never() -> None:
+    padder: IdlePadder[str] = IdlePadder(
+        LinkPaddingConfig(quiet=DelayRange(1.0, 2.0)), SeededRng(1)
+    )
+    assert padder.next_deadline() is None
+    assert not padder.observe("quiet", 100, 0.0)
+    assert not padder.observe("busy", 100, 0.0)
+    due = padder.next_deadline()
+    assert due is not None and 1.0 <= due <= 2.0
+    assert not padder.observe("quiet", 100, 0.99)
+    busy_total = 100
+    padded_at = None
+    t = 0.0
+    while padded_at is None:
+        t += 0.1
+        busy_total += 50
+        assert not padder.observe("busy", busy_total, t)
+        if padder.observe("quiet", 100, t):
+            padded_at = t
+    assert 1.0 <= padded_at <= 2.1
+    assert padder.counters.get("padding_frames") == 1
+    assert not padder.observe("quiet", 100 + 2074, padded_at)  # the padding frame went out
+    assert padder.next_deadline() is not None and padder.next_deadline() >= padded_at + 1.0
+
+
+def test_deadline_always_fires_even_with_float_rounding() -> None:
+    padder: IdlePadder[int] = IdlePadder(
+        LinkPaddingConfig(quiet=DelayRange(0.1, 0.1)), SeededRng(2)
+    )
+    padder.observe(1, 0, 0.7)
+    deadline = padder.next_deadline()
+    assert deadline is not None
+    assert padder.observe(1, 0, deadline)
+
+
+def test_closed_links_are_forgotten_and_config_is_checked() -> None:
+    padder: IdlePadder[int] = IdlePadder(LinkPaddingConfig(), SeededRng(3))
+    for link in range(3):
+        padder.observe(link, 0, 0.0)
+    padder.retain([1])
+    assert padder.observe(1, 0, 100.0)
+    assert not padder.observe(0, 0, 100.0)  # new again: starts a quiet period
+    assert LinkPaddingConfig().frame_bytes == CELL_FRAME_PADDING_BYTES
+    with pytest.raises(ValueError):
+        LinkPaddingConfig(quiet=DelayRange(0.0, 1.0))
