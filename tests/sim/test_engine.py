@@ -144,7 +144,7 @@ def test_hooks_see_spy_deliveries_and_tapped_links_and_filters_drop() -> None:
         engine.add_node(toy, toy.receive_message)
     engine.on_action(Out, lambda node, a, now: engine.transmit(node, a.peer, a.message, 7, 0.0))
     spied: list[tuple[float, int, int, Any]] = []
-    tapped: list[tuple[float, int, int, int]] = []
+    tapped: list[tuple[float, float, int, int, int]] = []
     engine.nodes[1].spy = True
     engine.spy_hook = lambda *args: spied.append(args)
     engine.tapped = {(0, 2)}
@@ -153,7 +153,7 @@ def test_hooks_see_spy_deliveries_and_tapped_links_and_filters_drop() -> None:
     command(engine, 0, Out(1, "x", 0.0), Out(2, "y", 0.0), Out(2, "drop me", 0.0))
     engine.run()
     assert spied == [(0.0, 1, 0, "x")]
-    assert tapped == [(0.0, 0, 2, 7), (0.0, 0, 2, 7)]
+    assert tapped == [(0.0, 0.0, 0, 2, 7), (0.0, 0.0, 0, 2, 7)]
     assert [m for _, _, m in toys[2].received] == ["y"]
 
 

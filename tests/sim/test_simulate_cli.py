@@ -17,9 +17,32 @@ def parse(*argv: str) -> argparse.Namespace:
     return parser.parse_args(["simulate", *argv])
 
 
-def test_onion_is_not_available_yet(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_simulate(parse("--protocol", "onion")) == 2
-    assert "not available yet" in capsys.readouterr().err
+def test_onion_runs_production_nodes_against_their_fast_path(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    args = parse(
+        "--protocol", "onion", "--nodes", "24", "--tx", "6", "--standin-crypto", "--json",
+        "--report", str(tmp_path),
+    )  # fmt: skip
+    assert run_simulate(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["protocol"] == "onion" and result["baseline"] == "fastpath"
+    assert set(result["precision"]) == {"first_spy", "timing"} == set(result["recall"])
+    assert result["crypto"] == "standin" and result["directory"] == "preloaded"
+    assert result["delivered_ratio"] == 1.0 and result["relay_participation"] > 0.0
+    assert result["latency_overhead_ms"]["p50"] > 0.0 and result["bandwidth_overhead"] > 1.0
+    report = (tmp_path / "report.md").read_text()
+    assert "fastpath" in report and "standin" in report
+
+
+def test_onion_crypto_is_real_unless_asked() -> None:
+    args = parse("--protocol", "onion")
+    assert args.standin_crypto is False and args.announce_flood is False
+
+
+def test_onion_under_churn_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_simulate(parse("--protocol", "onion", "--nodes", "20", "--churn", "1")) == 2
+    assert "churn" in capsys.readouterr().err
 
 
 def test_run_prints_one_json_object(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -57,12 +80,15 @@ def test_diffusion_is_its_own_baseline(capsys: pytest.CaptureFixture[str]) -> No
 def test_sweep_covers_the_standard_spy_fractions(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    args = parse("sweep", "--nodes", "40", "--tx", "5", "--json", "--report", str(tmp_path))
+    args = parse(
+        "sweep", "--nodes", "24", "--tx", "4", "--json", "--report", str(tmp_path),
+        "--standin-crypto",
+    )  # fmt: skip
     assert run_simulate(args) == 0
     result = json.loads(capsys.readouterr().out)
-    assert result["unavailable"] == ["onion"]
     seen = {(r["protocol"], r["spies"]) for r in result["results"]}
-    assert seen == {(p, f) for p in ("diffusion", "dandelion") for f in (0.05, 0.1, 0.2, 0.3)}
+    protocols = ("diffusion", "dandelion", "onion", "fastpath")
+    assert seen == {(p, f) for p in protocols for f in (0.05, 0.1, 0.2, 0.3)}
     assert "onion" in (tmp_path / "report.md").read_text()
 
 

@@ -3,11 +3,13 @@
 Three modes share one parser:
 
 * ``murmur simulate [run] --protocol P ...``: one protocol on ``--runs`` independent worlds,
-  with plain diffusion run alongside on each same world for the overheads; prints one JSON
-  object with ``--json`` (keys: protocol, nodes, spies, precision, recall, entropy_bits,
-  latency_ms, latency_overhead_ms, bandwidth_overhead, relay_participation, delivered_ratio,
-  wall_seconds, and more), a table otherwise.
-* ``murmur simulate sweep``: every available protocol at spy fractions 0.05, 0.1, 0.2, 0.3.
+  with its baseline run alongside on each same world for the overheads (plain diffusion for
+  diffusion and Dandelion++; for the onion protocol, the fast-path gossip of the same
+  production nodes, run in the same simulation); prints one JSON object with ``--json`` (keys:
+  protocol, nodes, spies, precision, recall, entropy_bits, latency_ms, latency_overhead_ms,
+  bandwidth_overhead, relay_participation, delivered_ratio, wall_seconds, baseline, and more;
+  for the onion protocol also ``crypto``, ``real`` or ``standin``), a table otherwise.
+* ``murmur simulate sweep``: every protocol at spy fractions 0.05, 0.1, 0.2, 0.3.
 * ``murmur simulate validate``: the Dandelion++ paper's first-spy figures, ours against theirs
   (exit status 1 if a figure is off by more than three of the paper's standard errors).
 
@@ -37,17 +39,20 @@ from murmur.base.errors import ConfigError, LocalProtocolError
 from murmur.overlay.dandelion import DandelionConfig
 from murmur.sim.graphs import GRAPHS
 from murmur.sim.network import NetworkConfig
+from murmur.sim.onion import OnionKit
 from murmur.sim.parallel import Job, run_jobs
-from murmur.sim.protocols import DandelionKit, DiffusionKit, ProtocolKit
+from murmur.sim.protocols import DandelionKit, DiffusionKit, HostedKit, ProtocolKit
 from murmur.sim.report import Entry, validation_markdown, write_report
 from murmur.sim.results import Aggregate, aggregate, overheads
 from murmur.sim.scenario import Scenario
 from murmur.sim.validation import PAPER_RUNS, validate
 
 PROTOCOLS = ("diffusion", "dandelion", "onion")
-AVAILABLE = ("diffusion", "dandelion")
 SWEEP_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
 EXIT_USAGE = 2
+ONION_PARALLEL_MAX_NODES = 300
+"""Above this, onion runs go one at a time: each holds every node's relay directory (about
+n x n x 9 kB: 9 GB at 1,000 nodes)."""
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -124,6 +129,18 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="fraction of honest nodes whose links a link observer taps",
     )
     parser.add_argument(
+        "--standin-crypto",
+        action="store_true",
+        help="onion: replace ML-DSA-87 and ML-KEM-1024 by same-size keyed stand-ins (fast; "
+        "off by default, reported when on)",
+    )
+    parser.add_argument(
+        "--announce-flood",
+        action="store_true",
+        help="onion: flood peer announcements by gossip at start instead of handing every "
+        "node the finished directory (slow beyond a few hundred nodes)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
@@ -144,12 +161,6 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run_simulate(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
-    if args.mode == "run" and args.protocol not in AVAILABLE:
-        err.print(
-            f"[red]error:[/red] protocol {args.protocol!r} is not available yet "
-            f"(available: {', '.join(AVAILABLE)})"
-        )
-        return EXIT_USAGE
     try:
         with _progress(err) as progress:
             if args.mode == "validate":
@@ -170,7 +181,7 @@ def _run(args: argparse.Namespace, progress: ProgressFn) -> int:
     result, baseline = _measure(args, args.protocol, args.spies, progress)
     latency_overhead, bandwidth_overhead = overheads(result, baseline)
     wall = time.perf_counter() - started
-    entry = Entry(args.spies, result, latency_overhead, bandwidth_overhead)
+    entry = Entry(args.spies, result, latency_overhead, bandwidth_overhead, baseline.protocol)
     report = _result_json(args, entry, wall)
     if args.report is not None:
         entries = [entry] if result is baseline else [entry, Entry(args.spies, baseline)]
@@ -188,23 +199,26 @@ def _sweep(args: argparse.Namespace, progress: ProgressFn) -> int:
     started = time.perf_counter()
     entries: list[Entry] = []
     for fraction in SWEEP_FRACTIONS:
-        result, baseline = _measure(args, "dandelion", fraction, progress)
-        latency_overhead, bandwidth_overhead = overheads(result, baseline)
-        entries.append(Entry(fraction, baseline, {"p50": 0.0, "p99": 0.0}, 1.0))
-        entries.append(Entry(fraction, result, latency_overhead, bandwidth_overhead))
+        for protocol in ("dandelion", "onion"):
+            result, baseline = _measure(args, protocol, fraction, progress)
+            latency_overhead, bandwidth_overhead = overheads(result, baseline)
+            zero = {"p50": 0.0, "p99": 0.0}
+            entries.append(Entry(fraction, baseline, zero, 1.0, baseline.protocol))
+            entries.append(
+                Entry(fraction, result, latency_overhead, bandwidth_overhead, baseline.protocol)
+            )
     wall = time.perf_counter() - started
     if args.report is not None:
         write_report(
             args.report,
             title="murmur simulate sweep",
-            settings=_settings(args) | {"not available yet": "onion"},
+            settings=_settings(args),
             entries=entries,
         )
     if args.json:
         payload = {
             "mode": "sweep",
             "spy_fractions": list(SWEEP_FRACTIONS),
-            "unavailable": [p for p in PROTOCOLS if p not in AVAILABLE],
             "results": [_result_json(args, e, None) for e in entries],
             "wall_seconds": round(wall, 3),
         }
@@ -273,22 +287,34 @@ def _validate(args: argparse.Namespace, progress: ProgressFn) -> int:
 def _measure(
     args: argparse.Namespace, protocol: str, spy_fraction: float, progress: ProgressFn
 ) -> tuple[Aggregate, Aggregate]:
-    """``protocol`` and the diffusion baseline on the same ``--runs`` worlds."""
+    """``protocol`` and its baseline on the same ``--runs`` worlds: diffusion, or for the onion
+    protocol the fast path each run carries (``RunSummary.baseline``)."""
     scenario = _scenario(args, spy_fraction)
     runs = args.runs or 1
-    kits = [_kit(protocol, args)] + ([DiffusionKit()] if protocol != "diffusion" else [])
+    kit = _kit(protocol, args)
+    kits: list[ProtocolKit | HostedKit] = [kit]
+    if protocol == "dandelion":
+        kits.append(DiffusionKit())
     jobs = [
-        Job(scenario, kit, args.seed + run, f"{kit.name} f={spy_fraction:g} run {run + 1}/{runs}")
-        for kit in kits
+        Job(scenario, k, args.seed + run, f"{k.name} f={spy_fraction:g} run {run + 1}/{runs}")
+        for k in kits
         for run in range(runs)
     ]
+    workers = args.jobs
+    if isinstance(kit, OnionKit) and args.nodes > ONION_PARALLEL_MAX_NODES:
+        workers = 1
     summaries = run_jobs(
         jobs,
-        workers=args.jobs,
+        workers=workers,
         progress=lambda job, done, total: progress(job.label, done, total),
     )
     result = aggregate(summaries[:runs])
-    return result, (aggregate(summaries[runs:]) if protocol != "diffusion" else result)
+    if protocol == "dandelion":
+        return result, aggregate(summaries[runs:])
+    if protocol == "onion":
+        fast = [s.baseline for s in summaries[:runs] if s.baseline is not None]
+        return result, aggregate(fast)
+    return result, result
 
 
 def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
@@ -311,9 +337,13 @@ def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
     )
 
 
-def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit:
+def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
     if protocol == "diffusion":
         return DiffusionKit()
+    if protocol == "onion":
+        if args.churn:
+            raise ConfigError("the onion protocol is not simulated under churn yet")
+        return OnionKit(standin_crypto=args.standin_crypto, announce_flood=args.announce_flood)
     try:
         config = DandelionConfig(fluff_probability=args.fluff)
     except LocalProtocolError as exc:
@@ -372,7 +402,12 @@ def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> 
         "relay_participation": r.relay_participation,
         "delivered_ratio": r.delivered_ratio,
         "events_per_s": r.events / r.wall_s if r.wall_s else None,
+        "baseline": entry.baseline,
     }
+    if r.protocol == "onion":
+        payload["crypto"] = r.extras.get("crypto")
+        payload["directory"] = r.extras.get("directory")
+        payload["onion"] = {k: v for k, v in r.extras.items() if k not in ("crypto", "directory")}
     if wall is not None:
         payload["wall_seconds"] = round(wall, 3)
     return payload
@@ -385,8 +420,9 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry
     privacy = Table(title="privacy (Fanti et al. precision / recall)")
     for column in ("protocol", "spies", "estimator", "precision", "recall"):
         privacy.add_column(column)
-    cost = Table(title="anonymity, latency (reach 90 %) and cost, versus diffusion")
-    for column in ("protocol", "spies", "entropy bits", "ms p50/p99", "+ms p50/p99", "bytes x"):
+    cost = Table(title="anonymity, latency (reach 90 %) and cost, versus the baseline")
+    columns = ("protocol", "spies", "entropy bits", "ms p50/p99", "+ms p50/p99", "bytes x", "vs")
+    for column in columns:
         cost.add_column(column)
     for entry in entries:
         r = entry.result
@@ -407,6 +443,7 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry
             f"{r.latency_ms['p50']:.0f} / {r.latency_ms['p99']:.0f}",
             f"{overhead['p50']:.0f} / {overhead['p99']:.0f}" if overhead else "-",
             f"{entry.bandwidth_overhead:.2f}" if entry.bandwidth_overhead else "-",
+            entry.baseline or "-",
         )
     console = Console()
     console.print(privacy)
@@ -423,6 +460,8 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "network": args.network,
         "Dandelion++ fluff probability q": args.fluff,
         "churn (per node per hour)": args.churn,
+        "onion crypto": "stand-in (ML-DSA, ML-KEM)" if args.standin_crypto else "real",
+        "onion directories": "announcement flood" if args.announce_flood else "preloaded",
         "runs": args.runs or 1,
         "seed": args.seed,
     }

@@ -10,6 +10,10 @@ Theory of operation: an adversary never changes what the protocol does; it only 
   directed links it taps, but not the contents; :func:`links_of_nodes` taps every link of a set
   of nodes.
 * **Both** at once: one :class:`Adversary` may hold spies and taps.
+* **Relay spies** (the onion protocol, :mod:`murmur.sim.spy`): a spy that is a hop of someone's
+  circuit also logs every cell it handles as a relay (:class:`CellRecord`): when, from which link
+  peer, which leg of which of its circuits, whether this hop could read the cell (recognized)
+  and what it was. Memory is bounded by the cells spies handle (a few per transaction).
 
 What a message means (which transaction, which phase) is the protocol kit's business: the
 adversary is given an ``observe(message) -> (tx_id, phase) | None`` function, so a new protocol
@@ -39,22 +43,52 @@ class Sighting(NamedTuple):
 
 
 class LinkRecord(NamedTuple):
+    """One message on a tapped link: when it left ``src``, its size, when it reached ``dst``."""
+
     time: float
     src: int
     dst: int
     size_bytes: int
+    arrival: float
+
+
+class CellRecord(NamedTuple):
+    """One circuit cell a spy received as a relay, as the spy itself sees it."""
+
+    time: float
+    spy: int
+    peer: int
+    """The link peer it came from (node index)."""
+    circ_id: int
+    """The circuit id on that link (cleartext in the cell header, inside the link encryption)."""
+    circuit: int
+    """The spy's own number for the circuit (both legs share it; -1: unknown circuit)."""
+    leg: str
+    """``prev`` (from the side that created the circuit here), ``next`` or ``unknown``."""
+    command: str
+    """Cell command: ``CREATE``, ``CREATED``, ``RELAY`` or ``DESTROY``."""
+    recognized: bool
+    """This hop removed its layer and could read the cell (an EXTEND for it, or exit DATA)."""
+    relay_command: str | None
+    """For recognized cells: ``EXTEND``, ``DATA``, ``COVER`` or ``?`` (could not tell)."""
 
 
 @dataclass(slots=True)
 class AdversaryLog:
     spies: frozenset[int]
     tapped: frozenset[tuple[int, int]]
+    watched: frozenset[int] = frozenset()
+    """Nodes all of whose links the observer taps, whatever links they open later."""
     sightings: list[Sighting] = field(default_factory=list)
     """First sighting per (spy, transaction, phase), in time order."""
     first: dict[bytes, Sighting] = field(default_factory=dict)
     """The adversary's first sighting of each transaction, over all spies and phases."""
     first_by_phase: dict[str, dict[bytes, Sighting]] = field(default_factory=dict)
     links: list[LinkRecord] = field(default_factory=list)
+    cells: list[CellRecord] = field(default_factory=list)
+    """Cells spies handled as relays (the onion protocol), in time order."""
+    hops: int = 0
+    """Circuit length the protocol uses (known to every node; 0 when there are no circuits)."""
 
 
 class Adversary:
@@ -63,9 +97,12 @@ class Adversary:
         *,
         spies: Iterable[int] = (),
         tapped: Iterable[tuple[int, int]] = (),
+        watched: Iterable[int] = (),
         observe: Observe,
     ) -> None:
-        self.log = AdversaryLog(spies=frozenset(spies), tapped=frozenset(tapped))
+        self.log = AdversaryLog(
+            spies=frozenset(spies), tapped=frozenset(tapped), watched=frozenset(watched)
+        )
         self.on_first_sighting: Callable[[bytes], None] | None = None
         self._observe = observe
         self._seen: set[tuple[int, bytes, str]] = set()
@@ -81,9 +118,11 @@ class Adversary:
 
     def on_spy_receive(self, now: float, spy: int, sender: int, message: Any) -> None:
         seen = self._observe(message)
-        if seen is None:
-            return
-        tx_id, phase = seen
+        if seen is not None:
+            self.record_sighting(now, spy, seen[0], sender, seen[1])
+
+    def record_sighting(self, now: float, spy: int, tx_id: bytes, sender: int, phase: str) -> None:
+        """Keeps the first sighting of ``tx_id`` per spy and phase (any protocol may call it)."""
         key = (spy, tx_id, phase)
         if key in self._seen:
             return
@@ -97,8 +136,8 @@ class Adversary:
             if self.on_first_sighting is not None:
                 self.on_first_sighting(tx_id)
 
-    def on_tap(self, now: float, src: int, dst: int, size_bytes: int) -> None:
-        self.log.links.append(LinkRecord(now, src, dst, size_bytes))
+    def on_tap(self, now: float, arrival: float, src: int, dst: int, size_bytes: int) -> None:
+        self.log.links.append(LinkRecord(now, src, dst, size_bytes, arrival))
 
 
 def links_of_nodes(

@@ -26,9 +26,14 @@ Messages are Python objects (no encoding): the baselines move small immutable me
 keeps a thousand-node run fast.
 
 Adversaries watch through three hooks that cost nothing when unset: ``spy_hook`` sees every
-delivery to a node whose ``spy`` flag is set, ``tap_hook`` sees (time, src, dst, size) of every
-message on a tapped directed link, and ``drop_filter`` lets a run stop moving a message (used to
-stop a transaction once the adversary has seen it, when nothing else is being measured).
+delivery to a node whose ``spy`` flag is set, ``tap_hook`` sees (departure, arrival, src, dst,
+size) of every message on a tapped directed link or on any link of a tapped node, and
+``drop_filter`` lets a run stop moving a message (used to stop a transaction once the adversary
+has seen it, when nothing else is being measured).
+
+A core whose deadline is still in the past right after its timer fired would make a real event
+loop spin; the engine wakes it again ``TIMER_SPIN_DELAY_S`` later and counts it
+(``timer_spins``), so such a bug costs events instead of hanging the run.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from murmur.base.rng import Rng
@@ -46,6 +51,8 @@ DELIVER = 0
 TIMER = 1
 CALL = 2
 BIN_WIDTH_S = 0.001
+TIMER_SPIN_DELAY_S = 0.001
+"""A node whose timer is due again at the very time it just fired is woken this much later."""
 
 Receive = Callable[[int, Any, float], None]
 ActionHandler = Callable[["SimNode", Any, float], None]
@@ -56,6 +63,7 @@ class SimNode:
 
     __slots__ = (
         "bytes_sent",
+        "fired_at",
         "index",
         "links",
         "messages_sent",
@@ -76,6 +84,7 @@ class SimNode:
         self.up_since = 0.0
         self.spy = False
         self.timer_at: float | None = None
+        self.fired_at = -math.inf
         self.uplink_free_at = 0.0
         self.links: dict[int, list[float]] = {}
         """Per destination: [latency, last departure, its arrival] (for in-order delivery)."""
@@ -95,14 +104,18 @@ class Engine:
     ) -> None:
         self.now = 0.0
         self.events = 0
+        self.timer_spins = 0
+        """Timers re-armed at the time they fired (a core whose deadline stayed in the past)."""
         self.nodes: list[SimNode] = []
         self.spy_hook: Callable[[float, int, int, Any], None] | None = None
-        self.tap_hook: Callable[[float, int, int, int], None] | None = None
+        self.tap_hook: Callable[[float, float, int, int, int], None] | None = None
         self.tapped: set[tuple[int, int]] = set()
+        self.tapped_nodes: set[int] = set()
         self.drop_filter: Callable[[Any], bool] | None = None
         self._latency = latency
         self._random = rng.random
-        self._uplink_bps = uplink_bps
+        self.uplink_bps = uplink_bps
+        """Per-node uplink rate (None: unlimited); a run may change it between stages."""
         self._jitter = jitter_fraction
         self._per_bin = 1.0 / bin_width_s
         self._current: list[tuple[Any, ...]] = []
@@ -143,7 +156,7 @@ class Engine:
 
     def transmit(self, node: SimNode, dst: int, message: Any, size: int, delay_s: float) -> None:
         depart = self.now + delay_s
-        bps = self._uplink_bps
+        bps = self.uplink_bps
         if bps is not None:
             start = depart if depart > node.uplink_free_at else node.uplink_free_at
             if delay_s == 0.0:
@@ -163,8 +176,12 @@ class Engine:
                 link[1], link[2] = depart, arrival
         node.bytes_sent += size
         node.messages_sent += 1
-        if self.tap_hook is not None and (node.index, dst) in self.tapped:
-            self.tap_hook(depart, node.index, dst, size)
+        if self.tap_hook is not None and (
+            (node.index, dst) in self.tapped
+            or node.index in self.tapped_nodes
+            or dst in self.tapped_nodes
+        ):
+            self.tap_hook(depart, arrival, node.index, dst, size)
         event = (arrival, next(self._seq), DELIVER, dst, node.index, message)
         key = int(arrival * self._per_bin)
         if key <= self._current_bin:
@@ -181,12 +198,22 @@ class Engine:
 
     def pump(self, node: SimNode) -> None:
         """Route the node's pending actions and re-arm its timer (after any input or command)."""
+        self.dispatch(node, node.protocol.drain_actions())
+
+    def dispatch(self, node: SimNode, actions: Iterable[Any]) -> None:
+        """Hands actions the node produced to their handlers, then re-arms its timer."""
         handlers = self._handlers
-        for action in node.protocol.drain_actions():
+        for action in actions:
             handlers[action.__class__](node, action, self.now)
         deadline = node.protocol.next_deadline()
         if deadline is not None and (node.timer_at is None or deadline < node.timer_at):
-            at = deadline if deadline > self.now else self.now
+            now = self.now
+            at = deadline if deadline > now else now
+            if at == node.fired_at:
+                # Its own timer just fired at this time and left the deadline in the past: a
+                # real event loop would spin; wake it a little later instead of forever now.
+                at += TIMER_SPIN_DELAY_S
+                self.timer_spins += 1
             node.timer_at = at
             self._push((at, next(self._seq), TIMER, node.index, None, None))
 
@@ -239,6 +266,7 @@ class Engine:
                     if time != node.timer_at or not node.up:
                         continue
                     node.timer_at = None
+                    node.fired_at = time
                     node.protocol.handle_timer(time)
                     pump(node)
                 else:

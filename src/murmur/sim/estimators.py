@@ -13,6 +13,10 @@ protocol (``first_spy`` always does).
   on transactions no spy saw on the stem, where ``first_spy`` would name a diffusion neighbour of
   the fluff node; abstaining keeps those wrong guesses out of the other nodes' candidate sets,
   trading recall for precision.
+* ``timing`` (:mod:`murmur.sim.timing`): against onion circuits, a spy that knows it is hop 1
+  (or a link observer on the origin) sees a cell leave the origin at t; the estimator pairs it
+  with the transaction's first gossip sighting at t + delta, under the delay law it learns from
+  the run's own unlabelled observations.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
+from murmur.sim.timing import timing
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
 
@@ -35,9 +40,12 @@ def stem_predecessor(log: AdversaryLog) -> dict[bytes, int]:
 ESTIMATORS: dict[str, Estimator] = {
     "first_spy": first_spy,
     "stem_predecessor": stem_predecessor,
+    "timing": timing,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
     "diffusion": ("first_spy",),
     "dandelion": ("first_spy", "stem_predecessor"),
+    "onion": ("first_spy", "timing"),
+    "fastpath": ("first_spy",),
 }

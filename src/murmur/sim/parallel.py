@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 
-from murmur.sim.protocols import ProtocolKit
+from murmur.sim.protocols import HostedKit, ProtocolKit
 from murmur.sim.results import RunSummary, summarise
 from murmur.sim.scenario import Scenario, draw_world, simulate
 
@@ -25,7 +25,7 @@ JobProgress = Callable[["Job", int, int], None]
 @dataclass(frozen=True, slots=True)
 class Job:
     scenario: Scenario
-    kit: ProtocolKit
+    kit: ProtocolKit | HostedKit
     seed: int
     label: str
 
@@ -33,6 +33,8 @@ class Job:
 def run_job(job: Job, progress: JobProgress | None = None) -> RunSummary:
     world = draw_world(job.scenario, job.seed)
     report = None if progress is None else (lambda done, total: progress(job, done, total))
+    if isinstance(job.kit, HostedKit):
+        return summarise(job.kit.run(world, job.scenario, progress=report))
     return summarise(simulate(world, job.kit, job.scenario, progress=report))
 
 

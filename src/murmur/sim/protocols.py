@@ -4,15 +4,20 @@ Theory of operation: the engine hosts any sans-I/O object; a kit is the small ad
 the object's commands. A kit builds one protocol object per node (its own rng, the node's
 position in the graph), connects peers, submits transactions, registers handlers for the
 protocol's action types on the engine, and tells the adversary what a message means
-(``observe``: transaction id and phase). The onion protocol and the production node plug in as
-further kits with the same :class:`ProtocolKit` shape; nothing else in the simulator changes.
+(``observe``: transaction id and phase).
+
+A protocol that needs more than one object per node and a message per action (the onion
+protocol runs whole production nodes over simulated byte streams, with a warm-up and a baseline
+phase) is a :class:`HostedKit` instead: it draws on the same :class:`~murmur.sim.scenario.World`
+and returns the same :class:`~murmur.sim.scenario.RunRecord`, but hosts the run itself
+(:class:`murmur.sim.onion.OnionKit`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from murmur.base.rng import Rng
 from murmur.overlay.dandelion import Dandelion, DandelionConfig, StemTx
@@ -26,6 +31,9 @@ from murmur.overlay.diffusion import (
 )
 from murmur.sim.engine import Engine, Receive, SimNode
 from murmur.sim.graphs import PeerGraph
+
+if TYPE_CHECKING:
+    from murmur.sim.scenario import Progress, RunRecord, Scenario, World
 
 OnAccept = Callable[[int, bytes, float], None]
 
@@ -53,6 +61,18 @@ class ProtocolKit(Protocol):
     def relayed(self, protocol: Any) -> int:
         """How many transactions of others this node relayed (relay participation)."""
         ...
+
+
+@runtime_checkable
+class HostedKit(Protocol):
+    """A protocol that runs a whole world itself (see the module docstring)."""
+
+    name: str
+    estimators: tuple[str, ...]
+
+    def run(
+        self, world: World, scenario: Scenario, progress: Progress | None = None
+    ) -> RunRecord: ...
 
 
 def _install_baseline(engine: Engine, on_accept: OnAccept) -> None:

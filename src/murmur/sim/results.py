@@ -11,6 +11,8 @@ until k % of all nodes had the transaction in their mempool; ``latency_ms`` is t
 (the usual "broadcast" latency). ``entropy_bits`` is the lowest posterior entropy over the
 estimators (the strongest adversary's view). Bandwidth is bytes sent per node per second of
 workload (``tx_count / tx_rate``), and ``bandwidth_overhead`` the ratio of total bytes sent.
+A run that carries its own baseline (the onion protocol's fast path) summarises it as
+``RunSummary.baseline``; protocol-specific facts travel in ``extras``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ class RunSummary:
     wall_s: float
     reach_samples_ms: tuple[float, ...] = field(repr=False)
     """Headline reach latency of every transaction that got there (for CDF plots)."""
+    baseline: RunSummary | None = field(default=None, repr=False)
+    """The same world's baseline run inside the same simulation (the onion's fast path)."""
+    extras: dict[str, float | int | str] = field(default_factory=dict)
 
     @property
     def latency_ms(self) -> dict[str, float]:
@@ -68,6 +73,8 @@ class Aggregate:
     events: int
     wall_s: float
     reach_samples_ms: tuple[float, ...] = field(repr=False)
+    extras: dict[str, float | int | str] = field(default_factory=dict)
+    """Numeric extras averaged over runs; text ones from the first run."""
 
     @property
     def latency_ms(self) -> dict[str, float]:
@@ -113,6 +120,8 @@ def summarise(record: RunRecord) -> RunSummary:
         events=record.events,
         wall_s=record.wall_s,
         reach_samples_ms=samples,
+        baseline=None if record.baseline is None else summarise(record.baseline),
+        extras=dict(record.extras),
     )
 
 
@@ -153,7 +162,19 @@ def aggregate(summaries: Sequence[RunSummary]) -> Aggregate:
         events=sum(s.events for s in summaries),
         wall_s=sum(s.wall_s for s in summaries),
         reach_samples_ms=tuple(x for s in summaries for x in s.reach_samples_ms),
+        extras=_mean_extras([s.extras for s in summaries]),
     )
+
+
+def _mean_extras(extras: Sequence[dict[str, float | int | str]]) -> dict[str, float | int | str]:
+    merged: dict[str, float | int | str] = {}
+    for key, value in extras[0].items():
+        if isinstance(value, str):
+            merged[key] = value
+        else:
+            values = [float(e[key]) for e in extras if isinstance(e.get(key), int | float)]
+            merged[key] = sum(values) / len(values)
+    return merged
 
 
 def overheads(result: Aggregate, baseline: Aggregate) -> tuple[dict[str, float], float]:

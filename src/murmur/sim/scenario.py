@@ -86,6 +86,9 @@ class World:
     arrivals: tuple[TxArrival, ...]
     latency: LatencyModel
     seed: int
+    watched: frozenset[int] = frozenset()
+    """Honest nodes whose every link the link observer taps (``tapped`` holds their graph
+    links; a protocol that opens other links, such as circuits, taps those too)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +119,11 @@ class RunRecord:
     sim_end_s: float
     events: int
     wall_s: float
+    baseline: RunRecord | None = None
+    """A comparison run on the same world in the same simulation (the onion protocol's fast
+    path), if the protocol has one."""
+    extras: dict[str, float | int | str] = field(default_factory=dict)
+    """Protocol-specific facts worth reporting (warm-up time, crypto stand-in, ...)."""
 
     @property
     def origins(self) -> dict[bytes, int]:
@@ -147,20 +155,57 @@ def draw_world(scenario: Scenario, seed: int) -> World:
             size_bytes=scenario.tx_size_bytes,
             rng=work_rng,
         )
-    return World(graph, spies, tapped, tuple(arrivals), latency, seed)
+    return World(graph, spies, tapped, tuple(arrivals), latency, seed, frozenset(watched))
 
 
-class _Reach:
+class Reach:
     """Per-transaction delivery state: who has it, and when each reach fraction was crossed."""
 
-    __slots__ = ("count", "done", "has", "injected_at", "reach")
+    __slots__ = ("count", "done", "duplicates", "has", "injected_at", "reach", "thresholds")
 
     def __init__(self, n: int, injected_at: float) -> None:
         self.has = bytearray(n)
         self.count = 0
+        self.duplicates = 0
         self.injected_at = injected_at
+        self.thresholds = reach_thresholds(n)
         self.reach: list[float | None] = [None] * len(REACH_FRACTIONS)
         self.done = False
+
+    def add(self, node: int, now: float) -> bool:
+        """Records that ``node`` has it now; True when every node has it (first time only)."""
+        if self.has[node]:
+            self.duplicates += 1
+            return False
+        self.has[node] = 1
+        self.count += 1
+        count = self.count
+        for i, threshold in enumerate(self.thresholds):
+            if count == threshold:
+                self.reach[i] = now - self.injected_at
+        return count == len(self.has)
+
+    def delivered(self, engine: Engine) -> bool:
+        """Reached every node that stayed up from its submission to the end of the run."""
+        if self.count == len(self.has):
+            return True
+        return all(
+            self.has[v] or not node.up or node.up_since > self.injected_at
+            for v, node in enumerate(engine.nodes)
+        )
+
+    def outcome(self, arrival: TxArrival, engine: Engine) -> TxOutcome:
+        return TxOutcome(
+            tx_id=arrival.tx.tx_id,
+            origin=arrival.origin,
+            injected_at=self.injected_at,
+            reach_s=tuple(self.reach),
+            delivered=self.delivered(engine),
+        )
+
+
+def reach_thresholds(n: int) -> tuple[int, ...]:
+    return tuple(max(1, math.ceil(f * n)) for f in REACH_FRACTIONS)
 
 
 def simulate(
@@ -187,11 +232,10 @@ def simulate(
             kit.connect(protocol, w, outbound=world.graph.is_outbound(v, w), now=0.0)
 
     total = len(world.arrivals)
-    thresholds = [max(1, math.ceil(f * n)) for f in REACH_FRACTIONS]
-    reach: dict[bytes, _Reach] = {}
+    reach: dict[bytes, Reach] = {}
     finished = 0
 
-    def finish(state: _Reach) -> None:
+    def finish(state: Reach) -> None:
         nonlocal finished
         if state.done:
             return
@@ -204,15 +248,7 @@ def simulate(
 
     def on_accept(node: int, tx_id: bytes, now: float) -> None:
         state = reach.get(tx_id)
-        if state is None or state.has[node]:
-            return
-        state.has[node] = 1
-        state.count += 1
-        count = state.count
-        for i, threshold in enumerate(thresholds):
-            if count == threshold:
-                state.reach[i] = now - state.injected_at
-        if count == n:
+        if state is not None and state.add(node, now):
             finish(state)
 
     kit.install(engine, on_accept)
@@ -231,7 +267,7 @@ def simulate(
 
     def submit(arrival: TxArrival, now: float) -> None:
         node = engine.nodes[arrival.origin]
-        state = reach[arrival.tx.tx_id] = _Reach(n, now)
+        state = reach[arrival.tx.tx_id] = Reach(n, now)
         if not node.up:
             finish(state)
             return
@@ -256,18 +292,7 @@ def simulate(
         for v in honest
         if v in relayed_before_restart or kit.relayed(engine.nodes[v].protocol) > 0
     )
-    outcomes = []
-    for arrival in world.arrivals:
-        state = reach[arrival.tx.tx_id]
-        outcomes.append(
-            TxOutcome(
-                tx_id=arrival.tx.tx_id,
-                origin=arrival.origin,
-                injected_at=state.injected_at,
-                reach_s=tuple(state.reach),
-                delivered=_delivered(state, engine, n),
-            )
-        )
+    outcomes = [reach[a.tx.tx_id].outcome(a, engine) for a in world.arrivals]
     return RunRecord(
         protocol=kit.name,
         estimators=kit.estimators,
@@ -284,15 +309,6 @@ def simulate(
         sim_end_s=engine.now,
         events=engine.events,
         wall_s=time.perf_counter() - wall_start,
-    )
-
-
-def _delivered(state: _Reach, engine: Engine, n: int) -> bool:
-    if state.count == n:
-        return True
-    return all(
-        state.has[v] or not node.up or node.up_since > state.injected_at
-        for v, node in enumerate(engine.nodes)
     )
 
 

@@ -1,0 +1,403 @@
+"""The onion protocol in the simulator: production nodes, real circuits, the fast path beside.
+
+Theory of operation: :class:`OnionKit` runs one world (graph, spies, latencies, workload) on
+:class:`murmur.node.node.Node` objects, the ones the daemon runs, hosted by
+:class:`~murmur.sim.node_host.NodeHost`. Each node gets an identity seed, a forked seeded rng,
+the graph's out-edges as bootstrap peers (node id pinned, as an operator would configure them),
+an address on its own /16 and ``set_advertised_address``. One simulation has four stages:
+
+1. **Directories.** Every node signs its peer announcement. By default (``announce_flood``
+   off) each node then takes every other node's announcement through its own ``publish`` on the
+   announcement topic before any link is up: the gossip validator verifies it, the node stores it
+   (announcement book, relay directory, message store) and marks it seen, exactly the state a
+   finished flood leaves, without the n² x mesh-degree copies of 9 kB a flood costs (a
+   thousand-node flood moves about 10 million of them and needs ~10 GB for the message caches,
+   since each node's cache holds its own copy). The nodes then run five gossip heartbeats,
+   alone, which age those records out of the message cache, as they would have aged in a flood.
+   This happens before the clock reaches 0. With ``announce_flood`` on, announcements travel by
+   gossip from time 0, as on a fresh network (fine for a few hundred nodes).
+2. **Warm-up.** Links are dialled and authenticated, and each node builds its pool of circuits
+   (telescoping, through real CREATE / EXTEND exchanges), until every node has a full pool
+   (or ``warmup_max_s``). Nothing is measured here, but spies already log the cells they relay:
+   how a circuit is built tells a hop where it sits.
+3. **Onion phase.** The workload's transactions: each ``send_private("transaction", body)`` at
+   its origin, at its arrival time after the warm-up; delivery is ``MessageDelivered`` on topic
+   ``transaction`` at every node (the origin gets it back by gossip from the exit). The phase
+   ends when every transaction reached every node, or ``settle_s`` after the last one.
+4. **Fast-path phase** (``fast_path``): the same transactions, same origins and spacing, now
+   ``publish("block_header", body)`` at the origin: plain gossip on the same nodes, links and
+   mesh. It is the baseline for ``latency_overhead_ms`` and ``bandwidth_overhead``.
+
+Each phase's bytes are those the nodes sent while it ran (background traffic included:
+heartbeats, IHAVE, keepalives), so the ratio compares like with like. Spies log every gossip
+delivery on the phase's topic (:mod:`murmur.sim.spy`) and every cell they relay; a link
+observer taps every link (circuit links included) of the world's watched nodes. With
+``standin_crypto`` the run is wrapped in :func:`murmur.sim.crypto_standin.standin_crypto`
+and the record says so (``extras["crypto"]``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from murmur.base.errors import ConfigError, MurmurError
+from murmur.base.ids import NodeId
+from murmur.crypto.identity import Identity
+from murmur.node.actions import MessageDelivered, PrivateSendFailed
+from murmur.node.config import BootstrapPeer, NodeConfig
+from murmur.node.node import ANNOUNCE_TOPIC, Node
+from murmur.overlay.routing import MessageType
+from murmur.sim.adversary import Adversary
+from murmur.sim.crypto_standin import standin_crypto
+from murmur.sim.engine import Engine
+from murmur.sim.node_host import NodeHost, node_address
+from murmur.sim.rng import SeededRng
+from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
+from murmur.sim.spy import RelayTap
+from murmur.sim.timing import hop_one_circuits
+from murmur.sim.workload import TxArrival
+from murmur.wire.gossip import message_id
+
+TX_TOPIC = MessageType.TRANSACTION.value
+FAST_TOPIC = MessageType.BLOCK_HEADER.value
+PRELOAD_AT_S = -10.0
+"""When nodes boot and take the directory (stage 1); links start at 0."""
+PRELOAD_HEARTBEATS = 6
+WARMUP_STEP_S = 1.0
+PHASE_GAP_S = 2.0
+FAST_PATH_NAME = "fastpath"
+
+
+@dataclass(frozen=True, slots=True)
+class OnionKit:
+    standin_crypto: bool = False
+    """Replace ML-DSA-87 and ML-KEM-1024 by same-size keyed stand-ins (large runs only)."""
+    announce_flood: bool = False
+    """Let announcements flood from time 0 instead of taking them before the links start."""
+    fast_path: bool = True
+    """Run the fast-path baseline after the onion phase (``RunRecord.baseline``)."""
+    warmup_max_s: float = 180.0
+    settle_s: float = 120.0
+    """How long a phase may run past its last transaction before it is cut off."""
+    name: str = "onion"
+    estimators: tuple[str, ...] = ("first_spy", "timing")
+
+    def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
+        if scenario.network.churn_per_node_per_hour > 0.0:
+            raise ConfigError("the onion protocol is not simulated under churn yet")
+        if scenario.stop_at_first_spy:
+            raise ConfigError("stop_at_first_spy does not apply to the onion protocol")
+        with standin_crypto(self.standin_crypto):
+            return _OnionRun(world, scenario, self, progress).run()
+
+
+class _Phase:
+    """One workload pass (onion or fast path): delivery state and the spies' gossip log."""
+
+    def __init__(self, name: str, topic: str, world: World, estimators: tuple[str, ...]) -> None:
+        self.name = name
+        self.topic = topic
+        self.estimators = estimators
+        self.adversary = Adversary(
+            spies=world.spies,
+            tapped=world.tapped,
+            watched=world.watched,
+            observe=lambda message: None,
+        )
+        self.reach: dict[bytes, Reach] = {}
+        self.tx_of: dict[bytes, bytes] = {}
+        """Gossip message id -> transaction id."""
+        self.total = len(world.arrivals)
+        self.finished = 0
+        self.start = 0.0
+        self.bytes_before = 0
+        self.messages_before = 0
+        self.relayed_before: list[int] = []
+        self.relayed_after: list[int] = []
+        self.bytes_sent = 0
+        self.messages_sent = 0
+
+
+class _OnionRun:
+    def __init__(
+        self, world: World, scenario: Scenario, kit: OnionKit, progress: Progress | None
+    ) -> None:
+        self.wall_start = time.perf_counter()
+        self.world = world
+        self.scenario = scenario
+        self.kit = kit
+        self.progress = progress
+        self.n = n = world.graph.size
+        master = SeededRng(world.seed)
+        node_rng, identity_rng, engine_rng = (master.fork(label) for label in (11, 15, 14))
+        network = scenario.network
+        self.engine = Engine(
+            latency=world.latency,
+            rng=engine_rng,
+            uplink_bps=network.uplink_bps,
+            jitter_fraction=network.jitter_fraction,
+        )
+        self.host = NodeHost(self.engine, on_delivered=self._delivered, on_failed=self._failed)
+        addresses = [node_address(v) for v in range(n)]
+        identities = [Identity.from_seed(identity_rng.random_bytes(32)) for _ in range(n)]
+        self.index_of: dict[NodeId, int] = {ident.node_id: v for v, ident in enumerate(identities)}
+        boot = PRELOAD_AT_S if not kit.announce_flood else 0.0
+        self.nodes: list[Node] = []
+        for v in range(n):
+            config = NodeConfig(
+                listen=addresses[v],
+                bootstrap=tuple(
+                    BootstrapPeer(addresses[w], identities[w].node_id) for w in world.graph.out[v]
+                ),
+            )
+            node = Node(identity=identities[v], config=config, rng=node_rng.fork(v), now=boot)
+            node.set_advertised_address(addresses[v].host, addresses[v].port, boot)
+            self.nodes.append(node)
+            self.host.add(node, addresses[v])
+        self.onion = _Phase(kit.name, TX_TOPIC, world, kit.estimators)
+        self.fast = _Phase(FAST_PATH_NAME, FAST_TOPIC, world, ("first_spy",))
+        self.onion.adversary.log.hops = self.nodes[0].circuits.client.config.hops
+        self.phases = {TX_TOPIC: self.onion, FAST_TOPIC: self.fast}
+        self.current = self.onion
+        self.sends: dict[tuple[int, int], bytes] = {}
+        """(origin, send id) -> gossip message id of a private send in flight."""
+        self.failed_sends = 0
+        self._held: dict[int, list[Any]] = {}
+        """Actions nodes produced while taking the directory, routed when the clock starts."""
+        self.taps: dict[int, RelayTap] = {}
+        self.relay_created: set[tuple[int, int, int]] = set()
+        for v in range(n):
+            self._tap(v)
+        if world.watched:
+            self.engine.tapped_nodes = set(world.watched)
+            self.engine.tap_hook = self._on_tap
+
+    # -- instrumentation ------------------------------------------------------------------
+
+    def _tap(self, v: int) -> None:
+        """Every relay gets a tap: spies log their cells; every tap notes which circuit legs
+        its relay created by EXTEND, the ground truth of who is hop 1 (reported, never used
+        by an estimator)."""
+        node = self.nodes[v]
+        created = self.relay_created
+        tap = RelayTap(
+            node.circuits.relay,
+            spy=v,
+            index_of=self.index_of,
+            record=self.onion.adversary.log.cells.append if v in self.world.spies else None,
+            on_create_sent=lambda peer, circ: created.add((v, peer, circ)),
+        )
+        node.circuits.relay = tap  # type: ignore[assignment]
+        self.taps[v] = tap
+
+    def _on_tap(self, now: float, arrival: float, src: int, dst: int, size: int) -> None:
+        self.current.adversary.on_tap(now, arrival, src, dst, size)
+
+    def _delivered(self, index: int, action: MessageDelivered, now: float) -> None:
+        phase = self.phases.get(action.topic)
+        if phase is None:
+            return
+        mid = action.message_id
+        state = phase.reach.get(mid)
+        if state is None:
+            return
+        if state.add(index, now):
+            self._finish(phase, state)
+        if index in self.world.spies:
+            sender = action.received_from
+            if sender is not None:
+                phase.adversary.record_sighting(
+                    now, index, phase.tx_of[mid], self.index_of.get(sender, -1), "gossip"
+                )
+            else:
+                came_from = self.taps[index].exit_senders.get(mid, -1)
+                phase.adversary.record_sighting(now, index, phase.tx_of[mid], came_from, "exit")
+
+    def _failed(self, index: int, action: PrivateSendFailed, now: float) -> None:
+        mid = self.sends.pop((index, action.send_id), None)
+        if mid is not None:
+            self.failed_sends += 1
+            self._finish(self.onion, self.onion.reach[mid])
+
+    def _finish(self, phase: _Phase, state: Reach) -> None:
+        if state.done:
+            return
+        state.done = True
+        phase.finished += 1
+        if self.progress is not None:
+            done = phase.finished + (self.onion.total if phase is self.fast else 0)
+            self.progress(done, self.onion.total * (2 if self.kit.fast_path else 1))
+        if phase.finished == phase.total:
+            self.engine.stop()
+
+    # -- stages ---------------------------------------------------------------------------
+
+    def run(self) -> RunRecord:
+        if not self.kit.announce_flood:
+            self._preload_directories()
+        for v, sim in enumerate(self.engine.nodes):
+            self.engine.dispatch(sim, self._held.pop(v, []))
+            self.engine.pump(sim)
+        warmup_s, ready = self._warm_up()
+        onion = self._run_phase(self.onion, self._send_private)
+        fast = self._run_phase(self.fast, self._publish) if self.kit.fast_path else None
+        return self._record(onion, fast, warmup_s, ready)
+
+    def _preload_directories(self) -> None:
+        at = PRELOAD_AT_S
+        announcements = []
+        for node in self.nodes:
+            node.handle_timer(at)
+            own = node.private.own_announcement
+            if own is None:
+                raise RuntimeError("a node with an advertised address did not announce itself")
+            announcements.append(own)
+        for v, node in enumerate(self.nodes):
+            for w, announcement in enumerate(announcements):
+                if w != v:
+                    node.publish(ANNOUNCE_TOPIC, announcement, at)
+            for beat in range(1, PRELOAD_HEARTBEATS + 1):
+                node.handle_timer(at + beat)
+            kept = [a for a in node.drain_actions() if not isinstance(a, MessageDelivered)]
+            self._held[v] = kept
+
+    def _warm_up(self) -> tuple[float, float]:
+        engine, kit = self.engine, self.kit
+        n = self.n
+        pool = self.nodes[0].circuits.client.config.pool_size
+        uplink, engine.uplink_bps = engine.uplink_bps, None
+        t = 0.0
+        while True:
+            t += WARMUP_STEP_S
+            engine.run(until=t)
+            ready = sum(1 for node in self.nodes if node.circuits.client.ready_circuits() >= pool)
+            known = all(len(node.private.directory) >= n - 1 for node in self.nodes)
+            if (ready == n and known) or t >= kit.warmup_max_s:
+                engine.uplink_bps = uplink
+                return t, ready / n
+
+    def _run_phase(self, phase: _Phase, submit: Callable[[TxArrival, float], None]) -> Any:
+        engine = self.engine
+        self.current = phase
+        phase.start = start = math.ceil(engine.now) + PHASE_GAP_S
+        engine.run(until=start)
+        phase.bytes_before = sum(sim.bytes_sent for sim in engine.nodes)
+        phase.messages_before = sum(sim.messages_sent for sim in engine.nodes)
+        phase.relayed_before = [self._relayed(v, phase) for v in range(self.n)]
+        arrivals = self.world.arrivals
+        for arrival in arrivals:
+            engine.at(start + arrival.time, lambda now, a=arrival: submit(a, now))
+        last = start + (arrivals[-1].time if arrivals else 0.0)
+        engine.run(until=last + self.kit.settle_s)
+        phase.bytes_sent = sum(sim.bytes_sent for sim in engine.nodes) - phase.bytes_before
+        phase.messages_sent = sum(sim.messages_sent for sim in engine.nodes) - phase.messages_before
+        phase.relayed_after = [self._relayed(v, phase) for v in range(self.n)]
+        return phase
+
+    def _send_private(self, arrival: TxArrival, now: float) -> None:
+        phase = self.onion
+        body = arrival.tx.body
+        mid = message_id(TX_TOPIC, body)
+        state = phase.reach[mid] = Reach(self.n, now)
+        phase.tx_of[mid] = arrival.tx.tx_id
+        node = self.nodes[arrival.origin]
+        try:
+            send_id = node.send_private(TX_TOPIC, body, now)
+        except MurmurError:
+            self.failed_sends += 1
+            self._finish(phase, state)
+        else:
+            self.sends[(arrival.origin, send_id)] = mid
+        self.engine.pump(self.engine.nodes[arrival.origin])
+
+    def _publish(self, arrival: TxArrival, now: float) -> None:
+        phase = self.fast
+        body = arrival.tx.body
+        mid = message_id(FAST_TOPIC, body)
+        phase.reach[mid] = Reach(self.n, now)
+        phase.tx_of[mid] = arrival.tx.tx_id
+        self.nodes[arrival.origin].publish(FAST_TOPIC, body, now)
+        self.engine.pump(self.engine.nodes[arrival.origin])
+
+    def _relayed(self, v: int, phase: _Phase) -> int:
+        """What counts as relaying in ``phase``: cells passed on or published as an exit (onion),
+        gossip messages accepted and forwarded (fast path)."""
+        node = self.nodes[v]
+        if phase is self.onion:
+            counters = self.taps[v].counters
+            return counters.get("cells_relayed") + counters.get("exit_publications")
+        return node.gossip.counters.get("gossip.message.accepted")
+
+    # -- results --------------------------------------------------------------------------
+
+    def _record(
+        self, onion: _Phase, fast: _Phase | None, warmup_s: float, ready: float
+    ) -> RunRecord:
+        wall = time.perf_counter() - self.wall_start
+        baseline = None if fast is None else self._phase_record(fast, events=0, wall_s=0.0)
+        record = self._phase_record(onion, events=self.engine.events, wall_s=wall)
+        nodes = self.nodes
+        extras: dict[str, float | int | str] = {
+            "crypto": "standin" if self.kit.standin_crypto else "real",
+            "directory": "flood" if self.kit.announce_flood else "preloaded",
+            "warmup_s": warmup_s,
+            "warmup_ready_fraction": ready,
+            "failed_sends": self.failed_sends,
+            "duplicate_deliveries": sum(
+                s.duplicates for p in (onion, fast) if p is not None for s in p.reach.values()
+            ),
+            "circuits_built": sum(n.circuits.client.counters.get("circuits_built") for n in nodes),
+            "circuits_failed": sum(
+                n.circuits.client.counters.get("circuits_failed") for n in nodes
+            ),
+            "bans": sum(n.counters.get("bans") for n in nodes),
+            "gossip_invalid": sum(n.gossip.counters.get("gossip.message.invalid") for n in nodes),
+        }
+        truth = self.spy_hop_one()
+        inferred = set(hop_one_circuits(record.log))
+        extras["spy_hop1_circuits"] = len(truth)
+        extras["spy_hop1_inferred"] = len(inferred)
+        extras["spy_hop1_inferred_correct"] = len(truth & inferred)
+        return replace(record, baseline=baseline, extras=extras)
+
+    def spy_hop_one(self) -> set[tuple[int, int]]:
+        """Ground truth: the (spy, circuit) pairs where the spy was hop 1 (its predecessor
+        created the circuit as a client, not as a relay extending it)."""
+        created = self.relay_created
+        return {
+            (cell.spy, cell.circuit)
+            for cell in self.onion.adversary.log.cells
+            if cell.command == "CREATE"
+            and cell.leg == "prev"
+            and (cell.peer, cell.spy, cell.circ_id) not in created
+        }
+
+    def _phase_record(self, phase: _Phase, *, events: int, wall_s: float) -> RunRecord:
+        honest = [v for v in range(self.n) if v not in self.world.spies]
+        participants = sum(1 for v in honest if phase.relayed_after[v] > phase.relayed_before[v])
+        engine = self.engine
+        txs = tuple(
+            phase.reach[message_id(phase.topic, a.tx.body)].outcome(a, engine)
+            for a in self.world.arrivals
+        )
+        return RunRecord(
+            protocol=phase.name,
+            estimators=phase.estimators,
+            nodes=self.n,
+            honest=len(honest),
+            spies=self.world.spies,
+            txs=txs,
+            log=phase.adversary.log,
+            latency_measured=True,
+            bytes_sent=phase.bytes_sent,
+            messages_sent=phase.messages_sent,
+            relay_participants=participants,
+            workload_span_s=phase.total / self.scenario.tx_rate_per_s,
+            sim_end_s=engine.now,
+            events=events,
+            wall_s=wall_s,
+        )

@@ -1,0 +1,294 @@
+"""Timing correlation against onion circuits: who sent the cell that became this transaction?
+
+Theory of operation. Two observations bracket a private transaction: a cell leaving its origin
+(seen by a spy that is hop 1 of the origin's circuit, or by a link observer on the origin's
+links) and, a little later, the transaction's first appearance in gossip at some spy. The
+estimator pairs them.
+
+1. **Position** (:func:`circuit_positions`). A spy knows where it sits in a circuit from how the
+   circuit was built through it, without reading anything it should not. With telescoping
+   (CREATE, then one EXTEND per further hop through the hops already built), a hop that reads
+   an EXTEND addressed to itself is not the last hop; each further extension then passes
+   through it as a forward cell it cannot read, answered at once by a backward cell (EXTENDED)
+   from its successor. A hop that relayed ``k`` such round trips is hop ``hops - 1 - k``
+   (1-based); with three hops, hop 1 sees exactly one, hop 2 none, the exit reads DATA and
+   never an EXTEND. So a spy at hop 1 *knows* its predecessor is the origin.
+2. **Events** (:func:`origin_events`). At a spy that is hop 1, every later forward cell it
+   cannot read is a private message leaving the origin (one event per burst of cells, a
+   message longer than one cell). A link observer on a watched node sees a cell-sized record
+   leave it with no cell-sized record arriving just before (a relay forwards at once; the
+   origin starts a message on its own); those departures are events too, from source
+   ``link`` (dropped when a hop-1 spy saw the same departure).
+3. **Delay law** (:func:`learn_delay`), learnt from the run itself, per source: the delays
+   ``T - t`` over every pair of an event at ``t`` and a first gossip sighting at ``T`` within
+   ``WINDOW_S`` mix the true delays (a peak: link latencies plus the exit's gossip) with
+   unrelated pairs (flat, since transactions arrive as a Poisson process). Knowing that each
+   event matches at most one sighting, expectation-maximisation fits a log-normal to the true
+   delays without labels, and the ratio of the fitted log-normal to the flat density scores a
+   pair. A few dozen events suffice, where a histogram would need thousands.
+4. **Matching** (:func:`timing`): pairs scoring above 1 (likelier related than not) are taken
+   greedily, best first, each event and each transaction at most once; the transaction's guess
+   is the event's node.
+
+No ground truth enters: everything above comes from the spies' cell logs, their gossip
+sightings and the link records. Limits: a circuit that carries requests (replies travel
+backwards) would blur the position rule, and a workload with cover traffic adds events that
+match nothing; the workload simulated here has neither.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import NamedTuple
+
+from murmur.crypto.aead import TAG_BYTES
+from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord
+from murmur.wire.cells import CELL_BYTES
+from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
+
+WINDOW_S = 4.0
+"""Longest delay from a cell leaving the origin to the first sighting considered."""
+START_DELAYS_S = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+START_SIGMA = 0.3
+MIN_SIGMA = 0.05
+EM_ROUNDS = 60
+NO_MATCH_PRIOR = 0.05
+"""Prior chance that an event's transaction was first sighted outside the window."""
+SQRT_2PI = math.sqrt(2.0 * math.pi)
+BURST_S = 0.005
+"""Cells of one circuit closer than this are one message."""
+RELAY_GAP_S = 0.05
+"""A cell leaving a watched node within this of a cell arriving there may be a relayed one."""
+SAME_DEPARTURE_S = 1.0
+"""A link event followed this soon by a hop-1 event of the same node is the same departure."""
+CELL_RECORD_BYTES = RECORD_HEADER_BYTES + FRAME_HEADER_BYTES + 1 + CELL_BYTES + TAG_BYTES
+"""A link record carrying one circuit cell: record header, frame header, channel byte, cell,
+AEAD tag (every circuit cell, whatever it carries, has this size on the wire)."""
+
+
+class Event(NamedTuple):
+    time: float
+    node: int
+    source: str
+    """``hop1`` (a spy at hop 1) or ``link`` (a link observer)."""
+
+
+def circuit_positions(log: AdversaryLog) -> dict[tuple[int, int], tuple[int, int]]:
+    """``(spy, circuit) -> (position, predecessor)`` for every circuit a spy saw created,
+    position 1-based (``log.hops`` for the last hop)."""
+    by_circuit = _cells_by_circuit(log.cells)
+    positions = {}
+    for key, cells in by_circuit.items():
+        create = next((c for c in cells if c.command == "CREATE" and c.leg == "prev"), None)
+        if create is None:
+            continue
+        extended, extensions, _ = _build_trace(cells, log.hops)
+        position = log.hops - 1 - extensions if extended else log.hops
+        positions[key] = (position, create.peer)
+    return positions
+
+
+def hop_one_circuits(log: AdversaryLog) -> dict[tuple[int, int], int]:
+    """``(spy, circuit) -> predecessor`` for the circuits whose build told the spy it is hop 1."""
+    return {key: peer for key, (position, peer) in circuit_positions(log).items() if position == 1}
+
+
+def origin_events(log: AdversaryLog) -> list[Event]:
+    """Cells leaving an origin, as the adversary saw them, in time order."""
+    by_circuit = _cells_by_circuit(log.cells)
+    events: list[Event] = []
+    for key, predecessor in hop_one_circuits(log).items():
+        _, _, data_cells = _build_trace(by_circuit[key], log.hops)
+        last = -1.0
+        for cell in data_cells:
+            if cell.time - last > BURST_S:
+                events.append(Event(cell.time, predecessor, "hop1"))
+            last = cell.time
+    hop_one_times: dict[int, list[float]] = defaultdict(list)
+    for event in events:
+        hop_one_times[event.node].append(event.time)
+    for times in hop_one_times.values():
+        times.sort()
+    for event in _link_departures(log.links, log.watched):
+        seen = hop_one_times.get(event.node, [])
+        i = bisect.bisect_left(seen, event.time)
+        if i < len(seen) and seen[i] - event.time <= SAME_DEPARTURE_S:
+            continue
+        events.append(event)
+    events.sort()
+    return events
+
+
+class DelayModel(NamedTuple):
+    """The learnt delay law: a log-normal over ``(0, WINDOW_S)``, against unrelated pairs."""
+
+    mu: float
+    sigma: float
+    weight: float
+    """Share of the events the fit matched to some sighting."""
+
+    def density(self, delay_s: float) -> float:
+        if delay_s <= 0.0:
+            return 0.0
+        z = (math.log(delay_s) - self.mu) / self.sigma
+        return math.exp(-0.5 * z * z) / (delay_s * self.sigma * SQRT_2PI)
+
+    def score(self, delay_s: float) -> float:
+        """Likelihood ratio of a true pair against an unrelated one (uniform on the window)."""
+        if not 0.0 < delay_s < WINDOW_S:
+            return 0.0
+        return self.density(delay_s) * WINDOW_S
+
+
+def learn_delay(event_times: Iterable[float], sighting_times: Sequence[float]) -> DelayModel:
+    """Fits the delay law to unlabelled observations (``sighting_times`` sorted).
+
+    Each event carried one transaction, so at most one of the sightings within ``WINDOW_S``
+    after it is its match and the others are unrelated (uniform over the window, as
+    transactions arrive as a Poisson process). Expectation-maximisation over that structure:
+    given the law, each candidate's chance of being the event's match (or none, with prior
+    ``NO_MATCH_PRIOR``); given those chances, the log-normal's weighted fit. Every event weighs
+    one unit at most, which lets a few dozen events fix the law. EM finds a local optimum, so
+    it starts from each of ``START_DELAYS_S`` and keeps the likeliest fit."""
+    candidates = []
+    for t in event_times:
+        lo = bisect.bisect_right(sighting_times, t)
+        hi = bisect.bisect_left(sighting_times, t + WINDOW_S)
+        delays = [sighting_times[k] - t for k in range(lo, hi) if sighting_times[k] > t]
+        if delays:
+            candidates.append(delays)
+    if not candidates:
+        return DelayModel(math.log(START_DELAYS_S[0]), START_SIGMA, 0.0)
+    fits = [_fit(candidates, DelayModel(math.log(d), START_SIGMA, 0.0)) for d in START_DELAYS_S]
+    return max(fits, key=lambda fit: (_log_likelihood(candidates, fit), -fit.mu))
+
+
+def _fit(candidates: list[list[float]], model: DelayModel) -> DelayModel:
+    for _ in range(EM_ROUNDS):
+        weight_sum = mu_sum = 0.0
+        terms: list[tuple[float, float]] = []
+        for delays in candidates:
+            prior = (1.0 - NO_MATCH_PRIOR) / len(delays)
+            ratios = [prior * model.score(d) for d in delays]
+            norm = NO_MATCH_PRIOR + sum(ratios)
+            for d, r in zip(delays, ratios, strict=True):
+                if r > 0.0:
+                    w = r / norm
+                    x = math.log(d)
+                    terms.append((w, x))
+                    weight_sum += w
+                    mu_sum += w * x
+        if weight_sum <= 0.0:
+            return DelayModel(model.mu, model.sigma, 0.0)
+        mu = mu_sum / weight_sum
+        var = sum(w * (x - mu) ** 2 for w, x in terms) / weight_sum
+        model = DelayModel(mu, max(math.sqrt(var), MIN_SIGMA), weight_sum / len(candidates))
+    return model
+
+
+def _log_likelihood(candidates: list[list[float]], model: DelayModel) -> float:
+    total = 0.0
+    for delays in candidates:
+        prior = (1.0 - NO_MATCH_PRIOR) / len(delays)
+        total += math.log(NO_MATCH_PRIOR + prior * sum(model.score(d) for d in delays))
+    return total
+
+
+def timing(log: AdversaryLog) -> dict[bytes, int]:
+    """The timing-correlation estimator: transaction id -> guessed origin."""
+    events = origin_events(log)
+    firsts = sorted((s.time, tx_id) for tx_id, s in log.first.items())
+    times = [t for t, _ in firsts]
+    models = {
+        source: learn_delay((e.time for e in events if e.source == source), times)
+        for source in {e.source for e in events}
+    }
+    pairs: list[tuple[float, float, int, bytes]] = []
+    for i, event in enumerate(events):
+        model = models[event.source]
+        lo = bisect.bisect_right(times, event.time)
+        hi = bisect.bisect_left(times, event.time + WINDOW_S)
+        for k in range(lo, hi):
+            delay = times[k] - event.time
+            score = model.score(delay)
+            if score > 1.0:
+                pairs.append((-score, delay, i, firsts[k][1]))
+    pairs.sort()
+    guesses: dict[bytes, int] = {}
+    used: set[int] = set()
+    for _, _, i, tx_id in pairs:
+        if i in used or tx_id in guesses:
+            continue
+        used.add(i)
+        guesses[tx_id] = events[i].node
+    return guesses
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _cells_by_circuit(cells: Iterable[CellRecord]) -> dict[tuple[int, int], list[CellRecord]]:
+    grouped: dict[tuple[int, int], list[CellRecord]] = defaultdict(list)
+    for cell in cells:
+        if cell.circuit >= 0:
+            grouped[(cell.spy, cell.circuit)].append(cell)
+    return grouped
+
+
+def _build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, list[CellRecord]]:
+    """(read an EXTEND, extensions relayed after it, forward cells after the build).
+
+    After its own EXTEND, a hop counts forward cells it cannot read that its successor answers
+    with a backward cell; once ``hops - 2`` have passed (or a forward cell goes unanswered),
+    every further unreadable forward cell is a message."""
+    extended = False
+    extensions = 0
+    forward: CellRecord | None = None
+    data: list[CellRecord] = []
+    building = True
+    for cell in cells:
+        if not extended:
+            extended = cell.recognized and cell.relay_command == "EXTEND"
+            continue
+        is_forward = cell.leg == "prev" and cell.command == "RELAY" and not cell.recognized
+        if not building:
+            if is_forward:
+                data.append(cell)
+            continue
+        if is_forward:
+            if forward is not None:
+                building = False
+                data += [forward, cell]
+                continue
+            forward = cell
+            if extensions >= hops - 2:
+                building = False
+                data.append(cell)
+        elif cell.leg == "next" and cell.command == "RELAY" and forward is not None:
+            extensions += 1
+            forward = None
+    if building and forward is not None:
+        data.append(forward)
+    return extended, extensions, data
+
+
+def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> list[Event]:
+    arrivals: dict[int, list[float]] = defaultdict(list)
+    for record in links:
+        if record.dst in watched and record.size_bytes == CELL_RECORD_BYTES:
+            arrivals[record.dst].append(record.arrival)
+    for times in arrivals.values():
+        times.sort()
+    events = []
+    for record in links:
+        if record.src not in watched or record.size_bytes != CELL_RECORD_BYTES:
+            continue
+        came = arrivals.get(record.src, [])
+        i = bisect.bisect_right(came, record.time)
+        if i and record.time - came[i - 1] <= RELAY_GAP_S:
+            continue
+        events.append(Event(record.time, record.src, "link"))
+    return events

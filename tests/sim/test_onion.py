@@ -1,0 +1,103 @@
+"""The onion protocol on production nodes in the simulator (small seeded networks)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from murmur.base.errors import ConfigError
+from murmur.sim.network import NetworkConfig
+from murmur.sim.onion import OnionKit
+from murmur.sim.results import summarise
+from murmur.sim.scenario import RunRecord, Scenario, World, draw_world
+from murmur.sim.timing import origin_events
+
+SMALL = Scenario(nodes=30, graph="daemon", spy_fraction=0.1, tx_count=12, tx_rate_per_s=4.0)
+FAST = OnionKit(standin_crypto=True)
+
+
+@pytest.fixture(scope="module")
+def record() -> RunRecord:
+    return FAST.run(draw_world(SMALL, 2), SMALL)
+
+
+def figures(record: RunRecord) -> tuple[object, ...]:
+    s, b = summarise(record), summarise(record.baseline) if record.baseline else None
+    assert b is not None
+    return (
+        s.precision, s.recall, s.reach_ms, s.bytes_sent, s.events, s.relay_participation,
+        b.precision, b.reach_ms, b.bytes_sent, record.extras,
+    )  # fmt: skip
+
+
+def test_same_seed_same_figures(record: RunRecord) -> None:
+    assert figures(FAST.run(draw_world(SMALL, 2), SMALL)) == figures(record)
+    assert figures(FAST.run(draw_world(SMALL, 3), SMALL)) != figures(record)
+
+
+def test_every_transaction_reaches_every_node_exactly_once(record: RunRecord) -> None:
+    assert record.baseline is not None
+    for run in (record, record.baseline):
+        assert all(tx.delivered and None not in tx.reach_s for tx in run.txs)
+    assert record.extras["duplicate_deliveries"] == 0
+    assert record.extras["failed_sends"] == 0
+    assert record.extras["warmup_ready_fraction"] == 1.0
+
+
+def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecord) -> None:
+    onion = summarise(record)
+    assert record.baseline is not None
+    fast = summarise(record.baseline)
+    assert (onion.protocol, fast.protocol) == ("onion", "fastpath")
+    assert 0.0 < onion.relay_participation <= 1.0
+    assert onion.latency_ms["p50"] > fast.latency_ms["p50"]
+    assert onion.bytes_sent > fast.bytes_sent
+    assert set(onion.precision) == {"first_spy", "timing"}
+
+
+def test_spies_log_cells_and_know_when_they_are_hop_one(record: RunRecord) -> None:
+    log = record.log
+    assert log.hops == 3 and log.cells
+    assert {c.spy for c in log.cells} <= set(record.spies)
+    assert record.extras["spy_hop1_circuits"] > 0
+    # Every circuit a spy took for one where it is hop 1 was one (no false positives).
+    assert record.extras["spy_hop1_inferred"] == record.extras["spy_hop1_inferred_correct"]
+
+
+def test_a_lone_spy_at_hop_one_attributes_the_lone_transaction() -> None:
+    scenario = replace(SMALL, nodes=14, tx_count=1)
+    world = draw_world(scenario, 4)
+    origin = world.arrivals[0].origin
+    kit = OnionKit(standin_crypto=True, fast_path=False)
+    # First, every node but the origin spies: the one that saw a message leave the origin as
+    # hop 1 is the hop 1 of the circuit the transaction took.
+    everyone = kit.run(replace(world, spies=frozenset(range(14)) - {origin}), scenario)
+    [event] = origin_events(everyone.log)
+    assert event.node == origin
+    hop_one = next(c.spy for c in everyone.log.cells if c.time == event.time)
+    # Then that node alone spies, with no other traffic: timing names the origin.
+    alone: World = replace(world, spies=frozenset({hop_one}))
+    result = summarise(kit.run(alone, scenario))
+    assert result.recall["timing"] == 1.0 and result.precision["timing"] == 1.0
+
+
+def test_production_crypto_runs_by_default() -> None:
+    scenario = replace(SMALL, nodes=12, tx_count=2)
+    record = OnionKit(fast_path=False).run(draw_world(scenario, 5), scenario)
+    assert record.extras["crypto"] == "real"
+    assert all(tx.delivered for tx in record.txs)
+
+
+def test_announcements_can_flood_instead_of_being_preloaded() -> None:
+    scenario = replace(SMALL, nodes=16, tx_count=3)
+    kit = OnionKit(standin_crypto=True, announce_flood=True, fast_path=False)
+    record = kit.run(draw_world(scenario, 6), scenario)
+    assert record.extras["directory"] == "flood"
+    assert all(tx.delivered for tx in record.txs)
+
+
+def test_churn_is_refused() -> None:
+    scenario = replace(SMALL, network=NetworkConfig(churn_per_node_per_hour=1.0))
+    with pytest.raises(ConfigError):
+        FAST.run(draw_world(scenario, 1), scenario)

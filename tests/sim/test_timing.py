@@ -1,0 +1,113 @@
+"""The timing-correlation estimator on hand-made spy logs: position from the build, then delays."""
+
+from __future__ import annotations
+
+from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord, Sighting
+from murmur.sim.timing import (
+    CELL_RECORD_BYTES,
+    circuit_positions,
+    hop_one_circuits,
+    learn_delay,
+    origin_events,
+    timing,
+)
+
+ORIGIN, SPY, NEXT = 7, 3, 9
+
+
+def cell(t: float, peer: int, leg: str, command: str, *, recognized: bool = False) -> CellRecord:
+    relay_command = "EXTEND" if recognized else None
+    return CellRecord(t, SPY, peer, 5, 1, leg, command, recognized, relay_command)
+
+
+def hop_one_build(data_at: list[float]) -> list[CellRecord]:
+    """What hop 1 of a three-hop circuit sees: CREATE, its EXTEND, the third hop's extension
+    passing through (forward, then EXTENDED backward), then one cell per message."""
+    cells = [
+        cell(1.0, ORIGIN, "prev", "CREATE"),
+        cell(1.2, ORIGIN, "prev", "RELAY", recognized=True),
+        cell(1.3, NEXT, "next", "CREATED"),
+        cell(1.5, ORIGIN, "prev", "RELAY"),
+        cell(1.8, NEXT, "next", "RELAY"),
+    ]
+    return cells + [cell(t, ORIGIN, "prev", "RELAY") for t in data_at]
+
+
+def log_with(cells: list[CellRecord], firsts: dict[bytes, float]) -> AdversaryLog:
+    log = AdversaryLog(spies=frozenset({SPY}), tapped=frozenset(), cells=cells, hops=3)
+    for tx_id, t in firsts.items():
+        log.first[tx_id] = Sighting(t, SPY, tx_id, NEXT, "gossip")
+    return log
+
+
+def test_hop_one_knows_its_position_from_the_build() -> None:
+    log = log_with(hop_one_build([5.0]), {})
+    assert circuit_positions(log) == {(SPY, 1): (1, ORIGIN)}
+    assert hop_one_circuits(log) == {(SPY, 1): ORIGIN}
+    assert origin_events(log) == [(5.0, ORIGIN, "hop1")]
+
+
+def test_hop_two_sees_no_extension_pass_and_is_not_hop_one() -> None:
+    cells = [
+        cell(1.0, ORIGIN, "prev", "CREATE"),
+        cell(1.4, ORIGIN, "prev", "RELAY", recognized=True),
+        cell(1.5, NEXT, "next", "CREATED"),
+        cell(5.0, ORIGIN, "prev", "RELAY"),
+    ]
+    log = log_with(cells, {b"tx": 5.3})
+    assert circuit_positions(log) == {(SPY, 1): (2, ORIGIN)}
+    assert origin_events(log) == []
+    assert timing(log) == {}
+
+
+def test_the_exit_reads_data_not_an_extend() -> None:
+    cells = [
+        cell(1.0, ORIGIN, "prev", "CREATE"),
+        CellRecord(5.0, SPY, ORIGIN, 5, 1, "prev", "RELAY", True, "DATA"),
+    ]
+    assert circuit_positions(log_with(cells, {})) == {(SPY, 1): (3, ORIGIN)}
+
+
+def test_a_lone_message_is_attributed_to_the_predecessor_of_hop_one() -> None:
+    log = log_with(hop_one_build([5.0]), {b"tx": 5.25})
+    assert timing(log) == {b"tx": ORIGIN}
+
+
+def test_cells_of_one_message_are_one_event() -> None:
+    log = log_with(hop_one_build([5.0, 5.001, 5.002]), {})
+    assert len(origin_events(log)) == 1
+
+
+def test_the_delay_law_is_learnt_from_unlabelled_pairs() -> None:
+    # Events every 3 s, each matched 0.2 s later, plus unrelated sightings around them.
+    events = [10.0 + 3.0 * k for k in range(40)]
+    sightings = sorted(
+        [t + 0.2 for t in events] + [t + 0.9 + 0.37 * (k % 5) for k, t in enumerate(events)]
+    )
+    model = learn_delay(events, sightings)
+    assert abs(model.density(0.2) - max(model.density(d / 100) for d in range(1, 300))) < 1e-9
+    assert model.score(0.2) > 1.0 > model.score(2.5)
+
+
+def test_each_event_explains_one_transaction_at_most() -> None:
+    log = log_with(hop_one_build([5.0]), {b"a": 5.2, b"b": 5.25})
+    assert len(timing(log)) == 1
+
+
+def test_a_link_observer_sees_an_origin_start_a_message() -> None:
+    size = CELL_RECORD_BYTES
+    log = AdversaryLog(
+        spies=frozenset(),
+        tapped=frozenset(),
+        watched=frozenset({ORIGIN}),
+        links=[
+            LinkRecord(2.0, 1, ORIGIN, size, 2.05),  # a cell arrives...
+            LinkRecord(2.051, ORIGIN, 4, size, 2.1),  # ...and is relayed on at once
+            LinkRecord(6.0, ORIGIN, 4, size, 6.05),  # a cell the origin starts itself
+            LinkRecord(7.0, ORIGIN, 4, 300, 7.05),  # not a cell
+        ],
+        hops=3,
+    )
+    assert origin_events(log) == [(6.0, ORIGIN, "link")]
+    log.first[b"tx"] = Sighting(6.3, 2, b"tx", 4, "gossip")
+    assert timing(log) == {b"tx": ORIGIN}
