@@ -89,6 +89,12 @@ class AdversaryLog:
     """Cells spies handled as relays (the onion protocol), in time order."""
     hops: int = 0
     """Circuit length the protocol uses (known to every node; 0 when there are no circuits)."""
+    link_latency_s: dict[tuple[int, int], float] = field(default_factory=dict)
+    """One-way latency of links a spy sits on, keyed (lower index, higher index): what the spy
+    measures with pings (half the round trip), for the estimators that use it."""
+
+    def one_way_s(self, a: int, b: int) -> float | None:
+        return self.link_latency_s.get((a, b) if a <= b else (b, a))
 
 
 class Adversary:

@@ -16,7 +16,8 @@ protocol (``first_spy`` always does).
 * ``timing`` (:mod:`murmur.sim.timing`): against onion circuits, a spy that knows it is hop 1
   (or a link observer on the origin) sees a cell leave the origin at t; the estimator pairs it
   with the transaction's first gossip sighting at t + delta, under the delay law it learns from
-  the run's own unlabelled observations.
+  the run's own unlabelled observations. ``timing_latency`` adds what spies know of their own
+  links' latencies, which narrows the delay to a single link.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.timing import timing
+from murmur.sim.timing import timing, timing_latency
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
 
@@ -41,11 +42,12 @@ ESTIMATORS: dict[str, Estimator] = {
     "first_spy": first_spy,
     "stem_predecessor": stem_predecessor,
     "timing": timing,
+    "timing_latency": timing_latency,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
     "diffusion": ("first_spy",),
     "dandelion": ("first_spy", "stem_predecessor"),
-    "onion": ("first_spy", "timing"),
+    "onion": ("first_spy", "timing", "timing_latency"),
     "fastpath": ("first_spy",),
 }

@@ -6,19 +6,25 @@ Theory of operation: :class:`OnionKit` runs one world (graph, spies, latencies, 
 the graph's out-edges as bootstrap peers (node id pinned, as an operator would configure them),
 an address on its own /16 and ``set_advertised_address``. One simulation has four stages:
 
-1. **Directories.** Every node signs its peer announcement. By default (``announce_flood``
-   off) each node then takes every other node's announcement through its own ``publish`` on the
-   announcement topic before any link is up: the gossip validator verifies it, the node stores it
-   (announcement book, relay directory, message store) and marks it seen, exactly the state a
-   finished flood leaves, without the n² x mesh-degree copies of 9 kB a flood costs (a
-   thousand-node flood moves about 10 million of them and needs ~10 GB for the message caches,
-   since each node's cache holds its own copy). The nodes then run five gossip heartbeats,
-   alone, which age those records out of the message cache, as they would have aged in a flood.
-   This happens before the clock reaches 0. With ``announce_flood`` on, announcements travel by
-   gossip from time 0, as on a fresh network (fine for a few hundred nodes).
-2. **Warm-up.** Links are dialled and authenticated, and each node builds its pool of circuits
-   (telescoping, through real CREATE / EXTEND exchanges), until every node has a full pool
-   (or ``warmup_max_s``). Nothing is measured here, but spies already log the cells they relay:
+1. **Directories** (before the clock reaches 0). By default (``announce_flood`` off) every
+   node boots at ``BOOT_AT_S`` and runs its own timers, alone, for ``OFFLINE_S``: it signs and
+   publishes its announcement and its early re-announcements to nobody. Each node then takes
+   every other node's latest announcement through its own ``publish`` on the announcement
+   topic: the gossip validator verifies it, the node stores it (announcement book, relay
+   directory, message store) and marks it seen, the state a finished flood leaves, without the
+   n² x mesh-degree copies of 9 kB a flood costs (a thousand-node flood moves about 10 million
+   of them, and each node's message cache holds its own copy). Five lone gossip heartbeats then
+   age those records out of the message cache, as a flood would have. With ``announce_flood``
+   on, nodes boot at 0 and announcements travel by gossip, as on a fresh network (fine for a
+   few hundred nodes; the early re-announcements flood again 10 and 40 s later).
+2. **Warm-up.** Each node starts dialling (its bootstrap peers, and the first hops its circuit
+   client picked) at a random time in ``[0, JOIN_SPREAD_S)``; links are authenticated, each
+   new link carries the catch-up announcements the node hands a new peer, and each node builds
+   its pool of circuits (telescoping, through real CREATE / EXTEND exchanges), until every node
+   has a full pool (or ``warmup_max_s``). Uplinks are unlimited during the warm-up: the
+   catch-up (up to 128 announcements, 1.2 MB, per new link) would otherwise queue for tens of
+   seconds behind a 10 Mbit/s uplink and time out handshakes, a boot storm that says nothing
+   about the workload. Nothing is measured here, but spies already log the cells they relay:
    how a circuit is built tells a hop where it sits.
 3. **Onion phase.** The workload's transactions: each ``send_private("transaction", body)`` at
    its origin, at its arrival time after the warm-up; delivery is ``MessageDelivered`` on topic
@@ -64,9 +70,15 @@ from murmur.wire.gossip import message_id
 
 TX_TOPIC = MessageType.TRANSACTION.value
 FAST_TOPIC = MessageType.BLOCK_HEADER.value
-PRELOAD_AT_S = -10.0
-"""When nodes boot and take the directory (stage 1); links start at 0."""
+BOOT_AT_S = -70.0
+OFFLINE_S = 55.0
+"""Nodes boot at ``BOOT_AT_S`` and run their timers alone this long before taking the
+directory: long enough for every announcement a node makes on its own right after start (the
+first and its early re-announcements), so none of them floods the network later."""
 PRELOAD_HEARTBEATS = 6
+JOIN_SPREAD_S = 10.0
+"""Nodes start dialling at uniform times in [0, this): links (and the catch-up each one
+carries) come up over a few seconds instead of all at once."""
 WARMUP_STEP_S = 1.0
 PHASE_GAP_S = 2.0
 FAST_PATH_NAME = "fastpath"
@@ -84,7 +96,7 @@ class OnionKit:
     settle_s: float = 120.0
     """How long a phase may run past its last transaction before it is cut off."""
     name: str = "onion"
-    estimators: tuple[str, ...] = ("first_spy", "timing")
+    estimators: tuple[str, ...] = ("first_spy", "timing", "timing_latency")
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
         if scenario.network.churn_per_node_per_hour > 0.0:
@@ -145,7 +157,11 @@ class _OnionRun:
         addresses = [node_address(v) for v in range(n)]
         identities = [Identity.from_seed(identity_rng.random_bytes(32)) for _ in range(n)]
         self.index_of: dict[NodeId, int] = {ident.node_id: v for v, ident in enumerate(identities)}
-        boot = PRELOAD_AT_S if not kit.announce_flood else 0.0
+        boot = BOOT_AT_S if not kit.announce_flood else 0.0
+        join_rng = master.fork(16)
+        self.join_at = [
+            0.0 if kit.announce_flood else join_rng.uniform(0.0, JOIN_SPREAD_S) for _ in range(n)
+        ]
         self.nodes: list[Node] = []
         for v in range(n):
             config = NodeConfig(
@@ -237,25 +253,28 @@ class _OnionRun:
     # -- stages ---------------------------------------------------------------------------
 
     def run(self) -> RunRecord:
+        engine = self.engine
         if not self.kit.announce_flood:
             self._preload_directories()
-        for v, sim in enumerate(self.engine.nodes):
-            self.engine.dispatch(sim, self._held.pop(v, []))
-            self.engine.pump(sim)
+        for v, sim in enumerate(engine.nodes):
+            held = self._held.pop(v, [])
+            engine.at(self.join_at[v], lambda now, sim=sim, held=held: engine.dispatch(sim, held))
+            engine.pump(sim)
         warmup_s, ready = self._warm_up()
         onion = self._run_phase(self.onion, self._send_private)
         fast = self._run_phase(self.fast, self._publish) if self.kit.fast_path else None
         return self._record(onion, fast, warmup_s, ready)
 
     def _preload_directories(self) -> None:
-        at = PRELOAD_AT_S
         announcements = []
         for node in self.nodes:
-            node.handle_timer(at)
+            for second in range(round(OFFLINE_S)):
+                node.handle_timer(BOOT_AT_S + second)
             own = node.private.own_announcement
             if own is None:
                 raise RuntimeError("a node with an advertised address did not announce itself")
             announcements.append(own)
+        at = BOOT_AT_S + OFFLINE_S
         for v, node in enumerate(self.nodes):
             for w, announcement in enumerate(announcements):
                 if w != v:
@@ -337,6 +356,9 @@ class _OnionRun:
     def _record(
         self, onion: _Phase, fast: _Phase | None, warmup_s: float, ready: float
     ) -> RunRecord:
+        for phase in (onion, fast):
+            if phase is not None:
+                self._measure_spy_links(phase)
         wall = time.perf_counter() - self.wall_start
         baseline = None if fast is None else self._phase_record(fast, events=0, wall_s=0.0)
         record = self._phase_record(onion, events=self.engine.events, wall_s=wall)
@@ -363,6 +385,15 @@ class _OnionRun:
         extras["spy_hop1_inferred"] = len(inferred)
         extras["spy_hop1_inferred_correct"] = len(truth & inferred)
         return replace(record, baseline=baseline, extras=extras)
+
+    def _measure_spy_links(self, phase: _Phase) -> None:
+        """Gives the log the one-way latency of every link a spy used (what its pings show)."""
+        log = phase.adversary.log
+        pairs = {(c.spy, c.peer) for c in log.cells} | {(s.spy, s.sender) for s in log.sightings}
+        latency = self.world.latency
+        for a, b in pairs:
+            if b >= 0:
+                log.link_latency_s[(a, b) if a <= b else (b, a)] = latency.one_way_s(a, b)
 
     def spy_hop_one(self) -> set[tuple[int, int]]:
         """Ground truth: the (spy, circuit) pairs where the spy was hop 1 (its predecessor

@@ -26,9 +26,16 @@ estimator pairs them.
    event matches at most one sighting, expectation-maximisation fits a log-normal to the true
    delays without labels, and the ratio of the fitted log-normal to the flat density scores a
    pair. A few dozen events suffice, where a histogram would need thousands.
-4. **Matching** (:func:`timing`): pairs scoring above 1 (likelier related than not) are taken
-   greedily, best first, each event and each transaction at most once; the transaction's guess
-   is the event's node.
+4. **Matching** (:func:`correlate`): pairs scoring above 1 (likelier related than not) are
+   taken greedily, best first, each event and each transaction at most once; the
+   transaction's guess is the event's node.
+
+Two estimators use this. ``timing`` pairs events with first sightings, as described.
+``timing_latency`` also uses what spies know of their own links (one-way latency, half the
+round trip their pings measure): a hop-1 event is dated when its cell reached hop 2, and a
+transaction by its exit's publication time, bounded by every spy's sighting minus the latency
+from the neighbour that handed it over. What remains between the two is a single link (hop 2
+to the exit), so the delay law is much narrower and fewer unrelated transactions compete.
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
 sightings and the link records. Limits: a circuit that carries requests (replies travel
@@ -96,16 +103,24 @@ def hop_one_circuits(log: AdversaryLog) -> dict[tuple[int, int], int]:
     return {key: peer for key, (position, peer) in circuit_positions(log).items() if position == 1}
 
 
-def origin_events(log: AdversaryLog) -> list[Event]:
-    """Cells leaving an origin, as the adversary saw them, in time order."""
+def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Event]:
+    """Cells leaving an origin, as the adversary saw them, in time order.
+
+    ``latency_aware``: a hop-1 event is dated when its cell reached hop 2 (the spy adds the
+    latency of its own link to hop 2, which it measures)."""
     by_circuit = _cells_by_circuit(log.cells)
     events: list[Event] = []
     for key, predecessor in hop_one_circuits(log).items():
-        _, _, data_cells = _build_trace(by_circuit[key], log.hops)
+        cells = by_circuit[key]
+        _, _, data_cells = _build_trace(cells, log.hops)
+        shift = 0.0
+        if latency_aware:
+            successor = next((c.peer for c in cells if c.leg == "next"), -1)
+            shift = log.one_way_s(key[0], successor) or 0.0
         last = -1.0
         for cell in data_cells:
             if cell.time - last > BURST_S:
-                events.append(Event(cell.time, predecessor, "hop1"))
+                events.append(Event(cell.time + shift, predecessor, "hop1"))
             last = cell.time
     hop_one_times: dict[int, list[float]] = defaultdict(list)
     for event in events:
@@ -120,6 +135,27 @@ def origin_events(log: AdversaryLog) -> list[Event]:
         events.append(event)
     events.sort()
     return events
+
+
+def first_sightings(log: AdversaryLog) -> dict[bytes, float]:
+    """When the adversary first saw each transaction."""
+    return {tx_id: s.time for tx_id, s in log.first.items()}
+
+
+def publication_estimates(log: AdversaryLog) -> dict[bytes, float]:
+    """When each transaction's exit published it, as the spies can bound it: a spy that got it
+    from a neighbour at T knows it left that neighbour at T minus their link latency, and the
+    exit published it no later than the earliest such departure (exactly then when a spy
+    neighbours the exit, or is it)."""
+    estimates: dict[bytes, float] = {}
+    for s in log.sightings:
+        latency = 0.0 if s.phase == "exit" else log.one_way_s(s.spy, s.sender)
+        if latency is None:
+            continue
+        t = s.time - latency
+        if t < estimates.get(s.tx_id, math.inf):
+            estimates[s.tx_id] = t
+    return estimates
 
 
 class DelayModel(NamedTuple):
@@ -198,10 +234,22 @@ def _log_likelihood(candidates: list[list[float]], model: DelayModel) -> float:
 
 
 def timing(log: AdversaryLog) -> dict[bytes, int]:
-    """The timing-correlation estimator: transaction id -> guessed origin."""
-    events = origin_events(log)
-    firsts = sorted((s.time, tx_id) for tx_id, s in log.first.items())
-    times = [t for t, _ in firsts]
+    """The timing-correlation estimator: hop-1 (and link) events against first sightings."""
+    return correlate(origin_events(log), first_sightings(log))
+
+
+def timing_latency(log: AdversaryLog) -> dict[bytes, int]:
+    """The same, where spies also use the latencies of their own links: events dated when the
+    cell reached hop 2, against each transaction's estimated publication at its exit (what is
+    left between them is one link, hop 2 to the exit)."""
+    return correlate(origin_events(log, latency_aware=True), publication_estimates(log))
+
+
+def correlate(events: Sequence[Event], seen_at: dict[bytes, float]) -> dict[bytes, int]:
+    """Matches events to transactions (seen at the given times) under the learnt delay law,
+    best pairs first, each event and each transaction at most once."""
+    ordered = sorted((t, tx_id) for tx_id, t in seen_at.items())
+    times = [t for t, _ in ordered]
     models = {
         source: learn_delay((e.time for e in events if e.source == source), times)
         for source in {e.source for e in events}
@@ -215,7 +263,7 @@ def timing(log: AdversaryLog) -> dict[bytes, int]:
             delay = times[k] - event.time
             score = model.score(delay)
             if score > 1.0:
-                pairs.append((-score, delay, i, firsts[k][1]))
+                pairs.append((-score, delay, i, ordered[k][1]))
     pairs.sort()
     guesses: dict[bytes, int] = {}
     used: set[int] = set()
