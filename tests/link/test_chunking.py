@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from murmur.crypto.identity import Identity
 from murmur.link.connection import LinkClosed, LinkConnection
 from murmur.sim.rng import SeededRng
+from murmur.wire.link import MAX_RECORD_BODY_BYTES
 
 A, B = Identity.from_seed(b"A" * 32), Identity.from_seed(b"B" * 32)
 
@@ -30,10 +31,12 @@ def _stream(sizes: list[int], close: bool, corrupt_at: int) -> tuple[LinkConnect
         a.send_message(bytes([i]) * n, 0.0)
     if close:
         a.close(0.0)
-    stream = bytearray(a.data_to_send()) + b"\x00\x00\x00\x20" + bytes(32)
+    stream = bytearray(a.data_to_send())
     if corrupt_at < len(stream) and corrupt_at % 3 == 0:
         stream[corrupt_at] ^= 1
-    return b, bytes(stream)
+    # Garbage after the real records, long enough to complete any record a corrupted length
+    # field may announce, so that every stream ends in an error.
+    return b, bytes(stream + b"\x00\x00\x00\x20" + bytes(MAX_RECORD_BODY_BYTES + 4))
 
 
 @settings(max_examples=150, deadline=None)

@@ -34,11 +34,12 @@ def test_every_level_pads_and_each_adds_to_the_one_below() -> None:
     standard, enhanced, maximum = (LEVELS[n] for n in ("standard", "enhanced", "maximum"))
     for level in LEVELS.values():
         assert level.shaping.buckets == PADDING_BUCKETS_BYTES
-        assert level.shaping.origin_delay is not None
     assert standard.shaping.rate is None and standard.link_padding is None
     assert enhanced.shaping.rate is None and enhanced.link_padding is not None
-    assert standard.shaping.origin_delay and enhanced.shaping.origin_delay
-    assert enhanced.shaping.origin_delay.max_s > standard.shaping.origin_delay.max_s
+    assert standard.shaping.cover and enhanced.shaping.cover
+    assert enhanced.shaping.cover.rate_per_s > standard.shaping.cover.rate_per_s
+    assert standard.relay_delay is None and enhanced.relay_delay is not None
+    assert maximum.shaping.origin_delay is not None
     rate = maximum.shaping.rate
     assert rate is not None and rate.cover and rate.law is TimingLaw.CONSTANT
     assert (rate.rate_per_s, maximum.shaping.max_pending) == (2.0, 100)  # the seed's
@@ -50,6 +51,7 @@ def test_presets_set_the_circuits_and_the_default_level() -> None:
     assert (default.preset.name, default.level.name) == ("standard", "standard")
     client = default.client_config()
     assert (client.hops, client.lifetime_s, client.min_relay_score) == (3, 600.0, 0.2)
+    assert client.build_race == 8
     assert default.relay_config().forward_delay is None
 
     maximum = PrivacySettings.from_names("maximum")
@@ -60,7 +62,7 @@ def test_presets_set_the_circuits_and_the_default_level() -> None:
     censored = PrivacySettings.from_names("censorship_resistant")
     client = censored.client_config()
     assert (client.hops, client.min_relay_score) == (2, MIN_RELAY_SCORE)
-    assert censored.level.shaping.origin_delay is None
+    assert censored.level.shaping.origin_delay is None and censored.level.shaping.cover is None
     assert censored.level.shaping.buckets == PADDING_BUCKETS_BYTES
 
 
@@ -72,3 +74,13 @@ def test_a_named_level_overrides_the_presets_and_messages_may_ask_for_others() -
     assert settings.level_for("maximum") is LEVELS["maximum"]
     with pytest.raises(ConfigError):
         settings.level_for("max")
+
+
+def test_tuned_settings_change_only_the_cover_rate_and_the_race() -> None:
+    base = PrivacySettings.from_names()
+    tuned = base.tuned(cover_rate_per_s=0.25, build_race=2)
+    assert tuned.level.shaping.cover is not None and tuned.level.shaping.cover.rate_per_s == 0.25
+    assert tuned.client_config().build_race == 2
+    assert tuned.level.shaping.buckets == base.level.shaping.buckets
+    assert base.tuned(cover_rate_per_s=0.0).level.shaping.cover is None
+    assert base.tuned() == base

@@ -36,6 +36,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from murmur.base.errors import ConfigError, LocalProtocolError
+from murmur.node.levels import LEVELS
 from murmur.overlay.dandelion import DandelionConfig
 from murmur.sim.graphs import GRAPHS
 from murmur.sim.network import NetworkConfig
@@ -108,6 +109,13 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument("--tx-rate", type=float, default=10.0, metavar="PER_S")
     parser.add_argument(
+        "--origins",
+        type=int,
+        default=None,
+        metavar="K",
+        help="transactions come from K random honest nodes only (repeated origins)",
+    )
+    parser.add_argument(
         "--fluff",
         type=float,
         default=0.1,
@@ -139,6 +147,26 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="onion: flood peer announcements by gossip at start instead of handing every "
         "node the finished directory (slow beyond a few hundred nodes)",
+    )
+    parser.add_argument(
+        "--level",
+        choices=tuple(LEVELS),
+        default=None,
+        help="onion: every node's privacy level (default: the standard preset's)",
+    )
+    parser.add_argument(
+        "--cover-rate",
+        type=float,
+        default=None,
+        metavar="PER_S",
+        help="onion: override the level's background cover rate (0: none), for tuning",
+    )
+    parser.add_argument(
+        "--build-race",
+        type=int,
+        default=None,
+        metavar="K",
+        help="onion: override the candidate circuits raced per pool slot, for tuning",
     )
     parser.add_argument(
         "--jobs",
@@ -333,6 +361,7 @@ def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
         tap_fraction=args.taps,
         tx_count=args.tx,
         tx_rate_per_s=args.tx_rate,
+        origin_count=args.origins,
         network=network,
     )
 
@@ -343,7 +372,18 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
     if protocol == "onion":
         if args.churn:
             raise ConfigError("the onion protocol is not simulated under churn yet")
-        return OnionKit(standin_crypto=args.standin_crypto, announce_flood=args.announce_flood)
+        try:
+            kit = OnionKit(
+                standin_crypto=args.standin_crypto,
+                announce_flood=args.announce_flood,
+                level=args.level,
+                cover_rate_per_s=args.cover_rate,
+                build_race=args.build_race,
+            )
+            kit.privacy()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        return kit
     try:
         config = DandelionConfig(fluff_probability=args.fluff)
     except LocalProtocolError as exc:
@@ -407,7 +447,9 @@ def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> 
     if r.protocol == "onion":
         payload["crypto"] = r.extras.get("crypto")
         payload["directory"] = r.extras.get("directory")
-        payload["onion"] = {k: v for k, v in r.extras.items() if k not in ("crypto", "directory")}
+        payload["level"] = r.extras.get("level")
+        shown = ("crypto", "directory", "level")
+        payload["onion"] = {k: v for k, v in r.extras.items() if k not in shown}
     if wall is not None:
         payload["wall_seconds"] = round(wall, 3)
     return payload
@@ -456,12 +498,16 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "spy fraction": args.spies,
         "transactions per run": args.tx,
         "transaction rate (per s)": args.tx_rate,
+        "origins": args.origins or "every honest node",
         "graph": args.graph,
         "network": args.network,
         "Dandelion++ fluff probability q": args.fluff,
         "churn (per node per hour)": args.churn,
         "onion crypto": "stand-in (ML-DSA, ML-KEM)" if args.standin_crypto else "real",
         "onion directories": "announcement flood" if args.announce_flood else "preloaded",
+        "onion level": args.level or "standard (preset)",
+        "onion cover rate override (per s)": args.cover_rate,
+        "onion build race override": args.build_race,
         "runs": args.runs or 1,
         "seed": args.seed,
     }

@@ -22,7 +22,13 @@ from types import MappingProxyType
 
 from murmur.base.errors import ConfigError
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
-from murmur.overlay.shaping.config import DelayRange, RateConfig, ShapingPolicy, TimingLaw
+from murmur.overlay.shaping.config import (
+    CoverConfig,
+    DelayRange,
+    RateConfig,
+    ShapingPolicy,
+    TimingLaw,
+)
 from murmur.overlay.shaping.link_padding import LinkPaddingConfig
 
 LIFETIME_JITTER_FRACTION = 0.3
@@ -48,17 +54,20 @@ class PrivacyPreset:
     hops: int
     circuit_lifetime_s: float
     min_relay_score: float
+    build_race: int = 1
+    """Candidate circuits raced per pool slot (the fastest to build is kept)."""
 
 
 STANDARD = PrivacyLevel(
     name="standard",
-    summary="onion circuits, padding to size buckets, 50-150 ms jitter at the origin",
-    shaping=ShapingPolicy(origin_delay=DelayRange(0.05, 0.15)),
+    summary="onion circuits, padding to size buckets, Poisson background cover (1 msg/s)",
+    shaping=ShapingPolicy(cover=CoverConfig(rate_per_s=1.0)),
 )
 ENHANCED = PrivacyLevel(
     name="enhanced",
-    summary="standard plus 100-300 ms origin jitter and padding frames on idle links",
-    shaping=ShapingPolicy(origin_delay=DelayRange(0.1, 0.3)),
+    summary="standard with 3 msg/s cover, 0-30 ms relay delays and padding on idle links",
+    shaping=ShapingPolicy(cover=CoverConfig(rate_per_s=3.0)),
+    relay_delay=DelayRange(0.0, 0.03),
     link_padding=LinkPaddingConfig(quiet=DelayRange(1.5, 9.5)),
 )
 MAXIMUM = PrivacyLevel(
@@ -89,6 +98,7 @@ PRESETS: Mapping[str, PrivacyPreset] = MappingProxyType(
                 hops=3,
                 circuit_lifetime_s=600.0,
                 min_relay_score=0.2,
+                build_race=8,
             ),
             PrivacyPreset(
                 name="maximum",
@@ -104,12 +114,13 @@ PRESETS: Mapping[str, PrivacyPreset] = MappingProxyType(
                 level=replace(
                     STANDARD,
                     name="censorship_resistant",
-                    summary="padding to size buckets, no jitter",
+                    summary="padding to size buckets, no cover",
                     shaping=ShapingPolicy(),
                 ),
                 hops=2,
                 circuit_lifetime_s=600.0,
                 min_relay_score=0.1,
+                build_race=8,
             ),
         )
     }
@@ -143,6 +154,20 @@ class PrivacySettings:
         chosen = preset_named(preset)
         return cls(chosen, chosen.level if level is None else level_named(level))
 
+    def tuned(self, *, cover_rate_per_s: float | None = None, build_race: int | None = None) -> (
+        PrivacySettings
+    ):
+        """The same settings with the node's level sending background cover at another rate
+        (0: none) and the preset racing another number of candidate circuits: the knobs the
+        simulator sweeps to choose the defaults."""
+        level, preset = self.level, self.preset
+        if cover_rate_per_s is not None:
+            cover = CoverConfig(cover_rate_per_s) if cover_rate_per_s > 0 else None
+            level = replace(level, shaping=replace(level.shaping, cover=cover))
+        if build_race is not None:
+            preset = replace(preset, build_race=build_race)
+        return PrivacySettings(preset, level)
+
     def level_for(self, name: str | None) -> PrivacyLevel:
         """The level a message asked for by name, or the node's own when it named none."""
         if name is None or name == self.level.name:
@@ -156,6 +181,7 @@ class PrivacySettings:
             min_relay_score=self.preset.min_relay_score,
             lifetime_s=lifetime,
             lifetime_jitter_s=lifetime * LIFETIME_JITTER_FRACTION,
+            build_race=self.preset.build_race,
         )
 
     def relay_config(self) -> RelayConfig:

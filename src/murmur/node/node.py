@@ -13,6 +13,7 @@ short, escalating back-off. Every drop is counted.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from murmur.node.actions import (
     SendBytes,
 )
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.node.levels import PrivacySettings
 from murmur.node.private_path import PrivatePath
 from murmur.node.sessions import Session
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
@@ -94,7 +96,10 @@ class Node:
         announce_sequence_start: int = 0,
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
+        privacy: PrivacySettings | None = None,
     ) -> None:
+        """``privacy``: the node's resolved preset and level, when not the config's (the
+        simulator tunes levels this way)."""
         self.identity = identity
         self.node_id = identity.node_id
         self.config = config
@@ -110,7 +115,7 @@ class Node:
             announce_sequence_start=announce_sequence_start,
             client_config=client_config,
             relay_config=relay_config,
-            privacy=config.privacy(),
+            privacy=privacy or config.privacy(),
         )
         self.circuits = self.private.circuits
         # Transactions reach every node through gossip once an exit has published them.
@@ -119,6 +124,9 @@ class Node:
                 self.gossip.subscribe(topic, now)
         self.gossip.set_validator(ANNOUNCE_TOPIC, self.private.validate_announcement)
         self._sessions: dict[ConnId, Session] = {}
+        self._link_deadlines: dict[ConnId, float] = {}
+        """Each session's link deadline, refreshed whenever that link takes input or a timer
+        (nothing else moves it); a simulator asks for the node's deadline after every event."""
         self._by_peer: dict[NodeId, Session] = {}
         self._bans = BanList()
         self._throttle = AddressThrottle()
@@ -137,8 +145,9 @@ class Node:
         return actions
 
     def next_deadline(self) -> float | None:
-        deadlines = [s.link.next_deadline() for s in self._sessions.values()]
-        deadlines += [
+        link_deadline = min(self._link_deadlines.values(), default=math.inf)
+        deadlines = [
+            None if link_deadline == math.inf else link_deadline,
             self.gossip.next_deadline(),
             self.circuits.next_deadline(),
             self.private.next_deadline(),
@@ -348,6 +357,9 @@ class Node:
         return next((t for t in self._dial_targets if t.peer == peer), None)
 
     def _pump_link(self, session: Session, now: float) -> None:
+        if not session.closing:
+            deadline = session.link.next_deadline()
+            self._link_deadlines[session.conn_id] = math.inf if deadline is None else deadline
         data = session.link.data_to_send()
         if data:
             session.bytes_out += len(data)
@@ -378,13 +390,24 @@ class Node:
         existing = self._by_peer.get(peer)
         if existing is not None:
             self.counters.inc("refused.duplicate")
-            keep_new = self._preferred(session, peer) and not self._preferred(existing, peer)
-            loser = existing if keep_new else session
-            self._close(loser, now, "duplicate")
-            if loser is session:
+            if not (self._preferred(session, peer) and not self._preferred(existing, peer)):
+                self._close(session, now, "duplicate")
                 if target is not None:
                     target.connected_as = peer
                 return
+            # The new link replaces the old one under the same peer. Gossip and circuit state
+            # are keyed by peer, not by link, so they carry over; tearing them down would kill
+            # every circuit through this peer whenever two nodes happen to dial each other.
+            session.peer_id = peer
+            self._by_peer[peer] = session
+            self._close(existing, now, "duplicate")
+            if target is not None:
+                target.connected_as = peer
+                target.backoff.reset()
+            self.circuits.link_ready(peer, now)
+            self._pump_gossip(now)
+            self._pump_circuits(now)
+            return
         session.peer_id = peer
         self._by_peer[peer] = session
         self._throttle.record_success(session.host)
@@ -457,6 +480,7 @@ class Node:
 
     def _forget(self, session: Session, now: float) -> None:
         session.closing = True
+        self._link_deadlines.pop(session.conn_id, None)
         if self._sessions.pop(session.conn_id, None) is not None:
             session.link.counters.merge_into(self._closed_link_counters, "link.")
         peer = session.peer_id
@@ -522,6 +546,7 @@ class Node:
                     session.link.send_message(wrap(Channel.CIRCUIT, action.cell), now)
                     data = session.link.data_to_send()
                     session.bytes_out += len(data)
+                    self.counters.inc("bytes_out.circuit", len(data))
                     self._actions.append(SendBytes(session.conn_id, data))
                 else:
                     self.counters.inc("drops.cell_without_link")
@@ -556,6 +581,7 @@ class Node:
                 session.link.send_padding(padder.config.frame_bytes, now)
                 data = session.link.data_to_send()
                 session.bytes_out += len(data)
+                self.counters.inc("bytes_out.padding", len(data))
                 self._actions.append(SendBytes(session.conn_id, data))
                 padder.observe(session.conn_id, session.bytes_out, now)
         padder.retain(s.conn_id for s in live)

@@ -14,6 +14,7 @@ restarts without the core reading a clock.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 from murmur.base.errors import RemoteProtocolError
@@ -35,6 +36,8 @@ SIGNATURE_CONTEXT = b"murmur-announce-v1"
 CAPACITY_BYTES = 9
 MAX_TTL_S = 86_400
 DEFAULT_TTL_S = 1_800
+DECODE_CACHE_ENTRIES = 2_048
+"""Decoded announcements kept for reuse (~18 MB at most; bad input is never cached)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,14 @@ class PeerAnnouncement:
     sequence: int
     ttl_s: int
     signature: bytes = field(repr=False, default=b"")
+    node_id: NodeId = field(init=False, repr=False, compare=False)
+    _encoded: bytes = field(init=False, repr=False, compare=False, default=b"")
+    """The encoding, kept once made: a node hands its stored announcements to every new peer,
+    and hashing the 2.6 kB key or re-encoding each time dominated large simulations."""
+    _verified: bool | None = field(init=False, repr=False, compare=False, default=None)
 
-    @property
-    def node_id(self) -> NodeId:
-        return node_id_of(self.public_key)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "node_id", node_id_of(self.public_key))
 
     def signed_part(self) -> bytes:
         w = Writer().push_u8(ANNOUNCEMENT_VERSION).push_bytes(self.public_key)
@@ -63,10 +70,19 @@ class PeerAnnouncement:
         )
 
     def encode(self) -> bytes:
-        return self.signed_part() + self.signature
+        if not self._encoded:
+            object.__setattr__(self, "_encoded", self.signed_part() + self.signature)
+        return self._encoded
 
     @classmethod
     def decode(cls, data: bytes) -> PeerAnnouncement:
+        """Decodes (memoised: the same announcement reaches a node from several peers, and in
+        the simulator every node holds the same records; decoded announcements are immutable,
+        so sharing one object is safe)."""
+        return _decode(bytes(data))
+
+    @classmethod
+    def _parse(cls, data: bytes) -> PeerAnnouncement:
         r = Reader(data)
         version = r.pull_u8()
         if version != ANNOUNCEMENT_VERSION:
@@ -83,13 +99,23 @@ class PeerAnnouncement:
             raise RemoteProtocolError("bad_announcement", f"ttl {ttl_s}")
         signature = r.pull_bytes(SIGNATURE_BYTES)
         r.expect_end()
-        return cls(public_key, address, onion_keys, capacity, sequence, ttl_s, signature)
+        announcement = cls(public_key, address, onion_keys, capacity, sequence, ttl_s, signature)
+        object.__setattr__(announcement, "_encoded", data)
+        return announcement
 
     def verified(self) -> bool:
-        return verify(self.public_key, self.signature, self.signed_part(), SIGNATURE_CONTEXT)
+        if self._verified is None:
+            ok = verify(self.public_key, self.signature, self.signed_part(), SIGNATURE_CONTEXT)
+            object.__setattr__(self, "_verified", ok)
+        return bool(self._verified)
 
     def relay_info(self) -> RelayInfo:
         return RelayInfo(self.node_id, self.address, self.onion_keys, self.capacity)
+
+
+@functools.lru_cache(maxsize=DECODE_CACHE_ENTRIES)
+def _decode(data: bytes) -> PeerAnnouncement:
+    return PeerAnnouncement._parse(data)
 
 
 def sign_announcement(

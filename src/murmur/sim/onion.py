@@ -55,6 +55,7 @@ from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import MessageDelivered, PrivateSendFailed
 from murmur.node.config import BootstrapPeer, NodeConfig
+from murmur.node.levels import DEFAULT_PRESET, PrivacySettings
 from murmur.node.node import ANNOUNCE_TOPIC, Node
 from murmur.overlay.routing import MessageType
 from murmur.sim.adversary import Adversary
@@ -80,6 +81,8 @@ JOIN_SPREAD_S = 10.0
 """Nodes start dialling at uniform times in [0, this): links (and the catch-up each one
 carries) come up over a few seconds instead of all at once."""
 WARMUP_STEP_S = 1.0
+MEASURE_TAIL_S = 5.0
+"""Bytes are counted from a phase's start to its last arrival plus this."""
 PHASE_GAP_S = 2.0
 FAST_PATH_NAME = "fastpath"
 
@@ -97,6 +100,17 @@ class OnionKit:
     """How long a phase may run past its last transaction before it is cut off."""
     name: str = "onion"
     estimators: tuple[str, ...] = ("first_spy", "timing", "timing_latency")
+    preset: str = DEFAULT_PRESET
+    level: str | None = None
+    """Every node's privacy level (None: the preset's); transactions use it."""
+    cover_rate_per_s: float | None = None
+    """Overrides the level's background cover rate (0: none), for tuning sweeps."""
+    build_race: int | None = None
+    """Overrides the preset's circuit build race, for tuning sweeps."""
+
+    def privacy(self) -> PrivacySettings:
+        settings = PrivacySettings.from_names(self.preset, self.level)
+        return settings.tuned(cover_rate_per_s=self.cover_rate_per_s, build_race=self.build_race)
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
         if scenario.network.churn_per_node_per_hour > 0.0:
@@ -128,6 +142,8 @@ class _Phase:
         self.start = 0.0
         self.bytes_before = 0
         self.messages_before = 0
+        self.private_bytes_before = 0
+        self.stop_when_done = False
         self.relayed_before: list[int] = []
         self.relayed_after: list[int] = []
         self.bytes_sent = 0
@@ -163,6 +179,8 @@ class _OnionRun:
             0.0 if kit.announce_flood else join_rng.uniform(0.0, JOIN_SPREAD_S) for _ in range(n)
         ]
         self.nodes: list[Node] = []
+        privacy = kit.privacy()
+        self.privacy = privacy
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -170,7 +188,13 @@ class _OnionRun:
                     BootstrapPeer(addresses[w], identities[w].node_id) for w in world.graph.out[v]
                 ),
             )
-            node = Node(identity=identities[v], config=config, rng=node_rng.fork(v), now=boot)
+            node = Node(
+                identity=identities[v],
+                config=config,
+                rng=node_rng.fork(v),
+                now=boot,
+                privacy=privacy,
+            )
             node.set_advertised_address(addresses[v].host, addresses[v].port, boot)
             self.nodes.append(node)
             self.host.add(node, addresses[v])
@@ -247,7 +271,7 @@ class _OnionRun:
         if self.progress is not None:
             done = phase.finished + (self.onion.total if phase is self.fast else 0)
             self.progress(done, self.onion.total * (2 if self.kit.fast_path else 1))
-        if phase.finished == phase.total:
+        if phase.finished == phase.total and phase.stop_when_done:
             self.engine.stop()
 
     # -- stages ---------------------------------------------------------------------------
@@ -306,16 +330,33 @@ class _OnionRun:
         engine.run(until=start)
         phase.bytes_before = sum(sim.bytes_sent for sim in engine.nodes)
         phase.messages_before = sum(sim.messages_sent for sim in engine.nodes)
+        phase.private_bytes_before = sum(self._private_bytes(node) for node in self.nodes)
         phase.relayed_before = [self._relayed(v, phase) for v in range(self.n)]
         arrivals = self.world.arrivals
         for arrival in arrivals:
             engine.at(start + arrival.time, lambda now, a=arrival: submit(a, now))
         last = start + (arrivals[-1].time if arrivals else 0.0)
-        engine.run(until=last + self.kit.settle_s)
+        # Bytes are counted over the same span in both phases (the workload plus a fixed tail),
+        # since background traffic (cover, padding) grows with the time a phase runs.
+        engine.run(until=last + MEASURE_TAIL_S)
         phase.bytes_sent = sum(sim.bytes_sent for sim in engine.nodes) - phase.bytes_before
         phase.messages_sent = sum(sim.messages_sent for sim in engine.nodes) - phase.messages_before
+        phase.bytes_sent -= self._background_bytes(phase) if phase is self.fast else 0
         phase.relayed_after = [self._relayed(v, phase) for v in range(self.n)]
+        if phase.finished < phase.total:
+            phase.stop_when_done = True
+            engine.run(until=last + self.kit.settle_s)
         return phase
+
+    def _background_bytes(self, phase: _Phase) -> int:
+        """What the private path itself sent during ``phase`` (circuit cells, link padding):
+        the fast-path baseline is a network without it."""
+        now = [self._private_bytes(node) for node in self.nodes]
+        return sum(now) - phase.private_bytes_before
+
+    @staticmethod
+    def _private_bytes(node: Node) -> int:
+        return node.counters.get("bytes_out.circuit") + node.counters.get("bytes_out.padding")
 
     def _send_private(self, arrival: TxArrival, now: float) -> None:
         phase = self.onion
@@ -363,9 +404,14 @@ class _OnionRun:
         baseline = None if fast is None else self._phase_record(fast, events=0, wall_s=0.0)
         record = self._phase_record(onion, events=self.engine.events, wall_s=wall)
         nodes = self.nodes
+        cover = self.privacy.level.shaping.cover
         extras: dict[str, float | int | str] = {
             "crypto": "standin" if self.kit.standin_crypto else "real",
             "directory": "flood" if self.kit.announce_flood else "preloaded",
+            "level": self.privacy.level.name,
+            "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
+            "build_race": self.privacy.preset.build_race,
+            "cover_messages": sum(n.private.origin.counters.get("cover_sent") for n in nodes),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,
             "failed_sends": self.failed_sends,

@@ -59,6 +59,9 @@ class Scenario:
     """``None``: one transaction per honest node (the paper's setup)."""
     tx_rate_per_s: float = 10.0
     tx_size_bytes: int = 250
+    origin_count: int | None = None
+    """Draw origins from this many honest nodes only (chosen at random): many transactions
+    per origin, the workload of intersection attacks. ``None``: every honest node."""
     network: NetworkConfig = field(default_factory=NetworkConfig)
     stop_at_first_spy: bool = False
     settle_s: float = 900.0
@@ -70,6 +73,8 @@ class Scenario:
             raise ConfigError("spy fraction must be in [0, 1) and tap fraction in [0, 1]")
         if self.tx_count is not None and self.tx_count < 1:
             raise ConfigError("a run needs at least one transaction")
+        if self.origin_count is not None and (self.origin_count < 1 or self.tx_count is None):
+            raise ConfigError("origin_count needs a transaction count and at least one origin")
         if self.tx_size_bytes < 1 or self.settle_s <= 0.0:
             raise ConfigError("transaction size and settle time must be positive")
         if self.stop_at_first_spy and self.network.uplink_mbps is not None:
@@ -148,9 +153,12 @@ def draw_world(scenario: Scenario, seed: int) -> World:
             rng=work_rng,
         )
     else:
+        origins = honest
+        if scenario.origin_count is not None:
+            origins = work_rng.fork(1).sample(honest, min(scenario.origin_count, len(honest)))
         arrivals = poisson_arrivals(
             scenario.tx_count,
-            honest=honest,
+            honest=origins,
             rate_per_s=scenario.tx_rate_per_s,
             size_bytes=scenario.tx_size_bytes,
             rng=work_rng,

@@ -27,6 +27,7 @@ Every parser here raises :class:`RemoteProtocolError` and nothing else on hostil
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import struct
 from collections.abc import Sequence
@@ -263,6 +264,12 @@ def decode_relay_plaintext(body: bytes) -> RelayMessage:
 # --- relay message payloads --------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=65_536)
+def _packed_ip(host: str) -> tuple[int, bytes]:
+    ip = ipaddress.ip_address(host)
+    return ip.version, ip.packed
+
+
 @dataclass(frozen=True, slots=True)
 class RelayAddress:
     """Where a relay listens: an IP literal (IPv4 or IPv6, kept canonical) and a TCP port."""
@@ -276,8 +283,8 @@ class RelayAddress:
             raise ValueError("port out of range")
 
     def push(self, w: Writer) -> None:
-        ip = ipaddress.ip_address(self.host)
-        w.push_u8(ip.version).push_bytes(ip.packed).push_u16(self.port)
+        version, packed = _packed_ip(self.host)
+        w.push_u8(version).push_bytes(packed).push_u16(self.port)
 
     @classmethod
     def pull(cls, r: Reader) -> RelayAddress:

@@ -49,11 +49,3 @@ def test_policy_validates_buckets_cover_sizes_and_bounds() -> None:
         with pytest.raises(ValueError):
             ShapingPolicy(**bad)  # type: ignore[arg-type]
     assert ShapingPolicy(buckets=()).buckets == ()
-
-
-def test_cover_sizes_are_drawn_by_weight() -> None:
-    policy = ShapingPolicy(cover_sizes=((2048, 3.0), (8192, 1.0)))
-    rng = SeededRng(3)
-    draws = [policy.draw_cover_size(rng) for _ in range(8000)]
-    assert set(draws) == {2048, 8192}
-    assert draws.count(2048) / len(draws) == pytest.approx(0.75, abs=0.02)

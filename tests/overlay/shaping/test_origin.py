@@ -10,6 +10,7 @@ import pytest
 from murmur.base.errors import LocalProtocolError
 from murmur.overlay.circuits.selection import NoCircuitAvailable
 from murmur.overlay.shaping import (
+    CoverConfig,
     DelayRange,
     QueueFull,
     RateConfig,
@@ -97,7 +98,8 @@ def test_slots_send_real_messages_first_then_cover_of_the_drawn_sizes() -> None:
     assert [port.log[0][2], port.log[1][2]] == [a, b]
     times = [entry[1] for entry in port.log]
     assert all(y - x == pytest.approx(0.5) for x, y in itertools.pairwise(times))
-    assert {entry[2] for entry in port.log[2:]} == {2048, 8192}
+    # the configured mix, plus the 512-byte bucket the two real messages filled
+    assert {entry[2] for entry in port.log[2:]} == {512, 2048, 8192}
     assert origin.counters.get("cover_sent") == len(port.log) - 2
 
 
@@ -175,3 +177,42 @@ def test_lanes_are_independent_and_reopening_keeps_a_lane() -> None:
     assert [entry[3] for entry in port.log] == [b"quick"]
     _run(origin, 1.0)
     assert [entry[3] for entry in port.log if entry[0] == "real"] == [b"quick", b"slow"]
+
+
+def test_cover_sizes_start_from_the_configured_mix_by_weight() -> None:
+    policy = ShapingPolicy(cover=CoverConfig(50.0), cover_sizes=((2048, 3.0), (8192, 1.0)))
+    origin, port = _origin(policy)
+    _run(origin, 100.0)
+    sizes = [entry[2] for entry in port.log]
+    assert set(sizes) == {2048, 8192} and len(sizes) > 4000
+    assert sizes.count(2048) / len(sizes) == pytest.approx(0.75, abs=0.03)
+
+
+def test_background_cover_is_poisson_and_real_messages_leave_at_once() -> None:
+    origin, port = _origin(ShapingPolicy(cover=CoverConfig(2.0)))
+    _run(origin, 2000.0)
+    times = [entry[1] for entry in port.log if entry[0] == "cover"]
+    assert len(times) == pytest.approx(4000, rel=0.05)
+    gaps = [y - x for x, y in itertools.pairwise(times)]
+    mean = sum(gaps) / len(gaps)
+    assert mean == pytest.approx(0.5, rel=0.05)
+    # exponential: the standard deviation equals the mean (a constant clock would give 0)
+    assert (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5 == pytest.approx(mean, rel=0.1)
+    ref = origin.submit("L", "transaction", b"tx", 2000.25)
+    assert port.log[-1][:3] == ("real", 2000.25, ref)
+
+
+def test_cover_sizes_learn_the_buckets_real_messages_fill() -> None:
+    policy = ShapingPolicy(cover=CoverConfig(20.0), cover_sizes=((8192, 1.0),))
+    origin, port = _origin(policy)
+    for i in range(200):
+        origin.submit("L", "transaction", bytes(300), float(i))  # padded to the 512 bucket
+        _run(origin, float(i) + 1.0)
+    late = [entry[2] for entry in port.log if entry[0] == "cover" and entry[1] > 150.0]
+    assert late and late.count(512) / len(late) > 0.9
+    assert set(late) <= {512, 8192}
+
+
+def test_background_cover_does_not_combine_with_slots() -> None:
+    with pytest.raises(ValueError, match="slot-based"):
+        ShapingPolicy(rate=RateConfig(rate_per_s=2.0), cover=CoverConfig(1.0))

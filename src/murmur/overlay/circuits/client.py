@@ -1,13 +1,15 @@
 """The origin side of circuits: a pool of ready 3-hop circuits, private sends and requests.
 
 Theory of operation. The client keeps ``pool_size`` ready circuits, built in the background by
-telescoping extension: it draws a path (:func:`~murmur.overlay.circuits.selection.select_path`),
-dials hop 1 if there is no link (``ConnectTo``), runs the hybrid handshake with hop 1 in
-CREATE/CREATED, then with hop 2 inside an EXTEND/EXTENDED exchange through hop 1, then with hop 3
-through hop 2. Each hop's keys become one onion layer. A ready circuit is rotated after
-``lifetime_s`` plus uniform jitter (after its outstanding requests are answered or time out);
-any failure (DESTROY, TRUNCATED, a lost link, a bad cell, a timeout) tears it down and the
-maintenance loop replaces it, backing off while builds keep failing.
+telescoping extension. For each pool slot it races ``build_race`` candidates: the first to
+finish is kept and the others are torn down, so the slot gets a low-latency path. Each
+candidate draws a path (:func:`~murmur.overlay.circuits.selection.select_path`), dials hop 1 if
+there is no link (``ConnectTo``), runs the hybrid handshake with hop 1 in CREATE/CREATED, then
+with hop 2 inside an EXTEND/EXTENDED exchange through hop 1, then with hop 3 through hop 2.
+Each hop's keys become one onion layer. A ready circuit is rotated after ``lifetime_s`` plus
+uniform jitter (after its outstanding requests are answered or time out); any failure
+(DESTROY, TRUNCATED, a lost link, a bad cell, a timeout) tears it down and the maintenance loop
+replaces it, backing off while a slot's every candidate fails.
 
 ``send(topic, payload, now)`` picks a uniformly random ready circuit and sends the payload as
 DATA cells that only the last hop can read, padded with random bytes to its size bucket first
@@ -98,6 +100,8 @@ class _Circuit:
     deadline: float
     """Build deadline while building; rotation time once ready; close time while retiring."""
     reassembly: Reassembly
+    race: int
+    """The pool slot's race this circuit was built in (its rivals share the number)."""
     phase: _Phase = _Phase.AWAIT_LINK
     layers: OriginLayers = field(default_factory=OriginLayers)
     pending: ClientPending | None = None
@@ -147,6 +151,9 @@ class CircuitClient:
         self._request_circuit: dict[int, _Circuit] = {}
         self._next_ref = 1
         self._next_handle = 1
+        self._races: dict[int, set[int]] = {}
+        """Race number → handles of its candidates still building."""
+        self._next_race = 1
         self._backoff_s = self.config.retry_backoff_min_s
         self._next_build_at = now
         self._actions: list[CircuitAction] = []
@@ -324,7 +331,8 @@ class CircuitClient:
         return [c for c in self._circuits.values() if c.phase is _Phase.READY]
 
     def _building(self) -> int:
-        return sum(1 for c in self._circuits.values() if c.phase in _BUILDING)
+        """Pool slots being filled (a race counts once, however many candidates it has)."""
+        return len(self._races)
 
     def _wants_builds(self) -> bool:
         building = self._building()
@@ -342,7 +350,23 @@ class CircuitClient:
                 self._next_build_at = now + self.config.maintain_interval_s
                 return
 
-    def _start_build(self, now: float) -> _Circuit:
+    def _start_build(self, now: float) -> None:
+        """Starts one pool slot's race: ``build_race`` candidates over independent paths."""
+        race, self._next_race = self._next_race, self._next_race + 1
+        handles: set[int] = set()
+        for _ in range(self.config.build_race):
+            try:
+                circuit = self._start_candidate(race, now)
+            except NoCircuitAvailable:
+                if not handles:
+                    raise
+                break
+            handles.add(circuit.handle)
+        self._races[race] = handles
+        if self.config.build_race > 1:
+            self.counters.inc("races_started")
+
+    def _start_candidate(self, race: int, now: float) -> _Circuit:
         path = select_path(
             self.directory,
             self._rng,
@@ -362,6 +386,7 @@ class CircuitClient:
                 max_pending=self.config.max_reply_reassemblies,
                 timeout_s=self.config.reply_reassembly_timeout_s,
             ),
+            race,
         )
         self._circuits[handle] = circuit
         self._by_leg[(first, circuit.circ_id)] = circuit
@@ -404,6 +429,7 @@ class CircuitClient:
             circuit.phase = _Phase.AWAIT_EXTENDED
             self._relay(circuit, RelayCommand.EXTEND, extend.encode(), target=index - 1)
             return
+        self._win_race(circuit)
         circuit.phase = _Phase.READY
         circuit.deadline = (
             now + self.config.lifetime_s + self._rng.uniform(0.0, self.config.lifetime_jitter_s)
@@ -415,6 +441,16 @@ class CircuitClient:
             item = self._waiting.popleft()
             if item.envelope.kind is MessageKind.PUBLISH or item.ref in self._request_deadlines:
                 self._transmit(self._rng.choice(self._ready()), item)
+
+    def _win_race(self, winner: _Circuit) -> None:
+        """The first candidate of its race to finish takes the slot; its rivals are torn down."""
+        for handle in self._races.pop(winner.race, set()):
+            rival = self._circuits.get(handle)
+            if rival is None or rival is winner:
+                continue
+            self.counters.inc("race_losers")
+            linked = rival.phase is not _Phase.AWAIT_LINK
+            self._close(rival, DestroyReason.REQUESTED if linked else None)
 
     def _on_relay(self, circuit: _Circuit, body: bytes, now: float) -> None:
         if circuit.phase not in (_Phase.AWAIT_EXTENDED, _Phase.READY, _Phase.RETIRING):
@@ -511,6 +547,9 @@ class CircuitClient:
 
     def _close(self, circuit: _Circuit, destroy: DestroyReason | None) -> None:
         del self._circuits[circuit.handle]
+        rivals = self._races.get(circuit.race)
+        if rivals is not None:
+            rivals.discard(circuit.handle)
         del self._by_leg[(circuit.first, circuit.circ_id)]
         self._ids.release(circuit.first, circuit.circ_id)
         if destroy is not None:
@@ -528,7 +567,8 @@ class CircuitClient:
         self.counters.inc("circuits_failed")
         self.counters.inc(f"circuit_failed_{reason}")
         self._actions.append(CircuitFailed(circuit.handle, reason, was_ready))
-        if not was_ready:
+        if not was_ready and not self._races.get(circuit.race, True):
+            del self._races[circuit.race]
             self._next_build_at = now + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)
 

@@ -17,6 +17,12 @@ class ClientConfig:
     pool_size: int = 3
     """Ready circuits kept in the background (seed §1.2)."""
     max_parallel_builds: int = 3
+    """Pool slots being filled at once (each slot may race several candidates)."""
+    build_race: int = 1
+    """Candidate circuits built at once for each pool slot, over independently drawn paths;
+    the first to finish is kept and the others are torn down. Telescoping build time weighs
+    every hop's round trip, so the winner is a low-latency path: Tor's adaptive build-time
+    cutoff does the same (it abandons the slowest 20 %). 1 keeps the first path drawn."""
     lifetime_s: float = 600.0
     lifetime_jitter_s: float = 180.0
     """Each circuit is rotated after ``lifetime_s`` plus uniform jitter in [0, this]."""
@@ -34,8 +40,8 @@ class ClientConfig:
     max_reply_reassemblies: int = 8
 
     def __post_init__(self) -> None:
-        if self.hops < 1 or self.pool_size < 1 or self.max_parallel_builds < 1:
-            raise ValueError("hops, pool_size and max_parallel_builds must be positive")
+        if min(self.hops, self.pool_size, self.max_parallel_builds, self.build_race) < 1:
+            raise ValueError("hops, pool_size, max_parallel_builds and build_race must be positive")
         if not MIN_RELAY_SCORE <= self.min_relay_score <= 1.0:
             raise ValueError(f"min_relay_score must be within [{MIN_RELAY_SCORE}, 1]")
 

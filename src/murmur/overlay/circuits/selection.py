@@ -13,6 +13,7 @@ hold two hops of a circuit cheaply.
 from __future__ import annotations
 
 import enum
+import functools
 import ipaddress
 import math
 from collections.abc import Iterable, Iterator
@@ -107,6 +108,7 @@ def relay_score(capacity: RelayCapacity) -> float:
     return max(score, MIN_RELAY_SCORE)
 
 
+@functools.lru_cache(maxsize=65_536)
 def network_prefix(host: str) -> bytes:
     """The /16 of an IPv4 address (also IPv4-mapped IPv6), the /32 of an IPv6 address."""
     ip = ipaddress.ip_address(host)

@@ -7,6 +7,7 @@ with cover, and padding frames on idle links. Message padding itself is a wire f
 from murmur.overlay.shaping.config import (
     MAX_DELAY_S,
     TYPICAL_TX_BUCKET_BYTES,
+    CoverConfig,
     DelayRange,
     RateConfig,
     ShapingPolicy,
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_DELAY_S",
     "TYPICAL_TX_BUCKET_BYTES",
     "CircuitPort",
+    "CoverConfig",
     "DelayLine",
     "DelayRange",
     "IdlePadder",

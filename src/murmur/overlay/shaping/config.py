@@ -76,19 +76,40 @@ class RateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CoverConfig:
+    """Background cover, independent of real sends (pq-mixnet §3.3 "loop" cover in spirit):
+    cover messages leave as a Poisson process of ``rate_per_s`` while real messages leave when
+    they are ready, not in slots. Against a spy at hop 1 (the adversary that decides origin
+    attribution) this is what buys ambiguity cheaply: the spy sees the superposition of the
+    two processes and cannot tell which departure became a transaction, and every spy's cover
+    departures compete with the true one for each transaction it tries to match."""
+
+    rate_per_s: float
+
+    def __post_init__(self) -> None:
+        _finite(self.rate_per_s, "cover rate_per_s", 1e-3, 1e3)
+
+    def gap(self, rng: Rng) -> float:
+        return rng.expovariate(self.rate_per_s)
+
+
+@dataclass(frozen=True, slots=True)
 class ShapingPolicy:
     """How one privacy level sends a private message from its origin.
 
     ``origin_delay`` holds each message back first (seed §2.3); then, with ``rate``, it waits
-    for a slot, otherwise it leaves at once. ``buckets`` pads it (``()`` switches padding off);
-    cover messages are padded to sizes drawn from ``cover_sizes`` (padded size, weight), which
-    should match the bucket mix of the real messages for cover to look like them.
+    for a slot, otherwise it leaves at once. ``cover`` adds background cover messages on their
+    own clock (not with ``rate``, whose empty slots are the cover). ``buckets`` pads each
+    message (``()`` switches padding off); cover messages are padded to sizes drawn from
+    ``cover_sizes`` (padded size, weight), which should match the bucket mix of the real
+    messages for cover to look like them.
     """
 
     buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES
     cover_sizes: tuple[tuple[int, float], ...] = ((TYPICAL_TX_BUCKET_BYTES, 1.0),)
     origin_delay: DelayRange | None = None
     rate: RateConfig | None = None
+    cover: CoverConfig | None = None
     max_pending: int = 100
     """Messages waiting at the origin (delayed or queued) per level; beyond, ``QueueFull``."""
 
@@ -104,11 +125,5 @@ class ShapingPolicy:
             raise ValueError("cover weights must not all be zero")
         if self.max_pending < 1:
             raise ValueError("max_pending must be positive")
-
-    def draw_cover_size(self, rng: Rng) -> int:
-        point = rng.random() * sum(w for _, w in self.cover_sizes)
-        for size, weight in self.cover_sizes:
-            point -= weight
-            if point < 0:
-                return size
-        return self.cover_sizes[-1][0]
+        if self.rate is not None and self.cover is not None:
+            raise ValueError("slot-based sending already sends cover; do not add cover to it")

@@ -9,7 +9,14 @@ message: COVER cells on a uniformly random ready circuit (the law real sends use
 padded message of a size drawn from the lane's cover sizes, so only the exit, which reads the
 relay command, can tell them apart. With no ready circuit the slot is skipped for real and cover
 alike. A lane with a rate starts its slot clock when it opens and never stops, because cover that
-starts and stops with real traffic marks it.
+starts and stops with real traffic marks it. A lane with background cover (``CoverConfig``)
+sends real messages as they come and, on a clock of its own that likewise never stops, cover
+messages as a Poisson process.
+
+Cover sizes follow the lane's real traffic: a lane starts from the policy's ``cover_sizes`` as
+a prior (weight ``COVER_PRIOR_WEIGHT``) and adds every real message's padded size as it
+leaves, so cover takes as many cells as the messages this node actually sends (a chain of
+300-byte transactions and one of 2-kB transactions fill different buckets).
 
 Bounds: at most ``max_pending`` messages wait per lane (``QueueFull`` beyond, a clear error to the
 caller, never a silent drop); a queued message that waits ``max_wait_s`` fails through the
@@ -28,7 +35,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.shaping.config import ShapingPolicy
 from murmur.overlay.shaping.delay_line import DelayLine
 from murmur.overlay.shaping.sender import RateSender
-from murmur.wire.cells import Envelope, MessageKind
+from murmur.wire.cells import Envelope, MessageKind, padded_size
 
 
 class QueueFull(LocalProtocolError):
@@ -55,6 +62,12 @@ class CircuitPort(Protocol):
     def fail_send(self, ref: int, reason: str) -> None: ...
 
 
+COVER_PRIOR_WEIGHT = 4.0
+"""How many real messages the configured cover sizes count as, before real ones are seen."""
+COVER_MEMORY = 256.0
+"""Real sizes are remembered with exponential decay over about this many messages."""
+
+
 @dataclass(frozen=True, slots=True)
 class _Message:
     ref: int
@@ -68,6 +81,23 @@ class _Lane:
     policy: ShapingPolicy
     delays: DelayLine[_Message]
     sender: RateSender[_Message] | None
+    next_cover: float | None
+    sizes: dict[int, float]
+    """Padded size → weight: the mix cover sizes are drawn from."""
+
+    def learn_size(self, padded: int) -> None:
+        decay = 1.0 - 1.0 / COVER_MEMORY
+        for size in self.sizes:
+            self.sizes[size] *= decay
+        self.sizes[padded] = self.sizes.get(padded, 0.0) + 1.0
+
+    def draw_cover_size(self, rng: Rng) -> int:
+        point = rng.random() * sum(self.sizes.values())
+        for size, weight in self.sizes.items():
+            point -= weight
+            if point < 0:
+                return size
+        return next(reversed(self.sizes))
 
     def pending(self) -> int:
         return len(self.delays) + (len(self.sender) if self.sender is not None else 0)
@@ -87,7 +117,10 @@ class ShapedOrigin:
         if name in self._lanes:
             return
         sender = None if policy.rate is None else RateSender[_Message](policy.rate, self._rng, now)
-        self._lanes[name] = _Lane(name, policy, DelayLine(), sender)
+        next_cover = None if policy.cover is None else now + policy.cover.gap(self._rng)
+        total = sum(w for _, w in policy.cover_sizes)
+        prior = {size: COVER_PRIOR_WEIGHT * w / total for size, w in policy.cover_sizes}
+        self._lanes[name] = _Lane(name, policy, DelayLine(), sender, next_cover, prior)
 
     def has_lane(self, name: str) -> bool:
         return name in self._lanes
@@ -129,6 +162,7 @@ class ShapedOrigin:
         for lane in self._lanes.values():
             for message in lane.delays.pop_due(now):
                 self._enter(lane, message, now, immediate=False)
+            self._background_cover(lane, now)
             sender = lane.sender
             if sender is None:
                 continue
@@ -146,6 +180,8 @@ class ShapedOrigin:
                 deadlines.append(delayed)
             if lane.sender is not None:
                 deadlines.append(lane.sender.next_deadline())
+            if lane.next_cover is not None:
+                deadlines.append(lane.next_cover)
         return min(deadlines, default=None)
 
     # --- internals -------------------------------------------------------------------------
@@ -163,6 +199,20 @@ class ShapedOrigin:
             self.counters.inc("sends_failed_after_delay")
             self._port.fail_send(message.ref, "no_circuit")
 
+    def _count_cover(self, lane: _Lane) -> None:
+        self.counters.inc("cover_sent")
+        self.counters.inc(f"cover_sent.{lane.name}")
+
+    def _background_cover(self, lane: _Lane, now: float) -> None:
+        cover = lane.policy.cover
+        if cover is None or lane.next_cover is None or now < lane.next_cover:
+            return
+        lane.next_cover = now + cover.gap(self._rng)  # memoryless: the law is unchanged
+        if self._port.ready_circuits() == 0:
+            return
+        if self._port.send_cover(now, padded_bytes=lane.draw_cover_size(self._rng)):
+            self._count_cover(lane)
+
     def _slot(self, lane: _Lane, sender: RateSender[_Message], now: float) -> None:
         if self._port.ready_circuits() == 0:
             sender.skip_slot(now)
@@ -170,13 +220,17 @@ class ShapedOrigin:
         message = sender.take_slot(now)
         if message is not None:
             self._transmit(lane, message, now)
-        elif lane.policy.rate is not None and lane.policy.rate.cover:
-            size = lane.policy.draw_cover_size(self._rng)
-            if self._port.send_cover(now, padded_bytes=size):
-                self.counters.inc("cover_sent")
+        elif (
+            lane.policy.rate is not None
+            and lane.policy.rate.cover
+            and self._port.send_cover(now, padded_bytes=lane.draw_cover_size(self._rng))
+        ):
+            self._count_cover(lane)
 
     def _transmit(self, lane: _Lane, message: _Message, now: float) -> None:
         self._port.send(
             message.topic, message.payload, now, buckets=lane.policy.buckets, ref=message.ref
         )
+        framed = Envelope(MessageKind.PUBLISH, message.topic, message.payload).framed_size
+        lane.learn_size(padded_size(framed, lane.policy.buckets))
         self.counters.inc("real_sent")
