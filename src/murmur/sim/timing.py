@@ -38,9 +38,11 @@ from the neighbour that handed it over. What remains between the two is a single
 to the exit), so the delay law is much narrower and fewer unrelated transactions compete.
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
-sightings and the link records. Limits: a circuit that carries requests (replies travel
-backwards) would blur the position rule, and a workload with cover traffic adds events that
-match nothing; the workload simulated here has neither.
+sightings and the link records. Cover messages (the standard level sends them as a Poisson
+process) are events like any other: a spy cannot read the COVER command, so each one competes
+with the true departure for the transactions it could explain, which is the point of cover.
+Limit: a circuit that carries requests (replies travel backwards) would blur the position rule;
+the simulated workload has none.
 """
 
 from __future__ import annotations

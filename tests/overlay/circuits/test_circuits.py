@@ -204,3 +204,39 @@ def test_unanswered_request_fails_after_its_timeout(net: Network) -> None:
         n.host.relay.counters.get("exit_requests_unanswered") for n in net.nodes.values()
     )
     assert unanswered == 1
+
+
+def test_a_race_keeps_the_first_candidate_built_and_tears_down_its_rivals() -> None:
+    """Silent relays stall every candidate through them; racing six candidates per slot fills
+    the pool at once from the ones that answer, and the stalled rivals are destroyed."""
+    config = ClientConfig(build_race=6, build_timeout_s=10.0)
+    net = Network(14, seed=5, client_config=config)
+    silent = set(list(net.nodes)[9:])
+    net.black_holes.update(silent)
+    net.run_until(1.0)
+    origin = net.node(0)
+    client = origin.host.client
+    assert client.ready_circuits() == 3
+    assert client.counters.get("races_started") == 3
+    assert client.counters.get("race_losers") == 3 * 5
+    assert client.counters.get("circuits_failed") == 0
+    for built in _built(origin):
+        assert not silent & set(built.hops)
+    destroys = [
+        decode_cell(cell)
+        for src, _, cell in net.wire
+        if src == origin.node_id and decode_cell(cell).command is CellCommand.DESTROY
+    ]
+    assert destroys  # rivals that had reached a relay were torn down there
+    net.run_until(12.0)  # the rivals' build deadlines pass without a failure: they are gone
+    assert client.counters.get("circuits_failed") == 0 and client.ready_circuits() == 3
+
+
+def test_without_a_race_a_silent_hop_holds_its_slot_until_the_timeout() -> None:
+    config = ClientConfig(build_race=1, build_timeout_s=10.0)
+    net = Network(14, seed=5, client_config=config)
+    net.black_holes.update(list(net.nodes)[9:])
+    net.run_until(1.0)
+    client = net.node(0).host.client
+    assert client.ready_circuits() < 3  # some first draws went through a silent relay
+    assert client.counters.get("race_losers") == 0

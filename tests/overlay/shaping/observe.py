@@ -142,10 +142,11 @@ def observe(
             deadlines.append(padder.next_deadline())
         now = min(d for d in deadlines if d is not None)
         net.run_until(now)
+        real_before = shaper.counters.get("real_sent")
         if real_size is not None and arrivals_per_s is not None and now == next_arrival:
+            # a lane without slots sends at once, inside submit
             shaper.submit(LANE, "transaction", workload.random_bytes(real_size(workload)), now)
             next_arrival = now + workload.expovariate(arrivals_per_s)
-        real_before = shaper.counters.get("real_sent")
         shaper.handle_timer(now)
         real = shaper.counters.get("real_sent") > real_before
         net.pump()

@@ -15,6 +15,7 @@ import pytest
 from scipy.stats import ks_2samp
 
 from murmur.overlay.shaping import (
+    CoverConfig,
     DelayRange,
     LinkPaddingConfig,
     RateConfig,
@@ -97,6 +98,26 @@ def test_within_one_constant_rate_stream_real_messages_look_like_cover() -> None
         real = mixed.link.split(feature, real=True)
         cover = mixed.link.split(feature, real=False)
         assert ks_2samp(real, cover).pvalue > ALPHA, feature
+
+
+def test_under_background_cover_real_messages_look_like_cover() -> None:
+    """The standard level: real messages leave at once, Poisson cover on its own clock. The
+    departures are the superposition of two independent processes, so the gap before a real
+    message and before a cover message have the same law, and cover sizes follow real ones."""
+    mixed = observe(
+        ShapingPolicy(cover=CoverConfig(rate_per_s=RATE_PER_S), cover_sizes=COVER_SIZES),
+        slots=SLOTS,
+        seed=31,
+        real_size=transaction_size,
+        arrivals_per_s=1.0,
+    )
+    assert mixed.real_sent > 400 and mixed.cover_sent > 1500
+    for view in ("relay", "link"):
+        for feature in ("bursts", "gaps"):
+            observed = getattr(mixed, view)
+            real = observed.split(feature, real=True)
+            cover = observed.split(feature, real=False)
+            assert ks_2samp(real, cover).pvalue > ALPHA, f"{view} {feature}"
 
 
 def test_poisson_slots_leak_which_message_is_real_through_the_gap_before_it() -> None:

@@ -1,0 +1,135 @@
+"""Issue 5, item 5: every privacy level against the timing adversary, beside the baselines.
+
+Runs ``murmur simulate run`` once per row of :data:`GRID` (1,000 nodes, 10 % spies, the same
+seed, so the same graph, latencies, spies and workload for every row of one workload), keeps
+each JSON result in ``OUT/<row>.json`` (an existing file is reused, so an interrupted
+evaluation resumes), then writes ``OUT/levels.md`` (the table for docs/evaluation.md) and
+``OUT/recall_vs_bandwidth.png``.
+
+Run: ``.venv/bin/python scripts/evaluate_levels.py [--out reports/levels] [--jobs 2]``
+(about 10 minutes per onion row on one core; the onion rows use the keyed crypto stand-in, see
+``murmur simulate --help``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+COMMON = ("--nodes", "1000", "--spies", "0.1", "--seed", "1", "--jobs", "1", "--json")
+BUSY = ("--tx", "200", "--tx-rate", "10")
+QUIET = ("--tx", "100", "--tx-rate", "1")
+ONION = ("--protocol", "onion", "--standin-crypto")
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    label: str
+    workload: str
+    args: tuple[str, ...]
+
+
+GRID: tuple[Row, ...] = (
+    Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY)),
+    Row("dandelion_busy", "Dandelion++", "busy", ("--protocol", "dandelion", *BUSY)),
+    Row("nocover_busy", "onion, no cover", "busy", (*ONION, *BUSY, "--cover-rate", "0")),
+    Row("cover05_busy", "onion, cover 0.5/s", "busy", (*ONION, *BUSY, "--cover-rate", "0.5")),
+    Row("std_busy", "standard", "busy", (*ONION, *BUSY)),
+    Row("enhanced_busy", "enhanced", "busy", (*ONION, *BUSY, "--level", "enhanced")),
+    Row("maximum_busy", "maximum", "busy", (*ONION, *BUSY, "--level", "maximum")),
+    Row("std_quiet", "standard", "quiet", (*ONION, *QUIET)),
+    Row("nocover_quiet", "onion, no cover", "quiet", (*ONION, *QUIET, "--cover-rate", "0")),
+    Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, "--origins", "10")),
+)
+WORKLOADS = {
+    "busy": "10 tx/s, 200 tx",
+    "quiet": "1 tx/s, 100 tx",
+    "10 origins": "10 tx/s, 200 tx from 10 origins",
+}
+
+
+def run_row(row: Row, out: Path) -> dict[str, Any]:
+    path = out / f"{row.name}.json"
+    if not path.exists():
+        command = [sys.executable, "-m", "murmur.interfaces.cli", "simulate", "run"]
+        result = subprocess.run(
+            [*command, *COMMON, *row.args], check=True, capture_output=True, text=True
+        )
+        path.write_text(result.stdout)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def best(result: dict[str, Any]) -> tuple[str, float, float]:
+    """The estimator with the highest recall: (name, precision, recall)."""
+    name = max(result["recall"], key=lambda k: result["recall"][k])
+    return name, result["precision"][name], result["recall"][name]
+
+
+def table(rows: list[tuple[Row, dict[str, Any]]]) -> str:
+    lines = [
+        "| workload | protocol / level | best estimator | precision | recall | latency p50 / p99 "
+        "(ms) | overhead p50 / p99 (ms) | bytes vs baseline | baseline | delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row, r in rows:
+        name, precision, recall = best(r)
+        overhead = r.get("latency_overhead_ms")
+        lines.append(
+            f"| {row.workload} | {row.label} | {name} | {precision:.3f} | {recall:.3f} "
+            f"| {r['latency_ms']['p50']:.0f} / {r['latency_ms']['p99']:.0f} "
+            + (f"| +{overhead['p50']:.0f} / +{overhead['p99']:.0f} " if overhead else "| - ")
+            + f"| {r['bandwidth_overhead']:.2f} | {r.get('baseline') or '-'} "
+            f"| {r['delivered_ratio']:.3f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def plot(rows: list[tuple[Row, dict[str, Any]]], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    markers = {"busy": "o", "quiet": "s", "10 origins": "^"}
+    for row, r in rows:
+        _, _, recall = best(r)
+        x = r["bandwidth_overhead"]
+        ax.scatter(x, recall, marker=markers[row.workload], s=50)
+        ax.annotate(f"{row.label} ({row.workload})", (x, recall), fontsize=7,
+                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    ax.axhline(0.05, color="grey", linestyle="--", linewidth=1)
+    ax.text(ax.get_xlim()[1], 0.05, " target 5 %", va="bottom", ha="right", fontsize=8)
+    ax.set_xlabel("bandwidth, ratio to the baseline (onion: fast path; D++: diffusion)")
+    ax.set_ylabel("recall of the best estimator")
+    ax.set_title("Origin attribution vs bandwidth, 1,000 nodes, 10 % spies")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("reports/levels"))
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--only", nargs="*", default=None, help="row names to run")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    grid = [row for row in GRID if args.only is None or row.name in args.only]
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        results = list(pool.map(lambda row: (row, run_row(row, args.out)), grid))
+    (args.out / "levels.md").write_text(table(results))
+    plot(results, args.out / "recall_vs_bandwidth.png")
+    print((args.out / "levels.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
