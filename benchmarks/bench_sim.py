@@ -11,8 +11,9 @@ Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_sim.py [--nodes N] [--tx
 * ``onion`` (``--onion-nodes``, ``--onion-tx``; ``--onion-nodes 0`` skips it): production
   :class:`murmur.node.node.Node` objects with real links, gossip and circuits, the onion phase
   and its fast-path baseline, with the keyed crypto stand-in (``--real-crypto`` to run
-  ML-DSA-87 and ML-KEM-1024 themselves). Also reports the stages' wall times and peak memory
-  (the nodes' relay directories alone take about n x n x 9 kB).
+  ML-DSA-87 and ML-KEM-1024 themselves). Also reports the peak memory of the process (the
+  nodes share decoded announcements, so n relay directories cost about n x n small entries,
+  not n x n x 9 kB).
 """
 
 from __future__ import annotations

@@ -103,16 +103,16 @@ def test_churn_is_refused() -> None:
         FAST.run(draw_world(scenario, 1), scenario)
 
 
-def test_the_default_level_races_builds_and_sends_cover_without_losing_circuits(
+def test_the_default_level_sends_cover_without_losing_circuits(
     record: RunRecord,
 ) -> None:
     extras = record.extras
     assert (extras["level"], extras["build_race"], extras["cover_rate_per_s"]) == (
         "standard",
-        8,
+        1,
         1.0,
     )
     assert int(extras["cover_messages"]) > 10 * len(record.txs)
-    # Racing opens many links at once; a duplicate link must not take the peer's circuits
-    # down with it (it once failed 162 of 173 circuits in this network).
+    # A duplicate link must not take the peer's circuits down with it (with racing on it once
+    # failed 162 of 173 circuits in this network).
     assert int(extras["circuits_failed"]) <= 0.1 * int(extras["circuits_built"])

@@ -98,7 +98,6 @@ PRESETS: Mapping[str, PrivacyPreset] = MappingProxyType(
                 hops=3,
                 circuit_lifetime_s=600.0,
                 min_relay_score=0.2,
-                build_race=8,
             ),
             PrivacyPreset(
                 name="maximum",
@@ -120,7 +119,6 @@ PRESETS: Mapping[str, PrivacyPreset] = MappingProxyType(
                 hops=2,
                 circuit_lifetime_s=600.0,
                 min_relay_score=0.1,
-                build_race=8,
             ),
         )
     }
