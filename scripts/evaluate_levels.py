@@ -30,6 +30,7 @@ import matplotlib.pyplot as plt
 COMMON = ("--nodes", "1000", "--spies", "0.1", "--seed", "1", "--jobs", "1", "--json")
 BUSY = ("--tx", "200", "--tx-rate", "10")
 QUIET = ("--tx", "100", "--tx-rate", "1")
+BUSY_100 = ("--tx", "100", "--tx-rate", "10")
 ONION = ("--protocol", "onion", "--standin-crypto")
 
 
@@ -45,18 +46,17 @@ GRID: tuple[Row, ...] = (
     Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY)),
     Row("dandelion_busy", "Dandelion++", "busy", ("--protocol", "dandelion", *BUSY)),
     Row("nocover_busy", "onion, no cover", "busy", (*ONION, *BUSY, "--cover-rate", "0")),
-    Row("cover05_busy", "onion, cover 0.5/s", "busy", (*ONION, *BUSY, "--cover-rate", "0.5")),
     Row("std_busy", "standard", "busy", (*ONION, *BUSY)),
-    Row("enhanced_busy", "enhanced", "busy", (*ONION, *BUSY, "--level", "enhanced")),
-    Row("maximum_busy", "maximum", "busy", (*ONION, *BUSY, "--level", "maximum")),
     Row("std_quiet", "standard", "quiet", (*ONION, *QUIET)),
-    Row("nocover_quiet", "onion, no cover", "quiet", (*ONION, *QUIET, "--cover-rate", "0")),
     Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, "--origins", "10")),
+    Row("enhanced_busy", "enhanced", "busy 100", (*ONION, *BUSY_100, "--level", "enhanced")),
+    Row("maximum_busy", "maximum", "busy 100", (*ONION, *BUSY_100, "--level", "maximum")),
 )
 WORKLOADS = {
     "busy": "10 tx/s, 200 tx",
     "quiet": "1 tx/s, 100 tx",
     "10 origins": "10 tx/s, 200 tx from 10 origins",
+    "busy 100": "10 tx/s, 100 tx",
 }
 
 
@@ -94,12 +94,15 @@ def table(rows: list[tuple[Row, dict[str, Any]]]) -> str:
             + f"| {r['bandwidth_overhead']:.2f} | {r.get('baseline') or '-'} "
             f"| {r['delivered_ratio']:.3f} |"
         )
+    used = dict.fromkeys(row.workload for row, _ in rows)
+    lines.append("")
+    lines.append("Workloads: " + "; ".join(f"{w} = {WORKLOADS[w]}" for w in used) + ".")
     return "\n".join(lines) + "\n"
 
 
 def plot(rows: list[tuple[Row, dict[str, Any]]], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    markers = {"busy": "o", "quiet": "s", "10 origins": "^"}
+    markers = {"busy": "o", "quiet": "s", "10 origins": "^", "busy 100": "D"}
     for row, r in rows:
         _, _, recall = best(r)
         x = r["bandwidth_overhead"]

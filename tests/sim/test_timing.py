@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
+
 from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord, Sighting
 from murmur.sim.timing import (
     CELL_RECORD_BYTES,
     circuit_positions,
     hop_one_circuits,
     learn_delay,
+    link_law,
     origin_events,
     timing,
+    timing_known_law,
 )
 
 ORIGIN, SPY, NEXT = 7, 3, 9
@@ -111,3 +115,21 @@ def test_a_link_observer_sees_an_origin_start_a_message() -> None:
     assert origin_events(log) == [(6.0, ORIGIN, "link")]
     log.first[b"tx"] = Sighting(6.3, 2, b"tx", 4, "gossip")
     assert timing(log) == {b"tx": ORIGIN}
+
+
+def known_law_log(sighted_at: float) -> AdversaryLog:
+    log = log_with(hop_one_build([5.0]), {})
+    log.link_latency_s = {(SPY, NEXT): 0.05, (1, 2): 0.06, (2, 4): 0.04}
+    sighting = Sighting(sighted_at, SPY, b"tx", NEXT, "gossip")
+    log.first[b"tx"] = sighting
+    log.sightings.append(sighting)
+    return log
+
+
+def test_a_known_link_law_attributes_without_learning_from_the_run() -> None:
+    log = known_law_log(5.15)
+    law = link_law(log)
+    assert law is not None and abs(math.exp(law.mu) - 0.05) < 0.005
+    # hop 2 got the cell at 5.05; the exit published at 5.15 - 0.05 = 5.10: one link later
+    assert timing_known_law(log) == {b"tx": ORIGIN}
+    assert timing_known_law(known_law_log(8.0)) == {}  # three seconds is no link's latency

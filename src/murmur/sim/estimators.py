@@ -17,7 +17,8 @@ protocol (``first_spy`` always does).
   (or a link observer on the origin) sees a cell leave the origin at t; the estimator pairs it
   with the transaction's first gossip sighting at t + delta, under the delay law it learns from
   the run's own unlabelled observations. ``timing_latency`` adds what spies know of their own
-  links' latencies, which narrows the delay to a single link.
+  links' latencies, which narrows the delay to a single link; ``timing_known_law`` also knows
+  that link's latency law in advance.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.timing import timing, timing_latency
+from murmur.sim.timing import timing, timing_known_law, timing_latency
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
 
@@ -43,11 +44,12 @@ ESTIMATORS: dict[str, Estimator] = {
     "stem_predecessor": stem_predecessor,
     "timing": timing,
     "timing_latency": timing_latency,
+    "timing_known_law": timing_known_law,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
     "diffusion": ("first_spy",),
     "dandelion": ("first_spy", "stem_predecessor"),
-    "onion": ("first_spy", "timing", "timing_latency"),
+    "onion": ("first_spy", "timing", "timing_latency", "timing_known_law"),
     "fastpath": ("first_spy",),
 }

@@ -30,12 +30,14 @@ estimator pairs them.
    taken greedily, best first, each event and each transaction at most once; the
    transaction's guess is the event's node.
 
-Two estimators use this. ``timing`` pairs events with first sightings, as described.
+Three estimators use this. ``timing`` pairs events with first sightings, as described.
 ``timing_latency`` also uses what spies know of their own links (one-way latency, half the
 round trip their pings measure): a hop-1 event is dated when its cell reached hop 2, and a
 transaction by its exit's publication time, bounded by every spy's sighting minus the latency
 from the neighbour that handed it over. What remains between the two is a single link (hop 2
 to the exit), so the delay law is much narrower and fewer unrelated transactions compete.
+``timing_known_law`` is ``timing_latency`` with the law of that link known in advance (fitted to
+the spies' own link latencies) instead of learnt from a run that cover traffic floods.
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
 sightings and the link records. Cover messages (the standard level sends them as a Poisson
@@ -247,15 +249,44 @@ def timing_latency(log: AdversaryLog) -> dict[bytes, int]:
     return correlate(origin_events(log, latency_aware=True), publication_estimates(log))
 
 
-def correlate(events: Sequence[Event], seen_at: dict[bytes, float]) -> dict[bytes, int]:
-    """Matches events to transactions (seen at the given times) under the learnt delay law,
-    best pairs first, each event and each transaction at most once."""
+def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
+    """``timing_latency`` with the delay law known instead of learnt from the run: the one
+    unknown link (hop 2 to the exit) is a draw from the network's link latencies, of which the
+    spies' own links are a sample (:func:`link_law`). Cover departures cannot bury a law the
+    adversary did not have to learn from them, so this is the estimator that decides how much
+    cover buys."""
+    law = link_law(log)
+    if law is None:
+        return {}
+    events = origin_events(log, latency_aware=True)
+    return correlate(events, publication_estimates(log), {e.source: law for e in events})
+
+
+def link_law(log: AdversaryLog) -> DelayModel | None:
+    """A log-normal fitted to the one-way latencies of the spies' own links."""
+    samples = [math.log(d) for d in log.link_latency_s.values() if d > 0.0]
+    if len(samples) < 2:
+        return None
+    mu = sum(samples) / len(samples)
+    sigma = math.sqrt(sum((x - mu) ** 2 for x in samples) / (len(samples) - 1))
+    return DelayModel(mu, max(sigma, MIN_SIGMA), 1.0)
+
+
+def correlate(
+    events: Sequence[Event],
+    seen_at: dict[bytes, float],
+    models: dict[str, DelayModel] | None = None,
+) -> dict[bytes, int]:
+    """Matches events to transactions (seen at the given times) under the delay law of each
+    event source (learnt from the data unless ``models`` gives it), best pairs first, each
+    event and each transaction at most once."""
     ordered = sorted((t, tx_id) for tx_id, t in seen_at.items())
     times = [t for t, _ in ordered]
-    models = {
-        source: learn_delay((e.time for e in events if e.source == source), times)
-        for source in {e.source for e in events}
-    }
+    if models is None:
+        models = {
+            source: learn_delay((e.time for e in events if e.source == source), times)
+            for source in {e.source for e in events}
+        }
     pairs: list[tuple[float, float, int, bytes]] = []
     for i, event in enumerate(events):
         model = models[event.source]
