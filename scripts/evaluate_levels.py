@@ -75,6 +75,8 @@ def run_row(row: Row, out: Path) -> dict[str, Any]:
 def best(result: dict[str, Any]) -> tuple[str, float, float]:
     """The estimator with the highest recall: (name, precision, recall)."""
     name = max(result["recall"], key=lambda k: result["recall"][k])
+    if result["recall"][name] == 0.0:
+        return f"all {len(result['recall'])}: none right", 0.0, 0.0
     return name, result["precision"][name], result["recall"][name]
 
 
@@ -124,9 +126,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/levels"))
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--only", nargs="*", default=None, help="row names to run")
+    parser.add_argument(
+        "--existing", action="store_true", help="tabulate the rows already in OUT, run nothing"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     grid = [row for row in GRID if args.only is None or row.name in args.only]
+    if args.existing:
+        grid = [row for row in grid if (args.out / f"{row.name}.json").exists()]
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(lambda row: (row, run_row(row, args.out)), grid))
     (args.out / "levels.md").write_text(table(results))
