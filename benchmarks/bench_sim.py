@@ -30,7 +30,7 @@ from murmur.sim.network import UniformLatency
 from murmur.sim.onion import OnionKit
 from murmur.sim.protocols import DandelionKit, DiffusionKit, ProtocolKit
 from murmur.sim.rng import SeededRng
-from murmur.sim.scenario import Scenario, draw_world, simulate
+from murmur.sim.scenario import RunRecord, Scenario, draw_world, simulate
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,31 +84,28 @@ def bench_engine(nodes: int, messages: int) -> dict[str, float]:
 def bench_protocol(kit: ProtocolKit, nodes: int, tx: int, seed: int) -> dict[str, float]:
     scenario = Scenario(nodes=nodes, graph="daemon", tx_count=tx, tx_rate_per_s=10.0)
     started = time.perf_counter()
-    world = draw_world(scenario, seed)
-    record = simulate(world, kit, scenario)
-    wall = time.perf_counter() - started
-    return {
-        "events": record.events,
-        "wall_s": wall,
-        "events_per_s": record.events / record.wall_s,
-        "messages": record.messages_sent,
-        "delivered": sum(t.delivered for t in record.txs) / len(record.txs),
-    }
+    record = simulate(draw_world(scenario, seed), kit, scenario)
+    return _figures(record, time.perf_counter() - started)
 
 
 def bench_onion(nodes: int, tx: int, seed: int, *, standin: bool) -> dict[str, float]:
     scenario = Scenario(nodes=nodes, graph="daemon", tx_count=tx, tx_rate_per_s=10.0)
     started = time.perf_counter()
     record = OnionKit(standin_crypto=standin).run(draw_world(scenario, seed), scenario)
-    wall = time.perf_counter() - started
+    return {
+        **_figures(record, time.perf_counter() - started),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "standin_crypto": standin,
+    }
+
+
+def _figures(record: RunRecord, wall_s: float) -> dict[str, float]:
     return {
         "events": record.events,
-        "wall_s": wall,
+        "wall_s": wall_s,
         "events_per_s": record.events / record.wall_s,
         "messages": record.messages_sent,
         "delivered": sum(t.delivered for t in record.txs) / len(record.txs),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "standin_crypto": standin,
     }
 
 

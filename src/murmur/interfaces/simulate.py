@@ -373,17 +373,15 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
         if args.churn:
             raise ConfigError("the onion protocol is not simulated under churn yet")
         try:
-            kit = OnionKit(
+            return OnionKit(
                 standin_crypto=args.standin_crypto,
                 announce_flood=args.announce_flood,
                 level=args.level,
                 cover_rate_per_s=args.cover_rate,
                 build_race=args.build_race,
             )
-            kit.privacy()
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
-        return kit
     try:
         config = DandelionConfig(fluff_probability=args.fluff)
     except LocalProtocolError as exc:

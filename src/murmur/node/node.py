@@ -395,29 +395,23 @@ class Node:
                 if target is not None:
                     target.connected_as = peer
                 return
-            # The new link replaces the old one under the same peer. Gossip and circuit state
-            # are keyed by peer, not by link, so they carry over; tearing them down would kill
-            # every circuit through this peer whenever two nodes happen to dial each other.
-            session.peer_id = peer
-            self._by_peer[peer] = session
-            self._close(existing, now, "duplicate")
-            if target is not None:
-                target.connected_as = peer
-                target.backoff.reset()
-            self.circuits.link_ready(peer, now)
-            self._pump_gossip(now)
-            self._pump_circuits(now)
-            return
         session.peer_id = peer
         self._by_peer[peer] = session
+        if existing is not None:
+            # The new link replaces the old one under the same peer. Gossip and circuit state
+            # are keyed by peer, not by link, so they carry over (``_forget`` leaves a peer
+            # alone once it maps to another session); tearing them down would kill every
+            # circuit through this peer whenever two nodes happen to dial each other.
+            self._close(existing, now, "duplicate")
         self._throttle.record_success(session.host)
         if target is not None:
             target.connected_as = peer
             target.backoff.reset()
-        self.counters.inc("peers_authenticated")
-        self.gossip.add_peer(peer, now)
-        for announcement in self.private.catch_up(self._rng):
-            self.gossip.send_to_peer(peer, ANNOUNCE_TOPIC, announcement)
+        if existing is None:
+            self.counters.inc("peers_authenticated")
+            self.gossip.add_peer(peer, now)
+            for announcement in self.private.catch_up(self._rng):
+                self.gossip.send_to_peer(peer, ANNOUNCE_TOPIC, announcement)
         self.circuits.link_ready(peer, now)
         self._pump_gossip(now)
         self._pump_circuits(now)

@@ -94,7 +94,10 @@ class AdversaryLog:
     measures with pings (half the round trip), for the estimators that use it."""
 
     def one_way_s(self, a: int, b: int) -> float | None:
-        return self.link_latency_s.get((a, b) if a <= b else (b, a))
+        return self.link_latency_s.get(_link_key(a, b))
+
+    def measured(self, a: int, b: int, one_way_s: float) -> None:
+        self.link_latency_s[_link_key(a, b)] = one_way_s
 
 
 class Adversary:
@@ -156,3 +159,7 @@ def links_of_nodes(
             links.add((v, w))
             links.add((w, v))
     return links
+
+
+def _link_key(a: int, b: int) -> tuple[int, int]:
+    return (a, b) if a <= b else (b, a)

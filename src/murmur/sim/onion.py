@@ -108,6 +108,9 @@ class OnionKit:
     build_race: int | None = None
     """Overrides the preset's circuit build race, for tuning sweeps."""
 
+    def __post_init__(self) -> None:
+        self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
+
     def privacy(self) -> PrivacySettings:
         settings = PrivacySettings.from_names(self.preset, self.level)
         return settings.tuned(cover_rate_per_s=self.cover_rate_per_s, build_race=self.build_race)
@@ -179,8 +182,7 @@ class _OnionRun:
             0.0 if kit.announce_flood else join_rng.uniform(0.0, JOIN_SPREAD_S) for _ in range(n)
         ]
         self.nodes: list[Node] = []
-        privacy = kit.privacy()
-        self.privacy = privacy
+        self.privacy = privacy = kit.privacy()
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -330,7 +332,7 @@ class _OnionRun:
         engine.run(until=start)
         phase.bytes_before = sum(sim.bytes_sent for sim in engine.nodes)
         phase.messages_before = sum(sim.messages_sent for sim in engine.nodes)
-        phase.private_bytes_before = sum(self._private_bytes(node) for node in self.nodes)
+        phase.private_bytes_before = self._private_bytes()
         phase.relayed_before = [self._relayed(v, phase) for v in range(self.n)]
         arrivals = self.world.arrivals
         for arrival in arrivals:
@@ -341,22 +343,21 @@ class _OnionRun:
         engine.run(until=last + MEASURE_TAIL_S)
         phase.bytes_sent = sum(sim.bytes_sent for sim in engine.nodes) - phase.bytes_before
         phase.messages_sent = sum(sim.messages_sent for sim in engine.nodes) - phase.messages_before
-        phase.bytes_sent -= self._background_bytes(phase) if phase is self.fast else 0
+        if phase is self.fast:
+            phase.bytes_sent -= self._private_bytes() - phase.private_bytes_before
         phase.relayed_after = [self._relayed(v, phase) for v in range(self.n)]
         if phase.finished < phase.total:
             phase.stop_when_done = True
             engine.run(until=last + self.kit.settle_s)
         return phase
 
-    def _background_bytes(self, phase: _Phase) -> int:
-        """What the private path itself sent during ``phase`` (circuit cells, link padding):
-        the fast-path baseline is a network without it."""
-        now = [self._private_bytes(node) for node in self.nodes]
-        return sum(now) - phase.private_bytes_before
-
-    @staticmethod
-    def _private_bytes(node: Node) -> int:
-        return node.counters.get("bytes_out.circuit") + node.counters.get("bytes_out.padding")
+    def _private_bytes(self) -> int:
+        """What the private path itself has sent (circuit cells, link padding), all nodes: the
+        fast-path baseline is a network without it."""
+        return sum(
+            node.counters.get("bytes_out.circuit") + node.counters.get("bytes_out.padding")
+            for node in self.nodes
+        )
 
     def _send_private(self, arrival: TxArrival, now: float) -> None:
         phase = self.onion
@@ -439,7 +440,7 @@ class _OnionRun:
         latency = self.world.latency
         for a, b in pairs:
             if b >= 0:
-                log.link_latency_s[(a, b) if a <= b else (b, a)] = latency.one_way_s(a, b)
+                log.measured(a, b, latency.one_way_s(a, b))
 
     def spy_hop_one(self) -> set[tuple[int, int]]:
         """Ground truth: the (spy, circuit) pairs where the spy was hop 1 (its predecessor

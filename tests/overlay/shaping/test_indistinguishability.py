@@ -50,6 +50,11 @@ def policy(law: TimingLaw, *, padding: bool = True) -> ShapingPolicy:
     )
 
 
+def mixed_stream(policy: ShapingPolicy, seed: int) -> Observation:
+    """One origin with 1 tx/s of real transactions arriving into ``policy``'s lane."""
+    return observe(policy, slots=SLOTS, seed=seed, real_size=transaction_size, arrivals_per_s=1.0)
+
+
 def p_values(a: View, b: View) -> dict[str, float]:
     return {f: float(ks_2samp(getattr(a, f), getattr(b, f)).pvalue) for f in FEATURES}
 
@@ -86,13 +91,7 @@ def test_a_busy_origin_looks_like_an_idle_one_to_relays_and_link_observers(
 
 def test_within_one_constant_rate_stream_real_messages_look_like_cover() -> None:
     """A link observer labels each message of a mixed stream: size and preceding gap match."""
-    mixed = observe(
-        policy(TimingLaw.CONSTANT),
-        slots=SLOTS,
-        seed=21,
-        real_size=transaction_size,
-        arrivals_per_s=1.0,
-    )
+    mixed = mixed_stream(policy(TimingLaw.CONSTANT), seed=21)
     assert mixed.real_sent > 500 and mixed.cover_sent > 500
     for feature in ("bursts", "gaps"):
         real = mixed.link.split(feature, real=True)
@@ -104,13 +103,8 @@ def test_under_background_cover_real_messages_look_like_cover() -> None:
     """The standard level: real messages leave at once, Poisson cover on its own clock. The
     departures are the superposition of two independent processes, so the gap before a real
     message and before a cover message have the same law, and cover sizes follow real ones."""
-    mixed = observe(
-        ShapingPolicy(cover=CoverConfig(rate_per_s=RATE_PER_S), cover_sizes=COVER_SIZES),
-        slots=SLOTS,
-        seed=31,
-        real_size=transaction_size,
-        arrivals_per_s=1.0,
-    )
+    cover = CoverConfig(rate_per_s=RATE_PER_S)
+    mixed = mixed_stream(ShapingPolicy(cover=cover, cover_sizes=COVER_SIZES), seed=31)
     assert mixed.real_sent > 400 and mixed.cover_sent > 1500
     for view in ("relay", "link"):
         for feature in ("bursts", "gaps"):
@@ -123,13 +117,7 @@ def test_under_background_cover_real_messages_look_like_cover() -> None:
 def test_poisson_slots_leak_which_message_is_real_through_the_gap_before_it() -> None:
     """Why the default is constant rate: with Poisson slots a long gap leaves time for a real
     message to arrive, so real messages follow longer gaps than cover (Loopix shares this)."""
-    mixed = observe(
-        policy(TimingLaw.POISSON),
-        slots=SLOTS,
-        seed=21,
-        real_size=transaction_size,
-        arrivals_per_s=1.0,
-    )
+    mixed = mixed_stream(policy(TimingLaw.POISSON), seed=21)
     real, cover = mixed.link.split("gaps", real=True), mixed.link.split("gaps", real=False)
     assert ks_2samp(real, cover).pvalue < ALPHA
     assert sum(real) / len(real) > sum(cover) / len(cover)

@@ -567,7 +567,8 @@ class CircuitClient:
         self.counters.inc("circuits_failed")
         self.counters.inc(f"circuit_failed_{reason}")
         self._actions.append(CircuitFailed(circuit.handle, reason, was_ready))
-        if not was_ready and not self._races.get(circuit.race, True):
+        if not was_ready and self._races.get(circuit.race) == set():
+            # the slot's last candidate failed: the race is lost, back off before the next
             del self._races[circuit.race]
             self._next_build_at = now + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)

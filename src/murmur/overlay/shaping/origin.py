@@ -66,6 +66,7 @@ COVER_PRIOR_WEIGHT = 4.0
 """How many real messages the configured cover sizes count as, before real ones are seen."""
 COVER_MEMORY = 256.0
 """Real sizes are remembered with exponential decay over about this many messages."""
+FORGET_WEIGHT = 1e-3
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,7 @@ class _Message:
     ref: int
     topic: str
     payload: bytes = field(repr=False)
+    framed_size: int
 
 
 @dataclass(slots=True, eq=False)
@@ -86,9 +88,13 @@ class _Lane:
     """Padded size → weight: the mix cover sizes are drawn from."""
 
     def learn_size(self, padded: int) -> None:
+        """Adds a real message's size; sizes whose weight has decayed away are forgotten, so
+        the mix stays small even with padding off (every exact size its own entry)."""
         decay = 1.0 - 1.0 / COVER_MEMORY
-        for size in self.sizes:
+        for size in list(self.sizes):
             self.sizes[size] *= decay
+            if self.sizes[size] < FORGET_WEIGHT:
+                del self.sizes[size]
         self.sizes[padded] = self.sizes.get(padded, 0.0) + 1.0
 
     def draw_cover_size(self, rng: Rng) -> int:
@@ -137,7 +143,7 @@ class ShapedOrigin:
         if lane is None:
             raise LocalProtocolError(f"no shaping lane {lane_name!r} is open")
         try:
-            Envelope(MessageKind.PUBLISH, topic, payload)
+            envelope = Envelope(MessageKind.PUBLISH, topic, payload)
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
         if lane.pending() >= lane.policy.max_pending:
@@ -147,7 +153,7 @@ class ShapedOrigin:
                 f"(at most {lane.policy.max_pending}); try again later"
             )
         self._port.check_available()
-        message = _Message(self._port.allocate_ref(), topic, payload)
+        message = _Message(self._port.allocate_ref(), topic, payload, envelope.framed_size)
         self.counters.inc("submitted")
         delay = lane.policy.origin_delay
         if delay is None:
@@ -231,6 +237,5 @@ class ShapedOrigin:
         self._port.send(
             message.topic, message.payload, now, buckets=lane.policy.buckets, ref=message.ref
         )
-        framed = Envelope(MessageKind.PUBLISH, message.topic, message.payload).framed_size
-        lane.learn_size(padded_size(framed, lane.policy.buckets))
+        lane.learn_size(padded_size(message.framed_size, lane.policy.buckets))
         self.counters.inc("real_sent")
