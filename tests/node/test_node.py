@@ -213,6 +213,39 @@ def test_duplicate_links_between_a_pair_collapse_to_one() -> None:
     assert a._by_peer[b.node_id].outbound == (a.node_id < b.node_id)
 
 
+def _retired_pair(net: Net) -> tuple[ConnId, ConnId]:
+    """The two ends (node 0's, node 1's) of the link both nodes retired."""
+    a, b = net.nodes
+    retired_a = next(c for c, s in a._sessions.items() if s.retired)
+    j, retired_b = net.pipe[(0, retired_a)]
+    assert j == 1 and b._sessions[retired_b].retired
+    return retired_a, retired_b
+
+
+def test_a_retired_duplicate_is_still_read_then_closed_and_not_redialled() -> None:
+    """Cells the peer sent on the losing link before it saw the kept one complete still count;
+    the loser closes after the drain, and neither side dials again to replace it."""
+    from murmur.node.node import DUPLICATE_DRAIN_S
+    from murmur.wire.gossip import Message, Rpc, encode_rpc
+
+    net = Net(2, peers_of=lambda i: [1 - i])
+    net.tick(1.0)
+    a, b = net.nodes
+    retired_a, retired_b = _retired_pair(net)
+    late = b._sessions[retired_b]
+    rpc = Rpc(messages=(Message("block_header", b"sent on the losing link"),))
+    late.link.send_message(wrap(Channel.GOSSIP, encode_rpc(rpc)), net.now)
+    a.data_received(retired_a, late.link.data_to_send(), net.now)
+    net.run()
+    assert [d.data for d in net.delivered[0]] == [b"sent on the losing link"]
+    dials = a.counters.get("dials") + b.counters.get("dials")
+    net.tick(1.0 + DUPLICATE_DRAIN_S + 60.0, step=1.0)
+    assert len(a._sessions) == len(b._sessions) == 1
+    assert a.node_id in b._by_peer and b.node_id in a._by_peer
+    assert a.counters.get("dials") + b.counters.get("dials") == dials
+    assert {c.reason for _, c in net.closed} == {"duplicate"}
+
+
 def test_lost_peer_is_redialled() -> None:
     net = Net(2)
     net.tick(2.0)

@@ -152,9 +152,9 @@ class PrivacySettings:
         chosen = preset_named(preset)
         return cls(chosen, chosen.level if level is None else level_named(level))
 
-    def tuned(self, *, cover_rate_per_s: float | None = None, build_race: int | None = None) -> (
-        PrivacySettings
-    ):
+    def tuned(
+        self, *, cover_rate_per_s: float | None = None, build_race: int | None = None
+    ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none) and the preset racing another number of candidate circuits: the knobs the
         simulator sweeps to choose the defaults."""

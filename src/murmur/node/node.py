@@ -68,6 +68,9 @@ from murmur.wire.envelope import Channel, unwrap, wrap
 OVER_LIMIT_DROPS_BEFORE_BAN = 200
 DELIVERY_LOG_ENTRIES = 100_000
 MAX_CIRCUIT_LINKS = 64
+DUPLICATE_DRAIN_S = 10.0
+"""How long a link that lost to a duplicate is still read: far above the few round trips
+between the two ends seeing their handshakes complete."""
 """Links opened on a relay's behalf (EXTEND to a node we had no link with), beyond the peers."""
 ANNOUNCE_TOPIC = MessageType.PEER_ANNOUNCEMENT.value
 
@@ -128,6 +131,8 @@ class Node:
         """Each session's link deadline, refreshed whenever that link takes input or a timer
         (nothing else moves it); a simulator asks for the node's deadline after every event."""
         self._by_peer: dict[NodeId, Session] = {}
+        self._retired: dict[ConnId, float] = {}
+        """Retired duplicate links and when each is closed."""
         self._bans = BanList()
         self._throttle = AddressThrottle()
         self._dial_targets = [
@@ -151,6 +156,7 @@ class Node:
             self.gossip.next_deadline(),
             self.circuits.next_deadline(),
             self.private.next_deadline(),
+            min(self._retired.values(), default=None),
         ]
         if self._outbound_count() < self.config.limits.max_outbound:
             deadlines.extend(t.next_attempt for t in self._dial_targets if self._dialable(t))
@@ -249,6 +255,7 @@ class Node:
         self._pump_gossip(now)
         self._pump_circuits(now)
         self._dial_due(now)
+        self._close_drained(now)
         self._pad_idle_links(now)
 
     # --- local commands ------------------------------------------------------------------
@@ -312,7 +319,7 @@ class Node:
                 "connected_s": round(now - s.opened_at, 3),
             }
             for s in self._sessions.values()
-            if s.peer_id is not None and not s.closing
+            if s.ready
         ]
         return {
             "node_id": self.node_id.hex(),
@@ -388,21 +395,21 @@ class Node:
             self._close(session, now, "banned")
             return
         existing = self._by_peer.get(peer)
+        session.peer_id = peer
         if existing is not None:
             self.counters.inc("refused.duplicate")
             if not (self._preferred(session, peer) and not self._preferred(existing, peer)):
-                self._close(session, now, "duplicate")
+                self._retire(session, now)
                 if target is not None:
                     target.connected_as = peer
                 return
-        session.peer_id = peer
         self._by_peer[peer] = session
         if existing is not None:
             # The new link replaces the old one under the same peer. Gossip and circuit state
             # are keyed by peer, not by link, so they carry over (``_forget`` leaves a peer
             # alone once it maps to another session); tearing them down would kill every
             # circuit through this peer whenever two nodes happen to dial each other.
-            self._close(existing, now, "duplicate")
+            self._retire(existing, now)
         self._throttle.record_success(session.host)
         if target is not None:
             target.connected_as = peer
@@ -416,6 +423,23 @@ class Node:
         self._pump_gossip(now)
         self._pump_circuits(now)
 
+    def _retire(self, session: Session, now: float) -> None:
+        """Stops sending on a link that lost to another with the same peer, and closes it
+        ``DUPLICATE_DRAIN_S`` later. Until then what the peer sent on it is still taken as the
+        peer's: the peer may not have seen the other link complete yet and keeps using this
+        one (closing at once lost those cells, and a close reaching the peer before its own
+        handshake on the kept link finished made it drop every circuit through us)."""
+        session.retired = True
+        self._retired[session.conn_id] = now + DUPLICATE_DRAIN_S
+
+    def _close_drained(self, now: float) -> None:
+        for conn_id, close_at in list(self._retired.items()):
+            if close_at <= now:
+                del self._retired[conn_id]
+                session = self._sessions.get(conn_id)
+                if session is not None:
+                    self._close(session, now, "duplicate")
+
     def _preferred(self, session: Session, peer: NodeId) -> bool:
         """Of two links between the same pair, both sides keep the one the smaller id dialled."""
         initiator = self.node_id if session.outbound else peer
@@ -423,7 +447,7 @@ class Node:
 
     def _on_message(self, session: Session, payload: bytes, now: float) -> None:
         peer = session.peer_id
-        if peer is None or session.closing:
+        if peer is None or session.closing or (session.retired and peer not in self._by_peer):
             return
         session.messages_in += 1
         if not session.limiter.admit(now, len(payload)):
@@ -475,6 +499,7 @@ class Node:
     def _forget(self, session: Session, now: float) -> None:
         session.closing = True
         self._link_deadlines.pop(session.conn_id, None)
+        self._retired.pop(session.conn_id, None)
         if self._sessions.pop(session.conn_id, None) is not None:
             session.link.counters.merge_into(self._closed_link_counters, "link.")
         peer = session.peer_id
@@ -482,6 +507,8 @@ class Node:
             del self._by_peer[peer]
             self.gossip.remove_peer(peer, now)
             self.circuits.peer_disconnected(peer, now)
+        elif peer is not None and peer in self._by_peer:
+            return  # a duplicate went; the peer is still linked, so its dial target stays met
         target = self._target_for(session.bootstrap)
         for t in list(self._dial_targets):
             if t is target or (peer is not None and t.connected_as == peer):
@@ -503,12 +530,14 @@ class Node:
         delivered: dict[str, int] = {}
         deliveries = self.deliveries
         store_put = self.private.store.put
+        confirm = self.private.origin.confirm
         for action in self.gossip.drain_actions():
             if isinstance(action, Deliver):
                 topic = action.topic
                 message_id = action.message_id
                 delivered[topic] = delivered.get(topic, 0) + 1
                 store_put(message_id, action.data)
+                confirm(message_id)
                 if topic == ANNOUNCE_TOPIC:
                     self.private.on_announcement(action.data, now)
                 if message_id not in deliveries:
@@ -552,9 +581,11 @@ class Node:
                 self._pump_gossip(now)
             elif isinstance(action, ReplyReceived):
                 self._actions.append(PrivateReplyArrived(action.request_id, action.payload))
-            elif isinstance(action, SendFailed | RequestFailed):
-                ident = action.send_id if isinstance(action, SendFailed) else action.request_id
-                self._actions.append(PrivateSendFailed(ident, action.reason))
+            elif isinstance(action, SendFailed):
+                self.private.origin.abandon(action.send_id)
+                self._actions.append(PrivateSendFailed(action.send_id, action.reason))
+            elif isinstance(action, RequestFailed):
+                self._actions.append(PrivateSendFailed(action.request_id, action.reason))
             elif isinstance(action, OnionKeysRotated):
                 self.private.keys_rotated(now)
             elif isinstance(action, CircuitBuilt):

@@ -29,8 +29,11 @@ class Session:
     closing: bool = False
     for_circuit: bool = False
     """Opened because a circuit needed to extend here, not one of our bootstrap peers."""
+    retired: bool = False
+    """Lost to another link with the same peer: nothing more is sent on it, but what the peer
+    already sent on it is still read until it is closed (see ``Node._retire``)."""
     extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:
-        return self.peer_id is not None and not self.closing
+        return self.peer_id is not None and not self.closing and not self.retired

@@ -1,7 +1,8 @@
 """What a relay and a link observer see of one origin's shaped traffic, on a fake clock.
 
 :func:`observe` builds an in-memory circuit network (``tests/overlay/circuits/harness.py``), puts
-a :class:`ShapedOrigin` with one lane in front of node 0's circuit client, and runs ``slots``
+a :class:`ShapedOrigin` with one lane in front of node 0's circuit client (told of every exit's
+publication, as gossip would tell it), and runs ``slots``
 slots of the lane, keeping its queue topped up with real transactions (``real_size`` draws their
 payload sizes), or feeding it a Poisson stream of them (``arrivals_per_s``), or leaving it empty
 (every slot is cover). Every burst is labelled real or cover. Every cell node 0 sends to a hop-1
@@ -27,6 +28,7 @@ from murmur.overlay.circuits import ClientConfig
 from murmur.overlay.shaping import IdlePadder, LinkPaddingConfig, ShapedOrigin, ShapingPolicy
 from murmur.sim.rng import SeededRng
 from murmur.wire.envelope import Channel, wrap
+from murmur.wire.gossip import message_id
 from tests.overlay.circuits.harness import Network
 
 LANE = "lane"
@@ -150,6 +152,10 @@ def observe(
         shaper.handle_timer(now)
         real = shaper.counters.get("real_sent") > real_before
         net.pump()
+        for node in net.nodes.values():  # gossip brings each exit's publication back
+            for topic, payload in node.published:
+                shaper.confirm(message_id(topic, payload))
+            node.published.clear()
         for (src, dst, cell), t in zip(net.wire[seen:], net.wire_times[seen:], strict=True):
             if src != origin.node_id:
                 continue

@@ -14,10 +14,12 @@ from murmur.overlay.shaping import (
     DelayRange,
     QueueFull,
     RateConfig,
+    ResendConfig,
     ShapedOrigin,
     ShapingPolicy,
 )
 from murmur.sim.rng import SeededRng
+from murmur.wire.gossip import message_id
 
 
 @dataclass
@@ -71,6 +73,8 @@ def test_without_shaping_a_message_leaves_at_once_padded_as_the_policy_says() ->
     origin, port = _origin(ShapingPolicy(buckets=(1024,)))
     ref = origin.submit("L", "transaction", b"tx", 3.0)
     assert port.log == [("real", 3.0, ref, b"tx", (1024,))]
+    assert origin.next_deadline() == 3.0 + ResendConfig().timeout_s
+    origin.confirm(message_id("transaction", b"tx"))
     assert origin.next_deadline() is None
 
 
@@ -87,7 +91,11 @@ def test_origin_jitter_holds_each_message_within_its_range() -> None:
 
 
 def test_slots_send_real_messages_first_then_cover_of_the_drawn_sizes() -> None:
-    policy = ShapingPolicy(rate=RateConfig(rate_per_s=2.0), cover_sizes=((2048, 1.0), (8192, 1.0)))
+    policy = ShapingPolicy(
+        rate=RateConfig(rate_per_s=2.0),
+        cover_sizes=((2048, 1.0), (8192, 1.0)),
+        resend=None,  # no gossip echoes the messages back here
+    )
     origin, port = _origin(policy)
     a = origin.submit("L", "transaction", b"a", 0.0)
     b = origin.submit("L", "transaction", b"b", 0.0)
@@ -216,3 +224,62 @@ def test_cover_sizes_learn_the_buckets_real_messages_fill() -> None:
 def test_background_cover_does_not_combine_with_slots() -> None:
     with pytest.raises(ValueError, match="slot-based"):
         ShapingPolicy(rate=RateConfig(rate_per_s=2.0), cover=CoverConfig(1.0))
+
+
+def test_a_message_gossip_does_not_echo_back_is_resent_with_its_id_then_fails() -> None:
+    origin, port = _origin(ShapingPolicy(resend=ResendConfig(timeout_s=10.0, attempts=2)))
+    ref = origin.submit("L", "transaction", b"lost", 0.0)
+    _run(origin, 100.0)
+    assert [entry[:3] for entry in port.log] == [
+        ("real", 0.0, ref),
+        ("real", 10.0, ref),
+        ("real", 20.0, ref),
+        ("failed", ref, "unconfirmed"),
+    ]
+    assert origin.counters.get("resent") == 2 and origin.counters.get("unconfirmed") == 1
+    assert origin.next_deadline() is None
+
+
+def test_an_echoed_message_is_not_resent_and_a_late_echo_stops_the_resends() -> None:
+    origin, port = _origin(ShapingPolicy())
+    origin.submit("L", "transaction", b"seen", 0.0)
+    origin.confirm(message_id("transaction", b"seen"))
+    slow = origin.submit("L", "transaction", b"slow", 1.0)
+    _run(origin, 11.5)
+    origin.confirm(message_id("transaction", b"slow"))
+    origin.confirm(message_id("transaction", b"not ours"))
+    _run(origin, 100.0)
+    assert [entry[:3] for entry in port.log if entry[2] == slow] == [
+        ("real", 1.0, slow),
+        ("real", 11.0, slow),
+    ]
+    assert len(port.log) == 3 and origin.counters.get("confirmed") == 2
+
+
+def test_a_resend_waits_for_a_slot_of_its_lane() -> None:
+    policy = ShapingPolicy(rate=RateConfig(rate_per_s=1.0, cover=False))
+    origin, port = _origin(policy)
+    ref = origin.submit("L", "transaction", b"x", 0.2)
+    _run(origin, 15.0)
+    sent = [entry[1] for entry in port.log if entry[0] == "real"]
+    assert len(sent) == 2 and sent[1] - sent[0] >= 10.0
+    assert sent[1] - round(sent[1]) == pytest.approx(sent[0] - round(sent[0]))  # same phase
+    origin.abandon(ref)
+    _run(origin, 100.0)
+    assert len(port.log) == 2
+
+
+def test_the_watch_is_bounded() -> None:
+    origin, port = _origin(ShapingPolicy(resend=ResendConfig(max_tracked=2), max_pending=10))
+    for i in range(3):
+        origin.submit("L", "transaction", bytes([i]), 0.0)
+    assert origin.counters.get("resend_unwatched") == 1
+    _run(origin, 10.0)
+    assert [entry[3] for entry in port.log[3:]] == [b"\x01", b"\x02"]
+
+
+def test_resend_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="attempts"):
+        ResendConfig(attempts=-1)
+    with pytest.raises(ValueError, match="timeout_s"):
+        ResendConfig(timeout_s=0.0)

@@ -10,6 +10,7 @@ from murmur.overlay.shaping.config import (
     CoverConfig,
     DelayRange,
     RateConfig,
+    ResendConfig,
     ShapingPolicy,
     TimingLaw,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "QueueFull",
     "RateConfig",
     "RateSender",
+    "ResendConfig",
     "ShapedOrigin",
     "ShapingPolicy",
     "TimingLaw",

@@ -94,6 +94,32 @@ class CoverConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ResendConfig:
+    """The origin's fail-safe, Dandelion++'s embargo timer in spirit: a transaction that has
+    not come back to its origin through gossip ``timeout_s`` after it left on a circuit is
+    sent again (through the lane, so on a circuit drawn afresh and in a slot if the lane has
+    slots), at most ``attempts`` times; after that its send fails with ``unconfirmed``.
+
+    Circuits carry no end-to-end acknowledgement, and a circuit can lose a message with no
+    one noticing in time: a relay that dropped the circuit when a link went, a cell in flight
+    on a closing link. Gossip is the acknowledgement: the exit publishes the payload, so its
+    message id is known in advance. The cost is one more departure a hop-1 spy can time,
+    only after a loss (or a delivery slower than ``timeout_s``)."""
+
+    timeout_s: float = 10.0
+    attempts: int = 2
+    max_tracked: int = 4096
+    """Transactions watched at once per origin; beyond, the oldest is no longer watched."""
+
+    def __post_init__(self) -> None:
+        _finite(self.timeout_s, "resend timeout_s", 0.1, 3600.0)
+        if not 0 <= self.attempts <= 16:
+            raise ValueError("resend attempts must be within 0..16")
+        if self.max_tracked < 1:
+            raise ValueError("resend max_tracked must be positive")
+
+
+@dataclass(frozen=True, slots=True)
 class ShapingPolicy:
     """How one privacy level sends a private message from its origin.
 
@@ -112,6 +138,8 @@ class ShapingPolicy:
     cover: CoverConfig | None = None
     max_pending: int = 100
     """Messages waiting at the origin (delayed or queued) per level; beyond, ``QueueFull``."""
+    resend: ResendConfig | None = ResendConfig()
+    """Send again what gossip has not echoed back in time (``None``: fire and forget)."""
 
     def __post_init__(self) -> None:
         check_buckets(self.buckets)

@@ -18,6 +18,11 @@ a prior (weight ``COVER_PRIOR_WEIGHT``) and adds every real message's padded siz
 leaves, so cover takes as many cells as the messages this node actually sends (a chain of
 300-byte transactions and one of 2-kB transactions fill different buckets).
 
+A lane with a ``ResendConfig`` watches every real message it sent until :meth:`confirm` names
+its gossip message id (the node calls it on every delivery: the exit publishes the payload, so
+the origin sees its own transaction come back); one not back in time enters the lane again
+with the same id, and after the last attempt fails with ``unconfirmed``.
+
 Bounds: at most ``max_pending`` messages wait per lane (``QueueFull`` beyond, a clear error to the
 caller, never a silent drop); a queued message that waits ``max_wait_s`` fails through the
 client's usual ``SendFailed`` with reason ``queue_timeout``. Message ids (``ref``) come from the
@@ -26,7 +31,8 @@ client, so a failure reported later names the id the caller was given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import heapq
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from murmur.base.errors import LocalProtocolError, MurmurError
@@ -36,6 +42,7 @@ from murmur.overlay.shaping.config import ShapingPolicy
 from murmur.overlay.shaping.delay_line import DelayLine
 from murmur.overlay.shaping.sender import RateSender
 from murmur.wire.cells import Envelope, MessageKind, padded_size
+from murmur.wire.gossip import message_id
 
 
 class QueueFull(LocalProtocolError):
@@ -75,6 +82,8 @@ class _Message:
     topic: str
     payload: bytes = field(repr=False)
     framed_size: int
+    attempt: int = 0
+    """Resends so far."""
 
 
 @dataclass(slots=True, eq=False)
@@ -109,12 +118,24 @@ class _Lane:
         return len(self.delays) + (len(self.sender) if self.sender is not None else 0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Unconfirmed:
+    lane: _Lane
+    message: _Message
+    deadline: float
+
+
 class ShapedOrigin:
     def __init__(self, *, port: CircuitPort, rng: Rng) -> None:
         self.counters = Counters()
         self._port = port
         self._rng = rng
         self._lanes: dict[str, _Lane] = {}
+        self._unconfirmed: dict[bytes, _Unconfirmed] = {}
+        """Gossip message id → a real message sent and not yet seen back (oldest first)."""
+        self._ids_by_ref: dict[int, bytes] = {}
+        self._resend_deadlines: list[tuple[float, bytes]] = []
+        """A heap; entries whose message was confirmed meanwhile are skipped when popped."""
 
     # --- commands --------------------------------------------------------------------------
 
@@ -164,7 +185,23 @@ class ShapedOrigin:
 
     # --- inputs ----------------------------------------------------------------------------
 
+    def confirm(self, gossip_id: bytes) -> None:
+        """Gossip delivered message ``gossip_id``: if it is one of ours, it arrived."""
+        entry = self._unconfirmed.pop(gossip_id, None)
+        if entry is not None:
+            del self._ids_by_ref[entry.message.ref]
+            self.counters.inc("confirmed")
+            self._drop_stale_deadlines()
+
+    def abandon(self, ref: int) -> None:
+        """The send ``ref`` failed and its caller was told so: stop watching it."""
+        gossip_id = self._ids_by_ref.pop(ref, None)
+        if gossip_id is not None:
+            del self._unconfirmed[gossip_id]
+            self._drop_stale_deadlines()
+
     def handle_timer(self, now: float) -> None:
+        self._resend_overdue(now)
         for lane in self._lanes.values():
             for message in lane.delays.pop_due(now):
                 self._enter(lane, message, now, immediate=False)
@@ -188,6 +225,8 @@ class ShapedOrigin:
                 deadlines.append(lane.sender.next_deadline())
             if lane.next_cover is not None:
                 deadlines.append(lane.next_cover)
+        if self._resend_deadlines:
+            deadlines.append(self._resend_deadlines[0][0])
         return min(deadlines, default=None)
 
     # --- internals -------------------------------------------------------------------------
@@ -239,3 +278,47 @@ class ShapedOrigin:
         )
         lane.learn_size(padded_size(message.framed_size, lane.policy.buckets))
         self.counters.inc("real_sent")
+        if lane.policy.resend is not None:
+            self._watch(lane, message, now)
+
+    def _watch(self, lane: _Lane, message: _Message, now: float) -> None:
+        resend = lane.policy.resend
+        assert resend is not None
+        gossip_id = message_id(message.topic, message.payload)
+        if gossip_id in self._unconfirmed:
+            return  # the same transaction sent twice: one watch covers both
+        if len(self._unconfirmed) >= resend.max_tracked:
+            oldest = next(iter(self._unconfirmed))
+            del self._ids_by_ref[self._unconfirmed.pop(oldest).message.ref]
+            self.counters.inc("resend_unwatched")
+        deadline = now + resend.timeout_s
+        self._unconfirmed[gossip_id] = _Unconfirmed(lane, message, deadline)
+        self._ids_by_ref[message.ref] = gossip_id
+        heapq.heappush(self._resend_deadlines, (deadline, gossip_id))
+
+    def _is_current(self, deadline: float, gossip_id: bytes) -> bool:
+        entry = self._unconfirmed.get(gossip_id)
+        return entry is not None and entry.deadline == deadline
+
+    def _drop_stale_deadlines(self) -> None:
+        """Keeps the heap's head a live deadline, so ``next_deadline`` never wakes for nothing."""
+        heap = self._resend_deadlines
+        while heap and not self._is_current(*heap[0]):
+            heapq.heappop(heap)
+
+    def _resend_overdue(self, now: float) -> None:
+        heap = self._resend_deadlines
+        while heap and heap[0][0] <= now:
+            deadline, gossip_id = heapq.heappop(heap)
+            if not self._is_current(deadline, gossip_id):
+                continue
+            entry = self._unconfirmed.pop(gossip_id)
+            del self._ids_by_ref[entry.message.ref]
+            resend = entry.lane.policy.resend
+            if resend is None or entry.message.attempt >= resend.attempts:
+                self.counters.inc("unconfirmed")
+                self._port.fail_send(entry.message.ref, "unconfirmed")
+                continue
+            self.counters.inc("resent")
+            again = replace(entry.message, attempt=entry.message.attempt + 1)
+            self._enter(entry.lane, again, now, immediate=False)
