@@ -126,6 +126,15 @@ def test_truncated_handshake_times_out(alice, bob) -> None:
     assert b.drain_events() == [LinkClosed("handshake_timeout", by_peer_error=False)]
 
 
+def test_the_handshake_measures_a_first_rtt_on_both_ends(alice, bob) -> None:
+    a, b = pair(alice, bob)  # a's hello leaves at 0.0
+    b.receive_data(a.data_to_send(), 0.03)  # b's reply leaves at 0.03
+    a.receive_data(b.data_to_send(), 0.07)
+    b.receive_data(a.data_to_send(), 0.11)
+    assert a.state is b.state is LinkState.ESTABLISHED
+    assert a.rtt_s == pytest.approx(0.07) and b.rtt_s == pytest.approx(0.08)
+
+
 def test_keepalive_measures_rtt_and_idle_link_closes(alice, bob) -> None:
     a, b = pair(alice, bob)
     shuttle(a, b)

@@ -285,3 +285,13 @@ def test_handshake_frames_and_replay_in_one_read_ban_the_peer() -> None:
     actions = node.drain_actions()
     assert any(isinstance(a, CloseConnection) and a.conn_id == c for a in actions)
     assert node._bans.is_banned(client_identity.node_id, 0.0)
+
+
+def test_only_links_the_node_dialled_are_candidate_first_hops() -> None:
+    net = Net(4)  # node i dials every j < i
+    net.tick(3.0)
+    middle = net.nodes[2]
+    candidates = middle.circuits.client._first_hop_rtt
+    assert set(candidates) == {net.ids[0].node_id, net.ids[1].node_id}
+    assert all(rtt is not None and rtt >= 0.0 for rtt in candidates.values())
+    assert net.nodes[0].circuits.client._first_hop_rtt == {}  # it dialled no one

@@ -169,6 +169,13 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: override the candidate circuits raced per pool slot, for tuning",
     )
     parser.add_argument(
+        "--near-first-hops",
+        type=int,
+        default=None,
+        metavar="K",
+        help="onion: draw hop 1 from the K lowest-latency outbound links (0: any relay)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
@@ -379,6 +386,7 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 level=args.level,
                 cover_rate_per_s=args.cover_rate,
                 build_race=args.build_race,
+                near_first_hops=args.near_first_hops,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
@@ -506,6 +514,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion level": args.level or "standard (preset)",
         "onion cover rate override (per s)": args.cover_rate,
         "onion build race override": args.build_race,
+        "onion near first hops override": args.near_first_hops,
         "runs": args.runs or 1,
         "seed": args.seed,
     }

@@ -100,6 +100,9 @@ class LinkConnection:
         self.peer_id: NodeId | None = None
         self.session_id: bytes | None = None
         self.rtt_s: float | None = None
+        """Round-trip time: the handshake's at first (our flight and the peer's answer), then
+        each keepalive's."""
+        self._flight_sent_at = now
         self._identity = identity
         self._rng = rng
         self._expected_peer = expected_peer
@@ -245,6 +248,7 @@ class LinkConnection:
                 sign=self._identity.sign,
             )
             self._out.append(encode_record(reply))
+            self._flight_sent_at = now
             self.state = LinkState.AWAIT_AUTH
         elif state is LinkState.AWAIT_REPLY:
             assert self._initiator_state is not None
@@ -269,6 +273,7 @@ class LinkConnection:
         self.peer_id = keys.peer_id
         self.session_id = keys.session_id
         self.state = LinkState.ESTABLISHED
+        self.rtt_s = now - self._flight_sent_at
         self._next_keepalive = now + self.config.keepalive_interval_s
         self.counters.inc("handshakes_completed")
         self._events.append(HandshakeCompleted(keys.peer_id, keys.peer_public_key, keys.session_id))

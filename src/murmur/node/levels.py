@@ -56,6 +56,8 @@ class PrivacyPreset:
     min_relay_score: float
     build_race: int = 1
     """Candidate circuits raced per pool slot (the fastest to build is kept)."""
+    near_first_hops: int = 0
+    """Hop 1 drawn from this many of our lowest-latency outbound links (0: any relay)."""
 
 
 STANDARD = PrivacyLevel(
@@ -153,17 +155,24 @@ class PrivacySettings:
         return cls(chosen, chosen.level if level is None else level_named(level))
 
     def tuned(
-        self, *, cover_rate_per_s: float | None = None, build_race: int | None = None
+        self,
+        *,
+        cover_rate_per_s: float | None = None,
+        build_race: int | None = None,
+        near_first_hops: int | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
-        (0: none) and the preset racing another number of candidate circuits: the knobs the
-        simulator sweeps to choose the defaults."""
+        (0: none) and the preset racing another number of candidate circuits and drawing hop 1
+        from another number of near links: the knobs the simulator sweeps to choose the
+        defaults."""
         level, preset = self.level, self.preset
         if cover_rate_per_s is not None:
             cover = CoverConfig(cover_rate_per_s) if cover_rate_per_s > 0 else None
             level = replace(level, shaping=replace(level.shaping, cover=cover))
         if build_race is not None:
             preset = replace(preset, build_race=build_race)
+        if near_first_hops is not None:
+            preset = replace(preset, near_first_hops=near_first_hops)
         return PrivacySettings(preset, level)
 
     def level_for(self, name: str | None) -> PrivacyLevel:
@@ -180,6 +189,7 @@ class PrivacySettings:
             lifetime_s=lifetime,
             lifetime_jitter_s=lifetime * LIFETIME_JITTER_FRACTION,
             build_race=self.preset.build_race,
+            near_first_hops=self.preset.near_first_hops,
         )
 
     def relay_config(self) -> RelayConfig:

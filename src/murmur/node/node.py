@@ -29,6 +29,7 @@ from murmur.link.connection import (
     LinkConnection,
     LinkState,
     MessageReceived,
+    PongReceived,
 )
 from murmur.node.actions import (
     CloseConnection,
@@ -378,6 +379,8 @@ class Node:
                 self._on_authenticated(session, event, now)
             elif isinstance(event, LinkClosed):
                 self._on_link_closed(session, event, now)
+            elif isinstance(event, PongReceived):
+                self._report_latency(session)
             if session.closing:
                 return
 
@@ -419,9 +422,19 @@ class Node:
             self.gossip.add_peer(peer, now)
             for announcement in self.private.catch_up(self._rng):
                 self.gossip.send_to_peer(peer, ANNOUNCE_TOPIC, announcement)
+        self._report_latency(session)
         self.circuits.link_ready(peer, now)
         self._pump_gossip(now)
         self._pump_circuits(now)
+
+    def _report_latency(self, session: Session) -> None:
+        """Tells the circuit client the round trip of a link we chose (a bootstrap or peer
+        target, not one a circuit asked for): the candidates for a near first hop."""
+        peer = session.peer_id
+        if peer is None or self._by_peer.get(peer) is not session:
+            return
+        chosen = session.outbound and not session.for_circuit
+        self.circuits.link_latency(peer, session.link.rtt_s if chosen else None)
 
     def _retire(self, session: Session, now: float) -> None:
         """Stops sending on a link that lost to another with the same peer, and closes it

@@ -107,13 +107,19 @@ class OnionKit:
     """Overrides the level's background cover rate (0: none), for tuning sweeps."""
     build_race: int | None = None
     """Overrides the preset's circuit build race, for tuning sweeps."""
+    near_first_hops: int | None = None
+    """Overrides how many near outbound links hop 1 is drawn from, for tuning sweeps."""
 
     def __post_init__(self) -> None:
         self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
 
     def privacy(self) -> PrivacySettings:
         settings = PrivacySettings.from_names(self.preset, self.level)
-        return settings.tuned(cover_rate_per_s=self.cover_rate_per_s, build_race=self.build_race)
+        return settings.tuned(
+            cover_rate_per_s=self.cover_rate_per_s,
+            build_race=self.build_race,
+            near_first_hops=self.near_first_hops,
+        )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
         if scenario.network.churn_per_node_per_hour > 0.0:
@@ -412,6 +418,7 @@ class _OnionRun:
             "level": self.privacy.level.name,
             "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
             "build_race": self.privacy.preset.build_race,
+            "near_first_hops": self.privacy.preset.near_first_hops,
             "cover_messages": sum(n.private.origin.counters.get("cover_sent") for n in nodes),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,
@@ -423,9 +430,17 @@ class _OnionRun:
             "circuits_failed": sum(
                 n.circuits.client.counters.get("circuits_failed") for n in nodes
             ),
+            "resent": sum(n.private.origin.counters.get("resent") for n in nodes),
+            "unconfirmed": sum(n.private.origin.counters.get("unconfirmed") for n in nodes),
             "bans": sum(n.counters.get("bans") for n in nodes),
             "gossip_invalid": sum(n.gossip.counters.get("gossip.message.invalid") for n in nodes),
         }
+        failures: dict[str, int] = {}
+        for node in nodes:
+            for name, count in node.circuits.client.counters.snapshot().items():
+                if name.startswith("circuit_failed_"):
+                    failures[name] = failures.get(name, 0) + count
+        extras.update(sorted(failures.items()))
         truth = self.spy_hop_one()
         inferred = set(hop_one_circuits(record.log))
         extras["spy_hop1_circuits"] = len(truth)

@@ -106,9 +106,10 @@ class Network:
     def pump(self) -> None:
         """Delivers everything in flight, and everything that causes, until quiet."""
         while True:
+            collected = False
             for node in list(self.nodes.values()):
-                self._collect(node)
-            if not self._queue:
+                collected |= self._collect(node)
+            if not self._queue and not collected:
                 return
             while self._queue:
                 src, dst, cell = self._queue.popleft()
@@ -121,8 +122,10 @@ class Network:
                     continue
                 target.host.receive_cell(src, cell, self.now)
 
-    def _collect(self, node: Node) -> None:
-        for action in node.host.drain_actions():
+    def _collect(self, node: Node) -> bool:
+        """Routes the node's actions; True if it had any (a link it opened may cause more)."""
+        actions = node.host.drain_actions()
+        for action in actions:
             if isinstance(action, SendCell):
                 self._queue.append((node.node_id, action.peer, action.cell))
             elif isinstance(action, ConnectTo):
@@ -131,6 +134,7 @@ class Network:
                 node.events.append(action)
                 if isinstance(action, PublishFromExit):
                     node.published.append((action.topic, action.payload))
+        return bool(actions)
 
     def _connect(self, node: Node, peer: NodeId) -> None:
         target = self.nodes.get(peer)

@@ -240,3 +240,28 @@ def test_without_a_race_a_silent_hop_holds_its_slot_until_the_timeout() -> None:
     client = net.node(0).host.client
     assert client.ready_circuits() < 3  # some first draws went through a silent relay
     assert client.counters.get("race_losers") == 0
+
+
+def test_near_first_hops_wait_for_a_measured_link_then_use_the_nearest() -> None:
+    config = ClientConfig(near_first_hops=2)
+    net = Network(12, seed=3, client_config=config)
+    net.run_until(1.0)
+    origin = net.node(0)
+    client = origin.host.client
+    assert client.ready_circuits() == 0  # no outbound link measured yet: the pool waits
+    others = [n.node_id for n in list(net.nodes.values())[1:]]
+    for rtt, peer in zip((0.30, 0.02, 0.25, 0.05, 0.20), others, strict=False):
+        client.link_latency(peer, rtt)
+    client.link_latency(others[0], None)  # no longer a link we chose
+    net.run_until(2.0)
+    assert client.ready_circuits() == 3
+    assert {built.hops[0] for built in _built(origin)} <= {others[1], others[3]}
+
+
+def test_with_near_first_hops_a_send_before_any_measured_link_still_goes_out() -> None:
+    net = Network(8, seed=3, client_config=ClientConfig(near_first_hops=3))
+    net.run_until(1.0)
+    origin = net.node(0)
+    origin.host.client.send("transaction", b"early", net.now)
+    net.run_until(3.0)
+    assert [p for _, _, p in _publications(net)] == [b"early"]

@@ -146,3 +146,32 @@ def test_relays_below_the_minimum_score_are_never_chosen() -> None:
             origin_prefixes=frozenset(),
             min_score=0.2,
         )
+
+
+def test_the_first_hop_is_drawn_from_the_given_relays_when_any_qualifies() -> None:
+    relays = [_relay(i, f"10.{i}.0.1") for i in range(1, 30)]
+    near = [relays[3].node_id, relays[7].node_id]
+    rng = SeededRng(4)
+    firsts = Counter(
+        select_path(
+            relays,
+            rng,
+            hops=3,
+            origin=NodeId(b"o" * 32),
+            origin_prefixes=frozenset(),
+            first_hop=near,
+        )[0].node_id
+        for _ in range(400)
+    )
+    assert set(firsts) == set(near) and min(firsts.values()) > 150
+    # a near relay on the origin's own prefix does not qualify: any relay is drawn instead
+    own = frozenset({network_prefix("10.4.0.1")})
+    path = select_path(
+        relays,
+        rng,
+        hops=3,
+        origin=NodeId(b"o" * 32),
+        origin_prefixes=own,
+        first_hop=[relays[3].node_id],
+    )
+    assert path[0].node_id != relays[3].node_id

@@ -145,6 +145,8 @@ class CircuitClient:
         self._circuits: dict[int, _Circuit] = {}
         self._by_leg: dict[tuple[NodeId, int], _Circuit] = {}
         self._links: set[NodeId] = set()
+        self._first_hop_rtt: dict[NodeId, float] = {}
+        """Round-trip time of each outbound link: where near first hops are drawn from."""
         self._dialing: set[NodeId] = set()
         self._waiting: deque[_Waiting] = deque()
         self._request_deadlines: dict[int, float] = {}
@@ -273,6 +275,15 @@ class CircuitClient:
                 self._create(circuit, now)
         self._maintain(now)
 
+    def link_latency(self, peer: NodeId, rtt_s: float | None) -> None:
+        """The measured round trip of our outbound link to ``peer`` (a candidate first hop);
+        ``None``: the link to ``peer`` is no longer one we chose. The pool builds on the next
+        ``link_ready`` or timer."""
+        if rtt_s is None:
+            self._first_hop_rtt.pop(peer, None)
+        else:
+            self._first_hop_rtt[peer] = rtt_s
+
     def link_failed(self, peer: NodeId, now: float) -> None:
         self._dialing.discard(peer)
         for circuit in list(self._circuits.values()):
@@ -282,6 +293,7 @@ class CircuitClient:
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         self._links.discard(peer)
+        self._first_hop_rtt.pop(peer, None)
         self._dialing.discard(peer)
         for circuit in list(self._circuits.values()):
             if circuit.first == peer:
@@ -335,6 +347,11 @@ class CircuitClient:
         return len(self._races)
 
     def _wants_builds(self) -> bool:
+        """Whether the pool should build now (backoff aside). With near first hops it waits
+        for a measured outbound link: a pool drawn before could not use it. A send that finds
+        no circuit meanwhile builds one from any relay (``_submit``)."""
+        if self.config.near_first_hops and not self._first_hop_rtt:
+            return False
         building = self._building()
         return (
             len(self._ready()) + building < self.config.pool_size
@@ -374,6 +391,7 @@ class CircuitClient:
             origin=self.node_id,
             origin_prefixes=self.own_prefixes,
             min_score=self.config.min_relay_score,
+            first_hop=self._near_first_hops(),
         )
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         first = path[0].node_id
@@ -397,6 +415,12 @@ class CircuitClient:
             self._dialing.add(first)
             self._actions.append(ConnectTo(first, path[0].address))
         return circuit
+
+    def _near_first_hops(self) -> list[NodeId]:
+        wanted = self.config.near_first_hops
+        if not wanted:
+            return []
+        return sorted(self._first_hop_rtt, key=self._first_hop_rtt.__getitem__)[:wanted]
 
     def _onionskin(self, circuit: _Circuit, hop: RelayInfo) -> Onionskin:
         skin, circuit.pending = client_onionskin(

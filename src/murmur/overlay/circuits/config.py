@@ -23,6 +23,11 @@ class ClientConfig:
     the first to finish is kept and the others are torn down. Telescoping build time weighs
     every hop's round trip, so the winner is a low-latency path: Tor's adaptive build-time
     cutoff does the same (it abandons the slowest 20 %). 1 keeps the first path drawn."""
+    near_first_hops: int = 0
+    """When positive, hop 1 is drawn from this many of our outbound links with the lowest
+    round-trip time (see ``CircuitClient.link_latency``); 0 draws it from every relay. Near
+    first hops cut the path's first leg; outbound only, because an inbound peer chose us
+    and could sit close on purpose to become everyone's hop 1."""
     lifetime_s: float = 600.0
     lifetime_jitter_s: float = 180.0
     """Each circuit is rotated after ``lifetime_s`` plus uniform jitter in [0, this]."""
@@ -42,6 +47,8 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if min(self.hops, self.pool_size, self.max_parallel_builds, self.build_race) < 1:
             raise ValueError("hops, pool_size, max_parallel_builds and build_race must be positive")
+        if self.near_first_hops < 0:
+            raise ValueError("near_first_hops must not be negative")
         if not MIN_RELAY_SCORE <= self.min_relay_score <= 1.0:
             raise ValueError(f"min_relay_score must be within [{MIN_RELAY_SCORE}, 1]")
 

@@ -90,6 +90,9 @@ class CircuitHost:
         self.client.link_ready(peer, now)
         self.relay.link_ready(peer, now)
 
+    def link_latency(self, peer: NodeId, rtt_s: float | None) -> None:
+        self.client.link_latency(peer, rtt_s)
+
     def link_failed(self, peer: NodeId, now: float) -> None:
         self.client.link_failed(peer, now)
         self.relay.link_failed(peer, now)

@@ -16,7 +16,7 @@ import enum
 import functools
 import ipaddress
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 from murmur.base.errors import MurmurError, RemoteProtocolError
@@ -173,9 +173,11 @@ def select_path(
     origin: NodeId,
     origin_prefixes: frozenset[bytes],
     min_score: float = MIN_RELAY_SCORE,
+    first_hop: Collection[NodeId] = (),
 ) -> list[RelayInfo]:
     """``hops`` relays, score-weighted, on pairwise distinct prefixes none of which is ours,
-    each scoring at least ``min_score``."""
+    each scoring at least ``min_score``; the first drawn from ``first_hop`` when any of those
+    qualifies (from all relays otherwise)."""
     candidates = [
         (r, score, r.prefix)
         for r in relays
@@ -185,15 +187,18 @@ def select_path(
     ]
     path: list[RelayInfo] = []
     used = set(origin_prefixes)
-    for _ in range(hops):
+    for index in range(hops):
         candidates = [c for c in candidates if c[2] not in used]
         if not candidates:
             raise NoCircuitAvailable(
                 f"need {hops} relays on distinct network prefixes, found {len(path)}"
             )
-        point = rng.random() * sum(w for _, w, _ in candidates)
-        chosen, _, prefix = candidates[-1]
-        for relay, weight, relay_prefix in candidates:
+        pool = candidates
+        if index == 0 and first_hop:
+            pool = [c for c in candidates if c[0].node_id in first_hop] or candidates
+        point = rng.random() * sum(w for _, w, _ in pool)
+        chosen, _, prefix = pool[-1]
+        for relay, weight, relay_prefix in pool:
             point -= weight
             if point < 0:
                 chosen, prefix = relay, relay_prefix
