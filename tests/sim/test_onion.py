@@ -53,7 +53,13 @@ def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecor
     assert 0.0 < onion.relay_participation <= 1.0
     assert onion.latency_ms["p50"] > fast.latency_ms["p50"]
     assert onion.bytes_sent > fast.bytes_sent
-    assert set(onion.precision) == {"first_spy", "timing", "timing_latency", "timing_known_law"}
+    assert set(onion.precision) == {
+        "first_spy",
+        "timing",
+        "timing_latency",
+        "timing_known_law",
+        "timing_intersection",
+    }
 
 
 def test_spies_log_cells_and_know_when_they_are_hop_one(record: RunRecord) -> None:

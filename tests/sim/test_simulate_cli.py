@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from murmur.interfaces.simulate import add_simulate_parser, run_simulate
+from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -27,7 +28,7 @@ def test_onion_runs_production_nodes_against_their_fast_path(
     assert run_simulate(args) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["protocol"] == "onion" and result["baseline"] == "fastpath"
-    assert set(result["precision"]) == {"first_spy", "timing", "timing_latency", "timing_known_law"}
+    assert set(result["precision"]) == set(PROTOCOL_ESTIMATORS["onion"])
     assert set(result["recall"]) == set(result["precision"])
     assert result["crypto"] == "standin" and result["directory"] == "preloaded"
     assert result["delivered_ratio"] == 1.0 and result["relay_participation"] > 0.0

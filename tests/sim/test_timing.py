@@ -13,6 +13,7 @@ from murmur.sim.timing import (
     link_law,
     origin_events,
     timing,
+    timing_intersection,
     timing_known_law,
 )
 
@@ -133,3 +134,33 @@ def test_a_known_link_law_attributes_without_learning_from_the_run() -> None:
     # hop 2 got the cell at 5.05; the exit published at 5.15 - 0.05 = 5.10: one link later
     assert timing_known_law(log) == {b"tx": ORIGIN}
     assert timing_known_law(known_law_log(8.0)) == {}  # three seconds is no link's latency
+
+
+def test_the_intersection_estimator_pools_evidence_over_a_repeated_origin() -> None:
+    """Two origins, a hop-1 spy on each: every transaction is about as well explained by a
+    departure of either (the other's a little better, each alone), but half of the other's
+    departures explain nothing (cover) while the origin's keep explaining transactions:
+    pooled over the run, the origin wins every one."""
+    other, other_spy = 8, 4
+
+    def circuit_cells(spy: int, origin: int, circuit: int, data_at: list[float]) -> list:
+        return [
+            c._replace(spy=spy, peer=origin if c.peer == ORIGIN else c.peer, circuit=circuit)
+            for c in hop_one_build(data_at)
+        ]
+
+    real = [10.0 * k for k in range(1, 11)]
+    near_misses = [t - 0.002 for t in real]  # delay 0.052 s: nearer the law's mode than 0.05
+    cover = [t + 5.0 for t in real]
+    log = log_with(
+        circuit_cells(SPY, ORIGIN, 1, real)
+        + circuit_cells(other_spy, other, 2, sorted(near_misses + cover)),
+        {},
+    )
+    log.link_latency_s = {(SPY, NEXT): 0.05, (other_spy, NEXT): 0.05, (1, 2): 0.06}
+    for k, t in enumerate(real):
+        sighting = Sighting(t + 0.15, SPY, bytes([k]), NEXT, "gossip")
+        log.first[sighting.tx_id] = sighting
+        log.sightings.append(sighting)
+    assert set(timing_known_law(log).values()) == {other}
+    assert timing_intersection(log) == {bytes([k]): ORIGIN for k in range(10)}

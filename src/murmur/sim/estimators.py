@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.timing import timing, timing_known_law, timing_latency
+from murmur.sim.timing import timing, timing_intersection, timing_known_law, timing_latency
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
 
@@ -45,11 +45,18 @@ ESTIMATORS: dict[str, Estimator] = {
     "timing": timing,
     "timing_latency": timing_latency,
     "timing_known_law": timing_known_law,
+    "timing_intersection": timing_intersection,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
     "diffusion": ("first_spy",),
     "dandelion": ("first_spy", "stem_predecessor"),
-    "onion": ("first_spy", "timing", "timing_latency", "timing_known_law"),
+    "onion": (
+        "first_spy",
+        "timing",
+        "timing_latency",
+        "timing_known_law",
+        "timing_intersection",
+    ),
     "fastpath": ("first_spy",),
 }

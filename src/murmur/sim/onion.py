@@ -99,7 +99,13 @@ class OnionKit:
     settle_s: float = 120.0
     """How long a phase may run past its last transaction before it is cut off."""
     name: str = "onion"
-    estimators: tuple[str, ...] = ("first_spy", "timing", "timing_latency", "timing_known_law")
+    estimators: tuple[str, ...] = (
+        "first_spy",
+        "timing",
+        "timing_latency",
+        "timing_known_law",
+        "timing_intersection",
+    )
     preset: str = DEFAULT_PRESET
     level: str | None = None
     """Every node's privacy level (None: the preset's); transactions use it."""

@@ -281,12 +281,58 @@ def correlate(
     event source (learnt from the data unless ``models`` gives it), best pairs first, each
     event and each transaction at most once."""
     ordered = sorted((t, tx_id) for tx_id, t in seen_at.items())
-    times = [t for t, _ in ordered]
     if models is None:
+        times = [t for t, _ in ordered]
         models = {
             source: learn_delay((e.time for e in events if e.source == source), times)
             for source in {e.source for e in events}
         }
+    return _match(events, _scored_pairs(events, ordered, models))
+
+
+def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
+    """``timing_known_law`` that also pools evidence across transactions, against an origin
+    that sends many (the intersection attack). Each transaction spreads one unit of belief over
+    the departures that could explain it (in proportion to their scores, with one unit kept
+    for "none of these"); a node whose departures draw more belief per departure than the
+    average is likelier a real origin than one that only sends cover, so every pair is
+    rescored by its node's ratio before the usual best-first matching."""
+    law = link_law(log)
+    if law is None:
+        return {}
+    events = origin_events(log, latency_aware=True)
+    seen_at = publication_estimates(log)
+    ordered = sorted((t, tx_id) for tx_id, t in seen_at.items())
+    pairs = _scored_pairs(events, ordered, {e.source: law for e in events})
+    total: dict[bytes, float] = defaultdict(lambda: 1.0)
+    for score, _, _, tx_id in pairs:
+        total[tx_id] -= score  # scores are negated for sorting
+    belief: dict[int, float] = defaultdict(float)
+    for score, _, i, tx_id in pairs:
+        belief[events[i].node] -= score / total[tx_id]
+    departures: dict[int, int] = defaultdict(int)
+    for event in events:
+        departures[event.node] += 1
+    if not belief:
+        return {}
+    average = sum(belief.values()) / len(events)
+    ratio = {node: belief[node] / departures[node] / average for node in departures}
+    rescored = sorted(
+        (score * ratio[events[i].node], delay, i, tx_id)
+        for score, delay, i, tx_id in pairs
+        if -score * ratio[events[i].node] > 1.0
+    )
+    return _match(events, rescored)
+
+
+def _scored_pairs(
+    events: Sequence[Event],
+    ordered: Sequence[tuple[float, bytes]],
+    models: dict[str, DelayModel],
+) -> list[tuple[float, float, int, bytes]]:
+    """``(-score, delay, event index, tx)`` for every event and transaction (``ordered`` by
+    time) that the event's law makes likelier related than not, best first."""
+    times = [t for t, _ in ordered]
     pairs: list[tuple[float, float, int, bytes]] = []
     for i, event in enumerate(events):
         model = models[event.source]
@@ -298,6 +344,13 @@ def correlate(
             if score > 1.0:
                 pairs.append((-score, delay, i, ordered[k][1]))
     pairs.sort()
+    return pairs
+
+
+def _match(
+    events: Sequence[Event], pairs: Iterable[tuple[float, float, int, bytes]]
+) -> dict[bytes, int]:
+    """Takes pairs best first, each event and each transaction at most once."""
     guesses: dict[bytes, int] = {}
     used: set[int] = set()
     for _, _, i, tx_id in pairs:
