@@ -265,3 +265,13 @@ def test_with_near_first_hops_a_send_before_any_measured_link_still_goes_out() -
     origin.host.client.send("transaction", b"early", net.now)
     net.run_until(3.0)
     assert [p for _, _, p in _publications(net)] == [b"early"]
+
+
+def test_races_never_have_more_candidates_in_flight_than_the_cap() -> None:
+    config = ClientConfig(build_race=4, max_parallel_candidates=8, build_timeout_s=10.0)
+    net = Network(14, seed=5, client_config=config)
+    net.black_holes.update(list(net.nodes)[1:])  # every build stalls
+    net.run_until(1.0)
+    client = net.node(0).host.client
+    assert client.counters.get("races_started") == 2
+    assert client.counters.get("circuits_started") == 8

@@ -353,9 +353,11 @@ class CircuitClient:
         if self.config.near_first_hops and not self._first_hop_rtt:
             return False
         building = self._building()
+        race = self.config.build_race
         return (
             len(self._ready()) + building < self.config.pool_size
             and building < self.config.max_parallel_builds
+            and (building + 1) * race <= max(race, self.config.max_parallel_candidates)
         )
 
     def _maintain(self, now: float) -> None:

@@ -18,6 +18,11 @@ class ClientConfig:
     """Ready circuits kept in the background (seed §1.2)."""
     max_parallel_builds: int = 3
     """Pool slots being filled at once (each slot may race several candidates)."""
+    max_parallel_candidates: int = 8
+    """Candidate circuits being built at once over all slots (at least one slot's race).
+    A relay admits about 8 link-opening creates from one peer in a burst (``create_burst``
+    over ``1 + connect_cost``), and near first hops send most candidates through one or two
+    relays: 12 at once at 1,000 nodes had 5,221 candidates refused as rate-limited."""
     build_race: int = 1
     """Candidate circuits built at once for each pool slot, over independently drawn paths;
     the first to finish is kept and the others are torn down. Telescoping build time weighs
