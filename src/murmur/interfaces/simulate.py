@@ -176,6 +176,12 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: draw hop 1 from the K lowest-latency outbound links (0: any relay)",
     )
     parser.add_argument(
+        "--race-before-exit",
+        action="store_true",
+        default=None,
+        help="onion: decide build races before the exit (the exit's link stays a random draw)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
@@ -387,6 +393,7 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 cover_rate_per_s=args.cover_rate,
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
+                race_through_exit=None if args.race_before_exit is None else False,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
@@ -515,6 +522,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion cover rate override (per s)": args.cover_rate,
         "onion build race override": args.build_race,
         "onion near first hops override": args.near_first_hops,
+        "onion race decided before the exit": args.race_before_exit,
         "runs": args.runs or 1,
         "seed": args.seed,
     }

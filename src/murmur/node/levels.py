@@ -58,6 +58,8 @@ class PrivacyPreset:
     """Candidate circuits raced per pool slot (the fastest to build is kept)."""
     near_first_hops: int = 0
     """Hop 1 drawn from this many of our lowest-latency outbound links (0: any relay)."""
+    race_through_exit: bool = True
+    """Decide a build race on the whole path (True) or before the exit (False)."""
 
 
 STANDARD = PrivacyLevel(
@@ -160,6 +162,7 @@ class PrivacySettings:
         cover_rate_per_s: float | None = None,
         build_race: int | None = None,
         near_first_hops: int | None = None,
+        race_through_exit: bool | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none) and the preset racing another number of candidate circuits and drawing hop 1
@@ -173,6 +176,8 @@ class PrivacySettings:
             preset = replace(preset, build_race=build_race)
         if near_first_hops is not None:
             preset = replace(preset, near_first_hops=near_first_hops)
+        if race_through_exit is not None:
+            preset = replace(preset, race_through_exit=race_through_exit)
         return PrivacySettings(preset, level)
 
     def level_for(self, name: str | None) -> PrivacyLevel:
@@ -190,6 +195,7 @@ class PrivacySettings:
             lifetime_jitter_s=lifetime * LIFETIME_JITTER_FRACTION,
             build_race=self.preset.build_race,
             near_first_hops=self.preset.near_first_hops,
+            race_through_exit=self.preset.race_through_exit,
         )
 
     def relay_config(self) -> RelayConfig:

@@ -115,6 +115,8 @@ class OnionKit:
     """Overrides the preset's circuit build race, for tuning sweeps."""
     near_first_hops: int | None = None
     """Overrides how many near outbound links hop 1 is drawn from, for tuning sweeps."""
+    race_through_exit: bool | None = None
+    """Overrides whether a build race is decided on the whole path or before the exit."""
 
     def __post_init__(self) -> None:
         self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
@@ -125,6 +127,7 @@ class OnionKit:
             cover_rate_per_s=self.cover_rate_per_s,
             build_race=self.build_race,
             near_first_hops=self.near_first_hops,
+            race_through_exit=self.race_through_exit,
         )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
@@ -425,6 +428,7 @@ class _OnionRun:
             "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
             "build_race": self.privacy.preset.build_race,
             "near_first_hops": self.privacy.preset.near_first_hops,
+            "race_through_exit": int(self.privacy.preset.race_through_exit),
             "cover_messages": sum(n.private.origin.counters.get("cover_sent") for n in nodes),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,

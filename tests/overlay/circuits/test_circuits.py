@@ -275,3 +275,22 @@ def test_races_never_have_more_candidates_in_flight_than_the_cap() -> None:
     client = net.node(0).host.client
     assert client.counters.get("races_started") == 2
     assert client.counters.get("circuits_started") == 8
+
+
+def test_a_race_decided_before_the_exit_extends_only_its_winner_to_an_exit() -> None:
+    """Candidates race to their second hop; only the winner extends to its (random) exit, so
+    no exit is drawn for the race, and losers cost no exit handshake."""
+
+    def creates(race_through_exit: bool) -> tuple[int, int]:
+        config = ClientConfig(build_race=4, race_through_exit=race_through_exit)
+        net = Network(14, seed=5, client_config=config)
+        net.run_until(1.0)
+        client = net.node(0).host.client
+        assert client.ready_circuits() == 3 and client.counters.get("circuits_failed") == 0
+        total = sum(1 for _, _, c in net.wire if decode_cell(c).command is CellCommand.CREATE)
+        return total, client.counters.get("race_losers")
+
+    early, early_losers = creates(False)
+    full, full_losers = creates(True)
+    assert early_losers == full_losers == 3 * 3
+    assert early < full

@@ -444,6 +444,8 @@ class CircuitClient:
         circuit.layers.add_hop(client_finish(created, circuit.pending).keys)
         circuit.pending = None
         index = len(circuit.layers)
+        if index == len(circuit.path) - 1 and not self.config.race_through_exit:
+            self._win_race(circuit, built=False)
         if index < len(circuit.path):
             hop = circuit.path[index]
             try:
@@ -455,7 +457,7 @@ class CircuitClient:
             circuit.phase = _Phase.AWAIT_EXTENDED
             self._relay(circuit, RelayCommand.EXTEND, extend.encode(), target=index - 1)
             return
-        self._win_race(circuit)
+        self._win_race(circuit, built=True)
         circuit.phase = _Phase.READY
         circuit.deadline = (
             now + self.config.lifetime_s + self._rng.uniform(0.0, self.config.lifetime_jitter_s)
@@ -468,9 +470,14 @@ class CircuitClient:
             if item.envelope.kind is MessageKind.PUBLISH or item.ref in self._request_deadlines:
                 self._transmit(self._rng.choice(self._ready()), item)
 
-    def _win_race(self, winner: _Circuit) -> None:
-        """The first candidate of its race to finish takes the slot; its rivals are torn down."""
-        for handle in self._races.pop(winner.race, set()):
+    def _win_race(self, winner: _Circuit, *, built: bool) -> None:
+        """The first candidate of its race to finish (or to reach the exit's extension) takes
+        the slot; its rivals are torn down. Until it is ``built`` the slot stays building, with
+        the winner as its one candidate."""
+        rivals = self._races.pop(winner.race, set())
+        if not built:
+            self._races[winner.race] = {winner.handle}
+        for handle in rivals:
             rival = self._circuits.get(handle)
             if rival is None or rival is winner:
                 continue

@@ -28,6 +28,12 @@ class ClientConfig:
     the first to finish is kept and the others are torn down. Telescoping build time weighs
     every hop's round trip, so the winner is a low-latency path: Tor's adaptive build-time
     cutoff does the same (it abandons the slowest 20 %). 1 keeps the first path drawn."""
+    race_through_exit: bool = True
+    """Whether a race is decided when a candidate has built every hop (True) or every hop but
+    the exit (False). Deciding before the exit leaves the exit's link a random draw: it is the
+    one delay a spy at hop 1 cannot measure (it knows its own link to hop 2), so racing all of
+    it narrows the delay such a spy must match across; racing up to hop 2 only speeds up
+    links that spy already knows."""
     near_first_hops: int = 0
     """When positive, hop 1 is drawn from this many of our outbound links with the lowest
     round-trip time (see ``CircuitClient.link_latency``); 0 draws it from every relay. Near
