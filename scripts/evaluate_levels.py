@@ -42,6 +42,9 @@ class Row:
     args: tuple[str, ...]
 
 
+COVER_1 = ("--cover-rate", "1")
+NEAR_RACE = ("--near-first-hops", "3", "--build-race", "4")
+
 GRID: tuple[Row, ...] = (
     Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY)),
     Row("dandelion_busy", "Dandelion++", "busy", ("--protocol", "dandelion", *BUSY)),
@@ -49,6 +52,27 @@ GRID: tuple[Row, ...] = (
     Row("std_busy", "standard", "busy", (*ONION, *BUSY)),
     Row("std_quiet", "standard", "quiet", (*ONION, *QUIET)),
     Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, "--origins", "10")),
+    Row("cover1_busy", "standard, cover 1/s", "busy", (*ONION, *BUSY, *COVER_1)),
+    Row("cover1_quiet", "standard, cover 1/s", "quiet", (*ONION, *QUIET, *COVER_1)),
+    Row(
+        "cover1_origins",
+        "standard, cover 1/s",
+        "10 origins",
+        (*ONION, *BUSY, *COVER_1, "--origins", "10"),
+    ),
+    Row(
+        "near_race_cover1_busy",
+        "near hop 1 + race 4, cover 1/s",
+        "busy",
+        (*ONION, *BUSY, *NEAR_RACE, *COVER_1),
+    ),
+    Row("near_race_busy", "near hop 1 + race 4", "busy", (*ONION, *BUSY, *NEAR_RACE)),
+    Row(
+        "near_early_race_busy",
+        "near hop 1 + race 4 before exit",
+        "busy",
+        (*ONION, *BUSY, *NEAR_RACE, "--race-before-exit"),
+    ),
     Row("enhanced_busy", "enhanced", "busy 100", (*ONION, *BUSY_100, "--level", "enhanced")),
     Row("maximum_busy", "maximum", "busy 100", (*ONION, *BUSY_100, "--level", "maximum")),
 )
