@@ -43,7 +43,11 @@ class Row:
 
 
 COVER_1 = ("--cover-rate", "1")
-NEAR_RACE = ("--near-first-hops", "3", "--build-race", "4")
+COVER_05 = ("--cover-rate", "0.5")
+COVER_025 = ("--cover-rate", "0.25")
+NEAR = ("--near-first-hops", "3")
+RACE = ("--build-race", "4")
+ORIGINS = ("--origins", "10")
 
 GRID: tuple[Row, ...] = (
     Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY)),
@@ -51,27 +55,36 @@ GRID: tuple[Row, ...] = (
     Row("nocover_busy", "onion, no cover", "busy", (*ONION, *BUSY, "--cover-rate", "0")),
     Row("std_busy", "standard", "busy", (*ONION, *BUSY)),
     Row("std_quiet", "standard", "quiet", (*ONION, *QUIET)),
-    Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, "--origins", "10")),
-    Row("cover1_busy", "standard, cover 1/s", "busy", (*ONION, *BUSY, *COVER_1)),
-    Row("cover1_quiet", "standard, cover 1/s", "quiet", (*ONION, *QUIET, *COVER_1)),
+    Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, *ORIGINS)),
+    Row("cover025_busy", "cover 0.25/s", "busy", (*ONION, *BUSY, *COVER_025)),
+    Row("cover025_quiet", "cover 0.25/s", "quiet", (*ONION, *QUIET, *COVER_025)),
+    Row("cover05_busy", "cover 0.5/s", "busy", (*ONION, *BUSY, *COVER_05)),
+    Row("cover05_quiet", "cover 0.5/s", "quiet", (*ONION, *QUIET, *COVER_05)),
+    Row("cover05_origins", "cover 0.5/s", "10 origins", (*ONION, *BUSY, *COVER_05, *ORIGINS)),
     Row(
-        "cover1_origins",
-        "standard, cover 1/s",
+        "cover05_origins_seed2",
+        "cover 0.5/s, seed 2",
         "10 origins",
-        (*ONION, *BUSY, *COVER_1, "--origins", "10"),
+        (*ONION, *BUSY, *COVER_05, *ORIGINS, "--seed", "2"),
     ),
+    Row("near_busy", "near hop 1, cover 0.5/s", "busy", (*ONION, *BUSY, *NEAR, *COVER_05)),
     Row(
         "near_race_cover1_busy",
-        "near hop 1 + race 4, cover 1/s",
+        "near hop 1 + race 4",
         "busy",
-        (*ONION, *BUSY, *NEAR_RACE, *COVER_1),
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_1),
     ),
-    Row("near_race_busy", "near hop 1 + race 4", "busy", (*ONION, *BUSY, *NEAR_RACE)),
     Row(
-        "near_early_race_busy",
-        "near hop 1 + race 4 before exit",
+        "near_race_cover025_busy",
+        "near hop 1 + race 4, cover 0.25/s",
         "busy",
-        (*ONION, *BUSY, *NEAR_RACE, "--race-before-exit"),
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_025),
+    ),
+    Row(
+        "near_early_race_cover025_busy",
+        "near hop 1 + race 4 before exit, cover 0.25/s",
+        "busy",
+        (*ONION, *BUSY, *NEAR, *RACE, "--race-before-exit", *COVER_025),
     ),
     Row("enhanced_busy", "enhanced", "busy 100", (*ONION, *BUSY_100, "--level", "enhanced")),
     Row("maximum_busy", "maximum", "busy 100", (*ONION, *BUSY_100, "--level", "maximum")),

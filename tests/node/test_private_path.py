@@ -81,7 +81,7 @@ def test_standard_level_sends_at_once_under_background_cover_from_the_start() ->
     net = _ready_net()
     net.tick(net.now + 20.0)
     origin = net.nodes[0]
-    # Poisson cover at 0.5 msg/s since the pool came up, dropped silently by the exits
+    # Poisson cover at 1 msg/s since the pool came up, dropped silently by the exits
     assert origin.private.origin.counters.get("cover_sent.standard") >= 5
     dropped = sum(n.circuits.metrics().get("relay.exit_cover_dropped", 0) for n in net.nodes)
     assert dropped >= 5

@@ -116,10 +116,10 @@ def test_the_default_level_sends_cover_without_losing_circuits(
     assert (extras["level"], extras["build_race"], extras["cover_rate_per_s"]) == (
         "standard",
         1,
-        0.5,
+        1.0,
     )
     assert extras["near_first_hops"] == 0 and extras["race_through_exit"] == 1
-    assert int(extras["cover_messages"]) > 5 * len(record.txs)
+    assert int(extras["cover_messages"]) > 10 * len(record.txs)
     # A duplicate link must not take the peer's circuits down with it (with racing on it once
     # failed 162 of 173 circuits in this network).
     assert int(extras["circuits_failed"]) <= 0.1 * int(extras["circuits_built"])

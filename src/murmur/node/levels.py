@@ -64,8 +64,8 @@ class PrivacyPreset:
 
 STANDARD = PrivacyLevel(
     name="standard",
-    summary="onion circuits, padding to size buckets, Poisson background cover (0.5 msg/s)",
-    shaping=ShapingPolicy(cover=CoverConfig(rate_per_s=0.5)),
+    summary="onion circuits, padding to size buckets, Poisson background cover (1 msg/s)",
+    shaping=ShapingPolicy(cover=CoverConfig(rate_per_s=1.0)),
 )
 ENHANCED = PrivacyLevel(
     name="enhanced",
