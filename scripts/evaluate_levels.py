@@ -151,14 +151,17 @@ def plot(
     x_target: float,
     title: str,
 ) -> None:
-    """Recall of the best estimator against one cost (``x_of(result)``), one point per row."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for row, r in rows:
+    """Recall of the best estimator against one cost (``x_of(result)``), one numbered point
+    per row, the numbers explained in a legend beside the plot (labels on the points overlap)."""
+    fig, ax = plt.subplots(figsize=(11, 5))
+    for number, (row, r) in enumerate(rows, start=1):
         _, _, recall = best(r)
         x = x_of(r)
-        ax.scatter(x, recall, marker=MARKERS[row.workload], s=50)
-        ax.annotate(f"{row.label} ({row.workload})", (x, recall), fontsize=6.5,
-                    xytext=(4, 3), textcoords="offset points")  # fmt: skip
+        ax.scatter(x, recall, marker=MARKERS[row.workload], s=50,
+                   label=f"{number}: {row.label} ({row.workload})")  # fmt: skip
+        ax.annotate(str(number), (x, recall), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")  # fmt: skip
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.axhline(0.05, color="grey", linestyle="--", linewidth=1)
     ax.text(ax.get_xlim()[1], 0.05, " recall target 5 %", va="bottom", ha="right", fontsize=8)
     ax.axvline(x_target, color="grey", linestyle=":", linewidth=1)
