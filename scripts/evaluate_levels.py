@@ -68,6 +68,7 @@ GRID: tuple[Row, ...] = (
         (*ONION, *BUSY, *COVER_05, *ORIGINS, "--seed", "2"),
     ),
     Row("near_busy", "near hop 1, cover 0.5/s", "busy", (*ONION, *BUSY, *NEAR, *COVER_05)),
+    Row("near_origins", "near hop 1", "10 origins", (*ONION, *BUSY, *NEAR, *ORIGINS)),
     Row(
         "near_race_cover1_busy",
         "near hop 1 + race 4",
