@@ -393,7 +393,7 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 cover_rate_per_s=args.cover_rate,
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
-                race_through_exit=None if args.race_before_exit is None else False,
+                race_through_exit=False if args.race_before_exit else None,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc

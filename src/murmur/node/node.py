@@ -69,10 +69,10 @@ from murmur.wire.envelope import Channel, unwrap, wrap
 OVER_LIMIT_DROPS_BEFORE_BAN = 200
 DELIVERY_LOG_ENTRIES = 100_000
 MAX_CIRCUIT_LINKS = 64
+"""Links opened on a relay's behalf (EXTEND to a node we had no link with), beyond the peers."""
 DUPLICATE_DRAIN_S = 10.0
 """How long a link that lost to a duplicate is still read: far above the few round trips
 between the two ends seeing their handshakes complete."""
-"""Links opened on a relay's behalf (EXTEND to a node we had no link with), beyond the peers."""
 ANNOUNCE_TOPIC = MessageType.PEER_ANNOUNCEMENT.value
 
 

@@ -30,7 +30,7 @@ estimator pairs them.
    taken greedily, best first, each event and each transaction at most once; the
    transaction's guess is the event's node.
 
-Three estimators use this. ``timing`` pairs events with first sightings, as described.
+Four estimators use this. ``timing`` pairs events with first sightings, as described.
 ``timing_latency`` also uses what spies know of their own links (one-way latency, half the
 round trip their pings measure): a hop-1 event is dated when its cell reached hop 2, and a
 transaction by its exit's publication time, bounded by every spy's sighting minus the latency
@@ -38,6 +38,8 @@ from the neighbour that handed it over. What remains between the two is a single
 to the exit), so the delay law is much narrower and fewer unrelated transactions compete.
 ``timing_known_law`` is ``timing_latency`` with the law of that link known in advance (fitted to
 the spies' own link latencies) instead of learnt from a run that cover traffic floods.
+``timing_intersection`` rescores ``timing_known_law``'s pairs by how much each node's departures
+explain over the whole run (against origins that send many).
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
 sightings and the link records. Cover messages (the standard level sends them as a Poisson
@@ -255,11 +257,8 @@ def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
     spies' own links are a sample (:func:`link_law`). Cover departures cannot bury a law the
     adversary did not have to learn from them, so this is the estimator that decides how much
     cover buys."""
-    law = link_law(log)
-    if law is None:
-        return {}
-    events = origin_events(log, latency_aware=True)
-    return correlate(events, publication_estimates(log), {e.source: law for e in events})
+    scored = _known_law_pairs(log)
+    return {} if scored is None else _match(*scored)
 
 
 def link_law(log: AdversaryLog) -> DelayModel | None:
@@ -297,24 +296,19 @@ def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
     for "none of these"); a node whose departures draw more belief per departure than the
     average is likelier a real origin than one that only sends cover, so every pair is
     rescored by its node's ratio before the usual best-first matching."""
-    law = link_law(log)
-    if law is None:
+    scored = _known_law_pairs(log)
+    if scored is None or not scored[1]:
         return {}
-    events = origin_events(log, latency_aware=True)
-    seen_at = publication_estimates(log)
-    ordered = sorted((t, tx_id) for tx_id, t in seen_at.items())
-    pairs = _scored_pairs(events, ordered, {e.source: law for e in events})
-    total: dict[bytes, float] = defaultdict(lambda: 1.0)
-    for score, _, _, tx_id in pairs:
-        total[tx_id] -= score  # scores are negated for sorting
+    events, pairs = scored
+    total: dict[bytes, float] = defaultdict(lambda: 1.0)  # one unit for "none of these"
+    for negated, _, _, tx_id in pairs:
+        total[tx_id] += -negated
     belief: dict[int, float] = defaultdict(float)
-    for score, _, i, tx_id in pairs:
-        belief[events[i].node] -= score / total[tx_id]
+    for negated, _, i, tx_id in pairs:
+        belief[events[i].node] += -negated / total[tx_id]
     departures: dict[int, int] = defaultdict(int)
     for event in events:
         departures[event.node] += 1
-    if not belief:
-        return {}
     average = sum(belief.values()) / len(events)
     ratio = {node: belief[node] / departures[node] / average for node in departures}
     rescored = sorted(
@@ -323,6 +317,19 @@ def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
         if -score * ratio[events[i].node] > 1.0
     )
     return _match(events, rescored)
+
+
+def _known_law_pairs(
+    log: AdversaryLog,
+) -> tuple[list[Event], list[tuple[float, float, int, bytes]]] | None:
+    """Latency-aware events and their pairs with estimated publications, scored under the
+    link law fitted to the spies' own links (None when they measured too few)."""
+    law = link_law(log)
+    if law is None:
+        return None
+    events = origin_events(log, latency_aware=True)
+    ordered = sorted((t, tx_id) for tx_id, t in publication_estimates(log).items())
+    return events, _scored_pairs(events, ordered, {e.source: law for e in events})
 
 
 def _scored_pairs(
