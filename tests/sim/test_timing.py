@@ -7,7 +7,10 @@ import math
 from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord, Sighting
 from murmur.sim.timing import (
     CELL_RECORD_BYTES,
+    DelayModel,
+    Event,
     circuit_positions,
+    correlate,
     hop_one_circuits,
     learn_delay,
     link_law,
@@ -49,7 +52,7 @@ def test_hop_one_knows_its_position_from_the_build() -> None:
     log = log_with(hop_one_build([5.0]), {})
     assert circuit_positions(log) == {(SPY, 1): (1, ORIGIN)}
     assert hop_one_circuits(log) == {(SPY, 1): ORIGIN}
-    assert origin_events(log) == [(5.0, ORIGIN, "hop1")]
+    assert origin_events(log) == [(5.0, ORIGIN, "hop1", 1)]
 
 
 def test_hop_two_sees_no_extension_pass_and_is_not_hop_one() -> None:
@@ -78,9 +81,19 @@ def test_a_lone_message_is_attributed_to_the_predecessor_of_hop_one() -> None:
     assert timing(log) == {b"tx": ORIGIN}
 
 
-def test_cells_of_one_message_are_one_event() -> None:
-    log = log_with(hop_one_build([5.0, 5.001, 5.002]), {})
-    assert len(origin_events(log)) == 1
+def test_cells_of_one_message_are_one_event_that_counts_them() -> None:
+    log = log_with(hop_one_build([5.0, 5.001, 5.03, 9.0]), {})
+    assert origin_events(log) == [(5.0, ORIGIN, "hop1", 3), (9.0, ORIGIN, "hop1", 1)]
+
+
+def test_a_departure_of_another_size_cannot_have_carried_the_transaction() -> None:
+    """Node 1's two-cell burst is timed best for the transaction, but a one-cell transaction
+    cannot have left in it: the spy takes node 2's worse-timed one-cell departure instead."""
+    events = [Event(5.0, 1, "hop1", 2), Event(5.4, 2, "hop1", 1)]
+    law = {"hop1": DelayModel(math.log(0.9), 0.3, 1.0)}
+    assert correlate(events, {b"tx": 5.9}, law) == {b"tx": 1}
+    assert correlate(events, {b"tx": 5.9}, law, cells={b"tx": 1}) == {b"tx": 2}
+    assert correlate(events, {b"tx": 5.9}, law, cells={b"tx": 2}) == {b"tx": 1}
 
 
 def test_the_delay_law_is_learnt_from_unlabelled_pairs() -> None:
@@ -108,12 +121,13 @@ def test_a_link_observer_sees_an_origin_start_a_message() -> None:
         links=[
             LinkRecord(2.0, 1, ORIGIN, size, 2.05),  # a cell arrives...
             LinkRecord(2.051, ORIGIN, 4, size, 2.1),  # ...and is relayed on at once
-            LinkRecord(6.0, ORIGIN, 4, size, 6.05),  # a cell the origin starts itself
+            LinkRecord(6.0, ORIGIN, 4, size, 6.05),  # a message the origin starts itself,
+            LinkRecord(6.002, ORIGIN, 4, size, 6.052),  # two cells long
             LinkRecord(7.0, ORIGIN, 4, 300, 7.05),  # not a cell
         ],
         hops=3,
     )
-    assert origin_events(log) == [(6.0, ORIGIN, "link")]
+    assert origin_events(log) == [(6.0, ORIGIN, "link", 2)]
     log.first[b"tx"] = Sighting(6.3, 2, b"tx", 4, "gossip")
     assert timing(log) == {b"tx": ORIGIN}
 

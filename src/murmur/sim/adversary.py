@@ -89,6 +89,10 @@ class AdversaryLog:
     """Cells spies handled as relays (the onion protocol), in time order."""
     hops: int = 0
     """Circuit length the protocol uses (known to every node; 0 when there are no circuits)."""
+    tx_cells: dict[bytes, int] = field(default_factory=dict)
+    """Cells each transaction's padded message takes on a circuit: anyone who saw it can work
+    this out (its payload and topic are public, the padding buckets are the level's), so a
+    departure of another size cannot have carried it."""
     link_latency_s: dict[tuple[int, int], float] = field(default_factory=dict)
     """One-way latency of links a spy sits on, keyed (lower index, higher index): what the spy
     measures with pings (half the round trip), for the estimators that use it."""

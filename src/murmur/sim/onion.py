@@ -67,6 +67,7 @@ from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
 from murmur.sim.spy import RelayTap
 from murmur.sim.timing import hop_one_circuits
 from murmur.sim.workload import TxArrival
+from murmur.wire.cells import Envelope, MessageKind, cells_for, padded_size
 from murmur.wire.gossip import message_id
 
 TX_TOPIC = MessageType.TRANSACTION.value
@@ -198,6 +199,8 @@ class _OnionRun:
         ]
         self.nodes: list[Node] = []
         self.privacy = privacy = kit.privacy()
+        self.buckets = privacy.level.shaping.buckets
+        """The level's padding buckets: public, so spies know a transaction's cell count."""
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -265,14 +268,19 @@ class _OnionRun:
         if state.add(index, now):
             self._finish(phase, state)
         if index in self.world.spies:
+            log = phase.adversary.log
+            tx_id = phase.tx_of[mid]
+            if tx_id not in log.tx_cells:
+                framed = Envelope(MessageKind.PUBLISH, action.topic, action.data).framed_size
+                log.tx_cells[tx_id] = cells_for(padded_size(framed, self.buckets))
             sender = action.received_from
             if sender is not None:
                 phase.adversary.record_sighting(
-                    now, index, phase.tx_of[mid], self.index_of.get(sender, -1), "gossip"
+                    now, index, tx_id, self.index_of.get(sender, -1), "gossip"
                 )
             else:
                 came_from = self.taps[index].exit_senders.get(mid, -1)
-                phase.adversary.record_sighting(now, index, phase.tx_of[mid], came_from, "exit")
+                phase.adversary.record_sighting(now, index, tx_id, came_from, "exit")
 
     def _failed(self, index: int, action: PrivateSendFailed, now: float) -> None:
         mid = self.sends.pop((index, action.send_id), None)

@@ -14,8 +14,8 @@ estimator pairs them.
    (1-based); with three hops, hop 1 sees exactly one, hop 2 none, the exit reads DATA and
    never an EXTEND. So a spy at hop 1 *knows* its predecessor is the origin.
 2. **Events** (:func:`origin_events`). At a spy that is hop 1, every later forward cell it
-   cannot read is a private message leaving the origin (one event per burst of cells, a
-   message longer than one cell). A link observer on a watched node sees a cell-sized record
+   cannot read is a private message leaving the origin (one event per burst of cells, which
+   it counts: padding makes the count the message's size bucket). A link observer on a watched node sees a cell-sized record
    leave it with no cell-sized record arriving just before (a relay forwards at once; the
    origin starts a message on its own); those departures are events too, from source
    ``link`` (dropped when a hop-1 spy saw the same departure).
@@ -28,7 +28,9 @@ estimator pairs them.
    pair. A few dozen events suffice, where a histogram would need thousands.
 4. **Matching** (:func:`correlate`): pairs scoring above 1 (likelier related than not) are
    taken greedily, best first, each event and each transaction at most once; the
-   transaction's guess is the event's node.
+   transaction's guess is the event's node. A pair counts only if the event has as many cells
+   as the transaction's padded message takes (anyone who saw the transaction can work that
+   out), so cover of another size than the real traffic competes with nothing.
 
 Four estimators use this. ``timing`` pairs events with first sightings, as described.
 ``timing_latency`` also uses what spies know of their own links (one-way latency, half the
@@ -71,8 +73,10 @@ EM_ROUNDS = 60
 NO_MATCH_PRIOR = 0.05
 """Prior chance that an event's transaction was first sighted outside the window."""
 SQRT_2PI = math.sqrt(2.0 * math.pi)
-BURST_S = 0.005
-"""Cells of one circuit closer than this are one message."""
+BURST_S = 0.05
+"""Cells of one circuit closer than this are one message. A message's cells leave together,
+but the simulated link jitters each cell on its own (up to a tenth of the link's latency, so
+30 ms at the 300 ms ceiling); two messages on one circuit this close are rare."""
 RELAY_GAP_S = 0.05
 """A cell leaving a watched node within this of a cell arriving there may be a relayed one."""
 SAME_DEPARTURE_S = 1.0
@@ -87,6 +91,8 @@ class Event(NamedTuple):
     node: int
     source: str
     """``hop1`` (a spy at hop 1) or ``link`` (a link observer)."""
+    cells: int = 1
+    """Cells in the burst: how many a padded message of its size takes."""
 
 
 def circuit_positions(log: AdversaryLog) -> dict[tuple[int, int], tuple[int, int]]:
@@ -123,11 +129,8 @@ def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Eve
         if latency_aware:
             successor = next((c.peer for c in cells if c.leg == "next"), -1)
             shift = log.one_way_s(key[0], successor) or 0.0
-        last = -1.0
-        for cell in data_cells:
-            if cell.time - last > BURST_S:
-                events.append(Event(cell.time + shift, predecessor, "hop1"))
-            last = cell.time
+        for start, count in _bursts(cell.time for cell in data_cells):
+            events.append(Event(start + shift, predecessor, "hop1", count))
     hop_one_times: dict[int, list[float]] = defaultdict(list)
     for event in events:
         hop_one_times[event.node].append(event.time)
@@ -241,14 +244,16 @@ def _log_likelihood(candidates: list[list[float]], model: DelayModel) -> float:
 
 def timing(log: AdversaryLog) -> dict[bytes, int]:
     """The timing-correlation estimator: hop-1 (and link) events against first sightings."""
-    return correlate(origin_events(log), first_sightings(log))
+    return correlate(origin_events(log), first_sightings(log), cells=log.tx_cells)
 
 
 def timing_latency(log: AdversaryLog) -> dict[bytes, int]:
     """The same, where spies also use the latencies of their own links: events dated when the
     cell reached hop 2, against each transaction's estimated publication at its exit (what is
     left between them is one link, hop 2 to the exit)."""
-    return correlate(origin_events(log, latency_aware=True), publication_estimates(log))
+    return correlate(
+        origin_events(log, latency_aware=True), publication_estimates(log), cells=log.tx_cells
+    )
 
 
 def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
@@ -275,10 +280,13 @@ def correlate(
     events: Sequence[Event],
     seen_at: dict[bytes, float],
     models: dict[str, DelayModel] | None = None,
+    *,
+    cells: dict[bytes, int] | None = None,
 ) -> dict[bytes, int]:
     """Matches events to transactions (seen at the given times) under the delay law of each
     event source (learnt from the data unless ``models`` gives it), best pairs first, each
-    event and each transaction at most once."""
+    event and each transaction at most once; with ``cells``, only an event of as many cells
+    as the transaction's padded message takes can have carried it."""
     ordered = sorted((t, tx_id) for tx_id, t in seen_at.items())
     if models is None:
         times = [t for t, _ in ordered]
@@ -286,7 +294,7 @@ def correlate(
             source: learn_delay((e.time for e in events if e.source == source), times)
             for source in {e.source for e in events}
         }
-    return _match(events, _scored_pairs(events, ordered, models))
+    return _match(events, _scored_pairs(events, ordered, models, cells or {}))
 
 
 def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
@@ -329,16 +337,19 @@ def _known_law_pairs(
         return None
     events = origin_events(log, latency_aware=True)
     ordered = sorted((t, tx_id) for tx_id, t in publication_estimates(log).items())
-    return events, _scored_pairs(events, ordered, {e.source: law for e in events})
+    models = {e.source: law for e in events}
+    return events, _scored_pairs(events, ordered, models, log.tx_cells)
 
 
 def _scored_pairs(
     events: Sequence[Event],
     ordered: Sequence[tuple[float, bytes]],
     models: dict[str, DelayModel],
+    cells: dict[bytes, int],
 ) -> list[tuple[float, float, int, bytes]]:
     """``(-score, delay, event index, tx)`` for every event and transaction (``ordered`` by
-    time) that the event's law makes likelier related than not, best first."""
+    time) that the event's law makes likelier related than not and whose size it fits (a
+    transaction missing from ``cells`` fits any), best first."""
     times = [t for t, _ in ordered]
     pairs: list[tuple[float, float, int, bytes]] = []
     for i, event in enumerate(events):
@@ -346,6 +357,8 @@ def _scored_pairs(
         lo = bisect.bisect_right(times, event.time)
         hi = bisect.bisect_left(times, event.time + WINDOW_S)
         for k in range(lo, hi):
+            if cells.get(ordered[k][1], event.cells) != event.cells:
+                continue
             delay = times[k] - event.time
             score = model.score(delay)
             if score > 1.0:
@@ -423,7 +436,8 @@ def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> li
             arrivals[record.dst].append(record.arrival)
     for times in arrivals.values():
         times.sort()
-    events = []
+    started: dict[int, list[float]] = defaultdict(list)
+    """Watched node -> times it sent a cell that no arriving cell explains."""
     for record in links:
         if record.src not in watched or record.size_bytes != CELL_RECORD_BYTES:
             continue
@@ -431,5 +445,23 @@ def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> li
         i = bisect.bisect_right(came, record.time)
         if i and record.time - came[i - 1] <= RELAY_GAP_S:
             continue
-        events.append(Event(record.time, record.src, "link"))
-    return events
+        started[record.src].append(record.time)
+    return [
+        Event(start, node, "link", count)
+        for node, times in started.items()
+        for start, count in _bursts(sorted(times))
+    ]
+
+
+def _bursts(times: Iterable[float]) -> list[tuple[float, int]]:
+    """``(start, cells)`` of each run of cells closer than ``BURST_S`` (``times`` sorted)."""
+    bursts: list[tuple[float, int]] = []
+    last = -math.inf
+    for t in times:
+        if t - last > BURST_S:
+            bursts.append((t, 1))
+        else:
+            start, count = bursts[-1]
+            bursts[-1] = (start, count + 1)
+        last = t
+    return bursts
