@@ -123,3 +123,14 @@ def test_the_default_level_sends_cover_without_losing_circuits(
     # A duplicate link must not take the peer's circuits down with it (with racing on it once
     # failed 162 of 173 circuits in this network).
     assert int(extras["circuits_failed"]) <= 0.1 * int(extras["circuits_built"])
+
+
+def test_cover_takes_the_cell_count_of_the_published_transactions(record: RunRecord) -> None:
+    """Spies pair a transaction only with departures of its padded size, so cover must copy
+    the network's sizes: before any transaction it follows the configured prior (2,048-byte
+    messages, two cells); once gossip has carried a few (250 bytes, one cell), one cell."""
+    log = record.log
+    assert set(log.tx_cells.values()) == {1}
+    last_sighting = max(s.time for s in log.first.values())
+    after = [e.cells for e in origin_events(log) if e.time > last_sighting]
+    assert len(after) > 20 and after.count(1) / len(after) > 0.9

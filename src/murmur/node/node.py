@@ -543,16 +543,17 @@ class Node:
         delivered: dict[str, int] = {}
         deliveries = self.deliveries
         store_put = self.private.store.put
-        confirm = self.private.origin.confirm
+        published = self.private.origin.published
         for action in self.gossip.drain_actions():
             if isinstance(action, Deliver):
                 topic = action.topic
                 message_id = action.message_id
                 delivered[topic] = delivered.get(topic, 0) + 1
                 store_put(message_id, action.data)
-                confirm(message_id)
                 if topic == ANNOUNCE_TOPIC:
                     self.private.on_announcement(action.data, now)
+                else:
+                    published(topic, message_id, len(action.data))
                 if message_id not in deliveries:
                     deliveries[message_id] = now
                     if len(deliveries) > DELIVERY_LOG_ENTRIES:

@@ -15,10 +15,11 @@ estimator pairs them.
    never an EXTEND. So a spy at hop 1 *knows* its predecessor is the origin.
 2. **Events** (:func:`origin_events`). At a spy that is hop 1, every later forward cell it
    cannot read is a private message leaving the origin (one event per burst of cells, which
-   it counts: padding makes the count the message's size bucket). A link observer on a watched node sees a cell-sized record
-   leave it with no cell-sized record arriving just before (a relay forwards at once; the
-   origin starts a message on its own); those departures are events too, from source
-   ``link`` (dropped when a hop-1 spy saw the same departure).
+   it counts: padding makes the count the message's size bucket). A link observer on a
+   watched node sees a cell-sized record leave it with no cell-sized record arriving just
+   before (a relay forwards at once; the origin starts a message on its own); those
+   departures are events too, from source ``link`` (dropped when a hop-1 spy saw the same
+   departure).
 3. **Delay law** (:func:`learn_delay`), learnt from the run itself, per source: the delays
    ``T - t`` over every pair of an event at ``t`` and a first gossip sighting at ``T`` within
    ``WINDOW_S`` mix the true delays (a peak: link latencies plus the exit's gossip) with

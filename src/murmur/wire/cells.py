@@ -387,6 +387,11 @@ def cells_for(padded_bytes: int) -> int:
     return max(1, -(-padded_bytes // FRAGMENT_CHUNK_BYTES))
 
 
+def envelope_size(topic: str, payload_bytes: int) -> int:
+    """Bytes of an :class:`Envelope` carrying ``payload_bytes`` on ``topic``, before padding."""
+    return PADDING_LENGTH_BYTES + 2 + len(topic.encode()) + payload_bytes
+
+
 def pad_message(message: bytes, padding: bytes = b"") -> bytes:
     """``length (u32) || message || padding``."""
     return PADDING_LENGTH.pack(len(message)) + message + padding
@@ -439,7 +444,7 @@ class Envelope:
     @property
     def framed_size(self) -> int:
         """Bytes of the encoding before any padding."""
-        return PADDING_LENGTH_BYTES + 2 + len(self.topic.encode()) + len(self.payload)
+        return envelope_size(self.topic, len(self.payload))
 
     def encode(self, padding: bytes = b"") -> bytes:
         return pad_message(

@@ -74,7 +74,7 @@ def test_without_shaping_a_message_leaves_at_once_padded_as_the_policy_says() ->
     ref = origin.submit("L", "transaction", b"tx", 3.0)
     assert port.log == [("real", 3.0, ref, b"tx", (1024,))]
     assert origin.next_deadline() == 3.0 + ResendConfig().timeout_s
-    origin.confirm(message_id("transaction", b"tx"))
+    origin.published("transaction", message_id("transaction", b"tx"), 2)
     assert origin.next_deadline() is None
 
 
@@ -106,8 +106,8 @@ def test_slots_send_real_messages_first_then_cover_of_the_drawn_sizes() -> None:
     assert [port.log[0][2], port.log[1][2]] == [a, b]
     times = [entry[1] for entry in port.log]
     assert all(y - x == pytest.approx(0.5) for x, y in itertools.pairwise(times))
-    # the configured mix, plus the 512-byte bucket the two real messages filled
-    assert {entry[2] for entry in port.log[2:]} == {512, 2048, 8192}
+    # the configured mix: no gossip brought the real messages' 512-byte bucket back
+    assert {entry[2] for entry in port.log[2:]} == {2048, 8192}
     assert origin.counters.get("cover_sent") == len(port.log) - 2
 
 
@@ -210,11 +210,14 @@ def test_background_cover_is_poisson_and_real_messages_leave_at_once() -> None:
     assert port.log[-1][:3] == ("real", 2000.25, ref)
 
 
-def test_cover_sizes_learn_the_buckets_real_messages_fill() -> None:
+def test_cover_sizes_learn_the_buckets_published_messages_fill() -> None:
+    """Whoever sent them: cover copies the network's sizes, not what this node sends."""
     policy = ShapingPolicy(cover=CoverConfig(20.0), cover_sizes=((8192, 1.0),))
     origin, port = _origin(policy)
     for i in range(200):
-        origin.submit("L", "transaction", bytes(300), float(i))  # padded to the 512 bucket
+        origin.submit("L", "transaction", bytes(3000), float(i))  # padded to 8192: not learnt
+        payload = bytes([i % 256]) * 300  # someone's transaction, padded to 512
+        origin.published("transaction", message_id("transaction", payload), len(payload))
         _run(origin, float(i) + 1.0)
     late = [entry[2] for entry in port.log if entry[0] == "cover" and entry[1] > 150.0]
     assert late and late.count(512) / len(late) > 0.9
@@ -243,11 +246,11 @@ def test_a_message_gossip_does_not_echo_back_is_resent_with_its_id_then_fails() 
 def test_an_echoed_message_is_not_resent_and_a_late_echo_stops_the_resends() -> None:
     origin, port = _origin(ShapingPolicy())
     origin.submit("L", "transaction", b"seen", 0.0)
-    origin.confirm(message_id("transaction", b"seen"))
+    origin.published("transaction", message_id("transaction", b"seen"), 4)
     slow = origin.submit("L", "transaction", b"slow", 1.0)
     _run(origin, 11.5)
-    origin.confirm(message_id("transaction", b"slow"))
-    origin.confirm(message_id("transaction", b"not ours"))
+    origin.published("transaction", message_id("transaction", b"slow"), 4)
+    origin.published("transaction", message_id("transaction", b"not ours"), 8)
     _run(origin, 100.0)
     assert [entry[:3] for entry in port.log if entry[2] == slow] == [
         ("real", 1.0, slow),

@@ -13,15 +13,19 @@ starts and stops with real traffic marks it. A lane with background cover (``Cov
 sends real messages as they come and, on a clock of its own that likewise never stops, cover
 messages as a Poisson process.
 
-Cover sizes follow the lane's real traffic: a lane starts from the policy's ``cover_sizes`` as
-a prior (weight ``COVER_PRIOR_WEIGHT``) and adds every real message's padded size as it
-leaves, so cover takes as many cells as the messages this node actually sends (a chain of
-300-byte transactions and one of 2-kB transactions fill different buckets).
+Cover sizes follow the network's real traffic, not this node's: the node calls
+:meth:`published` for every message gossip delivers (its own come back that way too), and each
+lane adds the size that message pads to under its buckets to the mix it draws cover sizes from,
+starting from the policy's ``cover_sizes`` as a prior (weight ``COVER_PRIOR_WEIGHT``). A spy
+knows each published transaction's bucket, so only departures of as many cells can have
+carried it: cover must take the cell counts real messages take (a chain of 300-byte
+transactions and one of 2-kB transactions fill different buckets), and every node must draw
+from the same mix, or a node's cover would mark the sizes it sends itself.
 
-A lane with a ``ResendConfig`` watches every real message it sent until :meth:`confirm` names
-its gossip message id (the node calls it on every delivery: the exit publishes the payload, so
-the origin sees its own transaction come back); one not back in time enters the lane again
-with the same id, and after the last attempt fails with ``unconfirmed``.
+A lane with a ``ResendConfig`` watches every real message it sent until :meth:`published`
+names its gossip message id (the exit publishes the payload, so the origin sees its own
+transaction come back); one not back in time enters the lane again with the same id, and after
+the last attempt fails with ``unconfirmed``.
 
 Bounds: at most ``max_pending`` messages wait per lane (``QueueFull`` beyond, a clear error to the
 caller, never a silent drop); a queued message that waits ``max_wait_s`` fails through the
@@ -41,7 +45,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.shaping.config import ShapingPolicy
 from murmur.overlay.shaping.delay_line import DelayLine
 from murmur.overlay.shaping.sender import RateSender
-from murmur.wire.cells import Envelope, MessageKind, padded_size
+from murmur.wire.cells import Envelope, MessageKind, envelope_size, padded_size
 from murmur.wire.gossip import message_id
 
 
@@ -69,10 +73,10 @@ class CircuitPort(Protocol):
     def fail_send(self, ref: int, reason: str) -> None: ...
 
 
-COVER_PRIOR_WEIGHT = 4.0
-"""How many real messages the configured cover sizes count as, before real ones are seen."""
+COVER_PRIOR_WEIGHT = 1.0
+"""How many published messages the configured cover sizes count as, before any is seen."""
 COVER_MEMORY = 256.0
-"""Real sizes are remembered with exponential decay over about this many messages."""
+"""Published sizes are remembered with exponential decay over about this many messages."""
 FORGET_WEIGHT = 1e-3
 
 
@@ -81,7 +85,6 @@ class _Message:
     ref: int
     topic: str
     payload: bytes = field(repr=False)
-    framed_size: int
     attempt: int = 0
     """Resends so far."""
 
@@ -97,8 +100,9 @@ class _Lane:
     """Padded size → weight: the mix cover sizes are drawn from."""
 
     def learn_size(self, padded: int) -> None:
-        """Adds a real message's size; sizes whose weight has decayed away are forgotten, so
-        the mix stays small even with padding off (every exact size its own entry)."""
+        """Adds a published message's padded size; sizes whose weight has decayed away are
+        forgotten, so the mix stays small even with padding off (every exact size its own
+        entry)."""
         decay = 1.0 - 1.0 / COVER_MEMORY
         for size in list(self.sizes):
             self.sizes[size] *= decay
@@ -164,7 +168,7 @@ class ShapedOrigin:
         if lane is None:
             raise LocalProtocolError(f"no shaping lane {lane_name!r} is open")
         try:
-            envelope = Envelope(MessageKind.PUBLISH, topic, payload)
+            Envelope(MessageKind.PUBLISH, topic, payload)  # checks the topic and the size
         except ValueError as exc:
             raise LocalProtocolError(str(exc)) from None
         if lane.pending() >= lane.policy.max_pending:
@@ -174,7 +178,7 @@ class ShapedOrigin:
                 f"(at most {lane.policy.max_pending}); try again later"
             )
         self._port.check_available()
-        message = _Message(self._port.allocate_ref(), topic, payload, envelope.framed_size)
+        message = _Message(self._port.allocate_ref(), topic, payload)
         self.counters.inc("submitted")
         delay = lane.policy.origin_delay
         if delay is None:
@@ -185,8 +189,12 @@ class ShapedOrigin:
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def confirm(self, gossip_id: bytes) -> None:
-        """Gossip delivered message ``gossip_id``: if it is one of ours, it arrived."""
+    def published(self, topic: str, gossip_id: bytes, payload_bytes: int) -> None:
+        """Gossip delivered message ``gossip_id`` (``payload_bytes`` long, on ``topic``): its
+        size joins every lane's cover mix, and if it is one of ours, it arrived."""
+        framed = envelope_size(topic, payload_bytes)
+        for lane in self._lanes.values():
+            lane.learn_size(padded_size(framed, lane.policy.buckets))
         entry = self._unconfirmed.pop(gossip_id, None)
         if entry is not None:
             del self._ids_by_ref[entry.message.ref]
@@ -276,7 +284,6 @@ class ShapedOrigin:
         self._port.send(
             message.topic, message.payload, now, buckets=lane.policy.buckets, ref=message.ref
         )
-        lane.learn_size(padded_size(message.framed_size, lane.policy.buckets))
         self.counters.inc("real_sent")
         if lane.policy.resend is not None:
             self._watch(lane, message, now)
