@@ -133,3 +133,25 @@ def test_a_full_queue_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
         origin.send_private("transaction", b"q%d" % k, net.now)
     with pytest.raises(QueueFull, match="at most 100"):
         origin.send_private("transaction", b"one too many", net.now)
+
+
+def test_a_late_joiner_learns_the_directory_from_catch_up_offers() -> None:
+    """Once a network runs, a new link carries announcement ids; records travel only to the
+    node that asks for them (the joiner), none between nodes that already hold them."""
+    net = Net(9, peers_of=lambda i: [0] if i == 8 else list(range(max(0, i - 3), i)))
+    joiner = net.nodes.pop()
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(60.0)  # past the early re-announcements: nothing more is published for minutes
+    served_before = [node.gossip.counters.get("gossip.iwant.served") for node in net.nodes]
+    net.nodes.append(joiner)
+    joiner.set_advertised_address(net.addr[8].host, net.addr[8].port, net.now)
+    net.tick(62.0)
+    assert joiner.status(net.now)["relays_known"] == 8
+    assert net.nodes[0].status(net.now)["relays_known"] == 8
+    served = [
+        n.gossip.counters.get("gossip.iwant.served") - b
+        for n, b in zip(net.nodes, served_before, strict=False)
+    ]
+    assert served[0] == 8  # node 0 handed the joiner every relay it lacked, once
+    assert joiner.gossip.counters.get("gossip.offer.ids") >= 1

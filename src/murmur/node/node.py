@@ -420,8 +420,7 @@ class Node:
         if existing is None:
             self.counters.inc("peers_authenticated")
             self.gossip.add_peer(peer, now)
-            for announcement in self.private.catch_up(self._rng):
-                self.gossip.send_to_peer(peer, ANNOUNCE_TOPIC, announcement)
+            self.gossip.offer_to_peer(peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng))
         self._report_latency(session)
         self.circuits.link_ready(peer, now)
         self._pump_gossip(now)

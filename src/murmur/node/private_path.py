@@ -19,6 +19,7 @@ node polls (:attr:`PrivatePath.link_padder`).
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 from murmur.base.errors import RemoteProtocolError
@@ -45,7 +46,7 @@ from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.link_padding import IdlePadder
 from murmur.overlay.shaping.origin import ShapedOrigin
 from murmur.wire.cells import RelayAddress
-from murmur.wire.gossip import MESSAGE_ID_BYTES
+from murmur.wire.gossip import MESSAGE_ID_BYTES, message_id
 
 DEFAULT_CAPACITY = RelayCapacity(
     bandwidth_kbps=80_000, uptime_ratio=1.0, nat_type=NatType.OPEN, load=0.0
@@ -58,6 +59,9 @@ EARLY_REANNOUNCE_S = (10.0, 30.0)
 """Re-announce soon after start: a node that joined the mesh after our first announcement
 (and after the catch-up its links gave it) still hears of us within seconds, not minutes."""
 CATCH_UP_ANNOUNCEMENTS = 128
+ANNOUNCEMENT_IDS_CACHED = 2048
+"""Gossip ids of encoded announcements remembered, so catch-up does not hash 9 kB records for
+every new link (the records are the book's own objects, so this holds little beyond them)."""
 
 
 class MessageStore:
@@ -205,17 +209,19 @@ class PrivatePath:
         self.own_announcement = announcement.encode()
         return self.own_announcement
 
-    def catch_up(self, rng: Rng) -> list[bytes]:
-        """What a newly linked peer is handed: our announcement and a bounded sample of others.
+    def catch_up(self, rng: Rng) -> list[tuple[bytes, bytes]]:
+        """What a newly linked peer is offered, as (gossip id, encoded announcement): ours
+        and a bounded sample of others.
 
         Without it a joining node would know no relays until each re-announced (every ten
         minutes); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
-        records (the DHT will replace this for large networks).
+        records (the DHT will replace this for large networks). The node offers them by id
+        (``GossipRouter.offer_to_peer``), so a peer that knows them costs 20 bytes each.
         """
         known = self.book.all()
         sample = rng.sample(known, min(len(known), CATCH_UP_ANNOUNCEMENTS))
         own = [self.own_announcement] if self.own_announcement is not None else []
-        return own + [a.encode() for a in sample]
+        return [(announcement_id(data), data) for data in own + [a.encode() for a in sample]]
 
     def validate_announcement(self, data: bytes) -> bool:
         """Gossip validator: only well-formed, correctly signed, fresh announcements travel."""
@@ -258,3 +264,9 @@ class PrivatePath:
             if data is not None:
                 parts += [mid, len(data).to_bytes(4, "big"), data]
         return b"".join(parts)
+
+
+@functools.lru_cache(maxsize=ANNOUNCEMENT_IDS_CACHED)
+def announcement_id(encoded: bytes) -> bytes:
+    """The gossip message id of an encoded announcement (memoised: see ``catch_up``)."""
+    return message_id(MessageType.PEER_ANNOUNCEMENT.value, encoded)

@@ -84,3 +84,39 @@ def test_ihave_advertises_at_most_max_ihave_length_random_ids() -> None:
     assert len(set(advertised)) == 50 and set(advertised) <= mids
     ids_in_order = [message_id(TOPIC, i.to_bytes(4, "big")) for i in range(200)]
     assert set(advertised) not in ({*ids_in_order[:50]}, {*ids_in_order[150:]})  # a random draw
+
+
+def test_an_offer_sends_ids_to_one_peer_and_only_what_it_asks_for() -> None:
+    """Catch-up for a new link: the peer gets 20-byte ids, and a message only on IWANT."""
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1), peer(2)])
+    router.drain_actions()
+    old = [(message_id(TOPIC, data), data) for data in (b"a" * 900, b"b" * 900)]
+    router.offer_to_peer(peer(1), TOPIC, old)
+    out = sent(router.drain_actions())
+    assert list(out) == [peer(1)]
+    (offer,) = out[peer(1)]
+    assert offer.ihave == (IHave(TOPIC, (old[0][0], old[1][0])),) and not offer.messages
+    router.receive_rpc(peer(1), rpc(iwant=[IWant((old[1][0],))]), 0.5)
+    (reply,) = sent(router.drain_actions())[peer(1)]
+    assert reply.messages == (Message(TOPIC, b"b" * 900),)
+    # offered to peer 1 alone, and not marked seen: a later publish still goes out
+    router.receive_rpc(peer(2), rpc(iwant=[IWant((old[0][0],))]), 0.6)
+    assert router.drain_actions() == []
+    assert router.publish(TOPIC, b"a" * 900, 0.7) == old[0][0]
+    assert router.counters.get("gossip.publish") == 1
+
+
+def test_offers_lapse_after_history_length_heartbeats() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)])
+    mid = message_id(TOPIC, b"old")
+    router.offer_to_peer(peer(1), TOPIC, [(mid, b"old")])
+    for t in range(1, 6):
+        heartbeat(router, float(t))
+    router.drain_actions()
+    router.receive_rpc(peer(1), rpc(iwant=[IWant((mid,))]), 5.5)
+    assert router.drain_actions() == []
+    assert router.counters.get("gossip.iwant.missing") == 1

@@ -28,7 +28,7 @@ last drain leave as one RPC (several only if a cap forces a split).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Container, Iterable, Sequence
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
@@ -79,6 +79,8 @@ class _Peer:
         "ihave_entries",
         "ihave_ids",
         "iwant_served",
+        "offer_heartbeats",
+        "offered",
         "topics",
     )
 
@@ -94,6 +96,10 @@ class _Peer:
         self.ihave_entries = 0
         self.ihave_ids = 0
         self.iwant_served: set[bytes] = set()
+        self.offered: dict[bytes, bytes] = {}
+        """Message id -> encoded record offered to this peer alone (``offer_to_peer``)."""
+        self.offer_heartbeats = 0
+        """Heartbeats until the offers lapse."""
 
 
 _NO_PEERS: dict[NodeId, _Peer] = {}
@@ -223,15 +229,29 @@ class GossipRouter:
             self._queue(st, Section.MESSAGES, record)
         return mid
 
-    def send_to_peer(self, peer: NodeId, topic: str, data: bytes) -> None:
-        """Hands one message to one peer only: catch-up for a new link (known announcements).
+    def offer_to_peer(
+        self, peer: NodeId, topic: str, messages: Sequence[tuple[bytes, bytes]]
+    ) -> None:
+        """Offers one peer some messages it may lack (catch-up for a new link: known
+        announcements): an IHAVE of their ids now, each message itself only if the peer asks
+        (IWANT) within ``history_length`` heartbeats. ``messages`` pairs each message id with
+        its data (the caller keeps the ids, so a new link does not hash every message again).
 
-        The peer treats it like any gossip message (validates, delivers, forwards what is new
-        to it); nothing is marked seen here, so this never suppresses a later publish.
+        Pushing them would cost a peer that already holds them (most peers, once a network
+        runs) every byte of every message; an id is 20 bytes. The peer treats what it asked
+        for like any gossip message (validates, delivers, forwards what is new to it); nothing
+        is marked seen here, so this never suppresses a later publish.
         """
         st = self._peers.get(peer)
-        if st is not None:
-            self._queue(st, Section.MESSAGES, encode_message(Message(topic, data)))
+        if st is None or not messages:
+            return
+        ids = []
+        for mid, data in messages[: self._config.max_ihave_length]:
+            st.offered[mid] = encode_message(Message(topic, data))
+            ids.append(mid)
+        st.offer_heartbeats = self._config.history_length
+        self._queue(st, Section.IHAVE, encode_ihave(IHave(topic, tuple(ids))))
+        self.counters.inc("gossip.offer.ids", len(ids))
 
     # --- inputs -----------------------------------------------------------------------------
 
@@ -422,7 +442,7 @@ class GossipRouter:
                 if len(served) >= cfg.max_iwant_replies:
                     self.counters.inc("gossip.iwant.flood")
                     return
-                record = self._mcache.get(mid)
+                record = self._mcache.get(mid) or st.offered.pop(mid, None)
                 if record is None:
                     self.counters.inc("gossip.iwant.missing")
                     continue
@@ -451,6 +471,10 @@ class GossipRouter:
             st.ihave_entries = 0
             st.ihave_ids = 0
             st.iwant_served.clear()
+            if st.offered:
+                st.offer_heartbeats -= 1
+                if st.offer_heartbeats <= 0:
+                    st.offered.clear()
 
     def _maintain_mesh(self, topic: str, mesh: dict[NodeId, _Peer], now: float) -> None:
         cfg = self._config
