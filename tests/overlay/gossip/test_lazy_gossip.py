@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tracemalloc
+
 from murmur.wire.gossip import IHave, IWant, Message, message_id
 
 from .helpers import TOPIC, connect, delivered, heartbeat, make_router, peer, rpc, sent
@@ -120,3 +122,21 @@ def test_offers_lapse_after_history_length_heartbeats() -> None:
     router.receive_rpc(peer(1), rpc(iwant=[IWant((mid,))]), 5.5)
     assert router.drain_actions() == []
     assert router.counters.get("gossip.iwant.missing") == 1
+
+
+def test_an_offer_holds_the_callers_data_and_copies_nothing() -> None:
+    """Every new link gets an offer, and a network forms many links at once: 50 peers offered
+    100 records of 9 kB must not hold 50 copies of 900 kB (a 1,000-node simulation ran out of
+    23 GB when offers kept encoded copies)."""
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    peers = [peer(i) for i in range(1, 51)]
+    connect(router, peers)
+    router.drain_actions()
+    records = [(message_id(TOPIC, bytes([i]) * 9000), bytes([i]) * 9000) for i in range(100)]
+    tracemalloc.start()
+    for p in peers:
+        router.offer_to_peer(p, TOPIC, records)
+    held, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert held < 2_000_000  # ids, dict entries and the IHAVEs; 50 copies would be 45 MB

@@ -96,8 +96,9 @@ class _Peer:
         self.ihave_entries = 0
         self.ihave_ids = 0
         self.iwant_served: set[bytes] = set()
-        self.offered: dict[bytes, bytes] = {}
-        """Message id -> encoded record offered to this peer alone (``offer_to_peer``)."""
+        self.offered: dict[bytes, tuple[str, bytes]] = {}
+        """Message id -> (topic, data) offered to this peer alone (``offer_to_peer``); the
+        data is the caller's object, encoded only if asked for, so an offer costs no copy."""
         self.offer_heartbeats = 0
         """Heartbeats until the offers lapse."""
 
@@ -247,7 +248,7 @@ class GossipRouter:
             return
         ids = []
         for mid, data in messages[: self._config.max_ihave_length]:
-            st.offered[mid] = encode_message(Message(topic, data))
+            st.offered[mid] = (topic, data)
             ids.append(mid)
         st.offer_heartbeats = self._config.history_length
         self._queue(st, Section.IHAVE, encode_ihave(IHave(topic, tuple(ids))))
@@ -442,10 +443,13 @@ class GossipRouter:
                 if len(served) >= cfg.max_iwant_replies:
                     self.counters.inc("gossip.iwant.flood")
                     return
-                record = self._mcache.get(mid) or st.offered.pop(mid, None)
+                record = self._mcache.get(mid)
                 if record is None:
-                    self.counters.inc("gossip.iwant.missing")
-                    continue
+                    offered = st.offered.pop(mid, None)
+                    if offered is None:
+                        self.counters.inc("gossip.iwant.missing")
+                        continue
+                    record = encode_message(Message(*offered))
                 served.add(mid)
                 self.counters.inc("gossip.iwant.served")
                 self._queue(st, Section.MESSAGES, record)
