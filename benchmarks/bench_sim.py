@@ -7,7 +7,10 @@ Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_sim.py [--nodes N] [--tx
 * ``diffusion`` / ``dandelion``: the real protocol objects on the daemon graph, realistic network
   (10-300 ms links, jitter, 10 Mbit/s uplinks), Poisson arrivals at 10 tx/s, every transaction
   followed until it reached every node. Single process; ``murmur simulate`` runs the protocol
-  and its diffusion baseline in parallel processes.
+  and its diffusion baseline in parallel processes. Relays to an honest node that already has
+  the transaction are sent but not queued (``elided``: identical figures, see
+  :mod:`murmur.sim.engine`); ``diffusion_every_copy`` is the same run with every copy queued,
+  side by side, for the ratio (``--skip-every-copy`` leaves it out).
 * ``onion`` (``--onion-nodes``, ``--onion-tx``; ``--onion-nodes 0`` skips it): production
   :class:`murmur.node.node.Node` objects with real links, gossip and circuits, the onion phase
   and its fast-path baseline, with the keyed crypto stand-in (``--real-crypto`` to run
@@ -81,8 +84,12 @@ def bench_engine(nodes: int, messages: int) -> dict[str, float]:
     return {"events": engine.events, "wall_s": wall, "events_per_s": engine.events / wall}
 
 
-def bench_protocol(kit: ProtocolKit, nodes: int, tx: int, seed: int) -> dict[str, float]:
-    scenario = Scenario(nodes=nodes, graph="daemon", tx_count=tx, tx_rate_per_s=10.0)
+def bench_protocol(
+    kit: ProtocolKit, nodes: int, tx: int, seed: int, *, elide: bool = True
+) -> dict[str, float]:
+    scenario = Scenario(
+        nodes=nodes, graph="daemon", tx_count=tx, tx_rate_per_s=10.0, elide_duplicates=elide
+    )
     started = time.perf_counter()
     record = simulate(draw_world(scenario, seed), kit, scenario)
     return _figures(record, time.perf_counter() - started)
@@ -102,6 +109,7 @@ def bench_onion(nodes: int, tx: int, seed: int, *, standin: bool) -> dict[str, f
 def _figures(record: RunRecord, wall_s: float) -> dict[str, float]:
     return {
         "events": record.events,
+        "elided": record.elided,
         "wall_s": wall_s,
         "events_per_s": record.events / record.wall_s,
         "messages": record.messages_sent,
@@ -118,6 +126,7 @@ def main() -> None:
     parser.add_argument("--onion-nodes", type=int, default=1000)
     parser.add_argument("--onion-tx", type=int, default=200)
     parser.add_argument("--real-crypto", action="store_true")
+    parser.add_argument("--skip-every-copy", action="store_true")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     results = {
@@ -125,6 +134,10 @@ def main() -> None:
         "diffusion": bench_protocol(DiffusionKit(), args.nodes, args.tx, args.seed),
         "dandelion": bench_protocol(DandelionKit(), args.nodes, args.tx, args.seed),
     }
+    if not args.skip_every_copy:
+        results["diffusion_every_copy"] = bench_protocol(
+            DiffusionKit(), args.nodes, args.tx, args.seed, elide=False
+        )
     if args.onion_nodes:
         results["onion"] = bench_onion(
             args.onion_nodes, args.onion_tx, args.seed, standin=not args.real_crypto
@@ -135,8 +148,8 @@ def main() -> None:
     print(f"{args.nodes} nodes x {args.tx} transactions (daemon graph, realistic network)")
     for name, r in results.items():
         print(
-            f"  {name:10s} {r['events']:>11,.0f} events  {r['wall_s']:7.1f} s  "
-            f"{r['events_per_s']:>9,.0f} events/s"
+            f"  {name:20s} {r['events']:>11,.0f} events  {r.get('elided', 0):>11,.0f} elided  "
+            f"{r['wall_s']:7.1f} s  {r['events_per_s']:>9,.0f} events/s"
         )
 
 

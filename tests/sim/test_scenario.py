@@ -90,6 +90,31 @@ def test_stopping_at_the_first_spy_does_not_change_what_the_first_spy_sees() -> 
             assert fast.events < everything.events
 
 
+def test_eliding_duplicate_relays_changes_no_figure() -> None:
+    # The elided copies are those an honest receiver would drop with only a counter; the
+    # adversary's log, the reach times, the bytes and the rng paths must be the same.
+    kept = replace(SMALL, elide_duplicates=False)
+    for kit in (DiffusionKit(), DandelionKit()):
+        world = draw_world(SMALL, 3)
+        elided = simulate(world, kit, SMALL)
+        everything = simulate(world, kit, kept)
+        assert elided.txs == everything.txs
+        assert elided.log.sightings == everything.log.sightings
+        assert (elided.bytes_sent, elided.messages_sent) == (
+            everything.bytes_sent,
+            everything.messages_sent,
+        )
+        assert everything.elided == 0 < elided.elided
+        # Copies elided after the last transaction finished were never popped in the full run.
+        assert elided.events < everything.events <= elided.events + elided.elided
+
+
+def test_churn_turns_elision_off() -> None:
+    churning = replace(SMALL, network=replace(SMALL.network, churn_per_node_per_hour=6.0))
+    record = simulate(draw_world(churning, 3), DiffusionKit(), churning)
+    assert record.elided == 0
+
+
 class _BlackHole(Dandelion[int]):
     """A node that swallows every stem transaction it is given."""
 

@@ -31,6 +31,12 @@ size) of every message on a tapped directed link or on any link of a tapped node
 ``drop_filter`` lets a run stop moving a message (used to stop a transaction once the adversary
 has seen it, when nothing else is being measured).
 
+A kit that knows a message cannot change anything at its receiver (a transaction relayed to an
+honest node that already has it) may transmit it with ``deliver=False``: the message still takes
+the uplink, the link's in-order state, its jitter draw, its bytes and the taps, so every figure
+is the same, but no delivery event is queued (counted in ``elided``). In flooding most
+deliveries are such duplicates, and queueing them was most of a large run's cost.
+
 A core whose deadline is still in the past right after its timer fired would make a real event
 loop spin; the engine wakes it again ``TIMER_SPIN_DELAY_S`` later and counts it
 (``timer_spins``), so such a bug costs events instead of hanging the run.
@@ -104,6 +110,8 @@ class Engine:
     ) -> None:
         self.now = 0.0
         self.events = 0
+        self.elided = 0
+        """Deliveries not queued because the sender's kit knew they were no-ops (see above)."""
         self.timer_spins = 0
         """Timers re-armed at the time they fired (a core whose deadline stayed in the past)."""
         self.nodes: list[SimNode] = []
@@ -154,7 +162,16 @@ class Engine:
 
     # -- the link model -------------------------------------------------------------------
 
-    def transmit(self, node: SimNode, dst: int, message: Any, size: int, delay_s: float) -> None:
+    def transmit(
+        self,
+        node: SimNode,
+        dst: int,
+        message: Any,
+        size: int,
+        delay_s: float,
+        *,
+        deliver: bool = True,
+    ) -> None:
         depart = self.now + delay_s
         bps = self.uplink_bps
         if bps is not None:
@@ -182,6 +199,9 @@ class Engine:
             or dst in self.tapped_nodes
         ):
             self.tap_hook(depart, arrival, node.index, dst, size)
+        if not deliver:
+            self.elided += 1
+            return
         event = (arrival, next(self._seq), DELIVER, dst, node.index, message)
         key = int(arrival * self._per_bin)
         if key <= self._current_bin:

@@ -52,7 +52,9 @@ class ProtocolKit(Protocol):
 
     def submit(self, protocol: Any, tx: Transaction, now: float) -> None: ...
 
-    def install(self, engine: Engine, on_accept: OnAccept) -> None: ...
+    def install(self, engine: Engine, on_accept: OnAccept, *, elide_duplicates: bool) -> None:
+        """Register the action handlers; ``elide_duplicates``: see :func:`_install_baseline`."""
+        ...
 
     def observe(self, message: Any) -> tuple[bytes, str] | None: ...
 
@@ -75,12 +77,25 @@ class HostedKit(Protocol):
     ) -> RunRecord: ...
 
 
-def _install_baseline(engine: Engine, on_accept: OnAccept) -> None:
+def _install_baseline(engine: Engine, on_accept: OnAccept, *, elide_duplicates: bool) -> None:
+    """Sends go through the engine's link model; accepted transactions are reported.
+
+    With ``elide_duplicates`` (the caller's promise that no node restarts during the run), a
+    transaction relayed to an honest node that has already accepted it is sent but not
+    delivered: both protocols drop it there with only a counter (Dandelion++ keeps no embargo
+    for a transaction it has accepted), so nothing measured changes, and it is most of
+    flooding's deliveries. Spies still get every copy: the adversary logs what it receives.
+    """
     transmit = engine.transmit
+    nodes = engine.nodes
 
     def send(node: SimNode, action: SendMessage[int], now: float) -> None:
         message = action.message
-        transmit(node, action.peer, message, message.wire_size, action.delay_s)
+        deliver = True
+        if elide_duplicates and message.__class__ is RelayTx:
+            receiver = nodes[action.peer]
+            deliver = receiver.spy or not receiver.protocol.has_seen(message.tx.tx_id)
+        transmit(node, action.peer, message, message.wire_size, action.delay_s, deliver=deliver)
 
     def accepted(node: SimNode, action: TxAccepted, now: float) -> None:
         on_accept(node.index, action.tx.tx_id, now)
@@ -118,8 +133,8 @@ class DiffusionKit:
     def submit(self, protocol: Diffusion[int], tx: Transaction, now: float) -> None:
         protocol.submit(tx, now)
 
-    def install(self, engine: Engine, on_accept: OnAccept) -> None:
-        _install_baseline(engine, on_accept)
+    def install(self, engine: Engine, on_accept: OnAccept, *, elide_duplicates: bool) -> None:
+        _install_baseline(engine, on_accept, elide_duplicates=elide_duplicates)
 
     def observe(self, message: Any) -> tuple[bytes, str] | None:
         return _observe_baseline(message)
@@ -156,8 +171,8 @@ class DandelionKit:
     def submit(self, protocol: Dandelion[int], tx: Transaction, now: float) -> None:
         protocol.submit(tx, now)
 
-    def install(self, engine: Engine, on_accept: OnAccept) -> None:
-        _install_baseline(engine, on_accept)
+    def install(self, engine: Engine, on_accept: OnAccept, *, elide_duplicates: bool) -> None:
+        _install_baseline(engine, on_accept, elide_duplicates=elide_duplicates)
 
     def observe(self, message: Any) -> tuple[bytes, str] | None:
         return _observe_baseline(message)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from math import log
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -28,7 +29,9 @@ class SeededRng:
         return self._random.uniform(a, b)
 
     def expovariate(self, rate: float) -> float:
-        return self._random.expovariate(rate)
+        # random.Random.expovariate's own formula, inlined: the same draws, one call fewer
+        # (diffusion draws one per relayed copy, millions per run).
+        return -log(1.0 - self._random.random()) / rate
 
     def choice(self, seq: Sequence[T]) -> T:
         return self._random.choice(seq)

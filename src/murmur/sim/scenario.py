@@ -65,6 +65,9 @@ class Scenario:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     stop_at_first_spy: bool = False
     settle_s: float = 900.0
+    elide_duplicates: bool = True
+    """Skip queueing relays the receiver would drop as duplicates (identical figures, fewer
+    events; off with churn, where a receiver may restart before the copy arrives)."""
 
     def __post_init__(self) -> None:
         if self.nodes < 2:
@@ -129,6 +132,8 @@ class RunRecord:
     path), if the protocol has one."""
     extras: dict[str, float | int | str] = field(default_factory=dict)
     """Protocol-specific facts worth reporting (warm-up time, crypto stand-in, ...)."""
+    elided: int = 0
+    """Deliveries sent but not queued as events (see :class:`Scenario` ``elide_duplicates``)."""
 
     @property
     def origins(self) -> dict[bytes, int]:
@@ -259,7 +264,8 @@ def simulate(
         if state is not None and state.add(node, now):
             finish(state)
 
-    kit.install(engine, on_accept)
+    elide = scenario.elide_duplicates and network.churn_per_node_per_hour == 0.0
+    kit.install(engine, on_accept, elide_duplicates=elide)
     adversary = Adversary(spies=world.spies, tapped=world.tapped, observe=kit.observe)
     adversary.install(engine)
     if scenario.stop_at_first_spy:
@@ -316,6 +322,7 @@ def simulate(
         workload_span_s=total / scenario.tx_rate_per_s,
         sim_end_s=engine.now,
         events=engine.events,
+        elided=engine.elided,
         wall_s=time.perf_counter() - wall_start,
     )
 
