@@ -15,8 +15,10 @@ from murmur.node.config import (
     HostPort,
     LogLevel,
     NodeConfig,
+    TxRoute,
     parse_config,
     render_config,
+    route_named,
 )
 from murmur.node.levels import LEVELS, PRESETS
 from murmur.overlay.peers.limits import PeerLimits
@@ -40,7 +42,7 @@ def test_rendered_default_is_commented_and_reads_back() -> None:
     lines = text.splitlines()
     document = tomllib.loads(text)
     keys = [key for table in document.values() for key in table]
-    assert len(keys) == 16  # privacy.level is left out (commented) by default
+    assert len(keys) == 17  # privacy.level is left out (commented) by default
     for index, line in enumerate(lines):
         if " = " in line and not line.startswith("#"):
             assert lines[index - 1].startswith("# "), f"key without a comment: {line}"
@@ -171,6 +173,7 @@ _configs = st.builds(
     log_level=st.sampled_from(LogLevel),
     privacy_preset=st.sampled_from(list(PRESETS)),
     privacy_level=st.none() | st.sampled_from(list(LEVELS)),
+    tx_route=st.sampled_from(TxRoute),
 )
 
 
@@ -234,6 +237,16 @@ def test_junk_raises_only_config_error(text: str) -> None:
         parse_config(text)
 
 
+def test_transaction_route_parses_reads_back_and_defaults_to_circuits() -> None:
+    assert NodeConfig().tx_route is TxRoute.CIRCUIT
+    config = parse_config('[privacy]\nrouting = "dandelion"\n')
+    assert config.tx_route is TxRoute.DANDELION
+    assert parse_config(render_config(config)) == config
+    assert route_named("circuit") is TxRoute.CIRCUIT
+    with pytest.raises(ConfigError, match=r"route 'tor' \(known: circuit, dandelion\)"):
+        route_named("tor")
+
+
 def test_privacy_preset_and_level_parse_and_read_back() -> None:
     config = parse_config('[privacy]\npreset = "maximum"\n')
     assert (config.privacy_preset, config.privacy_level) == ("maximum", None)
@@ -251,6 +264,10 @@ def test_privacy_preset_and_level_parse_and_read_back() -> None:
         ('[privacy]\nlevel = "max"\n', "privacy.level: 'max' is not one of 'standard', 'enhanced'"),
         ('[privacy]\npreset = "tor"\n', "privacy.preset: 'tor' is not one of 'standard'"),
         ("[privacy]\nlevel = 3\n", "privacy.level: expected a string"),
+        (
+            '[privacy]\nrouting = "mixnet"\n',
+            "privacy.routing: 'mixnet' is not one of 'circuit', 'dandelion'",
+        ),
     ],
 )
 def test_unknown_privacy_names_are_clear_errors(text: str, message: str) -> None:

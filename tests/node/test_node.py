@@ -17,6 +17,7 @@ from murmur.node.actions import (
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.node.node import Node
 from murmur.overlay.routing import PrivatePathUnavailable
+from murmur.overlay.stem import StemConfig
 from murmur.sim.rng import SeededRng
 from murmur.wire.envelope import Channel, wrap
 
@@ -24,7 +25,7 @@ from murmur.wire.envelope import Channel, wrap
 class Net:
     """Moves SendBytes between nodes; each connection is a pair of ConnIds."""
 
-    def __init__(self, n: int, *, peers_of=None) -> None:
+    def __init__(self, n: int, *, peers_of=None, stem_config: StemConfig | None = None) -> None:
         self.now = 0.0
         self.ids = [Identity.from_seed(bytes([i + 1]) * 32) for i in range(n)]
         self.addr = {i: HostPort(f"127.{i + 1}.0.1", 10_000 + i) for i in range(n)}
@@ -35,7 +36,15 @@ class Net:
                 listen=self.addr[i],
                 bootstrap=tuple(BootstrapPeer(self.addr[j], self.ids[j].node_id) for j in targets),
             )
-            self.nodes.append(Node(identity=identity, config=cfg, rng=SeededRng(i), now=0.0))
+            self.nodes.append(
+                Node(
+                    identity=identity,
+                    config=cfg,
+                    rng=SeededRng(i),
+                    now=0.0,
+                    stem_config=stem_config,
+                )
+            )
         self.pipe: dict[tuple[int, ConnId], tuple[int, ConnId]] = {}
         self.next_conn = 100
         self.delivered: dict[int, list[MessageDelivered]] = {i: [] for i in range(n)}

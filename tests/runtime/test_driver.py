@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import pytest
+
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
-from murmur.node.config import NodeConfig
+from murmur.node.config import NodeConfig, TxRoute
+from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
 
 
@@ -89,3 +92,21 @@ async def test_the_timer_is_rearmed_once_per_tick() -> None:
     await asyncio.sleep(0)
     assert len(calls) == 1
     assert runtime._timer is not None
+
+
+async def test_publish_takes_the_route_asked_for_or_the_configured_one() -> None:
+    default_stem = NodeConfig(tx_route=TxRoute.DANDELION)
+    runtime = NodeRuntime(identity=Identity.from_seed(b"d" * 32), config=default_stem)
+    publish = runtime._api_handlers()["publish"]
+    tx = {"topic": "transaction", "data_hex": "ab"}
+    cases = [
+        ({**tx, "route": "mixnet"}, "bad_route", "unknown transaction route 'mixnet'"),
+        (tx, "no_stem_peer", "no outbound peer"),  # the config's route: dandelion
+        ({**tx, "route": "dandelion", "level": "standard"}, "bad_params", "not the stem"),
+        ({"topic": "block_header", "data_hex": "ab", "route": "dandelion"}, "bad_params", ""),
+        ({**tx, "route": 1}, "bad_params", "'route'"),
+    ]
+    for params, code, text in cases:
+        with pytest.raises(ApiError) as err:
+            await publish(params)
+        assert err.value.code == code and text in err.value.message, params

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from murmur.base.errors import ConfigError, MurmurError
 from murmur.interfaces.simulate import add_simulate_parser
-from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.interfaces.testnet import TESTNET_PATHS
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
 from murmur.node.levels import LEVELS
 
 
@@ -106,6 +107,8 @@ def _cmd_send_tx(args: argparse.Namespace) -> int:
     params = {"topic": "transaction", "data_hex": data.hex()}
     if args.level is not None:
         params["level"] = args.level
+    if args.route is not None:
+        params["route"] = args.route
     result = ApiClient.from_node_dir(args.dir).call("publish", params)
     print(result["message_id"])
     return 0
@@ -161,12 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data")
     p.set_defaults(func=_cmd_publish)
 
-    p = sub.add_parser("send-tx", help="send a transaction privately, through a circuit")
+    p = sub.add_parser(
+        "send-tx", help="send a transaction privately: an onion circuit or a Dandelion++ stem"
+    )
     p.add_argument("--dir", required=True)
     p.add_argument(
         "--level",
         choices=tuple(LEVELS),
         help="privacy level for this transaction (default: the node's, from its config)",
+    )
+    p.add_argument(
+        "--route",
+        choices=tuple(route.value for route in TxRoute),
+        help="how it leaves this node (default: privacy.routing from the node's config)",
     )
     p.add_argument("tx_hex", metavar="HEX")
     p.set_defaults(func=_cmd_send_tx)
@@ -179,8 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("testnet", help="run N real nodes on loopback and report")
     p.add_argument("--nodes", type=int, default=10)
     p.add_argument("--messages", type=int, default=100, help="fast-path messages")
-    p.add_argument("--tx", type=int, default=100, help="private transactions (--path private)")
-    p.add_argument("--path", choices=("fast", "private"), default="fast")
+    p.add_argument("--tx", type=int, default=100, help="transactions (--path private or dandelion)")
+    p.add_argument("--path", choices=TESTNET_PATHS, default="fast")
     p.add_argument(
         "--level",
         choices=tuple(LEVELS),

@@ -8,6 +8,9 @@ delivered payload byte. With ``path="private"`` every node runs privacy level ``
 transaction asks for it; the report adds the bytes each node sends per second while idle and
 during the private phase, with and without cover traffic (cover cells and link padding frames
 are counted by the nodes, and each one costs exactly one link record per hop it crosses).
+With ``path="dandelion"`` the transactions leave their origins on a Dandelion++ stem instead,
+and the report adds how they were fluffed (by a fluff-role node, at a stem loop, or by an
+embargo's fail-safe).
 Delivery times are ``time.monotonic()`` in each node process, which on Linux is one system-wide
 clock, so latencies across processes are comparable. Every process it started is stopped on the
 way out, whatever happened.
@@ -42,6 +45,7 @@ from murmur.runtime.keystore import init_node_dir
 from murmur.wire.cells import CELL_BYTES
 from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
 
+TESTNET_PATHS = ("fast", "private", "dandelion")
 TESTNET_TOPIC = "block_header"
 PRIVATE_TOPIC = "transaction"
 CIRCUIT_TIMEOUT_S = 60.0
@@ -288,6 +292,7 @@ def _run_phase(
     task: TaskID,
     include_origin: bool,
     level: str | None = None,
+    route: str | None = None,
 ) -> PhaseResult:
     bytes_before = _wire_bytes(net)
     published: dict[str, tuple[int, float]] = {}
@@ -298,6 +303,8 @@ def _run_phase(
         params = {"topic": topic, "data_hex": rng.randbytes(size).hex()}
         if level is not None:
             params["level"] = level
+        if route is not None:
+            params["route"] = route
         result = origin.client.call("publish", params)
         published[result["message_id"]] = (origin.index, result["published_at"])
         progress.advance(task)
@@ -346,10 +353,12 @@ def run_testnet(
 ) -> dict[str, Any]:
     """Runs the testnet. ``path="private"`` also sends ``tx`` transactions through circuits,
     after the fast-path workload, so both are measured on the same network in one run; every
-    node runs privacy ``level`` and every transaction asks for it."""
-    if path not in ("fast", "private"):
-        raise ValueError(f"unknown path {path!r} (fast or private)")
+    node runs privacy ``level`` and every transaction asks for it. ``path="dandelion"`` sends
+    them on Dandelion++ stems instead."""
+    if path not in TESTNET_PATHS:
+        raise ValueError(f"unknown path {path!r} (one of {', '.join(TESTNET_PATHS)})")
     private = path == "private"
+    stem = path == "dandelion"
     node_config = NodeConfig(privacy_level=level) if private else NodeConfig()
     hops = node_config.privacy().preset.hops
     console = console or Console(stderr=True)
@@ -384,7 +393,20 @@ def run_testnet(
                     task=task,
                     include_origin=False,
                 )
-                onion = None
+                onion = stemmed = None
+                if stem:
+                    stemmed = _run_phase(
+                        net,
+                        topic=PRIVATE_TOPIC,
+                        count=tx,
+                        size=size,
+                        rate=rate,
+                        rng=rng,
+                        progress=progress,
+                        task=task,
+                        include_origin=True,
+                        route="dandelion",
+                    )
                 if private:
                     phase_start = Traffic.now(net)
                     onion = _run_phase(
@@ -403,12 +425,12 @@ def run_testnet(
                 statuses = _statuses(net)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    main = onion if onion is not None else fast
+    main = onion or stemmed or fast
     result: dict[str, Any] = {
         "nodes": nodes,
         "path": path,
         "messages": messages,
-        "tx": tx if private else 0,
+        "tx": tx if private or stem else 0,
         "message_bytes": size,
         "delivery_ratio": round(main.delivery_ratio, 6),
         "latency_ms": _latency_summary(main.latencies_ms),
@@ -422,18 +444,27 @@ def run_testnet(
         "handshake_failures": _handshake_failures(statuses),
         "mesh_formed_s": round(mesh_s, 3),
     }
+    if stemmed is not None:
+        counters = [s["counters"] for s in statuses]
+        result.update(
+            {
+                "latency_overhead_ms": _overhead(stemmed, fast),
+                "wire_bytes_per_tx_byte": round(stemmed.wire_bytes / stemmed.payload_bytes, 3),
+                "fluffs": {
+                    why: sum(c.get(f"stem.fluffed.{why}", 0) for c in counters)
+                    for why in ("role", "loop", "embargo", "no_stem_peer", "stempool_full")
+                },
+                "stem_hops": sum(c.get("stem.stemmed", 0) for c in counters),
+                "duplicate_deliveries": _duplicates(statuses, tx),
+            }
+        )
     if onion is not None:
         result.update(
             {
                 "level": level,
                 "bytes_per_node_per_s_idle": idle_rate,
                 "bytes_per_node_per_s_private_phase": phase_rate,
-                "latency_overhead_ms": {
-                    q: round(
-                        percentile(onion.latencies_ms, p) - percentile(fast.latencies_ms, p), 3
-                    )
-                    for q, p in (("p50", 0.5), ("p99", 0.99))
-                },
+                "latency_overhead_ms": _overhead(onion, fast),
                 "wire_bytes_per_tx_byte": round(onion.wire_bytes / onion.payload_bytes, 3),
                 "fast_wire_bytes_per_message_byte": round(fast.wire_bytes / fast.payload_bytes, 3)
                 if fast.payload_bytes
@@ -452,10 +483,7 @@ def run_testnet(
                 "exit_publications": sum(
                     s["circuits"].get("relay.exit_publications", 0) for s in statuses
                 ),
-                "duplicate_deliveries": sum(
-                    max(0, s["counters"].get(f"delivered.{PRIVATE_TOPIC}", 0) - tx)
-                    for s in statuses
-                ),
+                "duplicate_deliveries": _duplicates(statuses, tx),
                 "circuits_ready_s": round(circuits_s or 0.0, 3),
             }
         )
@@ -463,6 +491,17 @@ def run_testnet(
     result["latencies_ms"] = main.latencies_ms
     result["fast_latencies_ms"] = fast.latencies_ms
     return result
+
+
+def _overhead(phase: PhaseResult, fast: PhaseResult) -> dict[str, float]:
+    return {
+        q: round(percentile(phase.latencies_ms, p) - percentile(fast.latencies_ms, p), 3)
+        for q, p in (("p50", 0.5), ("p99", 0.99))
+    }
+
+
+def _duplicates(statuses: list[dict[str, Any]], tx: int) -> int:
+    return sum(max(0, s["counters"].get(f"delivered.{PRIVATE_TOPIC}", 0) - tx) for s in statuses)
 
 
 def _collect_deliveries(net: list[NetNode], wanted: set[str]) -> list[dict[str, float]]:

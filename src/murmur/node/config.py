@@ -63,6 +63,24 @@ AEAD_NAMES: dict[str, AeadAlgorithm] = {
 }
 
 
+class TxRoute(enum.Enum):
+    """How this node's own transactions leave it (seed pq-mixnet §3.5 routing modes)."""
+
+    CIRCUIT = "circuit"
+    """Through a 3-hop onion circuit whose exit publishes it (privacy levels apply)."""
+    DANDELION = "dandelion"
+    """Along a Dandelion++ stem of peers until one fluffs it into the gossip mesh."""
+
+
+def route_named(name: str) -> TxRoute:
+    """The route called ``name``; :class:`ConfigError` naming the known ones otherwise."""
+    for route in TxRoute:
+        if route.value == name:
+            return route
+    known = ", ".join(route.value for route in TxRoute)
+    raise ConfigError(f"unknown transaction route {name!r} (known: {known})")
+
+
 class LogLevel(enum.Enum):
     DEBUG = "debug"
     INFO = "info"
@@ -170,6 +188,8 @@ class NodeConfig:
     privacy_preset: str = DEFAULT_PRESET
     privacy_level: str | None = None
     """The node's own level; None takes the preset's."""
+    tx_route: TxRoute = TxRoute.CIRCUIT
+    """How transactions that name no route leave this node."""
 
     def __post_init__(self) -> None:
         preset_named(self.privacy_preset)
@@ -416,6 +436,15 @@ _SCHEMA: dict[str, tuple[str, dict[str, _Key]]] = {
                 _choice({name: name for name in LEVELS}),
                 _toml_str,
                 unset="the preset's level",
+            ),
+            "routing": _Key(
+                "tx_route",
+                "How this node's own transactions leave it: circuit (a 3-hop onion circuit; the "
+                "level above shapes it) or dandelion (a Dandelion++ stem of peers, then the "
+                "gossip mesh: lower latency and cost, weaker against an adversary holding many "
+                "nodes). `murmur send-tx --route` overrides it for one transaction.",
+                _choice({route.value: route for route in TxRoute}),
+                lambda v: _toml_str(v.value),
             ),
         },
     ),

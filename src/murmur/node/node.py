@@ -2,8 +2,14 @@
 
 Theory of operation. The runtime owns sockets and timers and tells the node what happened:
 ``connection_opened`` / ``dial_failed`` / ``data_received`` / ``connection_lost`` /
-``handle_timer``, plus local commands (``publish``). The node answers through
-``drain_actions()`` (send bytes, close, dial, message delivered) and ``next_deadline()``.
+``handle_timer``, plus local commands (``publish``, ``send_private``, ``send_stem``). The node
+answers through ``drain_actions()`` (send bytes, close, dial, message delivered) and
+``next_deadline()``.
+
+A transaction leaves its origin by one of two private routes: an onion circuit (``send_private``)
+or a Dandelion++ stem (``send_stem``, :mod:`murmur.overlay.stem`), whose fluffing node publishes
+it into the gossip mesh as an onion exit does; every gossip delivery of a transaction tells the
+stem it was seen, which cancels that transaction's embargo.
 
 Misbehaviour is answered at the right depth: a peer that broke the protocol *after*
 authenticating is banned by node id (so other honest nodes behind the same address, a CGNAT or
@@ -17,7 +23,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from murmur.base.errors import RemoteProtocolError
+from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
@@ -64,7 +70,9 @@ from murmur.overlay.peers.backoff import ReconnectBackoff
 from murmur.overlay.peers.bans import AddressThrottle, BanList
 from murmur.overlay.peers.limits import PeerRateLimiter
 from murmur.overlay.routing import MessagePath, MessageType, path_for_topic
+from murmur.overlay.stem import STEM_TOPICS, Fluff, SendStem, StemConfig, StemPath
 from murmur.wire.envelope import Channel, unwrap, wrap
+from murmur.wire.stem import encode_stem
 
 OVER_LIMIT_DROPS_BEFORE_BAN = 200
 DELIVERY_LOG_ENTRIES = 100_000
@@ -101,6 +109,7 @@ class Node:
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
         privacy: PrivacySettings | None = None,
+        stem_config: StemConfig | None = None,
     ) -> None:
         """``privacy``: the node's resolved preset and level, when not the config's (the
         simulator tunes levels this way)."""
@@ -122,6 +131,7 @@ class Node:
             privacy=privacy or config.privacy(),
         )
         self.circuits = self.private.circuits
+        self.stem = StemPath(rng=rng, config=stem_config)
         # Transactions reach every node through gossip once an exit has published them.
         for topic in (*config.topics, ANNOUNCE_TOPIC, MessageType.TRANSACTION.value):
             if topic not in self.gossip.status()["topics"]:  # type: ignore[operator]
@@ -157,6 +167,7 @@ class Node:
             self.gossip.next_deadline(),
             self.circuits.next_deadline(),
             self.private.next_deadline(),
+            self.stem.next_deadline(),
             min(self._retired.values(), default=None),
         ]
         if self._outbound_count() < self.config.limits.max_outbound:
@@ -250,6 +261,8 @@ class Node:
         self.circuits.handle_timer(now)
         self.private.handle_timer(now)
         self.private.expire(now)
+        self.stem.handle_timer(now)
+        self._pump_stem(now)
         announcement = self.private.announcement_due(now)
         if announcement is not None:
             self.gossip.publish(ANNOUNCE_TOPIC, announcement, now)
@@ -283,6 +296,18 @@ class Node:
         self._pump_circuits(now)
         return send_id
 
+    def send_stem(self, topic: str, data: bytes, now: float) -> bytes:
+        """Sends a transaction by Dandelion++: to this epoch's stem peer, never into the mesh
+        from here; returns the gossip message id it will have once fluffed.
+
+        Raises ``NoStemPeer`` while the node has no outbound peer and ``LocalProtocolError``
+        for a topic other than transactions or for invalid data.
+        """
+        message_id = self.stem.submit(topic, data, now)
+        self.counters.inc("stem_sent")
+        self._pump_stem(now)
+        return message_id
+
     def request_private(self, topic: str, data: bytes, now: float) -> int:
         """A private request (a sync request) whose reply returns through the same circuit."""
         request_id = self.circuits.send_request(topic, data, now)
@@ -304,6 +329,7 @@ class Node:
         counters: dict[str, int] = {}
         self.counters.merge_into(counters)
         self.gossip.counters.merge_into(counters)
+        self.stem.counters.merge_into(counters, "stem.")
         for name, value in self._closed_link_counters.items():
             counters[name] = counters.get(name, 0) + value
         for session in self._sessions.values():
@@ -401,6 +427,8 @@ class Node:
         session.peer_id = peer
         if existing is not None:
             self.counters.inc("refused.duplicate")
+            if self._chose(session, peer):
+                self.stem.add_peer(peer, now, outbound=True)
             if not (self._preferred(session, peer) and not self._preferred(existing, peer)):
                 self._retire(session, now)
                 if target is not None:
@@ -420,11 +448,20 @@ class Node:
         if existing is None:
             self.counters.inc("peers_authenticated")
             self.gossip.add_peer(peer, now)
+            self.stem.add_peer(peer, now, outbound=self._chose(session, peer))
             self.gossip.offer_to_peer(peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng))
         self._report_latency(session)
         self.circuits.link_ready(peer, now)
         self._pump_gossip(now)
         self._pump_circuits(now)
+
+    def _chose(self, session: Session, peer: NodeId) -> bool:
+        """We dial this peer ourselves (a bootstrap target), whichever of two links between us
+        survives. Only such a peer may be a stem edge: an attacker cannot become anyone's stem
+        by dialling them, nor by asking them to extend a circuit to it."""
+        if session.outbound and not session.for_circuit:
+            return True
+        return any(t.persistent and t.peer.node_id == peer for t in self._dial_targets)
 
     def _report_latency(self, session: Session) -> None:
         """Tells the circuit client the round trip of a link we chose (a bootstrap or peer
@@ -475,6 +512,13 @@ class Node:
             return
         if channel is Channel.GOSSIP:
             self.gossip.receive_rpc(peer, body, now)
+        elif channel is Channel.STEM:
+            try:
+                self.stem.receive_stem(peer, body, now)
+            except RemoteProtocolError as exc:
+                self._misbehaved(session, now, f"stem.{exc.reason}")
+                return
+            self._pump_stem(now)
         else:
             self.circuits.receive_cell(peer, body, now)
             self._pump_circuits(now)
@@ -518,6 +562,7 @@ class Node:
         if peer is not None and self._by_peer.get(peer) is session:
             del self._by_peer[peer]
             self.gossip.remove_peer(peer, now)
+            self.stem.remove_peer(peer, now)
             self.circuits.peer_disconnected(peer, now)
         elif peer is not None and peer in self._by_peer:
             return  # a duplicate went; the peer is still linked, so its dial target stays met
@@ -553,6 +598,8 @@ class Node:
                     self.private.on_announcement(action.data, now)
                 else:
                     published(topic, message_id, len(action.data))
+                    if topic in STEM_TOPICS:
+                        self.stem.seen_in_gossip(message_id)
                 if message_id not in deliveries:
                     deliveries[message_id] = now
                     if len(deliveries) > DELIVERY_LOG_ENTRIES:
@@ -605,6 +652,35 @@ class Node:
                 self.counters.inc("circuits_built")
             elif isinstance(action, CircuitFailed):
                 self.counters.inc(f"circuits_failed.{action.reason}")
+
+    def _pump_stem(self, now: float) -> None:
+        """Stem messages go to their peer on the STEM channel; a fluff is published into the
+        mesh the way an onion exit publishes (the stem hid its origin)."""
+        fluffed = False
+        for action in self.stem.drain_actions():
+            if isinstance(action, SendStem):
+                session = self._by_peer.get(action.peer)
+                if session is not None and session.link.state is LinkState.ESTABLISHED:
+                    session.link.send_message(wrap(Channel.STEM, encode_stem(action.message)), now)
+                    data = session.link.data_to_send()
+                    session.bytes_out += len(data)
+                    self.counters.inc("bytes_out.stem", len(data))
+                    self._actions.append(SendBytes(session.conn_id, data))
+                else:
+                    self.counters.inc("drops.stem_without_link")
+            elif isinstance(action, Fluff):
+                message = action.message
+                try:
+                    self.gossip.publish(message.topic, message.data, now, from_circuit=True)
+                except LocalProtocolError:
+                    # A peer's bytes reached here: an application validator refusing them is
+                    # a drop, never an exception out of the receive path.
+                    self.counters.inc("drops.stem_fluff_refused")
+                    continue
+                self.counters.inc("stem_fluffed")
+                fluffed = True
+        if fluffed:
+            self._pump_gossip(now)
 
     def _pad_idle_links(self, now: float) -> None:
         """A padding frame on each established link quiet for its level's threshold."""

@@ -36,12 +36,13 @@ from murmur.node.actions import (
     PrivateSendFailed,
     SendBytes,
 )
-from murmur.node.config import BootstrapPeer, NodeConfig
+from murmur.node.config import BootstrapPeer, NodeConfig, TxRoute, route_named
 from murmur.node.node import Node
 from murmur.node.private_path import decode_sync_response, encode_sync_request
 from murmur.overlay.circuits.selection import NoCircuitAvailable
 from murmur.overlay.routing import MessagePath, MessageType, PrivatePathUnavailable, path_for_topic
 from murmur.overlay.shaping.origin import QueueFull
+from murmur.overlay.stem import NoStemPeer
 from murmur.runtime import keystore
 from murmur.runtime.control_api import ApiError, ControlApiServer
 from murmur.runtime.system import SystemRng
@@ -156,6 +157,11 @@ class NodeRuntime:
         send_id = self.node.send_private(topic, data, time.monotonic(), level)
         self._after_input()
         return send_id
+
+    def send_stem(self, topic: str, data: bytes) -> bytes:
+        message_id = self.node.send_stem(topic, data, time.monotonic())
+        self._after_input()
+        return message_id
 
     async def request_private(self, topic: str, data: bytes, timeout_s: float) -> bytes:
         request_id = self.node.request_private(topic, data, time.monotonic())
@@ -327,10 +333,17 @@ class NodeRuntime:
             topic = params.get("topic")
             data_hex = params.get("data_hex")
             level = params.get("level")
+            route_name = params.get("route")
             if not isinstance(topic, str) or not isinstance(data_hex, str):
                 raise ApiError("bad_params", "publish needs string 'topic' and 'data_hex'")
             if level is not None and not isinstance(level, str):
                 raise ApiError("bad_params", "'level' must be a privacy level name")
+            if route_name is not None and not isinstance(route_name, str):
+                raise ApiError("bad_params", "'route' must be a route name")
+            try:
+                route = self.node.config.tx_route if route_name is None else route_named(route_name)
+            except ConfigError as exc:
+                raise ApiError("bad_route", str(exc)) from None
             try:
                 data = bytes.fromhex(data_hex)
             except ValueError:
@@ -339,12 +352,18 @@ class NodeRuntime:
                 raise ApiError("too_large", f"message over {MAX_PUBLISH_BYTES} bytes")
             published_at = time.monotonic()
             try:
-                if path_for_topic(topic) is MessagePath.PRIVATE:
+                private = path_for_topic(topic) is MessagePath.PRIVATE
+                if not private and (level is not None or route_name is not None):
+                    raise ApiError("bad_params", "'level' and 'route' apply to private topics")
+                if private and route is TxRoute.DANDELION:
+                    if level is not None:
+                        raise ApiError("bad_params", "'level' shapes circuits, not the stem")
+                    message_id = self.send_stem(topic, data)
+                    path = "dandelion"
+                elif private:
                     self.send_private(topic, data, level)
                     message_id = gossip_message_id(topic, data)
                     path = "private"
-                elif level is not None:
-                    raise ApiError("bad_params", "'level' applies to private-path topics only")
                 else:
                     message_id = self.publish(topic, data)
                     path = "fast"
@@ -356,6 +375,8 @@ class NodeRuntime:
                 raise ApiError("private_path_unavailable", str(exc)) from None
             except NoCircuitAvailable as exc:
                 raise ApiError("no_circuit", str(exc)) from None
+            except NoStemPeer as exc:
+                raise ApiError("no_stem_peer", str(exc), status=503) from None
             except (ValueError, LocalProtocolError) as exc:
                 raise ApiError("bad_params", str(exc)) from None
             return {"message_id": message_id.hex(), "published_at": published_at, "path": path}

@@ -14,6 +14,8 @@ from murmur.base.errors import RemoteProtocolError
 class Channel(enum.IntEnum):
     GOSSIP = 1
     CIRCUIT = 2
+    STEM = 3
+    """Dandelion++ stem messages (:mod:`murmur.wire.stem`)."""
 
 
 _BY_CODE = {int(c): c for c in Channel}

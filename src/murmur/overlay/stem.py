@@ -1,0 +1,343 @@
+"""The Dandelion++ stem in the production node: stem routing whose fluff is the gossip mesh.
+
+Theory of operation. This is the stem half of Dandelion++ (Fanti et al., SIGMETRICS 2018);
+the diffusion half is the node's gossip mesh. Per epoch of ``epoch_s`` seconds a node draws its
+role (*fluff* with probability q, else *stem*) and its stem out-edges: ``stem_out_degree`` of
+its *outbound* peers, the ones it chose to dial, so an attacker cannot become anyone's stem by
+dialling them. Forwarding is the paper's one-to-one pseudorandom routing: each inbound edge is
+assigned one out-edge for the whole epoch (a shuffled round of the out-edges, then another), and
+the node's own transactions take one fixed out-edge too.
+
+* :meth:`StemPath.submit`: our own transaction goes to our own out-edge (:class:`SendStem`).
+* :meth:`StemPath.receive_stem`: a stem node forwards on the inbound edge's out-edge, a fluff
+  node fluffs (:class:`Fluff`: the node publishes it into the gossip mesh).
+* Every node that stems a transaction (the origin included) keeps it in its *stempool* and arms
+  an *embargo* (exponential, mean ``embargo_mean_s``); if it has not been seen in gossip
+  (:meth:`StemPath.seen_in_gossip`, called on each gossip delivery) when the embargo fires, the
+  node fluffs it itself: the fail-safe against a stem node that drops what it should relay.
+* A transaction that comes back on the stem to a relay that already stemmed it has looped; the
+  relay fluffs it at once (the stem cannot grow its anonymity set any further, and waiting for
+  an embargo would only add tens of seconds; the simulator's baseline drops it and waits).
+  Back at its *origin* it is stemmed on along the inbound edge's route instead: the origin
+  fluffing its own transaction is exactly the first-spreader signal Dandelion++ hides. Every
+  other node fluffs on its second visit, so the walk is finite.
+* A node with no outbound peer refuses its own transaction (:class:`NoStemPeer`) rather than
+  publishing it itself, which would name it as the origin; a relay without one fluffs.
+
+Why not the simulator's :class:`murmur.overlay.dandelion.Dandelion`: its fluff phase is its own
+:class:`~murmur.overlay.diffusion.Diffusion`, with its own mempool, seen-set and ``RelayTx``
+messages keyed by a hash of the body alone. In the node the mempool and the diffusion are the
+gossip router's, keyed by the gossip message id of topic and data; running a shadow diffusion
+only to discard its output would cost memory and RNG draws, and changing ``Dandelion`` would
+change the published validation. The epoch/route logic is therefore restated here (same law,
+same draws per decision), and the constants are shared.
+
+Randomness is drawn lazily, at the first stem decision of an epoch: a node that never uses the
+stem draws nothing, so adding this component leaves every other RNG stream (and every simulated
+figure) unchanged. Memory is bounded: at most ``stempool_capacity`` transactions and
+``stempool_bytes`` bytes wait on embargoes (when full, the oldest is fluffed early), and at most
+``known_capacity`` ids seen in gossip are remembered.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass
+
+from murmur.base.errors import LocalProtocolError, RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
+from murmur.base.rng import Rng
+from murmur.overlay.dandelion import (
+    EMBARGO_MEAN_S,
+    EPOCH_S,
+    FLUFF_PROBABILITY,
+    STEM_OUT_DEGREE,
+    Role,
+)
+from murmur.overlay.routing import MessageType
+from murmur.wire.stem import StemMessage, decode_stem
+
+STEMPOOL_CAPACITY = 1_000
+STEMPOOL_BYTES = 16 * 1024 * 1024
+STEM_TOPICS = frozenset({MessageType.TRANSACTION.value})
+"""What may travel the stem: transactions (a sync request needs a reply, so takes a circuit)."""
+KNOWN_CAPACITY = 100_000
+"""Ids of transactions seen in gossip (20 bytes each), to drop their late stem copies."""
+
+
+class NoStemPeer(LocalProtocolError):
+    """Our own transaction cannot enter the stem: this node has no outbound peer yet."""
+
+    def __init__(self) -> None:
+        super().__init__("no outbound peer to stem through yet; refusing to fluff from the origin")
+
+
+@dataclass(frozen=True, slots=True)
+class StemConfig:
+    fluff_probability: float = FLUFF_PROBABILITY
+    epoch_s: float = EPOCH_S
+    stem_out_degree: int = STEM_OUT_DEGREE
+    embargo_mean_s: float = EMBARGO_MEAN_S
+    stempool_capacity: int = STEMPOOL_CAPACITY
+    stempool_bytes: int = STEMPOOL_BYTES
+    known_capacity: int = KNOWN_CAPACITY
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fluff_probability <= 1.0:
+            raise LocalProtocolError("fluff probability must be in [0, 1]")
+        if self.epoch_s <= 0.0 or self.embargo_mean_s <= 0.0:
+            raise LocalProtocolError("epoch and embargo must be positive")
+        if min(self.stem_out_degree, self.stempool_capacity, self.known_capacity) < 1:
+            raise LocalProtocolError("stem out-degree and capacities must be positive")
+        if self.stempool_bytes < 1:
+            raise LocalProtocolError("stempool bytes must be positive")
+
+
+@dataclass(frozen=True, slots=True)
+class SendStem:
+    """Send ``message`` to ``peer`` on the stem channel."""
+
+    peer: NodeId
+    message: StemMessage
+
+
+@dataclass(frozen=True, slots=True)
+class Fluff:
+    """Publish ``message`` into the gossip mesh (it leaves the stem here)."""
+
+    message: StemMessage
+
+
+StemAction = SendStem | Fluff
+
+
+@dataclass(slots=True)
+class _Stemmed:
+    message: StemMessage
+    deadline: float
+    own: bool
+
+
+class StemPath:
+    """One node's stem: routing per epoch, stempool and embargoes."""
+
+    def __init__(self, *, rng: Rng, config: StemConfig | None = None) -> None:
+        self._config = config or StemConfig()
+        self._rng = rng
+        self._outbound: dict[NodeId, None] = {}
+        self._role: Role | None = None
+        """None until the first stem decision (the epoch starts then)."""
+        self._epoch_end = 0.0
+        self._stem_out: list[NodeId] | None = None
+        self._own_edge: NodeId | None = None
+        self._route: dict[NodeId, NodeId] = {}
+        self._route_pool: list[NodeId] = []
+        self._stempool: dict[bytes, _Stemmed] = {}
+        self._stempool_bytes = 0
+        self._embargoes: list[tuple[float, bytes]] = []
+        self._known: dict[bytes, None] = {}
+        self._actions: list[StemAction] = []
+        self.counters = Counters()
+
+    # -- inspection -----------------------------------------------------------------------
+
+    @property
+    def role(self) -> Role | None:
+        """This epoch's role; None before the first stem decision."""
+        return self._role
+
+    @property
+    def stem_peers(self) -> tuple[NodeId, ...]:
+        return tuple(self._stem_out or ())
+
+    def in_stempool(self, message_id: bytes) -> bool:
+        return message_id in self._stempool
+
+    # -- commands -------------------------------------------------------------------------
+
+    def add_peer(self, peer: NodeId, now: float, *, outbound: bool) -> None:
+        """A new authenticated peer; only ``outbound`` ones (we dialled them) can be stem edges."""
+        if outbound:
+            self._outbound[peer] = None
+            if self._stem_out is not None:
+                self._top_up()
+
+    def remove_peer(self, peer: NodeId, now: float) -> None:
+        self._outbound.pop(peer, None)
+        self._route.pop(peer, None)
+        if self._stem_out is not None and peer in self._stem_out:
+            self._stem_out.remove(peer)
+            self._route = {src: dst for src, dst in self._route.items() if dst != peer}
+            self._route_pool = [p for p in self._route_pool if p != peer]
+            if self._own_edge == peer:
+                self._own_edge = None
+            self._top_up()
+
+    def submit(self, topic: str, data: bytes, now: float) -> bytes:
+        """Our own transaction enters the stem on this epoch's own edge; returns its id.
+
+        Raises :class:`NoStemPeer` without an outbound peer, and :class:`LocalProtocolError`
+        for a topic not in :data:`STEM_TOPICS` or for invalid data.
+        """
+        if topic not in STEM_TOPICS:
+            raise LocalProtocolError(f"topic {topic!r} does not travel the stem")
+        message = StemMessage(topic, data)
+        mid = message.message_id
+        if mid in self._known or mid in self._stempool:
+            self.counters.inc("tx_known")
+            return mid
+        self._start_epoch_if_due(now)
+        if self._own_edge is None:
+            edges = self._stem_edges()
+            if not edges:
+                raise NoStemPeer
+            self._own_edge = self._rng.choice(edges)
+        self.counters.inc("submitted")
+        self._stem(message, self._own_edge, now, own=True)
+        return mid
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def receive_stem(self, peer: NodeId, data: bytes, now: float) -> None:
+        """A stem message from an authenticated peer. Raises only :class:`RemoteProtocolError`
+        (malformed, or a topic that never travels the stem); the node bans the peer for it."""
+        message = decode_stem(data)
+        if message.topic not in STEM_TOPICS:
+            raise RemoteProtocolError("bad_topic", "topic does not travel the stem")
+        mid = message.message_id
+        if mid in self._known:
+            self.counters.inc("stem_known")
+            return
+        self._start_epoch_if_due(now)
+        entry = self._stempool.get(mid)
+        if entry is not None:
+            if entry.own:
+                self.counters.inc("loop_at_origin")
+                edge = self._route_of(peer)
+                if edge is not None:  # else its embargo stays armed, the fail-safe
+                    self._send(edge, message)
+            else:
+                self.counters.inc("fluffed.loop")
+                self._unpool(mid)
+                self._fluff(message)
+            return
+        self.counters.inc("stem_received")
+        if self._role is Role.FLUFF:
+            self.counters.inc("fluffed.role")
+            self._fluff(message)
+            return
+        self._stem(message, self._route_of(peer), now, own=False)
+
+    def seen_in_gossip(self, message_id: bytes) -> None:
+        """The transaction arrived by gossip (or we published it): cancel its embargo."""
+        if self._unpool(message_id) is not None:
+            self.counters.inc("embargo_cancelled")
+        self._remember(message_id)
+
+    def handle_timer(self, now: float) -> None:
+        embargoes = self._embargoes
+        while embargoes and embargoes[0][0] <= now:
+            _, mid = heapq.heappop(embargoes)
+            entry = self._stempool.get(mid)
+            if entry is not None and entry.deadline <= now:
+                self._unpool(mid)
+                self.counters.inc("fluffed.embargo")
+                self._fluff(entry.message)
+
+    def next_deadline(self) -> float | None:
+        """The earliest live embargo (epochs roll over lazily, at the next stem decision)."""
+        embargoes, stempool = self._embargoes, self._stempool
+        while embargoes and embargoes[0][1] not in stempool:
+            heapq.heappop(embargoes)  # cancelled: drop it rather than wake the node for it
+        return embargoes[0][0] if embargoes else None
+
+    def drain_actions(self) -> list[StemAction]:
+        actions, self._actions = self._actions, []
+        return actions
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _stem(self, message: StemMessage, edge: NodeId | None, now: float, *, own: bool) -> None:
+        if edge is None:
+            self.counters.inc("fluffed.no_stem_peer")
+            self._fluff(message)
+            return
+        config = self._config
+        size = len(message.data)
+        while self._stempool and (
+            len(self._stempool) >= config.stempool_capacity
+            or self._stempool_bytes + size > config.stempool_bytes
+        ):
+            oldest = self._unpool(next(iter(self._stempool)))
+            assert oldest is not None
+            self.counters.inc("fluffed.stempool_full")
+            self._fluff(oldest.message)
+        deadline = now + self._rng.expovariate(1.0 / config.embargo_mean_s)
+        self._stempool[message.message_id] = _Stemmed(message, deadline, own)
+        self._stempool_bytes += size
+        heapq.heappush(self._embargoes, (deadline, message.message_id))
+        if len(self._embargoes) > 2 * len(self._stempool) + 16:
+            # Cancelled embargoes linger in the heap; rebuild it from the stempool.
+            self._embargoes = [(e.deadline, mid) for mid, e in self._stempool.items()]
+            heapq.heapify(self._embargoes)
+        self._send(edge, message)
+
+    def _send(self, peer: NodeId, message: StemMessage) -> None:
+        self.counters.inc("stemmed")
+        self._actions.append(SendStem(peer, message))
+
+    def _fluff(self, message: StemMessage) -> None:
+        self._remember(message.message_id)
+        self._actions.append(Fluff(message))
+
+    def _unpool(self, message_id: bytes) -> _Stemmed | None:
+        entry = self._stempool.pop(message_id, None)
+        if entry is not None:
+            self._stempool_bytes -= len(entry.message.data)
+        return entry
+
+    def _remember(self, message_id: bytes) -> None:
+        known = self._known
+        known[message_id] = None
+        if len(known) > self._config.known_capacity:
+            del known[next(iter(known))]
+
+    def _start_epoch_if_due(self, now: float) -> None:
+        if self._role is not None and now < self._epoch_end:
+            return
+        config = self._config
+        self._role = Role.FLUFF if self._rng.random() < config.fluff_probability else Role.STEM
+        self._epoch_end = now + config.epoch_s
+        self._stem_out = None
+        self._own_edge = None
+        self._route = {}
+        self._route_pool = []
+
+    def _stem_edges(self) -> list[NodeId]:
+        # Chosen at the first use in an epoch, so every outbound peer known by then is a
+        # candidate (choosing at add_peer time would favour the first peers connected).
+        if self._stem_out is None:
+            self._stem_out = []
+            self._top_up()
+        return self._stem_out
+
+    def _route_of(self, inbound: NodeId) -> NodeId | None:
+        edge = self._route.get(inbound)
+        if edge is None:
+            edges = self._stem_edges()
+            if not edges:
+                return None
+            if not self._route_pool:
+                self._route_pool = list(edges)
+                self._rng.shuffle(self._route_pool)
+            edge = self._route_pool.pop()
+            self._route[inbound] = edge
+        return edge
+
+    def _top_up(self) -> None:
+        assert self._stem_out is not None
+        missing = self._config.stem_out_degree - len(self._stem_out)
+        if missing > 0:
+            candidates = [p for p in self._outbound if p not in self._stem_out]
+            self._stem_out.extend(self._rng.sample(candidates, min(missing, len(candidates))))

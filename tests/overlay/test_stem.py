@@ -1,0 +1,180 @@
+"""The Dandelion++ stem path driven directly: fake clock, seeded RNG, no links."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.base.errors import LocalProtocolError, RemoteProtocolError
+from murmur.base.ids import NodeId
+from murmur.overlay.dandelion import Role
+from murmur.overlay.stem import Fluff, NoStemPeer, SendStem, StemConfig, StemPath
+from murmur.sim.rng import SeededRng
+from murmur.wire.stem import StemMessage, encode_stem
+
+TOPIC = "transaction"
+OUT = [NodeId(bytes([0xA0 + i]) * 32) for i in range(3)]
+IN = [NodeId(bytes([0xB0 + i]) * 32) for i in range(3)]
+
+
+def _stem(seed: int = 1, *, outbound: list[NodeId] = OUT, **config: float) -> StemPath:
+    path = StemPath(rng=SeededRng(seed), config=StemConfig(**config))  # type: ignore[arg-type]
+    for peer in outbound:
+        path.add_peer(peer, 0.0, outbound=True)
+    for peer in IN:
+        path.add_peer(peer, 0.0, outbound=False)
+    return path
+
+
+def _wire(data: bytes) -> bytes:
+    return encode_stem(StemMessage(TOPIC, data))
+
+
+def test_own_transaction_goes_to_one_outbound_peer_only() -> None:
+    for seed in range(30):
+        path = _stem(seed)
+        mid = path.submit(TOPIC, b"tx %d" % seed, 0.0)
+        (action,) = path.drain_actions()
+        assert isinstance(action, SendStem)
+        assert action.peer in OUT
+        assert action.message.message_id == mid
+        assert path.in_stempool(mid)
+
+
+def test_no_outbound_peer_refuses_instead_of_fluffing_from_the_origin() -> None:
+    path = _stem(outbound=[])
+    with pytest.raises(NoStemPeer):
+        path.submit(TOPIC, b"tx", 0.0)
+    assert path.drain_actions() == []
+    with pytest.raises(LocalProtocolError):
+        _stem().submit("block_header", b"tx", 0.0)
+
+
+def test_stem_relay_routes_each_inbound_edge_to_one_out_edge_for_the_epoch() -> None:
+    path = _stem(fluff_probability=0.0)
+    routes: dict[NodeId, set[NodeId]] = {peer: set() for peer in IN[:2]}
+    for k in range(10):
+        for peer in IN[:2]:
+            path.receive_stem(peer, _wire(b"%s %d" % (peer[:1], k)), 1.0)
+            (action,) = path.drain_actions()
+            assert isinstance(action, SendStem)
+            routes[peer].add(action.peer)
+    assert all(len(edges) == 1 for edges in routes.values())
+    first, second = (edges.pop() for edges in routes.values())
+    assert first != second  # one-to-one: two inbound edges share no out-edge
+    assert {first, second} == set(path.stem_peers) <= set(OUT)
+    assert path.role is Role.STEM
+
+
+def test_fluff_node_fluffs_into_gossip() -> None:
+    path = _stem(fluff_probability=1.0)
+    path.receive_stem(IN[0], _wire(b"tx"), 1.0)
+    (action,) = path.drain_actions()
+    assert action == Fluff(StemMessage(TOPIC, b"tx"))
+    assert path.next_deadline() is None  # a fluffed transaction has no embargo
+
+
+def test_embargo_fires_and_fluffs_when_gossip_never_shows_the_transaction() -> None:
+    path = _stem(fluff_probability=0.0, embargo_mean_s=5.0)
+    path.receive_stem(IN[0], _wire(b"dropped downstream"), 10.0)
+    assert isinstance(path.drain_actions()[0], SendStem)
+    deadline = path.next_deadline()
+    assert deadline is not None and deadline > 10.0
+    path.handle_timer(deadline - 1e-6)
+    assert path.drain_actions() == []
+    path.handle_timer(deadline)
+    assert path.drain_actions() == [Fluff(StemMessage(TOPIC, b"dropped downstream"))]
+    assert path.counters.get("fluffed.embargo") == 1
+    assert path.next_deadline() is None
+
+
+def test_gossip_sighting_cancels_the_embargo_and_later_stem_copies() -> None:
+    path = _stem(fluff_probability=0.0)
+    mid = path.submit(TOPIC, b"tx", 0.0)
+    path.drain_actions()
+    path.seen_in_gossip(mid)
+    assert not path.in_stempool(mid)
+    path.handle_timer(10_000.0)
+    assert path.drain_actions() == []
+    assert path.counters.get("embargo_cancelled") == 1
+    path.receive_stem(IN[0], _wire(b"tx"), 1.0)
+    assert path.drain_actions() == []
+    assert path.counters.get("stem_known") == 1
+
+
+def test_role_and_routes_are_drawn_per_epoch() -> None:
+    path = _stem(7, fluff_probability=0.5, epoch_s=10.0)
+    roles = []
+    for epoch in range(40):
+        outcomes = set()
+        for k in range(3):
+            path.receive_stem(IN[0], _wire(b"e%d k%d" % (epoch, k)), epoch * 10.0 + k)
+            (action,) = path.drain_actions()
+            outcomes.add(type(action))
+        assert len(outcomes) == 1  # the role holds for the whole epoch
+        roles.append(path.role)
+    assert {Role.STEM, Role.FLUFF} == set(roles)
+
+
+def test_peer_loss_repicks_the_stem_edge() -> None:
+    path = _stem(fluff_probability=0.0)
+    path.submit(TOPIC, b"first", 0.0)
+    (first,) = path.drain_actions()
+    assert isinstance(first, SendStem)
+    path.remove_peer(first.peer, 1.0)
+    assert first.peer not in path.stem_peers and len(path.stem_peers) == 2
+    path.submit(TOPIC, b"second", 2.0)
+    (second,) = path.drain_actions()
+    assert isinstance(second, SendStem)
+    assert second.peer in OUT and second.peer != first.peer
+
+
+def test_a_loop_is_fluffed_at_a_relay_but_restemmed_at_the_origin() -> None:
+    relay = _stem(fluff_probability=0.0)
+    relay.receive_stem(IN[0], _wire(b"loop"), 1.0)
+    relay.drain_actions()
+    relay.receive_stem(IN[1], _wire(b"loop"), 2.0)
+    assert relay.drain_actions() == [Fluff(StemMessage(TOPIC, b"loop"))]
+    origin = _stem(fluff_probability=0.0)
+    mid = origin.submit(TOPIC, b"mine", 0.0)
+    origin.drain_actions()
+    origin.receive_stem(IN[0], _wire(b"mine"), 1.0)
+    (action,) = origin.drain_actions()
+    assert isinstance(action, SendStem) and action.peer in OUT
+    assert origin.in_stempool(mid)
+
+
+def test_the_stempool_is_bounded_and_fluffs_its_oldest_when_full() -> None:
+    path = _stem(fluff_probability=0.0, stempool_capacity=2)
+    for k in range(3):
+        path.receive_stem(IN[0], _wire(b"tx %d" % k), float(k))
+    actions = path.drain_actions()
+    assert Fluff(StemMessage(TOPIC, b"tx 0")) in actions
+    assert sum(isinstance(a, SendStem) for a in actions) == 3
+    assert path.counters.get("fluffed.stempool_full") == 1
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "truncated"),
+        (encode_stem(StemMessage("block_header", b"x")), "bad_topic"),
+        (_wire(b"x") + b"\x00", "trailing_data"),
+    ],
+)
+def test_hostile_bytes_raise_remote_protocol_error(data: bytes, reason: str) -> None:
+    path = _stem()
+    with pytest.raises(RemoteProtocolError) as err:
+        path.receive_stem(IN[0], data, 0.0)
+    assert err.value.reason == reason
+    assert path.drain_actions() == []
+
+
+def test_nothing_is_drawn_from_the_rng_until_the_stem_is_used() -> None:
+    rng, twin = SeededRng(3), SeededRng(3)
+    path = StemPath(rng=rng)
+    for peer in OUT:
+        path.add_peer(peer, 0.0, outbound=True)
+    path.seen_in_gossip(b"\x01" * 20)
+    path.handle_timer(1_000.0)
+    path.remove_peer(OUT[0], 1_000.0)
+    assert rng.random() == twin.random()
