@@ -57,6 +57,7 @@ from murmur.node.actions import MessageDelivered, PrivateSendFailed
 from murmur.node.config import BootstrapPeer, NodeConfig
 from murmur.node.levels import DEFAULT_PRESET, PrivacySettings
 from murmur.node.node import ANNOUNCE_TOPIC, Node
+from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
 from murmur.sim.adversary import Adversary
 from murmur.sim.crypto_standin import standin_crypto
@@ -201,6 +202,9 @@ class _OnionRun:
         self.privacy = privacy = kit.privacy()
         self.buckets = privacy.level.shaping.buckets
         """The level's padding buckets: public, so spies know a transaction's cell count."""
+        # Every router takes its message bytes from one place: one copy per message, not n (a
+        # network-wide re-announcement is 18 GB without; see murmur.overlay.gossip.shared).
+        shared = SharedMessages()
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -215,6 +219,7 @@ class _OnionRun:
                 now=boot,
                 privacy=privacy,
             )
+            node.gossip.share_messages(shared)
             node.set_advertised_address(addresses[v].host, addresses[v].port, boot)
             self.nodes.append(node)
             self.host.add(node, addresses[v])

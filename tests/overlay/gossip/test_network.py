@@ -9,6 +9,7 @@ import pytest
 
 from murmur.base.ids import NodeId
 from murmur.overlay.gossip import Deliver, GossipConfig, GossipRouter, PenalizePeer, SendRpc
+from murmur.overlay.gossip.shared import SharedMessages
 from murmur.sim.rng import SeededRng
 
 from .helpers import TOPIC, peer
@@ -21,7 +22,7 @@ LINKS_PER_NODE = 4
 class Network:
     """Routers joined by links with 5-50 ms latency, optionally losing whole RPCs."""
 
-    def __init__(self, seed: int, loss: float = 0.0) -> None:
+    def __init__(self, seed: int, loss: float = 0.0, shared: SharedMessages | None = None) -> None:
         self.rng = SeededRng(seed)
         self.loss = loss
         self.now = 0.0
@@ -30,7 +31,11 @@ class Network:
             n: GossipRouter(config=GossipConfig(), rng=self.rng.fork(i), now=0.0)
             for i, n in enumerate(self.nodes)
         }
+        if shared is not None:
+            for router in self.routers.values():
+                router.share_messages(shared)
         self.in_flight: list[tuple[float, int, NodeId, NodeId, bytes]] = []
+        self.sent: list[bytes] = []
         self.seq = 0
         self.delivered: dict[NodeId, list[Deliver]] = {n: [] for n in self.nodes}
         subscribed = self.nodes[:N_SUBSCRIBED]
@@ -54,6 +59,7 @@ class Network:
             if isinstance(action, SendRpc):
                 if self.rng.random() < self.loss:
                     continue
+                self.sent.append(action.data)
                 self.seq += 1
                 arrival = self.now + self.rng.uniform(0.005, 0.05)
                 heapq.heappush(self.in_flight, (arrival, self.seq, action.peer, node, action.data))
@@ -110,3 +116,30 @@ def test_every_subscriber_delivers_every_message_exactly_once(loss: float) -> No
         assert net.delivered[n] == []
     if loss:  # the losses were repaired by IHAVE/IWANT, not by luck
         assert sum(r.counters.get("gossip.iwant.served") for r in net.routers.values()) > 0
+
+
+def test_routers_sharing_messages_send_and_deliver_exactly_the_same() -> None:
+    def run(shared: SharedMessages | None) -> Network:
+        net = Network(seed=11, loss=0.05, shared=shared)
+        net.run_until(3.0)
+        for i in range(40):
+            net.publish(net.rng.choice(net.nodes), b"tx %03d " % i + bytes(300))
+            net.run_until(net.now + 0.05)
+        net.run_until(net.now + 10.0)
+        return net
+
+    shared = SharedMessages(capacity=16)  # smaller than the run: evictions recompute
+    alone, together = run(None), run(shared)
+    assert together.sent == alone.sent
+    assert together.delivered == alone.delivered
+    assert shared.hits > 0 and len(shared) == 16
+    # One copy per message: every subscriber's delivery of a message is the same object.
+    recent = together.delivered[together.nodes[0]][-5:]
+    for d in recent:
+        copies = {
+            id(x.data)
+            for n in together.nodes[:N_SUBSCRIBED]
+            for x in together.delivered[n]
+            if x.message_id == d.message_id
+        }
+        assert len(copies) == 1

@@ -39,6 +39,7 @@ from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.mcache import MessageCache
 from murmur.overlay.gossip.score import PeerScores
 from murmur.overlay.gossip.seen_cache import SeenCache
+from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import require_fast_path
 from murmur.wire.gossip import (
     Graft,
@@ -130,6 +131,12 @@ class GossipRouter:
         self._actions: list[GossipAction] = []
         self._dirty: list[_Peer] = []
         self._next_heartbeat = now + config.heartbeat_interval_s
+        self._shared: SharedMessages | None = None
+
+    def share_messages(self, shared: SharedMessages) -> None:
+        """Take message bytes, ids and records from ``shared`` (a process hosting many
+        routers: see :mod:`murmur.overlay.gossip.shared`); changes no output."""
+        self._shared = shared
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -209,7 +216,10 @@ class GossipRouter:
         if not from_circuit:
             require_fast_path(topic)
         msg = Message(topic, data)
-        mid = message_id(topic, data)
+        if self._shared is None:
+            mid, record = message_id(topic, data), None
+        else:
+            data, mid, record = self._shared.share(topic, data)
         if mid in self._seen:
             self.counters.inc("gossip.publish.duplicate")
             return mid
@@ -217,7 +227,8 @@ class GossipRouter:
         if validator is not None and not _accepts(validator, data):
             raise LocalProtocolError(f"own message on {topic!r} failed validation")
         self._seen.add(mid, now)
-        record = encode_message(msg)
+        if record is None:
+            record = encode_message(msg)
         self._mcache.put(mid, topic, record)
         self.counters.inc("gossip.publish")
         mesh = self._mesh.get(topic)
@@ -339,7 +350,10 @@ class GossipRouter:
             self.counters.inc("gossip.message.unsubscribed")
             return
         data = msg.data
-        mid = message_id(topic, data)
+        if self._shared is None:
+            mid, record = message_id(topic, data), None
+        else:
+            data, mid, record = self._shared.share(topic, data)
         if not self._seen.add(mid, now):
             self.counters.inc("gossip.message.duplicate")
             return
@@ -348,7 +362,8 @@ class GossipRouter:
             self.counters.inc("gossip.message.invalid")
             self._penalize(st, self._config.invalid_message_penalty)
             return
-        record = encode_message(msg)
+        if record is None:
+            record = encode_message(msg)
         self._mcache.put(mid, topic, record)
         self.counters.inc("gossip.message.accepted")
         self._actions.append(Deliver(topic, mid, data, st.id))
