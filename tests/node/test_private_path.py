@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 from functools import partial
+from itertools import pairwise
 
 import pytest
 
 from murmur.base.errors import ConfigError
+from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
-from murmur.node.private_path import decode_sync_response, encode_sync_request
+from murmur.node.private_path import (
+    ANNOUNCE_EVERY_FRACTION,
+    EARLY_REANNOUNCE_S,
+    REANNOUNCE_JITTER,
+    PrivatePath,
+    decode_sync_response,
+    encode_sync_request,
+)
+from murmur.overlay.announce import DEFAULT_TTL_S
 from murmur.overlay.shaping import QueueFull
+from murmur.sim.rng import SeededRng
 from murmur.wire.gossip import message_id
 from tests.node import test_node
 from tests.node.test_node import Net
@@ -155,3 +166,31 @@ def test_a_late_joiner_learns_the_directory_from_catch_up_offers() -> None:
     ]
     assert served[0] == 8  # node 0 handed the joiner every relay it lacked, once
     assert joiner.gossip.counters.get("gossip.offer.ids") >= 1
+
+
+def test_periodic_reannouncements_are_spread_so_nodes_started_together_drift_apart() -> None:
+    interval = DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+    gaps: list[float] = []
+    for seed in range(20):
+        path = PrivatePath(
+            identity=Identity.from_seed(bytes([seed]) * 32),
+            rng=SeededRng(seed),
+            now=0.0,
+            announce_sequence_start=0,
+            privacy=NodeConfig().privacy(),
+        )
+        path.set_advertised_address("127.0.0.1", 9000 + seed, 0.0)
+        times: list[float] = []
+        for _ in range(len(EARLY_REANNOUNCE_S) + 4):
+            due = path.next_announcement_at
+            assert due is not None
+            assert path.announcement_due(due - 1e-6) is None
+            assert path.announcement_due(due) is not None
+            times.append(due)
+        early = len(EARLY_REANNOUNCE_S) + 1
+        early_gaps = [b - a for a, b in pairwise(times[:early])]
+        assert early_gaps == list(EARLY_REANNOUNCE_S)  # the early ones stay prompt
+        gaps += [b - a for a, b in pairwise(times[early - 1 :])]
+    low, high = (1 - REANNOUNCE_JITTER) * interval, (1 + REANNOUNCE_JITTER) * interval
+    assert all(low <= gap <= high for gap in gaps)
+    assert max(gaps) - min(gaps) > interval * REANNOUNCE_JITTER  # spread, not one fixed period

@@ -55,6 +55,11 @@ MAX_TRANSACTION_BYTES = 131_072
 MAX_SYNC_IDS = 64
 STORE_MAX_BYTES = 16 * 1024 * 1024
 ANNOUNCE_EVERY_FRACTION = 3
+REANNOUNCE_JITTER = 0.25
+"""Each periodic re-announcement comes after the interval times a uniform factor in
+[1 - this, 1 + this]. Without it, nodes started together (a network-wide upgrade, a simulation)
+re-announce together forever, and a thousand 9 kB records flooding at once backlog every
+uplink for about a minute; in the simulator that wave held 20 GB of frames in flight."""
 EARLY_REANNOUNCE_S = (10.0, 30.0)
 """Re-announce soon after start: a node that joined the mesh after our first announcement
 (and after the catch-up its links gave it) still hears of us within seconds, not minutes."""
@@ -128,6 +133,7 @@ class PrivatePath:
         self.privacy = privacy or PrivacySettings.from_names()
         self._identity = identity
         self._capacity = capacity
+        self._rng = rng
         self._sequence = announce_sequence_start
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
@@ -177,6 +183,11 @@ class PrivatePath:
         self.circuits.client.own_prefixes = frozenset({network_prefix(host)})
         self._next_announce = now
 
+    @property
+    def next_announcement_at(self) -> float | None:
+        """When this node next signs and publishes its announcement (None: no address yet)."""
+        return self._next_announce
+
     def keys_rotated(self, now: float) -> None:
         if self.advertised is not None:
             self._next_announce = now
@@ -205,7 +216,8 @@ class PrivatePath:
         if early < len(EARLY_REANNOUNCE_S):
             self._next_announce = now + EARLY_REANNOUNCE_S[early]
         else:
-            self._next_announce = now + DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+            spread = 1.0 + REANNOUNCE_JITTER * (2.0 * self._rng.random() - 1.0)
+            self._next_announce = now + spread * DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
         self.own_announcement = announcement.encode()
         return self.own_announcement
 
