@@ -33,7 +33,7 @@ Wire format: ``u8 type = 0x02 (STEM_TX) | u32 length | body``; the fluff phase u
 from __future__ import annotations
 
 import heapq
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Generic
@@ -116,6 +116,32 @@ def decode_message(data: bytes) -> StemTx | RelayTx:
     if kind == MSG_RELAY_TX:
         return RelayTx(decode_tx_body(reader))
     raise RemoteProtocolError("unknown_type", f"message type {kind}")
+
+
+def next_route(
+    route: dict[PeerT, PeerT], pool: list[PeerT], edges: Sequence[PeerT], inbound: PeerT, rng: Rng
+) -> PeerT | None:
+    """The out-edge ``inbound`` keeps for the epoch (one-to-one pseudorandom routing): drawn
+    from ``pool``, a shuffled round of ``edges`` refilled when empty. Shared by the simulator's
+    :class:`Dandelion` and the node's stem (:mod:`murmur.overlay.stem`)."""
+    edge = route.get(inbound)
+    if edge is None:
+        if not edges:
+            return None
+        if not pool:
+            pool.extend(edges)
+            rng.shuffle(pool)
+        edge = pool.pop()
+        route[inbound] = edge
+    return edge
+
+
+def top_up_edges(edges: list[PeerT], outbound: Iterable[PeerT], degree: int, rng: Rng) -> None:
+    """Adds outbound peers not yet stem edges, at random, until ``edges`` holds ``degree``."""
+    missing = degree - len(edges)
+    if missing > 0:
+        candidates = [p for p in outbound if p not in edges]
+        edges.extend(rng.sample(candidates, min(missing, len(candidates))))
 
 
 class Dandelion(Generic[PeerT]):
@@ -294,17 +320,9 @@ class Dandelion(Generic[PeerT]):
         return self._stem_out
 
     def _route_of(self, inbound: PeerT) -> PeerT | None:
-        edge = self._route.get(inbound)
-        if edge is None:
-            edges = self._stem_edges()
-            if not edges:
-                return None
-            if not self._route_pool:
-                self._route_pool = list(edges)
-                self._rng.shuffle(self._route_pool)
-            edge = self._route_pool.pop()
-            self._route[inbound] = edge
-        return edge
+        if inbound in self._route:
+            return self._route[inbound]
+        return next_route(self._route, self._route_pool, self._stem_edges(), inbound, self._rng)
 
     def _new_epoch(self, now: float) -> None:
         config = self._config
@@ -321,7 +339,4 @@ class Dandelion(Generic[PeerT]):
             present = self._diffusion.peer_set
             self._stem_out = [p for p in self._fixed_stem if p in present]
             return
-        missing = self._config.stem_out_degree - len(self._stem_out)
-        if missing > 0:
-            candidates = [p for p in self._outbound if p not in self._stem_out]
-            self._stem_out.extend(self._rng.sample(candidates, min(missing, len(candidates))))
+        top_up_edges(self._stem_out, self._outbound, self._config.stem_out_degree, self._rng)

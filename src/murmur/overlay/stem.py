@@ -54,6 +54,8 @@ from murmur.overlay.dandelion import (
     FLUFF_PROBABILITY,
     STEM_OUT_DEGREE,
     Role,
+    next_route,
+    top_up_edges,
 )
 from murmur.overlay.routing import MessageType
 from murmur.wire.stem import StemMessage, decode_stem
@@ -323,21 +325,10 @@ class StemPath:
         return self._stem_out
 
     def _route_of(self, inbound: NodeId) -> NodeId | None:
-        edge = self._route.get(inbound)
-        if edge is None:
-            edges = self._stem_edges()
-            if not edges:
-                return None
-            if not self._route_pool:
-                self._route_pool = list(edges)
-                self._rng.shuffle(self._route_pool)
-            edge = self._route_pool.pop()
-            self._route[inbound] = edge
-        return edge
+        if inbound in self._route:
+            return self._route[inbound]
+        return next_route(self._route, self._route_pool, self._stem_edges(), inbound, self._rng)
 
     def _top_up(self) -> None:
         assert self._stem_out is not None
-        missing = self._config.stem_out_degree - len(self._stem_out)
-        if missing > 0:
-            candidates = [p for p in self._outbound if p not in self._stem_out]
-            self._stem_out.extend(self._rng.sample(candidates, min(missing, len(candidates))))
+        top_up_edges(self._stem_out, self._outbound, self._config.stem_out_degree, self._rng)
