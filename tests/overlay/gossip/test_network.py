@@ -11,6 +11,7 @@ from murmur.base.ids import NodeId
 from murmur.overlay.gossip import Deliver, GossipConfig, GossipRouter, PenalizePeer, SendRpc
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.sim.rng import SeededRng
+from murmur.wire.gossip import decode_rpc
 
 from .helpers import TOPIC, peer
 
@@ -22,13 +23,19 @@ LINKS_PER_NODE = 4
 class Network:
     """Routers joined by links with 5-50 ms latency, optionally losing whole RPCs."""
 
-    def __init__(self, seed: int, loss: float = 0.0, shared: SharedMessages | None = None) -> None:
+    def __init__(
+        self,
+        seed: int,
+        loss: float = 0.0,
+        shared: SharedMessages | None = None,
+        config: GossipConfig | None = None,
+    ) -> None:
         self.rng = SeededRng(seed)
         self.loss = loss
         self.now = 0.0
         self.nodes = [peer(i) for i in range(1, N_NODES + 1)]
         self.routers = {
-            n: GossipRouter(config=GossipConfig(), rng=self.rng.fork(i), now=0.0)
+            n: GossipRouter(config=config or GossipConfig(), rng=self.rng.fork(i), now=0.0)
             for i, n in enumerate(self.nodes)
         }
         if shared is not None:
@@ -116,6 +123,37 @@ def test_every_subscriber_delivers_every_message_exactly_once(loss: float) -> No
         assert net.delivered[n] == []
     if loss:  # the losses were repaired by IHAVE/IWANT, not by luck
         assert sum(r.counters.get("gossip.iwant.served") for r in net.routers.values()) > 0
+
+
+def message_copies(net: Network) -> int:
+    """Full messages carried by every RPC sent (each copy a receiver took in)."""
+    return sum(len(decode_rpc(data).messages) for data in net.sent)
+
+
+@pytest.mark.parametrize("loss", [0.0, 0.05])
+def test_a_lazy_topic_reaches_everyone_once_with_about_one_copy_per_node(loss: float) -> None:
+    def run(lazy: bool) -> Network:
+        config = GossipConfig(lazy_topics=frozenset({TOPIC}) if lazy else frozenset())
+        net = Network(seed=5, loss=loss, config=config)
+        net.run_until(3.0)
+        for i in range(60):
+            net.publish(net.rng.choice(net.nodes[:N_SUBSCRIBED]), b"record %03d " % i + bytes(900))
+            net.run_until(net.now + 0.2)
+        net.run_until(net.now + 15.0)
+        return net
+
+    eager, lazy = run(False), run(True)
+    for net in (eager, lazy):
+        for n in net.nodes[:N_SUBSCRIBED]:
+            counts = Counter(d.message_id for d in net.delivered[n])
+            assert len(counts) == 60 and max(counts.values()) == 1
+    receptions = 60 * (N_SUBSCRIBED - 1)
+    # Eager push: a copy from most mesh peers. Lazy: the publisher's push to its mesh, then
+    # one pull per node (a few more where an IWANT or its answer was lost and was re-asked).
+    assert message_copies(eager) / receptions > 3.0
+    assert message_copies(lazy) / receptions < 1.35
+    retried = sum(r.counters.get("gossip.iwant.retried") for r in lazy.routers.values())
+    assert (retried > 0) == (loss > 0)
 
 
 def test_routers_sharing_messages_send_and_deliver_exactly_the_same() -> None:

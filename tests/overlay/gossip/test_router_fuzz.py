@@ -35,7 +35,15 @@ inputs = st.lists(
 @settings(max_examples=150, deadline=None)
 @given(inputs)
 def test_receive_rpc_never_raises(script: list[tuple[int, bytes, float]]) -> None:
-    router = make_router(d=2, d_lo=1, d_hi=3, d_lazy=2)
+    router = make_router(
+        d=2,
+        d_lo=1,
+        d_hi=3,
+        d_lazy=2,
+        lazy_topics=frozenset({"scp_statement"}),
+        iwant_followup_s=0.5,
+        max_pending_iwants=4,
+    )
     router.subscribe(TOPIC, 0.0)
     router.subscribe("scp_statement", 0.0)
     connect(router, [peer(i) for i in range(1, 5)])
@@ -50,3 +58,4 @@ def test_receive_rpc_never_raises(script: list[tuple[int, bytes, float]]) -> Non
     assert isinstance(status["mesh"], dict)
     assert all(size <= 3 for size in status["mesh"].values())
     assert status["queued_bytes"] == 0
+    assert status["pending_iwants"] <= 4

@@ -15,6 +15,14 @@ peers outside the mesh, which answer IWANT for ids they missed, so a message a m
 still recovered. GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which
 neither side grafts again.
 
+Topics in ``GossipConfig.lazy_topics`` (large records that may arrive seconds late: peer
+announcements) are forwarded lazily: a relay queues the new message's id for each mesh peer and
+sends those ids as one IHAVE per peer and topic at its next heartbeat; the message itself goes
+only to peers that answer IWANT. An IWANT is a promise: for ``iwant_followup_s`` other offers of
+the same id ask for nothing (their senders are remembered, up to ``d``), and if the message has
+not come by then, the next heartbeat asks the next of those peers. So a node takes about one copy
+of a lazy message, where eager push brings one from most mesh peers.
+
 Peer input never raises: a malformed RPC is counted (``gossip.malformed.<reason>``) and the peer
 is reported with :class:`PenalizePeer` and ignored from then on. A message a topic validator
 rejects is neither delivered nor forwarded and costs its sender score; below the graylist
@@ -28,6 +36,7 @@ last drain leave as one RPC (several only if a cap forces a split).
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Sequence
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
@@ -80,6 +89,7 @@ class _Peer:
         "ihave_entries",
         "ihave_ids",
         "iwant_served",
+        "lazy_ids",
         "offer_heartbeats",
         "offered",
         "topics",
@@ -97,6 +107,8 @@ class _Peer:
         self.ihave_entries = 0
         self.ihave_ids = 0
         self.iwant_served: set[bytes] = set()
+        self.lazy_ids: dict[str, list[bytes]] = {}
+        """Ids of lazy-topic messages to offer this mesh peer at the next heartbeat."""
         self.offered: dict[bytes, tuple[str, bytes]] = {}
         """Message id -> (topic, data) offered to this peer alone (``offer_to_peer``); the
         data is the caller's object, encoded only if asked for, so an offer costs no copy."""
@@ -105,6 +117,29 @@ class _Peer:
 
 
 _NO_PEERS: dict[NodeId, _Peer] = {}
+
+
+class _Promise:
+    """An IWANT sent and awaited: who offered the message (the one asked, ``offerers[asked]``,
+    first offer first), when the IWANT lapses, and how many have been sent."""
+
+    __slots__ = ("asked", "asks", "deadline", "offerers")
+
+    def __init__(self, offerer: _Peer, deadline: float) -> None:
+        self.offerers = [offerer]
+        self.asked = 0
+        self.asks = 1
+        self.deadline = deadline
+
+    def next_offerer(self, alive: Callable[[_Peer], bool]) -> _Peer | None:
+        """The next live offerer after the one last asked, round the list once."""
+        count = len(self.offerers)
+        for step in range(1, count + 1):
+            index = (self.asked + step) % count
+            if alive(self.offerers[index]):
+                self.asked = index
+                return self.offerers[index]
+        return None
 
 
 class GossipRouter:
@@ -127,9 +162,22 @@ class GossipRouter:
             max_messages=config.mcache_max_messages,
             max_bytes=config.mcache_max_bytes,
         )
+        self._lazy_mcache = MessageCache(
+            history_length=config.lazy_history_length,
+            history_gossip=config.history_gossip,
+            max_messages=config.mcache_max_messages,
+            max_bytes=config.mcache_max_bytes,
+        )
+        """Lazy-topic messages, kept longer: they are offered a heartbeat late and may be
+        asked for again after an unanswered IWANT."""
         self._scores = PeerScores(decay=config.score_decay, max_retained=config.max_retained_scores)
         self._actions: list[GossipAction] = []
         self._dirty: list[_Peer] = []
+        self._lazy_topics = config.lazy_topics
+        self._lazy_pending: dict[NodeId, _Peer] = {}
+        """Peers with ids in ``lazy_ids``, offered at the next heartbeat."""
+        self._promises: OrderedDict[bytes, _Promise] = OrderedDict()
+        """Message id -> the IWANT awaiting it; oldest deadline first (deadlines only grow)."""
         self._next_heartbeat = now + config.heartbeat_interval_s
         self._shared: SharedMessages | None = None
 
@@ -223,13 +271,14 @@ class GossipRouter:
         if mid in self._seen:
             self.counters.inc("gossip.publish.duplicate")
             return mid
+        self._promises.pop(mid, None)
         validator = self._validators.get(topic)
         if validator is not None and not _accepts(validator, data):
             raise LocalProtocolError(f"own message on {topic!r} failed validation")
         self._seen.add(mid, now)
         if record is None:
             record = encode_message(msg)
-        self._mcache.put(mid, topic, record)
+        self._cache_for(topic).put(mid, topic, record)
         self.counters.inc("gossip.publish")
         mesh = self._mesh.get(topic)
         if mesh is None:
@@ -293,7 +342,7 @@ class GossipRouter:
         if rpc.graft or rpc.prune:
             self._on_graft_prune(st, rpc, now)
         if rpc.ihave:
-            self._on_ihave(st, rpc.ihave)
+            self._on_ihave(st, rpc.ihave, now)
         if rpc.iwant:
             self._on_iwant(st, rpc.iwant)
 
@@ -335,8 +384,9 @@ class GossipRouter:
             "mesh": {topic: len(mesh) for topic, mesh in sorted(self._mesh.items())},
             "fanout": {topic: len(peers) for topic, peers in sorted(self._fanout.items())},
             "seen": len(self._seen),
-            "mcache_messages": len(self._mcache),
-            "mcache_bytes": self._mcache.bytes,
+            "mcache_messages": len(self._mcache) + len(self._lazy_mcache),
+            "mcache_bytes": self._mcache.bytes + self._lazy_mcache.bytes,
+            "pending_iwants": len(self._promises),
             "queued_bytes": sum(st.batch.queued_bytes for st in self._peers.values()),
         }
 
@@ -354,6 +404,8 @@ class GossipRouter:
             mid, record = message_id(topic, data), None
         else:
             data, mid, record = self._shared.share(topic, data)
+        if self._promises:
+            self._promises.pop(mid, None)
         if not self._seen.add(mid, now):
             self.counters.inc("gossip.message.duplicate")
             return
@@ -364,9 +416,12 @@ class GossipRouter:
             return
         if record is None:
             record = encode_message(msg)
-        self._mcache.put(mid, topic, record)
+        self._cache_for(topic).put(mid, topic, record)
         self.counters.inc("gossip.message.accepted")
         self._actions.append(Deliver(topic, mid, data, st.id))
+        if topic in self._lazy_topics:
+            self._offer_lazily(mesh, st, topic, mid)
+            return
         for target in mesh.values():
             if target is not st:  # _queue, inlined: this loop is the relay path
                 if target.batch.add(_MESSAGES, record):
@@ -420,11 +475,24 @@ class GossipRouter:
             mesh.pop(st.id, None)
             self._set_backoff(prune.topic, st.id, now + (prune.backoff_s or cfg.prune_backoff_s))
 
-    def _on_ihave(self, st: _Peer, ihaves: tuple[IHave, ...]) -> None:
+    def _offer_lazily(
+        self, mesh: dict[NodeId, _Peer], source: _Peer, topic: str, mid: bytes
+    ) -> None:
+        pending = self._lazy_pending
+        for target in mesh.values():
+            if target is not source:
+                ids = target.lazy_ids.get(topic)
+                if ids is None:
+                    ids = target.lazy_ids[topic] = []
+                ids.append(mid)
+                pending[target.id] = target
+
+    def _on_ihave(self, st: _Peer, ihaves: tuple[IHave, ...], now: float) -> None:
         cfg = self._config
         if self._scores.get(st.id) < cfg.gossip_threshold:
             self.counters.inc("gossip.ihave.ignored_low_score")
             return
+        promises = self._promises
         wanted: dict[bytes, None] = {}
         for ihave in ihaves:
             if st.ihave_entries >= cfg.max_ihave_messages:
@@ -436,11 +504,23 @@ class GossipRouter:
             for mid in ihave.message_ids:
                 if mid in self._seen or mid in wanted:
                     continue
+                promise = promises.get(mid)
+                if promise is not None and promise.deadline > now:
+                    if st not in promise.offerers and len(promise.offerers) <= cfg.d:
+                        promise.offerers.append(st)
+                    self.counters.inc("gossip.ihave.already_asked")
+                    continue
                 if st.ihave_ids >= cfg.max_ihave_length:
                     self.counters.inc("gossip.ihave.flood")
                     break
                 st.ihave_ids += 1
                 wanted[mid] = None
+                if promise is not None:
+                    del promises[mid]
+                if len(promises) < cfg.max_pending_iwants:
+                    promises[mid] = _Promise(st, now + cfg.iwant_followup_s)
+                else:
+                    self.counters.inc("gossip.iwant.untracked")
         if wanted:  # at most max_ihave_length <= MAX_IDS_PER_CONTROL ids: one IWANT
             self._queue(st, Section.IWANT, encode_iwant(IWant(tuple(wanted))))
             self.counters.inc("gossip.iwant.sent_ids", len(wanted))
@@ -458,7 +538,7 @@ class GossipRouter:
                 if len(served) >= cfg.max_iwant_replies:
                     self.counters.inc("gossip.iwant.flood")
                     return
-                record = self._mcache.get(mid)
+                record = self._mcache.get(mid) or self._lazy_mcache.get(mid)
                 if record is None:
                     offered = st.offered.pop(mid, None)
                     if offered is None:
@@ -483,8 +563,11 @@ class GossipRouter:
         for topic, mesh in self._mesh.items():
             self._maintain_mesh(topic, mesh, now)
         self._maintain_fanout(now)
+        self._follow_up_promises(now)
+        self._emit_lazy()
         self._emit_gossip()
         self._mcache.shift()
+        self._lazy_mcache.shift()
         self._seen.expire(now)
         for st in self._peers.values():
             st.ihave_entries = 0
@@ -523,9 +606,56 @@ class GossipRouter:
                 for st in self._pick(topic, fanout, _NO_BACKOFF, now, cfg.d - len(fanout)):
                     fanout[st.id] = st
 
-    def _emit_gossip(self) -> None:
+    def _follow_up_promises(self, now: float) -> None:
+        """Ask the next offerer (round the offerers, ``d`` asks at most) for each id whose
+        IWANT went unanswered."""
         cfg = self._config
-        for topic in self._mcache.gossip_topics():
+        promises = self._promises
+        retries: dict[_Peer, list[bytes]] = {}
+        while promises:
+            mid, promise = next(iter(promises.items()))
+            if promise.deadline > now:
+                break
+            del promises[mid]
+            if mid in self._seen:
+                continue
+            self.counters.inc("gossip.iwant.unanswered")
+            if promise.asks >= cfg.d:
+                continue
+            offerer = promise.next_offerer(self._is_live)
+            if offerer is not None:
+                promise.asks += 1
+                promise.deadline = now + cfg.iwant_followup_s
+                promises[mid] = promise
+                retries.setdefault(offerer, []).append(mid)
+        for st, ids in retries.items():
+            for start in range(0, len(ids), self._config.max_ihave_length):
+                chunk = tuple(ids[start : start + self._config.max_ihave_length])
+                self._queue(st, Section.IWANT, encode_iwant(IWant(chunk)))
+            self.counters.inc("gossip.iwant.retried", len(ids))
+
+    def _emit_lazy(self) -> None:
+        """One IHAVE per peer and lazy topic: the ids it was due since the last heartbeat."""
+        limit = self._config.max_ihave_length
+        for st in self._lazy_pending.values():
+            for topic, ids in st.lazy_ids.items():
+                if st.ignored or topic not in st.topics:
+                    continue
+                if len(ids) > limit:
+                    self.counters.inc("gossip.lazy.dropped", len(ids) - limit)
+                    ids = ids[-limit:]
+                self._queue(st, Section.IHAVE, encode_ihave(IHave(topic, tuple(ids))))
+                self.counters.inc("gossip.lazy.offered", len(ids))
+            st.lazy_ids = {}
+        self._lazy_pending = {}
+
+    def _emit_gossip(self) -> None:
+        for cache in (self._mcache, self._lazy_mcache):
+            self._emit_gossip_from(cache)
+
+    def _emit_gossip_from(self, cache: MessageCache) -> None:
+        cfg = self._config
+        for topic in cache.gossip_topics():
             members = self._mesh.get(topic)
             if members is None:
                 members = self._fanout.get(topic)
@@ -538,7 +668,7 @@ class GossipRouter:
             ]
             if not candidates:
                 continue
-            ids = self._mcache.gossip_ids(topic, cfg.max_ihave_length, self._rng)
+            ids = cache.gossip_ids(topic, cfg.max_ihave_length, self._rng)
             record = encode_ihave(IHave(topic, tuple(ids)))
             for st in self._rng.sample(candidates, min(cfg.d_lazy, len(candidates))):
                 self._queue(st, Section.IHAVE, record)
@@ -603,6 +733,12 @@ class GossipRouter:
     def _set_backoff(self, topic: str, peer: NodeId, until: float) -> None:
         backoff = self._backoff.setdefault(topic, {})
         backoff[peer] = max(until, backoff.get(peer, until))
+
+    def _cache_for(self, topic: str) -> MessageCache:
+        return self._lazy_mcache if topic in self._lazy_topics else self._mcache
+
+    def _is_live(self, st: _Peer) -> bool:
+        return not st.ignored and self._peers.get(st.id) is st
 
     def _penalize(self, st: _Peer, amount: float) -> None:
         if self._scores.penalize(st.id, amount) < self._config.graylist_threshold:
