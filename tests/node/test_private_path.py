@@ -11,14 +11,13 @@ from murmur.base.errors import ConfigError
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
 from murmur.node.private_path import (
-    ANNOUNCE_EVERY_FRACTION,
     EARLY_REANNOUNCE_S,
+    REANNOUNCE_INTERVAL_S,
     REANNOUNCE_JITTER,
     PrivatePath,
     decode_sync_response,
     encode_sync_request,
 )
-from murmur.overlay.announce import DEFAULT_TTL_S
 from murmur.overlay.shaping import QueueFull
 from murmur.sim.rng import SeededRng
 from murmur.wire.gossip import message_id
@@ -173,7 +172,7 @@ def test_a_late_joiner_learns_the_directory_from_catch_up_offers() -> None:
 
 
 def test_periodic_reannouncements_are_spread_so_nodes_started_together_drift_apart() -> None:
-    interval = DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+    interval = REANNOUNCE_INTERVAL_S
     gaps: list[float] = []
     for seed in range(20):
         path = PrivatePath(

@@ -103,6 +103,24 @@ def test_announcements_can_flood_instead_of_being_preloaded() -> None:
     assert all(tx.delivered for tx in record.txs)
 
 
+def test_directory_upkeep_is_measured_and_lazy_announcements_cost_less() -> None:
+    scenario = replace(SMALL, nodes=40, tx_count=4)
+    world = draw_world(scenario, 3)
+
+    def upkeep(eager: bool) -> dict[str, float | int | str]:
+        kit = OnionKit(standin_crypto=True, upkeep_window_s=20.0, eager_announcements=eager)
+        return kit.run(world, scenario).extras
+
+    lazy, eager = upkeep(False), upkeep(True)
+    assert lazy["upkeep_reached"] == eager["upkeep_reached"] == 1.0
+    lazy_bytes = float(lazy["upkeep_bytes_per_node_per_announcement"])
+    eager_bytes = float(eager["upkeep_bytes_per_node_per_announcement"])
+    record_bytes = 8_848  # one announcement record, before framing and link overhead
+    assert record_bytes < lazy_bytes < 1.5 * record_bytes
+    assert eager_bytes > 2.5 * lazy_bytes
+    assert float(lazy["bandwidth_overhead_with_upkeep"]) > 0
+
+
 def test_churn_is_refused() -> None:
     scenario = replace(SMALL, network=NetworkConfig(churn_per_node_per_hour=1.0))
     with pytest.raises(ConfigError):

@@ -182,6 +182,18 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: decide build races before the exit (the exit's link stays a random draw)",
     )
     parser.add_argument(
+        "--upkeep-window",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="onion: then measure directory upkeep, every node re-announcing within S seconds",
+    )
+    parser.add_argument(
+        "--eager-announcements",
+        action="store_true",
+        help="onion: push announcements in full to the mesh (the comparison for lazy forwarding)",
+    )
+    parser.add_argument(
         "--jobs",
         type=int,
         default=os.cpu_count() or 1,
@@ -394,6 +406,8 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
                 race_through_exit=False if args.race_before_exit else None,
+                upkeep_window_s=args.upkeep_window,
+                eager_announcements=args.eager_announcements,
             )
         except ValueError as exc:
             raise ConfigError(str(exc)) from exc
@@ -523,6 +537,8 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion build race override": args.build_race,
         "onion near first hops override": args.near_first_hops,
         "onion race decided before the exit": args.race_before_exit,
+        "onion directory upkeep window (s)": args.upkeep_window or None,
+        "onion announcements": "eager push" if args.eager_announcements else "lazy",
         "runs": args.runs or 1,
         "seed": args.seed,
     }

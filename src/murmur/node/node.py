@@ -647,7 +647,7 @@ class Node:
             elif isinstance(action, RequestFailed):
                 self._actions.append(PrivateSendFailed(action.request_id, action.reason))
             elif isinstance(action, OnionKeysRotated):
-                self.private.keys_rotated(now)
+                self.private.reannounce(now)
             elif isinstance(action, CircuitBuilt):
                 self.counters.inc("circuits_built")
             elif isinstance(action, CircuitFailed):

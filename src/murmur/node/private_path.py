@@ -55,6 +55,8 @@ MAX_TRANSACTION_BYTES = 131_072
 MAX_SYNC_IDS = 64
 STORE_MAX_BYTES = 16 * 1024 * 1024
 ANNOUNCE_EVERY_FRACTION = 3
+REANNOUNCE_INTERVAL_S = DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+"""Mean time between a node's periodic re-announcements."""
 REANNOUNCE_JITTER = 0.25
 """Each periodic re-announcement comes after the interval times a uniform factor in
 [1 - this, 1 + this]. Without it, nodes started together (a network-wide upgrade, a simulation)
@@ -188,7 +190,8 @@ class PrivatePath:
         """When this node next signs and publishes its announcement (None: no address yet)."""
         return self._next_announce
 
-    def keys_rotated(self, now: float) -> None:
+    def reannounce(self, now: float) -> None:
+        """Announce again at the next timer (the onion keys rotated, or the operator asks)."""
         if self.advertised is not None:
             self._next_announce = now
 
@@ -217,7 +220,7 @@ class PrivatePath:
             self._next_announce = now + EARLY_REANNOUNCE_S[early]
         else:
             spread = 1.0 + REANNOUNCE_JITTER * (2.0 * self._rng.random() - 1.0)
-            self._next_announce = now + spread * DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
+            self._next_announce = now + spread * REANNOUNCE_INTERVAL_S
         self.own_announcement = announcement.encode()
         return self.own_announcement
 

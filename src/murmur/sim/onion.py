@@ -33,6 +33,15 @@ an address on its own /16 and ``set_advertised_address``. One simulation has fou
 4. **Fast-path phase** (``fast_path``): the same transactions, same origins and spacing, now
    ``publish("block_header", body)`` at the origin: plain gossip on the same nodes, links and
    mesh. It is the baseline for ``latency_overhead_ms`` and ``bandwidth_overhead``.
+5. **Directory upkeep** (``upkeep_window_s`` > 0): what keeping every directory fresh costs,
+   which the phases above leave out (they end long before the first periodic
+   re-announcement). A quiet span of ``upkeep_window_s`` plus a propagation tail is measured,
+   then one as long in which every node re-announces once, at a uniform time in the window
+   (``PrivatePath.reannounce``: the node signs and publishes a new record, as it does on its
+   own schedule). The difference in bytes, over n nodes and n announcements, is what one
+   announcement costs each node; times n over the mean re-announce interval, the steady-state
+   upkeep per node (``extras["upkeep_*"]``). The window compresses a real interval's
+   announcements, so it is kept long enough not to congest uplinks.
 
 Each phase's bytes are those the nodes sent while it ran (background traffic included:
 heartbeats, IHAVE, keepalives), so the ratio compares like with like. Spies log every gossip
@@ -57,6 +66,9 @@ from murmur.node.actions import MessageDelivered, PrivateSendFailed
 from murmur.node.config import BootstrapPeer, NodeConfig
 from murmur.node.levels import DEFAULT_PRESET, PrivacySettings
 from murmur.node.node import ANNOUNCE_TOPIC, Node
+from murmur.node.private_path import REANNOUNCE_INTERVAL_S
+from murmur.overlay.announce import PeerAnnouncement
+from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
 from murmur.sim.adversary import Adversary
@@ -85,6 +97,9 @@ carries) come up over a few seconds instead of all at once."""
 WARMUP_STEP_S = 1.0
 MEASURE_TAIL_S = 5.0
 """Bytes are counted from a phase's start to its last arrival plus this."""
+UPKEEP_TAIL_S = 30.0
+"""Directory upkeep is counted this long past its window: lazily forwarded records move about
+a heartbeat and a round trip per hop, and an unanswered IWANT is re-asked after 3 s."""
 PHASE_GAP_S = 2.0
 FAST_PATH_NAME = "fastpath"
 
@@ -119,9 +134,17 @@ class OnionKit:
     """Overrides how many near outbound links hop 1 is drawn from, for tuning sweeps."""
     race_through_exit: bool | None = None
     """Overrides whether a build race is decided on the whole path or before the exit."""
+    upkeep_window_s: float = 0.0
+    """Measure directory upkeep after the phases, every node re-announcing once within a
+    window this long (0: not measured)."""
+    eager_announcements: bool = False
+    """Push announcements in full to the mesh instead of lazily (the comparison upkeep
+    figures are measured against)."""
 
     def __post_init__(self) -> None:
         self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
+        if self.upkeep_window_s < 0:
+            raise ConfigError("upkeep_window_s must be >= 0")
 
     def privacy(self) -> PrivacySettings:
         settings = PrivacySettings.from_names(self.preset, self.level)
@@ -168,6 +191,8 @@ class _Phase:
         self.relayed_after: list[int] = []
         self.bytes_sent = 0
         self.messages_sent = 0
+        self.span_s = 0.0
+        """How long bytes were counted."""
 
 
 class _OnionRun:
@@ -205,6 +230,7 @@ class _OnionRun:
         # Every router takes its message bytes from one place: one copy per message, not n (a
         # network-wide re-announcement is 18 GB without; see murmur.overlay.gossip.shared).
         shared = SharedMessages()
+        gossip_config = GossipConfig(lazy_topics=frozenset()) if kit.eager_announcements else None
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -218,6 +244,7 @@ class _OnionRun:
                 rng=node_rng.fork(v),
                 now=boot,
                 privacy=privacy,
+                gossip_config=gossip_config,
             )
             node.gossip.share_messages(shared)
             node.set_advertised_address(addresses[v].host, addresses[v].port, boot)
@@ -317,7 +344,10 @@ class _OnionRun:
         warmup_s, ready = self._warm_up()
         onion = self._run_phase(self.onion, self._send_private)
         fast = self._run_phase(self.fast, self._publish) if self.kit.fast_path else None
-        return self._record(onion, fast, warmup_s, ready)
+        record = self._record(onion, fast, warmup_s, ready)
+        if self.kit.upkeep_window_s > 0:
+            record.extras.update(self._measure_upkeep(onion, fast))
+        return record
 
     def _preload_directories(self) -> None:
         announcements = []
@@ -369,6 +399,7 @@ class _OnionRun:
         # Bytes are counted over the same span in both phases (the workload plus a fixed tail),
         # since background traffic (cover, padding) grows with the time a phase runs.
         engine.run(until=last + MEASURE_TAIL_S)
+        phase.span_s = last + MEASURE_TAIL_S - start
         phase.bytes_sent = sum(sim.bytes_sent for sim in engine.nodes) - phase.bytes_before
         phase.messages_sent = sum(sim.messages_sent for sim in engine.nodes) - phase.messages_before
         if phase is self.fast:
@@ -378,6 +409,56 @@ class _OnionRun:
             phase.stop_when_done = True
             engine.run(until=last + self.kit.settle_s)
         return phase
+
+    def _measure_upkeep(self, onion: _Phase, fast: _Phase | None) -> dict[str, float | str]:
+        engine, n = self.engine, self.n
+        window = self.kit.upkeep_window_s
+        span = window + UPKEEP_TAIL_S
+        start = math.ceil(engine.now) + PHASE_GAP_S
+        engine.run(until=start)
+        before = sum(sim.bytes_sent for sim in engine.nodes)
+        engine.run(until=start + span)
+        middle = sum(sim.bytes_sent for sim in engine.nodes)
+        when = SeededRng(self.world.seed).fork(17)
+        for v in range(n):
+            engine.at(
+                engine.now + when.uniform(0.0, window), lambda now, v=v: self._reannounce(v, now)
+            )
+        engine.run(until=start + 2 * span)
+        after = sum(sim.bytes_sent for sim in engine.nodes)
+        per_announcement = max(0, (after - middle) - (middle - before)) / (n * n)
+        steady = per_announcement * n / REANNOUNCE_INTERVAL_S
+        upkeep: dict[str, float | str] = {
+            "upkeep_window_s": window,
+            "upkeep_bytes_per_node_per_announcement": per_announcement,
+            "upkeep_bytes_per_node_per_s": steady,
+            "upkeep_reached": self._fresh_fraction(),
+            "upkeep_announcements": "eager" if self.kit.eager_announcements else "lazy",
+        }
+        if fast is not None and fast.bytes_sent > 0:
+            with_upkeep = onion.bytes_sent + steady * n * onion.span_s
+            upkeep["bandwidth_overhead_with_upkeep"] = with_upkeep / fast.bytes_sent
+        return upkeep
+
+    def _reannounce(self, v: int, now: float) -> None:
+        self.nodes[v].private.reannounce(now)
+        self.engine.pump(self.engine.nodes[v])
+
+    def _fresh_fraction(self) -> float:
+        """Of all (node, other node) pairs, the share where the node holds the other's latest
+        announcement."""
+        latest: dict[NodeId, int] = {}
+        for node in self.nodes:
+            own = node.private.own_announcement
+            if own is not None:
+                announcement = PeerAnnouncement.decode(own)
+                latest[announcement.node_id] = announcement.sequence
+        fresh = 0
+        for node in self.nodes:
+            for node_id, sequence in latest.items():
+                held = node.private.book.get(node_id)
+                fresh += held is not None and held.sequence == sequence
+        return fresh / (self.n * (self.n - 1))
 
     def _private_bytes(self) -> int:
         """What the private path itself has sent (circuit cells, link padding), all nodes: the
