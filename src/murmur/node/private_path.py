@@ -228,8 +228,8 @@ class PrivatePath:
         """What a newly linked peer is offered, as (gossip id, encoded announcement): ours
         and a bounded sample of others.
 
-        Without it a joining node would know no relays until each re-announced (every ten
-        minutes); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
+        Without it a joining node would know no relays until each re-announced (every
+        hour); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
         records (the DHT will replace this for large networks). The node offers them by id
         (``GossipRouter.offer_to_peer``), so a peer that knows them costs 20 bytes each.
         """

@@ -3,7 +3,7 @@
 Why: a router keeps what it accepts (the data in its message store, the encoded record in its
 message cache), and each node decodes its own copy from the bytes its link delivered. One node
 per process, that is the right cost. A simulator hosting a thousand nodes pays it a thousand
-times: when every node re-announces (a 9 kB signed record, every ten minutes) the copies come to
+times: when every node re-announces (a 9 kB signed record, every hour) the copies come to
 18 GB. :class:`SharedMessages` hands every router the same ``(data, id, record)`` for the same
 ``(topic, data)``, exactly what the router would have computed itself (the id is a hash of
 topic and data, the record its encoding), so sharing changes no byte and no decision, only how
