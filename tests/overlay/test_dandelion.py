@@ -16,8 +16,10 @@ from murmur.overlay.dandelion import (
     decode_message,
     encode_message,
 )
-from murmur.overlay.diffusion import RelayTx, SendMessage, Transaction, TxAccepted
+from murmur.overlay.diffusion import RelayTx, Transaction, TxAccepted
 from murmur.sim.rng import SeededRng
+
+from .baseline_helpers import sends
 
 STEM_ONLY = DandelionConfig(fluff_probability=0.0)
 
@@ -42,10 +44,6 @@ def make(
 
 def tx(i: int) -> Transaction:
     return Transaction(f"tx-{i}".encode())
-
-
-def sends(actions: list[object]) -> list[SendMessage[str]]:
-    return [a for a in actions if isinstance(a, SendMessage)]
 
 
 def stem_target(node: Dandelion[str], sender: str, transaction: Transaction) -> str:

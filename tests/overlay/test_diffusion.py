@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.overlay.diffusion import (
+    Broadcast,
     Diffusion,
     RelayTx,
-    SendMessage,
     Transaction,
     TxAccepted,
     decode_message,
@@ -18,16 +18,14 @@ from murmur.overlay.diffusion import (
 )
 from murmur.sim.rng import SeededRng
 
+from .baseline_helpers import sends
+
 
 def make(peers: list[str], *, seed: int = 1, mean_s: float = 2.0) -> Diffusion[str]:
     node: Diffusion[str] = Diffusion(rng=SeededRng(seed), relay_delay_mean_s=mean_s)
     for peer in peers:
         node.add_peer(peer, 0.0)
     return node
-
-
-def sends(actions: list[object]) -> list[SendMessage[str]]:
-    return [a for a in actions if isinstance(a, SendMessage)]
 
 
 TX = Transaction(b"tx-body")
@@ -43,6 +41,23 @@ def test_relays_a_new_transaction_to_every_neighbour_but_the_sender() -> None:
     assert all(s.message == RelayTx(TX) and s.delay_s > 0.0 for s in out)
     assert len({s.delay_s for s in out}) == 3  # independent delays
     assert node.counters.get("tx_relayed") == 1
+
+
+def test_a_relay_is_one_broadcast_with_the_delays_drawn_in_peer_order() -> None:
+    node = make(["a", "b", "c", "d"], seed=7, mean_s=2.0)
+    node.receive_message("c", RelayTx(TX), 1.0)
+    reference = SeededRng(7)
+    expected = [reference.expovariate(0.5) for _ in range(3)]
+    assert node.drain_actions() == [
+        TxAccepted(TX),
+        Broadcast(RelayTx(TX), ["a", "b", "d"], expected),
+    ]
+
+
+def test_a_node_without_other_peers_accepts_and_sends_nothing() -> None:
+    node = make(["a"])
+    node.receive_message("a", RelayTx(TX), 1.0)
+    assert node.drain_actions() == [TxAccepted(TX)]
 
 
 def test_duplicates_and_unknown_peers_are_dropped_without_actions() -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,3 +164,49 @@ def test_a_node_that_is_down_receives_nothing() -> None:
     command(engine, 0, Out(1, "x", 0.0))
     engine.run()
     assert toys[1].received == []
+
+
+def test_transmit_each_takes_the_link_model_exactly_as_one_transmit_per_copy() -> None:
+    pairs = [(1, 0.3), (2, 0.0), (1, 0.0), (3, 0.25), (2, 0.0), (1, 0.0001)]
+    runs = []
+    for batched in (False, True):
+        engine, toys = make(4, latency_s=0.05, bps=8000.0, jitter=0.5)
+        taps: list[tuple[float, float, int, int, int]] = []
+        engine.tapped_nodes = {2}
+        engine.tap_hook = lambda *args, taps=taps: taps.append(args)
+        sender = engine.nodes[0]
+        if batched:
+            engine.transmit_each(sender, "m", 100, [p for p, _ in pairs], [d for _, d in pairs])
+        else:
+            for peer, delay in pairs:
+                engine.transmit(sender, peer, "m", 100, delay)
+        engine.run()
+        runs.append(([t.received for t in toys], taps, sender.bytes_sent, sender.uplink_free_at))
+    assert runs[0] == runs[1]
+    assert runs[1][2] == 600 and len(runs[1][1]) == 2
+
+
+def test_idempotent_copies_arriving_after_an_earlier_one_are_sent_but_not_queued() -> None:
+    engine = Engine(latency=ZeroLatency(), rng=SeededRng(1))
+    toys = [Toy() for _ in range(5)]
+    for toy in toys:
+        engine.add_node(toy, toy.receive_message)
+    engine.nodes[4].spy = True
+    first = [math.inf] * 5
+    first[3] = -math.inf  # node 3 already holds the message
+    nodes = engine.nodes
+    engine.transmit_each(nodes[0], "tx", 10, [1, 2, 3, 4], [1.0, 2.0, 0.5, 3.0], first)
+    assert first == [math.inf, 1.0, 2.0, -math.inf, math.inf]  # the spy is never marked
+    engine.transmit_each(nodes[1], "tx", 10, [2, 4], [2.5, 1.0], first)  # 2: later, elided
+    engine.transmit_each(nodes[3], "tx", 10, [2], [1.5], first)  # earlier: queued, lowers it
+    assert first[2] == 1.5
+    engine.run()
+    assert [t.received for t in toys] == [
+        [],
+        [(1.0, 0, "tx")],
+        [(1.5, 3, "tx"), (2.0, 0, "tx")],
+        [],
+        [(1.0, 1, "tx"), (3.0, 0, "tx")],
+    ]
+    assert engine.elided == 2 and engine.events == 5
+    assert [n.messages_sent for n in nodes] == [4, 2, 0, 1, 0]

@@ -7,11 +7,15 @@ came from, each after an *independent* exponentially distributed delay (rate
 Dandelion++ paper: on a graph with no link latency it is first-passage percolation with unit
 exponential edge weights, whose first-spy precision and recall the paper reports.
 
-The delay is part of the protocol decision, so it travels in the action
-(:class:`SendMessage` ``delay_s``, like a mix's "forward after delay") rather than as one timer
-per relay: the runtime sends after the delay (``loop.call_later``), the simulator schedules the
-delivery directly. Diffusion therefore owns no timer; :meth:`Diffusion.handle_timer` and
-:meth:`Diffusion.next_deadline` exist only to keep the shape every state machine shares.
+The delays are part of the protocol decision, so they travel in the action (like a mix's
+"forward after delay") rather than as one timer per relay: a relay is one :class:`Broadcast`
+carrying the message and every ``(peer, delay)`` pair, which a runtime turns into one delayed
+send per peer (``loop.call_later``) and the simulator schedules in one pass (only the simulator
+hosts this class: the daemon diffuses through its gossip mesh, :mod:`murmur.overlay.stem`).
+One action per relay, not one per neighbour: at 10,000 nodes a run makes 150 M such sends,
+and an action object and a dispatch apiece were a third of its cost. Diffusion therefore owns
+no timer; :meth:`Diffusion.handle_timer` and :meth:`Diffusion.next_deadline` exist only to
+keep the shape every state machine shares.
 
 Memory is bounded: the seen-set remembers at most ``seen_capacity`` transaction ids (oldest
 forgotten first) and a transaction body is at most :data:`MAX_TX_BYTES` long. Bytes from a peer
@@ -84,13 +88,23 @@ class SendMessage(Generic[PeerT]):
 
 
 @dataclass(frozen=True, slots=True)
+class Broadcast(Generic[PeerT]):
+    """Send ``message`` to every one of ``peers``, ``peers[i]`` once ``delays_s[i]`` seconds
+    have passed (the delays are drawn in peer order, as one :class:`SendMessage` each would)."""
+
+    message: object
+    peers: list[PeerT]
+    delays_s: list[float]
+
+
+@dataclass(frozen=True, slots=True)
 class TxAccepted:
     """The transaction entered this node's mempool (hand it to the application)."""
 
     tx: Transaction
 
 
-DiffusionAction = SendMessage[PeerT] | TxAccepted
+DiffusionAction = SendMessage[PeerT] | Broadcast[PeerT] | TxAccepted
 
 
 def encode_tx_message(kind: int, tx: Transaction) -> bytes:
@@ -166,12 +180,12 @@ class Diffusion(Generic[PeerT]):
         self._remember(tx.tx_id)
         actions = self._actions
         actions.append(TxAccepted(tx))
-        message = RelayTx(tx)
-        expovariate = self._rng.expovariate
-        rate = self._rate
-        for peer in self._peers:
-            if peer != exclude:
-                actions.append(SendMessage(peer, message, expovariate(rate)))
+        peers = [peer for peer in self._peers if peer != exclude]
+        if peers:
+            expovariate = self._rng.expovariate
+            rate = self._rate
+            delays = [expovariate(rate) for _ in peers]
+            actions.append(Broadcast(RelayTx(tx), peers, delays))
         return True
 
     # -- inputs ---------------------------------------------------------------------------

@@ -31,11 +31,15 @@ size) of every message on a tapped directed link or on any link of a tapped node
 ``drop_filter`` lets a run stop moving a message (used to stop a transaction once the adversary
 has seen it, when nothing else is being measured).
 
-A kit that knows a message cannot change anything at its receiver (a transaction relayed to an
-honest node that already has it) may transmit it with ``deliver=False``: the message still takes
-the uplink, the link's in-order state, its jitter draw, its bytes and the taps, so every figure
-is the same, but no delivery event is queued (counted in ``elided``). In flooding most
-deliveries are such duplicates, and queueing them was most of a large run's cost.
+A relay's whole fan-out goes through :meth:`Engine.transmit_each` in one call. A kit that knows
+that copies of a message after the first change nothing at an honest receiver (a transaction
+relayed to a node that already has it, or will have it when an earlier copy lands) passes the
+earliest time each node holds it: a copy that arrives no earlier still takes the uplink, the
+link's in-order state, its jitter draw, its bytes and the taps, so every figure is the same,
+but no delivery event is queued (counted in ``elided``). In flooding most copies are such
+duplicates, and queueing them was most of a large run's cost. This is exact as long as an
+earlier copy is indeed delivered: ``drop_filter`` must keep dropping a message it dropped once
+(it stops a transaction for good), and node restarts (churn) are not allowed with it.
 
 A core whose deadline is still in the past right after its timer fired would make a real event
 loop spin; the engine wakes it again ``TIMER_SPIN_DELAY_S`` later and counts it
@@ -47,7 +51,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableSequence, Sequence
 from typing import Any
 
 from murmur.base.rng import Rng
@@ -162,57 +166,88 @@ class Engine:
 
     # -- the link model -------------------------------------------------------------------
 
-    def transmit(
+    def transmit(self, node: SimNode, dst: int, message: Any, size: int, delay_s: float) -> None:
+        """Send one message to ``dst`` after ``delay_s`` (:meth:`transmit_each` with one copy)."""
+        self.transmit_each(node, message, size, (dst,), (delay_s,))
+
+    def transmit_each(
         self,
         node: SimNode,
-        dst: int,
         message: Any,
         size: int,
-        delay_s: float,
-        *,
-        deliver: bool = True,
+        dsts: Sequence[int],
+        delays_s: Sequence[float],
+        first: MutableSequence[float] | None = None,
     ) -> None:
-        depart = self.now + delay_s
+        """Send a copy of ``message`` to each of ``dsts``, ``dsts[i]`` after ``delays_s[i]``.
+
+        The copies take the link model one after the other, in order, exactly as that many
+        :meth:`transmit` calls would. ``first`` (indexed by node) marks the copies idempotent:
+        ``first[dst]`` is the earliest time ``dst`` holds the message (``-inf`` once it has it,
+        ``inf`` while no copy is on its way, else the arrival of the earliest copy queued), and
+        a copy that arrives no earlier is elided (see the module docstring); a copy queued to an
+        honest node lowers it. Spies are never marked: they get every copy.
+        """
+        now = self.now
         bps = self.uplink_bps
-        if bps is not None:
-            start = depart if depart > node.uplink_free_at else node.uplink_free_at
-            if delay_s == 0.0:
-                depart = node.uplink_free_at = start + size * 8.0 / bps
+        serialise = 0.0 if bps is None else size * 8.0 / bps
+        free_at = node.uplink_free_at
+        links = node.links
+        src = node.index
+        jitter = self._jitter
+        random = self._random
+        tap_hook = self.tap_hook
+        nodes = self.nodes
+        current, current_bin, bins = self._current, self._current_bin, self._bins
+        per_bin = self._per_bin
+        seq = self._seq
+        elided = 0
+        for dst, delay_s in zip(dsts, delays_s, strict=True):
+            depart = now + delay_s
+            if bps is not None:
+                start = depart if depart > free_at else free_at
+                if delay_s == 0.0:
+                    depart = free_at = start + serialise
+                else:
+                    depart = start + serialise
+            link = links.get(dst)
+            if link is None:
+                link = links[dst] = [self._latency.one_way_s(src, dst), 0.0, 0.0]
+            latency = link[0]
+            arrival = depart + latency
+            if jitter:
+                arrival += latency * jitter * random()
+                if depart >= link[1]:
+                    # In-order delivery (TCP): never overtake the message that departed before.
+                    if arrival < link[2]:
+                        arrival = link[2]
+                    link[1], link[2] = depart, arrival
+            if tap_hook is not None and (
+                (src, dst) in self.tapped or src in self.tapped_nodes or dst in self.tapped_nodes
+            ):
+                tap_hook(depart, arrival, src, dst, size)
+            if first is not None:
+                if arrival >= first[dst]:
+                    elided += 1
+                    continue
+                if not nodes[dst].spy:
+                    first[dst] = arrival
+            event = (arrival, next(seq), DELIVER, dst, src, message)
+            key = int(arrival * per_bin)
+            if key <= current_bin:
+                heapq.heappush(current, event)
+                continue
+            pending = bins.get(key)
+            if pending is None:
+                bins[key] = [event]
+                heapq.heappush(self._bin_keys, key)
             else:
-                depart = start + size * 8.0 / bps
-        link = node.links.get(dst)
-        if link is None:
-            link = node.links[dst] = [self._latency.one_way_s(node.index, dst), 0.0, 0.0]
-        arrival = depart + link[0]
-        if self._jitter:
-            arrival += link[0] * self._jitter * self._random()
-            if depart >= link[1]:
-                # In-order delivery (TCP): never overtake the message that departed before.
-                if arrival < link[2]:
-                    arrival = link[2]
-                link[1], link[2] = depart, arrival
-        node.bytes_sent += size
-        node.messages_sent += 1
-        if self.tap_hook is not None and (
-            (node.index, dst) in self.tapped
-            or node.index in self.tapped_nodes
-            or dst in self.tapped_nodes
-        ):
-            self.tap_hook(depart, arrival, node.index, dst, size)
-        if not deliver:
-            self.elided += 1
-            return
-        event = (arrival, next(self._seq), DELIVER, dst, node.index, message)
-        key = int(arrival * self._per_bin)
-        if key <= self._current_bin:
-            heapq.heappush(self._current, event)
-            return
-        pending = self._bins.get(key)
-        if pending is None:
-            self._bins[key] = [event]
-            heapq.heappush(self._bin_keys, key)
-        else:
-            pending.append(event)
+                pending.append(event)
+        node.uplink_free_at = free_at
+        node.bytes_sent += size * len(dsts)
+        node.messages_sent += len(dsts)
+        if elided:
+            self.elided += elided
 
     # -- driving --------------------------------------------------------------------------
 

@@ -15,6 +15,8 @@ and returns the same :class:`~murmur.sim.scenario.RunRecord`, but hosts the run 
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -23,6 +25,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.dandelion import Dandelion, DandelionConfig, StemTx
 from murmur.overlay.diffusion import (
     RELAY_DELAY_MEAN_S,
+    Broadcast,
     Diffusion,
     RelayTx,
     SendMessage,
@@ -77,30 +80,60 @@ class HostedKit(Protocol):
     ) -> RunRecord: ...
 
 
+class _Holders:
+    """Per transaction: when each node holds it (``Engine.transmit_each``'s ``first``)."""
+
+    __slots__ = ("count", "first")
+
+    def __init__(self, nodes: int) -> None:
+        self.first = array("d", [math.inf]) * nodes
+        self.count = 0
+
+
 def _install_baseline(engine: Engine, on_accept: OnAccept, *, elide_duplicates: bool) -> None:
     """Sends go through the engine's link model; accepted transactions are reported.
 
     With ``elide_duplicates`` (the caller's promise that no node restarts during the run), a
-    transaction relayed to an honest node that has already accepted it is sent but not
-    delivered: both protocols drop it there with only a counter (Dandelion++ keeps no embargo
-    for a transaction it has accepted), so nothing measured changes, and it is most of
+    transaction relayed to an honest node that has accepted it, or that an earlier copy will
+    reach first, is sent but not delivered: both protocols drop it there with only a counter
+    (Dandelion++ keeps no embargo for a transaction it has accepted, and a node accepts the
+    first ``RelayTx`` it gets from a peer), so nothing measured changes, and it is most of
     flooding's deliveries. Spies still get every copy: the adversary logs what it receives.
+    A node's ``TxAccepted`` marks it as holding the transaction; the marks of a transaction
+    are dropped once every node holds it (a relay after that queues every copy, which is
+    always exact), so they cost 8 bytes a node for each transaction still spreading.
     """
     transmit = engine.transmit
+    transmit_each = engine.transmit_each
     nodes = engine.nodes
+    holders: dict[bytes, _Holders] = {}
 
     def send(node: SimNode, action: SendMessage[int], now: float) -> None:
         message = action.message
-        deliver = True
-        if elide_duplicates and message.__class__ is RelayTx:
-            receiver = nodes[action.peer]
-            deliver = receiver.spy or not receiver.protocol.has_seen(message.tx.tx_id)
-        transmit(node, action.peer, message, message.wire_size, action.delay_s, deliver=deliver)
+        transmit(node, action.peer, message, message.wire_size, action.delay_s)
+
+    def broadcast(node: SimNode, action: Broadcast[int], now: float) -> None:
+        message = action.message
+        held = holders.get(message.tx.tx_id)
+        first = None if held is None else held.first
+        transmit_each(node, message, message.wire_size, action.peers, action.delays_s, first)
 
     def accepted(node: SimNode, action: TxAccepted, now: float) -> None:
-        on_accept(node.index, action.tx.tx_id, now)
+        tx_id = action.tx.tx_id
+        on_accept(node.index, tx_id, now)
+        if not elide_duplicates:
+            return
+        held = holders.get(tx_id)
+        if held is None:
+            held = holders[tx_id] = _Holders(len(nodes))
+        if not node.spy:
+            held.first[node.index] = -math.inf
+        held.count += 1
+        if held.count == len(nodes):
+            del holders[tx_id]
 
     engine.on_action(SendMessage, send)
+    engine.on_action(Broadcast, broadcast)
     engine.on_action(TxAccepted, accepted)
 
 
