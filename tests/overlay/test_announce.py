@@ -69,6 +69,20 @@ def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
     assert len(book) == 0
 
 
+def test_book_expires_each_entry_when_due_and_not_before() -> None:
+    book = AnnouncementBook()
+    people = [Identity.from_seed(bytes([i]) * 32) for i in range(4)]
+    for i, who in enumerate(people):
+        book.accept(_announce(who, ttl_s=10 * (i + 1)), now=0.0)
+    book.accept(_announce(people[0], sequence=9, ttl_s=100), now=5.0)  # renewed: due at 105
+    assert book.expire(19.9) == []
+    assert book.expire(20.0) == [people[1].node_id]
+    assert book.expire(40.0) == [people[2].node_id, people[3].node_id]
+    assert book.expire(104.9) == []
+    assert book.expire(105.0) == [people[0].node_id]
+    assert len(book) == 0
+
+
 def test_book_is_bounded() -> None:
     book = AnnouncementBook(max_entries=3)
     for i in range(6):
