@@ -48,6 +48,7 @@ loop spin; the engine wakes it again ``TIMER_SPIN_DELAY_S`` later and counts it
 
 from __future__ import annotations
 
+import gc
 import heapq
 import itertools
 import math
@@ -63,6 +64,11 @@ CALL = 2
 BIN_WIDTH_S = 0.001
 TIMER_SPIN_DELAY_S = 0.001
 """A node whose timer is due again at the very time it just fired is woken this much later."""
+GC_YOUNG_THRESHOLD = 100_000
+"""While :meth:`Engine.run` runs, CPython's cycle collector looks at new objects only after this
+many net allocations (its default is 700). The loop allocates an event tuple per delivery and
+messages per relay, short-lived and acyclic; with the default, collections that find nothing
+took a fifth of a 10,000-node run. Cycles are still collected, only less often."""
 
 Receive = Callable[[int, Any, float], None]
 ActionHandler = Callable[["SimNode", Any, float], None]
@@ -289,6 +295,8 @@ class Engine:
         current = self._current
         events = 0
         self._stopped = False
+        thresholds = gc.get_threshold()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
         try:
             while not self._stopped:
                 if not current:
@@ -327,6 +335,7 @@ class Engine:
                 else:
                     a(time)
         finally:
+            gc.set_threshold(*thresholds)
             self.events += events
         if until != math.inf and not self._stopped and self.now < until:
             self.now = until
