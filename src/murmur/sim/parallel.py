@@ -10,6 +10,7 @@ is reported per finished job.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -34,8 +35,14 @@ def run_job(job: Job, progress: JobProgress | None = None) -> RunSummary:
     world = draw_world(job.scenario, job.seed)
     report = None if progress is None else (lambda done, total: progress(job, done, total))
     if isinstance(job.kit, HostedKit):
-        return summarise(job.kit.run(world, job.scenario, progress=report))
-    return summarise(simulate(world, job.kit, job.scenario, progress=report))
+        summary = summarise(job.kit.run(world, job.scenario, progress=report))
+    else:
+        summary = summarise(simulate(world, job.kit, job.scenario, progress=report))
+    # The run's engine is garbage in reference cycles (its handlers close over it), and the
+    # engine collects rarely while it runs (GC_YOUNG_THRESHOLD): free it before the next job
+    # builds its own, or two runs' worth of nodes are alive at once.
+    gc.collect()
+    return summary
 
 
 def run_jobs(
