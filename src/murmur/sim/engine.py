@@ -192,7 +192,8 @@ class Engine:
         ``first[dst]`` is the earliest time ``dst`` holds the message (``-inf`` once it has it,
         ``inf`` while no copy is on its way, else the arrival of the earliest copy queued), and
         a copy that arrives no earlier is elided (see the module docstring); a copy queued to an
-        honest node lowers it. Spies are never marked: they get every copy.
+        honest node lowers it. Spies are never marked: they get every copy. The two sequences
+        must have the same length (unchecked: ``zip(strict=True)`` cost a fifth of a send).
         """
         now = self.now
         bps = self.uplink_bps
@@ -208,7 +209,7 @@ class Engine:
         per_bin = self._per_bin
         seq = self._seq
         elided = 0
-        for dst, delay_s in zip(dsts, delays_s, strict=True):
+        for dst, delay_s in zip(dsts, delays_s, strict=False):
             depart = now + delay_s
             if bps is not None:
                 start = depart if depart > free_at else free_at
