@@ -17,15 +17,32 @@ Run: ``PYTHONPATH=src .venv/bin/python benchmarks/bench_sim.py [--nodes N] [--tx
   ML-DSA-87 and ML-KEM-1024 themselves). Also reports the peak memory of the process (the
   nodes share decoded announcements, so n relay directories cost about n x n small entries,
   not n x n x 9 kB).
+
+Relay decisions per second (``copies_per_s``: copies sent, queued or not) is the figure to
+compare across versions: ``events_per_s`` counts only the deliveries a version queues, and a
+version that elides more queues fewer events for the same work. ``fingerprint`` hashes what a
+protocol run measured (reach times, the adversary's sightings, bytes): equal fingerprints mean
+identical results.
+
+``--against REV`` runs the same workloads with the code of git revision ``REV`` too (its own
+``benchmarks/bench_sim.py``, from ``git archive``, in a subprocess, first, never in parallel)
+and prints each workload's wall time for both and the ratio: the machines here are noisy, so
+old and new are measured in the same session.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from murmur.sim.engine import Engine, SimNode
@@ -106,15 +123,76 @@ def bench_onion(nodes: int, tx: int, seed: int, *, standin: bool) -> dict[str, f
     }
 
 
-def _figures(record: RunRecord, wall_s: float) -> dict[str, float]:
+def _figures(record: RunRecord, wall_s: float) -> dict[str, Any]:
+    measured = (
+        [(t.tx_id, t.origin, t.injected_at, t.reach_s, t.delivered) for t in record.txs],
+        [tuple(sighting) for sighting in record.log.sightings],
+        record.bytes_sent,
+        record.messages_sent,
+    )
     return {
         "events": record.events,
         "elided": record.elided,
         "wall_s": wall_s,
         "events_per_s": record.events / record.wall_s,
         "messages": record.messages_sent,
+        "copies_per_s": record.messages_sent / record.wall_s,
         "delivered": sum(t.delivered for t in record.txs) / len(record.txs),
+        "fingerprint": hashlib.sha256(repr(measured).encode()).hexdigest()[:16],
     }
+
+
+def bench_at(rev: str, argv: list[str]) -> dict[str, Any]:
+    """This benchmark's JSON with the code of git revision ``rev`` (see the module docstring)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "src", "benchmarks"],
+        check=True,
+        capture_output=True,
+    ).stdout
+    with tempfile.TemporaryDirectory() as tree:
+        subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
+        out = subprocess.run(
+            [sys.executable, str(Path(tree, "benchmarks", "bench_sim.py")), *argv, "--json"],
+            env={**os.environ, "PYTHONPATH": str(Path(tree, "src"))},
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    results: dict[str, Any] = json.loads(out)
+    return results
+
+
+def _print_against(rev: str, old: dict[str, Any], new: dict[str, Any]) -> None:
+    print(f"against {rev}: wall s there / here (the same work: copies sent, results)")
+    for name, r in new.items():
+        o = old.get(name)
+        if not isinstance(r, dict) or not isinstance(o, dict):
+            continue
+        work = ""
+        if "messages" in o and "messages" in r:
+            work = "same copies" if o["messages"] == r["messages"] else "OTHER copies"
+        if "fingerprint" in o and "fingerprint" in r:
+            same = o["fingerprint"] == r["fingerprint"]
+            work += ", same results" if same else ", DIFFERENT results"
+        print(
+            f"  {name:20s} {o['wall_s']:7.1f} s / {r['wall_s']:7.1f} s = "
+            f"{o['wall_s'] / r['wall_s']:5.2f}x  {work}"
+        )
+
+
+def _forwarded(args: argparse.Namespace) -> list[str]:
+    """The arguments that choose the workloads, for the run at another revision."""
+    argv = [
+        *("--nodes", str(args.nodes), "--tx", str(args.tx), "--seed", str(args.seed)),
+        *("--engine-messages", str(args.engine_messages)),
+        *("--onion-nodes", str(args.onion_nodes), "--onion-tx", str(args.onion_tx)),
+    ]
+    if args.real_crypto:
+        argv.append("--real-crypto")
+    if args.skip_every_copy:
+        argv.append("--skip-every-copy")
+    return argv
 
 
 def main() -> None:
@@ -128,7 +206,9 @@ def main() -> None:
     parser.add_argument("--real-crypto", action="store_true")
     parser.add_argument("--skip-every-copy", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--against", metavar="REV", help="also run the code of git revision REV")
     args = parser.parse_args()
+    old = bench_at(args.against, _forwarded(args)) if args.against else None
     results = {
         "engine": bench_engine(args.nodes, args.engine_messages),
         "diffusion": bench_protocol(DiffusionKit(), args.nodes, args.tx, args.seed),
@@ -143,14 +223,18 @@ def main() -> None:
             args.onion_nodes, args.onion_tx, args.seed, standin=not args.real_crypto
         )
     if args.json:
-        print(json.dumps({"nodes": args.nodes, "tx": args.tx, **results}, indent=2))
+        against = {} if old is None else {"against": {"rev": args.against, **old}}
+        print(json.dumps({"nodes": args.nodes, "tx": args.tx, **results, **against}, indent=2))
         return
     print(f"{args.nodes} nodes x {args.tx} transactions (daemon graph, realistic network)")
     for name, r in results.items():
+        copies = f"{r['copies_per_s']:>9,.0f} copies/s" if "copies_per_s" in r else ""
         print(
             f"  {name:20s} {r['events']:>11,.0f} events  {r.get('elided', 0):>11,.0f} elided  "
-            f"{r['wall_s']:7.1f} s  {r['events_per_s']:>9,.0f} events/s"
+            f"{r['wall_s']:7.1f} s  {r['events_per_s']:>9,.0f} events/s  {copies}"
         )
+    if old is not None:
+        _print_against(args.against, old, results)
 
 
 if __name__ == "__main__":
