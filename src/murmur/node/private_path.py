@@ -54,9 +54,9 @@ DEFAULT_CAPACITY = RelayCapacity(
 MAX_TRANSACTION_BYTES = 131_072
 MAX_SYNC_IDS = 64
 STORE_MAX_BYTES = 16 * 1024 * 1024
-ANNOUNCE_EVERY_FRACTION = 3
-REANNOUNCE_INTERVAL_S = DEFAULT_TTL_S / ANNOUNCE_EVERY_FRACTION
-"""Mean time between a node's periodic re-announcements."""
+REANNOUNCE_INTERVAL_S = DEFAULT_TTL_S / 3
+"""Mean time between a node's periodic re-announcements: a third of the announcement's
+lifetime, so peers keep the node through a lost renewal (even with the ±25 % spread)."""
 REANNOUNCE_JITTER = 0.25
 """Each periodic re-announcement comes after the interval times a uniform factor in
 [1 - this, 1 + this]. Without it, nodes started together (a network-wide upgrade, a simulation)

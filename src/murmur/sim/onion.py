@@ -388,7 +388,7 @@ class _OnionRun:
         self.current = phase
         phase.start = start = math.ceil(engine.now) + PHASE_GAP_S
         engine.run(until=start)
-        phase.bytes_before = sum(sim.bytes_sent for sim in engine.nodes)
+        phase.bytes_before = self._bytes_sent()
         phase.messages_before = sum(sim.messages_sent for sim in engine.nodes)
         phase.private_bytes_before = self._private_bytes()
         phase.relayed_before = [self._relayed(v, phase) for v in range(self.n)]
@@ -400,7 +400,7 @@ class _OnionRun:
         # since background traffic (cover, padding) grows with the time a phase runs.
         engine.run(until=last + MEASURE_TAIL_S)
         phase.span_s = last + MEASURE_TAIL_S - start
-        phase.bytes_sent = sum(sim.bytes_sent for sim in engine.nodes) - phase.bytes_before
+        phase.bytes_sent = self._bytes_sent() - phase.bytes_before
         phase.messages_sent = sum(sim.messages_sent for sim in engine.nodes) - phase.messages_before
         if phase is self.fast:
             phase.bytes_sent -= self._private_bytes() - phase.private_bytes_before
@@ -416,16 +416,16 @@ class _OnionRun:
         span = window + UPKEEP_TAIL_S
         start = math.ceil(engine.now) + PHASE_GAP_S
         engine.run(until=start)
-        before = sum(sim.bytes_sent for sim in engine.nodes)
+        before = self._bytes_sent()
         engine.run(until=start + span)
-        middle = sum(sim.bytes_sent for sim in engine.nodes)
+        middle = self._bytes_sent()
         when = SeededRng(self.world.seed).fork(17)
         for v in range(n):
             engine.at(
                 engine.now + when.uniform(0.0, window), lambda now, v=v: self._reannounce(v, now)
             )
         engine.run(until=start + 2 * span)
-        after = sum(sim.bytes_sent for sim in engine.nodes)
+        after = self._bytes_sent()
         per_announcement = max(0, (after - middle) - (middle - before)) / (n * n)
         steady = per_announcement * n / REANNOUNCE_INTERVAL_S
         upkeep: dict[str, float | str] = {
@@ -459,6 +459,10 @@ class _OnionRun:
                 held = node.private.book.get(node_id)
                 fresh += held is not None and held.sequence == sequence
         return fresh / (self.n * (self.n - 1))
+
+    def _bytes_sent(self) -> int:
+        """Everything every node has sent so far."""
+        return sum(sim.bytes_sent for sim in self.engine.nodes)
 
     def _private_bytes(self) -> int:
         """What the private path itself has sent (circuit cells, link padding), all nodes: the
