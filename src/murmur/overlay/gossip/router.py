@@ -629,8 +629,8 @@ class GossipRouter:
                 promises[mid] = promise
                 retries.setdefault(offerer, []).append(mid)
         for st, ids in retries.items():
-            for start in range(0, len(ids), self._config.max_ihave_length):
-                chunk = tuple(ids[start : start + self._config.max_ihave_length])
+            for start in range(0, len(ids), cfg.max_ihave_length):
+                chunk = tuple(ids[start : start + cfg.max_ihave_length])
                 self._queue(st, Section.IWANT, encode_iwant(IWant(chunk)))
             self.counters.inc("gossip.iwant.retried", len(ids))
 
