@@ -8,14 +8,15 @@ Theory of operation. Each figure runs the production objects on one core with no
 - ``relay_backward``: the same relay adds its layer to a cell coming back from its successor.
 - ``exit``: a last hop recognizes a one-cell DATA message (digest check, reassembly, envelope,
   validation callback) and emits ``PublishFromExit``.
-- Baselines on the same 2,043-byte body: ``raw_chacha20`` (one pyca ChaCha20 ``update``, the only
-  cryptography a middle hop needs) and ``link_ceiling`` (sealing and opening one 2,048-byte cell
+- Baselines on the same 541-byte body: ``raw_chacha20`` (one pyca ChaCha20 ``update``, the only
+  cryptography a middle hop needs) and ``link_ceiling`` (sealing and opening one 546-byte cell
   as a link frame with the link's own ``SendChannel``/``ReceiveChannel``: what every cell also
   costs on its way in and out of a node).
 - ``circuit_builds``: a fresh client builds one 3-hop circuit through three relays; everything
   the four parties compute is on the clock (origin and relays share the core), so a single relay
   sustains more than this. ``creates``: one relay answering CREATE cells (the hybrid handshake,
-  relay side) with the client's onionskins made off the clock.
+  relay side, each onionskin in its four CREATE cells) with the client's onionskins made off
+  the clock.
 
 The variants run in alternating rounds (rotating order) and each figure is the median round;
 ratios are medians of per-round ratios. Cells for the relay are encrypted before the clock
@@ -71,8 +72,10 @@ from murmur.wire.cells import (
     MessageKind,
     RelayAddress,
     RelayCommand,
+    create_bodies,
     decode_cell,
     encode_cell,
+    extend_data,
     split_message,
 )
 from murmur.wire.link import RECORD_HEADER_BYTES, FrameType
@@ -150,7 +153,8 @@ def _one_hop(relay: CircuitRelay, pair: OnionKeyPair) -> tuple[int, OriginLayers
     rng = SeededRng(2)
     circ_id = CircuitIds(PREV).allocate(relay.node_id, rng)
     skin, pending = client_onionskin(relay.node_id, pair.public, x25519_seed=rng.random_bytes(32))
-    relay.receive_cell(PREV, encode_cell(circ_id, CellCommand.CREATE, skin.encode()), 0.0)
+    for body in create_bodies(skin):
+        relay.receive_cell(PREV, encode_cell(circ_id, CellCommand.CREATE, body), 0.0)
     (created,) = relay.drain_actions()
     assert isinstance(created, SendCell)
     layers = OriginLayers()
@@ -165,11 +169,12 @@ def _middle_relay() -> tuple[CircuitRelay, int, int, OriginLayers]:
     relay = _relay(NodeId(b"\x55" * 32), pair)
     circ_id, layers = _one_hop(relay, pair)
     skin, _ = client_onionskin(NEXT, pair.public, x25519_seed=b"\x01" * 32)
-    extend = Extend(NEXT, RelayAddress("10.9.0.1", 7000), skin).encode()
+    extend = Extend(NEXT, RelayAddress("10.9.0.1", 7000), skin)
     relay.link_ready(NEXT, 0.0)
-    body = layers.wrap_forward(0, RelayCommand.EXTEND, extend)
-    relay.receive_cell(PREV, encode_cell(circ_id, CellCommand.RELAY, body), 0.0)
-    (create,) = relay.drain_actions()
+    for data in extend_data(extend):
+        body = layers.wrap_forward(0, RelayCommand.EXTEND, data)
+        relay.receive_cell(PREV, encode_cell(circ_id, CellCommand.RELAY, body), 0.0)
+    create, *_ = relay.drain_actions()
     assert isinstance(create, SendCell)
     next_id = decode_cell(create.cell).circ_id
     relay.receive_cell(NEXT, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 0.0)
@@ -183,7 +188,7 @@ def bench_cells(seconds: float) -> dict[str, float]:
     exit_pair = OnionKeyPair.generate(SeededRng(4))
     exit_relay = _relay(NodeId(b"\x66" * 32), exit_pair)
     exit_id, exit_layers = _one_hop(exit_relay, exit_pair)
-    envelope = Envelope(MessageKind.PUBLISH, "transaction", os.urandom(1500)).encode()
+    envelope = Envelope(MessageKind.PUBLISH, "transaction", os.urandom(400)).encode()
     (fragment,) = split_message(1, envelope)
     back_body = os.urandom(CELL_BODY_BYTES)
     raw = Cipher(algorithms.ChaCha20(os.urandom(32), bytes(16)), mode=None).encryptor()
@@ -340,9 +345,8 @@ def bench_builds(seconds: float) -> dict[str, float]:
         cells = []
         for _ in range(CREATES_PER_ROUND):
             skin, _ = client_onionskin(creator.node_id, pair.public, x25519_seed=os.urandom(32))
-            cells.append(
-                encode_cell(ids.allocate(creator.node_id, rng), CellCommand.CREATE, skin.encode())
-            )
+            circ_id = ids.allocate(creator.node_id, rng)
+            cells += [encode_cell(circ_id, CellCommand.CREATE, b) for b in create_bodies(skin)]
         start = time.perf_counter_ns()
         for data in cells:
             creator.receive_cell(PREV, data, 0.0)

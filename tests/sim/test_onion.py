@@ -12,6 +12,7 @@ from murmur.sim.onion import OnionKit
 from murmur.sim.results import summarise
 from murmur.sim.scenario import RunRecord, Scenario, World, draw_world
 from murmur.sim.timing import origin_events
+from murmur.wire.cells import cells_for
 
 SMALL = Scenario(nodes=30, graph="daemon", spy_fraction=0.1, tx_count=12, tx_rate_per_s=4.0)
 FAST = OnionKit(standin_crypto=True)
@@ -146,13 +147,14 @@ def test_the_default_level_sends_cover_without_losing_circuits(
 def test_cover_takes_the_cell_count_of_the_published_transactions(record: RunRecord) -> None:
     """Spies pair a transaction only with departures of its padded size, so cover must copy
     the network's sizes: before any transaction it follows the configured prior (2,048-byte
-    messages, two cells); once gossip has carried a few (250 bytes, one cell), one cell."""
+    messages, four cells); once gossip has carried a few (250 bytes, one cell), one cell."""
     log = record.log
     assert set(log.tx_cells.values()) == {1}
     first_sighting = min(s.time for s in log.first.values())
     last_sighting = max(s.time for s in log.first.values())
     before = [e.cells for e in origin_events(log) if e.time < first_sighting]
     after = [e.cells for e in origin_events(log) if e.time > last_sighting]
-    assert len(before) > 20 and before.count(2) / len(before) > 0.9
-    # With the prior weighing one message against the 12 seen, 1 draw in 13 keeps two cells.
-    assert len(after) > 20 and after.count(2) / len(after) < 3 / 13
+    prior = cells_for(2048)
+    assert len(before) > 20 and before.count(prior) / len(before) > 0.9
+    # With the prior weighing one message against the 12 seen, 1 draw in 13 keeps four cells.
+    assert len(after) > 20 and after.count(prior) / len(after) < 3 / 13

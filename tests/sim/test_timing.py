@@ -19,25 +19,35 @@ from murmur.sim.timing import (
     timing_intersection,
     timing_known_law,
 )
+from murmur.wire.cells import CREATE_CELLS, EXTEND_CELLS
 
 ORIGIN, SPY, NEXT = 7, 3, 9
 
 
-def cell(t: float, peer: int, leg: str, command: str, *, recognized: bool = False) -> CellRecord:
-    relay_command = "EXTEND" if recognized else None
+def cell(
+    t: float, peer: int, leg: str, command: str, *, recognized: bool = False, what: str = "EXTEND"
+) -> CellRecord:
+    relay_command = what if recognized else None
     return CellRecord(t, SPY, peer, 5, 1, leg, command, recognized, relay_command)
+
+
+def own_build(start: float) -> list[CellRecord]:
+    """A hop's own part of a build: the CREATE cells, then the cells of its EXTEND (the tap can
+    name only the last, which makes the relay send CREATE on), then the next hop's CREATED."""
+    creates = [cell(start + i / 1000, ORIGIN, "prev", "CREATE") for i in range(CREATE_CELLS)]
+    extend = [
+        cell(start + 0.2 + i / 1000, ORIGIN, "prev", "RELAY", recognized=True, what="?")
+        for i in range(EXTEND_CELLS - 1)
+    ]
+    extend.append(cell(start + 0.21, ORIGIN, "prev", "RELAY", recognized=True))
+    return [*creates, *extend, cell(start + 0.3, NEXT, "next", "CREATED")]
 
 
 def hop_one_build(data_at: list[float]) -> list[CellRecord]:
     """What hop 1 of a three-hop circuit sees: CREATE, its EXTEND, the third hop's extension
-    passing through (forward, then EXTENDED backward), then one cell per message."""
-    cells = [
-        cell(1.0, ORIGIN, "prev", "CREATE"),
-        cell(1.2, ORIGIN, "prev", "RELAY", recognized=True),
-        cell(1.3, NEXT, "next", "CREATED"),
-        cell(1.5, ORIGIN, "prev", "RELAY"),
-        cell(1.8, NEXT, "next", "RELAY"),
-    ]
+    passing through (EXTEND_CELLS forward, then EXTENDED backward), then one cell per message."""
+    passing = [cell(1.5 + i / 1000, ORIGIN, "prev", "RELAY") for i in range(EXTEND_CELLS)]
+    cells = [*own_build(1.0), *passing, cell(1.8, NEXT, "next", "RELAY")]
     return cells + [cell(t, ORIGIN, "prev", "RELAY") for t in data_at]
 
 
@@ -56,16 +66,28 @@ def test_hop_one_knows_its_position_from_the_build() -> None:
 
 
 def test_hop_two_sees_no_extension_pass_and_is_not_hop_one() -> None:
-    cells = [
-        cell(1.0, ORIGIN, "prev", "CREATE"),
-        cell(1.4, ORIGIN, "prev", "RELAY", recognized=True),
-        cell(1.5, NEXT, "next", "CREATED"),
-        cell(5.0, ORIGIN, "prev", "RELAY"),
-    ]
+    cells = [*own_build(1.0), cell(5.0, ORIGIN, "prev", "RELAY")]
     log = log_with(cells, {b"tx": 5.3})
     assert circuit_positions(log) == {(SPY, 1): (2, ORIGIN)}
     assert origin_events(log) == []
     assert timing(log) == {}
+
+
+def test_a_message_as_long_as_an_extend_but_unanswered_is_no_extension() -> None:
+    """Hop 2 relays a message of EXTEND_CELLS cells, then another: nothing came back, so
+    neither was an extension passing through (it stays hop 2)."""
+    message = [cell(5.0 + i / 1000, ORIGIN, "prev", "RELAY") for i in range(EXTEND_CELLS)]
+    cells = [*own_build(1.0), *message, cell(9.0, ORIGIN, "prev", "RELAY")]
+    assert circuit_positions(log_with(cells, {})) == {(SPY, 1): (2, ORIGIN)}
+
+
+def test_a_run_answered_at_another_length_is_no_extension() -> None:
+    cells = [
+        *own_build(1.0),
+        cell(5.0, ORIGIN, "prev", "RELAY"),
+        cell(5.1, NEXT, "next", "RELAY"),  # a reply, say: one cell out, one back
+    ]
+    assert circuit_positions(log_with(cells, {})) == {(SPY, 1): (2, ORIGIN)}
 
 
 def test_the_exit_reads_data_not_an_extend() -> None:

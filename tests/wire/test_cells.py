@@ -16,6 +16,12 @@ from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CELL_BODY_BYTES,
     CELL_BYTES,
+    CREATE_BYTES,
+    CREATE_CELLS,
+    CREATE_CHUNK_BYTES,
+    EXTEND_BYTES,
+    EXTEND_CELLS,
+    EXTEND_PADDED_BYTES,
     FRAGMENT_CHUNK_BYTES,
     MAX_ENVELOPE_BYTES,
     MAX_FRAGMENTS,
@@ -36,14 +42,18 @@ from murmur.wire.cells import (
     TruncateReason,
     cells_for,
     check_buckets,
+    create_bodies,
     decode_cell,
+    decode_create_body,
     decode_destroy,
+    decode_extend_data,
     decode_extended,
     decode_relay_plaintext,
     decode_truncated,
     encode_cell,
     encode_reason,
     encode_relay_plaintext,
+    extend_data,
     pad_message,
     pad_to_bucket,
     padded_size,
@@ -54,16 +64,19 @@ from murmur.wire.cells import (
 SKIN = Onionskin(b"k" * 32, b"x" * 32, b"c" * 1568)
 
 
-def test_sizes_leave_room_for_a_whole_extend() -> None:
-    assert CELL_BYTES == 2048 and CELL_BODY_BYTES == 2043
+def test_the_smallest_bucket_fits_one_cell_and_handshakes_span_four() -> None:
+    assert CELL_BYTES == 5 + 21 + 8 + 512 == 546 and CELL_BODY_BYTES == 541
+    assert PADDING_BUCKETS_BYTES[0] == FRAGMENT_CHUNK_BYTES and RELAY_DATA_BYTES == 520
+    assert cells_for(PADDING_BUCKETS_BYTES[0]) == 1
     extend = Extend(NodeId(b"n" * 32), RelayAddress("2001:db8::1", 443), SKIN).encode()
-    assert len(extend) <= RELAY_DATA_BYTES
-    assert ONIONSKIN_BYTES <= CELL_BODY_BYTES
+    assert len(extend) == EXTEND_BYTES == 1683
+    assert (CREATE_CHUNK_BYTES, CREATE_CELLS, EXTEND_CELLS) == (533, 4, 4)
+    assert CREATE_BYTES >= ONIONSKIN_BYTES and EXTEND_PADDED_BYTES >= EXTEND_BYTES
     assert MAX_FRAGMENTS * FRAGMENT_CHUNK_BYTES >= MAX_ENVELOPE_BYTES
 
 
 @pytest.mark.parametrize("command", list(CellCommand))
-@pytest.mark.parametrize("body", [b"", b"\x01", bytes(range(256)) * 7, b"\xff" * CELL_BODY_BYTES])
+@pytest.mark.parametrize("body", [b"", b"\x01", bytes(range(256)) * 2, b"\xff" * CELL_BODY_BYTES])
 def test_every_cell_is_cell_bytes_long(command: CellCommand, body: bytes) -> None:
     data = encode_cell(0x8000_0001, command, body)
     assert len(data) == CELL_BYTES
@@ -90,18 +103,18 @@ def test_cell_rejections() -> None:
 
 
 def test_create_created_destroy_bodies() -> None:
-    assert (
-        Onionskin.decode_body(decode_cell(encode_cell(1, CellCommand.CREATE, SKIN.encode())).body)
-        == SKIN
-    )
+    cells = [encode_cell(1, CellCommand.CREATE, body) for body in create_bodies(SKIN)]
+    assert len(cells) == CREATE_CELLS and {len(c) for c in cells} == {CELL_BYTES}
+    parts = [decode_create_body(decode_cell(c).body) for c in cells]
+    assert [(p.message_id, p.index, p.count) for p in parts] == [(0, i, 4) for i in range(4)]
+    message = b"".join(p.chunk for p in parts)
+    assert len(message) == CREATE_BYTES and Onionskin.decode_body(message) == SKIN
     created = Created(b"y" * 32, b"a" * 32)
     assert Created.decode_body(encode_cell(1, CellCommand.CREATED, created.encode())[5:]) == created
     body = encode_cell(1, CellCommand.DESTROY, encode_reason(DestroyReason.TIMEOUT))[5:]
     assert decode_destroy(body) is DestroyReason.TIMEOUT
     with pytest.raises(RemoteProtocolError):
-        Onionskin.decode_body(
-            SKIN.encode() + b"\x01" + bytes(CELL_BODY_BYTES - ONIONSKIN_BYTES - 1)
-        )
+        Onionskin.decode_body(SKIN.encode() + b"\x01" + bytes(CREATE_BYTES - ONIONSKIN_BYTES - 1))
     with pytest.raises(RemoteProtocolError):
         decode_destroy(bytes(CELL_BODY_BYTES))
 
@@ -122,6 +135,28 @@ def test_relay_plaintext_round_trip_and_padding_check() -> None:
 def test_extend_round_trip(host: str) -> None:
     extend = Extend(NodeId(b"n" * 32), RelayAddress(host, 9000), SKIN)
     assert Extend.decode(extend.encode()) == extend
+    data = extend_data(extend)
+    assert len(data) == EXTEND_CELLS and {len(d) for d in data} == {RELAY_DATA_BYTES}
+    message = b"".join(decode_extend_data(d).chunk for d in data)
+    assert len(message) == EXTEND_PADDED_BYTES and Extend.decode(message) == extend
+    with pytest.raises(RemoteProtocolError):
+        Extend.decode(message[:-1] + b"\x01")
+
+
+def test_handshake_fragment_rejections() -> None:
+    body = create_bodies(SKIN)[1]
+    data = extend_data(Extend(NodeId(b"n" * 32), RelayAddress("10.0.0.1", 1), SKIN))[1]
+    for bad in [
+        Fragment(1, 1, CREATE_CELLS, body[8:]).encode(),  # not message id 0
+        Fragment(0, 1, CREATE_CELLS + 1, body[8:]).encode(),  # another cell count
+        body[:-1],  # short chunk
+        Fragment(0, 3, 4, b"x").encode(),  # a short last chunk: handshakes are zero-padded
+    ]:
+        with pytest.raises(RemoteProtocolError, match="bad_fragment"):
+            decode_create_body(bad)
+    for bad in [Fragment(7, 1, EXTEND_CELLS, data[8:]).encode(), data[:-1], data + b"\0"]:
+        with pytest.raises(RemoteProtocolError, match="bad_fragment"):
+            decode_extend_data(bad)
 
 
 def test_address_validation() -> None:
@@ -198,7 +233,7 @@ def test_padded_size_picks_the_smallest_bucket_that_holds_the_message(
 
 
 def test_cells_per_bucket() -> None:
-    assert [cells_for(b) for b in PADDING_BUCKETS_BYTES] == [1, 2, 5, 17, 66]
+    assert [cells_for(b) for b in PADDING_BUCKETS_BYTES] == [1, 4, 16, 64, 256]
     assert cells_for(0) == 1 and cells_for(MAX_ENVELOPE_BYTES) == MAX_FRAGMENTS
 
 
@@ -235,6 +270,8 @@ DECODERS: list[Callable[[bytes], object]] = [
     decode_extended,
     decode_truncated,
     Fragment.decode,
+    decode_create_body,
+    decode_extend_data,
     Envelope.decode,
     unpad_message,
 ]
@@ -243,10 +280,12 @@ DECODERS: list[Callable[[bytes], object]] = [
 @settings(max_examples=300, deadline=None)
 @given(
     data=st.one_of(
-        st.binary(max_size=2100),
+        st.binary(max_size=2200),
         st.binary(min_size=CELL_BYTES, max_size=CELL_BYTES),
         st.binary(min_size=CELL_BODY_BYTES, max_size=CELL_BODY_BYTES),
         st.builds(lambda head: head + bytes(CELL_BODY_BYTES - len(head)), st.binary(max_size=40)),
+        st.builds(lambda head: head + bytes(CREATE_BYTES - len(head)), st.binary(max_size=80)),
+        st.builds(lambda head: head + bytes(RELAY_DATA_BYTES - len(head)), st.binary(max_size=12)),
     ),
     which=st.sampled_from(DECODERS),
 )

@@ -9,10 +9,11 @@ estimator pairs them.
    circuit was built through it, without reading anything it should not. With telescoping
    (CREATE, then one EXTEND per further hop through the hops already built), a hop that reads
    an EXTEND addressed to itself is not the last hop; each further extension then passes
-   through it as a forward cell it cannot read, answered at once by a backward cell (EXTENDED)
-   from its successor. A hop that relayed ``k`` such round trips is hop ``hops - 1 - k``
-   (1-based); with three hops, hop 1 sees exactly one, hop 2 none, the exit reads DATA and
-   never an EXTEND. So a spy at hop 1 *knows* its predecessor is the origin.
+   through it as a run of forward cells it cannot read (an EXTEND spans ``EXTEND_CELLS``
+   cells), answered at once by a backward cell (EXTENDED) from its successor. A hop that
+   relayed ``k`` such round trips is hop ``hops - 1 - k`` (1-based); with three hops, hop 1
+   sees exactly one, hop 2 none, the exit reads DATA and never an EXTEND. So a spy at hop 1
+   *knows* its predecessor is the origin.
 2. **Events** (:func:`origin_events`). At a spy that is hop 1, every later forward cell it
    cannot read is a private message leaving the origin (one event per burst of cells, which
    it counts: padding makes the count the message's size bucket). A link observer on a
@@ -62,7 +63,7 @@ from typing import NamedTuple
 
 from murmur.crypto.aead import TAG_BYTES
 from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord
-from murmur.wire.cells import CELL_BYTES
+from murmur.wire.cells import CELL_BYTES, EXTEND_CELLS
 from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
 
 WINDOW_S = 4.0
@@ -396,12 +397,13 @@ def _cells_by_circuit(cells: Iterable[CellRecord]) -> dict[tuple[int, int], list
 def _build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, list[CellRecord]]:
     """(read an EXTEND, extensions relayed after it, forward cells after the build).
 
-    After its own EXTEND, a hop counts forward cells it cannot read that its successor answers
-    with a backward cell; once ``hops - 2`` have passed (or a forward cell goes unanswered),
-    every further unreadable forward cell is a message."""
+    After its own EXTEND, a hop counts runs of :data:`EXTEND_CELLS` forward cells it cannot
+    read that its successor answers with a backward cell (an EXTEND passing through, answered
+    by EXTENDED); once ``hops - 2`` have passed, or a run grows longer or is answered at
+    another length, every further unreadable forward cell is a message."""
     extended = False
     extensions = 0
-    forward: CellRecord | None = None
+    run: list[CellRecord] = []
     data: list[CellRecord] = []
     building = True
     for cell in cells:
@@ -414,19 +416,19 @@ def _build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, lis
                 data.append(cell)
             continue
         if is_forward:
-            if forward is not None:
+            run.append(cell)
+            if extensions >= hops - 2 or len(run) > EXTEND_CELLS:
                 building = False
-                data += [forward, cell]
-                continue
-            forward = cell
-            if extensions >= hops - 2:
+                data += run
+        elif cell.leg == "next" and cell.command == "RELAY" and run:
+            if len(run) == EXTEND_CELLS:
+                extensions += 1
+            else:
                 building = False
-                data.append(cell)
-        elif cell.leg == "next" and cell.command == "RELAY" and forward is not None:
-            extensions += 1
-            forward = None
-    if building and forward is not None:
-        data.append(forward)
+                data += run
+            run = []
+    if building:
+        data += run
     return extended, extensions, data
 
 

@@ -1,18 +1,27 @@
 """Fixed-size circuit cells and the relay messages they carry (docs/protocol/circuits.md).
 
-Theory of operation. Every cell on a link is exactly :data:`CELL_BYTES` (2048) bytes:
-``circ_id (u32) || command (u8) || body (2043 bytes)``, whatever the command, the hop position or
+Theory of operation. Every cell on a link is exactly :data:`CELL_BYTES` (546) bytes:
+``circ_id (u32) || command (u8) || body (541 bytes)``, whatever the command, the hop position or
 the payload, so cell sizes tell nobody anything. The circuit id is per link and chosen by the
 side that creates the circuit on that link (its top bit says which side, so the two ends never
-collide). CREATE, CREATED and DESTROY bodies are a fixed layout followed by zero padding; a RELAY
-body is onion-encrypted and only the hop it is meant for can read it.
+collide). CREATED and DESTROY bodies are a fixed layout followed by zero padding; a RELAY body
+is onion-encrypted and only the hop it is meant for can read it.
 
 A RELAY body, once the right hop has removed its layer, reads
 ``recognized (u16, 0) || digest (16 B) || relay_command (u8) || length (u16) || data || zeros``.
 The digest is a per-hop MAC filled in by :mod:`murmur.overlay.circuits.layers`; this module only
 lays the bytes out. Relay messages (EXTEND, EXTENDED, DATA, COVER, REPLY, TRUNCATED) are parsed
-from ``data``. The 2048-byte size lets one cell carry a whole hybrid onionskin (X25519 key plus
-a 1,568-byte ML-KEM-1024 ciphertext), so circuit extension never needs fragments.
+from ``data``.
+
+The cell size is derived, not chosen: a DATA cell is cell header + relay header + fragment
+header + one chunk, and the chunk is the smallest padding bucket (512 bytes), so the commonest
+message (a transaction padded to 512 bytes, and the cover that copies it) is one cell. The
+hybrid onionskin (1,632 bytes) no longer fits a cell, so the two handshake messages span cells,
+as Tor's proposal 340 lets relay messages do: CREATE is :data:`CREATE_CELLS` CREATE cells whose
+bodies are fragments, and EXTEND is :data:`EXTEND_CELLS` EXTEND relay cells whose data are
+fragments. Both are zero-padded to a fixed length first (:func:`handshake_fragments`), so their
+cell counts never depend on the content (an IPv6 next hop takes as many cells as an IPv4 one).
+Handshake fragments carry message id 0, which DATA and REPLY never use.
 
 A message that spans DATA or REPLY cells is padded before it is cut into fragments (seed §2.1):
 ``length (u32) || message || random padding``, to the smallest size bucket that holds it
@@ -40,28 +49,47 @@ from murmur.base.rng import Rng
 from murmur.crypto.kem import MLKEM_CIPHERTEXT_BYTES, X25519_BYTES
 from murmur.wire.codec import Reader, Writer
 
-CELL_BYTES = 2048
+PADDING_BUCKETS_BYTES: tuple[int, ...] = (512, 2048, 8192, 32768, 131_072)
+"""The seed's size buckets (§2.1): tiny, small (a typical transaction), medium, large, 128 KiB."""
 CELL_HEADER = struct.Struct(">IB")
 CELL_HEADER_BYTES = CELL_HEADER.size
-CELL_BODY_BYTES = CELL_BYTES - CELL_HEADER_BYTES
+RELAY_HEADER = struct.Struct(">H16sBH")
+RELAY_HEADER_BYTES = RELAY_HEADER.size
+FRAGMENT_HEADER = struct.Struct(">IHH")
+FRAGMENT_HEADER_BYTES = FRAGMENT_HEADER.size
+FRAGMENT_CHUNK_BYTES = PADDING_BUCKETS_BYTES[0]
+"""A DATA cell carries one whole smallest-bucket message."""
+RELAY_DATA_BYTES = FRAGMENT_HEADER_BYTES + FRAGMENT_CHUNK_BYTES
+CELL_BODY_BYTES = RELAY_HEADER_BYTES + RELAY_DATA_BYTES
+CELL_BYTES = CELL_HEADER_BYTES + CELL_BODY_BYTES
+"""5 + 21 + 8 + 512 = 546 bytes."""
 CIRC_ID_SIDE_BIT = 0x8000_0000
 """Set in every circuit id created by the side whose node id sorts lower."""
 
-RELAY_HEADER = struct.Struct(">H16sBH")
-RELAY_HEADER_BYTES = RELAY_HEADER.size
 DIGEST_OFFSET = 2
 DIGEST_BYTES = 16
 DIGEST_END = DIGEST_OFFSET + DIGEST_BYTES
-RELAY_DATA_BYTES = CELL_BODY_BYTES - RELAY_HEADER_BYTES
 
 KEY_ID_BYTES = 32
 ONIONSKIN_BYTES = KEY_ID_BYTES + X25519_BYTES + MLKEM_CIPHERTEXT_BYTES
 AUTH_BYTES = 32
 CREATED_BYTES = X25519_BYTES + AUTH_BYTES
+MAX_ADDRESS_BYTES = 1 + 16 + 2
+"""An IPv6 relay address: family, IP, port."""
+EXTEND_BYTES = NODE_ID_BYTES + MAX_ADDRESS_BYTES + ONIONSKIN_BYTES
+"""An EXTEND with an IPv6 address; shorter ones are zero-padded to this length."""
 
-FRAGMENT_HEADER = struct.Struct(">IHH")
-FRAGMENT_HEADER_BYTES = FRAGMENT_HEADER.size
-FRAGMENT_CHUNK_BYTES = RELAY_DATA_BYTES - FRAGMENT_HEADER_BYTES
+HANDSHAKE_MESSAGE_ID = 0
+"""Message id of CREATE and EXTEND fragments (DATA and REPLY ids start at 1)."""
+CREATE_CHUNK_BYTES = CELL_BODY_BYTES - FRAGMENT_HEADER_BYTES
+"""A CREATE body is a fragment header and a full chunk, with no relay header."""
+CREATE_CELLS = -(-ONIONSKIN_BYTES // CREATE_CHUNK_BYTES)
+EXTEND_CELLS = -(-EXTEND_BYTES // FRAGMENT_CHUNK_BYTES)
+CREATE_BYTES = CREATE_CELLS * CREATE_CHUNK_BYTES
+"""A reassembled CREATE: the onionskin and zero padding."""
+EXTEND_PADDED_BYTES = EXTEND_CELLS * FRAGMENT_CHUNK_BYTES
+"""A reassembled EXTEND: its fields and zero padding."""
+
 MAX_MESSAGE_BYTES = 131_072
 """Largest payload one circuit message carries (a transaction, a sync request or response)."""
 MAX_TOPIC_BYTES = 64
@@ -70,8 +98,6 @@ PADDING_LENGTH_BYTES = PADDING_LENGTH.size
 MAX_ENVELOPE_BYTES = PADDING_LENGTH_BYTES + 2 + MAX_TOPIC_BYTES + MAX_MESSAGE_BYTES
 """Largest padded message (length, envelope header, topic, payload): also the padding ceiling."""
 MAX_FRAGMENTS = -(-MAX_ENVELOPE_BYTES // FRAGMENT_CHUNK_BYTES)
-PADDING_BUCKETS_BYTES: tuple[int, ...] = (512, 2048, 8192, 32768, 131_072)
-"""The seed's size buckets (§2.1): tiny, small (a typical transaction), medium, large, 128 KiB."""
 
 _ZERO_BODY = bytes(CELL_BODY_BYTES)
 
@@ -174,7 +200,7 @@ def _expect_zeros(r: Reader) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Onionskin:
-    """The client's half of the circuit handshake (CREATE body, EXTEND payload)."""
+    """The client's half of the circuit handshake (CREATE cells, EXTEND payload)."""
 
     key_id: bytes
     x25519_public: bytes
@@ -316,9 +342,10 @@ class Extend:
 
     @classmethod
     def decode(cls, data: bytes) -> Extend:
+        """Parses a reassembled EXTEND: the fields, then zero padding (see :func:`extend_data`)."""
         r = Reader(data)
         msg = cls(NodeId(r.pull_bytes(NODE_ID_BYTES)), RelayAddress.pull(r), Onionskin.pull(r))
-        r.expect_end()
+        _expect_zeros(r)
         return msg
 
 
@@ -349,16 +376,70 @@ class Fragment:
         return FRAGMENT_HEADER.pack(self.message_id, self.index, self.count) + self.chunk
 
     @classmethod
-    def decode(cls, data: bytes) -> Fragment:
+    def decode(cls, data: bytes, *, chunk_bytes: int = FRAGMENT_CHUNK_BYTES) -> Fragment:
+        """A fragment whose chunk is the rest of ``data``: at most ``chunk_bytes``, exactly that
+        unless it is the last."""
         if len(data) < FRAGMENT_HEADER_BYTES:
             raise RemoteProtocolError("truncated", "fragment header")
         message_id, index, count = FRAGMENT_HEADER.unpack_from(data)
         if not 0 < count <= MAX_FRAGMENTS or index >= count:
             raise RemoteProtocolError("bad_fragment", f"{index}/{count}")
         chunk = bytes(data[FRAGMENT_HEADER_BYTES:])
-        if not chunk or (index < count - 1 and len(chunk) != FRAGMENT_CHUNK_BYTES):
+        if (
+            not chunk
+            or len(chunk) > chunk_bytes
+            or (index < count - 1 and len(chunk) != chunk_bytes)
+        ):
             raise RemoteProtocolError("bad_fragment", "chunk size")
         return cls(message_id, index, count, chunk)
+
+
+# --- handshakes that span cells ----------------------------------------------------------------
+
+
+def _handshake_fragments(message: bytes, cells: int, chunk_bytes: int) -> list[Fragment]:
+    """``message`` zero-padded to ``cells`` full chunks, cut into fragments of message id 0."""
+    size = cells * chunk_bytes
+    if len(message) > size:
+        raise ValueError("handshake message too long")
+    padded = message + bytes(size - len(message))
+    return [
+        Fragment(HANDSHAKE_MESSAGE_ID, i, cells, padded[i * chunk_bytes : (i + 1) * chunk_bytes])
+        for i in range(cells)
+    ]
+
+
+def _decode_handshake_fragment(data: bytes, cells: int, chunk_bytes: int) -> Fragment:
+    fragment = Fragment.decode(data, chunk_bytes=chunk_bytes)
+    if fragment.message_id != HANDSHAKE_MESSAGE_ID:
+        raise RemoteProtocolError("bad_fragment", "handshake message id")
+    if fragment.count != cells or len(fragment.chunk) != chunk_bytes:
+        raise RemoteProtocolError("bad_fragment", "handshake fragment size")
+    return fragment
+
+
+def create_bodies(onionskin: Onionskin) -> list[bytes]:
+    """The bodies of the :data:`CREATE_CELLS` CREATE cells that carry ``onionskin``."""
+    parts = _handshake_fragments(onionskin.encode(), CREATE_CELLS, CREATE_CHUNK_BYTES)
+    return [part.encode() for part in parts]
+
+
+def decode_create_body(body: bytes) -> Fragment:
+    """One CREATE cell's fragment; reassembled in order, they give :data:`CREATE_BYTES` bytes
+    for :meth:`Onionskin.decode_body`."""
+    return _decode_handshake_fragment(body, CREATE_CELLS, CREATE_CHUNK_BYTES)
+
+
+def extend_data(extend: Extend) -> list[bytes]:
+    """The data of the :data:`EXTEND_CELLS` EXTEND relay cells that carry ``extend``."""
+    parts = _handshake_fragments(extend.encode(), EXTEND_CELLS, FRAGMENT_CHUNK_BYTES)
+    return [part.encode() for part in parts]
+
+
+def decode_extend_data(data: bytes) -> Fragment:
+    """One EXTEND relay cell's fragment; reassembled in order, they give :data:`EXTEND_PADDED_BYTES`
+    bytes for :meth:`Extend.decode`."""
+    return _decode_handshake_fragment(data, EXTEND_CELLS, FRAGMENT_CHUNK_BYTES)
 
 
 def check_buckets(buckets: Sequence[int]) -> None:

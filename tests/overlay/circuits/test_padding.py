@@ -64,7 +64,7 @@ def test_without_padding_the_cell_count_follows_the_size(net: Network) -> None:
         since = len(net.wire)
         origin.host.send("transaction", b"u" * size, net.now, buckets=())
         counts.append(len(_cells_from(net, origin, since)))
-    assert counts == [1, 2, 4]
+    assert counts == [1, 6, 14]  # 117, 3,017 and 7,017 bytes framed, 512 per cell
 
 
 def test_a_cover_message_takes_its_buckets_cells_and_the_exit_drops_them_all(
@@ -74,12 +74,12 @@ def test_a_cover_message_takes_its_buckets_cells_and_the_exit_drops_them_all(
     since = len(net.wire)
     assert origin.host.send_cover(net.now, padded_bytes=8192)
     cells = _cells_from(net, origin, since)
-    assert len(cells) == cells_for(8192) == 5
+    assert len(cells) == cells_for(8192) == 16
     assert len({dst for dst, _ in cells}) == 1
     net.run_until(2.0)
     assert [p for n in net.nodes.values() for p in n.published] == []
     dropped = [n.host.relay.counters.get("exit_cover_dropped") for n in net.nodes.values()]
-    assert sorted(d for d in dropped if d) == [5]
+    assert sorted(d for d in dropped if d) == [16]
     assert origin.host.client.counters.get("cover_messages_sent") == 1
 
 

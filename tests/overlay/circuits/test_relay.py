@@ -20,7 +20,12 @@ from murmur.overlay.circuits.relay import CircuitRelay
 from murmur.overlay.shaping import DelayRange
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
+    CELL_BODY_BYTES,
     CELL_BYTES,
+    CREATE_BYTES,
+    CREATE_CELLS,
+    CREATE_CHUNK_BYTES,
+    ONIONSKIN_BYTES,
     CellCommand,
     Created,
     DestroyReason,
@@ -28,16 +33,19 @@ from murmur.wire.cells import (
     Extend,
     Fragment,
     MessageKind,
+    Onionskin,
     RelayAddress,
     RelayCommand,
     RelayMessage,
     TruncateReason,
     cells_for,
     decode_cell,
+    decode_create_body,
     decode_destroy,
     decode_relay_plaintext,
     decode_truncated,
     encode_cell,
+    extend_data,
     split_message,
     unpad_message,
 )
@@ -79,11 +87,13 @@ class HandOrigin:
     def __init__(self, relay: CircuitRelay, peer: NodeId = PEER, seed: int = 2) -> None:
         rng = SeededRng(seed)
         self.relay, self.peer = relay, peer
+        self.extended_with: Onionskin | None = None
         self.circ_id = CircuitIds(peer).allocate(relay.node_id, rng)
         skin, pending = client_onionskin(
             relay.node_id, PAIR.public, x25519_seed=rng.random_bytes(32)
         )
-        relay.receive_cell(peer, encode_cell(self.circ_id, CellCommand.CREATE, skin.encode()), 0.0)
+        for cell_bytes in _create_cells(self.circ_id, skin.encode()):
+            relay.receive_cell(peer, cell_bytes, 0.0)
         (action,) = relay.drain_actions()
         assert isinstance(action, SendCell) and action.peer == peer
         cell = decode_cell(action.cell)
@@ -95,10 +105,26 @@ class HandOrigin:
         body = self.layers.wrap_forward(0, command, data)
         self.relay.receive_cell(self.peer, encode_cell(self.circ_id, CellCommand.RELAY, body), now)
 
+    def extend(self, extend: Extend, now: float = 0.0) -> None:
+        for data in extend_data(extend):
+            self.send(RelayCommand.EXTEND, data, now)
+
     def open(self, cell_bytes: bytes) -> RelayMessage:
         cell = decode_cell(cell_bytes)
         assert cell.circ_id == self.circ_id and cell.command is CellCommand.RELAY
         return self.layers.unwrap_backward(cell.body)[1]
+
+
+def _create_cells(circ_id: int, message: bytes) -> list[bytes]:
+    """The CREATE cells carrying ``message`` (an onionskin, or hostile bytes as long)."""
+    padded = message + bytes(CREATE_BYTES - len(message))
+    chunks = [
+        padded[i : i + CREATE_CHUNK_BYTES] for i in range(0, CREATE_BYTES, CREATE_CHUNK_BYTES)
+    ]
+    return [
+        encode_cell(circ_id, CellCommand.CREATE, Fragment(0, i, len(chunks), c).encode())
+        for i, c in enumerate(chunks)
+    ]
 
 
 def _cells(relay: CircuitRelay) -> list[SendCell]:
@@ -172,10 +198,142 @@ def test_create_in_the_wrong_half_of_the_id_space_is_dropped() -> None:
 def test_bad_create_is_answered_with_destroy(body: bytes, reason: DestroyReason) -> None:
     s = make_relay()
     circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(3))
-    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.CREATE, body), 0.0)
+    for cell_bytes in _create_cells(circ_id, body):
+        s.relay.receive_cell(PEER, cell_bytes, 0.0)
     (destroy,) = _cells(s.relay)
     assert decode_destroy(decode_cell(destroy.cell).body) is reason
     assert s.relay.circuit_count == 0
+
+
+def _skin_cells(seed: int, circ_id: int) -> list[bytes]:
+    skin, _ = client_onionskin(RELAY_ID, PAIR.public, x25519_seed=bytes([seed]) * 32)
+    return _create_cells(circ_id, skin.encode())
+
+
+def test_a_create_is_answered_once_its_last_cell_is_in() -> None:
+    s = make_relay()
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(3))
+    cells = _skin_cells(1, circ_id)
+    for cell_bytes in cells[:-1]:
+        s.relay.receive_cell(PEER, cell_bytes, 0.0)
+    assert s.relay.drain_actions() == [] and s.relay.circuit_count == 0
+    assert s.relay.next_deadline() == pytest.approx(s.relay.config.create_timeout_s)
+    s.relay.receive_cell(PEER, cells[-1], 0.1)
+    (created,) = _cells(s.relay)
+    assert decode_cell(created.cell).command is CellCommand.CREATED
+    assert s.relay.circuit_count == 1
+
+
+def test_a_create_that_stops_halfway_times_out_with_destroy() -> None:
+    s = make_relay()
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(3))
+    for cell_bytes in _skin_cells(1, circ_id)[:2]:
+        s.relay.receive_cell(PEER, cell_bytes, 1.0)
+    s.relay.handle_timer(1.0 + s.relay.config.create_timeout_s)
+    (destroy,) = _cells(s.relay)
+    assert decode_cell(destroy.cell).circ_id == circ_id
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.TIMEOUT
+    assert s.relay.counters.get("create_reassembly_expired") == 1
+    assert s.relay.next_deadline() == s.relay._rotate_at  # nothing pending any more
+
+
+def test_create_cells_out_of_order_or_orphaned_are_refused_and_counted() -> None:
+    s = make_relay()
+    ids = CircuitIds(PEER)
+    first, second = ids.allocate(RELAY_ID, SeededRng(3)), ids.allocate(RELAY_ID, SeededRng(4))
+    cells = _skin_cells(1, first)
+    s.relay.receive_cell(PEER, cells[0], 0.0)
+    s.relay.receive_cell(PEER, cells[2], 0.0)  # skips index 1
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.PROTOCOL
+    assert s.relay.counters.get("drop_bad_fragment") == 1
+    s.relay.receive_cell(PEER, _skin_cells(1, second)[1], 0.0)  # continues nothing
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("drop_orphan_create") == 1
+
+
+def test_partly_received_creates_are_bounded_per_peer_and_dropped_with_the_peer() -> None:
+    s = make_relay(RelayConfig(max_pending_creates_per_peer=2))
+    ids = CircuitIds(PEER)
+    circ_ids = [ids.allocate(RELAY_ID, SeededRng(10 + i)) for i in range(3)]
+    for circ_id in circ_ids:
+        s.relay.receive_cell(PEER, _skin_cells(1, circ_id)[0], 0.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_cell(destroy.cell).circ_id == circ_ids[2]
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RESOURCE
+    s.relay.peer_disconnected(PEER, 1.0)
+    s.relay.receive_cell(PEER, _skin_cells(1, circ_ids[0])[1], 1.0)
+    assert s.relay.counters.get("drop_orphan_create") == 1
+    assert s.relay.next_deadline() == s.relay._rotate_at
+
+
+def test_destroy_abandons_a_create_in_progress() -> None:
+    s = make_relay()
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(3))
+    s.relay.receive_cell(PEER, _skin_cells(1, circ_id)[0], 0.0)
+    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.DESTROY, b"\x01"), 0.0)
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("creates_abandoned") == 1
+    assert s.relay.next_deadline() == s.relay._rotate_at
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 3),  # which circuit id
+            st.integers(0, CREATE_CELLS),  # a cell of a real CREATE, or (CREATE_CELLS) garbage
+            st.binary(max_size=CELL_BODY_BYTES),
+        ),
+        max_size=30,
+    )
+)
+def test_any_sequence_of_create_cells_never_raises_and_leaves_nothing_behind(
+    steps: list[tuple[int, int, bytes]],
+) -> None:
+    s = make_relay(RelayConfig(max_pending_creates_per_peer=2))
+    ids = CircuitIds(PEER)
+    circ_ids = [ids.allocate(RELAY_ID, SeededRng(20 + i)) for i in range(4)]
+    real = [_skin_cells(7, c) for c in circ_ids]
+    for which, index, garbage in steps:
+        if index < CREATE_CELLS:
+            data = real[which][index]
+        else:
+            data = encode_cell(circ_ids[which], CellCommand.CREATE, garbage)
+        s.relay.receive_cell(PEER, data, 0.0)
+        s.relay.drain_actions()
+        assert len(s.relay._creates) <= 2
+    s.relay.handle_timer(s.relay.config.create_timeout_s)
+    assert not s.relay._creates and not s.relay._creates_per_peer
+
+
+def test_an_extend_that_stops_halfway_destroys_its_circuit() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x01" * 32)
+    data = extend_data(Extend(TARGET, RelayAddress("10.9.0.1", 7), skin))
+    for part in data[:-1]:
+        origin.send(RelayCommand.EXTEND, part, now=1.0)
+    assert s.relay.drain_actions() == []
+    s.relay.handle_timer(1.0 + s.relay.config.extend_timeout_s)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.TIMEOUT
+    assert s.relay.counters.get("extend_reassembly_expired") == 1
+    assert s.relay.circuit_count == 0 and s.relay._reassembly_bytes == 0
+
+
+def test_data_in_the_middle_of_an_extend_destroys_the_circuit() -> None:
+    s = make_relay()
+    origin = HandOrigin(s.relay)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x01" * 32)
+    origin.send(
+        RelayCommand.EXTEND, extend_data(Extend(TARGET, RelayAddress("10.9.0.1", 7), skin))[0]
+    )
+    origin.send(RelayCommand.DATA, _publish("t", b"x")[0])
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.PROTOCOL
+    assert s.relay.counters.get("drop_bad_relay_command") == 1
+    assert s.relay.circuit_count == 0 and s.relay._reassembly_bytes == 0
 
 
 @pytest.mark.parametrize("target", [PEER, RELAY_ID])
@@ -183,7 +341,7 @@ def test_extend_loops_are_refused(target: NodeId) -> None:
     s = make_relay()
     origin = HandOrigin(s.relay)
     skin, _ = client_onionskin(target, PAIR.public, x25519_seed=b"\x01" * 32)
-    origin.send(RelayCommand.EXTEND, Extend(target, RelayAddress("10.1.0.1", 1), skin).encode())
+    origin.extend(Extend(target, RelayAddress("10.1.0.1", 1), skin))
     (reply,) = _cells(s.relay)
     message = origin.open(reply.cell)
     assert message.command is RelayCommand.TRUNCATED
@@ -194,7 +352,8 @@ def test_extend_loops_are_refused(target: NodeId) -> None:
 def _extend_to_target(s: Setup) -> HandOrigin:
     origin = HandOrigin(s.relay)
     skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x01" * 32)
-    origin.send(RelayCommand.EXTEND, Extend(TARGET, RelayAddress("10.9.0.1", 7), skin).encode())
+    origin.extended_with = skin
+    origin.extend(Extend(TARGET, RelayAddress("10.9.0.1", 7), skin))
     return origin
 
 
@@ -203,10 +362,14 @@ def test_extend_to_a_new_node_dials_then_creates_with_a_fresh_id() -> None:
     origin = _extend_to_target(s)
     assert s.relay.drain_actions() == [ConnectTo(TARGET, RelayAddress("10.9.0.1", 7))]
     s.relay.link_ready(TARGET, 0.1)
-    (create,) = _cells(s.relay)
-    cell = decode_cell(create.cell)
-    assert create.peer == TARGET and cell.command is CellCommand.CREATE
+    creates = _cells(s.relay)
+    assert len(creates) == CREATE_CELLS and {c.peer for c in creates} == {TARGET}
+    cells = [decode_cell(c.cell) for c in creates]
+    assert {(c.command, c.circ_id) for c in cells} == {(CellCommand.CREATE, cells[0].circ_id)}
+    cell = cells[0]
     assert cell.circ_id != origin.circ_id
+    onionskin = b"".join(decode_create_body(c.body).chunk for c in cells)
+    assert Onionskin.decode_body(onionskin) == origin.extended_with
     assert s.relay.counters.get("links_opened_for_extend") == 1
     s.relay.receive_cell(TARGET, encode_cell(cell.circ_id, CellCommand.CREATED, b"y" * 64), 0.2)
     (extended,) = _cells(s.relay)
@@ -287,10 +450,10 @@ def test_exit_reassembly_expires() -> None:
 
 
 def test_a_flooding_peer_is_delayed_and_cannot_starve_another() -> None:
-    config = RelayConfig(cell_rate_per_s=10, cell_burst=5, max_queued_cells_per_peer=20)
+    config = RelayConfig(cell_rate_per_s=10, cell_burst=8, max_queued_cells_per_peer=20)
     s = make_relay(config)
     flooder, honest = HandOrigin(s.relay, PEER, 2), HandOrigin(s.relay, OTHER, 3)
-    for _ in range(24):  # its CREATE took one token of the burst of 5
+    for _ in range(24):  # its CREATE cells took four tokens of the burst of 8
         flooder.send(RelayCommand.COVER, b"")
     assert s.relay.counters.get("exit_cover_dropped") == 4
     assert s.relay.counters.get("cells_delayed") == 20
@@ -312,9 +475,11 @@ def test_create_rate_limit_answers_destroy() -> None:
     s = make_relay(RelayConfig(create_rate_per_s=1, create_burst=1))
     HandOrigin(s.relay, PEER, 2)
     circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(9))
-    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.CREATE, b""), 0.0)
-    (destroy,) = _cells(s.relay)
+    for cell_bytes in _create_cells(circ_id, bytes(ONIONSKIN_BYTES)):
+        s.relay.receive_cell(PEER, cell_bytes, 0.0)
+    (destroy,) = _cells(s.relay)  # refused at the first cell; the others are orphans
     assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RATE_LIMITED
+    assert s.relay.counters.get("drop_orphan_create") == CREATE_CELLS - 1
 
 
 def test_per_peer_circuit_cap() -> None:
@@ -322,7 +487,7 @@ def test_per_peer_circuit_cap() -> None:
     HandOrigin(s.relay, PEER, 2)
     HandOrigin(s.relay, OTHER, 3)
     circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(9))
-    s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.CREATE, b""), 0.0)
+    s.relay.receive_cell(PEER, _create_cells(circ_id, b"")[0], 0.0)
     (destroy,) = _cells(s.relay)
     assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RESOURCE
 
@@ -361,7 +526,7 @@ def test_disconnect_tears_down_with_destroy_on_the_other_leg() -> None:
 
 @settings(max_examples=150, deadline=None)
 @given(
-    body=st.binary(min_size=0, max_size=2043),
+    body=st.binary(min_size=0, max_size=CELL_BODY_BYTES),
     command=st.integers(0, 255),
     use_circuit=st.booleans(),
 )
@@ -408,7 +573,7 @@ def _middle(config: RelayConfig) -> tuple[Setup, HandOrigin, int]:
     origin = _extend_to_target(s)
     s.relay.drain_actions()  # ConnectTo
     s.relay.link_ready(TARGET, 0.0)
-    (create,) = _cells(s.relay)
+    create, *_ = _cells(s.relay)
     next_id = decode_cell(create.cell).circ_id
     s.relay.receive_cell(TARGET, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 0.0)
     s.relay.drain_actions()

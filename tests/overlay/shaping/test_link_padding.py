@@ -34,7 +34,7 @@ def test_a_quiet_link_is_padded_after_its_threshold_and_a_busy_one_never() -> No
             padded_at = t
     assert 1.0 <= padded_at <= 2.1
     assert padder.counters.get("padding_frames") == 1
-    assert not padder.observe("quiet", 100 + 2074, padded_at)  # the padding frame went out
+    assert not padder.observe("quiet", 100 + CELL_FRAME_PADDING_BYTES, padded_at)  # padded
     assert padder.next_deadline() is not None and padder.next_deadline() >= padded_at + 1.0
 
 

@@ -5,7 +5,8 @@ telescoping extension. For each pool slot it races ``build_race`` candidates: th
 finish is kept and the others are torn down, so the slot gets a low-latency path. Each
 candidate draws a path (:func:`~murmur.overlay.circuits.selection.select_path`), dials hop 1 if
 there is no link (``ConnectTo``), runs the hybrid handshake with hop 1 in CREATE/CREATED, then
-with hop 2 inside an EXTEND/EXTENDED exchange through hop 1, then with hop 3 through hop 2.
+with hop 2 inside an EXTEND/EXTENDED exchange through hop 1, then with hop 3 through hop 2
+(CREATE and EXTEND each span several cells, sent back to back; the answers take one).
 Each hop's keys become one onion layer. A ready circuit is rotated after ``lifetime_s`` plus
 uniform jitter (after its outstanding requests are answered or time out); any failure
 (DESTROY, TRUNCATED, a lost link, a bad cell, a timeout) tears it down and the maintenance loop
@@ -66,12 +67,14 @@ from murmur.wire.cells import (
     Onionskin,
     RelayCommand,
     cells_for,
+    create_bodies,
     decode_cell,
     decode_destroy,
     decode_extended,
     decode_truncated,
     encode_cell,
     encode_reason,
+    extend_data,
     split_message,
     unpad_message,
 )
@@ -437,7 +440,8 @@ class CircuitClient:
             self._fail(circuit, "bad_onion_key", now, destroy=None)
             return
         circuit.phase = _Phase.AWAIT_CREATED
-        self._send(circuit, CellCommand.CREATE, skin.encode())
+        for body in create_bodies(skin):
+            self._send(circuit, CellCommand.CREATE, body)
 
     def _hop_done(self, circuit: _Circuit, created: Created, now: float) -> None:
         assert circuit.pending is not None
@@ -455,7 +459,8 @@ class CircuitClient:
                 return
             extend = Extend(hop.node_id, hop.address, skin)
             circuit.phase = _Phase.AWAIT_EXTENDED
-            self._relay(circuit, RelayCommand.EXTEND, extend.encode(), target=index - 1)
+            for data in extend_data(extend):
+                self._relay(circuit, RelayCommand.EXTEND, data, target=index - 1)
             return
         self._win_race(circuit, built=True)
         circuit.phase = _Phase.READY

@@ -79,22 +79,31 @@ class RelayConfig:
     connect_cost: float = 4.0
     """Extra create tokens an EXTEND costs when the relay has to open a new link for it."""
     extend_timeout_s: float = 20.0
+    """Time for all of an EXTEND's cells to arrive (else the circuit is destroyed), and again
+    for the next hop's CREATED (else TRUNCATED, timeout)."""
+    create_timeout_s: float = 10.0
+    """A CREATE whose cells have not all arrived by then is dropped (DESTROY, timeout)."""
+    max_pending_creates: int = 1024
+    """CREATEs partly received at once, from every peer together (~2 kB each)."""
+    max_pending_creates_per_peer: int = 64
     max_circuit_lifetime_s: float = 3600.0
     onion_key_lifetime_s: float = 7 * 86_400.0
     onion_key_grace_s: float = 86_400.0
     exit_reassembly_timeout_s: float = 30.0
     max_reassemblies_per_circuit: int = 4
     max_reassembly_bytes: int = 16 * 1024 * 1024
-    """All partially received messages at this exit, together."""
+    """All partially received messages (DATA at an exit, EXTENDs) at this relay, together."""
     reply_buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES
     """Size buckets an exit pads its replies to (``()``: exact size)."""
     forward_delay: DelayRange | None = None
     """Per-cell delay before forwarding a RELAY cell (seed §2.3 at relays); order per circuit
     and direction is kept. None forwards at once."""
     max_delayed_cells: int = 8192
-    """Cells held back by ``forward_delay`` at once (~16 MiB); beyond, the circuit is destroyed."""
+    """Cells held back by ``forward_delay`` at once (~4.5 MB); beyond, the circuit is destroyed."""
 
     def __post_init__(self) -> None:
         check_buckets(self.reply_buckets)
         if self.max_delayed_cells < 1:
             raise ValueError("max_delayed_cells must be positive")
+        if min(self.max_pending_creates, self.max_pending_creates_per_peer) < 1:
+            raise ValueError("pending create limits must be positive")

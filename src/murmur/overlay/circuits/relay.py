@@ -6,14 +6,17 @@ this hop's layer keys; the relay knows nothing else about the circuit. Inputs ar
 peers (:meth:`CircuitRelay.receive_cell`), link news (``link_ready``, ``link_failed``,
 ``peer_disconnected``) and timers; outputs are drained with :meth:`CircuitRelay.drain_actions`.
 
-- CREATE from a peer: answer the hybrid handshake with the onion key it names (current or
-  previous), install the circuit, reply CREATED.
+- CREATE from a peer: its cells are reassembled (admission, i.e. rate and caps, is decided at
+  the first; bounded in number per peer and per relay, and in time); once whole, answer the
+  hybrid handshake with the onion key it names (current or previous), install the circuit,
+  reply CREATED. A cell continuing no CREATE in progress is dropped and counted.
 - RELAY from ``prev``: remove one layer. Not recognized: forward on ``next``. Recognized: an
-  EXTEND (open ``next``: CREATE to the named node, dialling it first if there is no link, with a
-  fresh id on that link; refused with TRUNCATED when it would loop back to the predecessor or to
-  this node), or, at the last hop, DATA (reassembled, unpadded, then validated and published,
-  or answered with a padded reply) or COVER (dropped silently). A message whose padding length
-  or envelope is malformed is dropped and counted; the circuit stays (its cells were in order).
+  EXTEND cell (reassembled within the circuit; once whole, open ``next``: CREATE to the named
+  node, dialling it first if there is no link, with a fresh id on that link; refused with
+  TRUNCATED when it would loop back to the predecessor or to this node), or, at the last hop,
+  DATA (reassembled, unpadded, then validated and published, or answered with a padded reply)
+  or COVER (dropped silently). A message whose padding length or envelope is malformed is
+  dropped and counted; the circuit stays (its cells were in order).
 - RELAY from ``next``: add this hop's backward layer and pass it to ``prev``. CREATED from
   ``next``: tell the origin with EXTENDED.
 - With ``forward_delay`` configured, every RELAY cell this hop forwards is held for a random
@@ -62,6 +65,8 @@ from murmur.overlay.shaping.delay_line import DelayLine
 from murmur.wire.cells import (
     CELL_BYTES,
     CELL_HEADER,
+    CREATE_BYTES,
+    EXTEND_PADDED_BYTES,
     MAX_MESSAGE_BYTES,
     CellCommand,
     Created,
@@ -73,8 +78,11 @@ from murmur.wire.cells import (
     Onionskin,
     RelayCommand,
     TruncateReason,
+    create_bodies,
     decode_cell,
+    decode_create_body,
     decode_destroy,
+    decode_extend_data,
     decode_relay_plaintext,
     encode_cell,
     encode_reason,
@@ -110,6 +118,8 @@ class _Circuit:
     expires_at: float
     next: Leg | None = None
     extension: _Extension | None = None
+    extend_parts: Reassembly | None = None
+    """The EXTEND being received, cell by cell."""
     reassembly: Reassembly | None = None
     alive: bool = True
     held_forward: int = 0
@@ -166,6 +176,9 @@ class CircuitRelay:
         self._held: DelayLine[_Held] = DelayLine()
         self._seq = itertools.count()
         self._reassembly_bytes = 0
+        self._creates: dict[Leg, Reassembly] = {}
+        """CREATEs partly received, oldest first (so also by deadline)."""
+        self._creates_per_peer: dict[NodeId, int] = {}
         self._actions: list[CircuitAction] = []
         self._rotate_at = onion_keys.current_since + self.config.onion_key_lifetime_s
 
@@ -209,6 +222,8 @@ class CircuitRelay:
         for (leg_peer, _), (circuit, _) in list(self._legs.items()):
             if leg_peer == peer and circuit.alive:
                 self._teardown(circuit, DestroyReason.HOP_GONE, skip_peer=peer)
+        for leg in [leg for leg in self._creates if leg[0] == peer]:
+            self._drop_create(leg)
         self._cell_buckets.pop(peer, None)
         self._create_buckets.pop(peer, None)
         self._queues.pop(peer, None)
@@ -220,6 +235,7 @@ class CircuitRelay:
                 self._drain_queue(peer, now)
         for held in self._held.pop_due(now):
             self._release(held)
+        self._expire_creates(now)
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, circuit = heapq.heappop(self._timers)
             if circuit.alive:
@@ -234,6 +250,9 @@ class CircuitRelay:
         held = self._held.next_deadline()
         if held is not None:
             candidates.append(held)
+        oldest = next(iter(self._creates.values()), None)
+        if oldest is not None and (create_due := oldest.next_deadline()) is not None:
+            candidates.append(create_due)
         return min(candidates)
 
     def drain_actions(self) -> list[CircuitAction]:
@@ -294,7 +313,11 @@ class CircuitRelay:
                 self.counters.inc("drop_duplicate_create")
             return
         if entry is None:
-            self.counters.inc("drop_unknown_circuit")
+            if cell.command is CellCommand.DESTROY and (peer, cell.circ_id) in self._creates:
+                self.counters.inc("creates_abandoned")
+                self._drop_create((peer, cell.circ_id))
+            else:
+                self.counters.inc("drop_unknown_circuit")
             return
         circuit, from_prev = entry
         try:
@@ -316,42 +339,105 @@ class CircuitRelay:
                 self._teardown(circuit, DestroyReason.PROTOCOL)
 
     def _on_create(self, peer: NodeId, circ_id: int, body: bytes, now: float) -> None:
+        """One CREATE cell: the first is admitted or refused, the last runs the handshake."""
         if not self._ids.chosen_by_peer(peer, circ_id):
             self.counters.inc("drop_bad_circ_id")
             return
-        reason = None
-        if not self._create_bucket(peer).consume(now):
-            reason = DestroyReason.RATE_LIMITED
-        elif (
-            self._circuits >= self.config.max_circuits
-            or self._per_peer.get(peer, 0) >= self.config.max_circuits_per_peer
-        ):
-            reason = DestroyReason.RESOURCE
-        else:
-            try:
-                skin = Onionskin.decode_body(body)
-                pair = self.onion_keys.find(skin.key_id, now)
-                created, ks = relay_answer(
-                    skin, pair, node_id=self.node_id, y_seed=self._rng.random_bytes(X25519_BYTES)
-                )
-            except UnknownOnionKey:
-                reason = DestroyReason.UNKNOWN_KEY
-            except RemoteProtocolError as exc:
-                self.counters.inc(f"drop_{exc.reason}")
-                reason = DestroyReason.PROTOCOL
-        if reason is not None:
-            self.counters.inc(f"create_refused_{reason.name.lower()}")
-            self._send(peer, circ_id, CellCommand.DESTROY, encode_reason(reason))
+        leg = (peer, circ_id)
+        partial = self._creates.get(leg)
+        try:
+            fragment = decode_create_body(body)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            self._refuse_create(leg, DestroyReason.PROTOCOL)
             return
-        circuit = _Circuit(
-            (peer, circ_id), RelayLayer(ks.keys), now + self.config.max_circuit_lifetime_s
-        )
-        self._legs[circuit.prev] = (circuit, True)
-        self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
-        self._circuits += 1
-        self._schedule(circuit.expires_at, _Timer.LIFETIME, circuit)
-        self.counters.inc("circuits_created")
-        self._send(peer, circ_id, CellCommand.CREATED, created.encode())
+        if partial is None:
+            if fragment.index != 0:
+                self.counters.inc("drop_orphan_create")
+                return
+            reason = self._admit_create(peer, now)
+            if reason is not None:
+                self._refuse_create(leg, reason)
+                return
+            partial = Reassembly(
+                max_pending=1, timeout_s=self.config.create_timeout_s, max_bytes=CREATE_BYTES
+            )
+            self._creates[leg] = partial
+            self._creates_per_peer[peer] = self._creates_per_peer.get(peer, 0) + 1
+        try:
+            onionskin = partial.add(fragment, now)
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            self._refuse_create(leg, DestroyReason.PROTOCOL)
+            return
+        if onionskin is not None:
+            self._drop_create(leg)
+            self._answer_create(peer, circ_id, onionskin, now)
+
+    def _admit_create(self, peer: NodeId, now: float) -> DestroyReason | None:
+        """Why a new CREATE from ``peer`` is refused, if it is; partly received ones count
+        against the circuit caps as if they were circuits."""
+        if not self._create_bucket(peer).consume(now):
+            return DestroyReason.RATE_LIMITED
+        pending = self._creates_per_peer.get(peer, 0)
+        if (
+            self._circuits + len(self._creates) >= self.config.max_circuits
+            or self._per_peer.get(peer, 0) + pending >= self.config.max_circuits_per_peer
+            or len(self._creates) >= self.config.max_pending_creates
+            or pending >= self.config.max_pending_creates_per_peer
+        ):
+            return DestroyReason.RESOURCE
+        return None
+
+    def _answer_create(self, peer: NodeId, circ_id: int, message: bytes, now: float) -> None:
+        try:
+            skin = Onionskin.decode_body(message)
+            pair = self.onion_keys.find(skin.key_id, now)
+            created, ks = relay_answer(
+                skin, pair, node_id=self.node_id, y_seed=self._rng.random_bytes(X25519_BYTES)
+            )
+        except UnknownOnionKey:
+            reason = DestroyReason.UNKNOWN_KEY
+        except RemoteProtocolError as exc:
+            self.counters.inc(f"drop_{exc.reason}")
+            reason = DestroyReason.PROTOCOL
+        else:
+            circuit = _Circuit(
+                (peer, circ_id), RelayLayer(ks.keys), now + self.config.max_circuit_lifetime_s
+            )
+            self._legs[circuit.prev] = (circuit, True)
+            self._per_peer[peer] = self._per_peer.get(peer, 0) + 1
+            self._circuits += 1
+            self._schedule(circuit.expires_at, _Timer.LIFETIME, circuit)
+            self.counters.inc("circuits_created")
+            self._send(peer, circ_id, CellCommand.CREATED, created.encode())
+            return
+        self._refuse_create((peer, circ_id), reason)
+
+    def _refuse_create(self, leg: Leg, reason: DestroyReason) -> None:
+        """DESTROY for a CREATE, forgetting its cells received so far."""
+        if leg in self._creates:
+            self._drop_create(leg)
+        self.counters.inc(f"create_refused_{reason.name.lower()}")
+        self._send(*leg, CellCommand.DESTROY, encode_reason(reason))
+
+    def _drop_create(self, leg: Leg) -> None:
+        del self._creates[leg]
+        remaining = self._creates_per_peer[leg[0]] - 1
+        if remaining:
+            self._creates_per_peer[leg[0]] = remaining
+        else:
+            del self._creates_per_peer[leg[0]]
+
+    def _expire_creates(self, now: float) -> None:
+        """Drops CREATEs not completed in time; they are kept in arrival order, so the
+        expired ones are at the front."""
+        while self._creates:
+            leg, partial = next(iter(self._creates.items()))
+            if partial.expire(now) == 0:
+                return
+            self.counters.inc("create_reassembly_expired")
+            self._refuse_create(leg, DestroyReason.TIMEOUT)
 
     def _relay_forward(self, circuit: _Circuit, body: bytes, now: float) -> None:
         plain, mine = circuit.layer.unwrap_forward(body)
@@ -363,8 +449,12 @@ class CircuitRelay:
         self.counters.inc("cells_recognized")
         message = decode_relay_plaintext(plain)
         if message.command is RelayCommand.EXTEND:
-            self._on_extend(circuit, Extend.decode(message.data), now)
-        elif circuit.next is not None or circuit.extension is not None:
+            self._on_extend_cell(circuit, message.data, now)
+        elif (
+            circuit.next is not None
+            or circuit.extension is not None
+            or circuit.extend_parts is not None
+        ):
             raise RemoteProtocolError("bad_relay_command", f"{message.command.name} mid-circuit")
         elif message.command is RelayCommand.DATA:
             self._on_data(circuit, Fragment.decode(message.data), now)
@@ -433,9 +523,21 @@ class CircuitRelay:
 
     # --- extension -------------------------------------------------------------------------
 
-    def _on_extend(self, circuit: _Circuit, extend: Extend, now: float) -> None:
+    def _on_extend_cell(self, circuit: _Circuit, data: bytes, now: float) -> None:
         if circuit.next is not None or circuit.extension is not None:
             raise RemoteProtocolError("extend_twice", "circuit already extended")
+        fragment = decode_extend_data(data)
+        if circuit.extend_parts is None:
+            circuit.extend_parts = Reassembly(
+                max_pending=1, timeout_s=self.config.extend_timeout_s, max_bytes=EXTEND_PADDED_BYTES
+            )
+            self._schedule(now + self.config.extend_timeout_s, _Timer.EXTEND, circuit)
+        message = self._reassemble(circuit.extend_parts, fragment, now)
+        if message is not None:
+            circuit.extend_parts = None
+            self._on_extend(circuit, Extend.decode(message), now)
+
+    def _on_extend(self, circuit: _Circuit, extend: Extend, now: float) -> None:
         target = extend.next_node
         if target == self.node_id or target == circuit.prev[0]:
             self.counters.inc("extend_loop_refused")
@@ -463,7 +565,8 @@ class CircuitRelay:
         ext.awaiting_link = False
         circuit.next = (ext.target, self._ids.allocate(ext.target, self._rng))
         self._legs[circuit.next] = (circuit, False)
-        self._send(*circuit.next, CellCommand.CREATE, ext.onionskin.encode())
+        for body in create_bodies(ext.onionskin):
+            self._send(*circuit.next, CellCommand.CREATE, body)
 
     def _on_created(self, circuit: _Circuit, created: Created) -> None:
         circuit.extension = None
@@ -476,20 +579,25 @@ class CircuitRelay:
 
     # --- exit ------------------------------------------------------------------------------
 
-    def _on_data(self, circuit: _Circuit, fragment: Fragment, now: float) -> None:
+    def _reassemble(self, reassembly: Reassembly, fragment: Fragment, now: float) -> bytes | None:
+        """Adds a fragment under the relay's reassembly memory budget."""
         if self._reassembly_bytes + len(fragment.chunk) > self.config.max_reassembly_bytes:
-            raise RemoteProtocolError("reassembly_budget", "exit reassembly memory full")
+            raise RemoteProtocolError("reassembly_budget", "relay reassembly memory full")
+        before = reassembly.buffered_bytes
+        try:
+            return reassembly.add(fragment, now)
+        finally:
+            self._reassembly_bytes += reassembly.buffered_bytes - before
+
+    def _on_data(self, circuit: _Circuit, fragment: Fragment, now: float) -> None:
         if circuit.reassembly is None:
             circuit.reassembly = Reassembly(
                 max_pending=self.config.max_reassemblies_per_circuit,
                 timeout_s=self.config.exit_reassembly_timeout_s,
             )
         reassembly = circuit.reassembly
-        pending, before = len(reassembly), reassembly.buffered_bytes
-        try:
-            message = reassembly.add(fragment, now)
-        finally:
-            self._reassembly_bytes += reassembly.buffered_bytes - before
+        pending = len(reassembly)
+        message = self._reassemble(reassembly, fragment, now)
         if len(reassembly) > pending:
             self._schedule(now + reassembly.timeout_s, _Timer.REASSEMBLY, circuit)
         if message is None:
@@ -530,7 +638,12 @@ class CircuitRelay:
             self._teardown(circuit, DestroyReason.TIMEOUT)
         elif kind is _Timer.EXTEND:
             ext = circuit.extension
-            if ext is not None and ext.deadline <= now:
+            parts = circuit.extend_parts
+            parts_due = None if parts is None else parts.next_deadline()
+            if parts_due is not None and parts_due <= now:
+                self.counters.inc("extend_reassembly_expired")
+                self._teardown(circuit, DestroyReason.TIMEOUT)
+            elif ext is not None and ext.deadline <= now:
                 self._drop_next(circuit, DestroyReason.TIMEOUT)
                 circuit.extension = None
                 self._truncate(circuit, TruncateReason.TIMEOUT)
@@ -574,9 +687,10 @@ class CircuitRelay:
         del self._legs[circuit.prev]
         next_reason = None if circuit.next is not None and circuit.next[0] == skip_peer else reason
         self._drop_next(circuit, next_reason)
-        if circuit.reassembly is not None:
-            self._reassembly_bytes -= circuit.reassembly.buffered_bytes
-            circuit.reassembly.clear()
+        for reassembly in (circuit.reassembly, circuit.extend_parts):
+            if reassembly is not None:
+                self._reassembly_bytes -= reassembly.buffered_bytes
+                reassembly.clear()
         remaining = self._per_peer[prev_peer] - 1
         if remaining:
             self._per_peer[prev_peer] = remaining
