@@ -19,9 +19,10 @@ message (a transaction padded to 512 bytes, and the cover that copies it) is one
 hybrid onionskin (1,632 bytes) no longer fits a cell, so the two handshake messages span cells,
 as Tor's proposal 340 lets relay messages do: CREATE is :data:`CREATE_CELLS` CREATE cells whose
 bodies are fragments, and EXTEND is :data:`EXTEND_CELLS` EXTEND relay cells whose data are
-fragments. Both are zero-padded to a fixed length first (:func:`handshake_fragments`), so their
-cell counts never depend on the content (an IPv6 next hop takes as many cells as an IPv4 one).
-Handshake fragments carry message id 0, which DATA and REPLY never use.
+fragments. Both are zero-padded to a fixed length first (:func:`create_bodies`,
+:func:`extend_data`), so their cell counts never depend on the content (an IPv6 next hop takes
+as many cells as an IPv4 one). Handshake fragments carry message id 0, which DATA and REPLY
+never use; every chunk is full, and the receiver checks the padding is zero.
 
 A message that spans DATA or REPLY cells is padded before it is cut into fragments (seed §2.1):
 ``length (u32) || message || random padding``, to the smallest size bucket that holds it
