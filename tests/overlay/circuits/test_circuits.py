@@ -14,7 +14,14 @@ from murmur.overlay.circuits import (
     SendFailed,
 )
 from murmur.overlay.circuits.selection import network_prefix
-from murmur.wire.cells import CELL_BYTES, CellCommand, decode_cell, encode_cell
+from murmur.wire.cells import (
+    CELL_BYTES,
+    CREATE_CELLS,
+    EXTEND_CELLS,
+    CellCommand,
+    decode_cell,
+    encode_cell,
+)
 
 from .harness import Network, Node
 
@@ -47,6 +54,18 @@ def test_every_node_keeps_a_pool_of_three_diverse_circuits(net: Network) -> None
             assert len(hops) == 3 and len(prefixes) == 3
             assert node.node_id not in built.hops
             assert network_prefix(node.info.address.host) not in prefixes
+
+
+def test_a_build_sends_four_cells_per_handshake_and_one_per_answer(net: Network) -> None:
+    """Each of a three-hop circuit's CREATEs is CREATE_CELLS cells, and one CREATED answers;
+    the two EXTENDs are EXTEND_CELLS relay cells per link they cross (1 + 2), each answered by
+    one EXTENDED per link back (1 + 2)."""
+    circuits = sum(len(_built(n)) for n in net.nodes.values())
+    assert circuits == 24 and not any(_failed(n) for n in net.nodes.values())
+    commands = [decode_cell(cell).command for _, _, cell in net.wire]
+    assert commands.count(CellCommand.CREATE) == circuits * 3 * CREATE_CELLS
+    assert commands.count(CellCommand.CREATED) == circuits * 3
+    assert commands.count(CellCommand.RELAY) == circuits * 3 * (EXTEND_CELLS + 1)
 
 
 def test_multi_cell_payload_reaches_one_exit_exactly_once(net: Network) -> None:
