@@ -41,23 +41,29 @@ class Row:
     label: str
     workload: str
     args: tuple[str, ...]
+    cells: int | None = 2048
+    """Cell size the row was measured with (546 since commit b9e1627; None: no circuits)."""
 
 
+COVER_3 = ("--cover-rate", "3")
+COVER_2 = ("--cover-rate", "2")
 COVER_1 = ("--cover-rate", "1")
 COVER_05 = ("--cover-rate", "0.5")
 COVER_025 = ("--cover-rate", "0.25")
 NEAR = ("--near-first-hops", "3")
 RACE = ("--build-race", "4")
 ORIGINS = ("--origins", "10")
+SEEDS_23 = ("--seed", "2", "--runs", "2")
 
 GRID: tuple[Row, ...] = (
-    Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY)),
-    Row("dandelion_busy", "Dandelion++", "busy", ("--protocol", "dandelion", *BUSY)),
-    Row("nocover_busy", "onion, no cover", "busy", (*ONION, *BUSY, "--cover-rate", "0")),
-    Row("std_busy", "standard", "busy", (*ONION, *BUSY)),
-    Row("std_quiet", "standard", "quiet", (*ONION, *QUIET)),
+    Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY), None),
+    Row("dandelion_busy", "Dandelion++", "busy", ("--protocol", "dandelion", *BUSY), None),
+    Row("nocover_busy", "onion, no cover", "busy", (*ONION, *BUSY, "--cover-rate", "0"), 546),
+    Row("std_busy", "standard", "busy", (*ONION, *BUSY), 546),
+    Row("std_busy_seeds23", "standard, seeds 2-3", "busy", (*ONION, *BUSY, *SEEDS_23), 546),
+    Row("std_quiet", "standard", "quiet", (*ONION, *QUIET), 546),
     Row("std_quiet300", "standard", "quiet 300", (*ONION, *QUIET_300)),
-    Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, *ORIGINS)),
+    Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, *ORIGINS), 546),
     Row("cover025_busy", "cover 0.25/s †", "busy", (*ONION, *BUSY, *COVER_025)),
     Row("cover025_quiet", "cover 0.25/s †", "quiet", (*ONION, *QUIET, *COVER_025)),
     Row("cover05_busy", "cover 0.5/s †", "busy", (*ONION, *BUSY, *COVER_05)),
@@ -88,6 +94,34 @@ GRID: tuple[Row, ...] = (
         "near hop 1 + race 4 before exit, cover 0.25/s †",
         "busy",
         (*ONION, *BUSY, *NEAR, *RACE, "--race-before-exit", *COVER_025),
+    ),
+    Row(
+        "near_race_cover2_busy",
+        "near hop 1 + race 4, cover 2/s",
+        "busy",
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_2),
+        546,
+    ),
+    Row(
+        "near_race_cover2_busy_seed2",
+        "near hop 1 + race 4, cover 2/s, seed 2",
+        "busy",
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_2, "--seed", "2"),
+        546,
+    ),
+    Row(
+        "near_race_cover3_busy",
+        "near hop 1 + race 4, cover 3/s",
+        "busy",
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3),
+        546,
+    ),
+    Row(
+        "near_race_cover2_origins",
+        "near hop 1 + race 4, cover 2/s",
+        "10 origins",
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_2, *ORIGINS),
+        546,
     ),
     Row("enhanced_busy", "enhanced †", "busy 100", (*ONION, *BUSY_100, "--level", "enhanced")),
     Row("maximum_busy", "maximum †", "busy 100", (*ONION, *BUSY_100, "--level", "maximum")),
@@ -123,8 +157,9 @@ def run_row(row: Row, out: Path) -> dict[str, Any]:
 
 
 def best(result: dict[str, Any]) -> tuple[str, float, float]:
-    """The estimator with the highest recall: (name, precision, recall)."""
-    name = max(result["recall"], key=lambda k: result["recall"][k])
+    """The estimator with the highest recall, of those the one with the highest precision
+    (the adversary's best case): (name, precision, recall)."""
+    name = max(result["recall"], key=lambda k: (result["recall"][k], result["precision"][k]))
     if result["recall"][name] == 0.0:
         return f"all {len(result['recall'])}: none right", 0.0, 0.0
     return name, result["precision"][name], result["recall"][name]
@@ -132,15 +167,17 @@ def best(result: dict[str, Any]) -> tuple[str, float, float]:
 
 def table(rows: list[tuple[Row, dict[str, Any]]]) -> str:
     lines = [
-        "| workload | protocol / level | best estimator | precision | recall | latency p50 / p99 "
-        "(ms) | overhead p50 / p99 (ms) | bytes vs baseline | baseline | delivered |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| workload | protocol / level | cells (B) | best estimator | precision | recall "
+        "| latency p50 / p99 (ms) | overhead p50 / p99 (ms) | bytes vs baseline | baseline "
+        "| delivered |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row, r in rows:
         name, precision, recall = best(r)
         overhead = r.get("latency_overhead_ms")
         lines.append(
-            f"| {row.workload} | {row.label} | {name} | {precision:.3f} | {recall:.3f} "
+            f"| {row.workload} | {row.label} | {'-' if row.cells is None else f'{row.cells:,}'} "
+            f"| {name} | {precision:.3f} | {recall:.3f} "
             f"| {r['latency_ms']['p50']:.0f} / {r['latency_ms']['p99']:.0f} "
             + (f"| +{overhead['p50']:.0f} / +{overhead['p99']:.0f} " if overhead else "| - ")
             + f"| {r['bandwidth_overhead']:.2f} | {r.get('baseline') or '-'} "
