@@ -277,6 +277,22 @@ def test_near_first_hops_wait_for_a_measured_link_then_use_the_nearest() -> None
     assert {built.hops[0] for built in _built(origin)} <= {others[1], others[3]}
 
 
+def test_with_near_first_hops_and_a_race_each_pool_slot_takes_its_own_first_hop() -> None:
+    """A race over the whole near set would put every slot on the nearest link (its round trip
+    counts most in the build time); one near hop 1 per slot keeps the pool on three."""
+    config = ClientConfig(near_first_hops=3, build_race=4, max_parallel_candidates=12)
+    net = Network(14, seed=3, client_config=config)
+    net.run_until(1.0)
+    origin = net.node(0)
+    client = origin.host.client
+    others = [n.node_id for n in list(net.nodes.values())[1:]]
+    for rtt, peer in zip((0.01, 0.02, 0.03, 0.20, 0.25), others, strict=False):
+        client.link_latency(peer, rtt)
+    net.run_until(3.0)
+    assert client.ready_circuits() == 3
+    assert sorted(built.hops[0] for built in _built(origin)) == sorted(others[:3])
+
+
 def test_with_near_first_hops_a_send_before_any_measured_link_still_goes_out() -> None:
     net = Network(8, seed=3, client_config=ClientConfig(near_first_hops=3))
     net.run_until(1.0)

@@ -375,10 +375,11 @@ class CircuitClient:
     def _start_build(self, now: float) -> None:
         """Starts one pool slot's race: ``build_race`` candidates over independent paths."""
         race, self._next_race = self._next_race, self._next_race + 1
+        first_hop = self._slot_first_hop()
         handles: set[int] = set()
         for _ in range(self.config.build_race):
             try:
-                circuit = self._start_candidate(race, now)
+                circuit = self._start_candidate(race, now, first_hop)
             except NoCircuitAvailable:
                 if not handles:
                     raise
@@ -388,7 +389,7 @@ class CircuitClient:
         if self.config.build_race > 1:
             self.counters.inc("races_started")
 
-    def _start_candidate(self, race: int, now: float) -> _Circuit:
+    def _start_candidate(self, race: int, now: float, first_hop: list[NodeId]) -> _Circuit:
         path = select_path(
             self.directory,
             self._rng,
@@ -396,7 +397,7 @@ class CircuitClient:
             origin=self.node_id,
             origin_prefixes=self.own_prefixes,
             min_score=self.config.min_relay_score,
-            first_hop=self._near_first_hops(),
+            first_hop=first_hop,
         )
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         first = path[0].node_id
@@ -421,11 +422,25 @@ class CircuitClient:
             self._actions.append(ConnectTo(first, path[0].address))
         return circuit
 
-    def _near_first_hops(self) -> list[NodeId]:
+    def _slot_first_hop(self) -> list[NodeId]:
+        """Where a new pool slot's candidates draw hop 1 from: with near first hops, the
+        nearest of the ``near_first_hops`` outbound links no other slot (ready, retiring or
+        racing) has as its hop 1, the least used one when every one is taken. One hop 1 per
+        slot keeps the pool's circuits on distinct first hops: a race over the near set would
+        put nearly every slot on the single nearest link (its round trip weighs most in the
+        build time), and a spy there would see everything the node sends (measured: 10 heavy
+        origins, `timing_intersection` recall 0.125 / precision 0.19). Empty: any relay."""
         wanted = self.config.near_first_hops
         if not wanted:
             return []
-        return sorted(self._first_hop_rtt, key=self._first_hop_rtt.__getitem__)[:wanted]
+        near = sorted(self._first_hop_rtt, key=self._first_hop_rtt.__getitem__)[:wanted]
+        if not near:
+            return []
+        used = dict.fromkeys(near, 0)
+        for circuit in self._circuits.values():
+            if circuit.first in used:
+                used[circuit.first] += 1
+        return [min(near, key=lambda hop: (used[hop], near.index(hop)))]
 
     def _onionskin(self, circuit: _Circuit, hop: RelayInfo) -> Onionskin:
         skin, circuit.pending = client_onionskin(
