@@ -38,7 +38,9 @@ class ClientConfig:
     """When positive, hop 1 is drawn from this many of our outbound links with the lowest
     round-trip time (see ``CircuitClient.link_latency``); 0 draws it from every relay. Near
     first hops cut the path's first leg; outbound only, because an inbound peer chose us
-    and could sit close on purpose to become everyone's hop 1."""
+    and could sit close on purpose to become everyone's hop 1. Each pool slot takes its own
+    one of them (the nearest no other slot uses), so the pool's circuits keep distinct first
+    hops."""
     lifetime_s: float = 600.0
     lifetime_jitter_s: float = 180.0
     """Each circuit is rotated after ``lifetime_s`` plus uniform jitter in [0, this]."""
