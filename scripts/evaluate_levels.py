@@ -145,6 +145,20 @@ GRID: tuple[Row, ...] = (
         546,
     ),
     Row(
+        "near_race_cover3_busy_seed2",
+        "near hop 1 per slot + race 4, cover 3/s, seed 2",
+        "busy",
+        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, "--seed", "2"),
+        546,
+    ),
+    Row(
+        "near_race_cover3_quiet",
+        "near hop 1 per slot + race 4, cover 3/s",
+        "quiet",
+        (*ONION, *QUIET, *NEAR, *RACE, *COVER_3),
+        546,
+    ),
+    Row(
         "near_race_cover3_origins",
         "near hop 1 per slot + race 4, cover 3/s",
         "10 origins",
