@@ -26,7 +26,7 @@ law; only the exit can tell them from DATA, and it drops them.
 from __future__ import annotations
 
 import enum
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
@@ -436,11 +436,8 @@ class CircuitClient:
         near = sorted(self._first_hop_rtt, key=self._first_hop_rtt.__getitem__)[:wanted]
         if not near:
             return []
-        used = dict.fromkeys(near, 0)
-        for circuit in self._circuits.values():
-            if circuit.first in used:
-                used[circuit.first] += 1
-        return [min(near, key=lambda hop: (used[hop], near.index(hop)))]
+        used = Counter(circuit.first for circuit in self._circuits.values())
+        return [min(near, key=used.__getitem__)]  # ties: the nearest, as ``near`` is sorted
 
     def _onionskin(self, circuit: _Circuit, hop: RelayInfo) -> Onionskin:
         skin, circuit.pending = client_onionskin(
