@@ -138,6 +138,9 @@ class Node:
                 self.gossip.subscribe(topic, now)
         self.gossip.set_validator(ANNOUNCE_TOPIC, self.private.validate_announcement)
         self._sessions: dict[ConnId, Session] = {}
+        self._outbound: set[ConnId] = set()
+        """The sessions that count against ``max_outbound`` (dialled by us, not for a circuit):
+        kept beside ``_sessions`` because every ``next_deadline`` asks how many there are."""
         self._link_deadlines: dict[ConnId, float] = {}
         """Each session's link deadline, refreshed whenever that link takes input or a timer
         (nothing else moves it); a simulator asks for the node's deadline after every event."""
@@ -218,6 +221,8 @@ class Node:
         dial_target = self._target_for(target)
         session.for_circuit = dial_target is not None and not dial_target.persistent
         self._sessions[conn_id] = session
+        if outbound and not session.for_circuit:
+            self._outbound.add(conn_id)
         self.counters.inc(
             "connections_opened.outbound" if outbound else "connections_opened.inbound"
         )
@@ -366,7 +371,7 @@ class Node:
     # --- internals -----------------------------------------------------------------------
 
     def _outbound_count(self) -> int:
-        return sum(1 for s in self._sessions.values() if s.outbound and not s.for_circuit)
+        return len(self._outbound)
 
     def _dialable(self, target: _DialTarget) -> bool:
         return target.persistent and not target.pending and target.connected_as is None
@@ -556,6 +561,7 @@ class Node:
         session.closing = True
         self._link_deadlines.pop(session.conn_id, None)
         self._retired.pop(session.conn_id, None)
+        self._outbound.discard(session.conn_id)
         if self._sessions.pop(session.conn_id, None) is not None:
             session.link.counters.merge_into(self._closed_link_counters, "link.")
         peer = session.peer_id

@@ -61,6 +61,8 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
+import numpy as np
+
 from murmur.crypto.aead import TAG_BYTES
 from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord
 from murmur.wire.cells import CELL_BYTES, EXTEND_CELLS
@@ -200,48 +202,61 @@ def learn_delay(event_times: Iterable[float], sighting_times: Sequence[float]) -
     ``NO_MATCH_PRIOR``); given those chances, the log-normal's weighted fit. Every event weighs
     one unit at most, which lets a few dozen events fix the law. EM finds a local optimum, so
     it starts from each of ``START_DELAYS_S`` and keeps the likeliest fit."""
-    candidates = []
+    delays: list[float] = []
+    groups: list[int] = []
+    matched_events = 0
     for t in event_times:
         lo = bisect.bisect_right(sighting_times, t)
         hi = bisect.bisect_left(sighting_times, t + WINDOW_S)
-        delays = [sighting_times[k] - t for k in range(lo, hi) if sighting_times[k] > t]
-        if delays:
-            candidates.append(delays)
-    if not candidates:
+        found = [sighting_times[k] - t for k in range(lo, hi) if sighting_times[k] > t]
+        if found:
+            groups.extend([matched_events] * len(found))
+            matched_events += 1
+            delays.extend(found)
+    if not delays:
         return DelayModel(math.log(START_DELAYS_S[0]), START_SIGMA, 0.0)
+    candidates = _Candidates(np.asarray(delays), np.asarray(groups))
     fits = [_fit(candidates, DelayModel(math.log(d), START_SIGMA, 0.0)) for d in START_DELAYS_S]
     return max(fits, key=lambda fit: (_log_likelihood(candidates, fit), -fit.mu))
 
 
-def _fit(candidates: list[list[float]], model: DelayModel) -> DelayModel:
+class _Candidates:
+    """Every event's candidate delays, flat (an event's delays are one run of ``group``)."""
+
+    def __init__(self, delays: np.ndarray, group: np.ndarray) -> None:
+        self.delays = delays
+        self.log_delays = np.log(delays)
+        self.group = group
+        self.count = int(group[-1]) + 1
+        self.prior = ((1.0 - NO_MATCH_PRIOR) / np.bincount(group))[group]
+        """Each candidate's prior of being its event's match, ``NO_MATCH_PRIOR`` aside."""
+
+    def scores(self, model: DelayModel) -> np.ndarray:
+        """:meth:`DelayModel.score` of every candidate (all lie inside the window)."""
+        z = (self.log_delays - model.mu) / model.sigma
+        return np.exp(-0.5 * z * z) / (self.delays * model.sigma * SQRT_2PI) * WINDOW_S
+
+    def per_event(self, values: np.ndarray) -> np.ndarray:
+        return np.bincount(self.group, weights=values, minlength=self.count)
+
+
+def _fit(candidates: _Candidates, model: DelayModel) -> DelayModel:
+    x = candidates.log_delays
     for _ in range(EM_ROUNDS):
-        weight_sum = mu_sum = 0.0
-        terms: list[tuple[float, float]] = []
-        for delays in candidates:
-            prior = (1.0 - NO_MATCH_PRIOR) / len(delays)
-            ratios = [prior * model.score(d) for d in delays]
-            norm = NO_MATCH_PRIOR + sum(ratios)
-            for d, r in zip(delays, ratios, strict=True):
-                if r > 0.0:
-                    w = r / norm
-                    x = math.log(d)
-                    terms.append((w, x))
-                    weight_sum += w
-                    mu_sum += w * x
+        ratios = candidates.prior * candidates.scores(model)
+        weights = ratios / (NO_MATCH_PRIOR + candidates.per_event(ratios))[candidates.group]
+        weight_sum = float(weights.sum())
         if weight_sum <= 0.0:
             return DelayModel(model.mu, model.sigma, 0.0)
-        mu = mu_sum / weight_sum
-        var = sum(w * (x - mu) ** 2 for w, x in terms) / weight_sum
-        model = DelayModel(mu, max(math.sqrt(var), MIN_SIGMA), weight_sum / len(candidates))
+        mu = float(weights @ x) / weight_sum
+        var = float(weights @ ((x - mu) ** 2)) / weight_sum
+        model = DelayModel(mu, max(math.sqrt(var), MIN_SIGMA), weight_sum / candidates.count)
     return model
 
 
-def _log_likelihood(candidates: list[list[float]], model: DelayModel) -> float:
-    total = 0.0
-    for delays in candidates:
-        prior = (1.0 - NO_MATCH_PRIOR) / len(delays)
-        total += math.log(NO_MATCH_PRIOR + prior * sum(model.score(d) for d in delays))
-    return total
+def _log_likelihood(candidates: _Candidates, model: DelayModel) -> float:
+    explained = candidates.per_event(candidates.prior * candidates.scores(model))
+    return float(np.log(NO_MATCH_PRIOR + explained).sum())
 
 
 def timing(log: AdversaryLog) -> dict[bytes, int]:

@@ -26,6 +26,7 @@ law; only the exit can tell them from DATA, and it drops them.
 from __future__ import annotations
 
 import enum
+import math
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
@@ -325,16 +326,19 @@ class CircuitClient:
         self._maintain(now)
 
     def next_deadline(self) -> float | None:
-        candidates = [c.deadline for c in self._circuits.values()]
-        candidates += [
-            d for c in self._circuits.values() if (d := c.reassembly.next_deadline()) is not None
-        ]
-        candidates += self._request_deadlines.values()
+        soonest = math.inf  # one pass, no lists: the host asks after every event
+        for circuit in self._circuits.values():
+            soonest = min(soonest, circuit.deadline)
+            reassembly = circuit.reassembly.next_deadline()
+            if reassembly is not None:
+                soonest = min(soonest, reassembly)
+        if self._request_deadlines:
+            soonest = min(soonest, *self._request_deadlines.values())
         if self._waiting:
-            candidates.append(self._waiting[0].deadline)
+            soonest = min(soonest, self._waiting[0].deadline)
         if self._wants_builds():
-            candidates.append(self._next_build_at)
-        return min(candidates, default=None)
+            soonest = min(soonest, self._next_build_at)
+        return None if soonest == math.inf else soonest
 
     def drain_actions(self) -> list[CircuitAction]:
         actions, self._actions = self._actions, []

@@ -106,10 +106,10 @@ class CircuitHost:
         self.relay.handle_timer(now)
 
     def next_deadline(self) -> float | None:
-        deadlines = [
-            d for d in (self.client.next_deadline(), self.relay.next_deadline()) if d is not None
-        ]
-        return min(deadlines, default=None)
+        client, relay = self.client.next_deadline(), self.relay.next_deadline()
+        if client is None or relay is None:
+            return relay if client is None else client
+        return min(client, relay)
 
     def drain_actions(self) -> list[CircuitAction]:
         return self.client.drain_actions() + self.relay.drain_actions()

@@ -86,4 +86,6 @@ class Reassembly:
         self.buffered_bytes = 0
 
     def next_deadline(self) -> float | None:
-        return min((p.deadline for p in self._partials.values()), default=None)
+        if not self._partials:  # the usual case, asked for every circuit after every event
+            return None
+        return min(p.deadline for p in self._partials.values())
