@@ -15,9 +15,11 @@ from murmur.node.private_path import (
     REANNOUNCE_INTERVAL_S,
     REANNOUNCE_JITTER,
     PrivatePath,
+    announcement_id,
     decode_sync_response,
     encode_sync_request,
 )
+from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
 from murmur.sim.rng import SeededRng
 from murmur.wire.gossip import message_id
@@ -197,3 +199,59 @@ def test_periodic_reannouncements_are_spread_so_nodes_started_together_drift_apa
     low, high = (1 - REANNOUNCE_JITTER) * interval, (1 + REANNOUNCE_JITTER) * interval
     assert all(low <= gap <= high for gap in gaps)
     assert max(gaps) - min(gaps) > interval * REANNOUNCE_JITTER  # spread, not one fixed period
+
+
+def _path(seed: int) -> PrivatePath:
+    return PrivatePath(
+        identity=Identity.from_seed(bytes([seed]) * 32),
+        rng=SeededRng(seed),
+        now=0.0,
+        announce_sequence_start=0,
+        privacy=NodeConfig().privacy(),
+    )
+
+
+def test_announcements_no_newer_than_the_held_one_are_ignored_and_forgeries_rejected() -> None:
+    sender, receiver = _path(1), _path(2)
+    sender.set_advertised_address("127.0.0.1", 9001, 0.0)
+    first = sender.announcement_due(0.0)
+    sender.reannounce(1.0)
+    second = sender.announcement_due(1.0)
+    assert first is not None and second is not None
+    assert receiver.validate_announcement(second) is Validation.ACCEPT
+    assert receiver.on_announcement(second, 1.0) is not None
+    assert receiver.holds(announcement_id(second)) and not receiver.holds(announcement_id(first))
+    assert receiver.validate_announcement(first) is Validation.IGNORE  # older: no one's fault
+    assert receiver.validate_announcement(second) is Validation.IGNORE  # a replay of the held
+    assert receiver.validate_announcement(b"not an announcement") is Validation.REJECT
+    forged = bytearray(second)
+    forged[-1] ^= 1
+    sender.reannounce(2.0)
+    third = sender.announcement_due(2.0)
+    assert third is not None
+    assert receiver.validate_announcement(bytes(forged)) is not Validation.ACCEPT
+    assert receiver.validate_announcement(third) is Validation.ACCEPT
+
+
+def test_a_relinked_peer_is_not_sent_announcements_we_hold_nor_blamed_for_them() -> None:
+    """Past the gossip seen cache's memory, a new link's catch-up offer names announcements the
+    node still holds: it must not pull them again (9 kB each), and it must not count them
+    against the honest peer (that penalty used to add up to bans between honest nodes)."""
+    net = _ready_net()
+    # the seen cache forgets an id between one and two TTLs after the last re-announcement
+    net.tick(EARLY_REANNOUNCE_S[-1] + 2 * GossipConfig().seen_ttl_s)
+    ends = [(i, c) for (i, c), (j, _) in net.pipe.items() if {i, j} == {0, 1}]
+    assert len(ends) == 2
+    for i, c in ends:
+        net.pipe.pop((i, c), None)
+        net.nodes[i].connection_lost(c, net.now)
+    served_before = sum(n.gossip.counters.get("gossip.iwant.served") for n in net.nodes)
+    net.tick(net.now + 60.0)  # node 1 redials node 0: a new link, with catch-up offers
+    assert any({i, j} == {0, 1} for (i, _), (j, _) in net.pipe.items())
+    assert net.nodes[1].gossip.counters.get("gossip.ihave.known") > 0
+    served = sum(n.gossip.counters.get("gossip.iwant.served") for n in net.nodes)
+    assert served == served_before
+    for counter in ("gossip.message.invalid", "gossip.message.ignored"):
+        assert sum(n.gossip.counters.get(counter) for n in net.nodes) == 0
+    assert all(n.counters.get("bans") == 0 for n in net.nodes)
+    assert net.nodes[1].gossip.score(net.ids[0].node_id) >= 0.0

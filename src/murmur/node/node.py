@@ -137,6 +137,7 @@ class Node:
             if topic not in self.gossip.status()["topics"]:  # type: ignore[operator]
                 self.gossip.subscribe(topic, now)
         self.gossip.set_validator(ANNOUNCE_TOPIC, self.private.validate_announcement)
+        self.gossip.set_known(ANNOUNCE_TOPIC, self.private.holds)
         self._sessions: dict[ConnId, Session] = {}
         self._outbound: set[ConnId] = set()
         """The sessions that count against ``max_outbound`` (dialled by us, not for a circuit):

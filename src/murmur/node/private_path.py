@@ -42,6 +42,7 @@ from murmur.overlay.circuits.selection import (
     RelayDirectory,
     network_prefix,
 )
+from murmur.overlay.gossip import Validation
 from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.link_padding import IdlePadder
 from murmur.overlay.shaping.origin import ShapedOrigin
@@ -140,6 +141,9 @@ class PrivatePath:
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
         self.book = AnnouncementBook()
+        self._held_ids: dict[bytes, NodeId] = {}
+        """Gossip id of each announcement the book holds → its node (see ``holds``)."""
+        self._id_of: dict[NodeId, bytes] = {}
         self.store = MessageStore()
         self.advertised: RelayAddress | None = None
         self.own_announcement: bytes | None = None
@@ -238,15 +242,23 @@ class PrivatePath:
         own = [self.own_announcement] if self.own_announcement is not None else []
         return [(announcement_id(data), data) for data in own + [a.encode() for a in sample]]
 
-    def validate_announcement(self, data: bytes) -> bool:
-        """Gossip validator: only well-formed, correctly signed, fresh announcements travel."""
+    def validate_announcement(self, data: bytes) -> Validation:
+        """Gossip validator: only well-formed, correctly signed, fresh announcements travel.
+
+        One no newer than the node's held copy is ignored, not rejected: an honest peer may
+        still hold and forward it, and a catch-up pull asks for announcements the gossip seen
+        cache has forgotten (it keeps ids for minutes, the book keeps announcements for
+        hours), so blaming the sender would penalise, and in the end ban, honest peers for
+        answering our own request."""
         try:
             announcement = PeerAnnouncement.decode(data)
         except RemoteProtocolError:
-            return False
+            return Validation.REJECT
         if announcement.node_id == self._identity.node_id:
-            return True
-        return not self.book.is_stale(announcement) and announcement.verified()
+            return Validation.ACCEPT
+        if self.book.is_stale(announcement):
+            return Validation.IGNORE
+        return Validation.ACCEPT if announcement.verified() else Validation.REJECT
 
     def on_announcement(self, data: bytes, now: float) -> NodeId | None:
         """Stores a delivered announcement; returns the node it introduced, if new to us."""
@@ -254,11 +266,35 @@ class PrivatePath:
         node_id = announcement.node_id
         if node_id == self._identity.node_id or not self.book.accept(announcement, now):
             return None
+        self._forget_id(node_id)
+        mid = announcement_id(data)
+        self._held_ids[mid] = node_id
+        self._id_of[node_id] = mid
         self.directory.upsert(announcement.relay_info())
         return node_id
 
+    def holds(self, gossip_id: bytes) -> bool:
+        """Whether the book holds the announcement with this gossip id: a catch-up offer of it
+        is not worth pulling. The gossip seen cache forgets ids after minutes, the book keeps
+        announcements for hours; without this, every link opened later would pull (9 kB each)
+        up to ``CATCH_UP_ANNOUNCEMENTS`` records the node already has."""
+        node_id = self._held_ids.get(gossip_id)
+        if node_id is None:
+            own = self.own_announcement
+            return own is not None and announcement_id(own) == gossip_id
+        if self.book.get(node_id) is None:  # evicted from a full book: forget it here too
+            self._forget_id(node_id)
+            return False
+        return True
+
+    def _forget_id(self, node_id: NodeId) -> None:
+        mid = self._id_of.pop(node_id, None)
+        if mid is not None:
+            del self._held_ids[mid]
+
     def expire(self, now: float) -> None:
         for node_id in self.book.expire(now):
+            self._forget_id(node_id)
             self.directory.remove(node_id)
 
     # --- exit callbacks ------------------------------------------------------------------

@@ -6,7 +6,7 @@ import pytest
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
-from murmur.overlay.gossip import GossipRouter, PenalizePeer
+from murmur.overlay.gossip import GossipRouter, PenalizePeer, Validation
 from murmur.wire.gossip import Graft, IHave, IWant, Message
 
 from .helpers import (
@@ -140,3 +140,24 @@ def test_low_score_peers_get_no_gossip_service_and_cannot_graft() -> None:
     assert sent(router.drain_actions())[bad][0].prune
     assert router.counters.get("gossip.graft.refused") == 1
     assert bad not in router.mesh_peers(TOPIC)
+
+
+def test_an_ignored_message_is_dropped_without_blaming_its_sender() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    router.set_validator(
+        TOPIC, lambda data: Validation.IGNORE if data.startswith(b"old") else Validation.ACCEPT
+    )
+    peers = [peer(i) for i in range(1, 9)]
+    connect(router, peers)
+    heartbeat(router, 1.0)
+    for i in range(10):  # more than would graylist a sender of invalid messages
+        router.receive_rpc(peers[0], rpc(messages=[Message(TOPIC, b"old %d" % i)]), 1.1)
+    assert router.drain_actions() == []
+    assert router.counters.get("gossip.message.ignored") == 10
+    assert router.counters.get("gossip.message.invalid") == 0
+    assert router.score(peers[0]) == 0.0
+    router.receive_rpc(peers[0], rpc(messages=[Message(TOPIC, b"new")]), 1.2)
+    assert len(delivered(router.drain_actions())) == 1
+    with pytest.raises(LocalProtocolError):  # nor may the node publish what it would ignore
+        router.publish(TOPIC, b"old news", 1.3)

@@ -2,7 +2,7 @@
 
 from murmur.overlay.gossip.actions import Deliver, GossipAction, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
-from murmur.overlay.gossip.router import GossipRouter, Validator
+from murmur.overlay.gossip.router import GossipRouter, Validation, Validator
 
 __all__ = [
     "Deliver",
@@ -11,5 +11,6 @@ __all__ = [
     "GossipRouter",
     "PenalizePeer",
     "SendRpc",
+    "Validation",
     "Validator",
 ]

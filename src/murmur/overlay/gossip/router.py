@@ -36,6 +36,7 @@ last drain leave as one RPC (several only if a cap forces a split).
 
 from __future__ import annotations
 
+import enum
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Sequence
 
@@ -71,8 +72,22 @@ from murmur.wire.gossip import (
     message_id,
 )
 
-Validator = Callable[[bytes], bool]
-"""Returns False (or raises RemoteProtocolError) to reject a message's data."""
+
+class Validation(enum.Enum):
+    """A validator's verdict (gossipsub's three): what the node does with a message."""
+
+    ACCEPT = "accept"
+    """Deliver and forward it."""
+    IGNORE = "ignore"
+    """Drop it without blaming the sender: well-formed but of no use, such as an announcement
+    older than the one held, which an honest peer may still carry (or send because we asked)."""
+    REJECT = "reject"
+    """Drop it and penalise the sender: malformed, forged, or invalid in itself."""
+
+
+Validator = Callable[[bytes], Validation | bool]
+"""Returns a :class:`Validation` (``True``/``False`` mean accept/reject), or raises
+``RemoteProtocolError`` to reject."""
 
 _NO_BACKOFF: dict[NodeId, float] = {}
 _MESSAGES = Section.MESSAGES
@@ -155,6 +170,7 @@ class GossipRouter:
         self._fanout_last_publish: dict[str, float] = {}
         self._backoff: dict[str, dict[NodeId, float]] = {}
         self._validators: dict[str, Validator] = {}
+        self._known: dict[str, Callable[[bytes], bool]] = {}
         self._seen = SeenCache(ttl_s=config.seen_ttl_s, capacity=config.seen_capacity)
         self._mcache = MessageCache(
             history_length=config.history_length,
@@ -253,6 +269,13 @@ class GossipRouter:
             raise LocalProtocolError(f"invalid gossip topic {topic!r}")
         self._validators[topic] = validator
 
+    def set_known(self, topic: str, known: Callable[[bytes], bool]) -> None:
+        """Consult ``known(message_id)`` before asking for an offered message of ``topic``: the
+        owner may hold messages longer than the seen cache remembers their ids."""
+        if not is_valid_topic(topic):
+            raise LocalProtocolError(f"invalid gossip topic {topic!r}")
+        self._known[topic] = known
+
     def publish(self, topic: str, data: bytes, now: float, *, from_circuit: bool = False) -> bytes:
         """Send ``data`` on ``topic``; returns the message id.
 
@@ -273,7 +296,7 @@ class GossipRouter:
             return mid
         self._promises.pop(mid, None)
         validator = self._validators.get(topic)
-        if validator is not None and not _accepts(validator, data):
+        if validator is not None and _verdict(validator, data) is not Validation.ACCEPT:
             raise LocalProtocolError(f"own message on {topic!r} failed validation")
         self._seen.add(mid, now)
         if record is None:
@@ -410,10 +433,15 @@ class GossipRouter:
             self.counters.inc("gossip.message.duplicate")
             return
         validator = self._validators.get(topic)
-        if validator is not None and not _accepts(validator, data):
-            self.counters.inc("gossip.message.invalid")
-            self._penalize(st, self._config.invalid_message_penalty)
-            return
+        if validator is not None:
+            verdict = _verdict(validator, data)
+            if verdict is Validation.REJECT:
+                self.counters.inc("gossip.message.invalid")
+                self._penalize(st, self._config.invalid_message_penalty)
+                return
+            if verdict is Validation.IGNORE:
+                self.counters.inc("gossip.message.ignored")
+                return
         if record is None:
             record = encode_message(msg)
         self._cache_for(topic).put(mid, topic, record)
@@ -501,8 +529,12 @@ class GossipRouter:
             st.ihave_entries += 1
             if ihave.topic not in self._mesh:
                 continue
+            known = self._known.get(ihave.topic)
             for mid in ihave.message_ids:
                 if mid in self._seen or mid in wanted:
+                    continue
+                if known is not None and known(mid):
+                    self.counters.inc("gossip.ihave.known")
                     continue
                 promise = promises.get(mid)
                 if promise is not None and promise.deadline > now:
@@ -769,8 +801,11 @@ class GossipRouter:
                 members.pop(st.id, None)
 
 
-def _accepts(validator: Validator, data: bytes) -> bool:
+def _verdict(validator: Validator, data: bytes) -> Validation:
     try:
-        return bool(validator(data))
+        result = validator(data)
     except RemoteProtocolError:
-        return False
+        return Validation.REJECT
+    if isinstance(result, Validation):
+        return result
+    return Validation.ACCEPT if result else Validation.REJECT
