@@ -62,6 +62,20 @@ GRID: tuple[Row, ...] = (
     Row("std_busy", "standard", "busy", (*ONION, *BUSY), 546),
     Row("std_busy_seeds23", "standard, seeds 2-3", "busy", (*ONION, *BUSY, *SEEDS_23), 546),
     Row("std_quiet", "standard", "quiet", (*ONION, *QUIET), 546),
+    Row(
+        "std_quiet_seed2",
+        "standard, seed 2",
+        "quiet",
+        (*ONION, *QUIET, "--seed", "2"),
+        546,
+    ),
+    Row(
+        "std_quiet_seed3",
+        "standard, seed 3",
+        "quiet",
+        (*ONION, *QUIET, "--seed", "3"),
+        546,
+    ),
     Row("std_quiet300", "standard", "quiet 300", (*ONION, *QUIET_300)),
     Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, *ORIGINS), 546),
     Row(
@@ -193,6 +207,7 @@ GRID: tuple[Row, ...] = (
         (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, *ORIGINS, "--seed", "3"),
         546,
     ),
+    Row("race_busy", "race 4, hop 1 from any relay", "busy", (*ONION, *BUSY, *RACE), 546),
     Row("enhanced_busy", "enhanced †", "busy 100", (*ONION, *BUSY_100, "--level", "enhanced")),
     Row("maximum_busy", "maximum †", "busy 100", (*ONION, *BUSY_100, "--level", "maximum")),
 )
