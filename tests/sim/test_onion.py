@@ -60,6 +60,7 @@ def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecor
         "timing_latency",
         "timing_known_law",
         "timing_intersection",
+        "timing_end_to_end",
     }
 
 

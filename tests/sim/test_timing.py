@@ -16,6 +16,7 @@ from murmur.sim.timing import (
     link_law,
     origin_events,
     timing,
+    timing_end_to_end,
     timing_intersection,
     timing_known_law,
 )
@@ -200,3 +201,32 @@ def test_the_intersection_estimator_pools_evidence_over_a_repeated_origin() -> N
         log.sightings.append(sighting)
     assert set(timing_known_law(log).values()) == {other}
     assert timing_intersection(log) == {bytes([k]): ORIGIN for k in range(10)}
+
+
+EXIT, OTHER_MIDDLE = 11, 12
+
+
+def test_entry_and_exit_spies_pair_through_their_shared_middle_relay() -> None:
+    """Hop 1 saw a message reach the middle relay at 5.05 (its link: 50 ms); the exit got a
+    transaction from that relay at 5.13 over an 80 ms link: nothing in between, so it names
+    the origin. Another relay, or a residual beyond the links' jitter, names no one."""
+    log = log_with(hop_one_build([5.0, 9.0]), {})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, NEXT, 0.08)
+    log.measured(EXIT, OTHER_MIDDLE, 0.08)
+    log.sightings += [
+        Sighting(5.135, EXIT, b"tx", NEXT, "exit"),
+        Sighting(9.13, EXIT, b"elsewhere", OTHER_MIDDLE, "exit"),
+        Sighting(12.0, EXIT, b"late", NEXT, "exit"),
+    ]
+    assert timing_end_to_end(log) == {b"tx": ORIGIN}
+
+
+def test_end_to_end_takes_the_closest_departure_once_and_needs_the_size_to_fit() -> None:
+    log = log_with(hop_one_build([5.0, 5.06]), {})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, NEXT, 0.08)
+    log.sightings += [Sighting(5.19, EXIT, b"tx", NEXT, "exit")]
+    assert timing_end_to_end(log) == {b"tx": ORIGIN}
+    log.tx_cells[b"tx"] = 2  # the transaction takes two cells; each departure was one
+    assert timing_end_to_end(log) == {}

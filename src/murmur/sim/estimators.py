@@ -18,7 +18,8 @@ protocol (``first_spy`` always does).
   with the transaction's first gossip sighting at t + delta, under the delay law it learns from
   the run's own unlabelled observations. ``timing_latency`` adds what spies know of their own
   links' latencies, which narrows the delay to a single link; ``timing_known_law`` also knows
-  that link's latency law in advance.
+  that link's latency law in advance; ``timing_end_to_end`` needs a spy at both ends of a
+  circuit and then pairs the two through their shared middle relay.
 """
 
 from __future__ import annotations
@@ -26,7 +27,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.timing import timing, timing_intersection, timing_known_law, timing_latency
+from murmur.sim.timing import (
+    timing,
+    timing_end_to_end,
+    timing_intersection,
+    timing_known_law,
+    timing_latency,
+)
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
 
@@ -46,6 +53,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "timing_latency": timing_latency,
     "timing_known_law": timing_known_law,
     "timing_intersection": timing_intersection,
+    "timing_end_to_end": timing_end_to_end,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
@@ -57,6 +65,7 @@ PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
         "timing_latency",
         "timing_known_law",
         "timing_intersection",
+        "timing_end_to_end",
     ),
     "fastpath": ("first_spy",),
 }

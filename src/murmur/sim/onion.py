@@ -74,6 +74,7 @@ from murmur.overlay.routing import MessageType
 from murmur.sim.adversary import Adversary
 from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.engine import Engine
+from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.node_host import NodeHost, node_address
 from murmur.sim.rng import SeededRng
 from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
@@ -116,13 +117,7 @@ class OnionKit:
     settle_s: float = 120.0
     """How long a phase may run past its last transaction before it is cut off."""
     name: str = "onion"
-    estimators: tuple[str, ...] = (
-        "first_spy",
-        "timing",
-        "timing_latency",
-        "timing_known_law",
-        "timing_intersection",
-    )
+    estimators: tuple[str, ...] = PROTOCOL_ESTIMATORS["onion"]
     preset: str = DEFAULT_PRESET
     level: str | None = None
     """Every node's privacy level (None: the preset's); transactions use it."""

@@ -81,6 +81,9 @@ BURST_S = 0.05
 """Cells of one circuit closer than this are one message. A message's cells leave together,
 but the simulated link jitters each cell on its own (up to a tenth of the link's latency, so
 30 ms at the 300 ms ceiling); two messages on one circuit this close are rare."""
+LINK_JITTER_FRACTION = 0.1
+"""How much a message's delay on a link may exceed the link's latency, as a fraction of it: the
+simulated network's jitter bound, which an adversary measuring its own links learns."""
 RELAY_GAP_S = 0.05
 """A cell leaving a watched node within this of a cell arriving there may be a relayed one."""
 SAME_DEPARTURE_S = 1.0
@@ -342,6 +345,55 @@ def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
         if -score * ratio[events[i].node] > 1.0
     )
     return _match(events, rescored)
+
+
+def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
+    """Entry and exit together: the correlation low-latency onion routing does not resist
+    (Syverson et al. 2000; Tor's threat model leaves it out). When a spy is hop 1 of a circuit
+    and another spy is its exit, the two sit one link either side of the same middle relay:
+    hop 1 saw a message leave for that relay, the exit received a transaction from it, and each
+    knows the latency of its own link to it. So the exit's reception, less its link's latency,
+    less hop 1's departure plus its link's latency, is the middle relay's forwarding time:
+    about nothing, within the two links' jitter. A pair through the same middle relay that
+    close names the origin. The estimator guesses only then, so its precision is high and its
+    recall is the share of circuits whose both ends are spies (about p² with a fraction p of
+    spies): the floor of any design without delays inside the circuit."""
+    by_circuit = _cells_by_circuit(log.cells)
+    departures: dict[int, list[tuple[float, float, int, int]]] = defaultdict(list)
+    """Middle relay -> (when the cell reached it, hop 1's link latency, origin, cells)."""
+    for key, origin in hop_one_circuits(log).items():
+        cells = by_circuit[key]
+        middle = next((c.peer for c in cells if c.leg == "next"), -1)
+        latency = log.one_way_s(key[0], middle)
+        if latency is None:
+            continue
+        _, _, data = _build_trace(cells, log.hops)
+        for start, count in _bursts(cell.time for cell in data):
+            departures[middle].append((start + latency, latency, origin, count))
+    pairs: list[tuple[float, int, int, bytes]] = []
+    for sighting in log.sightings:
+        if sighting.phase != "exit":
+            continue
+        latency = log.one_way_s(sighting.spy, sighting.sender)
+        if latency is None:
+            continue
+        left_middle = sighting.time - latency
+        size = log.tx_cells.get(sighting.tx_id)
+        for i, (reached, first_latency, _, count) in enumerate(departures[sighting.sender]):
+            if size is not None and count != size:
+                continue
+            residual = abs(left_middle - reached)
+            if residual <= LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S:
+                pairs.append((residual, sighting.sender, i, sighting.tx_id))
+    pairs.sort()
+    guesses: dict[bytes, int] = {}
+    used: set[tuple[int, int]] = set()
+    for _, middle, i, tx_id in pairs:
+        if (middle, i) in used or tx_id in guesses:
+            continue
+        used.add((middle, i))
+        guesses[tx_id] = departures[middle][i][2]
+    return guesses
 
 
 def _known_law_pairs(
