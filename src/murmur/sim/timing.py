@@ -43,7 +43,8 @@ to the exit), so the delay law is much narrower and fewer unrelated transactions
 ``timing_known_law`` is ``timing_latency`` with the law of that link known in advance (fitted to
 the spies' own link latencies) instead of learnt from a run that cover traffic floods.
 ``timing_intersection`` rescores ``timing_known_law``'s pairs by how much each node's departures
-explain over the whole run (against origins that send many).
+explain over the whole run (against origins that send many). ``timing_end_to_end`` needs no
+law: it pairs a hop-1 departure with a spy exit's reception through their shared middle relay.
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
 sightings and the link records. Cover messages (the standard level sends them as a Poisson
@@ -359,8 +360,8 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
     recall is the share of circuits whose both ends are spies (about p² with a fraction p of
     spies): the floor of any design without delays inside the circuit."""
     by_circuit = _cells_by_circuit(log.cells)
+    # middle relay -> (when the cell reached it, hop 1's link latency, origin, cells)
     departures: dict[int, list[tuple[float, float, int, int]]] = defaultdict(list)
-    """Middle relay -> (when the cell reached it, hop 1's link latency, origin, cells)."""
     for key, origin in hop_one_circuits(log).items():
         cells = by_circuit[key]
         middle = next((c.peer for c in cells if c.leg == "next"), -1)
