@@ -135,8 +135,7 @@ def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Eve
         _, _, data_cells = _build_trace(cells, log.hops)
         shift = 0.0
         if latency_aware:
-            successor = next((c.peer for c in cells if c.leg == "next"), -1)
-            shift = log.one_way_s(key[0], successor) or 0.0
+            shift = log.one_way_s(key[0], _successor(cells)) or 0.0
         for start, count in _bursts(cell.time for cell in data_cells):
             events.append(Event(start + shift, predecessor, "hop1", count))
     hop_one_times: dict[int, list[float]] = defaultdict(list)
@@ -360,41 +359,32 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
     recall is the share of circuits whose both ends are spies (about p² with a fraction p of
     spies): the floor of any design without delays inside the circuit."""
     by_circuit = _cells_by_circuit(log.cells)
-    # middle relay -> (when the cell reached it, hop 1's link latency, origin, cells)
-    departures: dict[int, list[tuple[float, float, int, int]]] = defaultdict(list)
+    events: list[Event] = []  # hop-1 departures, dated when the cell reached the middle relay
+    via: dict[int, list[tuple[int, float]]] = defaultdict(list)  # middle -> (event, its latency)
     for key, origin in hop_one_circuits(log).items():
         cells = by_circuit[key]
-        middle = next((c.peer for c in cells if c.leg == "next"), -1)
+        middle = _successor(cells)
         latency = log.one_way_s(key[0], middle)
         if latency is None:
             continue
         _, _, data = _build_trace(cells, log.hops)
         for start, count in _bursts(cell.time for cell in data):
-            departures[middle].append((start + latency, latency, origin, count))
-    pairs: list[tuple[float, int, int, bytes]] = []
+            via[middle].append((len(events), latency))
+            events.append(Event(start + latency, origin, "hop1", count))
+    pairs: list[tuple[float, float, int, bytes]] = []
     for sighting in log.sightings:
-        if sighting.phase != "exit":
-            continue
         latency = log.one_way_s(sighting.spy, sighting.sender)
-        if latency is None:
+        if sighting.phase != "exit" or latency is None:
             continue
         left_middle = sighting.time - latency
         size = log.tx_cells.get(sighting.tx_id)
-        for i, (reached, first_latency, _, count) in enumerate(departures[sighting.sender]):
-            if size is not None and count != size:
+        for i, first_latency in via.get(sighting.sender, ()):
+            if size is not None and events[i].cells != size:
                 continue
-            residual = abs(left_middle - reached)
+            residual = abs(left_middle - events[i].time)
             if residual <= LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S:
-                pairs.append((residual, sighting.sender, i, sighting.tx_id))
-    pairs.sort()
-    guesses: dict[bytes, int] = {}
-    used: set[tuple[int, int]] = set()
-    for _, middle, i, tx_id in pairs:
-        if (middle, i) in used or tx_id in guesses:
-            continue
-        used.add((middle, i))
-        guesses[tx_id] = departures[middle][i][2]
-    return guesses
+                pairs.append((residual, residual, i, sighting.tx_id))
+    return _match(events, sorted(pairs))
 
 
 def _known_law_pairs(
@@ -522,6 +512,11 @@ def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> li
         for node, times in started.items()
         for start, count in _bursts(sorted(times))
     ]
+
+
+def _successor(cells: Iterable[CellRecord]) -> int:
+    """The next hop of a circuit as one of its relays sees it (-1: none seen yet)."""
+    return next((c.peer for c in cells if c.leg == "next"), -1)
 
 
 def _bursts(times: Iterable[float]) -> list[tuple[float, int]]:
