@@ -90,6 +90,19 @@ def test_a_lone_spy_at_hop_one_attributes_the_lone_transaction() -> None:
     assert result.recall["timing"] == 1.0 and result.precision["timing"] == 1.0
 
 
+def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() -> None:
+    """At the enhanced level relays hold each cell 0-30 ms; spies know that range, and spies
+    at hop 1 and the exit (here every node but the origin) still pair the transaction."""
+    scenario = replace(SMALL, nodes=14, tx_count=1)
+    world = draw_world(scenario, 4)
+    origin = world.arrivals[0].origin
+    kit = OnionKit(standin_crypto=True, fast_path=False, level="enhanced", cover_rate_per_s=0.0)
+    record = kit.run(replace(world, spies=frozenset(range(14)) - {origin}), scenario)
+    assert record.log.relay_delay_s == (0.0, 0.03)
+    result = summarise(record)
+    assert result.recall["timing_end_to_end"] == 1.0
+
+
 def test_production_crypto_runs_by_default() -> None:
     scenario = replace(SMALL, nodes=12, tx_count=2)
     record = OnionKit(fast_path=False).run(draw_world(scenario, 5), scenario)

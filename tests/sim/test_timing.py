@@ -230,3 +230,17 @@ def test_end_to_end_takes_the_closest_departure_once_and_needs_the_size_to_fit()
     assert timing_end_to_end(log) == {b"tx": ORIGIN}
     log.tx_cells[b"tx"] = 2  # the transaction takes two cells; each departure was one
     assert timing_end_to_end(log) == {}
+
+
+def test_end_to_end_allows_for_the_delays_the_level_adds_at_hop_one_and_the_middle() -> None:
+    """With relays holding each cell 0-50 ms, the pair's residual is two such delays: 70 ms
+    here, beyond the links' jitter but inside the level's public range."""
+    log = log_with(hop_one_build([5.0]), {})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, NEXT, 0.08)
+    log.sightings += [Sighting(5.2, EXIT, b"tx", NEXT, "exit")]
+    assert timing_end_to_end(log) == {}
+    log.relay_delay_s = (0.0, 0.05)
+    assert timing_end_to_end(log) == {b"tx": ORIGIN}
+    log.sightings[-1] = Sighting(5.35, EXIT, b"tx", NEXT, "exit")  # 220 ms: more than 2 x 50
+    assert timing_end_to_end(log) == {}

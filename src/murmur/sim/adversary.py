@@ -93,6 +93,9 @@ class AdversaryLog:
     """Cells each transaction's padded message takes on a circuit: anyone who saw it can work
     this out (its payload and topic are public, the padding buckets are the level's), so a
     departure of another size cannot have carried it."""
+    relay_delay_s: tuple[float, float] = (0.0, 0.0)
+    """Least and most a relay holds a cell before forwarding it (the level's ``relay_delay``,
+    public like every setting of the protocol)."""
     link_latency_s: dict[tuple[int, int], float] = field(default_factory=dict)
     """One-way latency of links a spy sits on, keyed (lower index, higher index): what the spy
     measures with pings (half the round trip), for the estimators that use it."""

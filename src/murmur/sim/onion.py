@@ -247,7 +247,11 @@ class _OnionRun:
             self.host.add(node, addresses[v])
         self.onion = _Phase(kit.name, TX_TOPIC, world, kit.estimators)
         self.fast = _Phase(FAST_PATH_NAME, FAST_TOPIC, world, ("first_spy",))
-        self.onion.adversary.log.hops = self.nodes[0].circuits.client.config.hops
+        log = self.onion.adversary.log
+        log.hops = self.nodes[0].circuits.client.config.hops
+        delay = privacy.relay_config().forward_delay
+        if delay is not None:
+            log.relay_delay_s = (delay.min_s, delay.max_s)
         self.phases = {TX_TOPIC: self.onion, FAST_TOPIC: self.fast}
         self.current = self.onion
         self.sends: dict[tuple[int, int], bytes] = {}

@@ -357,7 +357,10 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
     about nothing, within the two links' jitter. A pair through the same middle relay that
     close names the origin. The estimator guesses only then, so its precision is high and its
     recall is the share of circuits whose both ends are spies (about p² with a fraction p of
-    spies): the floor of any design without delays inside the circuit."""
+    spies): the floor of any design without delays inside the circuit. Where the level delays
+    cells at relays, hop 1 and the middle each held the message for a delay in the level's
+    public range, so the residual is their sum: the pair must fall within that range widened by
+    the jitter, and pairs nearer its centre go first."""
     by_circuit = _cells_by_circuit(log.cells)
     events: list[Event] = []  # hop-1 departures, dated when the cell reached the middle relay
     via: dict[int, list[tuple[int, float]]] = defaultdict(list)  # middle -> (event, its latency)
@@ -371,6 +374,8 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
         for start, count in _bursts(cell.time for cell in data):
             via[middle].append((len(events), latency))
             events.append(Event(start + latency, origin, "hop1", count))
+    least, most = (2.0 * bound for bound in log.relay_delay_s)  # held at hop 1 and the middle
+    centre = (least + most) / 2.0
     pairs: list[tuple[float, float, int, bytes]] = []
     for sighting in log.sightings:
         latency = log.one_way_s(sighting.spy, sighting.sender)
@@ -381,9 +386,11 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
         for i, first_latency in via.get(sighting.sender, ()):
             if size is not None and events[i].cells != size:
                 continue
-            residual = abs(left_middle - events[i].time)
-            if residual <= LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S:
-                pairs.append((residual, residual, i, sighting.tx_id))
+            residual = left_middle - events[i].time
+            slack = LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S
+            if least - slack <= residual <= most + slack:
+                off = abs(residual - centre)
+                pairs.append((off, off, i, sighting.tx_id))
     return _match(events, sorted(pairs))
 
 
