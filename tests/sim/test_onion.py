@@ -61,6 +61,7 @@ def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecor
         "timing_known_law",
         "timing_intersection",
         "timing_end_to_end",
+        "timing_circuit_pairing",
     }
 
 
@@ -92,15 +93,18 @@ def test_a_lone_spy_at_hop_one_attributes_the_lone_transaction() -> None:
 
 def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() -> None:
     """At the enhanced level relays hold each cell 0-30 ms; spies know that range, and spies
-    at hop 1 and the exit (here every node but the origin) still pair the transaction."""
+    at hop 1 and the exit (here every node but the origin) still pair the transaction, per
+    message and through the circuit's build."""
     scenario = replace(SMALL, nodes=14, tx_count=1)
     world = draw_world(scenario, 4)
     origin = world.arrivals[0].origin
     kit = OnionKit(standin_crypto=True, fast_path=False, level="enhanced", cover_rate_per_s=0.0)
     record = kit.run(replace(world, spies=frozenset(range(14)) - {origin}), scenario)
     assert record.log.relay_delay_s == (0.0, 0.03)
+    assert record.log.inbound
     result = summarise(record)
     assert result.recall["timing_end_to_end"] == 1.0
+    assert result.recall["timing_circuit_pairing"] == 1.0
 
 
 def test_production_crypto_runs_by_default() -> None:

@@ -73,6 +73,14 @@ class CellRecord(NamedTuple):
     """For recognized cells: ``EXTEND``, ``DATA``, ``COVER`` or ``?`` (could not tell)."""
 
 
+class InboundLink(NamedTuple):
+    """A peer opened a connection to a spy (its SYN arrived): the start of any link."""
+
+    time: float
+    spy: int
+    peer: int
+
+
 @dataclass(slots=True)
 class AdversaryLog:
     spies: frozenset[int]
@@ -87,6 +95,8 @@ class AdversaryLog:
     links: list[LinkRecord] = field(default_factory=list)
     cells: list[CellRecord] = field(default_factory=list)
     """Cells spies handled as relays (the onion protocol), in time order."""
+    inbound: list[InboundLink] = field(default_factory=list)
+    """Connections peers opened to spies (the onion protocol), in time order."""
     hops: int = 0
     """Circuit length the protocol uses (known to every node; 0 when there are no circuits)."""
     tx_cells: dict[bytes, int] = field(default_factory=dict)

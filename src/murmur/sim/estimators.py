@@ -19,7 +19,9 @@ protocol (``first_spy`` always does).
   the run's own unlabelled observations. ``timing_latency`` adds what spies know of their own
   links' latencies, which narrows the delay to a single link; ``timing_known_law`` also knows
   that link's latency law in advance; ``timing_end_to_end`` needs a spy at both ends of a
-  circuit and then pairs the two through their shared middle relay.
+  circuit and then pairs the two through their shared middle relay, per message;
+  ``timing_circuit_pairing`` pairs the same two ends once per circuit, when it is built, so
+  delays relays add to messages do not matter to it.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from collections.abc import Callable
 from murmur.sim.adversary import AdversaryLog
 from murmur.sim.timing import (
     timing,
+    timing_circuit_pairing,
     timing_end_to_end,
     timing_intersection,
     timing_known_law,
@@ -54,6 +57,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "timing_known_law": timing_known_law,
     "timing_intersection": timing_intersection,
     "timing_end_to_end": timing_end_to_end,
+    "timing_circuit_pairing": timing_circuit_pairing,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
@@ -66,6 +70,7 @@ PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
         "timing_known_law",
         "timing_intersection",
         "timing_end_to_end",
+        "timing_circuit_pairing",
     ),
     "fastpath": ("first_spy",),
 }

@@ -19,8 +19,9 @@ Each node has a distinct IPv4 address on its own /16 (``1.0.0.1``, ``1.1.0.1``, 
 circuit path rule "no two hops on one /16" sees a network of independent operators. Bytes sent
 are what the node handed to its socket (link records, encrypted); connection set-up and
 tear-down cost nothing. Whoever runs the hosts subscribes through plain callbacks:
-``on_delivered`` for every ``MessageDelivered`` (the node's own publishes included) and
-``on_failed`` for every ``PrivateSendFailed``.
+``on_delivered`` for every ``MessageDelivered`` (the node's own publishes included),
+``on_failed`` for every ``PrivateSendFailed`` and ``on_inbound`` for every SYN a node receives
+(what its kernel sees of a peer opening a connection to it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ _FIN = 3
 
 OnDelivered = Callable[[int, MessageDelivered, float], None]
 OnFailed = Callable[[int, PrivateSendFailed, float], None]
+OnInbound = Callable[[int, int, float], None]
+"""``(listener, dialler, time)``: a SYN reached ``listener``."""
 
 
 def node_address(index: int) -> HostPort:
@@ -70,11 +73,13 @@ class NodeHost:
         *,
         on_delivered: OnDelivered | None = None,
         on_failed: OnFailed | None = None,
+        on_inbound: OnInbound | None = None,
     ) -> None:
         self.engine = engine
         self.nodes: list[Node] = []
         self.on_delivered = on_delivered
         self.on_failed = on_failed
+        self.on_inbound = on_inbound
         self._index_of_address: dict[HostPort, int] = {}
         self._peer: dict[tuple[int, ConnId], tuple[int, ConnId]] = {}
         """(node, its conn id) -> (other node, the other end's conn id), for open pairs."""
@@ -151,6 +156,8 @@ class NodeHost:
                 peers[(index, conn)] = (dialler, dialler_conn)
                 peers[(dialler, dialler_conn)] = (index, conn)
                 engine.transmit(engine.nodes[index], src, (_SYNACK, dialler_conn, action), 0, 0.0)
+                if self.on_inbound is not None:
+                    self.on_inbound(index, dialler, now)
                 source = self.nodes[src].config.listen
                 node.connection_opened(
                     conn, outbound=False, host=source.host, port=EPHEMERAL_PORT, now=now

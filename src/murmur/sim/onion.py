@@ -71,7 +71,7 @@ from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
-from murmur.sim.adversary import Adversary
+from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.engine import Engine
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
@@ -209,7 +209,12 @@ class _OnionRun:
             uplink_bps=network.uplink_bps,
             jitter_fraction=network.jitter_fraction,
         )
-        self.host = NodeHost(self.engine, on_delivered=self._delivered, on_failed=self._failed)
+        self.host = NodeHost(
+            self.engine,
+            on_delivered=self._delivered,
+            on_failed=self._failed,
+            on_inbound=self._inbound,
+        )
         addresses = [node_address(v) for v in range(n)]
         identities = [Identity.from_seed(identity_rng.random_bytes(32)) for _ in range(n)]
         self.index_of: dict[NodeId, int] = {ident.node_id: v for v, ident in enumerate(identities)}
@@ -287,6 +292,10 @@ class _OnionRun:
 
     def _on_tap(self, now: float, arrival: float, src: int, dst: int, size: int) -> None:
         self.current.adversary.on_tap(now, arrival, src, dst, size)
+
+    def _inbound(self, index: int, dialler: int, now: float) -> None:
+        if index in self.world.spies:
+            self.onion.adversary.log.inbound.append(InboundLink(now, index, dialler))
 
     def _delivered(self, index: int, action: MessageDelivered, now: float) -> None:
         phase = self.phases.get(action.topic)

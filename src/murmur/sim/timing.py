@@ -45,6 +45,8 @@ the spies' own link latencies) instead of learnt from a run that cover traffic f
 ``timing_intersection`` rescores ``timing_known_law``'s pairs by how much each node's departures
 explain over the whole run (against origins that send many). ``timing_end_to_end`` needs no
 law: it pairs a hop-1 departure with a spy exit's reception through their shared middle relay.
+``timing_circuit_pairing`` pairs the same two ends once per circuit, through its build, which
+no per-message delay hides.
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
 sightings and the link records. Cover messages (the standard level sends them as a Poisson
@@ -394,6 +396,78 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
     return _match(events, sorted(pairs))
 
 
+def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
+    """Entry and exit together, paired once per circuit, when it is built, so no delay a relay
+    adds to the messages matters. Hop 1 relays the extension that tells the middle relay which
+    exit to add; the middle acts on it at once: it sends CREATE to the exit, or first dials it
+    (the exit's kernel sees the connection open). So the exit's first sight of the middle's
+    act, less its link's latency, falls within the links' jitter (and hop 1's own hold on the
+    extension, in the level's public range) of hop 1's relay of it plus its link's latency.
+    Circuits are paired best first, each once; every transaction the exit then publishes from a
+    paired circuit names its origin. Against delays inside the circuit this is the adversary
+    that decides: builds are rare at a relay, so a pair is nearly unique whatever the delays."""
+    by_circuit = _cells_by_circuit(log.cells)
+    positions = circuit_positions(log)
+    least, most = log.relay_delay_s  # hop 1's own hold on the extension cells
+    centre = (least + most) / 2.0
+    reached: dict[int, list[tuple[float, float, tuple[int, int]]]] = defaultdict(list)
+    """Middle relay -> (when its extension reached it, hop 1's link latency, hop-1 circuit)."""
+    origins: dict[tuple[int, int], int] = {}
+    for key, (position, predecessor) in positions.items():
+        if position != 1:
+            continue
+        cells = by_circuit[key]
+        middle = _successor(cells)
+        latency = log.one_way_s(key[0], middle)
+        relayed = _extension_relayed(cells)
+        if latency is None or relayed is None:
+            continue
+        reached[middle].append((relayed + latency, latency, key))
+        origins[key] = predecessor
+    opened: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for link in log.inbound:
+        opened[(link.spy, link.peer)].append(link.time)
+    pairs: list[tuple[float, tuple[int, int], tuple[int, int]]] = []
+    for key, (position, middle) in positions.items():
+        latency = log.one_way_s(key[0], middle)
+        if position != log.hops or latency is None or middle not in reached:
+            continue
+        create = next(c.time for c in by_circuit[key] if c.command == "CREATE")
+        acts = [create - latency]
+        dials = opened.get((key[0], middle), [])
+        i = bisect.bisect_right(dials, create)
+        if i:
+            acts.append(dials[i - 1] - latency)
+        for at, first_latency, entry in reached[middle]:
+            slack = LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S
+            for act in acts:
+                residual = act - at
+                if least - slack <= residual <= most + slack:
+                    pairs.append((abs(residual - centre), key, entry))
+    exits: dict[tuple[int, int], int] = {}
+    taken: set[tuple[int, int]] = set()
+    for _, exit_key, entry in sorted(pairs):
+        if exit_key not in exits and entry not in taken:
+            exits[exit_key] = origins[entry]
+            taken.add(entry)
+    published: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
+    """(exit spy, middle) -> (DATA cell time, origin) on paired circuits."""
+    for key, origin in exits.items():
+        middle = positions[key][1]
+        for c in by_circuit[key]:
+            if c.relay_command == "DATA":
+                published[(key[0], middle)].append((c.time, origin))
+    guesses: dict[bytes, int] = {}
+    for sighting in log.sightings:
+        if sighting.phase != "exit" or sighting.tx_id in guesses:
+            continue
+        for t, origin in published.get((sighting.spy, sighting.sender), ()):
+            if 0.0 <= sighting.time - t <= BURST_S:
+                guesses[sighting.tx_id] = origin
+                break
+    return guesses
+
+
 def _known_law_pairs(
     log: AdversaryLog,
 ) -> tuple[list[Event], list[tuple[float, float, int, bytes]]] | None:
@@ -495,6 +569,22 @@ def _build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, lis
     if building:
         data += run
     return extended, extensions, data
+
+
+def _extension_relayed(cells: Sequence[CellRecord]) -> float | None:
+    """When hop 1 received the last cell of the extension it relayed to its successor (the run
+    of :data:`EXTEND_CELLS` unreadable forward cells after its own EXTEND that the successor
+    answered); None if it never saw one."""
+    extended = False
+    run: list[CellRecord] = []
+    for cell in cells:
+        if not extended:
+            extended = cell.recognized and cell.relay_command == "EXTEND"
+        elif cell.leg == "prev" and cell.command == "RELAY" and not cell.recognized:
+            run.append(cell)
+        elif cell.leg == "next" and cell.command == "RELAY" and run:
+            return run[-1].time if len(run) == EXTEND_CELLS else None
+    return None
 
 
 def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> list[Event]:
