@@ -47,6 +47,15 @@ def test_a_dial_becomes_an_authenticated_link_and_carries_gossip() -> None:
     assert host.nodes[0].deliveries[at_zero[0].message_id] - sent_at >= 0.05
 
 
+def test_the_listener_sees_the_connection_open_one_latency_after_the_dial() -> None:
+    engine, host, _ = two_nodes(0.05)
+    opened: list[tuple[int, int, float]] = []
+    host.on_inbound = lambda listener, dialler, now: opened.append((listener, dialler, now))
+    engine.run(until=1.0)
+    assert [(listener, dialler) for listener, dialler, _ in opened] == [(0, 1)]
+    assert 0.05 <= opened[0][2] <= 0.06  # latency plus at most a tenth of it in jitter
+
+
 def test_closing_tells_the_other_side_after_the_latency() -> None:
     engine, host, _ = two_nodes(0.05)
     engine.run(until=1.0)
