@@ -31,7 +31,6 @@ COMMON = ("--nodes", "1000", "--spies", "0.1", "--seed", "1", "--jobs", "1", "--
 BUSY = ("--tx", "200", "--tx-rate", "10")
 QUIET = ("--tx", "100", "--tx-rate", "1")
 QUIET_300 = ("--tx", "300", "--tx-rate", "1")
-BUSY_100 = ("--tx", "100", "--tx-rate", "10")
 ONION = ("--protocol", "onion", "--standin-crypto")
 
 
@@ -208,8 +207,8 @@ GRID: tuple[Row, ...] = (
         546,
     ),
     Row("race_busy", "race 4, hop 1 from any relay", "busy", (*ONION, *BUSY, *RACE), 546),
-    Row("enhanced_busy", "enhanced †", "busy 100", (*ONION, *BUSY_100, "--level", "enhanced")),
-    Row("maximum_busy", "maximum †", "busy 100", (*ONION, *BUSY_100, "--level", "maximum")),
+    Row("enhanced_busy", "enhanced", "busy", (*ONION, *BUSY, "--level", "enhanced"), 546),
+    Row("maximum_busy", "maximum", "busy", (*ONION, *BUSY, "--level", "maximum"), 546),
 )
 OLD_SIZING = (
     "† Measured before cover copied the network's transaction sizes (commit cfb2bb1): cover "
@@ -230,7 +229,6 @@ WORKLOADS = {
         " wave, so its bytes ratio says nothing about the path: see directory upkeep)"
     ),
     "10 origins": "10 tx/s, 200 tx from 10 origins",
-    "busy 100": "10 tx/s, 100 tx",
 }
 
 
@@ -283,7 +281,7 @@ def table(rows: list[tuple[Row, dict[str, Any]]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-MARKERS = {"busy": "o", "quiet": "s", "quiet 300": "s", "10 origins": "^", "busy 100": "D"}
+MARKERS = {"busy": "o", "quiet": "s", "quiet 300": "s", "10 origins": "^"}
 
 
 def plot(

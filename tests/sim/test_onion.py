@@ -101,7 +101,7 @@ def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() ->
     kit = OnionKit(standin_crypto=True, fast_path=False, level="enhanced", cover_rate_per_s=0.0)
     record = kit.run(replace(world, spies=frozenset(range(14)) - {origin}), scenario)
     assert record.log.relay_delay_s == (0.0, 0.03)
-    assert record.log.inbound
+    assert record.log.inbound and record.extras["spy_both_ends_tx"] == 1
     result = summarise(record)
     assert result.recall["timing_end_to_end"] == 1.0
     assert result.recall["timing_circuit_pairing"] == 1.0

@@ -562,6 +562,7 @@ class _OnionRun:
         extras["spy_hop1_circuits"] = len(truth)
         extras["spy_hop1_inferred"] = len(inferred)
         extras["spy_hop1_inferred_correct"] = len(truth & inferred)
+        extras["spy_both_ends_tx"] = self.spy_both_ends()
         return replace(record, baseline=baseline, extras=extras)
 
     def _measure_spy_links(self, phase: _Phase) -> None:
@@ -584,6 +585,27 @@ class _OnionRun:
             and cell.leg == "prev"
             and (cell.peer, cell.spy, cell.circ_id) not in created
         }
+
+    def spy_both_ends(self) -> int:
+        """Ground truth: transactions of the onion phase whose circuit had spies at hop 1 and
+        at the exit (the origin's own record of its paths; the exit's record of the middle)."""
+        spies = self.world.spies
+        count = 0
+        for arrival in self.world.arrivals:
+            mid = message_id(TX_TOPIC, arrival.tx.body)
+            for exit_spy in spies:
+                middle = self.taps[exit_spy].exit_senders.get(mid)
+                if middle is None:
+                    continue
+                paths = self.nodes[arrival.origin].circuits.client.circuit_paths()
+                firsts = {
+                    self.index_of[path[0]]
+                    for path in paths
+                    if self.index_of[path[-2]] == middle and self.index_of[path[-1]] == exit_spy
+                }
+                count += bool(firsts & spies)
+                break
+        return count
 
     def _phase_record(self, phase: _Phase, *, events: int, wall_s: float) -> RunRecord:
         honest = [v for v in range(self.n) if v not in self.world.spies]

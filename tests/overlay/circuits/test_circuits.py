@@ -54,6 +54,7 @@ def test_every_node_keeps_a_pool_of_three_diverse_circuits(net: Network) -> None
             assert len(hops) == 3 and len(prefixes) == 3
             assert node.node_id not in built.hops
             assert network_prefix(node.info.address.host) not in prefixes
+        assert sorted(node.host.client.circuit_paths()) == sorted(b.hops for b in _built(node))
 
 
 def test_a_build_sends_four_cells_per_handshake_and_one_per_answer(net: Network) -> None:

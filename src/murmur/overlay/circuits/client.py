@@ -239,6 +239,15 @@ class CircuitClient:
     def ready_circuits(self) -> int:
         return len(self._ready())
 
+    def circuit_paths(self) -> list[tuple[NodeId, ...]]:
+        """The relays of each usable circuit, hop 1 first: what only this node knows (for a
+        status page, and the simulator's ground truth of which circuits spies sit on)."""
+        return [
+            tuple(hop.node_id for hop in circuit.path)
+            for circuit in self._circuits.values()
+            if circuit.phase in _USABLE
+        ]
+
     # --- inputs ----------------------------------------------------------------------------
 
     def owns(self, peer: NodeId, circ_id: int) -> bool:
