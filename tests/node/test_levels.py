@@ -39,7 +39,9 @@ def test_every_level_pads_and_each_adds_to_the_one_below() -> None:
     assert standard.shaping.cover and enhanced.shaping.cover
     assert enhanced.shaping.cover.rate_per_s > standard.shaping.cover.rate_per_s
     assert standard.relay_delay is None and enhanced.relay_delay is not None
-    assert maximum.shaping.origin_delay is not None
+    # Slots already decide when a message leaves: a delay before the queue would only add
+    # latency (docs/privacy-levels.md §2).
+    assert all(level.shaping.origin_delay is None for level in LEVELS.values())
     rate = maximum.shaping.rate
     assert rate is not None and rate.cover and rate.law is TimingLaw.CONSTANT
     assert (rate.rate_per_s, maximum.shaping.max_pending) == (2.0, 100)  # the seed's

@@ -78,7 +78,6 @@ MAXIMUM = PrivacyLevel(
     name="maximum",
     summary="enhanced plus constant-rate sending (2 msg/s) with cover and 0-50 ms relay delays",
     shaping=ShapingPolicy(
-        origin_delay=DelayRange(0.1, 0.3),
         rate=RateConfig(rate_per_s=2.0, law=TimingLaw.CONSTANT, cover=True),
         max_pending=100,
     ),
