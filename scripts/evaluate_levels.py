@@ -94,8 +94,14 @@ GRID: tuple[Row, ...] = (
     Row("cover025_busy", "cover 0.25/s †", "busy", (*ONION, *BUSY, *COVER_025)),
     Row("cover025_quiet", "cover 0.25/s †", "quiet", (*ONION, *QUIET, *COVER_025)),
     Row("cover05_busy", "cover 0.5/s †", "busy", (*ONION, *BUSY, *COVER_05)),
-    Row("cover05_quiet", "cover 0.5/s †", "quiet", (*ONION, *QUIET, *COVER_05)),
-    Row("cover05_origins", "cover 0.5/s †", "10 origins", (*ONION, *BUSY, *COVER_05, *ORIGINS)),
+    Row("cover05_quiet", "cover 0.5/s", "quiet", (*ONION, *QUIET, *COVER_05), 546),
+    Row(
+        "cover05_origins",
+        "cover 0.5/s",
+        "10 origins",
+        (*ONION, *BUSY, *COVER_05, *ORIGINS),
+        546,
+    ),
     Row(
         "cover05_origins_seed2",
         "cover 0.5/s, seed 2 †",
