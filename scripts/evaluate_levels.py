@@ -96,6 +96,20 @@ GRID: tuple[Row, ...] = (
     Row("cover05_busy", "cover 0.5/s †", "busy", (*ONION, *BUSY, *COVER_05)),
     Row("cover05_quiet", "cover 0.5/s", "quiet", (*ONION, *QUIET, *COVER_05), 546),
     Row(
+        "cover05_quiet_seed2",
+        "cover 0.5/s, seed 2",
+        "quiet",
+        (*ONION, *QUIET, *COVER_05, "--seed", "2"),
+        546,
+    ),
+    Row(
+        "cover05_quiet_seed3",
+        "cover 0.5/s, seed 3",
+        "quiet",
+        (*ONION, *QUIET, *COVER_05, "--seed", "3"),
+        546,
+    ),
+    Row(
         "cover05_origins",
         "cover 0.5/s",
         "10 origins",

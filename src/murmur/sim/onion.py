@@ -261,6 +261,10 @@ class _OnionRun:
         self.current = self.onion
         self.sends: dict[tuple[int, int], bytes] = {}
         """(origin, send id) -> gossip message id of a private send in flight."""
+        self.origin_of: dict[bytes, int] = {}
+        """Gossip message id of a private send -> its origin (ground truth, never estimated)."""
+        self.both_ends: set[bytes] = set()
+        """Private sends whose circuit had spies at hop 1 and at the exit (ground truth)."""
         self.failed_sends = 0
         self._held: dict[int, list[Any]] = {}
         """Actions nodes produced while taking the directory, routed when the clock starts."""
@@ -321,6 +325,8 @@ class _OnionRun:
             else:
                 came_from = self.taps[index].exit_senders.get(mid, -1)
                 phase.adversary.record_sighting(now, index, tx_id, came_from, "exit")
+                if self._hop_one_is_a_spy(mid, came_from, index):
+                    self.both_ends.add(mid)
 
     def _failed(self, index: int, action: PrivateSendFailed, now: float) -> None:
         mid = self.sends.pop((index, action.send_id), None)
@@ -486,6 +492,7 @@ class _OnionRun:
         mid = message_id(TX_TOPIC, body)
         state = phase.reach[mid] = Reach(self.n, now)
         phase.tx_of[mid] = arrival.tx.tx_id
+        self.origin_of[mid] = arrival.origin
         node = self.nodes[arrival.origin]
         try:
             send_id = node.send_private(TX_TOPIC, body, now)
@@ -562,7 +569,7 @@ class _OnionRun:
         extras["spy_hop1_circuits"] = len(truth)
         extras["spy_hop1_inferred"] = len(inferred)
         extras["spy_hop1_inferred_correct"] = len(truth & inferred)
-        extras["spy_both_ends_tx"] = self.spy_both_ends()
+        extras["spy_both_ends_tx"] = len(self.both_ends)
         return replace(record, baseline=baseline, extras=extras)
 
     def _measure_spy_links(self, phase: _Phase) -> None:
@@ -586,26 +593,19 @@ class _OnionRun:
             and (cell.peer, cell.spy, cell.circ_id) not in created
         }
 
-    def spy_both_ends(self) -> int:
-        """Ground truth: transactions of the onion phase whose circuit had spies at hop 1 and
-        at the exit (the origin's own record of its paths; the exit's record of the middle)."""
-        spies = self.world.spies
-        count = 0
-        for arrival in self.world.arrivals:
-            mid = message_id(TX_TOPIC, arrival.tx.body)
-            for exit_spy in spies:
-                middle = self.taps[exit_spy].exit_senders.get(mid)
-                if middle is None:
-                    continue
-                paths = self.nodes[arrival.origin].circuits.client.circuit_paths()
-                firsts = {
-                    self.index_of[path[0]]
-                    for path in paths
-                    if self.index_of[path[-2]] == middle and self.index_of[path[-1]] == exit_spy
-                }
-                count += bool(firsts & spies)
-                break
-        return count
+    def _hop_one_is_a_spy(self, mid: bytes, middle: int, exit_spy: int) -> bool:
+        """Ground truth, when a spy exit publishes a private send: whether the origin's circuit
+        through that middle relay to this exit has a spy at hop 1 (the origin's own record of
+        its paths, read while the circuit is in use)."""
+        origin = self.origin_of.get(mid)
+        if origin is None:
+            return False
+        index_of = self.index_of
+        return any(
+            index_of[path[0]] in self.world.spies
+            for path in self.nodes[origin].circuits.client.circuit_paths()
+            if index_of[path[-2]] == middle and index_of[path[-1]] == exit_spy
+        )
 
     def _phase_record(self, phase: _Phase, *, events: int, wall_s: float) -> RunRecord:
         honest = [v for v in range(self.n) if v not in self.world.spies]
