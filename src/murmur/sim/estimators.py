@@ -18,8 +18,9 @@ protocol (``first_spy`` always does).
   with the transaction's first gossip sighting at t + delta, under the delay law it learns from
   the run's own unlabelled observations. ``timing_latency`` adds what spies know of their own
   links' latencies, which narrows the delay to a single link; ``timing_known_law`` also knows
-  that link's latency law in advance; ``timing_end_to_end`` needs a spy at both ends of a
-  circuit and then pairs the two through their shared middle relay, per message;
+  that link's latency law in advance.
+* ``timing_end_to_end`` (:mod:`murmur.sim.end_to_end`) needs a spy at both ends of a circuit
+  and then pairs the two through their shared middle relay, per message;
   ``timing_circuit_pairing`` pairs the same two ends once per circuit, when it is built, so
   delays relays add to messages do not matter to it.
 """
@@ -29,14 +30,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.timing import (
-    timing,
-    timing_circuit_pairing,
-    timing_end_to_end,
-    timing_intersection,
-    timing_known_law,
-    timing_latency,
-)
+from murmur.sim.end_to_end import timing_circuit_pairing, timing_end_to_end
+from murmur.sim.timing import timing, timing_intersection, timing_known_law, timing_latency
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
 

@@ -43,10 +43,8 @@ to the exit), so the delay law is much narrower and fewer unrelated transactions
 ``timing_known_law`` is ``timing_latency`` with the law of that link known in advance (fitted to
 the spies' own link latencies) instead of learnt from a run that cover traffic floods.
 ``timing_intersection`` rescores ``timing_known_law``'s pairs by how much each node's departures
-explain over the whole run (against origins that send many). ``timing_end_to_end`` needs no
-law: it pairs a hop-1 departure with a spy exit's reception through their shared middle relay.
-``timing_circuit_pairing`` pairs the same two ends once per circuit, through its build, which
-no per-message delay hides.
+explain over the whole run (against origins that send many). Spies at both ends of a circuit
+need none of this (:mod:`murmur.sim.end_to_end`, which reads the cells with the helpers below).
 
 No ground truth enters: everything above comes from the spies' cell logs, their gossip
 sightings and the link records. Cover messages (the standard level sends them as a Poisson
@@ -84,9 +82,6 @@ BURST_S = 0.05
 """Cells of one circuit closer than this are one message. A message's cells leave together,
 but the simulated link jitters each cell on its own (up to a tenth of the link's latency, so
 30 ms at the 300 ms ceiling); two messages on one circuit this close are rare."""
-LINK_JITTER_FRACTION = 0.1
-"""How much a message's delay on a link may exceed the link's latency, as a fraction of it: the
-simulated network's jitter bound, which an adversary measuring its own links learns."""
 RELAY_GAP_S = 0.05
 """A cell leaving a watched node within this of a cell arriving there may be a relayed one."""
 SAME_DEPARTURE_S = 1.0
@@ -108,13 +103,13 @@ class Event(NamedTuple):
 def circuit_positions(log: AdversaryLog) -> dict[tuple[int, int], tuple[int, int]]:
     """``(spy, circuit) -> (position, predecessor)`` for every circuit a spy saw created,
     position 1-based (``log.hops`` for the last hop)."""
-    by_circuit = _cells_by_circuit(log.cells)
+    by_circuit = cells_by_circuit(log.cells)
     positions = {}
     for key, cells in by_circuit.items():
         create = next((c for c in cells if c.command == "CREATE" and c.leg == "prev"), None)
         if create is None:
             continue
-        extended, extensions, _ = _build_trace(cells, log.hops)
+        extended, extensions, _ = build_trace(cells, log.hops)
         position = log.hops - 1 - extensions if extended else log.hops
         positions[key] = (position, create.peer)
     return positions
@@ -130,15 +125,15 @@ def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Eve
 
     ``latency_aware``: a hop-1 event is dated when its cell reached hop 2 (the spy adds the
     latency of its own link to hop 2, which it measures)."""
-    by_circuit = _cells_by_circuit(log.cells)
+    by_circuit = cells_by_circuit(log.cells)
     events: list[Event] = []
     for key, predecessor in hop_one_circuits(log).items():
         cells = by_circuit[key]
-        _, _, data_cells = _build_trace(cells, log.hops)
+        _, _, data_cells = build_trace(cells, log.hops)
         shift = 0.0
         if latency_aware:
-            shift = log.one_way_s(key[0], _successor(cells)) or 0.0
-        for start, count in _bursts(cell.time for cell in data_cells):
+            shift = log.one_way_s(key[0], successor(cells)) or 0.0
+        for start, count in bursts(cell.time for cell in data_cells):
             events.append(Event(start + shift, predecessor, "hop1", count))
     hop_one_times: dict[int, list[float]] = defaultdict(list)
     for event in events:
@@ -285,7 +280,7 @@ def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
     adversary did not have to learn from them, so this is the estimator that decides how much
     cover buys."""
     scored = _known_law_pairs(log)
-    return {} if scored is None else _match(*scored)
+    return {} if scored is None else match_pairs(*scored)
 
 
 def link_law(log: AdversaryLog) -> DelayModel | None:
@@ -316,7 +311,7 @@ def correlate(
             source: learn_delay((e.time for e in events if e.source == source), times)
             for source in {e.source for e in events}
         }
-    return _match(events, _scored_pairs(events, ordered, models, cells or {}))
+    return match_pairs(events, _scored_pairs(events, ordered, models, cells or {}))
 
 
 def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
@@ -346,126 +341,7 @@ def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
         for score, delay, i, tx_id in pairs
         if -score * ratio[events[i].node] > 1.0
     )
-    return _match(events, rescored)
-
-
-def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
-    """Entry and exit together: the correlation low-latency onion routing does not resist
-    (Syverson et al. 2000; Tor's threat model leaves it out). When a spy is hop 1 of a circuit
-    and another spy is its exit, the two sit one link either side of the same middle relay:
-    hop 1 saw a message leave for that relay, the exit received a transaction from it, and each
-    knows the latency of its own link to it. So the exit's reception, less its link's latency,
-    less hop 1's departure plus its link's latency, is the middle relay's forwarding time:
-    about nothing, within the two links' jitter. A pair through the same middle relay that
-    close names the origin. The estimator guesses only then, so its precision is high and its
-    recall is the share of circuits whose both ends are spies (about p² with a fraction p of
-    spies): the floor of any design without delays inside the circuit. Where the level delays
-    cells at relays, hop 1 and the middle each held the message for a delay in the level's
-    public range, so the residual is their sum: the pair must fall within that range widened by
-    the jitter, and pairs nearer its centre go first."""
-    by_circuit = _cells_by_circuit(log.cells)
-    events: list[Event] = []  # hop-1 departures, dated when the cell reached the middle relay
-    via: dict[int, list[tuple[int, float]]] = defaultdict(list)  # middle -> (event, its latency)
-    for key, origin in hop_one_circuits(log).items():
-        cells = by_circuit[key]
-        middle = _successor(cells)
-        latency = log.one_way_s(key[0], middle)
-        if latency is None:
-            continue
-        _, _, data = _build_trace(cells, log.hops)
-        for start, count in _bursts(cell.time for cell in data):
-            via[middle].append((len(events), latency))
-            events.append(Event(start + latency, origin, "hop1", count))
-    least, most = (2.0 * bound for bound in log.relay_delay_s)  # held at hop 1 and the middle
-    centre = (least + most) / 2.0
-    pairs: list[tuple[float, float, int, bytes]] = []
-    for sighting in log.sightings:
-        latency = log.one_way_s(sighting.spy, sighting.sender)
-        if sighting.phase != "exit" or latency is None:
-            continue
-        left_middle = sighting.time - latency
-        size = log.tx_cells.get(sighting.tx_id)
-        for i, first_latency in via.get(sighting.sender, ()):
-            if size is not None and events[i].cells != size:
-                continue
-            residual = left_middle - events[i].time
-            slack = LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S
-            if least - slack <= residual <= most + slack:
-                off = abs(residual - centre)
-                pairs.append((off, off, i, sighting.tx_id))
-    return _match(events, sorted(pairs))
-
-
-def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
-    """Entry and exit together, paired once per circuit, when it is built, so no delay a relay
-    adds to the messages matters. Hop 1 relays the extension that tells the middle relay which
-    exit to add; the middle acts on it at once: it sends CREATE to the exit, or first dials it
-    (the exit's kernel sees the connection open). So the exit's first sight of the middle's
-    act, less its link's latency, falls within the links' jitter (and hop 1's own hold on the
-    extension, in the level's public range) of hop 1's relay of it plus its link's latency.
-    Circuits are paired best first, each once; every transaction the exit then publishes from a
-    paired circuit names its origin. Against delays inside the circuit this is the adversary
-    that decides: builds are rare at a relay, so a pair is nearly unique whatever the delays."""
-    by_circuit = _cells_by_circuit(log.cells)
-    positions = circuit_positions(log)
-    least, most = log.relay_delay_s  # hop 1's own hold on the extension cells
-    centre = (least + most) / 2.0
-    reached: dict[int, list[tuple[float, float, tuple[int, int]]]] = defaultdict(list)
-    """Middle relay -> (when its extension reached it, hop 1's link latency, hop-1 circuit)."""
-    origins: dict[tuple[int, int], int] = {}
-    for key, (position, predecessor) in positions.items():
-        if position != 1:
-            continue
-        cells = by_circuit[key]
-        middle = _successor(cells)
-        latency = log.one_way_s(key[0], middle)
-        relayed = _extension_relayed(cells)
-        if latency is None or relayed is None:
-            continue
-        reached[middle].append((relayed + latency, latency, key))
-        origins[key] = predecessor
-    opened: dict[tuple[int, int], list[float]] = defaultdict(list)
-    for link in log.inbound:
-        opened[(link.spy, link.peer)].append(link.time)
-    pairs: list[tuple[float, tuple[int, int], tuple[int, int]]] = []
-    for key, (position, middle) in positions.items():
-        latency = log.one_way_s(key[0], middle)
-        if position != log.hops or latency is None or middle not in reached:
-            continue
-        create = next(c.time for c in by_circuit[key] if c.command == "CREATE")
-        acts = [create - latency]
-        dials = opened.get((key[0], middle), [])
-        i = bisect.bisect_right(dials, create)
-        if i:
-            acts.append(dials[i - 1] - latency)
-        for at, first_latency, entry in reached[middle]:
-            slack = LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S
-            for act in acts:
-                residual = act - at
-                if least - slack <= residual <= most + slack:
-                    pairs.append((abs(residual - centre), key, entry))
-    exits: dict[tuple[int, int], int] = {}
-    taken: set[tuple[int, int]] = set()
-    for _, exit_key, entry in sorted(pairs):
-        if exit_key not in exits and entry not in taken:
-            exits[exit_key] = origins[entry]
-            taken.add(entry)
-    published: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
-    """(exit spy, middle) -> (DATA cell time, origin) on paired circuits."""
-    for key, origin in exits.items():
-        middle = positions[key][1]
-        for c in by_circuit[key]:
-            if c.relay_command == "DATA":
-                published[(key[0], middle)].append((c.time, origin))
-    guesses: dict[bytes, int] = {}
-    for sighting in log.sightings:
-        if sighting.phase != "exit" or sighting.tx_id in guesses:
-            continue
-        for t, origin in published.get((sighting.spy, sighting.sender), ()):
-            if 0.0 <= sighting.time - t <= BURST_S:
-                guesses[sighting.tx_id] = origin
-                break
-    return guesses
+    return match_pairs(events, rescored)
 
 
 def _known_law_pairs(
@@ -508,7 +384,7 @@ def _scored_pairs(
     return pairs
 
 
-def _match(
+def match_pairs(
     events: Sequence[Event], pairs: Iterable[tuple[float, float, int, bytes]]
 ) -> dict[bytes, int]:
     """Takes pairs best first, each event and each transaction at most once."""
@@ -522,10 +398,10 @@ def _match(
     return guesses
 
 
-# -- helpers --------------------------------------------------------------------------------
+# -- what a spy reads from its cells (also murmur.sim.end_to_end) -----------------------------
 
 
-def _cells_by_circuit(cells: Iterable[CellRecord]) -> dict[tuple[int, int], list[CellRecord]]:
+def cells_by_circuit(cells: Iterable[CellRecord]) -> dict[tuple[int, int], list[CellRecord]]:
     grouped: dict[tuple[int, int], list[CellRecord]] = defaultdict(list)
     for cell in cells:
         if cell.circuit >= 0:
@@ -533,7 +409,7 @@ def _cells_by_circuit(cells: Iterable[CellRecord]) -> dict[tuple[int, int], list
     return grouped
 
 
-def _build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, list[CellRecord]]:
+def build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, list[CellRecord]]:
     """(read an EXTEND, extensions relayed after it, forward cells after the build).
 
     After its own EXTEND, a hop counts runs of :data:`EXTEND_CELLS` forward cells it cannot
@@ -571,22 +447,6 @@ def _build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, lis
     return extended, extensions, data
 
 
-def _extension_relayed(cells: Sequence[CellRecord]) -> float | None:
-    """When hop 1 received the last cell of the extension it relayed to its successor (the run
-    of :data:`EXTEND_CELLS` unreadable forward cells after its own EXTEND that the successor
-    answered); None if it never saw one."""
-    extended = False
-    run: list[CellRecord] = []
-    for cell in cells:
-        if not extended:
-            extended = cell.recognized and cell.relay_command == "EXTEND"
-        elif cell.leg == "prev" and cell.command == "RELAY" and not cell.recognized:
-            run.append(cell)
-        elif cell.leg == "next" and cell.command == "RELAY" and run:
-            return run[-1].time if len(run) == EXTEND_CELLS else None
-    return None
-
-
 def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> list[Event]:
     arrivals: dict[int, list[float]] = defaultdict(list)
     for record in links:
@@ -607,16 +467,16 @@ def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> li
     return [
         Event(start, node, "link", count)
         for node, times in started.items()
-        for start, count in _bursts(sorted(times))
+        for start, count in bursts(sorted(times))
     ]
 
 
-def _successor(cells: Iterable[CellRecord]) -> int:
+def successor(cells: Iterable[CellRecord]) -> int:
     """The next hop of a circuit as one of its relays sees it (-1: none seen yet)."""
     return next((c.peer for c in cells if c.leg == "next"), -1)
 
 
-def _bursts(times: Iterable[float]) -> list[tuple[float, int]]:
+def bursts(times: Iterable[float]) -> list[tuple[float, int]]:
     """``(start, cells)`` of each run of cells closer than ``BURST_S`` (``times`` sorted)."""
     bursts: list[tuple[float, int]] = []
     last = -math.inf

@@ -1,0 +1,107 @@
+"""Spies at both ends of a circuit, on hand-made spy logs: per message and at the build."""
+
+from __future__ import annotations
+
+from murmur.sim.adversary import AdversaryLog, CellRecord, InboundLink, Sighting
+from murmur.sim.end_to_end import timing_circuit_pairing, timing_end_to_end
+from murmur.wire.cells import CREATE_CELLS
+from tests.sim.test_timing import NEXT, ORIGIN, SPY, cell, hop_one_build, log_with
+
+EXIT, OTHER_MIDDLE = 11, 12
+
+
+def test_entry_and_exit_spies_pair_through_their_shared_middle_relay() -> None:
+    """Hop 1 saw a message reach the middle relay at 5.05 (its link: 50 ms); the exit got a
+    transaction from that relay at 5.13 over an 80 ms link: nothing in between, so it names
+    the origin. Another relay, or a residual beyond the links' jitter, names no one."""
+    log = log_with(hop_one_build([5.0, 9.0]), {})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, NEXT, 0.08)
+    log.measured(EXIT, OTHER_MIDDLE, 0.08)
+    log.sightings += [
+        Sighting(5.135, EXIT, b"tx", NEXT, "exit"),
+        Sighting(9.13, EXIT, b"elsewhere", OTHER_MIDDLE, "exit"),
+        Sighting(12.0, EXIT, b"late", NEXT, "exit"),
+    ]
+    assert timing_end_to_end(log) == {b"tx": ORIGIN}
+
+
+def test_end_to_end_takes_the_closest_departure_once_and_needs_the_size_to_fit() -> None:
+    log = log_with(hop_one_build([5.0, 5.06]), {})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, NEXT, 0.08)
+    log.sightings += [Sighting(5.19, EXIT, b"tx", NEXT, "exit")]
+    assert timing_end_to_end(log) == {b"tx": ORIGIN}
+    log.tx_cells[b"tx"] = 2  # the transaction takes two cells; each departure was one
+    assert timing_end_to_end(log) == {}
+
+
+def test_end_to_end_allows_for_the_delays_the_level_adds_at_hop_one_and_the_middle() -> None:
+    """With relays holding each cell 0-50 ms, the pair's residual is two such delays: 70 ms
+    here, beyond the links' jitter but inside the level's public range."""
+    log = log_with(hop_one_build([5.0]), {})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, NEXT, 0.08)
+    log.sightings += [Sighting(5.2, EXIT, b"tx", NEXT, "exit")]
+    assert timing_end_to_end(log) == {}
+    log.relay_delay_s = (0.0, 0.05)
+    assert timing_end_to_end(log) == {b"tx": ORIGIN}
+    log.sightings[-1] = Sighting(5.35, EXIT, b"tx", NEXT, "exit")  # 220 ms: more than 2 x 50
+    assert timing_end_to_end(log) == {}
+
+
+def exit_cells(create_at: float, data_at: list[float], middle: int = NEXT) -> list[CellRecord]:
+    """What the exit of a circuit sees: the middle's CREATE, then one DATA cell per message."""
+    creates = [
+        cell(create_at + i / 1000, middle, "prev", "CREATE")._replace(spy=EXIT)
+        for i in range(CREATE_CELLS)
+    ]
+    data = [
+        cell(t, middle, "prev", "RELAY", recognized=True, what="DATA")._replace(spy=EXIT)
+        for t in data_at
+    ]
+    return creates + data
+
+
+def pairing_log(exit_side: list[CellRecord], *, middle: int = NEXT) -> AdversaryLog:
+    """Hop 1's extension (last cell at 1.503) reaches the middle 50 ms later, at 1.553; the
+    exit publishes a transaction from its circuit at 5.13."""
+    log = log_with(sorted(hop_one_build([5.0]) + exit_side), {})
+    log.spies = frozenset({SPY, EXIT})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(EXIT, middle, 0.08)
+    log.sightings.append(Sighting(5.13, EXIT, b"tx", middle, "exit"))
+    return log
+
+
+def test_circuit_pairing_matches_the_middles_create_to_the_extension_hop_one_relayed() -> None:
+    """Over a link the middle already had, its CREATE reached the exit at 1.633 + jitter."""
+    log = pairing_log(exit_cells(1.64, [5.13]))
+    assert timing_circuit_pairing(log) == {b"tx": ORIGIN}
+    assert timing_circuit_pairing(pairing_log(exit_cells(3.0, [5.13]))) == {}
+
+
+def test_circuit_pairing_dates_a_new_link_by_its_opening() -> None:
+    """The middle first dialled the exit: the SYN arrived at 1.635, the CREATE after the link
+    handshake, 400 ms later. The CREATE alone is too late; the opening names the circuit."""
+    log = pairing_log(exit_cells(2.035, [5.13]))
+    assert timing_circuit_pairing(log) == {}
+    log.inbound.append(InboundLink(1.635, EXIT, NEXT))
+    assert timing_circuit_pairing(log) == {b"tx": ORIGIN}
+
+
+def test_circuit_pairing_ignores_delays_on_messages_and_allows_hop_ones_hold() -> None:
+    """Relays hold cells 0-500 ms: the transaction left the exit 2 s after hop 1 saw it, which
+    no per-message pairing allows, but the circuit is paired at its build, where hop 1 held
+    the extension 300 ms (inside the public range, beyond the jitter)."""
+    log = pairing_log(exit_cells(1.933, [7.13]))
+    log.sightings[-1] = Sighting(7.13, EXIT, b"tx", NEXT, "exit")
+    assert timing_circuit_pairing(log) == {}
+    log.relay_delay_s = (0.0, 0.5)
+    assert timing_circuit_pairing(log) == {b"tx": ORIGIN}
+    assert timing_end_to_end(log) == {}
+
+
+def test_circuit_pairing_needs_the_same_middle_relay() -> None:
+    log = pairing_log(exit_cells(1.64, [5.13], middle=OTHER_MIDDLE), middle=OTHER_MIDDLE)
+    assert timing_circuit_pairing(log) == {}
