@@ -118,9 +118,17 @@ GRID: tuple[Row, ...] = (
     ),
     Row(
         "cover05_origins_seed2",
-        "cover 0.5/s, seed 2 †",
+        "cover 0.5/s, seed 2",
         "10 origins",
         (*ONION, *BUSY, *COVER_05, *ORIGINS, "--seed", "2"),
+        546,
+    ),
+    Row(
+        "cover05_origins_seed3",
+        "cover 0.5/s, seed 3",
+        "10 origins",
+        (*ONION, *BUSY, *COVER_05, *ORIGINS, "--seed", "3"),
+        546,
     ),
     Row("near_busy", "near hop 1, cover 0.5/s †", "busy", (*ONION, *BUSY, *NEAR, *COVER_05)),
     Row("near_origins", "near hop 1 †", "10 origins", (*ONION, *BUSY, *NEAR, *ORIGINS)),
