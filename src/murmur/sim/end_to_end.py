@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Sequence
 
-from murmur.sim.adversary import AdversaryLog, CellRecord
+from murmur.sim.adversary import AdversaryLog
 from murmur.sim.timing import (
     BURST_S,
     Event,
@@ -35,9 +34,9 @@ from murmur.sim.timing import (
     circuit_positions,
     hop_one_circuits,
     match_pairs,
+    pair_once,
     successor,
 )
-from murmur.wire.cells import EXTEND_CELLS
 
 LINK_JITTER_FRACTION = 0.1
 """How much a message's delay on a link may exceed the link's latency, as a fraction of it: the
@@ -67,12 +66,11 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
         latency = log.one_way_s(key[0], middle)
         if latency is None:
             continue
-        _, _, data = build_trace(cells, log.hops)
+        data = build_trace(cells, log.hops).data
         for start, count in bursts(cell.time for cell in data):
             via[middle].append((len(events), latency))
             events.append(Event(start + latency, origin, "hop1", count))
     least, most = (2.0 * bound for bound in log.relay_delay_s)  # held at hop 1 and the middle
-    centre = (least + most) / 2.0
     pairs: list[tuple[float, float, int, bytes]] = []
     for sighting in log.sightings:
         latency = log.one_way_s(sighting.spy, sighting.sender)
@@ -83,10 +81,8 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
         for i, first_latency in via.get(sighting.sender, ()):
             if size is not None and events[i].cells != size:
                 continue
-            residual = left_middle - events[i].time
-            slack = LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S
-            if least - slack <= residual <= most + slack:
-                off = abs(residual - centre)
+            off = _off_centre(left_middle - events[i].time, (least, most), first_latency + latency)
+            if off is not None:
                 pairs.append((off, off, i, sighting.tx_id))
     return match_pairs(events, sorted(pairs))
 
@@ -103,22 +99,18 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
     that decides: builds are rare at a relay, so a pair is nearly unique whatever the delays."""
     by_circuit = cells_by_circuit(log.cells)
     positions = circuit_positions(log)
-    least, most = log.relay_delay_s  # hop 1's own hold on the extension cells
-    centre = (least + most) / 2.0
     reached: dict[int, list[tuple[float, float, tuple[int, int]]]] = defaultdict(list)
     """Middle relay -> (when its extension reached it, hop 1's link latency, hop-1 circuit)."""
-    origins: dict[tuple[int, int], int] = {}
-    for key, (position, predecessor) in positions.items():
+    for key, (position, _) in positions.items():
         if position != 1:
             continue
         cells = by_circuit[key]
         middle = successor(cells)
         latency = log.one_way_s(key[0], middle)
-        relayed = _extension_relayed(cells)
+        relayed = build_trace(cells, log.hops).first_extension_at
         if latency is None or relayed is None:
             continue
         reached[middle].append((relayed + latency, latency, key))
-        origins[key] = predecessor
     opened: dict[tuple[int, int], list[float]] = defaultdict(list)
     for link in log.inbound:
         opened[(link.spy, link.peer)].append(link.time)
@@ -134,21 +126,16 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
         if i:
             acts.append(dials[i - 1] - latency)
         for at, first_latency, entry in reached[middle]:
-            slack = LINK_JITTER_FRACTION * (first_latency + latency) + BURST_S
             for act in acts:
-                residual = act - at
-                if least - slack <= residual <= most + slack:
-                    pairs.append((abs(residual - centre), key, entry))
-    exits: dict[tuple[int, int], int] = {}
-    taken: set[tuple[int, int]] = set()
-    for _, exit_key, entry in sorted(pairs):
-        if exit_key not in exits and entry not in taken:
-            exits[exit_key] = origins[entry]
-            taken.add(entry)
+                # only hop 1 holds the extension: the middle acts on it at once
+                off = _off_centre(act - at, log.relay_delay_s, first_latency + latency)
+                if off is not None:
+                    pairs.append((off, key, entry))
+    paired = pair_once((entry, key) for _, key, entry in sorted(pairs))
     published: dict[tuple[int, int], list[tuple[float, int]]] = defaultdict(list)
     """(exit spy, middle) -> (DATA cell time, origin) on paired circuits."""
-    for key, origin in exits.items():
-        middle = positions[key][1]
+    for key, entry in paired.items():
+        middle, origin = positions[key][1], positions[entry][1]
         for c in by_circuit[key]:
             if c.relay_command == "DATA":
                 published[(key[0], middle)].append((c.time, origin))
@@ -163,17 +150,12 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
     return guesses
 
 
-def _extension_relayed(cells: Sequence[CellRecord]) -> float | None:
-    """When hop 1 received the last cell of the extension it relayed to its successor (the run
-    of :data:`EXTEND_CELLS` unreadable forward cells after its own EXTEND that the successor
-    answered); None if it never saw one."""
-    extended = False
-    run: list[CellRecord] = []
-    for cell in cells:
-        if not extended:
-            extended = cell.recognized and cell.relay_command == "EXTEND"
-        elif cell.leg == "prev" and cell.command == "RELAY" and not cell.recognized:
-            run.append(cell)
-        elif cell.leg == "next" and cell.command == "RELAY" and run:
-            return run[-1].time if len(run) == EXTEND_CELLS else None
-    return None
+def _off_centre(residual: float, held: tuple[float, float], latencies: float) -> float | None:
+    """How far a pair's residual lies from the centre of what the relays' holds explain
+    (``held``: least and most, summed over the relays that held the cell), or None when it
+    lies outside that range widened by the two links' jitter and a burst's spread."""
+    slack = LINK_JITTER_FRACTION * latencies + BURST_S
+    least, most = held
+    if not least - slack <= residual <= most + slack:
+        return None
+    return abs(residual - (least + most) / 2.0)

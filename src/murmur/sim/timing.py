@@ -60,7 +60,7 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 
@@ -68,6 +68,9 @@ from murmur.crypto.aead import TAG_BYTES
 from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord
 from murmur.wire.cells import CELL_BYTES, EXTEND_CELLS
 from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
+
+A = TypeVar("A")
+B = TypeVar("B")
 
 WINDOW_S = 4.0
 """Longest delay from a cell leaving the origin to the first sighting considered."""
@@ -109,8 +112,8 @@ def circuit_positions(log: AdversaryLog) -> dict[tuple[int, int], tuple[int, int
         create = next((c for c in cells if c.command == "CREATE" and c.leg == "prev"), None)
         if create is None:
             continue
-        extended, extensions, _ = build_trace(cells, log.hops)
-        position = log.hops - 1 - extensions if extended else log.hops
+        trace = build_trace(cells, log.hops)
+        position = log.hops - 1 - trace.extensions if trace.extended else log.hops
         positions[key] = (position, create.peer)
     return positions
 
@@ -129,7 +132,7 @@ def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Eve
     events: list[Event] = []
     for key, predecessor in hop_one_circuits(log).items():
         cells = by_circuit[key]
-        _, _, data_cells = build_trace(cells, log.hops)
+        data_cells = build_trace(cells, log.hops).data
         shift = 0.0
         if latency_aware:
             shift = log.one_way_s(key[0], successor(cells)) or 0.0
@@ -388,14 +391,21 @@ def match_pairs(
     events: Sequence[Event], pairs: Iterable[tuple[float, float, int, bytes]]
 ) -> dict[bytes, int]:
     """Takes pairs best first, each event and each transaction at most once."""
-    guesses: dict[bytes, int] = {}
-    used: set[int] = set()
-    for _, _, i, tx_id in pairs:
-        if i in used or tx_id in guesses:
+    matched = pair_once((i, tx_id) for _, _, i, tx_id in pairs)
+    return {tx_id: events[i].node for tx_id, i in matched.items()}
+
+
+def pair_once(ranked: Iterable[tuple[A, B]]) -> dict[B, A]:
+    """Greedy one-to-one matching: ``(a, b)`` candidates in order of preference, each ``a`` and
+    each ``b`` taken at most once; returns ``b -> a``."""
+    taken: set[A] = set()
+    chosen: dict[B, A] = {}
+    for a, b in ranked:
+        if a in taken or b in chosen:
             continue
-        used.add(i)
-        guesses[tx_id] = events[i].node
-    return guesses
+        taken.add(a)
+        chosen[b] = a
+    return chosen
 
 
 # -- what a spy reads from its cells (also murmur.sim.end_to_end) -----------------------------
@@ -409,15 +419,27 @@ def cells_by_circuit(cells: Iterable[CellRecord]) -> dict[tuple[int, int], list[
     return grouped
 
 
-def build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, list[CellRecord]]:
-    """(read an EXTEND, extensions relayed after it, forward cells after the build).
+class BuildTrace(NamedTuple):
+    """What a relay reads from how a circuit was built through it (:func:`build_trace`)."""
 
-    After its own EXTEND, a hop counts runs of :data:`EXTEND_CELLS` forward cells it cannot
+    extended: bool
+    """It read an EXTEND addressed to itself (it is not the last hop)."""
+    extensions: int
+    """Extensions relayed after its own EXTEND."""
+    data: list[CellRecord]
+    """Forward cells after the build: messages."""
+    first_extension_at: float | None
+    """When it received the last cell of the first extension it relayed (None: none)."""
+
+
+def build_trace(cells: Sequence[CellRecord], hops: int) -> BuildTrace:
+    """After its own EXTEND, a hop counts runs of :data:`EXTEND_CELLS` forward cells it cannot
     read that its successor answers with a backward cell (an EXTEND passing through, answered
     by EXTENDED); once ``hops - 2`` have passed, or a run grows longer or is answered at
     another length, every further unreadable forward cell is a message."""
     extended = False
     extensions = 0
+    first_extension_at: float | None = None
     run: list[CellRecord] = []
     data: list[CellRecord] = []
     building = True
@@ -438,13 +460,15 @@ def build_trace(cells: Sequence[CellRecord], hops: int) -> tuple[bool, int, list
         elif cell.leg == "next" and cell.command == "RELAY" and run:
             if len(run) == EXTEND_CELLS:
                 extensions += 1
+                if first_extension_at is None:
+                    first_extension_at = run[-1].time
             else:
                 building = False
                 data += run
             run = []
     if building:
         data += run
-    return extended, extensions, data
+    return BuildTrace(extended, extensions, data, first_extension_at)
 
 
 def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> list[Event]:
