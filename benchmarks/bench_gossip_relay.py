@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
 import sys
 import tempfile
 import time
@@ -26,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from murmur.crypto.identity import Identity
-from murmur.interfaces.testnet import NetNode, _free_port, stop_nodes
+from murmur.interfaces.testnet import NetNode, free_listen_port, stop_nodes
 from murmur.link.connection import LinkConnection, LinkState, MessageReceived
 from murmur.node.config import NodeConfig
 from murmur.overlay.peers.limits import PeerLimits
@@ -52,7 +53,8 @@ def _start_relay(base: Path) -> NetNode:
         bytes_burst=10_000_000_000,
     )
     identity = init_node_dir(base / "relay", config=replace(NodeConfig(), limits=limits))
-    node = NetNode(0, base / "relay", "127.0.0.1", _free_port("127.0.0.1"), identity.node_id.hex())
+    port = free_listen_port("127.0.0.1", random.Random())
+    node = NetNode(0, base / "relay", "127.0.0.1", port, identity.node_id.hex())
     argv = [
         sys.executable,
         "-m",

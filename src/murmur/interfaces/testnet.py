@@ -86,10 +86,41 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+EPHEMERAL_RANGE_FILE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+LOWEST_LISTEN_PORT = 10_000
+
+
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands to outgoing connections (Linux default 32768)."""
+    try:
+        return int(EPHEMERAL_RANGE_FILE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
+def free_listen_port(host: str, rng: random.Random, taken: set[int] | None = None) -> int:
+    """A port ``host`` can listen on, below the kernel's ephemeral range.
+
+    A port the kernel picks with ``bind(0)`` is free only until something else takes it, and
+    the nodes started first dial out at once: their outgoing connections draw source ports
+    from the ephemeral range and took a later node's port in CI (``EADDRINUSE`` at its start).
+    Ports below that range are never used as source ports, so checking one with a bind is
+    enough. ``taken`` holds the ports already handed out for this testnet.
+    """
+    taken = set() if taken is None else taken
+    high = max(_ephemeral_low(), LOWEST_LISTEN_PORT + 1)
+    for _ in range(1_000):
+        port = rng.randrange(LOWEST_LISTEN_PORT, high)
+        if port in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        taken.add(port)
+        return port
+    raise RuntimeError(f"no free listen port on {host} below {high}")
 
 
 def _host_for(index: int, distinct_prefixes: bool) -> str:
@@ -109,11 +140,16 @@ def running_testnet(
 ) -> Iterator[list[NetNode]]:
     """Starts ``n`` node processes (torn down on exit, even on error)."""
     nodes: list[NetNode] = []
+    ports: set[int] = set()
+    # Its own unseeded stream: the workload's draws stay as they were, and a rerun with the
+    # same seed does not aim at the ports of a run whose sockets may still linger.
+    port_rng = random.Random()
     for i in range(n):
         host = _host_for(i, distinct_prefixes)
         directory = base / f"node{i:03d}"
         identity = init_node_dir(directory, config=node_config or NodeConfig())
-        nodes.append(NetNode(i, directory, host, _free_port(host), identity.node_id.hex()))
+        port = free_listen_port(host, port_rng, ports)
+        nodes.append(NetNode(i, directory, host, port, identity.node_id.hex()))
     env = {**os.environ, **(extra_env or {})}
     try:
         for node in nodes:
