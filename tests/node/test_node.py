@@ -269,6 +269,25 @@ def test_lost_peer_is_redialled() -> None:
     assert b.counters.get("dials") >= 2
 
 
+def test_node_timer_pings_live_links_and_closes_a_silent_one() -> None:
+    """Link timers run through the node's: keepalives hold quiet links open for minutes, and
+    a link whose peer falls silent is closed at its idle timeout, while its neighbours stay."""
+    net = Net(3)
+    net.tick(2.0)
+    a, b, c = net.nodes
+    live = c._by_peer[b.node_id].conn_id
+    silent = c._by_peer[a.node_id].conn_id
+    mute = next(key for key, dest in net.pipe.items() if dest == (2, silent))
+    net.pipe[mute] = (2, ConnId(-1))  # a's bytes to c now go nowhere
+    net.tick(net.now + 120.0, step=1.0)
+    idle = [
+        action.conn_id for i, action in net.closed if i == 2 and action.reason == "idle_timeout"
+    ]
+    assert idle == [silent]
+    assert c._by_peer[b.node_id].conn_id == live
+    assert c.status(net.now)["peers"]
+
+
 def test_handshake_frames_and_replay_in_one_read_ban_the_peer() -> None:
     """M3, a frame and its replay can arrive in one read; nothing may escape the node."""
     from murmur.link.connection import LinkConnection

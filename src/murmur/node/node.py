@@ -260,9 +260,14 @@ class Node:
             self._pump_gossip(now)
 
     def handle_timer(self, now: float) -> None:
+        # Only links whose own deadline has come: the rest would do nothing (a link's deadline
+        # moves only on input or its timer, both pumped, and every send flushes its own bytes),
+        # and a node with dozens of links wakes for one of them.
+        deadlines = self._link_deadlines
         for session in list(self._sessions.values()):
-            session.link.handle_timer(now)
-            self._pump_link(session, now)
+            if deadlines.get(session.conn_id, math.inf) <= now:
+                session.link.handle_timer(now)
+                self._pump_link(session, now)
         self.gossip.handle_timer(now)
         self.circuits.handle_timer(now)
         self.private.handle_timer(now)
