@@ -56,117 +56,63 @@ RACE = ("--build-race", "4")
 ORIGINS = ("--origins", "10")
 SEEDS_23 = ("--seed", "2", "--runs", "2")
 
+
+def in_worlds(row: Row, *seeds: int) -> tuple[Row, ...]:
+    """``row`` and the same row on other worlds (``--seed``), named and labelled by seed."""
+    return (
+        row,
+        *(
+            Row(
+                f"{row.name}_seed{seed}",
+                f"{row.label}, seed {seed}",
+                row.workload,
+                (*row.args, "--seed", str(seed)),
+                row.cells,
+            )
+            for seed in seeds
+        ),
+    )
+
+
 GRID: tuple[Row, ...] = (
     Row("diffusion_busy", "diffusion", "busy", ("--protocol", "diffusion", *BUSY), None),
     Row("dandelion_busy", "Dandelion++", "busy", ("--protocol", "dandelion", *BUSY), None),
     Row("nocover_busy", "onion, no cover", "busy", (*ONION, *BUSY, "--cover-rate", "0"), 546),
     Row("std_busy", "standard", "busy", (*ONION, *BUSY), 546),
     Row("std_busy_seeds23", "standard, seeds 2-3", "busy", (*ONION, *BUSY, *SEEDS_23), 546),
-    Row("std_quiet", "standard", "quiet", (*ONION, *QUIET), 546),
-    Row(
-        "std_quiet_seed2",
-        "standard, seed 2",
-        "quiet",
-        (*ONION, *QUIET, "--seed", "2"),
-        546,
-    ),
-    Row(
-        "std_quiet_seed3",
-        "standard, seed 3",
-        "quiet",
-        (*ONION, *QUIET, "--seed", "3"),
-        546,
-    ),
+    *in_worlds(Row("std_quiet", "standard", "quiet", (*ONION, *QUIET), 546), 2, 3),
     Row("std_quiet300", "standard", "quiet 300", (*ONION, *QUIET_300)),
-    Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, *ORIGINS), 546),
-    Row(
-        "std_origins_seed2",
-        "standard, seed 2",
-        "10 origins",
-        (*ONION, *BUSY, *ORIGINS, "--seed", "2"),
-        546,
-    ),
-    Row(
-        "std_origins_seed3",
-        "standard, seed 3",
-        "10 origins",
-        (*ONION, *BUSY, *ORIGINS, "--seed", "3"),
-        546,
-    ),
-    Row("std_steady", "standard", "10 steady origins", (*ONION, *STEADY, *ORIGINS), 546),
-    Row(
-        "std_steady_seed2",
-        "standard, seed 2",
-        "10 steady origins",
-        (*ONION, *STEADY, *ORIGINS, "--seed", "2"),
-        546,
-    ),
-    Row(
-        "std_steady_seed3",
-        "standard, seed 3",
-        "10 steady origins",
-        (*ONION, *STEADY, *ORIGINS, "--seed", "3"),
-        546,
+    *in_worlds(Row("std_origins", "standard", "10 origins", (*ONION, *BUSY, *ORIGINS), 546), 2, 3),
+    *in_worlds(
+        Row("std_steady", "standard", "10 steady origins", (*ONION, *STEADY, *ORIGINS), 546), 2, 3
     ),
     Row("cover025_busy", "cover 0.25/s †", "busy", (*ONION, *BUSY, *COVER_025)),
     Row("cover025_quiet", "cover 0.25/s †", "quiet", (*ONION, *QUIET, *COVER_025)),
     Row("cover05_busy", "cover 0.5/s †", "busy", (*ONION, *BUSY, *COVER_05)),
-    Row("cover05_quiet", "cover 0.5/s", "quiet", (*ONION, *QUIET, *COVER_05), 546),
-    Row(
-        "cover05_quiet_seed2",
-        "cover 0.5/s, seed 2",
-        "quiet",
-        (*ONION, *QUIET, *COVER_05, "--seed", "2"),
-        546,
+    *in_worlds(
+        Row("cover05_quiet", "cover 0.5/s", "quiet", (*ONION, *QUIET, *COVER_05), 546), 2, 3
     ),
-    Row(
-        "cover05_quiet_seed3",
-        "cover 0.5/s, seed 3",
-        "quiet",
-        (*ONION, *QUIET, *COVER_05, "--seed", "3"),
-        546,
+    *in_worlds(
+        Row(
+            "cover05_origins",
+            "cover 0.5/s",
+            "10 origins",
+            (*ONION, *BUSY, *COVER_05, *ORIGINS),
+            546,
+        ),
+        2,
+        3,
     ),
-    Row(
-        "cover05_origins",
-        "cover 0.5/s",
-        "10 origins",
-        (*ONION, *BUSY, *COVER_05, *ORIGINS),
-        546,
-    ),
-    Row(
-        "cover05_origins_seed2",
-        "cover 0.5/s, seed 2",
-        "10 origins",
-        (*ONION, *BUSY, *COVER_05, *ORIGINS, "--seed", "2"),
-        546,
-    ),
-    Row(
-        "cover05_origins_seed3",
-        "cover 0.5/s, seed 3",
-        "10 origins",
-        (*ONION, *BUSY, *COVER_05, *ORIGINS, "--seed", "3"),
-        546,
-    ),
-    Row(
-        "cover05_steady",
-        "cover 0.5/s",
-        "10 steady origins",
-        (*ONION, *STEADY, *COVER_05, *ORIGINS),
-        546,
-    ),
-    Row(
-        "cover05_steady_seed2",
-        "cover 0.5/s, seed 2",
-        "10 steady origins",
-        (*ONION, *STEADY, *COVER_05, *ORIGINS, "--seed", "2"),
-        546,
-    ),
-    Row(
-        "cover05_steady_seed3",
-        "cover 0.5/s, seed 3",
-        "10 steady origins",
-        (*ONION, *STEADY, *COVER_05, *ORIGINS, "--seed", "3"),
-        546,
+    *in_worlds(
+        Row(
+            "cover05_steady",
+            "cover 0.5/s",
+            "10 steady origins",
+            (*ONION, *STEADY, *COVER_05, *ORIGINS),
+            546,
+        ),
+        2,
+        3,
     ),
     Row("near_busy", "near hop 1, cover 0.5/s †", "busy", (*ONION, *BUSY, *NEAR, *COVER_05)),
     Row("near_origins", "near hop 1 †", "10 origins", (*ONION, *BUSY, *NEAR, *ORIGINS)),
@@ -230,19 +176,15 @@ GRID: tuple[Row, ...] = (
         (*ONION, *BUSY, *NEAR, *RACE, *COVER_2, *ORIGINS),
         546,
     ),
-    Row(
-        "near_race_cover3_busy",
-        "near hop 1 per slot + race 4, cover 3/s",
-        "busy",
-        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3),
-        546,
-    ),
-    Row(
-        "near_race_cover3_busy_seed2",
-        "near hop 1 per slot + race 4, cover 3/s, seed 2",
-        "busy",
-        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, "--seed", "2"),
-        546,
+    *in_worlds(
+        Row(
+            "near_race_cover3_busy",
+            "near hop 1 per slot + race 4, cover 3/s",
+            "busy",
+            (*ONION, *BUSY, *NEAR, *RACE, *COVER_3),
+            546,
+        ),
+        2,
     ),
     Row(
         "near_race_cover3_quiet",
@@ -251,26 +193,16 @@ GRID: tuple[Row, ...] = (
         (*ONION, *QUIET, *NEAR, *RACE, *COVER_3),
         546,
     ),
-    Row(
-        "near_race_cover3_origins",
-        "near hop 1 per slot + race 4, cover 3/s",
-        "10 origins",
-        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, *ORIGINS),
-        546,
-    ),
-    Row(
-        "near_race_cover3_origins_seed2",
-        "near hop 1 per slot + race 4, cover 3/s, seed 2",
-        "10 origins",
-        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, *ORIGINS, "--seed", "2"),
-        546,
-    ),
-    Row(
-        "near_race_cover3_origins_seed3",
-        "near hop 1 per slot + race 4, cover 3/s, seed 3",
-        "10 origins",
-        (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, *ORIGINS, "--seed", "3"),
-        546,
+    *in_worlds(
+        Row(
+            "near_race_cover3_origins",
+            "near hop 1 per slot + race 4, cover 3/s",
+            "10 origins",
+            (*ONION, *BUSY, *NEAR, *RACE, *COVER_3, *ORIGINS),
+            546,
+        ),
+        2,
+        3,
     ),
     Row("race_busy", "race 4, hop 1 from any relay", "busy", (*ONION, *BUSY, *RACE), 546),
     Row("enhanced_busy", "enhanced", "busy", (*ONION, *BUSY, "--level", "enhanced"), 546),
