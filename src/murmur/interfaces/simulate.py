@@ -198,7 +198,10 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=os.cpu_count() or 1,
         metavar="J",
-        help="runs side by side in J processes (default: one per CPU)",
+        help=(
+            "runs side by side in J processes (default: one per CPU); an onion run forks its"
+            " fast-path baseline into a second process whatever J is"
+        ),
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument(

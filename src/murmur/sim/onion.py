@@ -32,7 +32,11 @@ an address on its own /16 and ``set_advertised_address``. One simulation has fou
    ends when every transaction reached every node, or ``settle_s`` after the last one.
 4. **Fast-path phase** (``fast_path``): the same transactions, same origins and spacing, now
    ``publish("block_header", body)`` at the origin: plain gossip on the same nodes, links and
-   mesh. It is the baseline for ``latency_overhead_ms`` and ``bandwidth_overhead``.
+   mesh. It is the baseline for ``latency_overhead_ms`` and ``bandwidth_overhead``. It runs in
+   a forked copy of the process (:mod:`murmur.sim.fork`) from the state the warm-up left, at the
+   same virtual times as the onion phase, which this process runs meanwhile: both phases start
+   from one network state (a paired comparison), and a run uses both cores. The child hands
+   back the phase's record, its events and what it added to the health counters.
 5. **Directory upkeep** (``upkeep_window_s`` > 0): what keeping every directory fresh costs,
    which the phases above leave out (they end long before the first periodic
    re-announcement). A quiet span of ``upkeep_window_s`` plus a propagation tail is measured,
@@ -75,6 +79,7 @@ from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.engine import Engine
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
+from murmur.sim.fork import in_fork
 from murmur.sim.node_host import NodeHost, node_address
 from murmur.sim.rng import SeededRng
 from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
@@ -112,7 +117,7 @@ class OnionKit:
     announce_flood: bool = False
     """Let announcements flood from time 0 instead of taking them before the links start."""
     fast_path: bool = True
-    """Run the fast-path baseline after the onion phase (``RunRecord.baseline``)."""
+    """Run the fast-path baseline (``RunRecord.baseline``) beside the onion phase, forked."""
     warmup_max_s: float = 180.0
     settle_s: float = 120.0
     """How long a phase may run past its last transaction before it is cut off."""
@@ -188,6 +193,21 @@ class _Phase:
         self.messages_sent = 0
         self.span_s = 0.0
         """How long bytes were counted."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Baseline:
+    """What the forked fast-path phase hands back: its record, and the engine's event count
+    and the health tally (:meth:`_OnionRun._tally`) as they stood when it ended."""
+
+    record: RunRecord
+    events: int
+    tally: dict[str, int]
+
+    def since(self, events: int, tally: dict[str, int]) -> _Baseline:
+        """What the child added to the counts it started from (those at the fork)."""
+        added = {name: count - tally.get(name, 0) for name, count in self.tally.items()}
+        return _Baseline(self.record, self.events - events, added)
 
 
 class _OnionRun:
@@ -356,12 +376,31 @@ class _OnionRun:
             engine.at(self.join_at[v], lambda now, sim=sim, held=held: engine.dispatch(sim, held))
             engine.pump(sim)
         warmup_s, ready = self._warm_up()
-        onion = self._run_phase(self.onion, self._send_private)
-        fast = self._run_phase(self.fast, self._publish) if self.kit.fast_path else None
-        record = self._record(onion, fast, warmup_s, ready)
+        if self.kit.fast_path:
+            events_at_fork, tally_at_fork = self.engine.events, self._tally()
+            with in_fork(self._fast_path_baseline) as forked:
+                onion = self._run_phase(self.onion, self._send_private)
+                baseline = forked.result()
+            if self.progress is not None:
+                self.progress(2 * self.onion.total, 2 * self.onion.total)
+            baseline = baseline.since(events_at_fork, tally_at_fork)
+        else:
+            onion, baseline = self._run_phase(self.onion, self._send_private), None
+        record = self._record(onion, baseline, warmup_s, ready)
         if self.kit.upkeep_window_s > 0:
-            record.extras.update(self._measure_upkeep(onion, fast))
+            record.extras.update(self._measure_upkeep(onion, baseline))
         return record
+
+    def _fast_path_baseline(self) -> _Baseline:
+        """The fast-path phase, run in the forked child (so from the state the warm-up left,
+        at the same virtual times as the onion phase): its record and what it added to the
+        run's counters."""
+        self.progress = None  # the parent's progress display is not the child's to draw
+        fast = self._run_phase(self.fast, self._publish)
+        self._measure_spy_links(fast)
+        record = self._phase_record(fast, events=0, wall_s=0.0)
+        duplicates = sum(s.duplicates for s in fast.reach.values())
+        return _Baseline(record, self.engine.events, self._tally() | {"duplicates": duplicates})
 
     def _preload_directories(self) -> None:
         announcements = []
@@ -424,7 +463,7 @@ class _OnionRun:
             engine.run(until=last + self.kit.settle_s)
         return phase
 
-    def _measure_upkeep(self, onion: _Phase, fast: _Phase | None) -> dict[str, float | str]:
+    def _measure_upkeep(self, onion: _Phase, baseline: _Baseline | None) -> dict[str, float | str]:
         engine, n = self.engine, self.n
         window = self.kit.upkeep_window_s
         span = window + UPKEEP_TAIL_S
@@ -449,9 +488,9 @@ class _OnionRun:
             "upkeep_reached": self._fresh_fraction(),
             "upkeep_announcements": "eager" if self.kit.eager_announcements else "lazy",
         }
-        if fast is not None and fast.bytes_sent > 0:
+        if baseline is not None and baseline.record.bytes_sent > 0:
             with_upkeep = onion.bytes_sent + steady * n * onion.span_s
-            upkeep["bandwidth_overhead_with_upkeep"] = with_upkeep / fast.bytes_sent
+            upkeep["bandwidth_overhead_with_upkeep"] = with_upkeep / baseline.record.bytes_sent
         return upkeep
 
     def _reannounce(self, v: int, now: float) -> None:
@@ -524,15 +563,17 @@ class _OnionRun:
     # -- results --------------------------------------------------------------------------
 
     def _record(
-        self, onion: _Phase, fast: _Phase | None, warmup_s: float, ready: float
+        self, onion: _Phase, baseline: _Baseline | None, warmup_s: float, ready: float
     ) -> RunRecord:
-        for phase in (onion, fast):
-            if phase is not None:
-                self._measure_spy_links(phase)
+        self._measure_spy_links(onion)
         wall = time.perf_counter() - self.wall_start
-        baseline = None if fast is None else self._phase_record(fast, events=0, wall_s=0.0)
-        record = self._phase_record(onion, events=self.engine.events, wall_s=wall)
-        nodes = self.nodes
+        events = self.engine.events + (baseline.events if baseline is not None else 0)
+        record = self._phase_record(onion, events=events, wall_s=wall)
+        tally = self._tally()
+        if baseline is not None:
+            for name, count in baseline.tally.items():
+                tally[name] = tally.get(name, 0) + count
+        duplicates = sum(s.duplicates for s in onion.reach.values()) + tally.pop("duplicates", 0)
         cover = self.privacy.level.shaping.cover
         extras: dict[str, float | int | str] = {
             "crypto": "standin" if self.kit.standin_crypto else "real",
@@ -542,13 +583,30 @@ class _OnionRun:
             "build_race": self.privacy.preset.build_race,
             "near_first_hops": self.privacy.preset.near_first_hops,
             "race_through_exit": int(self.privacy.preset.race_through_exit),
-            "cover_messages": sum(n.private.origin.counters.get("cover_sent") for n in nodes),
+            "cover_messages": tally.pop("cover_messages"),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,
             "failed_sends": self.failed_sends,
-            "duplicate_deliveries": sum(
-                s.duplicates for p in (onion, fast) if p is not None for s in p.reach.values()
-            ),
+            "duplicate_deliveries": duplicates,
+        }
+        for name in ("circuits_built", "circuits_failed", "resent", "unconfirmed", "bans"):
+            extras[name] = tally.pop(name)
+        extras["gossip_invalid"] = tally.pop("gossip_invalid")
+        extras.update(sorted(tally.items()))  # the circuit_failed_* breakdown
+        truth = self.spy_hop_one()
+        inferred = set(hop_one_circuits(record.log))
+        extras["spy_hop1_circuits"] = len(truth)
+        extras["spy_hop1_inferred"] = len(inferred)
+        extras["spy_hop1_inferred_correct"] = len(truth & inferred)
+        extras["spy_both_ends_tx"] = len(self.both_ends)
+        fast = None if baseline is None else baseline.record
+        return replace(record, baseline=fast, extras=extras)
+
+    def _tally(self) -> dict[str, int]:
+        """The run's health counters summed over nodes (both processes add theirs)."""
+        nodes = self.nodes
+        tally = {
+            "cover_messages": sum(n.private.origin.counters.get("cover_sent") for n in nodes),
             "circuits_built": sum(n.circuits.client.counters.get("circuits_built") for n in nodes),
             "circuits_failed": sum(
                 n.circuits.client.counters.get("circuits_failed") for n in nodes
@@ -558,19 +616,11 @@ class _OnionRun:
             "bans": sum(n.counters.get("bans") for n in nodes),
             "gossip_invalid": sum(n.gossip.counters.get("gossip.message.invalid") for n in nodes),
         }
-        failures: dict[str, int] = {}
         for node in nodes:
             for name, count in node.circuits.client.counters.snapshot().items():
                 if name.startswith("circuit_failed_"):
-                    failures[name] = failures.get(name, 0) + count
-        extras.update(sorted(failures.items()))
-        truth = self.spy_hop_one()
-        inferred = set(hop_one_circuits(record.log))
-        extras["spy_hop1_circuits"] = len(truth)
-        extras["spy_hop1_inferred"] = len(inferred)
-        extras["spy_hop1_inferred_correct"] = len(truth & inferred)
-        extras["spy_both_ends_tx"] = len(self.both_ends)
-        return replace(record, baseline=baseline, extras=extras)
+                    tally[name] = tally.get(name, 0) + count
+        return tally
 
     def _measure_spy_links(self, phase: _Phase) -> None:
         """Gives the log the one-way latency of every link a spy used (what its pings show)."""
