@@ -165,19 +165,23 @@ class Node:
         return actions
 
     def next_deadline(self) -> float | None:
-        link_deadline = min(self._link_deadlines.values(), default=math.inf)
-        deadlines = [
-            None if link_deadline == math.inf else link_deadline,
+        # Plain comparisons, no lists: a simulator asks after every event.
+        soonest = min(self._link_deadlines.values(), default=math.inf)
+        for deadline in (
             self.gossip.next_deadline(),
             self.circuits.next_deadline(),
             self.private.next_deadline(),
             self.stem.next_deadline(),
-            min(self._retired.values(), default=None),
-        ]
+        ):
+            if deadline is not None and deadline < soonest:
+                soonest = deadline
+        if self._retired:
+            soonest = min(soonest, *self._retired.values())
         if self._outbound_count() < self.config.limits.max_outbound:
-            deadlines.extend(t.next_attempt for t in self._dial_targets if self._dialable(t))
-        present = [d for d in deadlines if d is not None]
-        return min(present) if present else None
+            for target in self._dial_targets:
+                if target.next_attempt < soonest and self._dialable(target):
+                    soonest = target.next_attempt
+        return None if soonest == math.inf else soonest
 
     # --- transport events ----------------------------------------------------------------
 

@@ -200,10 +200,14 @@ class PrivatePath:
             self._next_announce = now
 
     def next_deadline(self) -> float | None:
-        deadlines = [self._next_announce, self.origin.next_deadline()]
-        if self.link_padder is not None:
-            deadlines.append(self.link_padder.next_deadline())
-        return min((d for d in deadlines if d is not None), default=None)
+        soonest = self.origin.next_deadline()
+        for deadline in (
+            self._next_announce,
+            None if self.link_padder is None else self.link_padder.next_deadline(),
+        ):
+            if deadline is not None and (soonest is None or deadline < soonest):
+                soonest = deadline
+        return soonest
 
     def announcement_due(self, now: float) -> bytes | None:
         """The encoded announcement to publish now, if one is due."""

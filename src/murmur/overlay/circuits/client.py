@@ -335,18 +335,19 @@ class CircuitClient:
         self._maintain(now)
 
     def next_deadline(self) -> float | None:
-        soonest = math.inf  # one pass, no lists: the host asks after every event
+        soonest = math.inf  # one pass, plain comparisons: the host asks after every event
         for circuit in self._circuits.values():
-            soonest = min(soonest, circuit.deadline)
+            if circuit.deadline < soonest:
+                soonest = circuit.deadline
             reassembly = circuit.reassembly.next_deadline()
-            if reassembly is not None:
-                soonest = min(soonest, reassembly)
+            if reassembly is not None and reassembly < soonest:
+                soonest = reassembly
         if self._request_deadlines:
             soonest = min(soonest, *self._request_deadlines.values())
-        if self._waiting:
-            soonest = min(soonest, self._waiting[0].deadline)
-        if self._wants_builds():
-            soonest = min(soonest, self._next_build_at)
+        if self._waiting and self._waiting[0].deadline < soonest:
+            soonest = self._waiting[0].deadline
+        if self._next_build_at < soonest and self._wants_builds():
+            soonest = self._next_build_at
         return None if soonest == math.inf else soonest
 
     def drain_actions(self) -> list[CircuitAction]:

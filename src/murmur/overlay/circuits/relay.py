@@ -244,16 +244,18 @@ class CircuitRelay:
             self._rotate_onion_keys(now)
 
     def next_deadline(self) -> float | None:
-        candidates = [self._rotate_at, *self._queue_wake.values()]
-        if self._timers:
-            candidates.append(self._timers[0][0])
+        soonest = self._rotate_at  # plain comparisons: the node asks after every event
+        if self._queue_wake:
+            soonest = min(soonest, *self._queue_wake.values())
+        if self._timers and self._timers[0][0] < soonest:
+            soonest = self._timers[0][0]
         held = self._held.next_deadline()
-        if held is not None:
-            candidates.append(held)
+        if held is not None and held < soonest:
+            soonest = held
         oldest = next(iter(self._creates.values()), None)
         if oldest is not None and (create_due := oldest.next_deadline()) is not None:
-            candidates.append(create_due)
-        return min(candidates)
+            soonest = min(soonest, create_due)
+        return soonest
 
     def drain_actions(self) -> list[CircuitAction]:
         actions, self._actions = self._actions, []

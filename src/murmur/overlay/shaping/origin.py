@@ -36,6 +36,7 @@ client, so a failure reported later names the id the caller was given.
 from __future__ import annotations
 
 import heapq
+import math
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -224,18 +225,18 @@ class ShapedOrigin:
                 self._slot(lane, sender, now)
 
     def next_deadline(self) -> float | None:
-        deadlines: list[float] = []
+        soonest = math.inf  # plain comparisons: the node asks after every event
         for lane in self._lanes.values():
             delayed = lane.delays.next_deadline()
-            if delayed is not None:
-                deadlines.append(delayed)
+            if delayed is not None and delayed < soonest:
+                soonest = delayed
             if lane.sender is not None:
-                deadlines.append(lane.sender.next_deadline())
-            if lane.next_cover is not None:
-                deadlines.append(lane.next_cover)
-        if self._resend_deadlines:
-            deadlines.append(self._resend_deadlines[0][0])
-        return min(deadlines, default=None)
+                soonest = min(soonest, lane.sender.next_deadline())
+            if lane.next_cover is not None and lane.next_cover < soonest:
+                soonest = lane.next_cover
+        if self._resend_deadlines and self._resend_deadlines[0][0] < soonest:
+            soonest = self._resend_deadlines[0][0]
+        return None if soonest == math.inf else soonest
 
     # --- internals -------------------------------------------------------------------------
 
