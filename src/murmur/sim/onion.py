@@ -197,17 +197,19 @@ class _Phase:
 
 @dataclass(frozen=True, slots=True)
 class _Baseline:
-    """What the forked fast-path phase hands back: its record, and the engine's event count
-    and the health tally (:meth:`_OnionRun._tally`) as they stood when it ended."""
+    """What the forked fast-path phase hands back: its record, its duplicate deliveries, and
+    the engine's event count and the health tally (:meth:`_OnionRun._tally`) as they stood
+    when it ended."""
 
     record: RunRecord
+    duplicates: int
     events: int
     tally: dict[str, int]
 
     def since(self, events: int, tally: dict[str, int]) -> _Baseline:
         """What the child added to the counts it started from (those at the fork)."""
         added = {name: count - tally.get(name, 0) for name, count in self.tally.items()}
-        return _Baseline(self.record, self.events - events, added)
+        return replace(self, events=self.events - events, tally=added)
 
 
 class _OnionRun:
@@ -400,7 +402,7 @@ class _OnionRun:
         self._measure_spy_links(fast)
         record = self._phase_record(fast, events=0, wall_s=0.0)
         duplicates = sum(s.duplicates for s in fast.reach.values())
-        return _Baseline(record, self.engine.events, self._tally() | {"duplicates": duplicates})
+        return _Baseline(record, duplicates, self.engine.events, self._tally())
 
     def _preload_directories(self) -> None:
         announcements = []
@@ -567,13 +569,15 @@ class _OnionRun:
     ) -> RunRecord:
         self._measure_spy_links(onion)
         wall = time.perf_counter() - self.wall_start
-        events = self.engine.events + (baseline.events if baseline is not None else 0)
-        record = self._phase_record(onion, events=events, wall_s=wall)
+        events = self.engine.events
+        duplicates = sum(s.duplicates for s in onion.reach.values())
         tally = self._tally()
         if baseline is not None:
+            events += baseline.events
+            duplicates += baseline.duplicates
             for name, count in baseline.tally.items():
                 tally[name] = tally.get(name, 0) + count
-        duplicates = sum(s.duplicates for s in onion.reach.values()) + tally.pop("duplicates", 0)
+        record = self._phase_record(onion, events=events, wall_s=wall)
         cover = self.privacy.level.shaping.cover
         extras: dict[str, float | int | str] = {
             "crypto": "standin" if self.kit.standin_crypto else "real",
