@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 import time
 
 import pytest
 
-from murmur.sim.fork import ForkedWorkFailed, in_fork
+from murmur.sim.fork import Forked, ForkedWorkFailed, in_fork
 
 
 def test_the_child_works_on_a_copy_and_hands_back_its_result() -> None:
@@ -51,3 +52,15 @@ def test_leaving_without_the_result_kills_and_reaps_the_child() -> None:
     assert time.monotonic() - started < 10
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_a_result_cut_short_is_an_error() -> None:
+    """A child killed halfway through writing leaves half a pickle in the pipe."""
+    read_fd, write_fd = os.pipe()
+    os.write(write_fd, pickle.dumps((True, bytes(1000)))[:100])
+    os.close(write_fd)
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    with Forked(pid, read_fd) as forked, pytest.raises(ForkedWorkFailed, match="cut short"):
+        forked.result()

@@ -50,7 +50,10 @@ class Forked(Generic[T]):
         _, status = os.waitpid(self._pid, 0)
         if not payload:
             raise ForkedWorkFailed(f"the forked child ended without a result (status {status})")
-        ok, value = pickle.loads(payload)
+        try:
+            ok, value = pickle.loads(payload)
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise ForkedWorkFailed(f"the forked child's result was cut short: {exc}") from exc
         if not ok:
             raise ForkedWorkFailed(f"the forked child raised:\n{value}")
         return value  # type: ignore[no-any-return]
