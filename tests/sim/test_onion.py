@@ -62,6 +62,7 @@ def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecor
         "timing_intersection",
         "timing_end_to_end",
         "timing_circuit_pairing",
+        "near_entry",
     }
 
 
@@ -105,6 +106,23 @@ def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() ->
     result = summarise(record)
     assert result.recall["timing_end_to_end"] == 1.0
     assert result.recall["timing_circuit_pairing"] == 1.0
+
+
+def test_with_near_first_hops_a_spy_at_hop_two_names_the_origin() -> None:
+    """Every node but the origin spies; a spy at hop 2 pairs the transaction with the exit's
+    publication and names the one honest node that dialled hop 1 and has it among its three
+    nearest outbound peers. With hop 1 drawn from any relay, hop 1 says nothing: it abstains."""
+    scenario = replace(SMALL, nodes=14, tx_count=1)
+    world = draw_world(scenario, 4)
+    origin = world.arrivals[0].origin
+    spied = replace(world, spies=frozenset(range(14)) - {origin})
+    for near, named in ((3, 1.0), (0, 0.0)):
+        kit = OnionKit(
+            standin_crypto=True, fast_path=False, cover_rate_per_s=0.0, near_first_hops=near
+        )
+        record = kit.run(spied, scenario)
+        assert record.log.near_first_hops == near and record.log.outbound == world.graph.out
+        assert summarise(record).recall["near_entry"] == named
 
 
 def test_production_crypto_runs_by_default() -> None:

@@ -173,7 +173,10 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         type=int,
         default=None,
         metavar="K",
-        help="onion: draw hop 1 from the K lowest-latency outbound links (0: any relay)",
+        help=(
+            "onion: draw hop 1 from the K lowest-latency outbound links (0: any relay); "
+            "the near_entry estimator measures what that tells a spy at hop 2"
+        ),
     )
     parser.add_argument(
         "--race-before-exit",

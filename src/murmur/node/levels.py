@@ -57,7 +57,9 @@ class PrivacyPreset:
     build_race: int = 1
     """Candidate circuits raced per pool slot (the fastest to build is kept)."""
     near_first_hops: int = 0
-    """Hop 1 drawn from this many of our lowest-latency outbound links (0: any relay)."""
+    """Hop 1 drawn from this many of our lowest-latency outbound links (0: any relay). Off in
+    every preset: hop 1 then tells a spy at hop 2 that the origin is one of the few nodes that
+    dialled it and have it among their nearest (:mod:`murmur.sim.near_entry`)."""
     race_through_exit: bool = True
     """Decide a build race on the whole path (True) or before the exit (False)."""
 

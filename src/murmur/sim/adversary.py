@@ -109,6 +109,16 @@ class AdversaryLog:
     link_latency_s: dict[tuple[int, int], float] = field(default_factory=dict)
     """One-way latency of links a spy sits on, keyed (lower index, higher index): what the spy
     measures with pings (half the round trip), for the estimators that use it."""
+    outbound: tuple[tuple[int, ...], ...] = ()
+    """Who dialled whom (``outbound[v]``: the peers node ``v`` dialled), as topology inference
+    recovers it in a Bitcoin-like network; empty when the adversary is not given it."""
+    typical_one_way_s: Callable[[int, int], float] | None = field(default=None, compare=False)
+    """The adversary's estimate of any link's latency from where its ends are (geolocation),
+    without measuring it (:meth:`murmur.sim.network.LatencyModel.typical_one_way_s`; a method
+    of the world's model, so two logs of one world compare equal without it)."""
+    near_first_hops: int = 0
+    """How many of its nearest outbound links a node draws hop 1 from (0: any relay; public,
+    like every setting of the protocol)."""
 
     def one_way_s(self, a: int, b: int) -> float | None:
         return self.link_latency_s.get(_link_key(a, b))

@@ -81,7 +81,7 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
         for i, first_latency in via.get(sighting.sender, ()):
             if size is not None and events[i].cells != size:
                 continue
-            off = _off_centre(left_middle - events[i].time, (least, most), first_latency + latency)
+            off = off_centre(left_middle - events[i].time, (least, most), first_latency + latency)
             if off is not None:
                 pairs.append((off, off, i, sighting.tx_id))
     return match_pairs(events, sorted(pairs))
@@ -128,7 +128,7 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
         for at, first_latency, entry in reached[middle]:
             for act in acts:
                 # only hop 1 holds the extension: the middle acts on it at once
-                off = _off_centre(act - at, log.relay_delay_s, first_latency + latency)
+                off = off_centre(act - at, log.relay_delay_s, first_latency + latency)
                 if off is not None:
                     pairs.append((off, key, entry))
     paired = pair_once((entry, key) for _, key, entry in sorted(pairs))
@@ -150,7 +150,7 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
     return guesses
 
 
-def _off_centre(residual: float, held: tuple[float, float], latencies: float) -> float | None:
+def off_centre(residual: float, held: tuple[float, float], latencies: float) -> float | None:
     """How far a pair's residual lies from the centre of what the relays' holds explain
     (``held``: least and most, summed over the relays that held the cell), or None when it
     lies outside that range widened by the two links' jitter and a burst's spread."""

@@ -23,6 +23,9 @@ protocol (``first_spy`` always does).
   and then pairs the two through their shared middle relay, per message;
   ``timing_circuit_pairing`` pairs the same two ends once per circuit, when it is built, so
   delays relays add to messages do not matter to it.
+* ``near_entry`` (:mod:`murmur.sim.near_entry`): with near first hops, a spy at hop 2 pairs its
+  circuit's messages with the exit's publications and names the node likeliest to have chosen
+  hop 1 for being near it (from the peer graph and where nodes are); it abstains otherwise.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
 from murmur.sim.end_to_end import timing_circuit_pairing, timing_end_to_end
+from murmur.sim.near_entry import near_entry
 from murmur.sim.timing import timing, timing_intersection, timing_known_law, timing_latency
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
@@ -53,6 +57,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "timing_intersection": timing_intersection,
     "timing_end_to_end": timing_end_to_end,
     "timing_circuit_pairing": timing_circuit_pairing,
+    "near_entry": near_entry,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
@@ -66,6 +71,7 @@ PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
         "timing_intersection",
         "timing_end_to_end",
         "timing_circuit_pairing",
+        "near_entry",
     ),
     "fastpath": ("first_spy",),
 }

@@ -48,6 +48,11 @@ class LatencyModel(Protocol):
         """The constant one-way latency of link ``a - b`` (symmetric)."""
         ...
 
+    def typical_one_way_s(self, a: int, b: int) -> float:
+        """What anyone can tell of link ``a - b``'s latency without measuring it (from where
+        the two nodes are, as IP geolocation places them): an adversary's public estimate."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
@@ -91,6 +96,9 @@ class ZeroLatency:
     def one_way_s(self, a: int, b: int) -> float:
         return 0.0
 
+    def typical_one_way_s(self, a: int, b: int) -> float:
+        return 0.0
+
 
 class UniformLatency:
     """Per-link latency uniform in ``[low_s, high_s]``, fixed by ``(seed, link)``."""
@@ -102,6 +110,10 @@ class UniformLatency:
 
     def one_way_s(self, a: int, b: int) -> float:
         return self._low + (self._high - self._low) * link_uniform(self._seed, a, b)
+
+    def typical_one_way_s(self, a: int, b: int) -> float:
+        """The same for every link: nothing public tells two links apart in this model."""
+        return (self._low + self._high) / 2.0
 
 
 class RegionLatency:
@@ -127,6 +139,10 @@ class RegionLatency:
         base = self._table[self._regions[a]][self._regions[b]]
         factor = 1.0 + self._spread * (2.0 * link_uniform(self._seed, a, b) - 1.0)
         return min(self._high, max(self._low, base * factor))
+
+    def typical_one_way_s(self, a: int, b: int) -> float:
+        """The region pair's latency, without the link's own factor (which needs a ping)."""
+        return self._table[self._regions[a]][self._regions[b]]
 
 
 def draw_regions(n: int, rng: Rng, weights: Sequence[float] = REGION_WEIGHTS) -> list[int]:

@@ -276,6 +276,9 @@ class _OnionRun:
         self.fast = _Phase(FAST_PATH_NAME, FAST_TOPIC, world, ("first_spy",))
         log = self.onion.adversary.log
         log.hops = self.nodes[0].circuits.client.config.hops
+        log.near_first_hops = privacy.preset.near_first_hops
+        log.outbound = world.graph.out
+        log.typical_one_way_s = world.latency.typical_one_way_s
         delay = privacy.relay_config().forward_delay
         if delay is not None:
             log.relay_delay_s = (delay.min_s, delay.max_s)
