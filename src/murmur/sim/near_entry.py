@@ -53,7 +53,7 @@ def near_entry(log: AdversaryLog) -> dict[bytes, int]:
     if not k or log.hops != NEAR_ENTRY_HOPS or not log.outbound:
         return {}
     estimate = log.typical_one_way_s or (lambda a, b: 0.0)
-    chooser = _NearChooser(log.outbound, estimate, k, log.spies)
+    chooser = NearChooser(log.outbound, estimate, k, log.spies)
     by_circuit = cells_by_circuit(log.cells)
     events: list[Event] = []
     via: dict[int, list[tuple[int, float]]] = defaultdict(list)
@@ -82,7 +82,7 @@ def near_entry(log: AdversaryLog) -> dict[bytes, int]:
     return match_pairs(events, sorted(pairs))
 
 
-class _NearChooser:
+class NearChooser:
     """Who would take a given relay as a near hop 1, as the adversary can work it out."""
 
     def __init__(
@@ -111,6 +111,10 @@ class _NearChooser:
                     best, chosen = chance, v
             self._cache[first_hop] = chosen
         return self._cache[first_hop]
+
+    def candidates(self, first_hop: int) -> int:
+        """How many nodes have any chance of having chosen ``first_hop``."""
+        return sum(self.chance(v, first_hop) > 0 for v in self._dialled_by.get(first_hop, ()))
 
     def chance(self, v: int, first_hop: int) -> float:
         """How likely ``first_hop`` is among ``v``'s ``k`` nearest outbound peers, by estimated
