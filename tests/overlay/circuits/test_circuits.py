@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import pytest
 
+from murmur.base.ids import NodeId
 from murmur.overlay.circuits import (
     CircuitBuilt,
+    CircuitClient,
     CircuitFailed,
     ClientConfig,
+    ConnectTo,
     NoCircuitAvailable,
     ReplyReceived,
     RequestFailed,
     SendFailed,
 )
 from murmur.overlay.circuits.selection import network_prefix
+from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CELL_BYTES,
     CREATE_CELLS,
@@ -330,3 +334,25 @@ def test_a_race_decided_before_the_exit_extends_only_its_winner_to_an_exit() -> 
     full, full_losers = creates(True)
     assert early_losers == full_losers == 3 * 3
     assert early < full
+
+
+def test_a_race_decided_before_the_exit_shares_its_slots_first_hop() -> None:
+    """Without near first hops such a race draws hop 1 once per slot and races hop 2 from it:
+    the node dials one first hop per slot, as without a race, not one per candidate."""
+    directory = Network(30, seed=5).node(0).host.client.directory
+
+    def dials(race_through_exit: bool) -> tuple[int, int, int]:
+        config = ClientConfig(build_race=4, race_through_exit=race_through_exit)
+        client = CircuitClient(
+            node_id=NodeId(bytes(32)), directory=directory, rng=SeededRng(2), now=0.0, config=config
+        )
+        client.handle_timer(0.0)
+        dialled = [a.peer for a in client.drain_actions() if isinstance(a, ConnectTo)]
+        counters = client.counters
+        assert len(dialled) == len(set(dialled))
+        return len(dialled), counters.get("races_started"), counters.get("circuits_started")
+
+    shared, races, candidates = dials(False)
+    assert (shared, candidates) == (races, 4 * races) and races >= 2
+    independent, races, candidates = dials(True)
+    assert 2 * races < independent <= candidates == 4 * races

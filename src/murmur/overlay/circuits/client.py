@@ -387,7 +387,12 @@ class CircuitClient:
                 return
 
     def _start_build(self, now: float) -> None:
-        """Starts one pool slot's race: ``build_race`` candidates over independent paths."""
+        """Starts one pool slot's race: ``build_race`` candidates over independent paths, but
+        for hop 1 when the slot has one (near first hops) or the race is decided before the
+        exit. Such a race chooses hop 2 for a given hop 1, the link a spy at hop 1 measures
+        anyway, and the node dials one hop 1 per slot, as without a race (a race over fresh
+        first hops dials one per candidate, and relays' inbound limits refused them:
+        docs/evaluation.md §6, session 8)."""
         race, self._next_race = self._next_race, self._next_race + 1
         first_hop = self._slot_first_hop()
         handles: set[int] = set()
@@ -399,6 +404,8 @@ class CircuitClient:
                     raise
                 break
             handles.add(circuit.handle)
+            if not first_hop and not self.config.race_through_exit:
+                first_hop = [circuit.path[0].node_id]
         self._races[race] = handles
         if self.config.build_race > 1:
             self.counters.inc("races_started")
