@@ -39,6 +39,7 @@ from murmur.sim.timing import (
     cells_by_circuit,
     circuit_positions,
     match_pairs,
+    publications,
     successor,
 )
 
@@ -71,7 +72,7 @@ def near_entry(log: AdversaryLog) -> dict[bytes, int]:
             via[exit_node].append((len(events), latency))
             events.append(Event(start + latency, origin, "hop2", count))
     pairs: list[tuple[float, float, int, bytes]] = []
-    for tx_id, (published, exit_node, spy_latency) in _publications(log).items():
+    for tx_id, (published, exit_node, spy_latency) in publications(log).items():
         size = log.tx_cells.get(tx_id)
         for i, latency in via.get(exit_node, ()):
             if size is not None and events[i].cells != size:
@@ -129,22 +130,3 @@ class NearChooser:
             tied += theirs == mine
         free = self._k - nearer
         return 0.0 if free <= 0 else min(1.0, free / (tied + 1))
-
-
-def _publications(log: AdversaryLog) -> dict[bytes, tuple[float, int, float]]:
-    """Per transaction: when it left the node the adversary takes for its exit, that node, and
-    the latency of the spy's link that dated it. The earliest departure the spies can date is
-    the publication (a node that only relayed it had it later than the exit's neighbours), and
-    an exit that is itself a spy dates its own."""
-    earliest: dict[bytes, tuple[float, int, float]] = {}
-    for s in log.sightings:
-        if s.phase == "exit":
-            left, exit_node, latency = s.time, s.spy, 0.0
-        else:
-            measured = log.one_way_s(s.spy, s.sender)
-            if measured is None:
-                continue
-            left, exit_node, latency = s.time - measured, s.sender, measured
-        if left < earliest.get(s.tx_id, (float("inf"),))[0]:
-            earliest[s.tx_id] = (left, exit_node, latency)
-    return earliest

@@ -158,20 +158,38 @@ def first_sightings(log: AdversaryLog) -> dict[bytes, float]:
     return {tx_id: s.time for tx_id, s in log.first.items()}
 
 
-def publication_estimates(log: AdversaryLog) -> dict[bytes, float]:
+class Publication(NamedTuple):
+    """When a transaction left the node the spies take for its exit (the earliest departure
+    they can date), that node, and the latency of the spy's link that dated it."""
+
+    time: float
+    node: int
+    latency: float
+
+
+def publications(log: AdversaryLog) -> dict[bytes, Publication]:
     """When each transaction's exit published it, as the spies can bound it: a spy that got it
     from a neighbour at T knows it left that neighbour at T minus their link latency, and the
     exit published it no later than the earliest such departure (exactly then when a spy
-    neighbours the exit, or is it)."""
-    estimates: dict[bytes, float] = {}
+    neighbours the exit, or is it; a node that only relayed it had it later)."""
+    earliest: dict[bytes, Publication] = {}
     for s in log.sightings:
-        latency = 0.0 if s.phase == "exit" else log.one_way_s(s.spy, s.sender)
-        if latency is None:
-            continue
-        t = s.time - latency
-        if t < estimates.get(s.tx_id, math.inf):
-            estimates[s.tx_id] = t
-    return estimates
+        if s.phase == "exit":
+            seen = Publication(s.time, s.spy, 0.0)
+        else:
+            latency = log.one_way_s(s.spy, s.sender)
+            if latency is None:
+                continue
+            seen = Publication(s.time - latency, s.sender, latency)
+        held = earliest.get(s.tx_id)
+        if held is None or seen.time < held.time:
+            earliest[s.tx_id] = seen
+    return earliest
+
+
+def publication_estimates(log: AdversaryLog) -> dict[bytes, float]:
+    """:func:`publications`' times alone."""
+    return {tx_id: p.time for tx_id, p in publications(log).items()}
 
 
 class DelayModel(NamedTuple):
