@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from murmur.sim.adversary import AdversaryLog, CellRecord, InboundLink, Sighting
-from murmur.sim.end_to_end import timing_circuit_pairing, timing_end_to_end
-from murmur.wire.cells import CREATE_CELLS
+from murmur.sim.end_to_end import (
+    circuit_collusion,
+    timing_circuit_pairing,
+    timing_end_to_end,
+    timing_entry_middle,
+)
+from murmur.wire.cells import CREATE_CELLS, EXTEND_CELLS
 from tests.sim.test_timing import NEXT, ORIGIN, SPY, cell, hop_one_build, log_with
 
-EXIT, OTHER_MIDDLE = 11, 12
+EXIT, OTHER_MIDDLE, NEIGHBOUR = 11, 12, 4
 
 
 def test_entry_and_exit_spies_pair_through_their_shared_middle_relay() -> None:
@@ -105,3 +110,62 @@ def test_circuit_pairing_ignores_delays_on_messages_and_allows_hop_ones_hold() -
 def test_circuit_pairing_needs_the_same_middle_relay() -> None:
     log = pairing_log(exit_cells(1.64, [5.13], middle=OTHER_MIDDLE), middle=OTHER_MIDDLE)
     assert timing_circuit_pairing(log) == {}
+
+
+def middle_cells(data_at: list[float], *, circ_id: int = 5) -> list[CellRecord]:
+    """What the middle relay (a spy too) sees: hop 1's CREATE on ``circ_id`` (hop 1's cells
+    carry 5 on their link), its own EXTEND to the exit, the exit's CREATED, then a forward
+    cell per message."""
+
+    def at_middle(
+        t: float, peer: int, leg: str, command: str, *, recognized: bool = False, what: str = "?"
+    ) -> CellRecord:
+        record = cell(t, peer, leg, command, recognized=recognized, what=what)
+        return record._replace(spy=NEXT, circ_id=circ_id if peer == SPY else 8)
+
+    creates = [at_middle(1.05 + i / 1000, SPY, "prev", "CREATE") for i in range(CREATE_CELLS)]
+    extend = [
+        at_middle(1.25 + i / 1000, SPY, "prev", "RELAY", recognized=True, what="?")
+        for i in range(EXTEND_CELLS - 1)
+    ]
+    extend.append(at_middle(1.26, SPY, "prev", "RELAY", recognized=True, what="EXTEND"))
+    created = at_middle(1.45, EXIT, "next", "CREATED")
+    data = [at_middle(t, SPY, "prev", "RELAY") for t in data_at]
+    return [*creates, *extend, created, *data]
+
+
+def entry_middle_log(middle_side: list[CellRecord]) -> AdversaryLog:
+    """Hop 1 relays a message at 5.0; it reaches the middle 50 ms later, at 5.05, the exit at
+    5.13 (an 80 ms link), and the exit's gossip reaches a neighbouring spy at 5.18."""
+    log = log_with(sorted(hop_one_build([5.0]) + middle_side), {})
+    log.spies = frozenset({SPY, NEXT, NEIGHBOUR})
+    log.measured(SPY, NEXT, 0.05)
+    log.measured(NEXT, EXIT, 0.08)
+    log.measured(NEIGHBOUR, EXIT, 0.05)
+    log.sightings.append(Sighting(5.18, NEIGHBOUR, b"tx", EXIT, "gossip"))
+    return log
+
+
+def test_spies_at_hop_one_and_hop_two_join_by_their_links_circuit_id() -> None:
+    """The middle forwards the message to the exit, whose publication at 5.13 the neighbour
+    dates: hop 1's origin is named, with no exit spy. A middle whose circuit came in under
+    another id on that link (another circuit of hop 1's, or another predecessor's) names no
+    one."""
+    log = entry_middle_log(middle_cells([5.05]))
+    assert timing_entry_middle(log) == {b"tx": ORIGIN}
+    assert circuit_collusion(log) == {b"tx": ORIGIN}
+    assert timing_end_to_end(log) == {} and timing_circuit_pairing(log) == {}
+    assert timing_entry_middle(entry_middle_log(middle_cells([5.05], circ_id=6))) == {}
+
+
+def test_entry_middle_needs_the_publication_at_its_exit_in_time_and_of_its_size() -> None:
+    late = entry_middle_log(middle_cells([5.05]))
+    late.sightings[-1] = Sighting(5.48, NEIGHBOUR, b"tx", EXIT, "gossip")  # 300 ms late
+    assert timing_entry_middle(late) == {}
+    elsewhere = entry_middle_log(middle_cells([5.05]))
+    elsewhere.measured(NEIGHBOUR, OTHER_MIDDLE, 0.05)
+    elsewhere.sightings[-1] = Sighting(5.18, NEIGHBOUR, b"tx", OTHER_MIDDLE, "gossip")
+    assert timing_entry_middle(elsewhere) == {}
+    sized = entry_middle_log(middle_cells([5.05]))
+    sized.tx_cells[b"tx"] = 2
+    assert timing_entry_middle(sized) == {}

@@ -62,6 +62,8 @@ def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecor
         "timing_intersection",
         "timing_end_to_end",
         "timing_circuit_pairing",
+        "timing_entry_middle",
+        "circuit_collusion",
         "near_entry",
     }
 
@@ -106,6 +108,9 @@ def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() ->
     result = summarise(record)
     assert result.recall["timing_end_to_end"] == 1.0
     assert result.recall["timing_circuit_pairing"] == 1.0
+    # Hop 1 and hop 2 are spies too: they join by their link's circuit id, whatever the delays.
+    assert record.extras["spy_entry_middle_tx"] == record.extras["spy_entry_and_later_tx"] == 1
+    assert result.recall["timing_entry_middle"] == result.recall["circuit_collusion"] == 1.0
 
 
 def test_with_near_first_hops_a_spy_at_hop_two_names_the_origin() -> None:

@@ -13,9 +13,17 @@ them:
   1 relayed to it at once (a CREATE to the exit, or the dial before it, which the exit's
   kernel sees), so no delay a relay adds to messages later hides the pair.
 
-Both guess only when they pair, so their precision is high and their recall is the share of
-circuits whose both ends are spies: about p² with a fraction p of spies, the floor of every
-circuit design (docs/evaluation.md §6). Position and bursts come from the spies' cell logs as
+Spies at hop 1 and hop 2 need no timing to join their legs: they are the two ends of one link
+and read the same circuit id on it. Hop 1 knows the origin, hop 2 knows the exit, and the
+exit's publication is public, so ``timing_entry_middle`` pairs the messages hop 2 forwards with
+the exit's publications (:func:`hop_two_guesses`, which :mod:`murmur.sim.near_entry` shares).
+``circuit_collusion`` is the three together, the adversary's best use of colluding spies on one
+circuit.
+
+All of them guess only when they pair, so their precision is high and their recall is the share
+of circuits with spies in the right places: hop 1 and either of the two hops after it, about
+p(1 - (1 - p)²) ≈ 2p² with a fraction p of spies, the floor of every three-hop circuit design
+(docs/evaluation.md §6). Position and bursts come from the spies' cell logs as
 :mod:`murmur.sim.timing` reads them; no ground truth enters.
 """
 
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
+from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
 from murmur.sim.timing import (
@@ -35,6 +44,7 @@ from murmur.sim.timing import (
     hop_one_circuits,
     match_pairs,
     pair_once,
+    publications,
     successor,
 )
 
@@ -148,6 +158,84 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
                 guesses[sighting.tx_id] = origin
                 break
     return guesses
+
+
+def timing_entry_middle(log: AdversaryLog) -> dict[bytes, int]:
+    """Spies at hop 1 and hop 2 of one circuit. They sit at the two ends of one link, each
+    removes the link's encryption, and the cell header on it carries the circuit's id in the
+    clear, so they join their two legs exactly: hop 1 knows the origin (its build says so),
+    hop 2 knows the exit (its successor). What is left is which transaction the circuit carried,
+    and the exit's publication says that: hop 2 forwards a message to the exit at t, the exit
+    publishes it at t plus their link's latency (:func:`hop_two_guesses`). An exit publishes a
+    transaction now and then, so the pair is nearly always unique, and a spy at hop 2 adds to
+    the circuits a spy at hop 1 gives away about as many as a spy at the exit does."""
+    entries: dict[tuple[int, int, int], int] = {}
+    """(hop-1 spy, middle, the circuit's id on their link) -> origin."""
+    by_circuit = cells_by_circuit(log.cells)
+    for key, origin in hop_one_circuits(log).items():
+        out = next((c for c in by_circuit[key] if c.leg == "next"), None)
+        if out is not None:
+            entries[(key[0], out.peer, out.circ_id)] = origin
+    return hop_two_guesses(log, lambda spy, hop_one, circ_id: entries.get((hop_one, spy, circ_id)))
+
+
+def circuit_collusion(log: AdversaryLog) -> dict[bytes, int]:
+    """Every way spies on one circuit join up, together: hop 1 with the exit, per message and
+    at the circuit's build, and hop 1 with hop 2 (exact, so it has the last word). Each guesses
+    only when its spies pair, so the union's recall is the share of transactions whose circuit
+    had a spy at hop 1 and another after it."""
+    guesses: dict[bytes, int] = {}
+    for estimator in (timing_end_to_end, timing_circuit_pairing, timing_entry_middle):
+        guesses.update(estimator(log))
+    return guesses
+
+
+HOP_TWO_HOPS = 3
+"""Circuit length :func:`hop_two_guesses` reads: a spy at hop 2 then has the exit as successor."""
+
+
+def hop_two_guesses(
+    log: AdversaryLog, name: Callable[[int, int, int], int | None]
+) -> dict[bytes, int]:
+    """Spies at hop 2 of three-hop circuits pair the messages they forward with the exits'
+    publications. ``name(spy, first_hop, circ_id)`` says whom a circuit's messages point to
+    (None: no one), from the hop-2 spy, its predecessor and the circuit's id on their link.
+
+    A spy at hop 2 forwards a message's cells to the exit at t; the exit publishes at t plus
+    their link's latency, and spies near the exit date that publication (the earliest of their
+    sightings less their own link's latency, from the node that handed it over:
+    :func:`murmur.sim.timing.publications`), within the links' jitter and the hold the level
+    lets a relay add. Pairs closest to that are taken first, each message and transaction once.
+    """
+    if log.hops != HOP_TWO_HOPS:
+        return {}
+    by_circuit = cells_by_circuit(log.cells)
+    events: list[Event] = []
+    via: dict[int, list[tuple[int, float]]] = defaultdict(list)
+    """Exit -> (event, the hop-2 spy's link latency to it)."""
+    for key, (position, first_hop) in circuit_positions(log).items():
+        if position != 2:
+            continue
+        cells = by_circuit[key]
+        create = next(c for c in cells if c.command == "CREATE" and c.leg == "prev")
+        origin = name(key[0], first_hop, create.circ_id)
+        exit_node = successor(cells)
+        latency = log.one_way_s(key[0], exit_node)
+        if latency is None or origin is None:
+            continue
+        for start, count in bursts(cell.time for cell in build_trace(cells, log.hops).data):
+            via[exit_node].append((len(events), latency))
+            events.append(Event(start + latency, origin, "hop2", count))
+    pairs: list[tuple[float, float, int, bytes]] = []
+    for tx_id, (published, exit_node, spy_latency) in publications(log).items():
+        size = log.tx_cells.get(tx_id)
+        for i, latency in via.get(exit_node, ()):
+            if size is not None and events[i].cells != size:
+                continue
+            off = off_centre(published - events[i].time, log.relay_delay_s, latency + spy_latency)
+            if off is not None:
+                pairs.append((off, off, i, tx_id))
+    return match_pairs(events, sorted(pairs))
 
 
 def off_centre(residual: float, held: tuple[float, float], latencies: float) -> float | None:

@@ -22,7 +22,9 @@ protocol (``first_spy`` always does).
 * ``timing_end_to_end`` (:mod:`murmur.sim.end_to_end`) needs a spy at both ends of a circuit
   and then pairs the two through their shared middle relay, per message;
   ``timing_circuit_pairing`` pairs the same two ends once per circuit, when it is built, so
-  delays relays add to messages do not matter to it.
+  delays relays add to messages do not matter to it. ``timing_entry_middle`` joins spies at
+  hop 1 and hop 2 by the circuit id on their shared link and pairs hop 2's messages with the
+  exit's publications; ``circuit_collusion`` is all three together.
 * ``near_entry`` (:mod:`murmur.sim.near_entry`): with near first hops, a spy at hop 2 pairs its
   circuit's messages with the exit's publications and names the node likeliest to have chosen
   hop 1 for being near it (from the peer graph and where nodes are); it abstains otherwise.
@@ -33,7 +35,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.end_to_end import timing_circuit_pairing, timing_end_to_end
+from murmur.sim.end_to_end import (
+    circuit_collusion,
+    timing_circuit_pairing,
+    timing_end_to_end,
+    timing_entry_middle,
+)
 from murmur.sim.near_entry import near_entry
 from murmur.sim.timing import timing, timing_intersection, timing_known_law, timing_latency
 
@@ -57,6 +64,8 @@ ESTIMATORS: dict[str, Estimator] = {
     "timing_intersection": timing_intersection,
     "timing_end_to_end": timing_end_to_end,
     "timing_circuit_pairing": timing_circuit_pairing,
+    "timing_entry_middle": timing_entry_middle,
+    "circuit_collusion": circuit_collusion,
     "near_entry": near_entry,
 }
 
@@ -71,6 +80,8 @@ PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
         "timing_intersection",
         "timing_end_to_end",
         "timing_circuit_pairing",
+        "timing_entry_middle",
+        "circuit_collusion",
         "near_entry",
     ),
     "fastpath": ("first_spy",),

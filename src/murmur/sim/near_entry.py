@@ -14,8 +14,9 @@ A spy at hop 2 of a three-hop circuit knows hop 1 (its predecessor) and the exit
 successor), and it can tell which transaction the circuit carried: it forwards a message's
 cells to the exit at t, the exit publishes at t plus their link's latency, and spies near the
 exit date that publication (the earliest of their sightings less their own link's latency,
-from the node that handed it over), within the links' jitter. It then names the likeliest of
-hop 1's candidate origins. So the circuits with a spy at hop 2, a tenth of them, each give a
+from the node that handed it over), within the links' jitter
+(:func:`murmur.sim.end_to_end.hop_two_guesses`). It then names the likeliest of hop 1's
+candidate origins. So the circuits with a spy at hop 2, a tenth of them, each give a
 guess among a few nodes, against one among the thousands of departures a hop-1 spy's timing
 estimators weigh (:mod:`murmur.sim.timing`).
 
@@ -31,56 +32,18 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 
 from murmur.sim.adversary import AdversaryLog
-from murmur.sim.end_to_end import off_centre
-from murmur.sim.timing import (
-    Event,
-    build_trace,
-    bursts,
-    cells_by_circuit,
-    circuit_positions,
-    match_pairs,
-    publications,
-    successor,
-)
-
-NEAR_ENTRY_HOPS = 3
-"""Circuit length this estimator reads: a spy at hop 2 then has the exit as its successor."""
+from murmur.sim.end_to_end import hop_two_guesses
 
 
 def near_entry(log: AdversaryLog) -> dict[bytes, int]:
     """Spies at hop 2 pair their circuits' messages with the exits' publications and name, for
     each, the likeliest origin to have chosen the circuit's hop 1 as a near first hop."""
     k = log.near_first_hops
-    if not k or log.hops != NEAR_ENTRY_HOPS or not log.outbound:
+    if not k or not log.outbound:
         return {}
     estimate = log.typical_one_way_s or (lambda a, b: 0.0)
     chooser = NearChooser(log.outbound, estimate, k, log.spies)
-    by_circuit = cells_by_circuit(log.cells)
-    events: list[Event] = []
-    via: dict[int, list[tuple[int, float]]] = defaultdict(list)
-    """Exit -> (event, the hop-2 spy's link latency to it)."""
-    for key, (position, first_hop) in circuit_positions(log).items():
-        if position != 2:
-            continue
-        cells = by_circuit[key]
-        exit_node = successor(cells)
-        latency = log.one_way_s(key[0], exit_node)
-        origin = chooser.likeliest(first_hop)
-        if latency is None or origin is None:
-            continue
-        for start, count in bursts(cell.time for cell in build_trace(cells, log.hops).data):
-            via[exit_node].append((len(events), latency))
-            events.append(Event(start + latency, origin, "hop2", count))
-    pairs: list[tuple[float, float, int, bytes]] = []
-    for tx_id, (published, exit_node, spy_latency) in publications(log).items():
-        size = log.tx_cells.get(tx_id)
-        for i, latency in via.get(exit_node, ()):
-            if size is not None and events[i].cells != size:
-                continue
-            off = off_centre(published - events[i].time, log.relay_delay_s, latency + spy_latency)
-            if off is not None:
-                pairs.append((off, off, i, tx_id))
-    return match_pairs(events, sorted(pairs))
+    return hop_two_guesses(log, lambda spy, first_hop, circ_id: chooser.likeliest(first_hop))
 
 
 class NearChooser:

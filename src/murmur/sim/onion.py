@@ -290,6 +290,8 @@ class _OnionRun:
         """Gossip message id of a private send -> its origin (ground truth, never estimated)."""
         self.both_ends: set[bytes] = set()
         """Private sends whose circuit had spies at hop 1 and at the exit (ground truth)."""
+        self.entry_middle: set[bytes] = set()
+        """Private sends whose circuit had spies at hop 1 and hop 2 (ground truth)."""
         self.failed_sends = 0
         self._held: dict[int, list[Any]] = {}
         """Actions nodes produced while taking the directory, routed when the clock starts."""
@@ -336,6 +338,8 @@ class _OnionRun:
             return
         if state.add(index, now):
             self._finish(phase, state)
+        if action.received_from is None:
+            self._note_spies_on_path(mid, index)
         if index in self.world.spies:
             log = phase.adversary.log
             tx_id = phase.tx_of[mid]
@@ -350,8 +354,6 @@ class _OnionRun:
             else:
                 came_from = self.taps[index].exit_senders.get(mid, -1)
                 phase.adversary.record_sighting(now, index, tx_id, came_from, "exit")
-                if self._hop_one_is_a_spy(mid, came_from, index):
-                    self.both_ends.add(mid)
 
     def _failed(self, index: int, action: PrivateSendFailed, now: float) -> None:
         mid = self.sends.pop((index, action.send_id), None)
@@ -606,6 +608,8 @@ class _OnionRun:
         extras["spy_hop1_inferred"] = len(inferred)
         extras["spy_hop1_inferred_correct"] = len(truth & inferred)
         extras["spy_both_ends_tx"] = len(self.both_ends)
+        extras["spy_entry_middle_tx"] = len(self.entry_middle)
+        extras["spy_entry_and_later_tx"] = len(self.both_ends | self.entry_middle)
         fast = None if baseline is None else baseline.record
         return replace(record, baseline=fast, extras=extras)
 
@@ -650,19 +654,23 @@ class _OnionRun:
             and (cell.peer, cell.spy, cell.circ_id) not in created
         }
 
-    def _hop_one_is_a_spy(self, mid: bytes, middle: int, exit_spy: int) -> bool:
-        """Ground truth, when a spy exit publishes a private send: whether the origin's circuit
-        through that middle relay to this exit has a spy at hop 1 (the origin's own record of
-        its paths, read while the circuit is in use)."""
+    def _note_spies_on_path(self, mid: bytes, exit_node: int) -> None:
+        """Ground truth, when an exit publishes a private send: where spies sat on the circuit
+        that carried it (the origin's own record of its paths, read while the circuit is in
+        use, and the hop the exit got it from). Reported, never used by an estimator."""
         origin = self.origin_of.get(mid)
         if origin is None:
-            return False
-        index_of = self.index_of
-        return any(
-            index_of[path[0]] in self.world.spies
-            for path in self.nodes[origin].circuits.client.circuit_paths()
-            if index_of[path[-2]] == middle and index_of[path[-1]] == exit_spy
-        )
+            return
+        middle = self.taps[exit_node].exit_senders.get(mid, -1)
+        index_of, spies = self.index_of, self.world.spies
+        for path in self.nodes[origin].circuits.client.circuit_paths():
+            if index_of[path[-2]] != middle or index_of[path[-1]] != exit_node:
+                continue
+            spied = [index_of[hop] in spies for hop in path]
+            if spied[0] and spied[-1]:
+                self.both_ends.add(mid)
+            if spied[0] and spied[1]:
+                self.entry_middle.add(mid)
 
     def _phase_record(self, phase: _Phase, *, events: int, wall_s: float) -> RunRecord:
         honest = [v for v in range(self.n) if v not in self.world.spies]

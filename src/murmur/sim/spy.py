@@ -67,7 +67,9 @@ class RelayTap:
         self._legs: dict[tuple[NodeId, int], tuple[int, str]] = {}
         self._circuits = 0
         self.exit_senders: dict[bytes, int] = {}
-        """Gossip message id of what this spy published as an exit -> the hop it came from."""
+        """Gossip message id of what this relay published as an exit -> the hop it came from
+        (kept at every relay: for a spy it is what it saw, elsewhere the simulator's ground
+        truth of which circuit carried a transaction)."""
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._relay, name)
@@ -86,6 +88,10 @@ class RelayTap:
         relay = self._relay
         if self._record is None:
             relay.receive_cell(peer, data, now)
+            out = relay.drain_actions()
+            if out:
+                self._pending.extend(out)
+                self._note_publications(peer, out)
             return
         counters = relay.counters
         recognized_before = counters.get("cells_recognized")
@@ -122,9 +128,7 @@ class RelayTap:
                         if _is_create(action):
                             circ = CELL_HEADER.unpack_from(action.cell)[0]
                             self._legs[(action.peer, circ)] = (known[0], "next")
-        for action in out:
-            if isinstance(action, PublishFromExit):
-                self.exit_senders[message_id(action.topic, action.payload)] = self._index(peer)
+        self._note_publications(peer, out)
         circuit, leg = known if known is not None else (-1, "unknown")
         self._record(
             CellRecord(
@@ -139,6 +143,11 @@ class RelayTap:
                 relay_command,
             )
         )
+
+    def _note_publications(self, peer: NodeId, out: list[Any]) -> None:
+        for action in out:
+            if isinstance(action, PublishFromExit):
+                self.exit_senders[message_id(action.topic, action.payload)] = self._index(peer)
 
     def _new_circuit(self) -> int:
         self._circuits += 1
