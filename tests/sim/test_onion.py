@@ -110,6 +110,8 @@ def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() ->
     assert result.recall["timing_circuit_pairing"] == 1.0
     # Hop 1 and hop 2 are spies too: they join by their link's circuit id, whatever the delays.
     assert record.extras["spy_entry_middle_tx"] == record.extras["spy_entry_and_later_tx"] == 1
+    # The origin is the only honest node and every relay spies: each of its circuits is exposed.
+    assert record.extras["spy_entry_and_later_circuits"] == record.extras["circuits_in_use"] > 0
     assert result.recall["timing_entry_middle"] == result.recall["circuit_collusion"] == 1.0
 
 

@@ -610,6 +610,9 @@ class _OnionRun:
         extras["spy_both_ends_tx"] = len(self.both_ends)
         extras["spy_entry_middle_tx"] = len(self.entry_middle)
         extras["spy_entry_and_later_tx"] = len(self.both_ends | self.entry_middle)
+        in_use, exposed = self._spied_circuits()
+        extras["circuits_in_use"] = in_use
+        extras["spy_entry_and_later_circuits"] = exposed
         fast = None if baseline is None else baseline.record
         return replace(record, baseline=fast, extras=extras)
 
@@ -653,6 +656,22 @@ class _OnionRun:
             and cell.leg == "prev"
             and (cell.peer, cell.spy, cell.circ_id) not in created
         }
+
+    def _spied_circuits(self) -> tuple[int, int]:
+        """Ground truth at the end of the run: the honest nodes' usable circuits, and how many
+        of them have a spy at hop 1 and at a later hop (the circuits that give their origin
+        away to colluding spies: the floor, counted over every circuit rather than only those
+        the workload's transactions took)."""
+        index_of, spies = self.index_of, self.world.spies
+        in_use = exposed = 0
+        for v, node in enumerate(self.nodes):
+            if v in spies:
+                continue
+            for path in node.circuits.client.circuit_paths():
+                in_use += 1
+                spied = [index_of[hop] in spies for hop in path]
+                exposed += spied[0] and any(spied[1:])
+        return in_use, exposed
 
     def _note_spies_on_path(self, mid: bytes, exit_node: int) -> None:
         """Ground truth, when an exit publishes a private send: where spies sat on the circuit
