@@ -43,6 +43,7 @@ from murmur.sim.timing import (
     circuit_positions,
     hop_one_circuits,
     match_pairs,
+    next_leg,
     pair_once,
     publications,
     successor,
@@ -173,7 +174,7 @@ def timing_entry_middle(log: AdversaryLog) -> dict[bytes, int]:
     """(hop-1 spy, middle, the circuit's id on their link) -> origin."""
     by_circuit = cells_by_circuit(log.cells)
     for key, origin in hop_one_circuits(log).items():
-        out = next((c for c in by_circuit[key] if c.leg == "next"), None)
+        out = next_leg(by_circuit[key])
         if out is not None:
             entries[(key[0], out.peer, out.circ_id)] = origin
     return hop_two_guesses(log, lambda spy, hop_one, circ_id: entries.get((hop_one, spy, circ_id)))

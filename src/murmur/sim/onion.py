@@ -662,16 +662,20 @@ class _OnionRun:
         of them have a spy at hop 1 and at a later hop (the circuits that give their origin
         away to colluding spies: the floor, counted over every circuit rather than only those
         the workload's transactions took)."""
-        index_of, spies = self.index_of, self.world.spies
         in_use = exposed = 0
         for v, node in enumerate(self.nodes):
-            if v in spies:
+            if v in self.world.spies:
                 continue
             for path in node.circuits.client.circuit_paths():
                 in_use += 1
-                spied = [index_of[hop] in spies for hop in path]
+                spied = self._spied(path)
                 exposed += spied[0] and any(spied[1:])
         return in_use, exposed
+
+    def _spied(self, path: tuple[NodeId, ...]) -> list[bool]:
+        """Which hops of a circuit's path (hop 1 first) are spies."""
+        index_of, spies = self.index_of, self.world.spies
+        return [index_of[hop] in spies for hop in path]
 
     def _note_spies_on_path(self, mid: bytes, exit_node: int) -> None:
         """Ground truth, when an exit publishes a private send: where spies sat on the circuit
@@ -681,11 +685,11 @@ class _OnionRun:
         if origin is None:
             return
         middle = self.taps[exit_node].exit_senders.get(mid, -1)
-        index_of, spies = self.index_of, self.world.spies
+        index_of = self.index_of
         for path in self.nodes[origin].circuits.client.circuit_paths():
             if index_of[path[-2]] != middle or index_of[path[-1]] != exit_node:
                 continue
-            spied = [index_of[hop] in spies for hop in path]
+            spied = self._spied(path)
             if spied[0] and spied[-1]:
                 self.both_ends.add(mid)
             if spied[0] and spied[1]:

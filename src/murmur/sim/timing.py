@@ -513,9 +513,16 @@ def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> li
     ]
 
 
+def next_leg(cells: Iterable[CellRecord]) -> CellRecord | None:
+    """The first cell a relay got on a circuit's ``next`` leg (its peer is the next hop, its
+    circuit id the one on their link), or None if none has come yet."""
+    return next((c for c in cells if c.leg == "next"), None)
+
+
 def successor(cells: Iterable[CellRecord]) -> int:
     """The next hop of a circuit as one of its relays sees it (-1: none seen yet)."""
-    return next((c.peer for c in cells if c.leg == "next"), -1)
+    first = next_leg(cells)
+    return -1 if first is None else first.peer
 
 
 def bursts(times: Iterable[float]) -> list[tuple[float, int]]:
