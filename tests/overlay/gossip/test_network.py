@@ -139,7 +139,10 @@ def test_a_lazy_topic_reaches_everyone_once_with_about_one_copy_per_node(loss: f
         for i in range(60):
             net.publish(net.rng.choice(net.nodes[:N_SUBSCRIBED]), b"record %03d " % i + bytes(900))
             net.run_until(net.now + 0.2)
-        net.run_until(net.now + 15.0)
+        # A lost IWANT or answer is re-asked of the next offerer after iwant_followup_s, up to
+        # d times, so a lazy message can take 1 + d * iwant_followup_s (19 s): wait for the
+        # cache to forget it, after which no repair could come.
+        net.run_until(net.now + config.lazy_history_length * config.heartbeat_interval_s)
         return net
 
     eager, lazy = run(False), run(True)
