@@ -3,9 +3,10 @@
 Theory of operation: a report is a list of :class:`Entry` (one protocol at one spy fraction,
 averaged over runs) plus the settings that produced it. :func:`write_report` writes
 ``report.md`` and three PNG plots next to it: precision and recall against the spy fraction
-(with the routing-only floors p^2 and p), the CDF of the headline (90 %) reach latency per
-protocol, and bytes sent per node per second. Plots use matplotlib's object API (no pyplot
-global state), so writing a report from a library call is safe.
+(first-spy and the best estimator per protocol, with the routing-only floors p^2 and p and,
+with onion runs, the three-hop circuit's p(1 - (1 - p)^2)), the CDF of the headline (90 %)
+reach latency per protocol, and bytes sent per node per second. Plots use matplotlib's object
+API (no pyplot global state), so writing a report from a library call is safe.
 """
 
 from __future__ import annotations
@@ -19,8 +20,6 @@ from matplotlib.figure import Figure
 
 from murmur.sim.results import HEADLINE_REACH, Aggregate
 from murmur.sim.validation import ValidationRow
-
-_STYLES = ("-", "--", ":", "-.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,27 +152,64 @@ def validation_markdown(rows: Sequence[ValidationRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def circuit_floor(p: float) -> float:
+    """The share of transactions a three-hop circuit gives away to colluding spies: hop 1 is a
+    spy and so is either hop after it (docs/evaluation.md §6, session 14)."""
+    return p * (1.0 - (1.0 - p) ** 2)
+
+
 def _plot_privacy(path: Path, entries: Sequence[Entry]) -> None:
+    """Per protocol, first-spy and the best of its estimators at each spy fraction (pointwise:
+    the adversary runs them all), against the routing-only floors and, with onion runs, the
+    three-hop circuit's."""
     figure = Figure(figsize=(10, 4))
     axes = figure.subplots(1, 2)
     fractions = sorted({e.spy_fraction for e in entries})
+    circuits = any(e.result.protocol == "onion" for e in entries)
     for ax, metric, floor, label in (
         (axes[0], "precision", lambda p: p * p, "p²"),
         (axes[1], "recall", lambda p: p, "p"),
     ):
-        for protocol in _protocols(entries):
+        for colour, protocol in enumerate(_protocols(entries)):
             points = sorted(
-                (e.spy_fraction, e.result) for e in entries if e.result.protocol == protocol
+                (e.spy_fraction, getattr(e.result, metric))
+                for e in entries
+                if e.result.protocol == protocol
             )
-            names = list(points[0][1].precision)
-            for style, name in zip(_STYLES, names, strict=False):
-                values = [getattr(r, metric)[name] for _, r in points]
+            xs = [f for f, _ in points]
+            ax.plot(
+                xs,
+                [values["first_spy"] for _, values in points],
+                ":",
+                color=f"C{colour}",
+                marker="o",
+                label=f"{protocol} (first_spy)",
+            )
+            if len(points[0][1]) > 1:
                 ax.plot(
-                    [f for f, _ in points], values, style, marker="o", label=f"{protocol} ({name})"
+                    xs,
+                    [max(values.values()) for _, values in points],
+                    "-",
+                    color=f"C{colour}",
+                    marker="s",
+                    label=f"{protocol} (best of {len(points[0][1])})",
                 )
         ax.plot(
-            fractions, [floor(p) for p in fractions], color="grey", lw=0.8, label=f"floor {label}"
+            fractions,
+            [floor(p) for p in fractions],
+            color="grey",
+            lw=0.8,
+            label=f"routing-only floor {label}",
         )
+        if circuits:
+            ax.plot(
+                fractions,
+                [circuit_floor(p) for p in fractions],
+                "--",
+                color="black",
+                lw=0.8,
+                label="3-hop circuit floor p(1-(1-p)²)",
+            )
         ax.set_xlabel("spy fraction")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
