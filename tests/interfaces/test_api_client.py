@@ -1,17 +1,21 @@
 """The synchronous API client against a real control API server on 127.0.0.1."""
 
 import asyncio
+import json
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from murmur.base.errors import ConfigError
-from murmur.interfaces.api_client import ApiClient, ApiError, NodeNotRunning
+from murmur.interfaces.api_client import ApiClient, ApiError, NodeNotRunning, _decode
 from murmur.runtime.control_api import ControlApiServer
 from murmur.runtime.keystore import write_cookie, write_node_info
+from tests.damage import damaged
 
 
 async def status(params: dict[str, Any]) -> dict[str, Any]:
@@ -132,3 +136,20 @@ async def test_malformed_answers(tmp_path: Path, reply: bytes, code: str) -> Non
     finally:
         server.close()
         await server.wait_closed()
+
+
+_answer_keys = st.sampled_from(["result", "error", "code", "message"])
+_answer_values = st.none() | st.integers() | st.text(max_size=10)
+answers = st.dictionaries(
+    _answer_keys, _answer_values | st.dictionaries(_answer_keys, _answer_values), max_size=3
+).map(lambda answer: json.dumps(answer).encode())
+
+
+@settings(max_examples=300)
+@given(st.integers(100, 599), st.one_of(st.binary(max_size=100), damaged(answers)))
+def test_any_answer_is_a_result_or_an_api_error(status: int, body: bytes) -> None:
+    try:
+        result = _decode(status, body)
+    except ApiError:
+        return
+    assert status == 200 and isinstance(result, dict)

@@ -22,6 +22,7 @@ from murmur.link.connection import (
     PongReceived,
 )
 from murmur.sim.rng import SeededRng
+from tests.damage import damaged
 
 
 def pair(
@@ -210,3 +211,51 @@ def test_garbage_after_handshake_never_raises(alice, bob, data, cut) -> None:
     b.receive_data(real[: cut % len(real)] + data, 0.0)
     for event in b.drain_events():
         assert isinstance(event, (MessageReceived, LinkClosed))
+
+
+@settings(max_examples=100, deadline=None)
+@given(flight=st.integers(0, 2), data=st.data())
+def test_a_damaged_handshake_flight_never_completes_the_handshake(
+    alice: Identity, bob: Identity, flight: int, data: st.DataObject
+) -> None:
+    """Hello, Reply or Auth with a defect: whoever reads it (and, for the Hello, both ends)
+    closes for the peer's error or keeps waiting, never raises, and never completes."""
+    a, b = pair(alice, bob)
+    sender, receiver = a, b
+    intact = True
+    for index in range(3):
+        record = sender.data_to_send()
+        if index == flight:
+            delivered = data.draw(damaged(st.just(record)))
+            intact = delivered.startswith(record)  # the damage only added bytes after it
+            receiver.receive_data(delivered, 0.0)
+        else:
+            receiver.receive_data(record, 0.0)
+        sender, receiver = receiver, sender
+    readers = {0: (a, b), 1: (a,), 2: (b,)}[flight]
+    for link in (a, b):
+        events = link.drain_events()
+        if link in readers and not intact:
+            assert not any(isinstance(e, HandshakeCompleted) for e in events)
+        for event in events:
+            closed_for_peer_error = isinstance(event, LinkClosed) and event.by_peer_error
+            assert isinstance(event, HandshakeCompleted) or closed_for_peer_error
+
+
+@settings(max_examples=100, deadline=None)
+@given(payload=st.binary(min_size=1, max_size=300), data=st.data())
+def test_a_damaged_record_is_never_delivered(
+    alice: Identity, bob: Identity, payload: bytes, data: st.DataObject
+) -> None:
+    a, b = pair(alice, bob)
+    shuttle(a, b)
+    b.drain_events()
+    a.send_message(payload, 0.0, padding=data.draw(st.integers(0, 64)))
+    record = a.data_to_send()
+    delivered = data.draw(damaged(st.just(record)))
+    b.receive_data(delivered, 0.0)
+    for event in b.drain_events():
+        if isinstance(event, MessageReceived):
+            assert delivered.startswith(record) and event.payload == payload
+        else:
+            assert isinstance(event, LinkClosed) and event.by_peer_error

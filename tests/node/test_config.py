@@ -1,5 +1,6 @@
 import contextlib
 import dataclasses
+import json
 import tomllib
 
 import pytest
@@ -235,6 +236,66 @@ _toml_junk = st.one_of(
 def test_junk_raises_only_config_error(text: str) -> None:
     with contextlib.suppress(ConfigError):
         parse_config(text)
+
+
+_ODD_TOML_VALUES = [
+    "9" * 400,  # tomllib reads integers of any size: too big for float()
+    "-" + "9" * 400,
+    "9" * 5000,  # too many digits for int()
+    "0x" + "f" * 4000,  # too many digits for str()
+    str(2**53 + 1),
+    "0",
+    "-1",
+    "0.0",
+    "1e-400",
+    "1e400",
+    "inf",
+    "-inf",
+    "nan",
+    "true",
+    '""',
+    "[]",
+    "[[]]",
+    "[1, 2]",
+    '["", ""]',
+    "{}",
+    "{ a = 1 }",
+    "1979-05-27T07:32:00Z",
+]
+
+
+def test_any_value_for_any_key_parses_or_raises_config_error() -> None:
+    document = tomllib.loads(render_config(NodeConfig(privacy_level="standard")))
+    for table, keys in document.items():
+        for key in keys:
+            for value in _ODD_TOML_VALUES:
+                with contextlib.suppress(ConfigError):
+                    parse_config(f"[{table}]\n{key} = {value}\n")
+
+
+_toml_values = st.one_of(
+    st.sampled_from(_ODD_TOML_VALUES),
+    st.integers().map(str),
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.text(alphabet="0123456789abcdefxyz:.[]@%-_/ ", max_size=40).map(json.dumps),
+    st.lists(st.text(alphabet="0123456789abcdef:.[]@", max_size=20), max_size=3).map(json.dumps),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(config=_configs, data=st.data())
+def test_a_rendered_config_with_bad_values_raises_only_config_error(
+    config: NodeConfig, data: st.DataObject
+) -> None:
+    """A real config file with some values swapped for other TOML values of any type."""
+    lines = render_config(config).splitlines()
+    assignments = [i for i, line in enumerate(lines) if " = " in line and line[0] != "#"]
+    for _ in range(data.draw(st.integers(1, 3))):
+        index = data.draw(st.sampled_from(assignments))
+        key = lines[index].partition(" = ")[0]
+        lines[index] = f"{key} = {data.draw(_toml_values)}"
+    with contextlib.suppress(ConfigError):
+        parse_config("\n".join(lines))
 
 
 def test_transaction_route_parses_reads_back_and_defaults_to_circuits() -> None:

@@ -6,12 +6,15 @@ from functools import partial
 from itertools import pairwise
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from murmur.base.errors import ConfigError
+from murmur.base.errors import ConfigError, RemoteProtocolError
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
 from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
+    MAX_SYNC_IDS,
     REANNOUNCE_INTERVAL_S,
     REANNOUNCE_JITTER,
     PrivatePath,
@@ -22,7 +25,8 @@ from murmur.node.private_path import (
 from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
 from murmur.sim.rng import SeededRng
-from murmur.wire.gossip import message_id
+from murmur.wire.gossip import MESSAGE_ID_BYTES, message_id
+from tests.damage import damaged
 from tests.node import test_node
 from tests.node.test_node import Net
 
@@ -255,3 +259,58 @@ def test_a_relinked_peer_is_not_sent_announcements_we_hold_nor_blamed_for_them()
         assert sum(n.gossip.counters.get(counter) for n in net.nodes) == 0
     assert all(n.counters.get("bans") == 0 for n in net.nodes)
     assert net.nodes[1].gossip.score(net.ids[0].node_id) >= 0.0
+
+
+_message_ids = st.binary(min_size=MESSAGE_ID_BYTES, max_size=MESSAGE_ID_BYTES)
+_stores = st.dictionaries(_message_ids, st.binary(max_size=300), max_size=8)
+
+
+def _exit_holding(stored: dict[bytes, bytes]) -> PrivatePath:
+    path = _path(1)
+    for mid, data in stored.items():
+        path.store.put(mid, data)
+    return path
+
+
+@settings(max_examples=200, deadline=None)
+@given(stored=_stores, unknown=st.lists(_message_ids, min_size=1, max_size=4), data=st.data())
+def test_a_sync_reply_reads_back_as_the_stored_messages_asked_for(
+    stored: dict[bytes, bytes], unknown: list[bytes], data: st.DataObject
+) -> None:
+    asked = data.draw(st.permutations([*stored, *unknown]))
+    reply = _exit_holding(stored).answer("sync_request", encode_sync_request(asked))
+    assert reply is not None
+    assert decode_sync_response(reply) == {mid: stored[mid] for mid in asked if mid in stored}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    topic=st.sampled_from(["sync_request", "transaction", "block_header"]),
+    payload=st.one_of(st.binary(max_size=200), st.lists(_message_ids, max_size=70).map(b"".join)),
+)
+def test_the_exit_answers_only_well_formed_sync_requests(topic: str, payload: bytes) -> None:
+    stored = {payload[:MESSAGE_ID_BYTES]: b"held"}
+    reply = _exit_holding(stored).answer(topic, payload)
+    count, rest = divmod(len(payload), MESSAGE_ID_BYTES)
+    well_formed = topic == "sync_request" and not rest and 0 < count <= MAX_SYNC_IDS
+    assert (reply is not None) == well_formed
+    if reply is not None:
+        assert decode_sync_response(reply) == stored
+
+
+def _full_reply(stored: dict[bytes, bytes]) -> bytes:
+    """An exit's reply to a request for every message it holds (at least one)."""
+    reply = _exit_holding(stored).answer("sync_request", encode_sync_request(list(stored)))
+    assert reply is not None
+    return reply
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(st.binary(max_size=200), damaged(_stores.filter(bool).map(_full_reply))))
+def test_sync_reply_garbage_raises_only_remote_protocol_error(payload: bytes) -> None:
+    try:
+        found = decode_sync_response(payload)
+    except RemoteProtocolError:
+        return
+    assert all(len(mid) == MESSAGE_ID_BYTES for mid in found)
+    assert sum(MESSAGE_ID_BYTES + 4 + len(data) for data in found.values()) <= len(payload)

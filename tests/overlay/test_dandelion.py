@@ -18,6 +18,7 @@ from murmur.overlay.dandelion import (
 )
 from murmur.overlay.diffusion import RelayTx, Transaction, TxAccepted
 from murmur.sim.rng import SeededRng
+from tests.damage import damaged
 
 from .baseline_helpers import sends
 
@@ -223,6 +224,23 @@ def test_wire_round_trip(body: bytes, stem: bool) -> None:
 def test_garbage_in_only_remote_protocol_error_out(data: bytes) -> None:
     with contextlib.suppress(RemoteProtocolError):
         decode_message(data)
+
+
+_messages = st.builds(
+    lambda body, stem: StemTx(Transaction(body)) if stem else RelayTx(Transaction(body)),
+    st.binary(min_size=1, max_size=300),
+    st.booleans(),
+)
+
+
+@settings(max_examples=300)
+@given(damaged(_messages.map(encode_message)))
+def test_damaged_message_raises_only_remote_protocol_error(data: bytes) -> None:
+    try:
+        message = decode_message(data)
+    except RemoteProtocolError:
+        return
+    assert encode_message(message) == data  # what decodes is canonical
 
 
 def test_hostile_bytes_become_a_drop_and_a_counter() -> None:

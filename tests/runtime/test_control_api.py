@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from murmur.base.errors import ConfigError, LocalProtocolError
@@ -16,9 +16,11 @@ from murmur.runtime.control_api import (
     ApiError,
     ControlApiServer,
     HttpError,
+    RequestHead,
     parse_request_head,
 )
 from murmur.sim.rng import SeededRng
+from tests.damage import damaged
 
 COOKIE = "c0" * 32
 
@@ -355,3 +357,72 @@ def test_parser_structured_junk_raises_only_http_error(data: bytes) -> None:
         except HttpError:
             continue
         assert head.method and head.target
+
+
+_header_values = st.from_regex(r"([\x21-\x7e]([\x20-\x7e\t]{0,40}[\x21-\x7e])?)?", fullmatch=True)
+request_heads = st.builds(
+    RequestHead,
+    method=st.from_regex(r"[A-Z]{1,10}", fullmatch=True),
+    target=st.from_regex(r"/[\x21-\x7e]{0,60}", fullmatch=True),
+    headers=st.dictionaries(
+        st.from_regex(r"[a-z][a-z0-9-]{0,20}", fullmatch=True), _header_values, max_size=8
+    ).map(lambda headers: tuple(headers.items())),
+)
+
+
+def _encode_head(head: RequestHead, minor_version: int) -> bytes:
+    lines = [f"{head.method} {head.target} HTTP/1.{minor_version}"]
+    lines += [f"{name}: {value}" for name, value in head.headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
+
+
+@settings(max_examples=200)
+@given(request_heads, st.sampled_from([0, 1]))
+def test_any_valid_head_parses_to_what_it_says(head: RequestHead, minor_version: int) -> None:
+    assert parse_request_head(_encode_head(head, minor_version)) == head
+
+
+@settings(max_examples=200)
+@given(damaged(st.builds(_encode_head, request_heads, st.sampled_from([0, 1]))))
+def test_damaged_heads_raise_only_http_error(data: bytes) -> None:
+    try:
+        head = parse_request_head(data)
+    except HttpError as exc:
+        assert 400 <= exc.status <= 599
+        return
+    assert head.method and head.target
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+json_objects = st.dictionaries(st.text(max_size=8), _json_values, max_size=4)
+
+
+@settings(max_examples=200)
+@given(json_objects)
+def test_a_json_object_body_reads_back(params: dict[str, Any]) -> None:
+    body = json.dumps(params, allow_nan=False).encode()
+    assert ControlApiServer._parse_params(body) == params
+
+
+@settings(max_examples=300)
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        damaged(json_objects.map(lambda params: json.dumps(params, allow_nan=False).encode())),
+    )
+)
+def test_body_garbage_raises_only_a_400(body: bytes) -> None:
+    try:
+        params = ControlApiServer._parse_params(body)
+    except HttpError as exc:
+        assert exc.status == 400
+        return
+    assert isinstance(params, dict)

@@ -1,13 +1,23 @@
+import contextlib
+import json
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from murmur.base.errors import ConfigError
 from murmur.node.config import HostPort, NodeConfig, render_config
 from murmur.runtime import keystore
 from murmur.runtime.keystore import (
+    CONFIG_FILE,
+    COOKIE_FILE,
+    IDENTITY_FILE,
+    NODE_INFO_FILE,
     MissingFileError,
     clear_node_info,
     init_node_dir,
@@ -18,6 +28,7 @@ from murmur.runtime.keystore import (
     write_cookie,
     write_node_info,
 )
+from tests.damage import damaged
 
 
 def mode(path: Path) -> int:
@@ -171,3 +182,37 @@ def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
     path.write_text("# big\n" * 300_000)
     with pytest.raises(ConfigError, match="larger than"):
         load_config(tmp_path)
+
+
+_LOADERS: list[tuple[str, Callable[[Path], Any]]] = [
+    (IDENTITY_FILE, load_identity),
+    (COOKIE_FILE, read_cookie),
+    (NODE_INFO_FILE, read_node_info),
+    (CONFIG_FILE, load_config),
+]
+_VALID_CONTENTS = [
+    b"s" * 32,
+    b"ab" * 32 + b"\n",
+    json.dumps({"pid": 1, "listen": "127.0.0.1:5000", "api": "127.0.0.1:5001"}).encode(),
+    render_config(NodeConfig(listen=HostPort("0.0.0.0", 7000))).encode(),
+    b"[" * 5_000,  # nested past the recursion limit
+]
+
+
+@pytest.fixture(scope="module")
+def fuzzed_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzzed")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.binary(max_size=100), damaged(st.sampled_from(_VALID_CONTENTS))))
+def test_node_files_with_any_contents_load_or_raise_config_error(
+    fuzzed_dir: Path, contents: bytes
+) -> None:
+    for name, load in _LOADERS:
+        path = fuzzed_dir / name
+        path.unlink(missing_ok=True)  # cheaper than truncating, which flushes on ext4
+        path.write_bytes(contents)
+        path.chmod(0o600)
+        with contextlib.suppress(ConfigError):
+            load(fuzzed_dir)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -39,6 +40,7 @@ from murmur.wire.cells import (
     Onionskin,
     RelayAddress,
     RelayCommand,
+    RelayMessage,
     TruncateReason,
     cells_for,
     check_buckets,
@@ -60,6 +62,7 @@ from murmur.wire.cells import (
     split_message,
     unpad_message,
 )
+from tests.damage import damaged
 
 SKIN = Onionskin(b"k" * 32, b"x" * 32, b"c" * 1568)
 
@@ -325,3 +328,116 @@ def test_envelope_fragments_round_trip(kind: MessageKind, topic: str, payload: b
     parts = split_message(9, env.encode())
     decoded = [Fragment.decode(p.encode()) for p in parts]
     assert Envelope.decode(b"".join(p.chunk for p in decoded)) == env
+
+
+Decoder = Callable[[bytes], object]
+
+
+def _exactly(size: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=size, max_size=size)
+
+
+def _encoded_by(
+    decoder: Decoder, encode: Callable[[Any], bytes], values: st.SearchStrategy[Any]
+) -> st.SearchStrategy[tuple[Decoder, object, bytes]]:
+    return values.map(lambda value: (decoder, value, encode(value)))
+
+
+def _zero_padded(data: bytes, size: int) -> bytes:
+    return data + bytes(size - len(data))
+
+
+skins = st.builds(Onionskin, _exactly(32), _exactly(32), _exactly(1568))
+createds = st.builds(Created, _exactly(32), _exactly(32))
+addresses = st.builds(
+    RelayAddress,
+    st.one_of(st.ip_addresses(v=4), st.ip_addresses(v=6)).map(str),
+    st.integers(1, 0xFFFF),
+)
+extends = st.builds(Extend, _exactly(32).map(NodeId), addresses, skins)
+envelopes = st.builds(
+    Envelope,
+    st.sampled_from(MessageKind),
+    st.text(min_size=1, max_size=16),
+    st.binary(max_size=600),
+)
+codec_cases = st.one_of(
+    _encoded_by(
+        decode_cell,
+        Cell.encode,
+        st.builds(
+            Cell, st.integers(1, 2**32 - 1), st.sampled_from(CellCommand), _exactly(CELL_BODY_BYTES)
+        ),
+    ),
+    _encoded_by(
+        Onionskin.decode_body, lambda skin: _zero_padded(skin.encode(), CREATE_BYTES), skins
+    ),
+    _encoded_by(Created.decode_body, lambda c: _zero_padded(c.encode(), CELL_BODY_BYTES), createds),
+    _encoded_by(
+        decode_destroy,
+        lambda reason: _zero_padded(encode_reason(reason), CELL_BODY_BYTES),
+        st.sampled_from(DestroyReason),
+    ),
+    _encoded_by(
+        decode_relay_plaintext,
+        lambda message: bytes(encode_relay_plaintext(message.command, message.data)),
+        st.builds(
+            RelayMessage, st.sampled_from(RelayCommand), st.binary(max_size=RELAY_DATA_BYTES)
+        ),
+    ),
+    _encoded_by(Extend.decode, lambda e: _zero_padded(e.encode(), EXTEND_PADDED_BYTES), extends),
+    _encoded_by(decode_extended, Created.encode, createds),
+    _encoded_by(decode_truncated, encode_reason, st.sampled_from(TruncateReason)),
+    _encoded_by(
+        Fragment.decode,
+        Fragment.encode,
+        st.builds(
+            split_message, st.integers(0, 2**32 - 1), st.binary(min_size=1, max_size=1500)
+        ).flatmap(st.sampled_from),
+    ),
+    st.builds(
+        lambda env, padding: (Envelope.decode, env, env.encode(padding)),
+        envelopes,
+        st.binary(max_size=64),
+    ),
+    st.builds(
+        lambda message, padding: (unpad_message, message, pad_message(message, padding)),
+        st.binary(max_size=600),
+        st.binary(max_size=64),
+    ),
+)
+valid_encodings = st.one_of(
+    codec_cases.map(lambda case: (case[0], case[2])),
+    skins.flatmap(lambda skin: st.sampled_from(create_bodies(skin))).map(
+        lambda body: (decode_create_body, body)
+    ),
+    extends.flatmap(lambda extend: st.sampled_from(extend_data(extend))).map(
+        lambda data: (decode_extend_data, data)
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(codec_cases)
+def test_every_decoder_reads_back_what_its_encoder_wrote(
+    case: tuple[Decoder, object, bytes],
+) -> None:
+    decoder, value, encoded = case
+    assert decoder(encoded) == value
+
+
+@settings(max_examples=100, deadline=None)
+@given(skin=skins, extend=extends)
+def test_handshakes_read_back_through_their_cells(skin: Onionskin, extend: Extend) -> None:
+    create = b"".join(decode_create_body(body).chunk for body in create_bodies(skin))
+    assert Onionskin.decode_body(create) == skin
+    message = b"".join(decode_extend_data(data).chunk for data in extend_data(extend))
+    assert Extend.decode(message) == extend
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.data())
+def test_damaged_encodings_raise_only_remote_protocol_error(data: st.DataObject) -> None:
+    decoder, encoded = data.draw(valid_encodings)
+    with contextlib.suppress(RemoteProtocolError):
+        decoder(data.draw(damaged(st.just(encoded))))

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from murmur.base.errors import RemoteProtocolError
+from murmur.crypto.aead import AeadAlgorithm
+from murmur.crypto.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
+from murmur.crypto.kem import MLKEM_CIPHERTEXT_BYTES, MLKEM_PUBLIC_BYTES, X25519_BYTES
 from murmur.wire import link
 from murmur.wire.envelope import Channel, unwrap, wrap
 from murmur.wire.link import (
@@ -19,6 +22,36 @@ from murmur.wire.link import (
     Reply,
     decode_frame_plaintext,
     encode_frame_plaintext,
+)
+from tests.damage import damaged
+
+
+def _exactly(size: int) -> st.SearchStrategy[bytes]:
+    return st.binary(min_size=size, max_size=size)
+
+
+handshake_messages = st.one_of(
+    st.builds(
+        Hello,
+        st.sampled_from([int(a) for a in AeadAlgorithm]),
+        _exactly(X25519_BYTES),
+        _exactly(MLKEM_PUBLIC_BYTES),
+    ),
+    st.builds(
+        Reply,
+        _exactly(X25519_BYTES),
+        _exactly(MLKEM_CIPHERTEXT_BYTES),
+        _exactly(link.AUTH_SEALED_BYTES),
+    ),
+    st.builds(
+        Auth, _exactly(PUBLIC_KEY_BYTES), _exactly(SIGNATURE_BYTES), _exactly(link.FINISHED_BYTES)
+    ),
+)
+frame_plaintexts = st.builds(
+    encode_frame_plaintext,
+    st.sampled_from(list(FrameType)),
+    st.binary(max_size=600),
+    st.integers(min_value=0, max_value=64),
 )
 
 
@@ -48,6 +81,35 @@ def test_frame_round_trip_with_padding(kind: FrameType, payload: bytes, padding:
     assert len(plaintext) == link.FRAME_HEADER_BYTES + len(payload) + padding
     frame = decode_frame_plaintext(plaintext)
     assert (frame.type, frame.payload) == (kind, payload)
+
+
+@settings(max_examples=200)
+@given(handshake_messages)
+def test_handshake_messages_round_trip(message: Hello | Reply | Auth) -> None:
+    assert type(message).decode(message.encode()) == message
+
+
+@settings(max_examples=300)
+@given(st.data())
+def test_damaged_handshake_messages_raise_only_remote_errors(data: st.DataObject) -> None:
+    message = data.draw(handshake_messages)
+    encoded = data.draw(damaged(st.just(message.encode())))
+    try:
+        decoded = type(message).decode(encoded)
+    except RemoteProtocolError:
+        return
+    assert decoded.encode() == encoded  # what decodes is canonical
+
+
+@settings(max_examples=300)
+@given(damaged(frame_plaintexts))
+def test_damaged_frames_raise_only_remote_errors(plaintext: bytes) -> None:
+    try:
+        frame = decode_frame_plaintext(plaintext)
+    except RemoteProtocolError:
+        return
+    header = link.FRAME_HEADER_BYTES
+    assert plaintext[header : header + len(frame.payload)] == frame.payload
 
 
 def test_frame_length_beyond_plaintext_is_refused() -> None:
@@ -80,6 +142,16 @@ def test_unknown_version_and_aead_are_refused() -> None:
 @given(st.sampled_from(list(Channel)), st.binary(max_size=512))
 def test_envelope_round_trip(channel: Channel, body: bytes) -> None:
     assert unwrap(wrap(channel, body)) == (channel, body)
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=64))
+def test_envelope_garbage_raises_only_remote_errors(message: bytes) -> None:
+    try:
+        channel, body = unwrap(message)
+    except RemoteProtocolError:
+        return
+    assert wrap(channel, body) == message
 
 
 @pytest.mark.parametrize("message", [b"", b"\x00", b"\x7f rest"])

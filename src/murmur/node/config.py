@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import math
 import re
 import tomllib
 from collections.abc import Callable
@@ -225,21 +224,31 @@ def _str_list(value: object) -> list[str]:
     return [_str(item) for item in value]
 
 
+def _shown(value: int | float) -> str:
+    """``value`` for an error message: TOML integers have no size limit (a hex literal can
+    have more digits than ``str()`` will print), so a huge one is described, not printed."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    return str(value)
+
+
 def _int(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise ConfigError(f"expected an integer, got {type(value).__name__}")
     if not 0 < value <= MAX_CONFIG_INT:
-        raise ConfigError(f"must be between 1 and {MAX_CONFIG_INT}, got {value}")
+        raise ConfigError(f"must be between 1 and {MAX_CONFIG_INT}, got {_shown(value)}")
     return value
 
 
 def _float(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ConfigError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
-    if not (math.isfinite(number) and 0 < number <= MAX_CONFIG_INT):
-        raise ConfigError(f"must be a number above 0 and at most {MAX_CONFIG_INT}, got {value}")
-    return number
+    # The range before float(), which overflows on a huge integer; NaN fails the check too.
+    if not 0 < value <= MAX_CONFIG_INT:
+        raise ConfigError(
+            f"must be a number above 0 and at most {MAX_CONFIG_INT}, got {_shown(value)}"
+        )
+    return float(value)
 
 
 def _choice(names: dict[str, Any]) -> Callable[[object], Any]:
@@ -457,6 +466,8 @@ def parse_config(text: str) -> NodeConfig:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"invalid TOML: {exc}") from None
+    except ValueError:  # int() refuses a decimal literal of more than 4,300 digits
+        raise ConfigError("invalid TOML: an integer has too many digits") from None
     except RecursionError:
         raise ConfigError("invalid TOML: nested too deeply") from None
     values: dict[str, Any] = {}

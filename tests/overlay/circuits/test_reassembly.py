@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from murmur.base.errors import RemoteProtocolError
 from murmur.overlay.circuits.reassembly import Reassembly
@@ -74,3 +76,49 @@ def test_stale_messages_expire() -> None:
     assert r.expire(14.9) == 0
     assert r.expire(15.0) == 1
     assert r.next_deadline() is None and r.buffered_bytes == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    messages=st.lists(st.binary(min_size=1, max_size=1600), min_size=1, max_size=3), data=st.data()
+)
+def test_interleaved_messages_come_back_whole(messages: list[bytes], data: st.DataObject) -> None:
+    r = _r(max_pending=len(messages))
+    queues = [split_message(mid + 1, message) for mid, message in enumerate(messages)]
+    done: dict[int, bytes] = {}
+    while any(queues):
+        queue = data.draw(st.sampled_from([q for q in queues if q]))
+        fragment = queue.pop(0)
+        message = r.add(fragment, 0.0)
+        if message is not None:
+            done[fragment.message_id] = message
+    assert done == {mid + 1: message for mid, message in enumerate(messages)}
+    assert r.buffered_bytes == 0 and len(r) == 0
+
+
+fragments = st.builds(
+    Fragment,
+    message_id=st.integers(0, 3),
+    index=st.integers(0, 4),
+    count=st.integers(1, 4),
+    chunk=st.binary(min_size=1, max_size=60),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(fragments, st.floats(0.0, 5.0)), max_size=40))
+def test_any_fragment_sequence_stays_within_the_bounds(
+    steps: list[tuple[Fragment, float]],
+) -> None:
+    r = Reassembly(max_pending=2, timeout_s=10.0, max_bytes=100)
+    now = 0.0
+    for fragment, step in steps:
+        now += step
+        r.expire(now)
+        try:
+            message = r.add(fragment, now)
+        except RemoteProtocolError:
+            message = None
+        assert message is None or len(message) <= r.max_bytes
+        assert len(r) <= r.max_pending
+        assert 0 <= r.buffered_bytes <= r.max_pending * r.max_bytes

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.selection import (
+    RATIO_SCALE,
     NatType,
     NoCircuitAvailable,
     RelayCapacity,
@@ -21,6 +24,7 @@ from murmur.overlay.circuits.selection import (
 )
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
+from tests.damage import damaged
 
 KEYS = OnionKeyPair.generate(SeededRng(1)).public
 GOOD = RelayCapacity(80_000, 1.0, NatType.OPEN, 0.0)
@@ -62,6 +66,28 @@ def test_capacity_round_trips_and_rejects_garbage() -> None:
     over = encoded[:4] + (10_001).to_bytes(2, "big") + encoded[6:]
     with pytest.raises(RemoteProtocolError):
         RelayCapacity.decode(over)
+
+
+_ratios = st.integers(0, RATIO_SCALE).map(lambda n: n / RATIO_SCALE)
+capacities = st.builds(
+    RelayCapacity, st.integers(0, 2**32 - 1), _ratios, st.sampled_from(NatType), _ratios
+)
+
+
+@settings(max_examples=200)
+@given(capacities)
+def test_any_capacity_on_the_wire_grid_reads_back(capacity: RelayCapacity) -> None:
+    assert RelayCapacity.decode(capacity.encode()) == capacity
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.binary(max_size=20), damaged(capacities.map(RelayCapacity.encode))))
+def test_capacity_garbage_raises_only_remote_protocol_error(data: bytes) -> None:
+    try:
+        capacity = RelayCapacity.decode(data)
+    except RemoteProtocolError:
+        return
+    assert capacity.encode() == data  # what decodes is canonical
 
 
 def test_prefixes() -> None:
