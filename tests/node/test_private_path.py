@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from itertools import pairwise
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError, RemoteProtocolError
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
+from murmur.node.node import ANNOUNCE_TOPIC
 from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
     MAX_SYNC_IDS,
@@ -22,6 +24,7 @@ from murmur.node.private_path import (
     decode_sync_response,
     encode_sync_request,
 )
+from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
 from murmur.sim.rng import SeededRng
@@ -235,6 +238,55 @@ def test_announcements_no_newer_than_the_held_one_are_ignored_and_forgeries_reje
     assert third is not None
     assert receiver.validate_announcement(bytes(forged)) is not Validation.ACCEPT
     assert receiver.validate_announcement(third) is Validation.ACCEPT
+
+
+def test_a_forgery_in_the_nodes_own_name_is_rejected_not_passed_on() -> None:
+    """Anyone can put a node's public key in a record with a bad signature; the node must
+    reject it like any forgery (its honest peers would ban it for forwarding it), accept its
+    own current record, and ignore an older one it signed itself."""
+    node = _path(1)
+    node.set_advertised_address("127.0.0.1", 9001, 0.0)
+    older = node.announcement_due(0.0)
+    node.reannounce(1.0)
+    current = node.announcement_due(1.0)
+    assert older is not None and current is not None
+    assert node.validate_announcement(current) is Validation.ACCEPT
+    assert node.validate_announcement(older) is Validation.IGNORE
+    forged = bytearray(current)
+    forged[-1] ^= 1
+    own_id = Identity.from_seed(bytes([1]) * 32).node_id
+    assert PeerAnnouncement.decode(bytes(forged)).node_id == own_id
+    assert node.validate_announcement(bytes(forged)) is Validation.REJECT
+    assert _path(2).validate_announcement(bytes(forged)) is Validation.REJECT
+
+
+def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
+    """Node 1, linked to node 0 alone, publishes eight forged records in node 0's name: node
+    0 must reject them, not take them in and offer them to its honest peers, which would ban
+    it for them."""
+    dials = {1: [0], 2: [0], 3: [0, 2], 4: [2, 3], 5: [0, 3, 4]}
+    net = Net(6, peers_of=lambda i: dials.get(i, []))
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(20.0)
+    own = net.nodes[0].private.own_announcement
+    assert own is not None
+    forger = net.nodes[1]
+    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data: Validation.ACCEPT)
+    for k in range(8):
+        record = PeerAnnouncement.decode(own)
+        forged = replace(record, sequence=record.sequence + 1 + k)  # newer, signature stale
+        forger.gossip.publish(ANNOUNCE_TOPIC, forged.encode(), net.now)
+    net.tick(net.now + 5.0)
+
+    def peers_of(i: int) -> set[str]:
+        return {peer["node_id"] for peer in net.nodes[i].status(net.now)["peers"]}
+
+    victim = net.ids[0].node_id
+    for i in (2, 3, 5):  # its honest peers neither blame it nor drop it
+        assert net.nodes[i].gossip.score(victim) >= 0.0 and victim.hex() in peers_of(i)
+    assert net.ids[1].node_id.hex() not in peers_of(0)  # and it dropped the forger
+    assert net.nodes[0].gossip.counters.get("gossip.message.invalid") > 0
 
 
 def test_a_relinked_peer_is_not_sent_announcements_we_hold_nor_blamed_for_them() -> None:

@@ -253,13 +253,20 @@ class PrivatePath:
         still hold and forward it, and a catch-up pull asks for announcements the gossip seen
         cache has forgotten (it keeps ids for minutes, the book keeps announcements for
         hours), so blaming the sender would penalise, and in the end ban, honest peers for
-        answering our own request."""
+        answering our own request.
+
+        One in the node's own name is accepted only as the exact bytes it signed last: the
+        public key is public, so anyone can wrap it in a record with a bad signature, and a
+        node that passed that on unchecked would be banned by its honest peers for it. An
+        older own record, correctly signed, is ignored (an honest peer may still hold it)."""
         try:
             announcement = PeerAnnouncement.decode(data)
         except RemoteProtocolError:
             return Validation.REJECT
         if announcement.node_id == self._identity.node_id:
-            return Validation.ACCEPT
+            if data == self.own_announcement:
+                return Validation.ACCEPT
+            return Validation.IGNORE if announcement.verified() else Validation.REJECT
         if self.book.is_stale(announcement):
             return Validation.IGNORE
         return Validation.ACCEPT if announcement.verified() else Validation.REJECT
