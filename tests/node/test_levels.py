@@ -14,6 +14,7 @@ from murmur.node.levels import (
 )
 from murmur.overlay.circuits.selection import MIN_RELAY_SCORE
 from murmur.overlay.shaping import TimingLaw
+from murmur.overlay.shaping.config import DelayRange
 from murmur.wire.cells import PADDING_BUCKETS_BYTES
 
 
@@ -86,3 +87,16 @@ def test_tuned_settings_change_only_the_cover_rate_and_the_race() -> None:
     assert tuned.level.shaping.buckets == base.level.shaping.buckets
     assert base.tuned(cover_rate_per_s=0.0).level.shaping.cover is None
     assert base.tuned() == base
+
+
+def test_tuned_settings_hold_messages_at_the_origin_and_time_slots_by_another_law() -> None:
+    base = PrivacySettings.from_names()
+    held = base.tuned(origin_delay=DelayRange(0.05, 0.15)).level.shaping
+    assert held.origin_delay == DelayRange(0.05, 0.15)
+    assert held.cover == base.level.shaping.cover and held.rate is None
+    maximum = PrivacySettings.from_names("maximum")
+    poisson = maximum.tuned(slot_law=TimingLaw.POISSON).level.shaping.rate
+    assert poisson is not None and poisson.law is TimingLaw.POISSON
+    assert poisson.rate_per_s == maximum.level.shaping.rate.rate_per_s  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="no slots"):
+        base.tuned(slot_law=TimingLaw.POISSON)

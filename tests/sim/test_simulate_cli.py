@@ -110,3 +110,29 @@ def test_bad_settings_exit_with_a_usage_error(capsys: pytest.CaptureFixture[str]
 
 def test_the_parser_routes_to_the_handler() -> None:
     assert parse("--nodes", "10").func is run_simulate
+
+
+def test_onion_origin_delay_and_slot_law_are_tuning_knobs(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A second's hold at every origin adds about a second to every private message."""
+    common = ("--protocol", "onion", "--nodes", "24", "--tx", "6", "--standin-crypto", "--json")
+    assert run_simulate(parse(*common)) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert run_simulate(parse(*common, "--origin-delay", "1000,1000")) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert plain["onion"]["origin_delay_ms"] == "none"
+    assert held["onion"]["origin_delay_ms"] == "1000-1000"
+    added = held["latency_ms"]["p50"] - plain["latency_ms"]["p50"]
+    assert 900.0 < added < 1100.0
+    args = parse(*common, "--level", "maximum", "--slot-law", "poisson", "--tx", "2")
+    assert run_simulate(args) == 0
+    assert json.loads(capsys.readouterr().out)["onion"]["slot_law"] == "poisson"
+    assert run_simulate(parse(*common, "--slot-law", "poisson")) == 2  # standard has no slots
+    assert "no slots" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("bad", ["5", "9,1", "-1,4", "a,b"])
+def test_a_bad_origin_delay_is_a_usage_error(bad: str) -> None:
+    with pytest.raises(SystemExit):
+        parse("--protocol", "onion", "--origin-delay", bad)

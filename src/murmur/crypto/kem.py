@@ -38,9 +38,6 @@ class X25519Secret:
             raise CryptoError() from None
         return shared
 
-    def secret_bytes(self) -> bytes:
-        return self._key.private_bytes_raw()
-
 
 class MlKemSecret:
     __slots__ = ("_key", "public")
@@ -58,9 +55,6 @@ class MlKemSecret:
             return self._key.decapsulate(ciphertext)
         except ValueError:
             raise CryptoError() from None
-
-    def seed_bytes(self) -> bytes:
-        return self._key.private_bytes_raw()
 
 
 def mlkem_encapsulate(peer_public: bytes) -> tuple[bytes, bytes]:

@@ -38,6 +38,7 @@ from rich.table import Table
 from murmur.base.errors import ConfigError, LocalProtocolError
 from murmur.node.levels import LEVELS
 from murmur.overlay.dandelion import DandelionConfig
+from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.graphs import GRAPHS
 from murmur.sim.network import NetworkConfig
 from murmur.sim.onion import OnionKit
@@ -160,6 +161,19 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         default=None,
         metavar="PER_S",
         help="onion: override the level's background cover rate (0: none), for tuning",
+    )
+    parser.add_argument(
+        "--origin-delay",
+        type=_delay_range_ms,
+        default=None,
+        metavar="MIN,MAX",
+        help="onion: hold each private message at its origin for a uniform delay (ms), for tuning",
+    )
+    parser.add_argument(
+        "--slot-law",
+        choices=tuple(law.value for law in TimingLaw),
+        default=None,
+        help="onion: time the level's sending slots by this law (levels with slots), for tuning",
     )
     parser.add_argument(
         "--build-race",
@@ -397,6 +411,17 @@ def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
     )
 
 
+def _delay_range_ms(text: str) -> DelayRange:
+    """``MIN,MAX`` in milliseconds, as argparse reads ``--origin-delay``."""
+    try:
+        low, high = (float(part) / 1000.0 for part in text.split(","))
+        return DelayRange(low, high)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"want MIN,MAX in milliseconds with 0 <= MIN <= MAX, got {text!r}"
+        ) from None
+
+
 def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
     if protocol == "diffusion":
         return DiffusionKit()
@@ -412,6 +437,8 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
                 race_through_exit=False if args.race_before_exit else None,
+                origin_delay=args.origin_delay,
+                slot_law=None if args.slot_law is None else TimingLaw(args.slot_law),
                 upkeep_window_s=args.upkeep_window,
                 eager_announcements=args.eager_announcements,
             )
@@ -540,6 +567,12 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion directories": "announcement flood" if args.announce_flood else "preloaded",
         "onion level": args.level or "standard (preset)",
         "onion cover rate override (per s)": args.cover_rate,
+        "onion origin delay (ms)": (
+            None
+            if args.origin_delay is None
+            else f"{args.origin_delay.min_s * 1e3:g}-{args.origin_delay.max_s * 1e3:g}"
+        ),
+        "onion slot law override": args.slot_law,
         "onion build race override": args.build_race,
         "onion near first hops override": args.near_first_hops,
         "onion race decided before the exit": args.race_before_exit,

@@ -164,15 +164,29 @@ class PrivacySettings:
         build_race: int | None = None,
         near_first_hops: int | None = None,
         race_through_exit: bool | None = None,
+        origin_delay: DelayRange | None = None,
+        slot_law: TimingLaw | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
-        (0: none) and the preset racing another number of candidate circuits and drawing hop 1
-        from another number of near links: the knobs the simulator sweeps to choose the
-        defaults."""
+        (0: none), holding each message back at the origin for ``origin_delay`` (seed §2.3),
+        timing its slots by another law (a level with slot-based sending only), and the preset
+        racing another number of candidate circuits and drawing hop 1 from another number of
+        near links: the knobs the simulator sweeps to choose the defaults. They are not node
+        settings: a node on a level of its own would stand out among the others."""
         level, preset = self.level, self.preset
+        shaping = level.shaping
         if cover_rate_per_s is not None:
-            cover = CoverConfig(cover_rate_per_s) if cover_rate_per_s > 0 else None
-            level = replace(level, shaping=replace(level.shaping, cover=cover))
+            shaping = replace(
+                shaping, cover=CoverConfig(cover_rate_per_s) if cover_rate_per_s > 0 else None
+            )
+        if origin_delay is not None:
+            shaping = replace(shaping, origin_delay=origin_delay)
+        if slot_law is not None:
+            if shaping.rate is None:
+                raise ConfigError(f"level {level.name!r} sends no slots to time by a law")
+            shaping = replace(shaping, rate=replace(shaping.rate, law=slot_law))
+        if shaping is not level.shaping:
+            level = replace(level, shaping=shaping)
         if build_race is not None:
             preset = replace(preset, build_race=build_race)
         if near_first_hops is not None:

@@ -12,18 +12,6 @@ import asyncio
 from collections.abc import Callable
 from typing import Protocol, cast
 
-
-class Connection(Protocol):
-    peer_host: str
-    peer_port: int
-
-    def write(self, data: bytes) -> None: ...
-
-    def buffered_bytes(self) -> int: ...
-
-    def close(self) -> None: ...
-
-
 ConnectionHandler = Callable[["StreamConnection"], None]
 
 

@@ -75,6 +75,7 @@ from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
+from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.engine import Engine
@@ -134,6 +135,10 @@ class OnionKit:
     """Overrides how many near outbound links hop 1 is drawn from, for tuning sweeps."""
     race_through_exit: bool | None = None
     """Overrides whether a build race is decided on the whole path or before the exit."""
+    origin_delay: DelayRange | None = None
+    """Holds every private message back at its origin for a uniform delay (seed §2.3)."""
+    slot_law: TimingLaw | None = None
+    """Overrides the slots' timing law (levels with slot-based sending)."""
     upkeep_window_s: float = 0.0
     """Measure directory upkeep after the phases, every node re-announcing once within a
     window this long (0: not measured)."""
@@ -153,6 +158,8 @@ class OnionKit:
             build_race=self.build_race,
             near_first_hops=self.near_first_hops,
             race_through_exit=self.race_through_exit,
+            origin_delay=self.origin_delay,
+            slot_law=self.slot_law,
         )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
@@ -584,12 +591,17 @@ class _OnionRun:
             for name, count in baseline.tally.items():
                 tally[name] = tally.get(name, 0) + count
         record = self._phase_record(onion, events=events, wall_s=wall)
-        cover = self.privacy.level.shaping.cover
+        shaping = self.privacy.level.shaping
+        cover, held = shaping.cover, shaping.origin_delay
         extras: dict[str, float | int | str] = {
             "crypto": "standin" if self.kit.standin_crypto else "real",
             "directory": "flood" if self.kit.announce_flood else "preloaded",
             "level": self.privacy.level.name,
             "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
+            "origin_delay_ms": "none"
+            if held is None
+            else f"{held.min_s * 1e3:g}-{held.max_s * 1e3:g}",
+            "slot_law": "none" if shaping.rate is None else shaping.rate.law.value,
             "build_race": self.privacy.preset.build_race,
             "near_first_hops": self.privacy.preset.near_first_hops,
             "race_through_exit": int(self.privacy.preset.race_through_exit),

@@ -14,7 +14,6 @@ from murmur.base.errors import RemoteProtocolError
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 _U64 = struct.Struct(">Q")
-_F64 = struct.Struct(">d")
 
 
 class Reader:
@@ -47,9 +46,6 @@ class Reader:
 
     def pull_u64(self) -> int:
         return _U64.unpack(self._take(8))[0]
-
-    def pull_f64(self) -> float:
-        return _F64.unpack(self._take(8))[0]
 
     def pull_bytes(self, n: int) -> bytes:
         return bytes(self._take(n))
@@ -89,10 +85,6 @@ class Writer:
 
     def push_u64(self, v: int) -> Writer:
         self._parts.append(_U64.pack(v))
-        return self
-
-    def push_f64(self, v: float) -> Writer:
-        self._parts.append(_F64.pack(v))
         return self
 
     def push_bytes(self, b: bytes) -> Writer:

@@ -74,7 +74,6 @@ class GossipConfig:
     max_pending_iwants: int = 16_384
     """Ids asked for and awaited (each with up to ``d`` other peers that offered it); beyond
     this, an offered id is asked for without being remembered."""
-    """Messages served to one peer's IWANTs per heartbeat."""
     max_outbox_bytes: int = 4 * 1024 * 1024
     """Bytes queued for one peer between two drains; beyond this, records are dropped."""
     # Peer score: penalties subtract, the score decays towards 0 each heartbeat.
