@@ -12,7 +12,7 @@ from murmur.sim.end_to_end import (
 from murmur.wire.cells import CREATE_CELLS, EXTEND_CELLS
 from tests.sim.test_timing import NEXT, ORIGIN, SPY, cell, hop_one_build, log_with
 
-EXIT, OTHER_MIDDLE, NEIGHBOUR, RELAY = 11, 12, 4, 13
+EXIT, OTHER_MIDDLE, NEIGHBOUR = 11, 12, 4
 
 
 def test_entry_and_exit_spies_pair_through_their_shared_middle_relay() -> None:
@@ -169,27 +169,3 @@ def test_entry_middle_needs_the_publication_at_its_exit_in_time_and_of_its_size(
     sized = entry_middle_log(middle_cells([5.05]))
     sized.tx_cells[b"tx"] = 2
     assert timing_entry_middle(sized) == {}
-
-
-def relayed_log(relay_left_at: float, *, relay_peers: tuple[int, ...] = (EXIT,)) -> AdversaryLog:
-    """No spy neighbours the exit: the neighbouring spy gets the transaction from ``RELAY``
-    (a 50 ms link it measured), which dialled ``relay_peers``. Exit-to-relay links are known,
-    from where the two sit, to take 40 to 60 ms."""
-    log = entry_middle_log(middle_cells([5.05]))
-    log.measured(NEIGHBOUR, RELAY, 0.05)
-    log.sightings[-1] = Sighting(relay_left_at + 0.05, NEIGHBOUR, b"tx", RELAY, "gossip")
-    log.outbound = tuple(relay_peers if v == RELAY else () for v in range(RELAY + 1))
-    log.one_way_range_s = lambda a, b: (0.04, 0.06)
-    return log
-
-
-def test_entry_middle_dates_an_exit_without_spy_neighbours_from_its_peers() -> None:
-    """The exit published at 5.13 (hop 2's message plus their 80 ms link); its peer relayed
-    it at 5.18, one 40-60 ms link later: the pair stands. A relay that is not the exit's peer,
-    or that relayed it later than the link explains, names no one."""
-    assert timing_entry_middle(relayed_log(5.18)) == {b"tx": ORIGIN}
-    assert timing_entry_middle(relayed_log(5.18, relay_peers=(OTHER_MIDDLE,))) == {}
-    assert timing_entry_middle(relayed_log(5.40)) == {}
-    unbounded = relayed_log(5.18)
-    unbounded.one_way_range_s = None
-    assert timing_entry_middle(unbounded) == {}

@@ -116,12 +116,6 @@ class AdversaryLog:
     """The adversary's estimate of any link's latency from where its ends are (geolocation),
     without measuring it (:meth:`murmur.sim.network.LatencyModel.typical_one_way_s`; a method
     of the world's model, so two logs of one world compare equal without it)."""
-    one_way_range_s: Callable[[int, int], tuple[float, float]] | None = field(
-        default=None, compare=False
-    )
-    """Least and most any link's latency can be by that estimate
-    (:meth:`murmur.sim.network.LatencyModel.one_way_range_s`): what bounds the delay on a link
-    between two honest nodes."""
     near_first_hops: int = 0
     """How many of its nearest outbound links a node draws hop 1 from (0: any relay; public,
     like every setting of the protocol)."""

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 from murmur.sim.adversary import AdversaryLog
 from murmur.sim.timing import (
@@ -206,11 +206,7 @@ def hop_two_guesses(
     their link's latency, and spies near the exit date that publication (the earliest of their
     sightings less their own link's latency, from the node that handed it over:
     :func:`murmur.sim.timing.publications`), within the links' jitter and the hold the level
-    lets a relay add. Where no spy neighbours the exit, the earliest spy to see the transaction
-    got it from a node that relayed it; if that node is a peer of the exit (the adversary knows
-    the graph, ``log.outbound``), the exit published it one link earlier, a link whose latency
-    it bounds from where the two nodes are (``log.one_way_range_s``). Pairs closest to the
-    centre of what explains them are taken first, each message and transaction once.
+    lets a relay add. Pairs closest to that are taken first, each message and transaction once.
     """
     if log.hops != HOP_TWO_HOPS:
         return {}
@@ -231,33 +227,16 @@ def hop_two_guesses(
         for start, count in bursts(cell.time for cell in build_trace(cells, log.hops).data):
             via[exit_node].append((len(events), latency))
             events.append(Event(start + latency, origin, "hop2", count))
-    adjacent = _adjacency(log.outbound)
-    least, most = log.relay_delay_s
     pairs: list[tuple[float, float, int, bytes]] = []
-    for tx_id, (published, sender, spy_latency) in publications(log).items():
+    for tx_id, (published, exit_node, spy_latency) in publications(log).items():
         size = log.tx_cells.get(tx_id)
-        exits = [(sender, 0.0, 0.0)]
-        if log.one_way_range_s is not None and sender < len(adjacent):
-            exits += [(x, *log.one_way_range_s(x, sender)) for x in adjacent[sender] if x in via]
-        for exit_node, near, far in exits:
-            for i, latency in via.get(exit_node, ()):
-                if size is not None and events[i].cells != size:
-                    continue
-                residual = published - events[i].time
-                off = off_centre(residual, (least + near, most + far), latency + spy_latency + far)
-                if off is not None:
-                    pairs.append((off, off, i, tx_id))
+        for i, latency in via.get(exit_node, ()):
+            if size is not None and events[i].cells != size:
+                continue
+            off = off_centre(published - events[i].time, log.relay_delay_s, latency + spy_latency)
+            if off is not None:
+                pairs.append((off, off, i, tx_id))
     return match_pairs(events, sorted(pairs))
-
-
-def _adjacency(outbound: Sequence[Sequence[int]]) -> list[set[int]]:
-    """Each node's peers, from who dialled whom."""
-    peers: list[set[int]] = [set() for _ in outbound]
-    for v, dialled in enumerate(outbound):
-        for w in dialled:
-            peers[v].add(w)
-            peers[w].add(v)
-    return peers
 
 
 def off_centre(residual: float, held: tuple[float, float], latencies: float) -> float | None:

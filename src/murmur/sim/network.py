@@ -53,11 +53,6 @@ class LatencyModel(Protocol):
         the two nodes are, as IP geolocation places them): an adversary's public estimate."""
         ...
 
-    def one_way_range_s(self, a: int, b: int) -> tuple[float, float]:
-        """Least and most link ``a - b``'s latency can be, as far as anyone can tell without
-        measuring it (the public estimate and how far a link may stray from it)."""
-        ...
-
 
 @dataclass(frozen=True, slots=True)
 class NetworkConfig:
@@ -104,9 +99,6 @@ class ZeroLatency:
     def typical_one_way_s(self, a: int, b: int) -> float:
         return 0.0
 
-    def one_way_range_s(self, a: int, b: int) -> tuple[float, float]:
-        return (0.0, 0.0)
-
 
 class UniformLatency:
     """Per-link latency uniform in ``[low_s, high_s]``, fixed by ``(seed, link)``."""
@@ -122,9 +114,6 @@ class UniformLatency:
     def typical_one_way_s(self, a: int, b: int) -> float:
         """The same for every link: nothing public tells two links apart in this model."""
         return (self._low + self._high) / 2.0
-
-    def one_way_range_s(self, a: int, b: int) -> tuple[float, float]:
-        return (self._low, self._high)
 
 
 class RegionLatency:
@@ -154,14 +143,6 @@ class RegionLatency:
     def typical_one_way_s(self, a: int, b: int) -> float:
         """The region pair's latency, without the link's own factor (which needs a ping)."""
         return self._table[self._regions[a]][self._regions[b]]
-
-    def one_way_range_s(self, a: int, b: int) -> tuple[float, float]:
-        """The region pair's latency under the least and the most per-link factor."""
-        base = self.typical_one_way_s(a, b)
-        return (
-            min(self._high, max(self._low, base * (1.0 - self._spread))),
-            min(self._high, max(self._low, base * (1.0 + self._spread))),
-        )
 
 
 def draw_regions(n: int, rng: Rng, weights: Sequence[float] = REGION_WEIGHTS) -> list[int]:

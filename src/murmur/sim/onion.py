@@ -286,7 +286,6 @@ class _OnionRun:
         log.near_first_hops = privacy.preset.near_first_hops
         log.outbound = world.graph.out
         log.typical_one_way_s = world.latency.typical_one_way_s
-        log.one_way_range_s = world.latency.one_way_range_s
         delay = privacy.relay_config().forward_delay
         if delay is not None:
             log.relay_delay_s = (delay.min_s, delay.max_s)
