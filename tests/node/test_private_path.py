@@ -21,6 +21,7 @@ from murmur.node.private_path import (
     REANNOUNCE_JITTER,
     PrivatePath,
     announcement_id,
+    check_sync_response,
     decode_sync_response,
     encode_sync_request,
 )
@@ -76,7 +77,23 @@ def test_sync_request_reply_comes_back_through_the_circuit() -> None:
     net.tick(net.now + 10.0)
     [reply] = net.replies[5]
     assert reply.request_id == request_id
-    assert decode_sync_response(reply.payload) == {wanted: b"header 42"}
+    found = decode_sync_response(reply.payload)
+    assert found == {wanted: b"header 42"}
+    check_sync_response(found, [wanted], origin.gossip.topics)
+
+
+def test_a_sync_reply_may_withhold_but_not_invent_or_alter_messages() -> None:
+    header = message_id("block_header", b"header 42")
+    other = message_id("block_header", b"header 43")
+    topics = ("block_header", "transaction")
+    check_sync_response({}, [header], topics)  # withheld: the exit may not hold it
+    check_sync_response({header: b"header 42"}, [header, other], topics)
+    with pytest.raises(RemoteProtocolError, match="not asked"):
+        check_sync_response({other: b"header 43"}, [header], topics)
+    with pytest.raises(RemoteProtocolError, match="does not match"):
+        check_sync_response({header: b"header 666"}, [header], topics)
+    with pytest.raises(RemoteProtocolError, match="does not match"):
+        check_sync_response({header: b"header 42"}, [header], ("transaction",))
 
 
 def _net_at(level: str | None, monkeypatch: pytest.MonkeyPatch, n: int = 8) -> Net:

@@ -134,7 +134,7 @@ class Node:
         self.stem = StemPath(rng=rng, config=stem_config)
         # Transactions reach every node through gossip once an exit has published them.
         for topic in (*config.topics, ANNOUNCE_TOPIC, MessageType.TRANSACTION.value):
-            if topic not in self.gossip.status()["topics"]:  # type: ignore[operator]
+            if topic not in self.gossip.topics:
                 self.gossip.subscribe(topic, now)
         self.gossip.set_validator(ANNOUNCE_TOPIC, self.private.validate_announcement)
         self.gossip.set_known(ANNOUNCE_TOPIC, self.private.holds)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 from collections import OrderedDict
+from collections.abc import Collection, Iterable, Mapping
 
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
@@ -116,6 +117,21 @@ def decode_sync_response(payload: bytes) -> dict[bytes, bytes]:
         found[mid] = payload[start : start + size]
         pos = start + size
     return found
+
+
+def check_sync_response(
+    found: Mapping[bytes, bytes], asked: Collection[bytes], topics: Iterable[str]
+) -> None:
+    """Raises unless every record of a decoded sync reply is one we asked for and its data
+    hashes to its id under one of ``topics``. The reply comes from an exit we do not trust, and
+    a gossip message id is a hash of topic and data, so an exit can withhold messages but not
+    invent or alter them."""
+    wanted = set(asked)
+    for mid, data in found.items():
+        if mid not in wanted:
+            raise RemoteProtocolError("unasked", "sync response names an id not asked for")
+        if not any(message_id(topic, data) == mid for topic in topics):
+            raise RemoteProtocolError("bad_record", "sync response data does not match its id")
 
 
 class PrivatePath:

@@ -38,7 +38,11 @@ from murmur.node.actions import (
 )
 from murmur.node.config import BootstrapPeer, NodeConfig, TxRoute, route_named
 from murmur.node.node import Node
-from murmur.node.private_path import decode_sync_response, encode_sync_request
+from murmur.node.private_path import (
+    check_sync_response,
+    decode_sync_response,
+    encode_sync_request,
+)
 from murmur.overlay.circuits.selection import NoCircuitAvailable
 from murmur.overlay.routing import MessagePath, MessageType, PrivatePathUnavailable, path_for_topic
 from murmur.overlay.shaping.origin import QueueFull
@@ -386,16 +390,19 @@ class NodeRuntime:
             if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
                 raise ApiError("bad_params", "sync needs 'message_ids', a list of hex ids")
             try:
-                request = encode_sync_request([bytes.fromhex(i) for i in ids])
+                asked = [bytes.fromhex(i) for i in ids]
+                request = encode_sync_request(asked)
                 reply = await self.request_private(
                     MessageType.SYNC_REQUEST.value, request, SYNC_TIMEOUT_S
                 )
                 found = decode_sync_response(reply)
+                check_sync_response(found, asked, self.node.gossip.topics)
             except (ValueError, LocalProtocolError) as exc:
                 raise ApiError("bad_params", str(exc)) from None
             except NoCircuitAvailable as exc:
                 raise ApiError("no_circuit", str(exc)) from None
             except RemoteProtocolError as exc:
+                self.node.counters.inc("sync.bad_replies")
                 raise ApiError("bad_reply", str(exc)) from None
             except TimeoutError:
                 raise ApiError("timeout", "no reply through the circuit in time") from None

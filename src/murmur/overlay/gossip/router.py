@@ -227,6 +227,11 @@ class GossipRouter:
             backoff.pop(peer, None)
         self._scores.disconnect(peer)
 
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topics this router is subscribed to."""
+        return tuple(self._mesh)
+
     def subscribe(self, topic: str, now: float) -> None:
         if not is_valid_topic(topic):
             raise LocalProtocolError(f"invalid gossip topic {topic!r}")
