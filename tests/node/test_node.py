@@ -323,3 +323,20 @@ def test_only_links_the_node_dialled_are_candidate_first_hops() -> None:
     assert set(candidates) == {net.ids[0].node_id, net.ids[1].node_id}
     assert all(rtt is not None and rtt >= 0.0 for rtt in candidates.values())
     assert net.nodes[0].circuits.client._first_hop_rtt == {}  # it dialled no one
+
+
+def test_a_peer_pinging_past_the_configured_burst_is_cut_off() -> None:
+    """``pings_per_s`` and ``pings_burst`` in the config are the link's ping limit: the
+    default (5 pings in 2.5 s) passes five back-to-back pings and cuts the link at the sixth."""
+    net = Net(2)
+    net.tick(2.0)
+    victim, pinger = net.nodes[0], net.nodes[1]
+    session = pinger._by_peer[victim.node_id]
+    conn = victim._by_peer[pinger.node_id].conn_id
+    for _ in range(victim.config.limits.pings_burst):
+        session.link.ping(net.now)
+    victim.data_received(conn, session.link.data_to_send(), net.now)
+    assert not any(isinstance(a, CloseConnection) for a in victim.drain_actions())
+    session.link.ping(net.now)
+    victim.data_received(conn, session.link.data_to_send(), net.now)
+    assert any(isinstance(a, CloseConnection) and a.conn_id == conn for a in victim.drain_actions())

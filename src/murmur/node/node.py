@@ -119,7 +119,12 @@ class Node:
         self.counters = Counters()
         self.started_at = now
         self._rng = rng
-        self._link_config = link_config or LinkConfig(aead=config.aead)
+        limits = config.limits
+        self._link_config = link_config or LinkConfig(
+            aead=config.aead,
+            ping_window_s=limits.pings_burst / limits.pings_per_s,
+            max_pings_per_window=limits.pings_burst,
+        )
         self.gossip = GossipRouter(config=gossip_config or GossipConfig(), rng=rng, now=now)
         self.private = PrivatePath(
             identity=identity,

@@ -1,12 +1,13 @@
 """Per-peer limits and the rate limiter that enforces them for one peer.
 
 Theory of operation: :class:`PeerLimits` is the configuration (slot counts, rates, ban length).
-:class:`PeerRateLimiter` holds three token buckets for one connected peer: bytes, messages and
-pings. ``admit`` charges one message of ``nbytes`` against both the byte and the message bucket
-atomically (either both are charged or neither), so a refused message costs nothing and a peer
-is never billed twice. The peer manager decides what a refusal means (pause reading, drop, or
-disconnect and ban on a sustained flood). ``bytes_burst`` must exceed the largest frame, or a
-frame of that size can never be admitted.
+:class:`PeerRateLimiter` holds two token buckets for one connected peer: bytes and messages.
+``admit`` charges one message of ``nbytes`` against both atomically (either both are charged or
+neither), so a refused message costs nothing and a peer is never billed twice. The peer manager
+decides what a refusal means (drop, or disconnect and ban on a sustained flood).
+``bytes_burst`` must exceed the largest frame, or a frame of that size can never be admitted.
+The ping limits are the link's own (``LinkConfig``: at most ``pings_burst`` pings in any
+``pings_burst / pings_per_s`` seconds), since pings never leave the link.
 """
 
 from __future__ import annotations
@@ -43,12 +44,11 @@ class PeerLimits:
 
 
 class PeerRateLimiter:
-    __slots__ = ("_bytes", "_messages", "_pings")
+    __slots__ = ("_bytes", "_messages")
 
     def __init__(self, limits: PeerLimits) -> None:
         self._bytes = TokenBucket(limits.bytes_per_s, limits.bytes_burst)
         self._messages = TokenBucket(limits.messages_per_s, limits.messages_burst)
-        self._pings = TokenBucket(limits.pings_per_s, limits.pings_burst)
 
     def admit(self, now: float, nbytes: int) -> bool:
         """Charge one message of ``nbytes``; False (nothing charged) when over either limit."""
@@ -57,11 +57,3 @@ class PeerRateLimiter:
         self._bytes.consume(now, nbytes)
         self._messages.consume(now, 1)
         return True
-
-    def admit_ping(self, now: float) -> bool:
-        """Charge one ping against the ping budget (pings also pass through ``admit``)."""
-        return self._pings.consume(now)
-
-    def wait_s(self, now: float, nbytes: int) -> float:
-        """Seconds until a message of ``nbytes`` would be admitted (for read back-pressure)."""
-        return max(self._bytes.wait_s(now, nbytes), self._messages.wait_s(now, 1))
