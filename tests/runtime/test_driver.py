@@ -1,9 +1,23 @@
-"""The asyncio driver's write path and timer, over a fake connection (no sockets)."""
+"""The asyncio driver's write path and timer, over real TCP connections on 127.0.0.1.
+
+The runtime listens through its ``TcpTransport`` (port 0) and the test dials it with a plain
+blocking socket: that peer sees exactly what the driver wrote and when, can stop reading so the
+kernel buffers fill, and counts the TCP segments that carried data (one per ``write``: the
+driver's sockets have Nagle off). While a test runs synchronous code the event loop is stalled,
+so bytes reaching the peer meanwhile were written within the current tick, and bytes that do not
+arrive in a short bounded wait were held back for its end.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import select
+import socket
+import struct
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 import pytest
 
@@ -12,86 +26,146 @@ from murmur.node.actions import ConnId, SendBytes
 from murmur.node.config import NodeConfig, TxRoute
 from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
+from murmur.runtime.transport import StreamConnection
+
+HELD_BACK_WAIT_S = 0.05
+"""How long a test waits, with the loop stalled, to see that nothing was written."""
+_TCPI_DATA_SEGS_IN = 152
+"""Offset of ``tcpi_data_segs_in`` (u32, Linux 4.6+) in ``struct tcp_info``."""
 
 
-class FakeConnection:
-    """Records writes; its unsent backlog is whatever the test sets."""
+@dataclass
+class Wired:
+    runtime: NodeRuntime
+    peer: socket.socket
+    conn_id: ConnId
 
-    def __init__(self) -> None:
-        self.peer_host = "127.0.0.1"
-        self.peer_port = 40000
-        self.on_data: Callable[[bytes], None] = lambda data: None
-        self.on_lost: Callable[[], None] = lambda: None
-        self.writes: list[bytes] = []
-        self.backlog = 0
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.writes.append(data)
-
-    def buffered_bytes(self) -> int:
-        return self.backlog
-
-    def close(self) -> None:
-        self.closed = True
+    @property
+    def conn(self) -> StreamConnection:
+        return self.runtime._conns[self.conn_id]
 
 
-def _runtime_with_connection() -> tuple[NodeRuntime, FakeConnection, ConnId]:
+@asynccontextmanager
+async def _wired(*, peer_rcvbuf: int | None = None) -> AsyncIterator[Wired]:
+    """A started runtime and one inbound connection to it from a blocking socket."""
     runtime = NodeRuntime(identity=Identity.from_seed(b"d" * 32), config=NodeConfig())
-    conn = FakeConnection()
-    runtime._accepted(conn)  # type: ignore[arg-type]
-    return runtime, conn, ConnId(1)
+    await runtime.start()
+    assert runtime.listen_address is not None
+    peer = socket.socket()
+    try:
+        if peer_rcvbuf is not None:  # before connecting: it sets the window offered
+            peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, peer_rcvbuf)
+        peer.connect(runtime.listen_address)
+        peer.settimeout(5.0)
+        async with asyncio.timeout(5.0):
+            while not runtime._conns:  # accepted on the loop
+                await asyncio.sleep(0.001)
+        (conn_id,) = runtime._conns
+        await asyncio.sleep(0)  # the tick that accepted it ends
+        yield Wired(runtime, peer, conn_id)
+    finally:
+        peer.close()
+        await runtime.stop()
+
+
+def _send(w: Wired, *chunks: bytes) -> None:
+    """The node asks to send ``chunks`` in this tick, as if an input had caused it."""
+    w.runtime._apply([SendBytes(w.conn_id, chunk) for chunk in chunks])
+    w.runtime._after_input()  # what every input ends with: the tick's end is scheduled
+
+
+def _held_back(peer: socket.socket) -> bool:
+    """True if nothing arrives within ``HELD_BACK_WAIT_S`` (call with the loop stalled)."""
+    readable, _, _ = select.select([peer], [], [], HELD_BACK_WAIT_S)
+    return not readable
+
+
+def _receive(peer: socket.socket, size: int) -> bytes:
+    """Exactly ``size`` bytes (blocking, up to the socket's timeout for each read)."""
+    data = bytearray()
+    while len(data) < size:
+        chunk = peer.recv(size - len(data))
+        assert chunk, f"connection closed after {len(data)} of {size} bytes"
+        data += chunk
+    return bytes(data)
+
+
+def _receive_to_eof(peer: socket.socket) -> bytes:
+    data = bytearray()
+    while chunk := peer.recv(1 << 20):
+        data += chunk
+    return bytes(data)
+
+
+def _data_segments_in(peer: socket.socket) -> int:
+    """TCP segments with data the peer has received: one per driver ``write`` when small."""
+    if sys.platform != "linux":
+        pytest.skip("counts segments with Linux's TCP_INFO")
+    info = peer.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 256)
+    return int(struct.unpack_from("I", info, _TCPI_DATA_SEGS_IN)[0])
 
 
 async def test_small_writes_are_coalesced_until_the_end_of_the_tick() -> None:
-    runtime, conn, conn_id = _runtime_with_connection()
-    runtime._apply([SendBytes(conn_id, b"ab"), SendBytes(conn_id, b"cd")])
-    runtime._apply([SendBytes(conn_id, b"ef")])
-    assert conn.writes == []
-    await asyncio.sleep(0)
-    assert conn.writes == [b"abcdef"]
+    async with _wired() as w:
+        segments = _data_segments_in(w.peer)
+        _send(w, b"ab", b"cd")
+        _send(w, b"ef")
+        assert _held_back(w.peer)
+        await asyncio.sleep(0)
+        assert _receive(w.peer, 6) == b"abcdef"
+        assert _data_segments_in(w.peer) - segments == 1  # one write for the tick
+        assert _held_back(w.peer)
 
 
 async def test_output_reaching_flush_bytes_leaves_within_the_tick() -> None:
-    runtime, conn, conn_id = _runtime_with_connection()
-    runtime._apply([SendBytes(conn_id, bytes(FLUSH_BYTES - 1))])
-    assert conn.writes == []
-    runtime._apply([SendBytes(conn_id, b"x"), SendBytes(conn_id, b"tail")])
-    assert conn.writes == [bytes(FLUSH_BYTES - 1) + b"x"]
-    await asyncio.sleep(0)
-    assert conn.writes[1:] == [b"tail"]
+    async with _wired() as w:
+        _send(w, bytes(FLUSH_BYTES - 1))
+        assert _held_back(w.peer)
+        _send(w, b"x", b"tail")
+        # the loop has not run since: these bytes were written within the tick
+        assert _receive(w.peer, FLUSH_BYTES) == bytes(FLUSH_BYTES - 1) + b"x"
+        assert _held_back(w.peer)
+        await asyncio.sleep(0)
+        assert _receive(w.peer, 4) == b"tail"
 
 
 async def test_a_connection_written_early_is_still_checked_for_backlog() -> None:
-    runtime, conn, conn_id = _runtime_with_connection()
-    runtime._apply([SendBytes(conn_id, bytes(FLUSH_BYTES))])
-    assert len(conn.writes) == 1
-    conn.backlog = MAX_WRITE_BACKLOG_BYTES + 1
-    await asyncio.sleep(0)
-    assert conn.closed
-    assert runtime.node.counters.get("disconnected.slow_reader") == 1
-    runtime._apply([SendBytes(conn_id, b"late")])
-    await asyncio.sleep(0)
-    assert len(conn.writes) == 1
+    """The peer stops reading: its window and our send buffer fill, then the transport's."""
+    async with _wired(peer_rcvbuf=64 * 1024) as w:
+        conn, written = w.conn, 0
+        while conn.buffered_bytes() <= MAX_WRITE_BACKLOG_BYTES:
+            _send(w, bytes(FLUSH_BYTES))  # each written at once
+            written += FLUSH_BYTES
+            assert written < 256 * 1024 * 1024, "the kernel never pushed back"
+        assert not _held_back(w.peer)  # written early: the first bytes are at the peer
+        assert w.runtime.node.counters.get("disconnected.slow_reader") == 0
+        await asyncio.sleep(0)
+        assert w.runtime.node.counters.get("disconnected.slow_reader") == 1
+        assert w.conn_id not in w.runtime._conns
+        _send(w, b"late")
+        await asyncio.sleep(0)
+        # the cut connection flushes what it holds, then closes; "late" never left
+        received = await asyncio.to_thread(_receive_to_eof, w.peer)
+        assert len(received) == written and received == bytes(written)
 
 
 async def test_the_timer_is_rearmed_once_per_tick() -> None:
-    runtime, _, _ = _runtime_with_connection()
-    await asyncio.sleep(0)
-    calls = []
-    next_deadline = runtime.node.next_deadline
+    async with _wired() as w:
+        runtime = w.runtime
+        calls = []
+        next_deadline = runtime.node.next_deadline
 
-    def counting() -> float | None:
-        calls.append(1)
-        return next_deadline()
+        def counting() -> float | None:
+            calls.append(1)
+            return next_deadline()
 
-    runtime.node.next_deadline = counting  # type: ignore[method-assign]
-    for _ in range(5):
-        runtime._after_input()
-    assert calls == []
-    await asyncio.sleep(0)
-    assert len(calls) == 1
-    assert runtime._timer is not None
+        runtime.node.next_deadline = counting  # type: ignore[method-assign]
+        for _ in range(5):
+            runtime._after_input()
+        assert calls == []
+        await asyncio.sleep(0)
+        assert len(calls) == 1
+        assert runtime._timer is not None
 
 
 async def test_publish_takes_the_route_asked_for_or_the_configured_one() -> None:
