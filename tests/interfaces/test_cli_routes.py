@@ -1,34 +1,60 @@
-"""The CLI's route choices: names it knows reach the control API, others are refused."""
+"""The CLI's route choices: names it knows reach the control API, others are refused.
+
+The CLI talks to a real control API server on 127.0.0.1, started in a temporary node directory
+with a ``publish`` handler that records what it was asked; the CLI runs in a thread (it blocks
+on its HTTP call) while the loop serves it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from murmur.interfaces import api_client
 from murmur.interfaces.cli import build_parser, main
+from murmur.runtime.control_api import ControlApiServer
+from murmur.runtime.keystore import write_cookie, write_node_info
+
+MESSAGE_ID = "5a" * 20
 
 
-class _FakeClient:
-    calls: ClassVar[list[tuple[str, dict[str, Any]]]] = []
+class _Node:
+    """A node directory whose control API records every publish it is asked for."""
 
-    @classmethod
-    def from_node_dir(cls, path: str) -> _FakeClient:
-        return cls()
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.published: list[dict[str, Any]] = []
 
-    def call(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
-        self.calls.append((method, params))
-        return {"message_id": "00" * 20}
+    async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
+        self.published.append(params)
+        return {"message_id": MESSAGE_ID, "published_at": 1.0, "path": "dandelion"}
 
 
-def test_send_tx_passes_the_route_to_the_node(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(api_client, "ApiClient", _FakeClient)
-    assert main(["send-tx", "--dir", "d", "--route", "dandelion", "abcd"]) == 0
-    assert main(["send-tx", "--dir", "d", "abcd"]) == 0
-    (_, routed), (_, default) = _FakeClient.calls[-2:]
-    assert routed == {"topic": "transaction", "data_hex": "abcd", "route": "dandelion"}
-    assert "route" not in default  # the node's configured route applies
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[_Node]:
+    recorder = _Node(tmp_path)
+    server = ControlApiServer(cookie=write_cookie(tmp_path), handlers={"publish": recorder.publish})
+    host, port = await server.start()
+    write_node_info(tmp_path, {"pid": 1, "listen": "127.0.0.1:1", "api": f"{host}:{port}"})
+    yield recorder
+    await server.close()
+
+
+async def test_send_tx_passes_the_route_to_the_node(
+    node: _Node, capsys: pytest.CaptureFixture[str]
+) -> None:
+    directory = str(node.directory)
+    routed = ["send-tx", "--dir", directory, "--route", "dandelion", "abcd"]
+    assert await asyncio.to_thread(main, routed) == 0
+    assert await asyncio.to_thread(main, ["send-tx", "--dir", directory, "ABCD"]) == 0
+    assert node.published == [
+        {"topic": "transaction", "data_hex": "abcd", "route": "dandelion"},
+        {"topic": "transaction", "data_hex": "abcd"},  # no route: the node's configured one
+    ]
+    assert capsys.readouterr().out == f"{MESSAGE_ID}\n" * 2
 
 
 @pytest.mark.parametrize(
