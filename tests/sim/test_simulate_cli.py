@@ -91,7 +91,8 @@ def test_sweep_covers_the_standard_spy_fractions(
     seen = {(r["protocol"], r["spies"]) for r in result["results"]}
     protocols = ("diffusion", "dandelion", "onion", "fastpath")
     assert seen == {(p, f) for p in protocols for f in (0.05, 0.1, 0.2, 0.3)}
-    assert "onion" in (tmp_path / "report.md").read_text()
+    report = (tmp_path / "report.md").read_text()
+    assert "onion" in report and "| spy fraction | 0.05, 0.1, 0.2, 0.3 |" in report
 
 
 def test_validate_reports_ours_against_the_paper(capsys: pytest.CaptureFixture[str]) -> None:

@@ -282,12 +282,9 @@ def _sweep(args: argparse.Namespace, progress: ProgressFn) -> int:
             )
     wall = time.perf_counter() - started
     if args.report is not None:
-        write_report(
-            args.report,
-            title="murmur simulate sweep",
-            settings=_settings(args),
-            entries=entries,
-        )
+        settings = _settings(args)
+        settings["spy fraction"] = ", ".join(f"{f:g}" for f in SWEEP_FRACTIONS)
+        write_report(args.report, title="murmur simulate sweep", settings=settings, entries=entries)
     if args.json:
         payload = {
             "mode": "sweep",
