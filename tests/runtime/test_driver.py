@@ -20,6 +20,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
@@ -184,3 +186,61 @@ async def test_publish_takes_the_route_asked_for_or_the_configured_one() -> None
         with pytest.raises(ApiError) as err:
             await publish(params)
         assert err.value.code == code and text in err.value.message, params
+
+
+_json_leaves = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _param(*names: str) -> st.SearchStrategy[object]:
+    """A parameter: left out (None reads as absent), one of ``names`` (twice as likely: the
+    paths behind a valid value are the deep ones), or any JSON value."""
+    named = st.sampled_from(names)
+    return st.one_of(st.none(), named, named, _json_values)
+
+
+_api_params = st.fixed_dictionaries(
+    {
+        "topic": _param("transaction", "block_header", "sync_request", "nope!"),
+        "data_hex": st.one_of(
+            st.none(), *[st.binary(max_size=64).map(bytes.hex)] * 2, _json_values
+        ),
+        "level": _param("standard", "maximum", "loud"),
+        "route": _param("circuit", "dandelion", "carrier pigeon"),
+        "message_ids": st.none() | st.lists(st.text(max_size=8), max_size=3) | _json_values,
+    }
+)
+
+
+def test_api_handlers_answer_any_params_with_a_result_or_an_api_error() -> None:
+    """Whatever a local client sends, a handler of a real started node returns a result or
+    raises ``ApiError``; anything else would reach the client as a bare 500."""
+    loop = asyncio.new_event_loop()
+    runtime = NodeRuntime(identity=Identity.from_seed(b"f" * 32), config=NodeConfig())
+    loop.run_until_complete(runtime.start())
+    handlers = runtime._api_handlers()
+
+    @settings(max_examples=500, deadline=None)
+    @given(
+        method=st.sampled_from(["publish", "publish", "sync", "status", "deliveries"]),
+        params=_api_params,
+    )
+    def answers(method: str, params: dict[str, object]) -> None:
+        try:
+            result = loop.run_until_complete(asyncio.wait_for(handlers[method](params), 5.0))
+        except ApiError as exc:
+            assert 400 <= exc.status <= 599 and exc.code
+            return
+        assert isinstance(result, dict)
+
+    try:
+        answers()
+    finally:
+        loop.run_until_complete(runtime.stop())
+        loop.close()
