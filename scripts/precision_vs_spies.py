@@ -8,7 +8,11 @@ spies on one circuit) and of the best single-ended estimator. It plots precision
 spy fraction with the floor p(1 - (1 - p)²) and the issue's 1 % target, to show at what
 adversary strength a circuit design can meet that target.
 
-Run: ``.venv/bin/python scripts/precision_vs_spies.py docs/results/spies/*.json
+Give it runs of one workload (the busy network's: ``docs/results/sweep/sweep.json
+docs/results/spies/f*.json``); it groups by spy fraction only.
+
+Run: ``.venv/bin/python scripts/precision_vs_spies.py docs/results/sweep/sweep.json
+docs/results/spies/f*.json docs/results/collusion/std_busy_seed[23].json
 --plot docs/figures/precision_vs_spies.png``
 """
 
