@@ -8,8 +8,9 @@ order; a node that is ``kill``-ed vanishes and its neighbours are told ``peer_di
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits import (
@@ -31,6 +32,14 @@ from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
 
 CAPACITY = RelayCapacity(bandwidth_kbps=40_000, uptime_ratio=0.9, nat_type=NatType.OPEN, load=0.1)
+
+
+class Timed(Protocol):
+    """Anything with a sans-I/O timer."""
+
+    def next_deadline(self) -> float | None: ...
+
+    def handle_timer(self, now: float) -> None: ...
 
 
 @dataclass(eq=False)
@@ -148,24 +157,33 @@ class Network:
 
     # --- time -----------------------------------------------------------------------------
 
-    def run_until(self, until: float) -> None:
+    def run_until(
+        self,
+        until: float,
+        *,
+        timers: Sequence[Timed] = (),
+        on_step: Callable[[float], None] | None = None,
+    ) -> None:
+        """Runs every host's timer, and those of ``timers`` (say a shaper driving a client),
+        due by ``until``; ``on_step`` sees the clock after each round of timers."""
         self.pump()
         for _ in range(100_000):
-            deadlines = [
-                d for n in self.nodes.values() if (d := n.host.next_deadline()) is not None
-            ]
+            owners = [*(n.host for n in self.nodes.values()), *timers]
+            deadlines = [d for owner in owners if (d := owner.next_deadline()) is not None]
             nxt = min(deadlines, default=None)
             if nxt is None or nxt > until:
                 break
             self.now = max(self.now, nxt)
-            for node in list(self.nodes.values()):
-                deadline = node.host.next_deadline()
+            for owner in [*(n.host for n in list(self.nodes.values())), *timers]:
+                deadline = owner.next_deadline()
                 if deadline is not None and deadline <= self.now:
-                    node.host.handle_timer(self.now)
+                    owner.handle_timer(self.now)
             self.pump()
+            if on_step is not None:
+                on_step(self.now)
         else:
             raise AssertionError("timers never settle")
-        self.now = until
+        self.now = max(self.now, until)
 
     def kill(self, node_id: NodeId) -> None:
         """The node vanishes: its links drop and every neighbour hears of it."""

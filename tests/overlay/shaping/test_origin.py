@@ -62,24 +62,7 @@ class Rig:
 
     def run(self, until: float) -> None:
         """Runs every timer (the shaper's and every circuit host's) due by ``until``."""
-        net = self.net
-        while True:
-            due = [self.shaper.next_deadline()]
-            due += [node.host.next_deadline() for node in net.nodes.values()]
-            now = min((d for d in due if d is not None), default=None)
-            if now is None or now > until:
-                break
-            net.now = max(net.now, now)
-            for node in list(net.nodes.values()):
-                deadline = node.host.next_deadline()
-                if deadline is not None and deadline <= net.now:
-                    node.host.handle_timer(net.now)
-            deadline = self.shaper.next_deadline()
-            if deadline is not None and deadline <= net.now:
-                self.shaper.handle_timer(net.now)
-            net.pump()
-            self._record(net.now)
-        net.now = max(net.now, until)
+        self.net.run_until(until, timers=[self.shaper], on_step=self._record)
 
     def entries(self, kind: str) -> list[Entry]:
         return [entry for entry in self.log if entry[0] == kind]
