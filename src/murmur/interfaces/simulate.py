@@ -565,9 +565,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion level": args.level or "standard (preset)",
         "onion cover rate override (per s)": args.cover_rate,
         "onion origin delay (ms)": (
-            None
-            if args.origin_delay is None
-            else f"{args.origin_delay.min_s * 1e3:g}-{args.origin_delay.max_s * 1e3:g}"
+            None if args.origin_delay is None else args.origin_delay.label_ms()
         ),
         "onion slot law override": args.slot_law,
         "onion build race override": args.build_race,

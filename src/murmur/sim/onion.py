@@ -597,9 +597,7 @@ class _OnionRun:
             "directory": "flood" if self.kit.announce_flood else "preloaded",
             "level": self.privacy.level.name,
             "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
-            "origin_delay_ms": "none"
-            if held is None
-            else f"{held.min_s * 1e3:g}-{held.max_s * 1e3:g}",
+            "origin_delay_ms": "none" if held is None else held.label_ms(),
             "slot_law": "none" if shaping.rate is None else shaping.rate.law.value,
             "build_race": self.privacy.preset.build_race,
             "near_first_hops": self.privacy.preset.near_first_hops,

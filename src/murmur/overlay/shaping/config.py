@@ -47,6 +47,10 @@ class DelayRange:
         _finite(self.min_s, "min_s", 0.0, MAX_DELAY_S)
         _finite(self.max_s, "max_s", self.min_s, MAX_DELAY_S)
 
+    def label_ms(self) -> str:
+        """``MIN-MAX`` in milliseconds, as reports print it."""
+        return f"{self.min_s * 1e3:g}-{self.max_s * 1e3:g}"
+
     def draw(self, rng: Rng) -> float:
         if self.max_s == self.min_s:
             return self.min_s
