@@ -235,13 +235,19 @@ def _path(seed: int) -> PrivatePath:
     )
 
 
+def _two_records(path: PrivatePath) -> tuple[bytes, bytes]:
+    """The node's first announcement (at 0 s) and the one that replaces it (at 1 s)."""
+    path.set_advertised_address("127.0.0.1", 9001, 0.0)
+    first = path.announcement_due(0.0)
+    path.reannounce(1.0)
+    second = path.announcement_due(1.0)
+    assert first is not None and second is not None
+    return first, second
+
+
 def test_announcements_no_newer_than_the_held_one_are_ignored_and_forgeries_rejected() -> None:
     sender, receiver = _path(1), _path(2)
-    sender.set_advertised_address("127.0.0.1", 9001, 0.0)
-    first = sender.announcement_due(0.0)
-    sender.reannounce(1.0)
-    second = sender.announcement_due(1.0)
-    assert first is not None and second is not None
+    first, second = _two_records(sender)
     assert receiver.validate_announcement(second) is Validation.ACCEPT
     assert receiver.on_announcement(second, 1.0) is not None
     assert receiver.holds(announcement_id(second)) and not receiver.holds(announcement_id(first))
@@ -262,11 +268,7 @@ def test_a_forgery_in_the_nodes_own_name_is_rejected_not_passed_on() -> None:
     reject it like any forgery (its honest peers would ban it for forwarding it), accept its
     own current record, and ignore an older one it signed itself."""
     node = _path(1)
-    node.set_advertised_address("127.0.0.1", 9001, 0.0)
-    older = node.announcement_due(0.0)
-    node.reannounce(1.0)
-    current = node.announcement_due(1.0)
-    assert older is not None and current is not None
+    older, current = _two_records(node)
     assert node.validate_announcement(current) is Validation.ACCEPT
     assert node.validate_announcement(older) is Validation.IGNORE
     forged = bytearray(current)
