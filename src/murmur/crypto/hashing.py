@@ -14,7 +14,7 @@ def sha3_256(*parts: bytes) -> bytes:
     return h.finalize()
 
 
-def hmac_sha3_256(key: bytes, *parts: bytes) -> bytes:
+def hmac_sha3_256(key: bytes, *parts: bytes | bytearray | memoryview) -> bytes:
     mac = hmac.HMAC(key, hashes.SHA3_256())
     for part in parts:
         mac.update(part)

@@ -8,13 +8,26 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import Any, TypedDict
 
 from rich.console import Console
 from rich.progress import Progress
 
-QUICK = {"handshake_s": 0.5, "framing_s": 0.3, "gossip_messages": 5_000, "circuits_s": 1.0}
-FULL = {"handshake_s": 6.0, "framing_s": 4.0, "gossip_messages": 60_000, "circuits_s": 10.0}
+
+class Budget(TypedDict):
+    handshake_s: float
+    framing_s: float
+    gossip_messages: int
+    circuits_s: float
+
+
+QUICK: Budget = {"handshake_s": 0.5, "framing_s": 0.3, "gossip_messages": 5_000, "circuits_s": 1.0}
+FULL: Budget = {
+    "handshake_s": 6.0,
+    "framing_s": 4.0,
+    "gossip_messages": 60_000,
+    "circuits_s": 10.0,
+}
 
 
 def run_benchmarks(*, quick: bool, console: Console | None = None) -> dict[str, Any]:

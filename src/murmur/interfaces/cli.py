@@ -8,9 +8,10 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from murmur.base.errors import ConfigError, MurmurError
 from murmur.interfaces.simulate import add_simulate_parser
@@ -63,14 +64,15 @@ def _cmd_node(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run(coro: object) -> None:
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    runner: Callable[[Coroutine[Any, Any, None]], None]
     try:
         import uvloop
 
         runner = uvloop.run
     except ImportError:  # pragma: no cover - uvloop is optional off Linux
         runner = asyncio.run
-    runner(coro)  # type: ignore[arg-type]
+    runner(coro)
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

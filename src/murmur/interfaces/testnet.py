@@ -349,9 +349,9 @@ def _run_phase(
     logs = _collect_deliveries(net, set(published))
     wire_bytes = _wire_bytes(net) - bytes_before
     latencies: list[float] = []
-    for msg_id, (origin, t0) in published.items():
+    for msg_id, (origin_index, t0) in published.items():
         for index, log in enumerate(logs):
-            if index == origin and not include_origin:
+            if index == origin_index and not include_origin:
                 continue
             t = log.get(msg_id)
             if t is not None:

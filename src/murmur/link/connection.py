@@ -239,10 +239,10 @@ class LinkConnection:
         if state is LinkState.ESTABLISHED:
             self._handle_frame(header, body, now)
             return
-        body = bytes(body)  # the handshake steps take bytes
+        step = bytes(body)  # the handshake steps take bytes
         if state is LinkState.AWAIT_HELLO:
             reply, self._responder_state = hs.responder_reply(
-                body,
+                step,
                 x25519_seed=self._rng.random_bytes(X25519_BYTES),
                 public_key=self._identity.public_key,
                 sign=self._identity.sign,
@@ -253,7 +253,7 @@ class LinkConnection:
         elif state is LinkState.AWAIT_REPLY:
             assert self._initiator_state is not None
             auth, keys = hs.initiator_finish(
-                body,
+                step,
                 self._initiator_state,
                 public_key=self._identity.public_key,
                 sign=self._identity.sign,
@@ -263,7 +263,7 @@ class LinkConnection:
             self._established(keys, self.config.aead, now)
         elif state is LinkState.AWAIT_AUTH:
             assert self._responder_state is not None
-            keys = hs.responder_finish(body, self._responder_state)
+            keys = hs.responder_finish(step, self._responder_state)
             self._established(keys, self._responder_state.aead, now)
 
     def _established(self, keys: hs.HandshakeKeys, aead: AeadAlgorithm, now: float) -> None:

@@ -357,7 +357,7 @@ class Node:
         circuits = self.circuits.metrics()
         peers = [
             {
-                "node_id": s.peer_id.hex(),
+                "node_id": peer.hex(),
                 "address": f"{s.host}:{s.port}",
                 "direction": "outbound" if s.outbound else "inbound",
                 "rtt_ms": None if s.link.rtt_s is None else round(s.link.rtt_s * 1000, 3),
@@ -366,7 +366,7 @@ class Node:
                 "connected_s": round(now - s.opened_at, 3),
             }
             for s in self._sessions.values()
-            if s.ready
+            if s.ready and (peer := s.peer_id) is not None
         ]
         return {
             "node_id": self.node_id.hex(),

@@ -214,7 +214,7 @@ class ControlApiServer:
             async with asyncio.timeout(self._request_timeout_s):
                 name, params = await self._read_request(reader)
         except HttpError as exc:
-            extra = ("WWW-Authenticate: Bearer",) if exc.status == 401 else ()
+            extra: tuple[str, ...] = ("WWW-Authenticate: Bearer",) if exc.status == 401 else ()
             extra += ("Allow: POST",) if exc.status == 405 else ()
             return _error(exc.status, exc.reason, exc.detail, extra)
         except TimeoutError:

@@ -56,7 +56,7 @@ class Forked(Generic[T]):
             raise ForkedWorkFailed(f"the forked child's result was cut short: {exc}") from exc
         if not ok:
             raise ForkedWorkFailed(f"the forked child raised:\n{value}")
-        return value  # type: ignore[no-any-return]
+        return value
 
     def close(self) -> None:
         """Kill and reap the child if its result was never read."""

@@ -27,6 +27,7 @@ tear-down cost nothing. Whoever runs the hosts subscribes through plain callback
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from murmur.node.actions import (
     CloseConnection,
@@ -146,6 +147,9 @@ class NodeHost:
         engine = self.engine
 
         def receive(src: int, message: object, now: float) -> None:
+            kind: int
+            conn: ConnId
+            body: Any
             kind, conn, body = message  # type: ignore[misc]
             if kind == _DATA:
                 node.data_received(conn, body, now)

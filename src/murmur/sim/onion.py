@@ -61,6 +61,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from murmur.base.errors import ConfigError, MurmurError
@@ -78,7 +79,7 @@ from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
-from murmur.sim.engine import Engine
+from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
 from murmur.sim.node_host import NodeHost, node_address
@@ -325,7 +326,7 @@ class _OnionRun:
             record=self.onion.adversary.log.cells.append if v in self.world.spies else None,
             on_create_sent=lambda peer, circ: created.add((v, peer, circ)),
         )
-        node.circuits.relay = tap  # type: ignore[assignment]
+        node.circuits.relay = tap
         self.taps[v] = tap
 
     def _on_tap(self, now: float, arrival: float, src: int, dst: int, size: int) -> None:
@@ -387,7 +388,11 @@ class _OnionRun:
             self._preload_directories()
         for v, sim in enumerate(engine.nodes):
             held = self._held.pop(v, [])
-            engine.at(self.join_at[v], lambda now, sim=sim, held=held: engine.dispatch(sim, held))
+
+            def join(now: float, sim: SimNode = sim, held: list[Any] = held) -> None:
+                engine.dispatch(sim, held)
+
+            engine.at(self.join_at[v], join)
             engine.pump(sim)
         warmup_s, ready = self._warm_up()
         if self.kit.fast_path:
@@ -461,7 +466,7 @@ class _OnionRun:
         phase.relayed_before = [self._relayed(v, phase) for v in range(self.n)]
         arrivals = self.world.arrivals
         for arrival in arrivals:
-            engine.at(start + arrival.time, lambda now, a=arrival: submit(a, now))
+            engine.at(start + arrival.time, partial(submit, arrival))
         last = start + (arrivals[-1].time if arrivals else 0.0)
         # Bytes are counted over the same span in both phases (the workload plus a fixed tail),
         # since background traffic (cover, padding) grows with the time a phase runs.
@@ -488,9 +493,7 @@ class _OnionRun:
         middle = self._bytes_sent()
         when = SeededRng(self.world.seed).fork(17)
         for v in range(n):
-            engine.at(
-                engine.now + when.uniform(0.0, window), lambda now, v=v: self._reannounce(v, now)
-            )
+            engine.at(engine.now + when.uniform(0.0, window), partial(self._reannounce, v))
         engine.run(until=start + 2 * span)
         after = self._bytes_sent()
         per_announcement = max(0, (after - middle) - (middle - before)) / (n * n)

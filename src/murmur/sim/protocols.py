@@ -42,8 +42,11 @@ OnAccept = Callable[[int, bytes, float], None]
 
 
 class ProtocolKit(Protocol):
-    name: str
-    estimators: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def estimators(self) -> tuple[str, ...]: ...
 
     def build(self, index: int, graph: PeerGraph, rng: Rng, now: float) -> Any: ...
 
@@ -72,8 +75,11 @@ class ProtocolKit(Protocol):
 class HostedKit(Protocol):
     """A protocol that runs a whole world itself (see the module docstring)."""
 
-    name: str
-    estimators: tuple[str, ...]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def estimators(self) -> tuple[str, ...]: ...
 
     def run(
         self, world: World, scenario: Scenario, progress: Progress | None = None
@@ -110,10 +116,12 @@ def _install_baseline(engine: Engine, on_accept: OnAccept, *, elide_duplicates: 
 
     def send(node: SimNode, action: SendMessage[int], now: float) -> None:
         message = action.message
+        assert isinstance(message, (StemTx, RelayTx))  # the only messages the two protocols send
         transmit(node, action.peer, message, message.wire_size, action.delay_s)
 
     def broadcast(node: SimNode, action: Broadcast[int], now: float) -> None:
         message = action.message
+        assert isinstance(message, (StemTx, RelayTx))
         held = holders.get(message.tx.tx_id)
         first = None if held is None else held.first
         transmit_each(node, message, message.wire_size, action.peers, action.delays_s, first)

@@ -94,7 +94,7 @@ def summarise(record: RunRecord) -> RunSummary:
     samples: tuple[float, ...] = ()
     for i, fraction in enumerate(REACH_FRACTIONS):
         key = f"{fraction * 100:g}"
-        times = [tx.reach_s[i] * 1000.0 for tx in record.txs if tx.reach_s[i] is not None]
+        times = [t * 1000.0 for tx in record.txs if (t := tx.reach_s[i]) is not None]
         if not record.latency_measured:
             times = []
         reach_ms[key] = {"p50": quantile(times, 0.5), "p99": quantile(times, 0.99)}

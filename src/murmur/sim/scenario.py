@@ -29,6 +29,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from murmur.base.errors import ConfigError
@@ -289,7 +290,7 @@ def simulate(
         engine.pump(node)
 
     for arrival in world.arrivals:
-        engine.at(arrival.time, lambda now, a=arrival: submit(a, now))
+        engine.at(arrival.time, partial(submit, arrival))
 
     relayed_before_restart: set[int] = set()
     if network.churn_per_node_per_hour > 0.0:

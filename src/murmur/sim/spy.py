@@ -27,11 +27,11 @@ sees at the relay's boundary.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits.events import ConnectTo, PublishFromExit, SendCell
-from murmur.overlay.circuits.relay import CircuitRelay
+from murmur.overlay.circuits.host import RelayRole
 from murmur.sim.adversary import CellRecord
 from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, CellCommand
 from murmur.wire.gossip import message_id
@@ -48,7 +48,7 @@ class RelayTap:
 
     def __init__(
         self,
-        relay: CircuitRelay,
+        relay: RelayRole,
         *,
         spy: int,
         index_of: Mapping[NodeId, int],
@@ -106,8 +106,9 @@ class RelayTap:
         circ_id, code = CELL_HEADER.unpack_from(data)
         command = _COMMAND_NAMES.get(code, str(code))
         key = (peer, circ_id)
+        known: tuple[int, str] | None
         if code == CellCommand.CREATE and _answers(out, key, CellCommand.CREATED):
-            known: tuple[int, str] | None = (self._new_circuit(), "prev")
+            known = (self._new_circuit(), "prev")
             self._legs[key] = known
         else:
             known = self._legs.get(key) or self._learn_next_leg(key, out)
@@ -177,5 +178,5 @@ def _answers(out: list[Any], key: tuple[NodeId, int], command: CellCommand) -> b
     )
 
 
-def _is_create(action: Any) -> bool:
+def _is_create(action: Any) -> TypeGuard[SendCell]:
     return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == CellCommand.CREATE

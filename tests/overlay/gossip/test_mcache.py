@@ -18,7 +18,7 @@ def test_messages_live_history_length_heartbeats() -> None:
     assert mc.get(b"m1") == b"record1"
     mc.shift()
     assert mc.get(b"m1") is None
-    assert len(mc) == 0 and mc.bytes == 0
+    assert len(mc) == 0 and mc.stored_bytes == 0
 
 
 def test_gossip_ids_cover_the_newest_windows_by_topic() -> None:
@@ -60,7 +60,7 @@ def test_caps_evict_the_oldest_first() -> None:
     by_bytes = _cache(max_bytes=25)
     for i in range(4):
         by_bytes.put(bytes([i]), "t", bytes(10))
-    assert by_bytes.bytes == 20 and len(by_bytes) == 2
+    assert by_bytes.stored_bytes == 20 and len(by_bytes) == 2
     assert by_bytes.get(bytes([3])) is not None and by_bytes.get(bytes([1])) is None
 
 

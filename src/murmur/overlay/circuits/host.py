@@ -11,7 +11,10 @@ that comes up, whether it dialled it for a ``ConnectTo`` or accepted it.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
 from murmur.overlay.circuits.client import CircuitClient
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
@@ -21,6 +24,28 @@ from murmur.overlay.circuits.onion_keys import OnionKeyRing
 from murmur.overlay.circuits.relay import Answer, CircuitRelay, Validate
 from murmur.overlay.circuits.selection import RelayDirectory
 from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, PADDING_BUCKETS_BYTES
+
+
+class RelayRole(Protocol):
+    """What the host asks of its relay: a :class:`CircuitRelay`, or a wrapper that watches one
+    (the simulator's spies log what their relay sees), hence a protocol and not the class."""
+
+    @property
+    def counters(self) -> Counters: ...
+
+    def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None: ...
+
+    def link_ready(self, peer: NodeId, now: float) -> None: ...
+
+    def link_failed(self, peer: NodeId, now: float) -> None: ...
+
+    def peer_disconnected(self, peer: NodeId, now: float) -> None: ...
+
+    def handle_timer(self, now: float) -> None: ...
+
+    def next_deadline(self) -> float | None: ...
+
+    def drain_actions(self) -> list[CircuitAction]: ...
 
 
 class CircuitHost:
@@ -48,7 +73,7 @@ class CircuitHost:
             config=client_config,
             ids=ids,
         )
-        self.relay = CircuitRelay(
+        self.relay: RelayRole = CircuitRelay(
             node_id=node_id,
             onion_keys=onion_keys,
             rng=rng,

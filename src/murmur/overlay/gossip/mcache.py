@@ -40,7 +40,7 @@ class MessageCache:
         return len(self._entries)
 
     @property
-    def bytes(self) -> int:
+    def stored_bytes(self) -> int:
         """Total size of the cached records."""
         return self._bytes
 

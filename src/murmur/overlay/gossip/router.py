@@ -413,7 +413,7 @@ class GossipRouter:
             "fanout": {topic: len(peers) for topic, peers in sorted(self._fanout.items())},
             "seen": len(self._seen),
             "mcache_messages": len(self._mcache) + len(self._lazy_mcache),
-            "mcache_bytes": self._mcache.bytes + self._lazy_mcache.bytes,
+            "mcache_bytes": self._mcache.stored_bytes + self._lazy_mcache.stored_bytes,
             "pending_iwants": len(self._promises),
             "queued_bytes": sum(st.batch.queued_bytes for st in self._peers.values()),
         }
