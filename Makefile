@@ -1,12 +1,25 @@
 # make demo: set up and run a 10-node loopback testnet (private transactions through onion
 # circuits, with the fast path measured in the same run) and print its report.
-# make test: set up and run lint, the architecture contract and the whole test suite.
+# make test: set up and run lint, the architecture contract, the type check and the whole test
+# suite, then build the compiled copy and run the suite again on it.
+# make compiled: the same sources compiled by mypyc into build/mypyc (run anything on it with
+# PYTHONPATH=build/mypyc); about 1.5 x faster in the simulator, the same results bit for bit.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+COMPILED := build/mypyc
+# What a run spends its time in: the production node's layers, the symmetric crypto wrappers,
+# and the simulator's engine, sockets and spy taps. Interpreted still: murmur.crypto's identity
+# and kem (the simulator's crypto stand-in patches them), the diffusion and Dandelion++ baselines
+# (mypyc cannot build their generic dataclasses), the rest of the simulator, the runtime and the
+# interfaces.
+MYPYC_SOURCES = $$(find murmur/base murmur/wire murmur/link murmur/overlay murmur/node -name '*.py' \
+	! -name diffusion.py ! -name dandelion.py) \
+	murmur/crypto/aead.py murmur/crypto/hashing.py murmur/crypto/kdf.py murmur/crypto/stream.py \
+	murmur/sim/engine.py murmur/sim/node_host.py murmur/sim/spy.py murmur/sim/adversary.py
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench compiled clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -23,12 +36,20 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks scripts
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
-test: lint
+test: lint compiled
 	$(BIN)/python -m pytest
+	PYTHONPATH=$(COMPILED) $(BIN)/python -m pytest -p no:cacheprovider -m "not interpreted_only"
+
+compiled: setup
+	rm -rf $(COMPILED) && mkdir -p $(COMPILED) && cp -r src/murmur $(COMPILED)/
+	cd $(COMPILED) && $(abspath $(BIN))/mypyc $(MYPYC_SOURCES) > mypyc.log
+	PYTHONPATH=$(COMPILED) $(BIN)/python -c \
+	  "import murmur.node.node as m; assert m.__file__.endswith('.so'), m.__file__"
 
 bench: setup
 	$(BIN)/murmur bench
 
 clean:
-	rm -rf $(VENV) reports .pytest_cache .ruff_cache
+	rm -rf $(VENV) build reports .pytest_cache .ruff_cache .mypy_cache

@@ -28,7 +28,10 @@ identical results.
 ``--against REV`` runs the same workloads with the code of git revision ``REV`` too (its own
 ``benchmarks/bench_sim.py``, from ``git archive``, in a subprocess, first, never in parallel)
 and prints each workload's wall time for both and the ratio: the machines here are noisy, so
-old and new are measured in the same session.
+old and new are measured in the same session. ``--against-build DIR`` does the same with this
+revision's code taken from ``DIR`` instead (``make compiled`` puts the mypyc-compiled copy in
+``build/mypyc``): the wall-time ratio of the compiled and the interpreted build, and whether their
+results are identical (they must be). ``build`` in the JSON says which one a run used.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import murmur.node.node as node_module
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.network import UniformLatency
 from murmur.sim.onion import OnionKit
@@ -144,6 +148,19 @@ def _figures(record: RunRecord, wall_s: float) -> dict[str, Any]:
     }
 
 
+def bench_with(pythonpath: Path, script: Path, argv: list[str]) -> dict[str, Any]:
+    """The JSON of ``script`` run in a subprocess that imports ``murmur`` from ``pythonpath``."""
+    out = subprocess.run(
+        [sys.executable, str(script), *argv, "--json"],
+        env={**os.environ, "PYTHONPATH": str(pythonpath)},
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    results: dict[str, Any] = json.loads(out)
+    return results
+
+
 def bench_at(rev: str, argv: list[str]) -> dict[str, Any]:
     """This benchmark's JSON with the code of git revision ``rev`` (see the module docstring)."""
     root = Path(__file__).resolve().parent.parent
@@ -154,15 +171,7 @@ def bench_at(rev: str, argv: list[str]) -> dict[str, Any]:
     ).stdout
     with tempfile.TemporaryDirectory() as tree:
         subprocess.run(["tar", "-x", "-C", tree], input=archive, check=True)
-        out = subprocess.run(
-            [sys.executable, str(Path(tree, "benchmarks", "bench_sim.py")), *argv, "--json"],
-            env={**os.environ, "PYTHONPATH": str(Path(tree, "src"))},
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    results: dict[str, Any] = json.loads(out)
-    return results
+        return bench_with(Path(tree, "src"), Path(tree, "benchmarks", "bench_sim.py"), argv)
 
 
 def _print_against(rev: str, old: dict[str, Any], new: dict[str, Any]) -> None:
@@ -208,9 +217,19 @@ def main() -> None:
     parser.add_argument("--real-crypto", action="store_true")
     parser.add_argument("--skip-every-copy", action="store_true")
     parser.add_argument("--json", action="store_true")
-    parser.add_argument("--against", metavar="REV", help="also run the code of git revision REV")
+    against = parser.add_mutually_exclusive_group()
+    against.add_argument("--against", metavar="REV", help="also run the code of git revision REV")
+    against.add_argument(
+        "--against-build", metavar="DIR", help="also run this code as built in DIR (build/mypyc)"
+    )
     args = parser.parse_args()
-    old = bench_at(args.against, _forwarded(args)) if args.against else None
+    old: dict[str, Any] | None = None
+    if args.against:
+        old = bench_at(args.against, _forwarded(args))
+    elif args.against_build:
+        old = bench_with(Path(args.against_build).resolve(), Path(__file__), _forwarded(args))
+    other = args.against or args.against_build
+    build = "interpreted" if node_module.__file__.endswith(".py") else "mypyc"
     results = {
         "engine": bench_engine(args.nodes, args.engine_messages),
         "diffusion": bench_protocol(DiffusionKit(), args.nodes, args.tx, args.seed),
@@ -225,10 +244,11 @@ def main() -> None:
             args.onion_nodes, args.onion_tx, args.seed, standin=not args.real_crypto
         )
     if args.json:
-        against = {} if old is None else {"against": {"rev": args.against, **old}}
-        print(json.dumps({"nodes": args.nodes, "tx": args.tx, **results, **against}, indent=2))
+        against = {} if old is None else {"against": {"rev": other, **old}}
+        head = {"nodes": args.nodes, "tx": args.tx, "build": build}
+        print(json.dumps({**head, **results, **against}, indent=2))
         return
-    print(f"{args.nodes} nodes x {args.tx} transactions (daemon graph, realistic network)")
+    print(f"{args.nodes} nodes x {args.tx} transactions (daemon graph, realistic network, {build})")
     for name, r in results.items():
         copies = f"{r['copies_per_s']:>9,.0f} copies/s" if "copies_per_s" in r else ""
         print(
@@ -236,7 +256,7 @@ def main() -> None:
             f"{r['wall_s']:7.1f} s  {r['events_per_s']:>9,.0f} events/s  {copies}"
         )
     if old is not None:
-        _print_against(args.against, old, results)
+        _print_against(other, old, results)
 
 
 if __name__ == "__main__":

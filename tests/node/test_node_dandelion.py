@@ -51,6 +51,7 @@ def test_a_stemmed_transaction_reaches_every_node_and_not_from_its_origin_first(
     assert fluffs == len(sent)
 
 
+@pytest.mark.interpreted_only
 def test_a_black_hole_on_the_stem_is_overcome_by_the_embargo() -> None:
     net = Net(N, peers_of=_ring, stem_config=StemConfig(embargo_mean_s=2.0))
     net.tick(5.0)

@@ -151,6 +151,7 @@ async def test_a_connection_written_early_is_still_checked_for_backlog() -> None
         assert len(received) == written and received == bytes(written)
 
 
+@pytest.mark.interpreted_only
 async def test_the_timer_is_rearmed_once_per_tick() -> None:
     async with _wired() as w:
         runtime = w.runtime

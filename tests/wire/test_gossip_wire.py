@@ -156,7 +156,7 @@ def test_trailing_data_is_refused(extra: bytes) -> None:
 
 def test_decode_accepts_any_bytes_like_and_returns_bytes() -> None:
     encoded = encode_rpc(Rpc(messages=(Message("a", b"xyz"),)))
-    rpc = decode_rpc(memoryview(bytearray(encoded)))  # type: ignore[arg-type]
+    rpc = decode_rpc(memoryview(bytearray(encoded)))
     assert type(rpc.messages[0].data) is bytes
     assert rpc.messages[0].data == b"xyz"
 

@@ -8,7 +8,9 @@ Three modes share one parser:
   production nodes, run in the same simulation); prints one JSON object with ``--json`` (keys:
   protocol, nodes, spies, precision, recall, entropy_bits, latency_ms, latency_overhead_ms,
   bandwidth_overhead, relay_participation, delivered_ratio, wall_seconds, baseline, and more;
-  for the onion protocol also ``crypto``, ``real`` or ``standin``), a table otherwise.
+  for the onion protocol also ``crypto``, ``real`` or ``standin``; ``build``, ``mypyc`` when the
+  compiled copy ran (``make compiled``), which changes wall times and nothing else), a table
+  otherwise.
 * ``murmur simulate sweep``: every protocol at spy fractions 0.05, 0.1, 0.2, 0.3.
 * ``murmur simulate validate``: the Dandelion++ paper's first-spy figures, ours against theirs
   (exit status 1 if a figure is off by more than three of the paper's standard errors).
@@ -35,6 +37,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+import murmur.node.node as node_module
 from murmur.base.errors import ConfigError, LocalProtocolError
 from murmur.node.levels import LEVELS
 from murmur.overlay.dandelion import DandelionConfig
@@ -509,6 +512,7 @@ def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> 
         payload["onion"] = {k: v for k, v in r.extras.items() if k not in shown}
     if wall is not None:
         payload["wall_seconds"] = round(wall, 3)
+    payload["build"] = "interpreted" if node_module.__file__.endswith(".py") else "mypyc"
     return payload
 
 
