@@ -42,11 +42,14 @@ test: lint compiled
 	$(BIN)/python -m pytest
 	PYTHONPATH=$(COMPILED) $(BIN)/python -m pytest -p no:cacheprovider -m "not interpreted_only"
 
-compiled: setup
+compiled: $(COMPILED)/.built
+
+$(COMPILED)/.built: $(STAMP) $(shell find src/murmur -name '*.py')
 	rm -rf $(COMPILED) && mkdir -p $(COMPILED) && cp -r src/murmur $(COMPILED)/
 	cd $(COMPILED) && $(abspath $(BIN))/mypyc $(MYPYC_SOURCES) > mypyc.log
 	PYTHONPATH=$(COMPILED) $(BIN)/python -c \
 	  "import murmur.node.node as m; assert m.__file__.endswith('.so'), m.__file__"
+	touch $@
 
 bench: setup
 	$(BIN)/murmur bench
