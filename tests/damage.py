@@ -11,8 +11,13 @@ memory first.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 from hypothesis import strategies as st
+
+from murmur.base.errors import RemoteProtocolError
+
+T = TypeVar("T")
 
 _FIELD_EDGES = (0, 1, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x7FFF_FFFF, 0xFFFF_FFFF)
 
@@ -68,3 +73,16 @@ def damaged(draw: st.DrawFn, valid: st.SearchStrategy[bytes]) -> bytes:
     for _ in range(draw(st.integers(1, 3))):
         draw(st.sampled_from(_EDITS))(draw, data)
     return bytes(data)
+
+
+def refused_or_canonical(
+    decode: Callable[[bytes], T], encode: Callable[[T], bytes], data: bytes
+) -> T | None:
+    """What a parser must do with hostile bytes: refuse them with :class:`RemoteProtocolError`
+    (``None`` here) or decode them to the value whose encoding they are (returned)."""
+    try:
+        value = decode(data)
+    except RemoteProtocolError:
+        return None
+    assert encode(value) == data  # what decodes is canonical
+    return value
