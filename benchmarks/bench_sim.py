@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import murmur.node.node as node_module
+from murmur.sim.build import build_name
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.network import UniformLatency
 from murmur.sim.onion import OnionKit
@@ -229,7 +229,7 @@ def main() -> None:
     elif args.against_build:
         old = bench_with(Path(args.against_build).resolve(), Path(__file__), _forwarded(args))
     other = args.against or args.against_build
-    build = "interpreted" if node_module.__file__.endswith(".py") else "mypyc"
+    build = build_name()
     results = {
         "engine": bench_engine(args.nodes, args.engine_messages),
         "diffusion": bench_protocol(DiffusionKit(), args.nodes, args.tx, args.seed),

@@ -37,11 +37,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-import murmur.node.node as node_module
 from murmur.base.errors import ConfigError, LocalProtocolError
 from murmur.node.levels import LEVELS
 from murmur.overlay.dandelion import DandelionConfig
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
+from murmur.sim.build import build_name
 from murmur.sim.graphs import GRAPHS
 from murmur.sim.network import NetworkConfig
 from murmur.sim.onion import OnionKit
@@ -512,7 +512,7 @@ def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> 
         payload["onion"] = {k: v for k, v in r.extras.items() if k not in shown}
     if wall is not None:
         payload["wall_seconds"] = round(wall, 3)
-    payload["build"] = "interpreted" if node_module.__file__.endswith(".py") else "mypyc"
+    payload["build"] = build_name()
     return payload
 
 
