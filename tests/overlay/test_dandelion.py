@@ -11,12 +11,12 @@ from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.overlay.dandelion import (
     Dandelion,
     DandelionConfig,
-    Role,
     StemTx,
     decode_message,
     encode_message,
 )
 from murmur.overlay.diffusion import RelayTx, Transaction, TxAccepted
+from murmur.overlay.stem_graph import Role
 from murmur.sim.rng import SeededRng
 from tests.damage import damaged, refused_or_canonical
 

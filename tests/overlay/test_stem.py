@@ -6,8 +6,8 @@ import pytest
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
-from murmur.overlay.dandelion import Role
 from murmur.overlay.stem import Fluff, NoStemPeer, SendStem, StemConfig, StemPath
+from murmur.overlay.stem_graph import Role
 from murmur.sim.rng import SeededRng
 from murmur.wire.stem import StemMessage, encode_stem
 

@@ -12,6 +12,8 @@ the start of each epoch a node
   stem edges in a random order, one each, and a new round of the shuffle starts when every
   outbound edge has been handed out. All of a given inbound edge's stem transactions take the
   same outbound edge for the whole epoch; the node's own transactions take one fixed edge too.
+  This stem graph is :class:`murmur.overlay.stem_graph.StemGraph`, which the node's own stem
+  (:mod:`murmur.overlay.stem`) routes with too.
 
 A transaction received in the stem phase (:class:`StemTx`) is relayed on the stem by a stem node
 and diffused by a fluff node. A node's own transactions always enter the stem. Every node that
@@ -33,9 +35,8 @@ Wire format: ``u8 type = 0x02 (STEM_TX) | u32 length | body``; the fluff phase u
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import Enum
 from typing import Generic
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
@@ -54,24 +55,19 @@ from murmur.overlay.diffusion import (
     decode_tx_body,
     encode_tx_message,
 )
+from murmur.overlay.stem_graph import (
+    EMBARGO_MEAN_S,
+    EPOCH_S,
+    FLUFF_PROBABILITY,
+    STEM_OUT_DEGREE,
+    Role,
+    StemGraph,
+)
 from murmur.wire.codec import Reader
 
-FLUFF_PROBABILITY = 0.1
-"""The paper's q: chance that a node is a fluff (diffuser) node for an epoch."""
-EPOCH_S = 600.0
-"""Epoch length (BIP 156 and the paper: about ten minutes)."""
-STEM_OUT_DEGREE = 2
-"""Outbound stem edges per node: two give the approximately 4-regular stem graph."""
-EMBARGO_MEAN_S = 39.0
-"""Mean embargo timer (Monero's Dandelion++ uses an exponential law with this mean)."""
 STEMPOOL_CAPACITY = 10_000
 
 MSG_STEM_TX = 0x02
-
-
-class Role(Enum):
-    STEM = "stem"
-    FLUFF = "fluff"
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,32 +114,6 @@ def decode_message(data: bytes) -> StemTx | RelayTx:
     raise RemoteProtocolError("unknown_type", f"message type {kind}")
 
 
-def next_route(
-    route: dict[PeerT, PeerT], pool: list[PeerT], edges: Sequence[PeerT], inbound: PeerT, rng: Rng
-) -> PeerT | None:
-    """The out-edge ``inbound`` keeps for the epoch (one-to-one pseudorandom routing): drawn
-    from ``pool``, a shuffled round of ``edges`` refilled when empty. Shared by the simulator's
-    :class:`Dandelion` and the node's stem (:mod:`murmur.overlay.stem`)."""
-    edge = route.get(inbound)
-    if edge is None:
-        if not edges:
-            return None
-        if not pool:
-            pool.extend(edges)
-            rng.shuffle(pool)
-        edge = pool.pop()
-        route[inbound] = edge
-    return edge
-
-
-def top_up_edges(edges: list[PeerT], outbound: Iterable[PeerT], degree: int, rng: Rng) -> None:
-    """Adds outbound peers not yet stem edges, at random, until ``edges`` holds ``degree``."""
-    missing = degree - len(edges)
-    if missing > 0:
-        candidates = [p for p in outbound if p not in edges]
-        edges.extend(rng.sample(candidates, min(missing, len(candidates))))
-
-
 class Dandelion(Generic[PeerT]):
     """One node's Dandelion++ state (stem routing, stempool, embargoes) over a diffusion."""
 
@@ -160,31 +130,30 @@ class Dandelion(Generic[PeerT]):
         self._diffusion: Diffusion[PeerT] = Diffusion(
             rng=rng, relay_delay_mean_s=self._config.relay_delay_mean_s
         )
-        self._fixed_stem = tuple(stem_peers) if stem_peers is not None else None
-        self._outbound: dict[PeerT, None] = {}
-        # Chosen lazily at first use in an epoch, so that every outbound peer known by then is
-        # a candidate (choosing at add_peer time would favour the first peers connected).
-        self._stem_out: list[PeerT] | None = None
-        self._own_edge: PeerT | None = None
-        self._route: dict[PeerT, PeerT] = {}
-        self._route_pool: list[PeerT] = []
-        self._role = Role.STEM
-        self._epoch_end = now
+        self._graph: StemGraph[PeerT] = StemGraph(
+            rng=rng,
+            fluff_probability=self._config.fluff_probability,
+            epoch_s=self._config.epoch_s,
+            out_degree=self._config.stem_out_degree,
+            fixed=stem_peers,
+        )
         self._stempool: dict[bytes, tuple[Transaction, float]] = {}
         self._embargoes: list[tuple[float, bytes]] = []
         self._actions: list[DiffusionAction[PeerT]] = []
         self.counters = Counters()
-        self._new_epoch(now)
+        self._graph.new_epoch(now)
 
     # -- inspection -----------------------------------------------------------------------
 
     @property
     def role(self) -> Role:
-        return self._role
+        role = self._graph.role
+        assert role is not None  # the first epoch starts in __init__
+        return role
 
     @property
     def stem_peers(self) -> tuple[PeerT, ...]:
-        return tuple(self._stem_edges())
+        return tuple(self._graph.edges())
 
     @property
     def diffusion_counters(self) -> Counters:
@@ -192,14 +161,11 @@ class Dandelion(Generic[PeerT]):
 
     def route_for(self, inbound: PeerT) -> PeerT | None:
         """The outbound stem edge ``inbound``'s stem transactions take this epoch."""
-        return self._route_of(inbound)
+        return self._graph.route_of(inbound)
 
     def own_edge(self) -> PeerT | None:
         """The outbound stem edge this node's own transactions take this epoch."""
-        if self._own_edge is None:
-            edges = self._stem_edges()
-            self._own_edge = self._rng.choice(edges) if edges else None
-        return self._own_edge
+        return self._graph.own_edge()
 
     def in_stempool(self, tx_id: bytes) -> bool:
         return tx_id in self._stempool
@@ -211,22 +177,11 @@ class Dandelion(Generic[PeerT]):
 
     def add_peer(self, peer: PeerT, now: float, *, outbound: bool) -> None:
         self._diffusion.add_peer(peer, now)
-        if outbound:
-            self._outbound[peer] = None
-        if self._stem_out is not None:
-            self._top_up_stem()
+        self._graph.add_peer(peer, outbound=outbound)
 
     def remove_peer(self, peer: PeerT, now: float) -> None:
         self._diffusion.remove_peer(peer, now)
-        self._outbound.pop(peer, None)
-        self._route.pop(peer, None)
-        if self._stem_out is not None and peer in self._stem_out:
-            self._stem_out.remove(peer)
-            self._route = {src: dst for src, dst in self._route.items() if dst != peer}
-            self._route_pool = [p for p in self._route_pool if p != peer]
-            if self._own_edge == peer:
-                self._own_edge = None
-            self._top_up_stem()
+        self._graph.remove_peer(peer)
 
     def submit(self, tx: Transaction, now: float) -> None:
         """Our own transaction: always enters the stem, on this epoch's own edge."""
@@ -262,15 +217,15 @@ class Dandelion(Generic[PeerT]):
             self.counters.inc("stem_duplicate")
             return
         self.counters.inc("tx_relayed")
-        if self._role is Role.FLUFF:
+        if self._graph.role is Role.FLUFF:
             self.counters.inc("fluffed")
             self._diffusion.broadcast(tx, now)
             return
-        self._stem(tx, self._route_of(peer), now)
+        self._stem(tx, self._graph.route_of(peer), now)
 
     def handle_timer(self, now: float) -> None:
-        if now >= self._epoch_end:
-            self._new_epoch(now)
+        if now >= self._graph.epoch_end:
+            self._graph.new_epoch(now)
         embargoes = self._embargoes
         while embargoes and embargoes[0][0] <= now:
             _, tx_id = heapq.heappop(embargoes)
@@ -281,9 +236,10 @@ class Dandelion(Generic[PeerT]):
                 self._diffusion.broadcast(entry[0], now)
 
     def next_deadline(self) -> float | None:
+        epoch_end = self._graph.epoch_end
         if self._embargoes:
-            return min(self._epoch_end, self._embargoes[0][0])
-        return self._epoch_end
+            return min(epoch_end, self._embargoes[0][0])
+        return epoch_end
 
     def drain_actions(self) -> list[DiffusionAction[PeerT]]:
         actions = self._actions
@@ -312,31 +268,3 @@ class Dandelion(Generic[PeerT]):
             self._embargoes = [(d, t) for t, (_, d) in stempool.items()]
             heapq.heapify(self._embargoes)
         self._actions.append(SendMessage(edge, StemTx(tx), 0.0))
-
-    def _stem_edges(self) -> list[PeerT]:
-        if self._stem_out is None:
-            self._stem_out = []
-            self._top_up_stem()
-        return self._stem_out
-
-    def _route_of(self, inbound: PeerT) -> PeerT | None:
-        if inbound in self._route:
-            return self._route[inbound]
-        return next_route(self._route, self._route_pool, self._stem_edges(), inbound, self._rng)
-
-    def _new_epoch(self, now: float) -> None:
-        config = self._config
-        self._role = Role.FLUFF if self._rng.random() < config.fluff_probability else Role.STEM
-        self._epoch_end = now + config.epoch_s
-        self._stem_out = None
-        self._own_edge = None
-        self._route = {}
-        self._route_pool = []
-
-    def _top_up_stem(self) -> None:
-        assert self._stem_out is not None
-        if self._fixed_stem is not None:
-            present = self._diffusion.peer_set
-            self._stem_out = [p for p in self._fixed_stem if p in present]
-            return
-        top_up_edges(self._stem_out, self._outbound, self._config.stem_out_degree, self._rng)

@@ -28,9 +28,9 @@ Why not the simulator's :class:`murmur.overlay.dandelion.Dandelion`: its fluff p
 :class:`~murmur.overlay.diffusion.Diffusion`, with its own mempool, seen-set and ``RelayTx``
 messages keyed by a hash of the body alone. In the node the mempool and the diffusion are the
 gossip router's, keyed by the gossip message id of topic and data; running a shadow diffusion
-only to discard its output would cost memory and RNG draws, and changing ``Dandelion`` would
-change the published validation. The epoch/route logic is therefore restated here (same law,
-same draws per decision), and the constants are shared.
+only to discard its output would cost memory and RNG draws. What the two share is the stem
+graph (role, out-edges and routes per epoch): both route with
+:class:`murmur.overlay.stem_graph.StemGraph`.
 
 Randomness is drawn lazily, at the first stem decision of an epoch: a node that never uses the
 stem draws nothing, so adding this component leaves every other RNG stream (and every simulated
@@ -48,16 +48,15 @@ from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
-from murmur.overlay.dandelion import (
+from murmur.overlay.routing import MessageType
+from murmur.overlay.stem_graph import (
     EMBARGO_MEAN_S,
     EPOCH_S,
     FLUFF_PROBABILITY,
     STEM_OUT_DEGREE,
     Role,
-    next_route,
-    top_up_edges,
+    StemGraph,
 )
-from murmur.overlay.routing import MessageType
 from murmur.wire.stem import StemMessage, decode_stem
 
 STEMPOOL_CAPACITY = 1_000
@@ -127,14 +126,12 @@ class StemPath:
     def __init__(self, *, rng: Rng, config: StemConfig | None = None) -> None:
         self._config = config or StemConfig()
         self._rng = rng
-        self._outbound: dict[NodeId, None] = {}
-        self._role: Role | None = None
-        """None until the first stem decision (the epoch starts then)."""
-        self._epoch_end = 0.0
-        self._stem_out: list[NodeId] | None = None
-        self._own_edge: NodeId | None = None
-        self._route: dict[NodeId, NodeId] = {}
-        self._route_pool: list[NodeId] = []
+        self._graph: StemGraph[NodeId] = StemGraph(
+            rng=rng,
+            fluff_probability=self._config.fluff_probability,
+            epoch_s=self._config.epoch_s,
+            out_degree=self._config.stem_out_degree,
+        )
         self._stempool: dict[bytes, _Stemmed] = {}
         self._stempool_bytes = 0
         self._embargoes: list[tuple[float, bytes]] = []
@@ -147,11 +144,11 @@ class StemPath:
     @property
     def role(self) -> Role | None:
         """This epoch's role; None before the first stem decision."""
-        return self._role
+        return self._graph.role
 
     @property
     def stem_peers(self) -> tuple[NodeId, ...]:
-        return tuple(self._stem_out or ())
+        return self._graph.chosen_edges
 
     def in_stempool(self, message_id: bytes) -> bool:
         return message_id in self._stempool
@@ -160,21 +157,10 @@ class StemPath:
 
     def add_peer(self, peer: NodeId, now: float, *, outbound: bool) -> None:
         """A new authenticated peer; only ``outbound`` ones (we dialled them) can be stem edges."""
-        if outbound:
-            self._outbound[peer] = None
-            if self._stem_out is not None:
-                self._top_up()
+        self._graph.add_peer(peer, outbound=outbound)
 
     def remove_peer(self, peer: NodeId, now: float) -> None:
-        self._outbound.pop(peer, None)
-        self._route.pop(peer, None)
-        if self._stem_out is not None and peer in self._stem_out:
-            self._stem_out.remove(peer)
-            self._route = {src: dst for src, dst in self._route.items() if dst != peer}
-            self._route_pool = [p for p in self._route_pool if p != peer]
-            if self._own_edge == peer:
-                self._own_edge = None
-            self._top_up()
+        self._graph.remove_peer(peer)
 
     def submit(self, topic: str, data: bytes, now: float) -> bytes:
         """Our own transaction enters the stem on this epoch's own edge; returns its id.
@@ -189,14 +175,12 @@ class StemPath:
         if mid in self._known or mid in self._stempool:
             self.counters.inc("tx_known")
             return mid
-        self._start_epoch_if_due(now)
-        if self._own_edge is None:
-            edges = self._stem_edges()
-            if not edges:
-                raise NoStemPeer
-            self._own_edge = self._rng.choice(edges)
+        self._graph.start_epoch_if_due(now)
+        edge = self._graph.own_edge()
+        if edge is None:
+            raise NoStemPeer
         self.counters.inc("submitted")
-        self._stem(message, self._own_edge, now, own=True)
+        self._stem(message, edge, now, own=True)
         return mid
 
     # -- inputs ---------------------------------------------------------------------------
@@ -211,12 +195,13 @@ class StemPath:
         if mid in self._known:
             self.counters.inc("stem_known")
             return
-        self._start_epoch_if_due(now)
+        graph = self._graph
+        graph.start_epoch_if_due(now)
         entry = self._stempool.get(mid)
         if entry is not None:
             if entry.own:
                 self.counters.inc("loop_at_origin")
-                edge = self._route_of(peer)
+                edge = graph.route_of(peer)
                 if edge is not None:  # else its embargo stays armed, the fail-safe
                     self._send(edge, message)
             else:
@@ -225,11 +210,11 @@ class StemPath:
                 self._fluff(message)
             return
         self.counters.inc("stem_received")
-        if self._role is Role.FLUFF:
+        if graph.role is Role.FLUFF:
             self.counters.inc("fluffed.role")
             self._fluff(message)
             return
-        self._stem(message, self._route_of(peer), now, own=False)
+        self._stem(message, graph.route_of(peer), now, own=False)
 
     def seen_in_gossip(self, message_id: bytes) -> None:
         """The transaction arrived by gossip (or we published it): cancel its embargo."""
@@ -304,31 +289,3 @@ class StemPath:
         known[message_id] = None
         if len(known) > self._config.known_capacity:
             del known[next(iter(known))]
-
-    def _start_epoch_if_due(self, now: float) -> None:
-        if self._role is not None and now < self._epoch_end:
-            return
-        config = self._config
-        self._role = Role.FLUFF if self._rng.random() < config.fluff_probability else Role.STEM
-        self._epoch_end = now + config.epoch_s
-        self._stem_out = None
-        self._own_edge = None
-        self._route = {}
-        self._route_pool = []
-
-    def _stem_edges(self) -> list[NodeId]:
-        # Chosen at the first use in an epoch, so every outbound peer known by then is a
-        # candidate (choosing at add_peer time would favour the first peers connected).
-        if self._stem_out is None:
-            self._stem_out = []
-            self._top_up()
-        return self._stem_out
-
-    def _route_of(self, inbound: NodeId) -> NodeId | None:
-        if inbound in self._route:
-            return self._route[inbound]
-        return next_route(self._route, self._route_pool, self._stem_edges(), inbound, self._rng)
-
-    def _top_up(self) -> None:
-        assert self._stem_out is not None
-        top_up_edges(self._stem_out, self._outbound, self._config.stem_out_degree, self._rng)
