@@ -67,6 +67,20 @@ def test_private_transactions_reach_every_node_once_from_an_exit() -> None:
     assert origin.counters.get("exit_published") == 0
 
 
+def test_an_exit_publication_the_application_refuses_is_a_counted_drop() -> None:
+    net = _ready_net()
+    origin = net.nodes[0]
+    for node in net.nodes[1:]:
+        node.gossip.set_validator("transaction", lambda data: Validation.REJECT)
+    origin.send_private("transaction", b"invalid tx" * 20, net.now)
+    net.run()
+    net.tick(net.now + 5.0)
+    refused = [n.counters.get("drops.exit_publish_refused") for n in net.nodes]
+    assert sum(refused) == 1 and refused[0] == 0
+    assert sum(n.counters.get("exit_published") for n in net.nodes) == 0
+    assert all(d.topic != "transaction" for delivered in net.delivered.values() for d in delivered)
+
+
 def test_sync_request_reply_comes_back_through_the_circuit() -> None:
     net = _ready_net()
     net.nodes[3].publish("block_header", b"header 42", net.now)

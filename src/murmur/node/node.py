@@ -657,7 +657,13 @@ class Node:
             elif isinstance(action, ConnectTo):
                 self._connect_for_circuit(action, now)
             elif isinstance(action, PublishFromExit):
-                self.gossip.publish(action.topic, action.payload, now, from_circuit=True)
+                try:
+                    self.gossip.publish(action.topic, action.payload, now, from_circuit=True)
+                except LocalProtocolError:
+                    # A circuit's bytes reached here: an application validator refusing them
+                    # is a drop, never an exception out of the receive path (as for a fluff).
+                    self.counters.inc("drops.exit_publish_refused")
+                    continue
                 self.counters.inc("exit_published")
                 self._pump_gossip(now)
             elif isinstance(action, ReplyReceived):
