@@ -25,7 +25,7 @@ from murmur.node.private_path import (
     decode_sync_response,
     encode_sync_request,
 )
-from murmur.overlay.announce import PeerAnnouncement
+from murmur.overlay.announce import AnnouncementBook, PeerAnnouncement
 from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
 from murmur.sim.rng import SeededRng
@@ -275,6 +275,24 @@ def test_announcements_no_newer_than_the_held_one_are_ignored_and_forgeries_reje
     assert third is not None
     assert receiver.validate_announcement(bytes(forged)) is not Validation.ACCEPT
     assert receiver.validate_announcement(third) is Validation.ACCEPT
+
+
+def test_relays_that_leave_a_full_book_leave_the_directory() -> None:
+    """A full book drops an entry to take a new one; the relay must not stay in the directory
+    (where, never expiring, it would fill it and refuse every relay after it)."""
+    receiver = _path(1)
+    receiver.book = AnnouncementBook(max_entries=3)
+    senders = [_path(seed) for seed in range(2, 8)]
+    for k, sender in enumerate(senders):
+        sender.set_advertised_address(f"127.{k}.0.1", 9001, 0.0)
+        record = sender.announcement_due(0.0)
+        assert record is not None
+        assert receiver.on_announcement(record, float(k)) is not None
+        assert receiver.holds(announcement_id(record))
+    held = {a.node_id for a in receiver.book.all()}
+    assert len(held) == 3
+    assert {relay.node_id for relay in receiver.directory} == held
+    assert sum(receiver.holds(announcement_id(s.own_announcement or b"")) for s in senders) == 3
 
 
 def test_a_forgery_in_the_nodes_own_name_is_rejected_not_passed_on() -> None:

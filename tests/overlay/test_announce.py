@@ -13,6 +13,7 @@ from murmur.base.errors import RemoteProtocolError
 from murmur.crypto.identity import SIGNATURE_BYTES, Identity
 from murmur.overlay.announce import (
     MAX_TTL_S,
+    Admission,
     AnnouncementBook,
     PeerAnnouncement,
     sign_announcement,
@@ -66,10 +67,10 @@ def test_someone_elses_key_cannot_sign_for_alice() -> None:
 
 def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
     book = AnnouncementBook()
-    assert book.accept(_announce(sequence=5, ttl_s=60), now=100.0)
-    assert not book.accept(_announce(sequence=5), now=101.0)
-    assert not book.accept(_announce(sequence=4), now=101.0)
-    assert book.accept(_announce(sequence=6, ttl_s=60), now=110.0)
+    assert book.accept(_announce(sequence=5, ttl_s=60), now=100.0) == Admission(accepted=True)
+    assert not book.accept(_announce(sequence=5), now=101.0).accepted
+    assert not book.accept(_announce(sequence=4), now=101.0).accepted
+    assert book.accept(_announce(sequence=6, ttl_s=60), now=110.0).accepted
     assert book.expire(169.9) == []
     assert book.expire(170.0) == [ALICE.node_id]
     assert len(book) == 0
@@ -89,11 +90,20 @@ def test_book_expires_each_entry_when_due_and_not_before() -> None:
     assert len(book) == 0
 
 
-def test_book_is_bounded() -> None:
+def test_a_full_book_names_what_it_dropped_to_make_room() -> None:
     book = AnnouncementBook(max_entries=3)
-    for i in range(6):
-        book.accept(_announce(Identity.from_seed(bytes([i]) * 32), ttl_s=10 + i), now=0.0)
+    people = [Identity.from_seed(bytes([i]) * 32) for i in range(6)]
+    admissions = [
+        book.accept(_announce(who, ttl_s=10 + i), now=0.0) for i, who in enumerate(people)
+    ]
     assert len(book) == 3
+    # Each newcomer to the full book pushed out the entry due to expire first.
+    assert [a.dropped for a in admissions] == [(), (), (), *((p.node_id,) for p in people[:3])]
+    # Expired entries make the room first, and are named too.
+    late = Identity.from_seed(b"\x09" * 32)
+    admission = book.accept(_announce(late, ttl_s=100), now=14.0)
+    assert admission == Admission(accepted=True, dropped=(people[3].node_id, people[4].node_id))
+    assert {a.node_id for a in book.all()} == {people[5].node_id, late.node_id}
 
 
 @settings(max_examples=200, deadline=None)

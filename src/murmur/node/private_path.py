@@ -291,7 +291,12 @@ class PrivatePath:
         """Stores a delivered announcement; returns the node it introduced, if new to us."""
         announcement = PeerAnnouncement.decode(data)
         node_id = announcement.node_id
-        if node_id == self._identity.node_id or not self.book.accept(announcement, now):
+        if node_id == self._identity.node_id:
+            return None
+        admission = self.book.accept(announcement, now)
+        for gone in admission.dropped:
+            self._forget(gone)
+        if not admission.accepted:
             return None
         self._forget_id(node_id)
         mid = announcement_id(data)
@@ -305,14 +310,10 @@ class PrivatePath:
         is not worth pulling. The gossip seen cache forgets ids after minutes, the book keeps
         announcements for hours; without this, every link opened later would pull (9 kB each)
         up to ``CATCH_UP_ANNOUNCEMENTS`` records the node already has."""
-        node_id = self._held_ids.get(gossip_id)
-        if node_id is None:
-            own = self.own_announcement
-            return own is not None and announcement_id(own) == gossip_id
-        if self.book.get(node_id) is None:  # evicted from a full book: forget it here too
-            self._forget_id(node_id)
-            return False
-        return True
+        if gossip_id in self._held_ids:
+            return True
+        own = self.own_announcement
+        return own is not None and announcement_id(own) == gossip_id
 
     def _forget_id(self, node_id: NodeId) -> None:
         mid = self._id_of.pop(node_id, None)
@@ -321,8 +322,12 @@ class PrivatePath:
 
     def expire(self, now: float) -> None:
         for node_id in self.book.expire(now):
-            self._forget_id(node_id)
-            self.directory.remove(node_id)
+            self._forget(node_id)
+
+    def _forget(self, node_id: NodeId) -> None:
+        """A node's announcement left the book: it is no relay of ours any more."""
+        self._forget_id(node_id)
+        self.directory.remove(node_id)
 
     # --- exit callbacks ------------------------------------------------------------------
 

@@ -148,6 +148,18 @@ class _Entry:
     expires_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What :meth:`AnnouncementBook.accept` did with an announcement."""
+
+    accepted: bool
+    """Stored: it was newer than what the book held of its node."""
+    dropped: tuple[NodeId, ...] = ()
+    """Nodes whose announcements left the book to make room for it (expired or, in a full
+    book, the one due to expire first): whatever the node keeps beside the book about them
+    (its relay directory) must go too."""
+
+
 class AnnouncementBook:
     """The newest verified announcement of every node heard of, bounded and expiring."""
 
@@ -161,21 +173,24 @@ class AnnouncementBook:
     def __len__(self) -> int:
         return len(self._entries)
 
-    def accept(self, announcement: PeerAnnouncement, now: float) -> bool:
-        """Stores a verified announcement if it is newer; ``False`` for replays and old ones."""
+    def accept(self, announcement: PeerAnnouncement, now: float) -> Admission:
+        """Stores a verified announcement if it is newer (not replays and old ones), making
+        room in a full book."""
         node_id = announcement.node_id
         entry = self._entries.get(node_id)
         if entry is not None and entry.announcement.sequence >= announcement.sequence:
-            return False
+            return Admission(accepted=False)
+        dropped: list[NodeId] = []
         if entry is None and len(self._entries) >= self._max_entries:
-            self.expire(now)
+            dropped = self.expire(now)
             if len(self._entries) >= self._max_entries:
                 oldest = min(self._entries, key=lambda k: self._entries[k].expires_at)
                 del self._entries[oldest]
+                dropped.append(oldest)
         expires_at = now + announcement.ttl_s
         self._entries[node_id] = _Entry(announcement, expires_at)
         self._expiry_due = min(self._expiry_due, expires_at)
-        return True
+        return Admission(accepted=True, dropped=tuple(dropped))
 
     def is_stale(self, announcement: PeerAnnouncement) -> bool:
         entry = self._entries.get(announcement.node_id)
