@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import (
@@ -14,8 +15,9 @@ from murmur.node.actions import (
     PrivateReplyArrived,
     SendBytes,
 )
-from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.node.config import DEFAULT_TOPICS, BootstrapPeer, HostPort, NodeConfig
 from murmur.node.node import Node
+from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.routing import PrivatePathUnavailable
 from murmur.overlay.stem import StemConfig
 from murmur.sim.rng import SeededRng
@@ -126,6 +128,25 @@ def test_nodes_connect_form_mesh_and_deliver_once() -> None:
     for i in range(8):
         got = [d.message_id for d in net.delivered[i] if d.topic == "block_header"]
         assert sorted(got) == sorted(ids), f"node {i}"
+
+
+@pytest.mark.parametrize(
+    "gossip_config",
+    [GossipConfig(max_peers=100), GossipConfig(max_topics=len(DEFAULT_TOPICS) + 1)],
+)
+def test_a_gossip_router_too_small_for_the_config_is_refused_at_start(
+    gossip_config: GossipConfig,
+) -> None:
+    """Too few peer slots (32 inbound + 8 outbound + 64 circuit links need 104) would make an
+    authenticating peer raise out of the node; too few topic slots, the node's own start."""
+    with pytest.raises(ConfigError, match="gossip router cannot hold"):
+        Node(
+            identity=Identity.from_seed(b"\x01" * 32),
+            config=NodeConfig(),
+            rng=SeededRng(1),
+            now=0.0,
+            gossip_config=gossip_config,
+        )
 
 
 def test_private_topic_is_refused_not_sent() -> None:

@@ -35,13 +35,22 @@ from murmur.node.levels import (
     level_named,
     preset_named,
 )
+from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.peers.limits import PeerLimits
-from murmur.overlay.routing import PATH_BY_TYPE, MessagePath, path_for_topic
+from murmur.overlay.routing import PATH_BY_TYPE, MessagePath, MessageType, path_for_topic
+from murmur.wire.gossip import is_valid_topic
 
 LOOPBACK_HOST = "127.0.0.1"
 MAX_PORT = 65535
 MAX_BOOTSTRAP_PEERS = 256
-MAX_TOPICS = 64
+NODE_TOPICS: tuple[str, ...] = (MessageType.PEER_ANNOUNCEMENT.value, MessageType.TRANSACTION.value)
+"""Topics every node subscribes besides its configured ones: the signed announcements, and the
+transactions that exits publish."""
+MAX_TOPICS = GossipConfig().max_topics - len(NODE_TOPICS)
+MAX_CIRCUIT_LINKS = 64
+"""Links opened on a relay's behalf (EXTEND to a node we had no link with), beyond the peers."""
+MAX_LINKED_PEERS = GossipConfig().max_peers
+"""Peers the gossip router holds: ``max_inbound + max_outbound + MAX_CIRCUIT_LINKS`` must fit."""
 MAX_CONFIG_INT = 2**53  # beyond this, float arithmetic on rates loses integers
 
 DEFAULT_TOPICS: tuple[str, ...] = tuple(
@@ -52,7 +61,6 @@ _DNS_NAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\Z"
 )
-_TOPIC = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:/-]{0,63}\Z")
 _PORT = re.compile(r"[0-9]{1,5}\Z")
 _NODE_ID_HEX = re.compile(r"[0-9a-fA-F]{64}\Z")
 
@@ -167,8 +175,8 @@ def _check_unique(items: list[str], what: str) -> None:
 
 
 def _check_topic(topic: str) -> None:
-    if not _TOPIC.match(topic):
-        raise ConfigError(f"{topic!r} is not a topic name (1-64 of A-Z a-z 0-9 _ . : / -)")
+    if not is_valid_topic(topic):
+        raise ConfigError(f"{topic!r} is not a topic name (1-64 of a-z 0-9 _ . -)")
     if path_for_topic(topic) is not MessagePath.FAST:
         raise ConfigError(
             f"topic {topic!r} travels the private path and cannot be subscribed on the mesh"
@@ -204,6 +212,13 @@ class NodeConfig:
         _check_unique(list(self.topics), "topic")
         for topic in self.topics:
             _check_topic(topic)
+        linked = self.limits.max_inbound + self.limits.max_outbound + MAX_CIRCUIT_LINKS
+        if linked > MAX_LINKED_PEERS:
+            raise ConfigError(
+                f"limits.max_inbound + limits.max_outbound may be at most "
+                f"{MAX_LINKED_PEERS - MAX_CIRCUIT_LINKS} (the gossip router holds "
+                f"{MAX_LINKED_PEERS} peers, {MAX_CIRCUIT_LINKS} of them kept for circuit links)"
+            )
 
     def privacy(self) -> PrivacySettings:
         return PrivacySettings.from_names(self.privacy_preset, self.privacy_level)

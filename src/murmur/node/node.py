@@ -23,7 +23,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from murmur.base.errors import LocalProtocolError, RemoteProtocolError
+from murmur.base.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
@@ -47,7 +47,13 @@ from murmur.node.actions import (
     PrivateSendFailed,
     SendBytes,
 )
-from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
+from murmur.node.config import (
+    MAX_CIRCUIT_LINKS,
+    NODE_TOPICS,
+    BootstrapPeer,
+    HostPort,
+    NodeConfig,
+)
 from murmur.node.levels import PrivacySettings
 from murmur.node.private_path import PrivatePath
 from murmur.node.sessions import Session
@@ -76,8 +82,6 @@ from murmur.wire.stem import encode_stem
 
 OVER_LIMIT_DROPS_BEFORE_BAN = 200
 DELIVERY_LOG_ENTRIES = 100_000
-MAX_CIRCUIT_LINKS = 64
-"""Links opened on a relay's behalf (EXTEND to a node we had no link with), beyond the peers."""
 DUPLICATE_DRAIN_S = 10.0
 """How long a link that lost to a duplicate is still read: far above the few round trips
 between the two ends seeing their handshakes complete."""
@@ -125,7 +129,12 @@ class Node:
             ping_window_s=limits.pings_burst / limits.pings_per_s,
             max_pings_per_window=limits.pings_burst,
         )
-        self.gossip = GossipRouter(config=gossip_config or GossipConfig(), rng=rng, now=now)
+        gossip_config = gossip_config or GossipConfig()
+        if gossip_config.max_peers < limits.max_inbound + limits.max_outbound + MAX_CIRCUIT_LINKS:
+            raise ConfigError("the gossip router cannot hold max_inbound + max_outbound peers")
+        if gossip_config.max_topics < len(config.topics) + len(NODE_TOPICS):
+            raise ConfigError("the gossip router cannot hold the configured topics")
+        self.gossip = GossipRouter(config=gossip_config, rng=rng, now=now)
         self.private = PrivatePath(
             identity=identity,
             rng=rng,
@@ -138,7 +147,7 @@ class Node:
         self.circuits = self.private.circuits
         self.stem = StemPath(rng=rng, config=stem_config)
         # Transactions reach every node through gossip once an exit has published them.
-        for topic in (*config.topics, ANNOUNCE_TOPIC, MessageType.TRANSACTION.value):
+        for topic in (*config.topics, *NODE_TOPICS):
             if topic not in self.gossip.topics:
                 self.gossip.subscribe(topic, now)
         self.gossip.set_validator(ANNOUNCE_TOPIC, self.private.validate_announcement)
