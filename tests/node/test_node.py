@@ -128,6 +128,9 @@ def test_nodes_connect_form_mesh_and_deliver_once() -> None:
     for i in range(8):
         got = [d.message_id for d in net.delivered[i] if d.topic == "block_header"]
         assert sorted(got) == sorted(ids), f"node {i}"
+    for node in net.nodes:
+        for peer in node.status(net.now)["peers"]:
+            assert peer["messages_in"] > 0 and peer["bytes_in"] > peer["messages_in"]
 
 
 @pytest.mark.parametrize(

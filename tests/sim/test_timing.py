@@ -112,7 +112,7 @@ def test_a_departure_of_another_size_cannot_have_carried_the_transaction() -> No
     """Node 1's two-cell burst is timed best for the transaction, but a one-cell transaction
     cannot have left in it: the spy takes node 2's worse-timed one-cell departure instead."""
     events = [Event(5.0, 1, "hop1", 2), Event(5.4, 2, "hop1", 1)]
-    law = {"hop1": DelayModel(math.log(0.9), 0.3, 1.0)}
+    law = {"hop1": DelayModel(math.log(0.9), 0.3)}
     assert correlate(events, {b"tx": 5.9}, law) == {b"tx": 1}
     assert correlate(events, {b"tx": 5.9}, law, cells={b"tx": 1}) == {b"tx": 2}
     assert correlate(events, {b"tx": 5.9}, law, cells={b"tx": 2}) == {b"tx": 1}

@@ -17,7 +17,6 @@ from murmur.base.errors import CryptoError
 
 KEY_BYTES = 32
 TAG_BYTES = 16
-MAX_COUNTER = 2**64 - 1
 
 _NONCE = struct.Struct(">4xQ")
 

@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -591,15 +590,3 @@ def _clean(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_clean(v) for v in value]
     return value
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m murmur.interfaces.simulate``) until the CLI hosts it."""
-    parser = argparse.ArgumentParser(prog="murmur")
-    add_simulate_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return run_simulate(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -371,6 +371,7 @@ class Node:
                 "direction": "outbound" if s.outbound else "inbound",
                 "rtt_ms": None if s.link.rtt_s is None else round(s.link.rtt_s * 1000, 3),
                 "bytes_in": s.bytes_in,
+                "messages_in": s.messages_in,
                 "bytes_out": s.bytes_out,
                 "connected_s": round(now - s.opened_at, 3),
             }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from murmur.base.ids import NodeId
 from murmur.link.connection import LinkConnection
@@ -32,7 +32,6 @@ class Session:
     retired: bool = False
     """Lost to another link with the same peer: nothing more is sent on it, but what the peer
     already sent on it is still read until it is closed (see ``Node._retire``)."""
-    extra: dict[str, int] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:

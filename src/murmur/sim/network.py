@@ -26,7 +26,6 @@ from typing import Protocol
 from murmur.base.errors import ConfigError
 from murmur.base.rng import Rng
 
-REGIONS: tuple[str, ...] = ("north_america", "europe", "asia", "south_america", "oceania", "africa")
 REGION_WEIGHTS: tuple[float, ...] = (0.30, 0.42, 0.16, 0.05, 0.04, 0.03)
 """Share of public nodes per region (roughly the Bitcoin reachable-node census)."""
 REGION_ONE_WAY_MS: tuple[tuple[float, ...], ...] = (

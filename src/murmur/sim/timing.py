@@ -197,8 +197,6 @@ class DelayModel(NamedTuple):
 
     mu: float
     sigma: float
-    weight: float
-    """Share of the events the fit matched to some sighting."""
 
     def density(self, delay_s: float) -> float:
         if delay_s <= 0.0:
@@ -235,9 +233,9 @@ def learn_delay(event_times: Iterable[float], sighting_times: Sequence[float]) -
             matched_events += 1
             delays.extend(found)
     if not delays:
-        return DelayModel(math.log(START_DELAYS_S[0]), START_SIGMA, 0.0)
+        return DelayModel(math.log(START_DELAYS_S[0]), START_SIGMA)
     candidates = _Candidates(np.asarray(delays), np.asarray(groups))
-    fits = [_fit(candidates, DelayModel(math.log(d), START_SIGMA, 0.0)) for d in START_DELAYS_S]
+    fits = [_fit(candidates, DelayModel(math.log(d), START_SIGMA)) for d in START_DELAYS_S]
     return max(fits, key=lambda fit: (_log_likelihood(candidates, fit), -fit.mu))
 
 
@@ -268,10 +266,10 @@ def _fit(candidates: _Candidates, model: DelayModel) -> DelayModel:
         weights = ratios / (NO_MATCH_PRIOR + candidates.per_event(ratios))[candidates.group]
         weight_sum = float(weights.sum())
         if weight_sum <= 0.0:
-            return DelayModel(model.mu, model.sigma, 0.0)
+            return model
         mu = float(weights @ x) / weight_sum
         var = float(weights @ ((x - mu) ** 2)) / weight_sum
-        model = DelayModel(mu, max(math.sqrt(var), MIN_SIGMA), weight_sum / candidates.count)
+        model = DelayModel(mu, max(math.sqrt(var), MIN_SIGMA))
     return model
 
 
@@ -311,7 +309,7 @@ def link_law(log: AdversaryLog) -> DelayModel | None:
         return None
     mu = sum(samples) / len(samples)
     sigma = math.sqrt(sum((x - mu) ** 2 for x in samples) / (len(samples) - 1))
-    return DelayModel(mu, max(sigma, MIN_SIGMA), 1.0)
+    return DelayModel(mu, max(sigma, MIN_SIGMA))
 
 
 def correlate(

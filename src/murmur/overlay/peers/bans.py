@@ -82,9 +82,6 @@ class BanList:
             return False
         return True
 
-    def unban(self, node_id: NodeId) -> None:
-        self._bans.pop(node_id, None)
-
     def active(self, now: float) -> list[Ban]:
         """Bans in force at ``now``, soonest expiry first (for status output)."""
         self._purge(now)
