@@ -527,15 +527,21 @@ def test_disconnect_tears_down_with_destroy_on_the_other_leg() -> None:
 @settings(max_examples=150, deadline=None)
 @given(
     body=st.binary(min_size=0, max_size=CELL_BODY_BYTES),
-    command=st.integers(0, 255),
+    command=st.sampled_from([int(c) for c in CellCommand]) | st.integers(0, 255),
     use_circuit=st.booleans(),
 )
-def test_garbage_cells_never_raise(body: bytes, command: int, use_circuit: bool) -> None:
+def test_garbage_cells_are_dropped_and_counted_never_raised(
+    body: bytes, command: int, use_circuit: bool
+) -> None:
     s = make_relay()
     origin = HandOrigin(s.relay)
     circ_id = origin.circ_id if use_circuit else 12345
     data = circ_id.to_bytes(4, "big") + bytes([command]) + body
+    before = s.relay.counters.snapshot()
     s.relay.receive_cell(PEER, data + bytes(max(0, CELL_BYTES - len(data))), 0.0)
+    after = s.relay.counters.snapshot()
+    counted = [name for name, count in after.items() if count != before.get(name, 0)]
+    assert any(name.startswith("drop_") for name in counted), counted
     s.relay.drain_actions()
 
 
