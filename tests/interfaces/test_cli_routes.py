@@ -1,60 +1,55 @@
-"""The CLI's route choices: names it knows reach the control API, others are refused.
+"""The CLI's route choices: names it knows reach a real node, others are refused.
 
-The CLI talks to a real control API server on 127.0.0.1, started in a temporary node directory
-with a ``publish`` handler that records what it was asked; the CLI runs in a thread (it blocks
-on its HTTP call) while the loop serves it.
+The CLI talks to a real node runtime (its control API on 127.0.0.1, its node directory in a
+temporary folder) that has no peers yet, so each route answers with its own refusal: the stem
+has no outbound peer, the circuit path no relays. The CLI runs in a thread (it blocks on its
+HTTP call) while the loop serves it.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from murmur.crypto.identity import Identity
 from murmur.interfaces.cli import build_parser, main
-from murmur.runtime.control_api import ControlApiServer
-from murmur.runtime.keystore import write_cookie, write_node_info
+from murmur.node.config import NodeConfig, TxRoute
+from murmur.runtime.driver import NodeRuntime
 
-MESSAGE_ID = "5a" * 20
-
-
-class _Node:
-    """A node directory whose control API records every publish it is asked for."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.published: list[dict[str, Any]] = []
-
-    async def publish(self, params: dict[str, Any]) -> dict[str, Any]:
-        self.published.append(params)
-        return {"message_id": MESSAGE_ID, "published_at": 1.0, "path": "dandelion"}
+NO_STEM_PEER = "murmur: no_stem_peer: no outbound peer to stem through yet"
+NO_CIRCUIT = "murmur: no_circuit: need 3 relays on distinct network prefixes"
 
 
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[_Node]:
-    recorder = _Node(tmp_path)
-    server = ControlApiServer(cookie=write_cookie(tmp_path), handlers={"publish": recorder.publish})
-    host, port = await server.start()
-    write_node_info(tmp_path, {"pid": 1, "listen": "127.0.0.1:1", "api": f"{host}:{port}"})
-    yield recorder
-    await server.close()
-
-
-async def test_send_tx_passes_the_route_to_the_node(
-    node: _Node, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("configured", "route", "answer"),
+    [
+        (TxRoute.CIRCUIT, "dandelion", NO_STEM_PEER),
+        (TxRoute.CIRCUIT, None, NO_CIRCUIT),
+        (TxRoute.DANDELION, None, NO_STEM_PEER),
+        (TxRoute.DANDELION, "circuit", NO_CIRCUIT),
+    ],
+)
+async def test_send_tx_takes_the_route_asked_for_or_the_nodes_own(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    configured: TxRoute,
+    route: str | None,
+    answer: str,
 ) -> None:
-    directory = str(node.directory)
-    routed = ["send-tx", "--dir", directory, "--route", "dandelion", "abcd"]
-    assert await asyncio.to_thread(main, routed) == 0
-    assert await asyncio.to_thread(main, ["send-tx", "--dir", directory, "ABCD"]) == 0
-    assert node.published == [
-        {"topic": "transaction", "data_hex": "abcd", "route": "dandelion"},
-        {"topic": "transaction", "data_hex": "abcd"},  # no route: the node's configured one
-    ]
-    assert capsys.readouterr().out == f"{MESSAGE_ID}\n" * 2
+    runtime = NodeRuntime(
+        identity=Identity.from_seed(b"c" * 32),
+        config=NodeConfig(tx_route=configured),
+        node_dir=tmp_path,
+    )
+    await runtime.start()
+    try:
+        argv = ["send-tx", "--dir", str(tmp_path), *(["--route", route] if route else []), "ab"]
+        assert await asyncio.to_thread(main, argv) == 2
+    finally:
+        await runtime.stop()
+    assert capsys.readouterr().err.startswith(answer)
 
 
 @pytest.mark.parametrize(
