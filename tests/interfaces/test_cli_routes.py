@@ -15,8 +15,9 @@ import pytest
 
 from murmur.crypto.identity import Identity
 from murmur.interfaces.cli import build_parser, main
-from murmur.node.config import NodeConfig, TxRoute
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
 from murmur.runtime.driver import NodeRuntime
+from murmur.wire.gossip import message_id
 
 NO_STEM_PEER = "murmur: no_stem_peer: no outbound peer to stem through yet"
 NO_CIRCUIT = "murmur: no_circuit: need 3 relays on distinct network prefixes"
@@ -50,6 +51,33 @@ async def test_send_tx_takes_the_route_asked_for_or_the_nodes_own(
     finally:
         await runtime.stop()
     assert capsys.readouterr().err.startswith(answer)
+
+
+async def test_send_tx_prints_the_message_id_the_node_stemmed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With an outbound peer the stem takes the transaction; the CLI prints its gossip id."""
+    peer = NodeRuntime(identity=Identity.from_seed(b"p" * 32), config=NodeConfig())
+    await peer.start()
+    assert peer.listen_address is not None
+    host, port = peer.listen_address
+    bootstrap = BootstrapPeer(HostPort(host, port), peer.node.node_id)
+    runtime = NodeRuntime(
+        identity=Identity.from_seed(b"c" * 32),
+        config=NodeConfig(bootstrap=(bootstrap,)),
+        node_dir=tmp_path,
+    )
+    await runtime.start()
+    try:
+        async with asyncio.timeout(10.0):
+            while not runtime.node.status(0.0)["peers"]:
+                await asyncio.sleep(0.01)
+        argv = ["send-tx", "--dir", str(tmp_path), "--route", "dandelion", "abcd"]
+        assert await asyncio.to_thread(main, argv) == 0
+    finally:
+        await runtime.stop()
+        await peer.stop()
+    assert capsys.readouterr().out == message_id("transaction", bytes.fromhex("abcd")).hex() + "\n"
 
 
 @pytest.mark.parametrize(
