@@ -530,7 +530,7 @@ def test_disconnect_tears_down_with_destroy_on_the_other_leg() -> None:
     command=st.sampled_from([int(c) for c in CellCommand]) | st.integers(0, 255),
     use_circuit=st.booleans(),
 )
-def test_garbage_cells_are_dropped_and_counted_never_raised(
+def test_garbage_cells_are_counted_never_raised(
     body: bytes, command: int, use_circuit: bool
 ) -> None:
     s = make_relay()
@@ -541,7 +541,12 @@ def test_garbage_cells_are_dropped_and_counted_never_raised(
     s.relay.receive_cell(PEER, data + bytes(max(0, CELL_BYTES - len(data))), 0.0)
     after = s.relay.counters.snapshot()
     counted = [name for name, count in after.items() if count != before.get(name, 0)]
-    assert any(name.startswith("drop_") for name in counted), counted
+    # Counted: dropped for its reason, or what a cell that happens to be valid did (a DESTROY
+    # of the peer's own circuit with a known reason closes it).
+    assert counted
+    assert set(counted) <= {"circuits_closed", "circuits_destroyed_by_peer"} or any(
+        name.startswith("drop_") for name in counted
+    ), counted
     s.relay.drain_actions()
 
 
