@@ -64,3 +64,8 @@ def test_first_spy_names_the_sender_of_the_earliest_sighting() -> None:
 def test_stem_predecessor_abstains_without_a_stem_sighting() -> None:
     log = _log(Sighting(1.0, 8, b"x", 3, "fluff"), Sighting(0.5, 9, b"y", 5, "stem"))
     assert stem_predecessor(log) == {b"y": 5}
+
+
+def test_one_value_has_no_standard_error_rather_than_zero() -> None:
+    mean, se = mean_and_stderr([0.25])
+    assert mean == 0.25 and math.isnan(se)

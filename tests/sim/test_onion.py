@@ -7,9 +7,10 @@ from dataclasses import replace
 import pytest
 
 from murmur.base.errors import ConfigError
+from murmur.sim.metrics import quantile
 from murmur.sim.network import NetworkConfig
 from murmur.sim.onion import OnionKit
-from murmur.sim.results import summarise
+from murmur.sim.results import aggregate, overheads, paired_extra_latency_ms, summarise
 from murmur.sim.scenario import RunRecord, Scenario, World, draw_world
 from murmur.sim.timing import origin_events
 from murmur.wire.cells import cells_for
@@ -215,3 +216,17 @@ def test_the_fast_path_baseline_is_paired_with_the_onion_phase(record: RunRecord
     assert alone.baseline is None
     assert (alone.txs, alone.bytes_sent, alone.log) == (record.txs, record.bytes_sent, record.log)
     assert alone.events < record.events
+
+
+def test_the_paired_overhead_is_each_transactions_own_extra_latency(record: RunRecord) -> None:
+    assert record.baseline is not None
+    onion, fast = aggregate([summarise(record)]), aggregate([summarise(record.baseline)])
+    cost = overheads(onion, fast)
+    extra = sorted(paired_extra_latency_ms(onion, fast))
+    assert len(extra) == len(record.txs) and min(extra) > 0.0
+    assert cost.paired_latency_ms == {"p50": quantile(extra, 0.5), "p99": quantile(extra, 0.99)}
+    # Pairs are made by origin and submission time, run by run; a transaction that did not get
+    # there in either phase has no pair.
+    mine_agg = replace(onion, latency_by_tx=(((0, 1.0, 300.0), (2, 2.0, 900.0), (3, 3.0, None)),))
+    theirs_agg = replace(fast, latency_by_tx=(((2, 2.0, 100.0), (0, 1.0, 200.0), (3, 3.0, 50.0)),))
+    assert paired_extra_latency_ms(mine_agg, theirs_agg) == [100.0, 800.0]

@@ -6,7 +6,9 @@ Three modes share one parser:
   with its baseline run alongside on each same world for the overheads (plain diffusion for
   diffusion and Dandelion++; for the onion protocol, the fast-path gossip of the same
   production nodes, run in the same simulation); prints one JSON object with ``--json`` (keys:
-  protocol, nodes, spies, precision, recall, entropy_bits, latency_ms, latency_overhead_ms,
+  protocol, nodes, spies, precision, recall, entropy_bits, latency_ms, latency_overhead_ms
+  (a percentile less the baseline's), latency_overhead_paired_ms (a percentile of each
+  transaction's own extra latency),
   bandwidth_overhead, relay_participation, delivered_ratio, wall_seconds, baseline, and more;
   for the onion protocol also ``crypto``, ``real`` or ``standin``; ``build``, ``mypyc`` when the
   compiled copy ran (``make compiled``), which changes wall times and nothing else), a table
@@ -46,8 +48,8 @@ from murmur.sim.network import NetworkConfig
 from murmur.sim.onion import OnionKit
 from murmur.sim.parallel import Job, run_jobs
 from murmur.sim.protocols import DandelionKit, DiffusionKit, HostedKit, ProtocolKit
-from murmur.sim.report import Entry, validation_markdown, write_report
-from murmur.sim.results import Aggregate, aggregate, overheads
+from murmur.sim.report import Entry, plus_minus, validation_markdown, write_report
+from murmur.sim.results import Aggregate, Overheads, aggregate, overheads
 from murmur.sim.scenario import Scenario
 from murmur.sim.validation import PAPER_RUNS, validate
 
@@ -254,9 +256,9 @@ def run_simulate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, progress: ProgressFn) -> int:
     started = time.perf_counter()
     result, baseline = _measure(args, args.protocol, args.spies, progress)
-    latency_overhead, bandwidth_overhead = overheads(result, baseline)
+    cost = overheads(result, baseline)
     wall = time.perf_counter() - started
-    entry = Entry(args.spies, result, latency_overhead, bandwidth_overhead, baseline.protocol)
+    entry = _entry(args.spies, result, baseline, cost)
     report = _result_json(args, entry, wall)
     if args.report is not None:
         entries = [entry] if result is baseline else [entry, Entry(args.spies, baseline)]
@@ -276,12 +278,8 @@ def _sweep(args: argparse.Namespace, progress: ProgressFn) -> int:
     for fraction in SWEEP_FRACTIONS:
         for protocol in ("dandelion", "onion"):
             result, baseline = _measure(args, protocol, fraction, progress)
-            latency_overhead, bandwidth_overhead = overheads(result, baseline)
-            zero = {"p50": 0.0, "p99": 0.0}
-            entries.append(Entry(fraction, baseline, zero, 1.0, baseline.protocol))
-            entries.append(
-                Entry(fraction, result, latency_overhead, bandwidth_overhead, baseline.protocol)
-            )
+            entries.append(_entry(fraction, baseline, baseline, overheads(baseline, baseline)))
+            entries.append(_entry(fraction, result, baseline, overheads(result, baseline)))
     wall = time.perf_counter() - started
     if args.report is not None:
         settings = _settings(args)
@@ -387,6 +385,17 @@ def _measure(
         fast = [s.baseline for s in summaries[:runs] if s.baseline is not None]
         return result, aggregate(fast)
     return result, result
+
+
+def _entry(spies: float, result: Aggregate, baseline: Aggregate, cost: Overheads) -> Entry:
+    return Entry(
+        spies,
+        result,
+        latency_overhead_ms=cost.latency_ms,
+        paired_latency_overhead_ms=cost.paired_latency_ms,
+        bandwidth_overhead=cost.bandwidth,
+        baseline=baseline.protocol,
+    )
 
 
 def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
@@ -496,6 +505,7 @@ def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> 
         "latency_ms": r.latency_ms,
         "reach_ms": r.reach_ms,
         "latency_overhead_ms": entry.latency_overhead_ms,
+        "latency_overhead_paired_ms": entry.paired_latency_overhead_ms,
         "bandwidth_overhead": entry.bandwidth_overhead,
         "bytes_per_node_s": r.bytes_per_node_s,
         "relay_participation": r.relay_participation,
@@ -523,7 +533,16 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry
     for column in ("protocol", "spies", "estimator", "precision", "recall"):
         privacy.add_column(column)
     cost = Table(title="anonymity, latency (reach 90 %) and cost, versus the baseline")
-    columns = ("protocol", "spies", "entropy bits", "ms p50/p99", "+ms p50/p99", "bytes x", "vs")
+    columns = (
+        "protocol",
+        "spies",
+        "entropy bits",
+        "ms p50/p99",
+        "+ms p50/p99",
+        "+ms paired",
+        "bytes x",
+        "vs",
+    )
     for column in columns:
         cost.add_column(column)
     for entry in entries:
@@ -534,16 +553,17 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry
                 r.protocol,
                 spies,
                 name,
-                f"{r.precision[name]:.3f} ± {r.precision_se[name]:.3f}",
-                f"{r.recall[name]:.3f} ± {r.recall_se[name]:.3f}",
+                plus_minus(r.precision[name], r.precision_se[name]),
+                plus_minus(r.recall[name], r.recall_se[name]),
             )
-        overhead = entry.latency_overhead_ms
+        overhead, paired = entry.latency_overhead_ms, entry.paired_latency_overhead_ms
         cost.add_row(
             r.protocol,
             spies,
             f"{r.entropy_bits:.2f}",
             f"{r.latency_ms['p50']:.0f} / {r.latency_ms['p99']:.0f}",
             f"{overhead['p50']:.0f} / {overhead['p99']:.0f}" if overhead else "-",
+            f"{paired['p50']:.0f} / {paired['p99']:.0f}" if paired else "-",
             f"{entry.bandwidth_overhead:.2f}" if entry.bandwidth_overhead else "-",
             entry.baseline or "-",
         )

@@ -80,11 +80,12 @@ def quantile(values: Sequence[float], q: float) -> float:
 
 
 def mean_and_stderr(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and standard error of the mean (0 for a single value)."""
+    """Mean and standard error of the mean (NaN for a single value: one run has no spread to
+    estimate it from, which is not the same as none)."""
     if not values:
         return math.nan, math.nan
     mean = sum(values) / len(values)
     if len(values) < 2:
-        return mean, 0.0
+        return mean, math.nan
     variance = sum((v - mean) ** 2 for v in values) / (len(values) - 1)
     return mean, math.sqrt(variance / len(values))

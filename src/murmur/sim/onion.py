@@ -728,7 +728,7 @@ class _OnionRun:
             bytes_sent=phase.bytes_sent,
             messages_sent=phase.messages_sent,
             relay_participants=participants,
-            workload_span_s=phase.total / self.scenario.tx_rate_per_s,
+            bytes_span_s=phase.span_s,
             sim_end_s=engine.now,
             events=events,
             wall_s=wall_s,

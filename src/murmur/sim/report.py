@@ -27,6 +27,9 @@ class Entry:
     spy_fraction: float
     result: Aggregate
     latency_overhead_ms: Mapping[str, float] | None = None
+    """p50 / p99 of the result less the baseline's (:class:`murmur.sim.results.Overheads`)."""
+    paired_latency_overhead_ms: Mapping[str, float] | None = None
+    """p50 / p99 of each transaction's own extra latency."""
     bandwidth_overhead: float | None = None
     baseline: str | None = None
     """What the overheads are measured against (``diffusion``, ``fastpath``)."""
@@ -56,8 +59,8 @@ def write_report(
         for name in r.precision:
             lines.append(
                 f"| {r.protocol} | {entry.spy_fraction:g} | {name} "
-                f"| {_pm(r.precision[name], r.precision_se[name])} "
-                f"| {_pm(r.recall[name], r.recall_se[name])} | {_num(r.entropy_bits, 2)} |"
+                f"| {plus_minus(r.precision[name], r.precision_se[name])} "
+                f"| {plus_minus(r.recall[name], r.recall_se[name])} | {_num(r.entropy_bits, 2)} |"
             )
     lines += [
         "",
@@ -69,26 +72,27 @@ def write_report(
         "transactions, ms). Overheads are against the baseline named in the last column, on the",
         "same network and workload: plain diffusion for Dandelion++, and for the onion protocol",
         "the fast-path gossip of the same production nodes (``fastpath``), run in the same",
-        "simulation.",
+        'simulation. "overhead" is a percentile less the baseline\'s; "paired" the',
+        "percentile of each transaction's own extra latency (what the slowest ones pay).",
+        "Latency percentiles are over the transactions that got there (see delivered).",
         "",
         "| protocol | spies | reach 50 % | reach 90 % | reach 99 % | overhead p50 / p99 "
-        "| bytes/node/s | bandwidth x | relay participation | delivered | vs |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| paired p50 / p99 | bytes/node/s | bandwidth x | relay participation | delivered "
+        "| vs |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in entries:
         r = entry.result
         reach = " | ".join(
             f"{_num(r.reach_ms[k]['p50'], 0)} / {_num(r.reach_ms[k]['p99'], 0)}" for k in r.reach_ms
         )
-        overhead = (
-            f"{_num(entry.latency_overhead_ms['p50'], 0)} / "
-            f"{_num(entry.latency_overhead_ms['p99'], 0)}"
-            if entry.latency_overhead_ms is not None
-            else "-"
+        overhead, paired = (
+            f"{_num(q['p50'], 0)} / {_num(q['p99'], 0)}" if q is not None else "-"
+            for q in (entry.latency_overhead_ms, entry.paired_latency_overhead_ms)
         )
         bandwidth = _num(entry.bandwidth_overhead, 2) if entry.bandwidth_overhead else "-"
         lines.append(
-            f"| {r.protocol} | {entry.spy_fraction:g} | {reach} | {overhead} "
+            f"| {r.protocol} | {entry.spy_fraction:g} | {reach} | {overhead} | {paired} "
             f"| {_num(r.bytes_per_node_s, 0)} | {bandwidth} | {_num(r.relay_participation, 3)} "
             f"| {_num(r.delivered_ratio, 3)} | {entry.baseline or '-'} |"
         )
@@ -144,9 +148,10 @@ def validation_markdown(rows: Sequence[ValidationRow]) -> str:
         f = row.figure
         ok = "yes" if row.precision_ok and row.recall_ok else "NO"
         lines.append(
-            f"| {f.label} | {_pm(f.precision, f.precision_se)} "
-            f"| {_pm(row.precision, row.precision_se, 4)} | {_pm(f.recall, f.recall_se)} "
-            f"| {_pm(row.recall, row.recall_se, 4)} | {row.runs} | {ok} "
+            f"| {f.label} | {plus_minus(f.precision, f.precision_se)} "
+            f"| {plus_minus(row.precision, row.precision_se, 4)} "
+            f"| {plus_minus(f.recall, f.recall_se)} "
+            f"| {plus_minus(row.recall, row.recall_se, 4)} | {row.runs} | {ok} "
             f"| {'yes' if row.floors_ok else 'NO'} |"
         )
     return "\n".join(lines) + "\n"
@@ -260,5 +265,8 @@ def _num(value: float | None, digits: int) -> str:
     return f"{value:.{digits}f}"
 
 
-def _pm(mean: float, se: float, digits: int = 3) -> str:
+def plus_minus(mean: float, se: float, digits: int = 3) -> str:
+    """``mean ± se``; the mean alone where there is no standard error (a single run)."""
+    if math.isnan(se):
+        return f"{mean:.{digits}f}"
     return f"{mean:.{digits}f} ± {se:.{digits}f}"

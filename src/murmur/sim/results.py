@@ -8,11 +8,18 @@ on the same world.
 
 Latency: ``reach_ms[k]`` holds the p50 and p99, over transactions, of the time from submission
 until k % of all nodes had the transaction in their mempool; ``latency_ms`` is the 90 % column
-(the usual "broadcast" latency). ``entropy_bits`` is the lowest posterior entropy over the
-estimators (the strongest adversary's view). Bandwidth is bytes sent per node per second of
-workload (``tx_count / tx_rate``), and ``bandwidth_overhead`` the ratio of total bytes sent.
+(the usual "broadcast" latency), over the transactions that reached that many nodes (the
+delivered ratio says how many did not). ``entropy_bits`` is the lowest posterior entropy over
+the estimators (the strongest adversary's view). Bandwidth is bytes sent per node per second
+of the span they were counted over, and ``bandwidth_overhead`` the ratio of total bytes sent.
 A run that carries its own baseline (the onion protocol's fast path) summarises it as
 ``RunSummary.baseline``; protocol-specific facts travel in ``extras``.
+
+Two latency overheads: ``Overheads.latency_ms`` is the difference of the two percentiles (p99
+of the protocol less p99 of the baseline), and ``Overheads.paired_latency_ms`` the percentile
+of each transaction's own extra latency, the protocol's and the baseline's runs paired by
+transaction (same origin and submission time: both replay one workload). The paired p99 is what
+the slowest transactions pay, and is the larger of the two when the extra latency varies.
 """
 
 from __future__ import annotations
@@ -26,6 +33,9 @@ from murmur.sim.metrics import mean_and_stderr, posterior_entropy_bits, precisio
 from murmur.sim.scenario import REACH_FRACTIONS, RunRecord
 
 HEADLINE_REACH = "90"
+
+TxLatency = tuple[int, float, float | None]
+"""A transaction's origin, submission time and headline reach latency in ms (None: never)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +55,8 @@ class RunSummary:
     wall_s: float
     reach_samples_ms: tuple[float, ...] = field(repr=False)
     """Headline reach latency of every transaction that got there (for CDF plots)."""
+    latency_by_tx: tuple[TxLatency, ...] = field(default=(), repr=False)
+    """Every transaction's headline latency, keyed to pair it with a baseline's."""
     baseline: RunSummary | None = field(default=None, repr=False)
     """The same world's baseline run inside the same simulation (the onion's fast path)."""
     extras: dict[str, float | int | str] = field(default_factory=dict)
@@ -73,6 +85,8 @@ class Aggregate:
     events: int
     wall_s: float
     reach_samples_ms: tuple[float, ...] = field(repr=False)
+    latency_by_tx: tuple[tuple[TxLatency, ...], ...] = field(default=(), repr=False)
+    """Per run, every transaction's headline latency (see :attr:`RunSummary.latency_by_tx`)."""
     extras: dict[str, float | int | str] = field(default_factory=dict)
     """Numeric extras averaged over runs; text ones from the first run."""
 
@@ -92,14 +106,19 @@ def summarise(record: RunRecord) -> RunSummary:
         entropies.append(posterior_entropy_bits(guesses, origins, record.honest))
     reach_ms: dict[str, dict[str, float]] = {}
     samples: tuple[float, ...] = ()
+    by_tx: tuple[TxLatency, ...] = ()
     for i, fraction in enumerate(REACH_FRACTIONS):
         key = f"{fraction * 100:g}"
         times = [t * 1000.0 for tx in record.txs if (t := tx.reach_s[i]) is not None]
         if not record.latency_measured:
             times = []
         reach_ms[key] = {"p50": quantile(times, 0.5), "p99": quantile(times, 0.99)}
-        if key == HEADLINE_REACH:
+        if key == HEADLINE_REACH and record.latency_measured:
             samples = tuple(times)
+            by_tx = tuple(
+                (tx.origin, tx.injected_at, None if (t := tx.reach_s[i]) is None else t * 1000.0)
+                for tx in record.txs
+            )
     txs = len(record.txs)
     return RunSummary(
         protocol=record.protocol,
@@ -110,7 +129,7 @@ def summarise(record: RunRecord) -> RunSummary:
         entropy_bits=min(entropies) if entropies else math.nan,
         reach_ms=reach_ms,
         bytes_sent=record.bytes_sent,
-        bytes_per_node_s=record.bytes_sent / record.nodes / max(record.workload_span_s, 1e-9),
+        bytes_per_node_s=record.bytes_sent / record.nodes / max(record.bytes_span_s, 1e-9),
         relay_participation=record.relay_participants / max(record.honest, 1),
         delivered_ratio=(
             sum(tx.delivered for tx in record.txs) / txs
@@ -120,6 +139,7 @@ def summarise(record: RunRecord) -> RunSummary:
         events=record.events,
         wall_s=record.wall_s,
         reach_samples_ms=samples,
+        latency_by_tx=by_tx,
         baseline=None if record.baseline is None else summarise(record.baseline),
         extras=dict(record.extras),
     )
@@ -162,6 +182,7 @@ def aggregate(summaries: Sequence[RunSummary]) -> Aggregate:
         events=sum(s.events for s in summaries),
         wall_s=sum(s.wall_s for s in summaries),
         reach_samples_ms=tuple(x for s in summaries for x in s.reach_samples_ms),
+        latency_by_tx=tuple(s.latency_by_tx for s in summaries),
         extras=_mean_extras([s.extras for s in summaries]),
     )
 
@@ -177,8 +198,34 @@ def _mean_extras(extras: Sequence[dict[str, float | int | str]]) -> dict[str, fl
     return merged
 
 
-def overheads(result: Aggregate, baseline: Aggregate) -> tuple[dict[str, float], float]:
-    """(latency overhead in ms at p50/p99, bandwidth ratio) of ``result`` over ``baseline``."""
+@dataclass(frozen=True, slots=True)
+class Overheads:
+    """What ``result`` costs over ``baseline`` (see the module docstring)."""
+
+    latency_ms: dict[str, float]
+    """p50 / p99 of the result less the same percentile of the baseline."""
+    paired_latency_ms: dict[str, float]
+    """p50 / p99 over transactions of each one's extra latency (NaN: nothing to pair)."""
+    bandwidth: float
+    """Ratio of total bytes sent."""
+
+
+def overheads(result: Aggregate, baseline: Aggregate) -> Overheads:
     latency = {q: result.latency_ms[q] - baseline.latency_ms[q] for q in ("p50", "p99")}
+    extra = paired_extra_latency_ms(result, baseline)
+    paired = {"p50": quantile(extra, 0.5), "p99": quantile(extra, 0.99)}
     ratio = result.bytes_sent / baseline.bytes_sent if baseline.bytes_sent else math.nan
-    return latency, ratio
+    return Overheads(latency, paired, ratio)
+
+
+def paired_extra_latency_ms(result: Aggregate, baseline: Aggregate) -> list[float]:
+    """Each transaction's latency in ``result`` less its latency in ``baseline``, run by run,
+    over the transactions both reached (paired by origin and submission time)."""
+    extra: list[float] = []
+    for ours, theirs in zip(result.latency_by_tx, baseline.latency_by_tx, strict=False):
+        base = {(origin, at): ms for origin, at, ms in theirs if ms is not None}
+        for origin, at, ms in ours:
+            other = base.get((origin, at))
+            if ms is not None and other is not None:
+                extra.append(ms - other)
+    return extra

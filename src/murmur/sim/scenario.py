@@ -124,7 +124,9 @@ class RunRecord:
     bytes_sent: int
     messages_sent: int
     relay_participants: int
-    workload_span_s: float
+    bytes_span_s: float
+    """The span ``bytes_sent`` was counted over (a baseline run: all of it; an onion phase:
+    from its first transaction to 5 s after its last)."""
     sim_end_s: float
     events: int
     wall_s: float
@@ -320,7 +322,7 @@ def simulate(
         bytes_sent=sum(node.bytes_sent for node in engine.nodes),
         messages_sent=sum(node.messages_sent for node in engine.nodes),
         relay_participants=participants,
-        workload_span_s=total / scenario.tx_rate_per_s,
+        bytes_span_s=engine.now,
         sim_end_s=engine.now,
         events=engine.events,
         elided=engine.elided,
