@@ -14,7 +14,6 @@ import functools
 import json
 from typing import Any
 
-from fuzz.runner import fuzz_main
 from murmur.runtime.control_api import MAX_HEAD_BYTES, ControlApiServer
 
 COOKIE = b"fuzz-cookie"
@@ -58,11 +57,3 @@ def one_input(data: bytes) -> None:
     if f"Content-Length: {len(body)}".encode() not in head:
         raise AssertionError("answer length does not match its body")
     json.loads(body)
-
-
-def main() -> None:
-    fuzz_main(one_input)
-
-
-if __name__ == "__main__":
-    main()

@@ -4,9 +4,11 @@ Each input is a sequence of operations (see ``OPERATIONS``): frames sealed under
 keys whose plaintext the fuzzer chooses outright, link messages on each overlay channel (gossip
 RPCs raw or built from choices, stem messages, cells), CREATE / relay cells on circuits the
 hostile peer built to the victim by hand (so relay plaintexts pass the digest check and reach
-EXTEND, DATA and the exit), signed announcements from the peer and its sybils, unsealed bytes,
-a reconnect, local commands on both nodes, and the passing of time. ``node_world.World`` says
-what is checked after each step; a victim that closes or bans the peer is behaving correctly.
+EXTEND, DATA and the exit), backward cells on circuits the victim built through the hostile
+peer (so they reach its circuit client as recognized), signed announcements from the peer
+and its sybils, unsealed bytes, a reconnect, local commands on both nodes, and the passing of
+time. ``node_world.World`` says what is checked after each step; a victim that closes or bans
+the peer is behaving correctly.
 
 It runs with the simulator's stand-in ML-DSA / ML-KEM (``murmur.sim.crypto_standin``): a real
 handshake per input costs about 4 ms and would spend most of the campaign in OpenSSL, and
@@ -18,8 +20,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
-from fuzz.node_world import HONEST_ADDRESS, World, identity
-from fuzz.runner import fuzz_main
+from fuzz.node_world import HONEST_ADDRESS, World, identity, onion_keys
 from fuzz.source import ByteSource
 from murmur.base.errors import LocalProtocolError
 from murmur.base.ids import NodeId
@@ -27,11 +28,9 @@ from murmur.node.config import DEFAULT_TOPICS
 from murmur.node.node import ANNOUNCE_TOPIC
 from murmur.overlay.announce import MAX_TTL_S, sign_announcement
 from murmur.overlay.circuits.handshake import client_onionskin
-from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.selection import NatType, NoCircuitAvailable, RelayCapacity
 from murmur.overlay.routing import MessageType
 from murmur.sim.crypto_standin import standin_crypto
-from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CELL_BODY_BYTES,
     CELL_HEADER,
@@ -204,11 +203,6 @@ def _extend(world: World, src: ByteSource) -> None:
         _send(world, wrap(Channel.CIRCUIT, circuit.recognized_cell(bytes(plaintext))))
 
 
-@functools.cache
-def _onion_keys(index: int) -> OnionKeyPair:
-    return OnionKeyPair.generate(SeededRng(100 + index))
-
-
 def _announcement(world: World, src: ByteSource) -> None:
     """A correctly signed announcement by the hostile peer or one of its sybils, with chosen
     address, capacity, sequence and lifetime, published to the victim."""
@@ -216,7 +210,7 @@ def _announcement(world: World, src: ByteSource) -> None:
     announcement = sign_announcement(
         identity(who),
         address=RelayAddress(f"127.{src.u8()}.{src.u8()}.1", 1 + src.u16() % 0xFFFF),
-        onion_keys=_onion_keys(who).public,
+        onion_keys=onion_keys(who).public,
         capacity=RelayCapacity(src.u16() * 64, src.u8() / 255, src.pick(tuple(NatType)), 0.1),
         sequence=src.u16(),
         ttl_s=1 + src.u16() * 2 % MAX_TTL_S,
@@ -235,6 +229,17 @@ def _reconnect(world: World, src: ByteSource) -> None:
 
 def _advance(world: World, src: ByteSource) -> None:
     world.advance(src.pick((0.01, 0.2, 1.0, 5.0, 30.0, 120.0, 3_600.0)) * (1 + src.u8() / 64))
+
+
+def _backward(world: World, src: ByteSource) -> None:
+    """A backward cell from the hostile peer as first hop of one of the victim's circuits,
+    recognized by the victim's client as coming from that hop."""
+    circuits = sorted(world.hop.layers)
+    if circuits:
+        cell = world.hop.backward_cell(
+            src.pick(circuits), src.pick(tuple(RelayCommand)), src.blob(CELL_BODY_BYTES)
+        )
+        _send(world, wrap(Channel.CIRCUIT, cell))
 
 
 def _local(world: World, src: ByteSource) -> None:
@@ -273,6 +278,7 @@ OPERATIONS: tuple[Callable[[World, ByteSource], None], ...] = (
     _reconnect,
     _advance,
     _local,
+    _backward,
 )
 """The order is part of the corpus format: append, never reorder."""
 
@@ -286,11 +292,3 @@ def one_input(data: bytes) -> None:
                 break
             src.pick(OPERATIONS)(world, src)
         world.advance(2.0)
-
-
-def main() -> None:
-    fuzz_main(one_input)
-
-
-if __name__ == "__main__":
-    main()

@@ -15,7 +15,6 @@ import contextlib
 from collections.abc import Callable
 
 from fuzz.contract import canonical, canonical_zero_padded, decoded, stable
-from fuzz.runner import fuzz_main
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
@@ -185,11 +184,3 @@ TARGETS: tuple[Callable[[bytes], None], ...] = (
 def one_input(data: bytes) -> None:
     if data:
         TARGETS[data[0] % len(TARGETS)](data[1:])
-
-
-def main() -> None:
-    fuzz_main(one_input)
-
-
-if __name__ == "__main__":
-    main()

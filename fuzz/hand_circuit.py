@@ -1,18 +1,36 @@
-"""A one-hop circuit a hostile peer builds to its victim by hand, with the pure handshake steps.
+"""Circuits between a hostile peer and its victim, done by hand with the pure handshake steps.
 
-Through it the fuzzer's relay plaintexts reach the victim's relay as *recognized* cells (the
-digest and the layer are made right here), so EXTEND, DATA, COVER and whatever else the fuzzer
-writes in a relay header get past the crypto that random bytes never would.
+Through a :class:`HandCircuit` (the peer as origin) the fuzzer's relay plaintexts reach the
+victim's relay as *recognized* cells (the digest and the layer are made right here), so EXTEND,
+DATA, COVER and whatever else the fuzzer writes in a relay header get past the crypto that
+random bytes never would; through a :class:`HandHop` (the peer as the victim's first hop) they
+reach the victim's circuit client the same way.
 """
 
 from __future__ import annotations
 
 from murmur.base.ids import NodeId
 from murmur.crypto.stream import KeyStream
-from murmur.overlay.circuits.handshake import ClientPending, client_finish, client_onionskin
-from murmur.overlay.circuits.layers import Digest
-from murmur.overlay.circuits.onion_keys import OnionPublicKeys
-from murmur.wire.cells import CELL_BODY_BYTES, CellCommand, Created, create_bodies, encode_cell
+from murmur.overlay.circuits.handshake import (
+    ClientPending,
+    client_finish,
+    client_onionskin,
+    relay_answer,
+)
+from murmur.overlay.circuits.layers import Digest, RelayLayer
+from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionPublicKeys
+from murmur.wire.cells import (
+    CELL_BODY_BYTES,
+    CREATE_CELLS,
+    RELAY_DATA_BYTES,
+    CellCommand,
+    Created,
+    Onionskin,
+    RelayCommand,
+    create_bodies,
+    decode_create_body,
+    encode_cell,
+)
 
 
 class HandCircuit:
@@ -53,3 +71,34 @@ class HandCircuit:
 
     def _cell(self, body: bytes) -> bytes:
         return encode_cell(self.circ_id, CellCommand.RELAY, body)
+
+
+class HandHop:
+    """The hostile peer as the first hop of circuits the victim builds through it: it answers
+    the victim's CREATE with its announced onion key, so it holds the hop's layer and can send
+    the victim's circuit client backward cells it recognizes (EXTENDED, TRUNCATED, REPLY, ...
+    with whatever data the fuzzer writes)."""
+
+    def __init__(self, node_id: NodeId, onion_keys: OnionKeyPair) -> None:
+        self._node_id = node_id
+        self._onion_keys = onion_keys
+        self._creates: dict[int, list[bytes]] = {}
+        self.layers: dict[int, RelayLayer] = {}
+
+    def on_create(self, circ_id: int, body: bytes) -> bytes | None:
+        """One CREATE cell from the victim; the CREATED cell once the onionskin is whole."""
+        chunks = self._creates.setdefault(circ_id, [])
+        chunks.append(decode_create_body(body).chunk)
+        if len(chunks) < CREATE_CELLS:
+            return None
+        del self._creates[circ_id]
+        skin = Onionskin.decode_body(b"".join(chunks))
+        created, schedule = relay_answer(
+            skin, self._onion_keys, node_id=self._node_id, y_seed=bytes(32)
+        )
+        self.layers[circ_id] = RelayLayer(schedule.keys)
+        return encode_cell(circ_id, CellCommand.CREATED, created.encode())
+
+    def backward_cell(self, circ_id: int, command: RelayCommand, data: bytes) -> bytes:
+        body = self.layers[circ_id].originate_backward(command, data[:RELAY_DATA_BYTES])
+        return encode_cell(circ_id, CellCommand.RELAY, body)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-from fuzz.hand_circuit import HandCircuit
+from fuzz.hand_circuit import HandCircuit, HandHop
 from fuzz.hostile_peer import HostilePeer
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
@@ -20,6 +20,7 @@ from murmur.node.actions import CloseConnection, ConnId, Dial, NodeAction, SendB
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.node.node import DELIVERY_LOG_ENTRIES, MAX_CIRCUIT_LINKS, Node
 from murmur.overlay.circuits.ids import CircuitIds
+from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.relay import TIMER_COMPACT_FACTOR, TIMER_COMPACT_MIN, CircuitRelay
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import CellCommand, decode_cell
@@ -31,18 +32,25 @@ HONEST_ADDRESS = HostPort("127.2.0.1", 7002)
 HOSTILE_HOST = "127.3.0.1"
 SETTLE_ROUNDS = 1_000
 """Rounds of moving bytes after one step before the world counts as livelocked."""
-TIMER_ROUNDS = 200
+TIMER_ROUNDS = 40
 """Timer firings one ``advance`` replays in order; past that it jumps (a late wake-up)."""
 STUCK_ROUNDS = 50
 """Timer runs at one instant whose deadline stays due: a runtime would spin on it."""
 MAX_HAND_CIRCUITS = 4
+HOSTILE = 3
+"""The hostile peer's identity index (its sybils are 4 and up)."""
 
 
 @functools.cache
 def identity(index: int) -> Identity:
-    """Cached per crypto backend is not needed: the harness runs under one backend at a time
-    (see ``fuzz_node``), and the stand-in's identities are pure functions of the seed."""
+    """Node ``index``'s identity (the harness always runs under the same crypto backend)."""
     return Identity.from_seed(bytes([index]) * 32)
+
+
+@functools.cache
+def onion_keys(index: int) -> OnionKeyPair:
+    """The onion keys the hostile peer (or sybil) ``index`` announces."""
+    return OnionKeyPair.generate(SeededRng(100 + index))
 
 
 class World:
@@ -71,8 +79,9 @@ class World:
         self.circuits: list[HandCircuit] = []
         self.victim_circ_ids: list[int] = []
         """Circuits the victim opened towards the hostile peer (it may answer on them)."""
-        self._circuit_ids = CircuitIds(identity(3).node_id)
+        self._circuit_ids = CircuitIds(identity(HOSTILE).node_id)
         self._circuit_rng = SeededRng(3)
+        self.hop = HandHop(identity(HOSTILE).node_id, onion_keys(HOSTILE))
         self._open_hostile()
         self.advance(1.0)
 
@@ -81,6 +90,7 @@ class World:
     def reconnect_hostile(self) -> None:
         """A fresh link from the same identity (it may be banned by now)."""
         self.victim.connection_lost(self.hostile.conn_id, self.now)
+        self.hop = HandHop(identity(HOSTILE).node_id, onion_keys(HOSTILE))
         self.circuits.clear()
         self.victim_circ_ids.clear()
         self._open_hostile()
@@ -204,20 +214,28 @@ class World:
             self.victim.data_received(self.hostile.conn_id, answer, self.now)
 
     def _read_inbox(self) -> None:
-        """Completes hand circuits from CREATED cells and notes circuits the victim opens."""
+        """Completes hand circuits from CREATED cells and answers the victim's CREATEs."""
+        answers = []
         for payload in self.hostile.inbox:
             if payload[:1] != bytes((Channel.CIRCUIT,)):
                 continue
             cell = decode_cell(payload[1:])
-            if cell.command is CellCommand.CREATE and cell.circ_id not in self.victim_circ_ids:
-                self.victim_circ_ids.append(cell.circ_id)
-                del self.victim_circ_ids[:-MAX_HAND_CIRCUITS]
-            if cell.command is not CellCommand.CREATED:
-                continue
-            for circuit in self.circuits:
-                if circuit.circ_id == cell.circ_id and not circuit.built:
-                    circuit.finish(cell.body)
+            if cell.command is CellCommand.CREATE:
+                if cell.circ_id not in self.victim_circ_ids:
+                    self.victim_circ_ids.append(cell.circ_id)
+                    del self.victim_circ_ids[:-MAX_HAND_CIRCUITS]
+                created = self.hop.on_create(cell.circ_id, cell.body)
+                if created is not None:
+                    answers.append(created)
+            elif cell.command is CellCommand.CREATED:
+                for circuit in self.circuits:
+                    if circuit.circ_id == cell.circ_id and not circuit.built:
+                        circuit.finish(cell.body)
         self.hostile.inbox.clear()
+        for answer in answers:
+            if self.hostile.established:
+                data = self.hostile.message(bytes((Channel.CIRCUIT,)) + answer, self.now)
+                self.victim.data_received(self.hostile.conn_id, data, self.now)
 
     def _pair(self, *, victim_dials: bool, target: BootstrapPeer) -> None:
         victim_conn, honest_conn = self._conn(), self._conn()
@@ -242,7 +260,9 @@ class World:
 
     def _open_hostile(self) -> None:
         conn = self._conn()
-        self.hostile = HostilePeer(identity(3), self.victim.node_id, conn, seed=conn, now=self.now)
+        self.hostile = HostilePeer(
+            identity(HOSTILE), self.victim.node_id, conn, seed=conn, now=self.now
+        )
         self.victim.connection_opened(
             conn, outbound=False, host=HOSTILE_HOST, port=7003, now=self.now
         )
@@ -272,6 +292,13 @@ class World:
             assert len(queue) <= config.max_queued_cells_per_peer, "cell queue"
         timer_bound = TIMER_COMPACT_FACTOR * max(TIMER_COMPACT_MIN, relay.circuit_count) + 1
         assert len(relay._timers) <= timer_bound, "relay timers"
+        gossip = victim.gossip
+        limits = gossip._config
+        assert len(gossip._promises) <= limits.max_pending_iwants, "pending IWANTs"
+        for peer in gossip._peers.values():
+            assert len(peer.topics) <= limits.max_peer_topics, "peer topics"
+            assert len(peer.iwant_served) <= limits.max_iwant_replies, "IWANT replies"
+            assert peer.batch.queued_bytes <= limits.max_outbox_bytes, "gossip outbox"
 
     def peers(self) -> list[NodeId]:
         return [self.victim.node_id, self.honest.node_id, self.hostile.node_id]
