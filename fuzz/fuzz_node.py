@@ -18,6 +18,7 @@ the post-quantum primitives are fuzzed with real keys in ``fuzz_wire`` (handshak
 from __future__ import annotations
 
 import functools
+import ipaddress
 from collections.abc import Callable
 
 from fuzz.node_world import HONEST_ADDRESS, World, identity, onion_keys
@@ -72,6 +73,8 @@ TOPICS = tuple(
 )
 SYBILS = (3, 4, 5, 6)
 """Identities the hostile peer signs announcements with (3 is its own)."""
+ADVANCES = (0.01, 0.2, 1.0, 5.0, 30.0, 120.0, 3_600.0, 7 * 86_400.0)
+"""Time steps (seconds), times 1 to 5: the last passes an onion key's lifetime."""
 BLOB_BYTES = 4096
 STEPS = 64
 """Operations one input may run (keeps each execution short)."""
@@ -196,11 +199,22 @@ def _extend(world: World, src: ByteSource) -> None:
         skin = Onionskin(src.take(32).ljust(32, b"\x00"), bytes(32), bytes(1568))
     address = RelayAddress(HONEST_ADDRESS.host, HONEST_ADDRESS.port)
     if src.u8() & 1:
-        address = RelayAddress(f"127.{src.u8()}.{src.u8()}.1", 1 + src.u16() % 0xFFFF)
+        address = _address(src)
     parts = extend_data(Extend(target, address, skin))
     for data in parts[: 1 + src.u8() % len(parts)]:
         plaintext = encode_relay_plaintext(RelayCommand.EXTEND, data)
         _send(world, wrap(Channel.CIRCUIT, circuit.recognized_cell(bytes(plaintext))))
+
+
+def _address(src: ByteSource) -> RelayAddress:
+    """On loopback's own /16s (where the world's nodes are), any IPv4, or any IPv6."""
+    family = src.u8() % 3
+    if family == 0:
+        host = f"127.{src.u8()}.{src.u8()}.1"
+    else:
+        size = 4 if family == 1 else 16
+        host = str(ipaddress.ip_address(src.take(size).ljust(size, b"\x00")))
+    return RelayAddress(host, 1 + src.u16() % 0xFFFF)
 
 
 def _announcement(world: World, src: ByteSource) -> None:
@@ -209,7 +223,7 @@ def _announcement(world: World, src: ByteSource) -> None:
     who = src.pick(SYBILS)
     announcement = sign_announcement(
         identity(who),
-        address=RelayAddress(f"127.{src.u8()}.{src.u8()}.1", 1 + src.u16() % 0xFFFF),
+        address=_address(src),
         onion_keys=onion_keys(who).public,
         capacity=RelayCapacity(src.u16() * 64, src.u8() / 255, src.pick(tuple(NatType)), 0.1),
         sequence=src.u16(),
@@ -224,11 +238,11 @@ def _unsealed(world: World, src: ByteSource) -> None:
 
 
 def _reconnect(world: World, src: ByteSource) -> None:
-    world.reconnect_hostile()
+    world.reconnect_hostile(drop_old=not src.u8() & 1)
 
 
 def _advance(world: World, src: ByteSource) -> None:
-    world.advance(src.pick((0.01, 0.2, 1.0, 5.0, 30.0, 120.0, 3_600.0)) * (1 + src.u8() / 64))
+    world.advance(src.pick(ADVANCES) * (1 + src.u8() / 64))
 
 
 def _backward(world: World, src: ByteSource) -> None:

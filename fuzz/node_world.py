@@ -87,9 +87,12 @@ class World:
 
     # --- the hostile peer's moves ------------------------------------------------------------
 
-    def reconnect_hostile(self) -> None:
-        """A fresh link from the same identity (it may be banned by now)."""
-        self.victim.connection_lost(self.hostile.conn_id, self.now)
+    def reconnect_hostile(self, *, drop_old: bool) -> None:
+        """A fresh link from the same identity (it may be banned by now), with the old one
+        closed or left open (then the victim holds two links to one peer and the old one goes
+        quiet: what the victim sends on it is lost)."""
+        if drop_old:
+            self.victim.connection_lost(self.hostile.conn_id, self.now)
         self.hop = HandHop(identity(HOSTILE).node_id, onion_keys(HOSTILE))
         self.circuits.clear()
         self.victim_circ_ids.clear()

@@ -210,14 +210,22 @@ def node_seeds() -> Iterator[tuple[str, bytes]]:
     )
     through_hostile = program()
     for index, prefix in enumerate((3, 4, 5)):
-        address = u8(prefix) + u8(0) + u16(7000)
+        address = u8(0) + u8(prefix) + u8(0) + u16(7000)
         capacity = u16(1000) + u8(230) + u8(0)
         through_hostile.add(n._announcement, u8(index), address, capacity, u16(1), u16(3600))
     for _ in range(3):
         through_hostile.add(n._advance, u8(3), u8(0))
     through_hostile.add(n._backward, u8(0), u8(1), blob(bytes(64)))
     yield "through_hostile", through_hostile.encode()
-    yield "reconnect", program().add(n._unsealed, blob(b"junk")).add(n._reconnect).encode()
+    yield "reconnect", program().add(n._unsealed, blob(b"junk")).add(n._reconnect, u8(0)).encode()
+    yield (
+        "duplicate_link",
+        program()
+        .add(n._reconnect, u8(1))
+        .add(n._gossip, bytes(range(1, 40)))
+        .add(n._advance, u8(4), u8(0))
+        .encode(),
+    )
 
 
 def control_api_seeds() -> Iterator[tuple[str, bytes]]:
