@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-HARNESSES = ("fuzz_wire", "fuzz_node", "fuzz_control_api")
+HARNESSES = ("fuzz_wire", "fuzz_node", "fuzz_relay", "fuzz_control_api")
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 
+from fuzz.bounds import check_relay
 from fuzz.hand_circuit import HandCircuit, HandHop
 from fuzz.hostile_peer import HostilePeer
 from murmur.base.ids import NodeId
@@ -21,7 +22,7 @@ from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.node.node import DELIVERY_LOG_ENTRIES, MAX_CIRCUIT_LINKS, Node
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
-from murmur.overlay.circuits.relay import TIMER_COMPACT_FACTOR, TIMER_COMPACT_MIN, CircuitRelay
+from murmur.overlay.circuits.relay import CircuitRelay
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import CellCommand, decode_cell
 from murmur.wire.envelope import Channel
@@ -287,14 +288,7 @@ class World:
         assert len(victim._dial_targets) <= len(victim.config.bootstrap) + MAX_CIRCUIT_LINKS
         relay = victim.circuits.relay
         assert isinstance(relay, CircuitRelay)
-        config = relay.config
-        assert 0 <= relay._reassembly_bytes <= config.max_reassembly_bytes, "reassembly bytes"
-        assert len(relay._held) <= config.max_delayed_cells, "held cells"
-        assert len(relay._creates) <= config.max_pending_creates, "pending creates"
-        for queue in relay._queues.values():
-            assert len(queue) <= config.max_queued_cells_per_peer, "cell queue"
-        timer_bound = TIMER_COMPACT_FACTOR * max(TIMER_COMPACT_MIN, relay.circuit_count) + 1
-        assert len(relay._timers) <= timer_bound, "relay timers"
+        check_relay(relay)
         gossip = victim.gossip
         limits = gossip._config
         assert len(gossip._promises) <= limits.max_pending_iwants, "pending IWANTs"

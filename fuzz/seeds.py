@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from fuzz import fuzz_control_api, fuzz_node, fuzz_wire
+from fuzz import fuzz_control_api, fuzz_node, fuzz_relay, fuzz_wire
 from murmur.crypto.identity import Identity
 from murmur.overlay.announce import sign_announcement
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
@@ -228,6 +228,43 @@ def node_seeds() -> Iterator[tuple[str, bytes]]:
     )
 
 
+def relay_seeds() -> Iterator[tuple[str, bytes]]:
+    r = fuzz_relay
+    roomy = bytes((5, 5, 2, 2, 7, 2, 2, 1, 1, 3, 3, 1, 1, 1, 1, 3, 2, 1, 0, 15))
+    tight = bytes(20)
+    delayed = roomy[:-2] + bytes((2, 15))
+
+    def program() -> Program:
+        return Program(r.OPERATIONS).add(r._open, u8(0))
+
+    for name, config in (("roomy", roomy), ("tight", tight), ("delayed", delayed)):
+        publish = (
+            program()
+            .add(r._exit_message, u8(0), u8(0), blob(b"tx"), u16(1), blob(b""), u8(0))
+            .add(r._exit_message, u8(0), u8(1), blob(b"ask"), u16(2), blob(b""), u8(0))
+            .add(r._advance, u8(2), u8(0))
+        )
+        yield f"exit_{name}", config + publish.encode()
+        extend = (
+            program()
+            .add(r._extend, u8(0), u8(0), u8(0), u8(3))
+            .add(r._opaque, u8(0), blob(b"onward"))
+            .add(r._backward, u8(0), u8(4), blob(b"back"))
+            .add(r._advance, u8(3), u8(0))
+        )
+        yield f"extend_{name}", config + extend.encode()
+    yield (
+        "links",
+        roomy
+        + program()
+        .add(r._extend, u8(0), u8(3), u8(1), u8(3))
+        .add(r._links, u8(0))
+        .add(r._links, u8(2), u8(0))
+        .add(r._destroy, u8(2))
+        .encode(),
+    )
+
+
 def control_api_seeds() -> Iterator[tuple[str, bytes]]:
     body = b'{"topic": "block_header", "data": "00"}'
     yield "post", fuzz_control_api.request(b"/v1/echo", body)
@@ -237,6 +274,7 @@ def control_api_seeds() -> Iterator[tuple[str, bytes]]:
 HARNESSES: dict[str, Callable[[], Iterator[tuple[str, bytes]]]] = {
     "fuzz_wire": wire_seeds,
     "fuzz_node": node_seeds,
+    "fuzz_relay": relay_seeds,
     "fuzz_control_api": control_api_seeds,
 }
 
