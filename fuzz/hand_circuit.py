@@ -9,6 +9,7 @@ reach the victim's circuit client the same way.
 
 from __future__ import annotations
 
+from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.crypto.stream import KeyStream
 from murmur.overlay.circuits.handshake import (
@@ -86,16 +87,20 @@ class HandHop:
         self.layers: dict[int, RelayLayer] = {}
 
     def on_create(self, circ_id: int, body: bytes) -> bytes | None:
-        """One CREATE cell from the victim; the CREATED cell once the onionskin is whole."""
+        """One CREATE cell from the victim; the CREATED cell once the onionskin is whole and
+        good (none for a bad one: this peer then never answers)."""
         chunks = self._creates.setdefault(circ_id, [])
         chunks.append(decode_create_body(body).chunk)
         if len(chunks) < CREATE_CELLS:
             return None
         del self._creates[circ_id]
-        skin = Onionskin.decode_body(b"".join(chunks))
-        created, schedule = relay_answer(
-            skin, self._onion_keys, node_id=self._node_id, y_seed=bytes(32)
-        )
+        try:  # an onionskin a hostile origin made up, passed on by an honest relay
+            skin = Onionskin.decode_body(b"".join(chunks))
+            created, schedule = relay_answer(
+                skin, self._onion_keys, node_id=self._node_id, y_seed=bytes(32)
+            )
+        except RemoteProtocolError:
+            return None
         self.layers[circ_id] = RelayLayer(schedule.keys)
         return encode_cell(circ_id, CellCommand.CREATED, created.encode())
 
