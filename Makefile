@@ -4,6 +4,9 @@
 # suite, then build the compiled copy and run the suite again on it.
 # make compiled: the same sources compiled by mypyc into build/mypyc (run anything on it with
 # PYTHONPATH=build/mypyc); about 1.5 x faster in the simulator, the same results bit for bit.
+# make fuzz: every atheris harness in fuzz/ for FUZZ_SECONDS each (default 60), one after the
+# other, growing a working corpus in build/fuzz/ from the checked-in one; a crash stops it and
+# leaves the input as build/fuzz/<harness>-crash-*.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -19,7 +22,10 @@ MYPYC_SOURCES = $$(find murmur/base murmur/wire murmur/link murmur/overlay murmu
 	murmur/crypto/aead.py murmur/crypto/hashing.py murmur/crypto/kdf.py murmur/crypto/stream.py \
 	murmur/sim/engine.py murmur/sim/node_host.py murmur/sim/spy.py murmur/sim/adversary.py
 
-.PHONY: setup demo test lint bench compiled clean
+FUZZ_SECONDS ?= 60
+FUZZ_HARNESSES := fuzz_wire fuzz_node fuzz_relay fuzz_control_api
+
+.PHONY: setup demo test lint bench compiled fuzz clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +40,7 @@ demo: setup
 	@echo "report: reports/testnet/report.md"
 
 lint: setup
-	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff check src tests benchmarks scripts fuzz
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
@@ -50,6 +56,14 @@ $(COMPILED)/.built: $(STAMP) $(shell find src/murmur -name '*.py')
 	PYTHONPATH=$(COMPILED) $(BIN)/python -c \
 	  "import murmur.node.node as m; assert m.__file__.endswith('.so'), m.__file__"
 	touch $@
+
+fuzz: setup
+	for harness in $(FUZZ_HARNESSES); do \
+	  mkdir -p build/fuzz/$$harness && \
+	  $(BIN)/python -m fuzz $$harness -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 \
+	    -timeout=30 -artifact_prefix=build/fuzz/$$harness- build/fuzz/$$harness \
+	    fuzz/corpus/$$harness || exit 1; \
+	done
 
 bench: setup
 	$(BIN)/murmur bench
