@@ -18,8 +18,8 @@ from fuzz.hostile_peer import HostilePeer
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import CloseConnection, ConnId, Dial, NodeAction, SendBytes
-from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
-from murmur.node.node import DELIVERY_LOG_ENTRIES, MAX_CIRCUIT_LINKS, Node
+from murmur.node.config import MAX_CIRCUIT_LINKS, BootstrapPeer, HostPort, NodeConfig
+from murmur.node.node import DELIVERY_LOG_ENTRIES, Node
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.relay import CircuitRelay
