@@ -53,9 +53,7 @@ class RunSummary:
     delivered_ratio: float
     events: int
     wall_s: float
-    reach_samples_ms: tuple[float, ...] = field(repr=False)
-    """Headline reach latency of every transaction that got there (for CDF plots)."""
-    latency_by_tx: tuple[TxLatency, ...] = field(default=(), repr=False)
+    latency_by_tx: tuple[TxLatency, ...] = field(repr=False)
     """Every transaction's headline latency, keyed to pair it with a baseline's."""
     baseline: RunSummary | None = field(default=None, repr=False)
     """The same world's baseline run inside the same simulation (the onion's fast path)."""
@@ -64,6 +62,11 @@ class RunSummary:
     @property
     def latency_ms(self) -> dict[str, float]:
         return self.reach_ms[HEADLINE_REACH]
+
+    @property
+    def reach_samples_ms(self) -> tuple[float, ...]:
+        """Headline reach latency of every transaction that got there (for CDF plots)."""
+        return tuple(ms for _, _, ms in self.latency_by_tx if ms is not None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,8 +87,7 @@ class Aggregate:
     delivered_ratio: float
     events: int
     wall_s: float
-    reach_samples_ms: tuple[float, ...] = field(repr=False)
-    latency_by_tx: tuple[tuple[TxLatency, ...], ...] = field(default=(), repr=False)
+    latency_by_tx: tuple[tuple[TxLatency, ...], ...] = field(repr=False)
     """Per run, every transaction's headline latency (see :attr:`RunSummary.latency_by_tx`)."""
     extras: dict[str, float | int | str] = field(default_factory=dict)
     """Numeric extras averaged over runs; text ones from the first run."""
@@ -93,6 +95,11 @@ class Aggregate:
     @property
     def latency_ms(self) -> dict[str, float]:
         return self.reach_ms[HEADLINE_REACH]
+
+    @property
+    def reach_samples_ms(self) -> tuple[float, ...]:
+        """Every run's :attr:`RunSummary.reach_samples_ms`, one after the other."""
+        return tuple(ms for run in self.latency_by_tx for _, _, ms in run if ms is not None)
 
 
 def summarise(record: RunRecord) -> RunSummary:
@@ -105,7 +112,6 @@ def summarise(record: RunRecord) -> RunSummary:
         precision[name], recall[name] = precision_recall(guesses, origins)
         entropies.append(posterior_entropy_bits(guesses, origins, record.honest))
     reach_ms: dict[str, dict[str, float]] = {}
-    samples: tuple[float, ...] = ()
     by_tx: tuple[TxLatency, ...] = ()
     for i, fraction in enumerate(REACH_FRACTIONS):
         key = f"{fraction * 100:g}"
@@ -114,7 +120,6 @@ def summarise(record: RunRecord) -> RunSummary:
             times = []
         reach_ms[key] = {"p50": quantile(times, 0.5), "p99": quantile(times, 0.99)}
         if key == HEADLINE_REACH and record.latency_measured:
-            samples = tuple(times)
             by_tx = tuple(
                 (tx.origin, tx.injected_at, None if (t := tx.reach_s[i]) is None else t * 1000.0)
                 for tx in record.txs
@@ -138,7 +143,6 @@ def summarise(record: RunRecord) -> RunSummary:
         ),
         events=record.events,
         wall_s=record.wall_s,
-        reach_samples_ms=samples,
         latency_by_tx=by_tx,
         baseline=None if record.baseline is None else summarise(record.baseline),
         extras=dict(record.extras),
@@ -181,7 +185,6 @@ def aggregate(summaries: Sequence[RunSummary]) -> Aggregate:
         delivered_ratio=mean([s.delivered_ratio for s in summaries]),
         events=sum(s.events for s in summaries),
         wall_s=sum(s.wall_s for s in summaries),
-        reach_samples_ms=tuple(x for s in summaries for x in s.reach_samples_ms),
         latency_by_tx=tuple(s.latency_by_tx for s in summaries),
         extras=_mean_extras([s.extras for s in summaries]),
     )
