@@ -212,13 +212,22 @@ class NodeConfig:
         _check_unique(list(self.topics), "topic")
         for topic in self.topics:
             _check_topic(topic)
-        linked = self.limits.max_inbound + self.limits.max_outbound + MAX_CIRCUIT_LINKS
-        if linked > MAX_LINKED_PEERS:
+        if self.gossip_peers_needed > MAX_LINKED_PEERS:
             raise ConfigError(
                 f"limits.max_inbound + limits.max_outbound may be at most "
                 f"{MAX_LINKED_PEERS - MAX_CIRCUIT_LINKS} (the gossip router holds "
                 f"{MAX_LINKED_PEERS} peers, {MAX_CIRCUIT_LINKS} of them kept for circuit links)"
             )
+
+    @property
+    def gossip_peers_needed(self) -> int:
+        """Peers the node's gossip router must hold: every inbound and outbound peer, and the
+        links opened for circuits."""
+        return self.limits.max_inbound + self.limits.max_outbound + MAX_CIRCUIT_LINKS
+
+    @property
+    def gossip_topics_needed(self) -> int:
+        return len(self.topics) + len(NODE_TOPICS)
 
     def privacy(self) -> PrivacySettings:
         return PrivacySettings.from_names(self.privacy_preset, self.privacy_level)

@@ -130,9 +130,9 @@ class Node:
             max_pings_per_window=limits.pings_burst,
         )
         gossip_config = gossip_config or GossipConfig()
-        if gossip_config.max_peers < limits.max_inbound + limits.max_outbound + MAX_CIRCUIT_LINKS:
+        if gossip_config.max_peers < config.gossip_peers_needed:
             raise ConfigError("the gossip router cannot hold max_inbound + max_outbound peers")
-        if gossip_config.max_topics < len(config.topics) + len(NODE_TOPICS):
+        if gossip_config.max_topics < config.gossip_topics_needed:
             raise ConfigError("the gossip router cannot hold the configured topics")
         self.gossip = GossipRouter(config=gossip_config, rng=rng, now=now)
         self.private = PrivatePath(
@@ -667,15 +667,9 @@ class Node:
             elif isinstance(action, ConnectTo):
                 self._connect_for_circuit(action, now)
             elif isinstance(action, PublishFromExit):
-                try:
-                    self.gossip.publish(action.topic, action.payload, now, from_circuit=True)
-                except LocalProtocolError:
-                    # A circuit's bytes reached here: an application validator refusing them
-                    # is a drop, never an exception out of the receive path (as for a fluff).
-                    self.counters.inc("drops.exit_publish_refused")
-                    continue
-                self.counters.inc("exit_published")
-                self._pump_gossip(now)
+                if self._publish_for_peer(action.topic, action.payload, now, "exit_publish"):
+                    self.counters.inc("exit_published")
+                    self._pump_gossip(now)
             elif isinstance(action, ReplyReceived):
                 self._actions.append(PrivateReplyArrived(action.request_id, action.payload))
             elif isinstance(action, SendFailed):
@@ -689,6 +683,18 @@ class Node:
                 self.counters.inc("circuits_built")
             elif isinstance(action, CircuitFailed):
                 self.counters.inc(f"circuits_failed.{action.reason}")
+
+    def _publish_for_peer(self, topic: str, data: bytes, now: float, what: str) -> bool:
+        """Publishes into the mesh what a peer handed us to publish as our own (an exit's
+        transaction, a stem's fluff). A peer's bytes reached here: an application validator
+        refusing them is a drop counted as ``drops.<what>_refused``, never an exception out
+        of the receive path."""
+        try:
+            self.gossip.publish(topic, data, now, from_circuit=True)
+        except LocalProtocolError:
+            self.counters.inc(f"drops.{what}_refused")
+            return False
+        return True
 
     def _pump_stem(self, now: float) -> None:
         """Stem messages go to their peer on the STEM channel; a fluff is published into the
@@ -707,15 +713,9 @@ class Node:
                     self.counters.inc("drops.stem_without_link")
             elif isinstance(action, Fluff):
                 message = action.message
-                try:
-                    self.gossip.publish(message.topic, message.data, now, from_circuit=True)
-                except LocalProtocolError:
-                    # A peer's bytes reached here: an application validator refusing them is
-                    # a drop, never an exception out of the receive path.
-                    self.counters.inc("drops.stem_fluff_refused")
-                    continue
-                self.counters.inc("stem_fluffed")
-                fluffed = True
+                if self._publish_for_peer(message.topic, message.data, now, "stem_fluff"):
+                    self.counters.inc("stem_fluffed")
+                    fluffed = True
         if fluffed:
             self._pump_gossip(now)
 
