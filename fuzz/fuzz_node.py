@@ -22,7 +22,7 @@ import ipaddress
 from collections.abc import Callable
 
 from fuzz.node_world import HONEST_ADDRESS, World, identity, onion_keys
-from fuzz.source import ByteSource
+from fuzz.source import ByteSource, run_program
 from murmur.base.errors import LocalProtocolError
 from murmur.base.ids import NodeId
 from murmur.node.config import DEFAULT_TOPICS
@@ -301,8 +301,5 @@ def one_input(data: bytes) -> None:
     src = ByteSource(data)
     with standin_crypto():
         world = World()
-        for _ in range(STEPS):
-            if src.exhausted:
-                break
-            src.pick(OPERATIONS)(world, src)
+        run_program(src, world, OPERATIONS, STEPS)
         world.advance(2.0)

@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from fuzz.bounds import check_relay
 from fuzz.hand_circuit import HandCircuit, HandHop
-from fuzz.source import ByteSource
+from fuzz.source import ByteSource, run_program
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits.config import RelayConfig
 from murmur.overlay.circuits.events import ConnectTo, SendCell
@@ -289,8 +289,5 @@ def one_input(data: bytes) -> None:
     src = ByteSource(data)
     world = RelayWorld(_config(src))
     world.relay.link_ready(NEXT_HOP, 0.0)
-    for _ in range(STEPS):
-        if src.exhausted:
-            break
-        src.pick(OPERATIONS)(world, src)
+    run_program(src, world, OPERATIONS, STEPS)
     world.advance(10.0)

@@ -8,10 +8,11 @@ input is a valid program.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 
 class ByteSource:
@@ -45,3 +46,14 @@ class ByteSource:
 
     def pick(self, choices: Sequence[T]) -> T:
         return choices[self.u8() % len(choices)]
+
+
+def run_program(
+    src: ByteSource, world: W, operations: Sequence[Callable[[W, ByteSource], None]], steps: int
+) -> None:
+    """Up to ``steps`` operations, each picked by the next byte and reading its own arguments,
+    until the input runs out."""
+    for _ in range(steps):
+        if src.exhausted:
+            break
+        src.pick(operations)(world, src)
