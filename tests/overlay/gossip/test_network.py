@@ -53,7 +53,7 @@ class Network:
         for n in self.nodes:
             for other in self.rng.sample([m for m in subscribed if m != n], LINKS_PER_NODE):
                 links.add(frozenset((n, other)))
-        for a, b in (tuple(link) for link in links):
+        for a, b in sorted(tuple(sorted(link)) for link in links):  # not in hash order
             self.routers[a].add_peer(b, 0.0)
             self.routers[b].add_peer(a, 0.0)
         for n in subscribed:
