@@ -21,8 +21,11 @@ from murmur.link.connection import (
     MessageReceived,
     PongReceived,
 )
+from murmur.overlay.shaping import CELL_FRAME_PADDING_BYTES
 from murmur.sim.rng import SeededRng
-from murmur.wire.link import HELLO_BYTES, LINK_VERSION, encode_record
+from murmur.wire.cells import CELL_BYTES
+from murmur.wire.envelope import Channel, wrap
+from murmur.wire.link import CELL_RECORD_BYTES, HELLO_BYTES, LINK_VERSION, encode_record
 from tests.damage import damaged
 
 
@@ -181,6 +184,19 @@ def test_padding_frames_are_dropped_and_counted(alice, bob) -> None:
     b.receive_data(a.data_to_send(), 0.0)
     assert b.drain_events() == []
     assert b.counters.get("padding_frames_received") == 1
+
+
+@pytest.mark.parametrize("aead", list(AeadAlgorithm))
+def test_a_cell_and_a_cell_sized_padding_frame_are_one_record_of_cell_record_bytes(
+    alice, bob, aead
+) -> None:
+    """What link observers (the simulator's taps, the testnet's cover estimate) rely on."""
+    a, b = pair(alice, bob, aead=aead)
+    shuttle(a, b)
+    a.send_message(wrap(Channel.CIRCUIT, bytes(CELL_BYTES)), 0.0)
+    assert len(a.data_to_send()) == CELL_RECORD_BYTES
+    a.send_padding(CELL_FRAME_PADDING_BYTES, 0.0)
+    assert len(a.data_to_send()) == CELL_RECORD_BYTES
 
 
 def test_close_is_seen_by_peer(alice, bob) -> None:

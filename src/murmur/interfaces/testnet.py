@@ -38,12 +38,10 @@ from rich.console import Console
 from rich.progress import Progress, TaskID
 
 from murmur.base.ids import NodeId
-from murmur.crypto.aead import TAG_BYTES
 from murmur.interfaces.api_client import ApiClient
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.runtime.keystore import init_node_dir
-from murmur.wire.cells import CELL_BYTES
-from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
+from murmur.wire.link import CELL_RECORD_BYTES
 
 TESTNET_PATHS = ("fast", "private", "dandelion")
 TESTNET_TOPIC = "block_header"
@@ -58,8 +56,6 @@ MESH_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 30.0
 PEERS_DIALLED = 4
 IDLE_WINDOW_S = 2.0
-CELL_RECORD_BYTES = RECORD_HEADER_BYTES + TAG_BYTES + FRAME_HEADER_BYTES + 1 + CELL_BYTES
-"""Wire bytes of one cell on a link (a padding frame is padded to the same size)."""
 
 
 @dataclass

@@ -64,10 +64,9 @@ from typing import NamedTuple, TypeVar
 
 import numpy as np
 
-from murmur.crypto.aead import TAG_BYTES
 from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord
-from murmur.wire.cells import CELL_BYTES, EXTEND_CELLS
-from murmur.wire.link import FRAME_HEADER_BYTES, RECORD_HEADER_BYTES
+from murmur.wire.cells import EXTEND_CELLS
+from murmur.wire.link import CELL_RECORD_BYTES
 
 A = TypeVar("A")
 B = TypeVar("B")
@@ -89,9 +88,6 @@ RELAY_GAP_S = 0.05
 """A cell leaving a watched node within this of a cell arriving there may be a relayed one."""
 SAME_DEPARTURE_S = 1.0
 """A link event followed this soon by a hop-1 event of the same node is the same departure."""
-CELL_RECORD_BYTES = RECORD_HEADER_BYTES + FRAME_HEADER_BYTES + 1 + CELL_BYTES + TAG_BYTES
-"""A link record carrying one circuit cell: record header, frame header, channel byte, cell,
-AEAD tag (every circuit cell, whatever it carries, has this size on the wire)."""
 
 
 class Event(NamedTuple):

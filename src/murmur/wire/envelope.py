@@ -19,10 +19,12 @@ class Channel(enum.IntEnum):
 
 
 _BY_CODE = {int(c): c for c in Channel}
+CHANNEL_BYTES = 1
+"""The channel byte :func:`wrap` puts before a link message."""
 
 
 def wrap(channel: Channel, body: bytes) -> bytes:
-    return bytes((channel,)) + body
+    return channel.to_bytes(CHANNEL_BYTES, "big") + body
 
 
 def unwrap(message: bytes) -> tuple[Channel, bytes]:

@@ -18,7 +18,9 @@ from murmur.base.errors import RemoteProtocolError
 from murmur.crypto.aead import TAG_BYTES, AeadAlgorithm
 from murmur.crypto.identity import PUBLIC_KEY_BYTES, SIGNATURE_BYTES
 from murmur.crypto.kem import MLKEM_CIPHERTEXT_BYTES, MLKEM_PUBLIC_BYTES, X25519_BYTES
+from murmur.wire.cells import CELL_BYTES
 from murmur.wire.codec import Reader, Writer
+from murmur.wire.envelope import CHANNEL_BYTES
 
 LINK_VERSION = 1
 AEAD_CODES = frozenset(int(a) for a in AeadAlgorithm)
@@ -31,6 +33,12 @@ MAX_RECORD_BODY_BYTES = 327_680
 MAX_HANDSHAKE_RECORD_BYTES = 16_384
 FRAME_HEADER = struct.Struct(">BI")
 FRAME_HEADER_BYTES = FRAME_HEADER.size
+CELL_RECORD_BYTES = (
+    RECORD_HEADER_BYTES + FRAME_HEADER_BYTES + CHANNEL_BYTES + CELL_BYTES + TAG_BYTES
+)
+"""A link record carrying one circuit cell: record header, frame header, channel byte, cell,
+AEAD tag. Every circuit cell, whatever it carries, has this size on the wire, and a link
+padding frame is padded to it."""
 MAX_FRAME_PLAINTEXT_BYTES = MAX_RECORD_BODY_BYTES - TAG_BYTES
 FINISHED_BYTES = 32
 

@@ -22,12 +22,13 @@ from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
 from murmur.overlay.shaping.config import DelayRange
 from murmur.wire.cells import CELL_BYTES
+from murmur.wire.envelope import CHANNEL_BYTES
 
 K = TypeVar("K", bound=Hashable)
 
 TOR_QUIET = DelayRange(1.5, 9.5)
 """Tor's connection-padding timeout range (padding-spec §2.2), seconds."""
-CELL_FRAME_PADDING_BYTES = 1 + CELL_BYTES
+CELL_FRAME_PADDING_BYTES = CHANNEL_BYTES + CELL_BYTES
 """Padding that makes a padding-only frame exactly as long as a frame carrying one cell
 (a cell travels with a one-byte channel tag, :mod:`murmur.wire.envelope`)."""
 
