@@ -13,7 +13,7 @@ be recomputed from a new one.
 from __future__ import annotations
 
 from murmur.base.errors import LocalProtocolError
-from murmur.crypto.aead import Aead, AeadAlgorithm
+from murmur.crypto.aead import TAG_BYTES, Aead, AeadAlgorithm
 from murmur.crypto.kdf import hkdf_expand
 from murmur.wire.link import (
     RECORD_HEADER,
@@ -34,12 +34,11 @@ def ratchet(key: bytes) -> bytes:
 
 
 class SendChannel:
-    __slots__ = ("_aead", "_algorithm", "_bytes", "_counter", "_key", "epoch")
+    __slots__ = ("_aead", "_algorithm", "_bytes", "_counter", "_key")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes) -> None:
         self._algorithm = algorithm
         self._install(key)
-        self.epoch = 0
 
     def _install(self, key: bytes) -> None:
         self._key = key
@@ -53,13 +52,12 @@ class SendChannel:
         if self._counter >= REKEY_AFTER_FRAMES or self._bytes >= REKEY_AFTER_BYTES:
             prefix = self._seal_one(encode_frame_plaintext(FrameType.REKEY, b""))
             self._install(ratchet(self._key))
-            self.epoch += 1
         return prefix + self._seal_one(encode_frame_plaintext(frame_type, payload, padding))
 
     def _seal_one(self, plaintext: bytes) -> bytes:
         if self._counter >= HARD_FRAME_LIMIT:
             raise LocalProtocolError("frame counter limit reached without rekey")
-        header = RECORD_HEADER.pack(len(plaintext) + 16)
+        header = RECORD_HEADER.pack(len(plaintext) + TAG_BYTES)
         sealed = self._aead.seal(self._counter, plaintext, header)
         self._counter += 1
         self._bytes += len(plaintext)
@@ -67,12 +65,11 @@ class SendChannel:
 
 
 class ReceiveChannel:
-    __slots__ = ("_aead", "_algorithm", "_counter", "_key", "epoch")
+    __slots__ = ("_aead", "_algorithm", "_counter", "_key")
 
     def __init__(self, algorithm: AeadAlgorithm, key: bytes) -> None:
         self._algorithm = algorithm
         self._install(key)
-        self.epoch = 0
 
     def _install(self, key: bytes) -> None:
         self._key = key
@@ -86,6 +83,5 @@ class ReceiveChannel:
         frame = decode_frame_plaintext(plaintext)
         if frame.type is FrameType.REKEY:
             self._install(ratchet(self._key))
-            self.epoch += 1
             return None
         return frame
