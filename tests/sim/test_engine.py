@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from murmur.sim.engine import Engine, SimNode
+from murmur.sim.engine import TIMER_SPIN_DELAY_S, Engine, SimNode
 from murmur.sim.network import UniformLatency, ZeroLatency
 from murmur.sim.rng import SeededRng
 
@@ -210,3 +210,21 @@ def test_idempotent_copies_arriving_after_an_earlier_one_are_sent_but_not_queued
     ]
     assert engine.elided == 2 and engine.events == 5
     assert [n.messages_sent for n in nodes] == [4, 2, 0, 1, 0]
+
+
+class Stuck(Toy):
+    """A core with a bug: its timer leaves a deadline in the past."""
+
+    def handle_timer(self, now: float) -> None:
+        self.timers.append(now)
+
+
+def test_a_core_whose_deadline_stays_in_the_past_is_woken_later_and_counted() -> None:
+    engine = Engine(latency=ZeroLatency(), rng=SeededRng(1))
+    stuck = Stuck()
+    stuck.deadlines.append(1.0)
+    engine.add_node(stuck, stuck.receive_message)
+    engine.pump(engine.nodes[0])
+    engine.run(until=1.0 + 10.5 * TIMER_SPIN_DELAY_S)
+    assert stuck.timers == pytest.approx([1.0 + i * TIMER_SPIN_DELAY_S for i in range(11)])
+    assert engine.timer_spins == 11  # each firing re-armed it, the last one past `until`

@@ -614,6 +614,7 @@ class _OnionRun:
         for name in ("circuits_built", "circuits_failed", "resent", "unconfirmed", "bans"):
             extras[name] = tally.pop(name)
         extras["gossip_invalid"] = tally.pop("gossip_invalid")
+        extras["timer_spins"] = tally.pop("timer_spins")
         extras.update(sorted(tally.items()))  # the circuit_failed_* breakdown
         truth = self.spy_hop_one()
         inferred = set(hop_one_circuits(record.log))
@@ -642,6 +643,7 @@ class _OnionRun:
             "unconfirmed": sum(n.private.origin.counters.get("unconfirmed") for n in nodes),
             "bans": sum(n.counters.get("bans") for n in nodes),
             "gossip_invalid": sum(n.gossip.counters.get("gossip.message.invalid") for n in nodes),
+            "timer_spins": self.engine.timer_spins,
         }
         for node in nodes:
             for name, count in node.circuits.client.counters.snapshot().items():
