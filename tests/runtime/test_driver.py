@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
 from murmur.node.config import NodeConfig, TxRoute
+from murmur.runtime import transport
 from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
 from murmur.runtime.transport import StreamConnection
@@ -149,6 +150,30 @@ async def test_a_connection_written_early_is_still_checked_for_backlog() -> None
         # the cut connection flushes what it holds, then closes; "late" never left
         received = await asyncio.to_thread(_receive_to_eof, w.peer)
         assert len(received) == written and received == bytes(written)
+
+
+async def test_a_cut_connection_whose_peer_never_reads_is_aborted_after_the_grace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Closing waits for the buffer to drain; a peer that never reads must not hold the socket
+    and the megabytes written to it once the node has forgotten the connection."""
+    monkeypatch.setattr(transport, "CLOSE_GRACE_S", 0.2)
+    async with _wired(peer_rcvbuf=64 * 1024) as w:
+        conn, written = w.conn, 0
+        lost = asyncio.Event()
+        conn.on_lost = lost.set
+        while conn.buffered_bytes() <= MAX_WRITE_BACKLOG_BYTES:
+            _send(w, bytes(FLUSH_BYTES))
+            written += FLUSH_BYTES
+        await asyncio.sleep(0)
+        assert w.runtime.node.counters.get("disconnected.slow_reader") == 1
+        assert not lost.is_set() and conn.buffered_bytes() > 0  # still trying to hand it over
+        async with asyncio.timeout(2.0):
+            await lost.wait()
+        assert conn.buffered_bytes() == 0
+        # what the kernel already held still arrives, the rest was dropped with the transport
+        received = await asyncio.to_thread(_receive_to_eof, w.peer)
+        assert len(received) < written - MAX_WRITE_BACKLOG_BYTES
 
 
 @pytest.mark.interpreted_only

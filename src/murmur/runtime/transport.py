@@ -13,6 +13,10 @@ from collections.abc import Callable
 from typing import Protocol, cast
 
 ConnectionHandler = Callable[["StreamConnection"], None]
+CLOSE_GRACE_S = 5.0
+"""How long a closed connection may take to hand its peer what it still holds. A peer that
+stops reading would otherwise keep the socket, and everything written to it, for good: the
+node has already forgotten the connection, so no limit counts it."""
 
 
 class Transport(Protocol):
@@ -33,6 +37,7 @@ class StreamConnection(asyncio.Protocol):
         self.on_lost: Callable[[], None] = lambda: None
         self._on_made = on_made
         self._transport: asyncio.Transport | None = None
+        self._abort_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -45,6 +50,9 @@ class StreamConnection(asyncio.Protocol):
         self.on_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._abort_timer is not None:
+            self._abort_timer.cancel()
+            self._abort_timer = None
         self.on_lost()
 
     def write(self, data: bytes) -> None:
@@ -55,8 +63,14 @@ class StreamConnection(asyncio.Protocol):
         return 0 if self._transport is None else self._transport.get_write_buffer_size()
 
     def close(self) -> None:
-        if self._transport is not None:
-            self._transport.close()
+        """Closes once the peer has read what is buffered, or aborts ``CLOSE_GRACE_S`` later."""
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        if transport.get_write_buffer_size():
+            loop = asyncio.get_running_loop()
+            self._abort_timer = loop.call_later(CLOSE_GRACE_S, transport.abort)
 
 
 class TcpTransport:
