@@ -18,15 +18,17 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from murmur.base.errors import ConfigError
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
-from murmur.node.config import NodeConfig, TxRoute
-from murmur.runtime import transport
+from murmur.node.config import HostPort, NodeConfig, TxRoute
+from murmur.runtime import keystore, transport
 from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
 from murmur.runtime.transport import StreamConnection
@@ -270,3 +272,40 @@ def test_api_handlers_answer_any_params_with_a_result_or_an_api_error() -> None:
     finally:
         loop.run_until_complete(runtime.stop())
         loop.close()
+
+
+async def test_a_second_node_on_one_directory_is_refused_and_leaves_the_first_reachable(
+    tmp_path: Path,
+) -> None:
+    identity = keystore.init_node_dir(tmp_path)
+    first = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+    await first.start()
+    try:
+        info = keystore.read_node_info(tmp_path)
+        second = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+        with pytest.raises(ConfigError, match="another murmur node is running"):
+            await second.start()
+        assert keystore.read_node_info(tmp_path) == info  # the first one's card, untouched
+        assert second._server is None
+    finally:
+        await first.stop()
+    assert not (tmp_path / keystore.NODE_INFO_FILE).exists()
+    third = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+    await third.start()  # the lock was given back
+    await third.stop()
+
+
+async def test_a_start_that_fails_undoes_what_it_opened(tmp_path: Path) -> None:
+    identity = keystore.init_node_dir(tmp_path)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        config = NodeConfig(api_listen=HostPort("127.0.0.1", port))
+        runtime = NodeRuntime(identity=identity, config=config, node_dir=tmp_path)
+        with pytest.raises(OSError):
+            await runtime.start()
+    assert runtime._server is None and runtime._api is None
+    assert not (tmp_path / keystore.COOKIE_FILE).exists()
+    assert not (tmp_path / keystore.NODE_INFO_FILE).exists()
+    keystore.lock_node_dir(tmp_path).release()

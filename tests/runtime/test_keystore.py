@@ -17,12 +17,14 @@ from murmur.runtime.keystore import (
     CONFIG_FILE,
     COOKIE_FILE,
     IDENTITY_FILE,
+    LOCK_FILE,
     NODE_INFO_FILE,
     MissingFileError,
     clear_node_info,
     init_node_dir,
     load_config,
     load_identity,
+    lock_node_dir,
     read_cookie,
     read_node_info,
     write_cookie,
@@ -160,12 +162,50 @@ def test_node_info(tmp_path: Path) -> None:
     clear_node_info(tmp_path)
     assert list(tmp_path.iterdir()) == []
     clear_node_info(tmp_path)
-    (tmp_path / "node.json").write_text("[1, 2]")
+    path = tmp_path / "node.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError, match="chmod 600"):  # the CLI sends the cookie where it says
+        read_node_info(tmp_path)
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match="JSON object"):
         read_node_info(tmp_path)
-    (tmp_path / "node.json").write_text("{")
+    path.write_text("{")
     with pytest.raises(ConfigError, match="not valid JSON"):
         read_node_info(tmp_path)
+
+
+@pytest.mark.parametrize("loose", [0o777, 0o770, 0o702, 0o1777])
+def test_a_directory_others_may_write_is_refused(tmp_path: Path, loose: int) -> None:
+    """Whoever can write the directory can swap node.json for one naming their own port."""
+    node_dir = tmp_path / "node"
+    init_node_dir(node_dir)
+    write_node_info(node_dir, {"api": "127.0.0.1:5001"})
+    write_cookie(node_dir)
+    node_dir.chmod(loose)
+    for load in (load_identity, load_config, read_cookie, read_node_info, lock_node_dir):
+        with pytest.raises(ConfigError, match="chmod 700"):
+            load(node_dir)
+    with pytest.raises(ConfigError, match="chmod 700"):
+        init_node_dir(node_dir, force=True)
+    node_dir.chmod(0o755)  # readable is fine: the files themselves are 0600
+    load_identity(node_dir)
+    read_node_info(node_dir)
+
+
+def test_init_on_a_file_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ConfigError, match="cannot create"):
+        init_node_dir(tmp_path / "taken")
+
+
+def test_one_node_at_a_time_holds_the_directory(tmp_path: Path) -> None:
+    first = lock_node_dir(tmp_path)
+    with pytest.raises(ConfigError, match="another murmur node is running"):
+        lock_node_dir(tmp_path)
+    assert mode(tmp_path / LOCK_FILE) == 0o600
+    first.release()
+    first.release()  # idempotent
+    lock_node_dir(tmp_path).release()
 
 
 def test_load_config_errors_name_the_file(tmp_path: Path) -> None:

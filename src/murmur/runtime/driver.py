@@ -96,6 +96,7 @@ class NodeRuntime:
         self._timer_at: float | None = None
         self._server: asyncio.AbstractServer | None = None
         self._api: ControlApiServer | None = None
+        self._lock: keystore.NodeDirLock | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests: dict[int, asyncio.Future[bytes]] = {}
         self.stopped = asyncio.Event()
@@ -103,24 +104,21 @@ class NodeRuntime:
     # --- lifecycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
-        listen = self.config.listen
-        self._server, self.listen_address = await self.transport.listen(
-            listen.host, listen.port, self._accepted
-        )
-        if self.node_dir is not None:
-            cookie = keystore.write_cookie(self.node_dir)
-            self._api = ControlApiServer(cookie=cookie, handlers=self._api_handlers())
-            api = self.config.api_listen
-            self.api_address = await self._api.start(api.host, api.port)
-            keystore.write_node_info(
-                self.node_dir,
-                {
-                    "pid": os.getpid(),
-                    "node_id": self.node.node_id.hex(),
-                    "listen": f"{self.listen_address[0]}:{self.listen_address[1]}",
-                    "api": f"{self.api_address[0]}:{self.api_address[1]}",
-                },
+        """Listens for peers and, with a node directory, takes its lock, writes the cookie and
+        serves the control API. If a step fails (a port in use, another node on the directory),
+        what the earlier steps opened or wrote is undone before the error propagates."""
+        try:
+            if self.node_dir is not None:
+                self._lock = keystore.lock_node_dir(self.node_dir)
+            listen = self.config.listen
+            self._server, self.listen_address = await self.transport.listen(
+                listen.host, listen.port, self._accepted
             )
+            if self.node_dir is not None:
+                await self._serve_api(self.node_dir, self.listen_address)
+        except BaseException:
+            await self._close_listeners()
+            raise
         self.node.set_advertised_address(*self.listen_address, time.monotonic())
         _log.info(
             "node %s listening on %s:%d",
@@ -128,6 +126,35 @@ class NodeRuntime:
             *self.listen_address,
         )
         self._after_input()
+
+    async def _serve_api(self, node_dir: Path, listen_address: tuple[str, int]) -> None:
+        cookie = keystore.write_cookie(node_dir)
+        self._api = ControlApiServer(cookie=cookie, handlers=self._api_handlers())
+        api = self.config.api_listen
+        self.api_address = await self._api.start(api.host, api.port)
+        keystore.write_node_info(
+            node_dir,
+            {
+                "pid": os.getpid(),
+                "node_id": self.node.node_id.hex(),
+                "listen": f"{listen_address[0]}:{listen_address[1]}",
+                "api": f"{self.api_address[0]}:{self.api_address[1]}",
+            },
+        )
+
+    async def _close_listeners(self) -> None:
+        """Stops listening and serving the API, and gives the node directory back."""
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+        if self._lock is not None:
+            assert self.node_dir is not None
+            keystore.clear_node_info(self.node_dir)  # ours: we held the lock
+            self._lock.release()
+            self._lock = None
 
     async def stop(self) -> None:
         now = time.monotonic()
@@ -142,12 +169,7 @@ class NodeRuntime:
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()
-        if self._server is not None:
-            self._server.close()
-        if self._api is not None:
-            await self._api.close()
-        if self.node_dir is not None:
-            keystore.clear_node_info(self.node_dir)
+        await self._close_listeners()
         self.stopped.set()
 
     # --- node commands -------------------------------------------------------------------

@@ -8,16 +8,23 @@ Theory of operation. A node directory ``D`` holds:
   control API request must present, like bitcoind's ``.cookie``.
 * ``D/node.json`` — written by the node at start: ``{"pid": int, "listen": "HOST:PORT",
   "api": "127.0.0.1:PORT", "node_id": "HEX"}``, so the CLI can find the running node.
+* ``D/node.lock`` — held (``flock``) by the running node, so a second node cannot run on the
+  same directory: it would share the identity, overwrite the first one's cookie and address
+  card, and remove both when it stopped.
 
 Every file is written as a temporary file created with ``os.open(..., 0o600)`` (and ``fchmod``
 to exactly 0600, whatever the umask), then renamed over the target: no file is ever visible
-with a looser mode or half-written, even briefly. The directory is created 0700. The identity
-key and the cookie are refused when their mode grants any group or other permission; the error
-names the file and the fix. This module never logs, and no secret appears in any message.
+with a looser mode or half-written, even briefly. The directory is created 0700, and a directory
+that another user owns or that group or others may write is refused: whoever can write it can
+swap its files (a ``node.json`` naming their own port would be sent the API cookie by the CLI).
+The identity key, the cookie and ``node.json`` are refused when their mode grants any group or
+other permission; the error names the file and the fix. This module never logs, and no secret
+appears in any message.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -34,6 +41,7 @@ IDENTITY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
 COOKIE_FILE = "api.cookie"
 NODE_INFO_FILE = "node.json"
+LOCK_FILE = "node.lock"
 
 PRIVATE_FILE_MODE = 0o600
 NODE_DIR_MODE = 0o700
@@ -71,7 +79,29 @@ def _write_private(path: Path, data: bytes) -> None:
         raise
 
 
+def _check_directory(directory: Path) -> None:
+    """Refuses a node directory another user owns or that group or others may write."""
+    try:
+        info = os.stat(directory)
+    except FileNotFoundError:
+        return  # the file inside is missing too: the caller's error says how to create it
+    except OSError as exc:
+        raise ConfigError(f"cannot use {directory}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{directory} is not a directory")
+    if info.st_uid != os.geteuid():
+        raise ConfigError(
+            f"{directory} belongs to another user (uid {info.st_uid}); refusing to use it"
+        )
+    if info.st_mode & 0o022:
+        raise ConfigError(
+            f"{directory} has mode {stat.S_IMODE(info.st_mode):04o}, which lets other users "
+            f"replace the node's files; refusing to use it. Fix with: chmod 700 {directory}"
+        )
+
+
 def _read(path: Path, max_bytes: int, hint: str, *, private: bool) -> bytes:
+    _check_directory(path.parent)
     try:
         # O_NONBLOCK: a FIFO planted in place of a file must not hang the node.
         flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -119,7 +149,11 @@ def init_node_dir(
     kept (after checking that it parses) unless ``config`` is given or ``force`` is set.
     """
     directory = Path(path)
-    directory.mkdir(mode=NODE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        directory.mkdir(mode=NODE_DIR_MODE, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create {directory}: {exc.strerror}") from None
+    _check_directory(directory)
     key_path = directory / IDENTITY_FILE
     if not force and (key_path.exists() or key_path.is_symlink()):
         raise ConfigError(
@@ -183,7 +217,7 @@ def write_node_info(path: str | os.PathLike[str], info: dict[str, Any]) -> None:
 def read_node_info(path: str | os.PathLike[str]) -> dict[str, Any]:
     directory = Path(path)
     info_path = directory / NODE_INFO_FILE
-    data = _read(info_path, MAX_NODE_INFO_BYTES, _not_running_hint(directory), private=False)
+    data = _read(info_path, MAX_NODE_INFO_BYTES, _not_running_hint(directory), private=True)
     try:
         info = json.loads(data)
     except (ValueError, RecursionError):
@@ -198,3 +232,38 @@ def clear_node_info(path: str | os.PathLike[str]) -> None:
     directory = Path(path)
     (directory / NODE_INFO_FILE).unlink(missing_ok=True)
     (directory / COOKIE_FILE).unlink(missing_ok=True)
+
+
+class NodeDirLock:
+    """The running node's exclusive hold on its directory (released when it stops, or by the
+    kernel when the process dies, so a crash never leaves a stale lock)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+def lock_node_dir(path: str | os.PathLike[str]) -> NodeDirLock:
+    """Takes the directory's lock, or raises ``ConfigError`` if another node holds it."""
+    directory = Path(path)
+    _check_directory(directory)
+    lock_path = directory / LOCK_FILE
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_path, flags, PRIVATE_FILE_MODE)
+    except OSError as exc:
+        raise ConfigError(f"cannot open {lock_path}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise ConfigError(
+            f"another murmur node is running in {directory} (its pid is in "
+            f"{directory / NODE_INFO_FILE}); stop it first"
+        ) from None
+    return NodeDirLock(fd)
