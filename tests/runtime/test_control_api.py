@@ -1,7 +1,9 @@
 """The control API over real sockets on 127.0.0.1, and its head parser under fuzzing."""
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -230,19 +232,43 @@ async def test_slow_body_is_cut_off(server: tuple[ControlApiServer, int]) -> Non
     assert (status, error_code(answer)) == (408, "timeout")
 
 
-async def test_connection_cap(server: tuple[ControlApiServer, int]) -> None:
-    _, port = server
+async def test_idle_connections_cannot_lock_the_owner_out(
+    server: tuple[ControlApiServer, int],
+) -> None:
+    """Every slot held by a connection that never sent its head (any local user can open
+    them): the owner's request evicts the oldest and is served at once."""
+    api, port = server
     idle = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+    for _, idle_writer in idle:
+        idle_writer.write(b"P")
     await asyncio.sleep(0.05)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    async with asyncio.timeout(0.4):
-        assert await reader.read() == b""  # refused before the idle ones time out
-    writer.close()
+    async with asyncio.timeout(0.4):  # well before the idle ones would time out
+        status, _ = await exchange(port, post("echo"))
+        assert status == 200
+        assert await idle[0][0].read() == b""  # the oldest was evicted
+    assert api.counters.get("api.evicted_unauthenticated") == 1
     for _, idle_writer in idle:
         idle_writer.close()
-    await asyncio.sleep(0.05)
-    status, _ = await exchange(port, post("echo"))
-    assert status == 200
+
+
+async def test_a_full_house_of_authenticated_requests_refuses_newcomers(
+    server: tuple[ControlApiServer, int],
+) -> None:
+    api, port = server
+    busy = [await asyncio.open_connection("127.0.0.1", port) for _ in range(MAX_CONNECTIONS)]
+    for _, busy_writer in busy:
+        busy_writer.write(post("hangs"))
+    await asyncio.sleep(0.1)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(post("echo"))
+    async with asyncio.timeout(0.4):
+        with contextlib.suppress(ConnectionResetError):  # it sent bytes the server never read
+            assert await reader.read() == b""  # refused: no one to evict
+    writer.close()
+    assert api.counters.get("api.refused_full") == 1
+    assert api.counters.get("api.evicted_unauthenticated") == 0
+    for _, busy_writer in busy:
+        busy_writer.close()
 
 
 async def test_close_cancels_in_flight_requests() -> None:
@@ -258,6 +284,21 @@ async def test_close_cancels_in_flight_requests() -> None:
     writer.close()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", port)
+
+
+async def test_closing_with_an_idle_connection_logs_no_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = ControlApiServer(cookie=COOKIE, handlers=HANDLERS)
+    _, port = await api.start()
+    _, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"P")
+    await asyncio.sleep(0.05)
+    with caplog.at_level(logging.ERROR):
+        await api.close()
+        await asyncio.sleep(0.05)  # the streams' done-callbacks run
+    assert caplog.records == []
+    writer.close()
 
 
 def test_constructor_checks() -> None:

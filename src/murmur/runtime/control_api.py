@@ -16,7 +16,12 @@ The answer is ``{"result": ...}`` or ``{"error": {"code": ..., "message": ...}}`
 connection closes. A handler raising :class:`ApiError` chooses its error; any other exception
 becomes a bare 500 (the traceback goes to the local log, never to the client). The whole request
 must arrive within ``request_timeout_s`` (a slowloris holding a connection open is cut off), and
-at most :data:`MAX_CONNECTIONS` connections are served at once. The server binds 127.0.0.1 only.
+at most :data:`MAX_CONNECTIONS` connections are served at once. When they are all taken, a new
+connection evicts the oldest one that has not yet presented the cookie (a local client sends its
+whole request at once, so only an idle or hostile connection is still reading its head); only
+when every slot holds an authenticated request is the newcomer refused. Without that, any local
+user could hold every slot with idle connections and lock the node's owner out. The server binds
+127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from murmur.base.errors import ConfigError, LocalProtocolError, MurmurError, RemoteProtocolError
+from murmur.base.metrics import Counters
 
 LOOPBACK_HOST = "127.0.0.1"
 MAX_REQUEST_LINE_BYTES = 8 * 1024
@@ -148,6 +154,7 @@ class ControlApiServer:
         cookie: str,
         handlers: dict[str, Handler],
         request_timeout_s: float = REQUEST_TIMEOUT_S,
+        counters: Counters | None = None,
     ) -> None:
         if not cookie:
             raise LocalProtocolError("the control API needs a cookie")
@@ -157,8 +164,12 @@ class ControlApiServer:
         self._cookie = cookie.encode("ascii")
         self._handlers = dict(handlers)
         self._request_timeout_s = request_timeout_s
+        self.counters = counters if counters is not None else Counters()
+        """``api.evicted_unauthenticated`` and ``api.refused_full`` (the node passes its own)."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._unauthenticated: dict[asyncio.Task[None], None] = {}
+        """Connections still reading their head, oldest first (the ones a newcomer evicts)."""
 
     def __repr__(self) -> str:
         return f"ControlApiServer(methods={sorted(self._handlers)})"
@@ -187,10 +198,11 @@ class ControlApiServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
-        if task is None or len(self._tasks) >= MAX_CONNECTIONS:
+        if task is None or not self._make_room():
             writer.transport.abort()
             return
         self._tasks.add(task)
+        self._unauthenticated[task] = None
         try:
             answer = await self._answer(reader)
             if answer:
@@ -199,14 +211,33 @@ class ControlApiServer:
                     await writer.drain()
         except (ConnectionError, TimeoutError):
             pass
+        except asyncio.CancelledError:
+            # Evicted, or the server is closing. Nothing awaits this task but the streams'
+            # done-callback, which would log a cancelled task as an error.
+            pass
         except Exception:
             _log.exception("control API connection failed")
         finally:
             self._tasks.discard(task)
+            self._unauthenticated.pop(task, None)
             writer.close()
             with contextlib.suppress(ConnectionError, TimeoutError):
                 async with asyncio.timeout(1.0):
                     await writer.wait_closed()
+
+    def _make_room(self) -> bool:
+        """True if a new connection may be served, evicting an unauthenticated one if needed."""
+        if len(self._tasks) < MAX_CONNECTIONS:
+            return True
+        if not self._unauthenticated:
+            self.counters.inc("api.refused_full")
+            return False
+        oldest = next(iter(self._unauthenticated))
+        del self._unauthenticated[oldest]
+        self._tasks.discard(oldest)
+        oldest.cancel()
+        self.counters.inc("api.evicted_unauthenticated")
+        return True
 
     async def _answer(self, reader: asyncio.StreamReader) -> bytes:
         """The response bytes for one request (empty when the client vanished)."""
@@ -231,6 +262,9 @@ class ControlApiServer:
         presented = authorization.group(1).encode("ascii") if authorization else b""
         if not hmac.compare_digest(presented, self._cookie):
             raise HttpError(401, "unauthorized", "missing or wrong API cookie")
+        task = asyncio.current_task()
+        if task is not None:
+            self._unauthenticated.pop(task, None)  # holds its slot until answered
         if head.method != "POST":
             raise HttpError(405, "method_not_allowed", "use POST")
         route = _ROUTE.match(head.target)

@@ -129,7 +129,9 @@ class NodeRuntime:
 
     async def _serve_api(self, node_dir: Path, listen_address: tuple[str, int]) -> None:
         cookie = keystore.write_cookie(node_dir)
-        self._api = ControlApiServer(cookie=cookie, handlers=self._api_handlers())
+        self._api = ControlApiServer(
+            cookie=cookie, handlers=self._api_handlers(), counters=self.node.counters
+        )
         api = self.config.api_listen
         self.api_address = await self._api.start(api.host, api.port)
         keystore.write_node_info(
