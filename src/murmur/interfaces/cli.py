@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from murmur.base.errors import ConfigError, MurmurError
+from murmur.interfaces.signals import Terminated
 from murmur.interfaces.simulate import add_simulate_parser
 from murmur.interfaces.testnet import TESTNET_PATHS
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
@@ -225,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except Terminated as exc:
+        return exc.exit_code
 
 
 if __name__ == "__main__":

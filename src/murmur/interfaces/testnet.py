@@ -13,7 +13,8 @@ and the report adds how they were fluffed (by a fluff-role node, at a stem loop,
 embargo's fail-safe).
 Delivery times are ``time.monotonic()`` in each node process, which on Linux is one system-wide
 clock, so latencies across processes are comparable. Every process it started is stopped on the
-way out, whatever happened.
+way out, and its temporary directory (the nodes' identity keys) removed, whatever happened:
+an error, Ctrl-C, SIGTERM or SIGHUP (:mod:`murmur.interfaces.signals`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from rich.progress import Progress, TaskID
 
 from murmur.base.ids import NodeId
 from murmur.interfaces.api_client import ApiClient
+from murmur.interfaces.signals import shielded, terminate_by_exception
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.runtime.keystore import init_node_dir
 from murmur.wire.link import CELL_RECORD_BYTES
@@ -164,7 +166,7 @@ def running_testnet(
             for p in peers:
                 target = BootstrapPeer(HostPort(p.host, p.port), NodeId(bytes.fromhex(p.node_id)))
                 argv += ["--peer", str(target)]
-            with node.log.open("wb") as log:
+            with node.log.open("wb") as log, shielded():
                 node.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for node in nodes:
@@ -183,7 +185,8 @@ def running_testnet(
                 time.sleep(0.05)
         yield nodes
     finally:
-        stop_nodes(nodes)
+        with shielded():
+            stop_nodes(nodes)
 
 
 def stop_nodes(nodes: list[NetNode]) -> None:
@@ -371,6 +374,18 @@ def _latency_summary(latencies: list[float]) -> dict[str, float | None]:
     }
 
 
+@contextlib.contextmanager
+def _scratch_directory() -> Iterator[Path]:
+    """The nodes' directories, removed on the way out (shielded: a signal must not stop the
+    removal halfway and leave identity keys behind)."""
+    base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
+    try:
+        yield base
+    finally:
+        with shielded():
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def run_testnet(
     *,
     nodes: int,
@@ -395,68 +410,68 @@ def run_testnet(
     hops = node_config.privacy().preset.hops
     console = console or Console(stderr=True)
     rng = random.Random(seed)
-    base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
     started = time.monotonic()
     idle_rate = phase_rate = None
-    try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"starting {nodes} nodes", total=None)
-            with running_testnet(
-                nodes, base=base, rng=rng, distinct_prefixes=private, node_config=node_config
-            ) as net:
-                progress.update(task, description="waiting for the gossip mesh")
-                mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
-                circuits_s = None
-                if private:
-                    progress.update(task, description="waiting for announcements and circuits")
-                    circuits_s = wait_for_circuits(net)
-                    progress.update(task, description="measuring idle traffic")
-                    idle_start = Traffic.now(net)
-                    time.sleep(IDLE_WINDOW_S)
-                    idle_rate = _bytes_per_node_per_s(idle_start, Traffic.now(net), nodes, hops)
-                fast = _run_phase(
+    with (
+        terminate_by_exception(),
+        _scratch_directory() as base,
+        Progress(console=console, transient=True) as progress,
+    ):
+        task = progress.add_task(f"starting {nodes} nodes", total=None)
+        with running_testnet(
+            nodes, base=base, rng=rng, distinct_prefixes=private, node_config=node_config
+        ) as net:
+            progress.update(task, description="waiting for the gossip mesh")
+            mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
+            circuits_s = None
+            if private:
+                progress.update(task, description="waiting for announcements and circuits")
+                circuits_s = wait_for_circuits(net)
+                progress.update(task, description="measuring idle traffic")
+                idle_start = Traffic.now(net)
+                time.sleep(IDLE_WINDOW_S)
+                idle_rate = _bytes_per_node_per_s(idle_start, Traffic.now(net), nodes, hops)
+            fast = _run_phase(
+                net,
+                topic=TESTNET_TOPIC,
+                count=messages,
+                size=size,
+                rate=rate,
+                rng=rng,
+                progress=progress,
+                task=task,
+                include_origin=False,
+            )
+            onion = stemmed = None
+            if stem:
+                stemmed = _run_phase(
                     net,
-                    topic=TESTNET_TOPIC,
-                    count=messages,
+                    topic=PRIVATE_TOPIC,
+                    count=tx,
                     size=size,
                     rate=rate,
                     rng=rng,
                     progress=progress,
                     task=task,
-                    include_origin=False,
+                    include_origin=True,
+                    route="dandelion",
                 )
-                onion = stemmed = None
-                if stem:
-                    stemmed = _run_phase(
-                        net,
-                        topic=PRIVATE_TOPIC,
-                        count=tx,
-                        size=size,
-                        rate=rate,
-                        rng=rng,
-                        progress=progress,
-                        task=task,
-                        include_origin=True,
-                        route="dandelion",
-                    )
-                if private:
-                    phase_start = Traffic.now(net)
-                    onion = _run_phase(
-                        net,
-                        topic=PRIVATE_TOPIC,
-                        count=tx,
-                        size=size,
-                        rate=rate,
-                        rng=rng,
-                        progress=progress,
-                        task=task,
-                        include_origin=True,
-                        level=level,
-                    )
-                    phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
-                statuses = _statuses(net)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+            if private:
+                phase_start = Traffic.now(net)
+                onion = _run_phase(
+                    net,
+                    topic=PRIVATE_TOPIC,
+                    count=tx,
+                    size=size,
+                    rate=rate,
+                    rng=rng,
+                    progress=progress,
+                    task=task,
+                    include_origin=True,
+                    level=level,
+                )
+                phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
+            statuses = _statuses(net)
     main = onion or stemmed or fast
     result: dict[str, Any] = {
         "nodes": nodes,
