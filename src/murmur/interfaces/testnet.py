@@ -38,6 +38,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.interfaces.api_client import ApiClient
 from murmur.interfaces.signals import shielded, terminate_by_exception
@@ -46,6 +47,11 @@ from murmur.runtime.keystore import init_node_dir
 from murmur.wire.link import CELL_RECORD_BYTES
 
 TESTNET_PATHS = ("fast", "private", "dandelion")
+MIN_NODES = 2
+"""Delivery and latency are measured at the nodes other than each message's origin: one node
+alone has no receiver, and no peer to form a mesh with."""
+MAX_PRIVATE_NODES = 255
+"""The private path puts node i on its own /16, 127.(i + 1).0.0/16."""
 TESTNET_TOPIC = "block_header"
 PRIVATE_TOPIC = "transaction"
 CIRCUIT_TIMEOUT_S = 60.0
@@ -374,6 +380,26 @@ def _latency_summary(latencies: list[float]) -> dict[str, float | None]:
     }
 
 
+def _check_node_count(nodes: int, hops: int | None) -> None:
+    """Refuses, before any process starts, a count the testnet cannot measure. ``hops``: the
+    circuit length on the private path, whose circuits need that many relays on /16s distinct
+    from each other and from their origin's."""
+    if nodes < MIN_NODES:
+        raise ConfigError(f"a testnet needs at least {MIN_NODES} nodes, got {nodes}")
+    if hops is None:
+        return
+    if nodes < hops + 1:
+        raise ConfigError(
+            f"the private path needs at least {hops + 1} nodes ({hops}-hop circuits of relays "
+            f"on distinct /16s, none the origin's), got {nodes}"
+        )
+    if nodes > MAX_PRIVATE_NODES:
+        raise ConfigError(
+            f"the private path gives each node its own /16 of 127.0.0.0/8: "
+            f"at most {MAX_PRIVATE_NODES} nodes, got {nodes}"
+        )
+
+
 @contextlib.contextmanager
 def _scratch_directory() -> Iterator[Path]:
     """The nodes' directories, removed on the way out (shielded: a signal must not stop the
@@ -408,6 +434,7 @@ def run_testnet(
     stem = path == "dandelion"
     node_config = NodeConfig(privacy_level=level) if private else NodeConfig()
     hops = node_config.privacy().preset.hops
+    _check_node_count(nodes, hops if private else None)
     console = console or Console(stderr=True)
     rng = random.Random(seed)
     started = time.monotonic()
