@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from murmur.interfaces.cli import main
 from murmur.interfaces.simulate import add_simulate_parser, run_simulate
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 
@@ -43,7 +44,7 @@ def test_onion_crypto_is_real_unless_asked() -> None:
 
 
 def test_onion_under_churn_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_simulate(parse("--protocol", "onion", "--nodes", "20", "--churn", "1")) == 2
+    assert main(["simulate", "--protocol", "onion", "--nodes", "20", "--churn", "1"]) == 2
     assert "churn" in capsys.readouterr().err
 
 
@@ -105,9 +106,11 @@ def test_validate_reports_ours_against_the_paper(capsys: pytest.CaptureFixture[s
 
 
 def test_bad_settings_exit_with_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_simulate(parse("--nodes", "4", "--graph", "regular4", "--tx", "1")) == 2
-    assert "at least 5 nodes" in capsys.readouterr().err
-    assert run_simulate(parse("--nodes", "20", "--fluff", "2")) == 2
+    assert main(["simulate", "--nodes", "4", "--graph", "regular4", "--tx", "1"]) == 2
+    assert capsys.readouterr().err == "murmur: an exact 4-regular graph needs at least 5 nodes\n"
+    with pytest.raises(SystemExit) as exit_:
+        parse("--nodes", "20", "--fluff", "2")
+    assert exit_.value.code == 2
 
 
 def test_the_parser_routes_to_the_handler() -> None:
@@ -130,7 +133,7 @@ def test_onion_origin_delay_and_slot_law_are_tuning_knobs(
     args = parse(*common, "--level", "maximum", "--slot-law", "poisson", "--tx", "2")
     assert run_simulate(args) == 0
     assert json.loads(capsys.readouterr().out)["onion"]["slot_law"] == "poisson"
-    assert run_simulate(parse(*common, "--slot-law", "poisson")) == 2  # standard has no slots
+    assert main(["simulate", *common, "--slot-law", "poisson"]) == 2  # standard has no slots
     assert "no slots" in capsys.readouterr().err
 
 

@@ -1,4 +1,10 @@
-"""The ``murmur`` command: ``main(argv) -> exit code``; a flag not given never overrides config."""
+"""The ``murmur`` command: ``main(argv) -> exit code``; a flag not given never overrides config.
+
+Exit codes: 0 done; 1 done, but the run fell short (a testnet delivered less than everything);
+2 a bad argument (argparse's own message) or an error reported on one line, ``murmur: ...``:
+Murmur's own errors and the operating system's (a port in use, a path that is a file); 130
+Ctrl-C and 128 + N for signal N that stopped a testnet (143 for SIGTERM), as a shell reports.
+"""
 
 from __future__ import annotations
 
@@ -14,10 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from murmur.base.errors import ConfigError, MurmurError
+from murmur.interfaces.arguments import integer, real
+from murmur.interfaces.signals import Terminated
 from murmur.interfaces.simulate import add_simulate_parser
-from murmur.interfaces.testnet import TESTNET_PATHS
+from murmur.interfaces.testnet import MIN_NODES, TESTNET_PATHS
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
 from murmur.node.levels import LEVELS
+from murmur.wire.gossip import MAX_MESSAGE_DATA_BYTES
+
+EXIT_ERROR = 2
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -91,7 +102,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from murmur.interfaces.api_client import ApiClient
 
-    data = bytes.fromhex(args.data) if args.hex else args.data.encode()
+    data = _from_hex(args.data, "DATA (--hex)") if args.hex else args.data.encode()
     result = ApiClient.from_node_dir(args.dir).call(
         "publish", {"topic": args.topic, "data_hex": data.hex()}
     )
@@ -102,10 +113,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_send_tx(args: argparse.Namespace) -> int:
     from murmur.interfaces.api_client import ApiClient
 
-    try:
-        data = bytes.fromhex(args.tx_hex)
-    except ValueError:
-        raise ConfigError("the transaction must be hexadecimal") from None
+    data = _from_hex(args.tx_hex, "the transaction")
     params = {"topic": "transaction", "data_hex": data.hex()}
     if args.level is not None:
         params["level"] = args.level
@@ -114,6 +122,13 @@ def _cmd_send_tx(args: argparse.Namespace) -> int:
     result = ApiClient.from_node_dir(args.dir).call("publish", params)
     print(result["message_id"])
     return 0
+
+
+def _from_hex(text: str, what: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise ConfigError(f"{what} must be hexadecimal") from None
 
 
 def _cmd_sync(args: argparse.Namespace) -> int:
@@ -189,9 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_sync)
 
     p = sub.add_parser("testnet", help="run N real nodes on loopback and report")
-    p.add_argument("--nodes", type=int, default=10)
-    p.add_argument("--messages", type=int, default=100, help="fast-path messages")
-    p.add_argument("--tx", type=int, default=100, help="transactions (--path private or dandelion)")
+    p.add_argument("--nodes", type=integer(MIN_NODES), default=10)
+    p.add_argument("--messages", type=integer(1), default=100, help="fast-path messages")
+    p.add_argument(
+        "--tx", type=integer(1), default=100, help="transactions (--path private or dandelion)"
+    )
     p.add_argument("--path", choices=TESTNET_PATHS, default="fast")
     p.add_argument(
         "--level",
@@ -199,8 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="standard",
         help="privacy level of every node and transaction (--path private)",
     )
-    p.add_argument("--size", type=int, default=512, help="message size in bytes")
-    p.add_argument("--rate", type=float, default=50.0, help="publishes per second")
+    p.add_argument(
+        "--size",
+        type=integer(1, MAX_MESSAGE_DATA_BYTES),
+        default=512,
+        help="message size in bytes",
+    )
+    p.add_argument("--rate", type=real(0.0, above=True), default=50.0, help="publishes per second")
     p.add_argument("--json", action="store_true")
     p.add_argument("--report", type=Path, help="write a Markdown report with plots here")
     p.add_argument("--seed", type=int, default=1)
@@ -220,11 +242,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
-    except (ConfigError, MurmurError) as exc:
-        print(f"murmur: {exc}", file=sys.stderr)
-        return 2
+    except MurmurError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(_os_error_text(exc))
     except KeyboardInterrupt:
         return 130
+    except Terminated as exc:
+        return exc.exit_code
+
+
+def _fail(message: str) -> int:
+    print(f"murmur: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def _os_error_text(exc: OSError) -> str:
+    """``PATH: reason`` or the reason alone, without Python's ``[Errno N]`` prefix."""
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return reason if exc.filename is None else f"{exc.filename}: {reason}"
 
 
 if __name__ == "__main__":

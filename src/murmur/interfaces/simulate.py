@@ -39,6 +39,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from murmur.base.errors import ConfigError, LocalProtocolError
+from murmur.interfaces.arguments import fraction, integer, real
 from murmur.node.levels import LEVELS
 from murmur.overlay.dandelion import DandelionConfig
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
@@ -50,12 +51,11 @@ from murmur.sim.parallel import Job, run_jobs
 from murmur.sim.protocols import DandelionKit, DiffusionKit, HostedKit, ProtocolKit
 from murmur.sim.report import Entry, plus_minus, validation_markdown, write_report
 from murmur.sim.results import Aggregate, Overheads, aggregate, overheads
-from murmur.sim.scenario import Scenario
+from murmur.sim.scenario import MIN_NODES, Scenario
 from murmur.sim.validation import PAPER_RUNS, validate
 
 PROTOCOLS = ("diffusion", "dandelion", "onion")
 SWEEP_FRACTIONS = (0.05, 0.1, 0.2, 0.3)
-EXIT_USAGE = 2
 ONION_PARALLEL_MAX_NODES = 300
 """Above this, onion runs go one at a time: each holds every node's relay directory (about
 n x n x 9 kB: 9 GB at 1,000 nodes)."""
@@ -76,17 +76,17 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="run",
         help="run one protocol (default), sweep spy fractions, or validate against the paper",
     )
-    parser.add_argument("--nodes", type=int, default=1000, metavar="N")
+    parser.add_argument("--nodes", type=integer(MIN_NODES), default=1000, metavar="N")
     parser.add_argument(
         "--spies",
-        type=float,
+        type=fraction(below_one=True),
         default=0.1,
         metavar="F",
         help="fraction of nodes that are spies (default 0.1)",
     )
     parser.add_argument(
         "--tx",
-        type=int,
+        type=integer(1),
         default=200,
         metavar="M",
         help="transactions per run (Poisson arrivals, uniform honest origins)",
@@ -100,7 +100,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--runs",
-        type=int,
+        type=integer(1),
         default=None,
         metavar="R",
         help=f"independent runs (default 1; {PAPER_RUNS} for validate)",
@@ -112,31 +112,31 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         default="realistic",
         help="realistic: 10-300 ms links, jitter, 10 Mbit/s uplinks; ideal: none",
     )
-    parser.add_argument("--tx-rate", type=float, default=10.0, metavar="PER_S")
+    parser.add_argument("--tx-rate", type=real(0.0, above=True), default=10.0, metavar="PER_S")
     parser.add_argument(
         "--origins",
-        type=int,
+        type=integer(1),
         default=None,
         metavar="K",
         help="transactions come from K random honest nodes only (repeated origins)",
     )
     parser.add_argument(
         "--fluff",
-        type=float,
+        type=fraction(),
         default=0.1,
         metavar="Q",
         help="Dandelion++ fluff probability q (default 0.1)",
     )
     parser.add_argument(
         "--churn",
-        type=float,
+        type=real(0.0),
         default=0.0,
         metavar="PER_HOUR",
         help="rate at which each node leaves (per hour; default 0)",
     )
     parser.add_argument(
         "--taps",
-        type=float,
+        type=fraction(),
         default=0.0,
         metavar="F",
         help="fraction of honest nodes whose links a link observer taps",
@@ -161,7 +161,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--cover-rate",
-        type=float,
+        type=real(0.0),
         default=None,
         metavar="PER_S",
         help="onion: override the level's background cover rate (0: none), for tuning",
@@ -181,14 +181,14 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--build-race",
-        type=int,
+        type=integer(1),
         default=None,
         metavar="K",
         help="onion: override the candidate circuits raced per pool slot, for tuning",
     )
     parser.add_argument(
         "--near-first-hops",
-        type=int,
+        type=integer(0),
         default=None,
         metavar="K",
         help=(
@@ -204,7 +204,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--upkeep-window",
-        type=float,
+        type=real(0.0),
         default=0.0,
         metavar="S",
         help="onion: then measure directory upkeep, every node re-announcing within S seconds",
@@ -216,7 +216,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--jobs",
-        type=int,
+        type=integer(1),
         default=os.cpu_count() or 1,
         metavar="J",
         help=(
@@ -237,17 +237,14 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
-    try:
-        with _progress(err) as progress:
-            if args.mode == "validate":
-                return _validate(args, progress)
-            if args.mode == "sweep":
-                return _sweep(args, progress)
-            return _run(args, progress)
-    except ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return EXIT_USAGE
+    """Runs the mode asked for. A setting the simulator refuses raises ``ConfigError``, which
+    ``murmur``'s ``main`` reports on one line with exit status 2, like every other command's."""
+    with _progress(Console(stderr=True)) as progress:
+        if args.mode == "validate":
+            return _validate(args, progress)
+        if args.mode == "sweep":
+            return _sweep(args, progress)
+        return _run(args, progress)
 
 
 # -- modes --------------------------------------------------------------------------------
@@ -275,11 +272,11 @@ def _run(args: argparse.Namespace, progress: ProgressFn) -> int:
 def _sweep(args: argparse.Namespace, progress: ProgressFn) -> int:
     started = time.perf_counter()
     entries: list[Entry] = []
-    for fraction in SWEEP_FRACTIONS:
+    for spies in SWEEP_FRACTIONS:
         for protocol in ("dandelion", "onion"):
-            result, baseline = _measure(args, protocol, fraction, progress)
-            entries.append(_entry(fraction, baseline, baseline, overheads(baseline, baseline)))
-            entries.append(_entry(fraction, result, baseline, overheads(result, baseline)))
+            result, baseline = _measure(args, protocol, spies, progress)
+            entries.append(_entry(spies, baseline, baseline, overheads(baseline, baseline)))
+            entries.append(_entry(spies, result, baseline, overheads(result, baseline)))
     wall = time.perf_counter() - started
     if args.report is not None:
         settings = _settings(args)

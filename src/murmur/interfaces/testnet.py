@@ -13,7 +13,8 @@ and the report adds how they were fluffed (by a fluff-role node, at a stem loop,
 embargo's fail-safe).
 Delivery times are ``time.monotonic()`` in each node process, which on Linux is one system-wide
 clock, so latencies across processes are comparable. Every process it started is stopped on the
-way out, whatever happened.
+way out, and its temporary directory (the nodes' identity keys) removed, whatever happened:
+an error, Ctrl-C, SIGTERM or SIGHUP (:mod:`murmur.interfaces.signals`).
 """
 
 from __future__ import annotations
@@ -37,13 +38,20 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
+from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.interfaces.api_client import ApiClient
+from murmur.interfaces.signals import shielded, terminate_by_exception
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
 from murmur.runtime.keystore import init_node_dir
 from murmur.wire.link import CELL_RECORD_BYTES
 
 TESTNET_PATHS = ("fast", "private", "dandelion")
+MIN_NODES = 2
+"""Delivery and latency are measured at the nodes other than each message's origin: one node
+alone has no receiver, and no peer to form a mesh with."""
+MAX_PRIVATE_NODES = 255
+"""The private path puts node i on its own /16, 127.(i + 1).0.0/16."""
 TESTNET_TOPIC = "block_header"
 PRIVATE_TOPIC = "transaction"
 CIRCUIT_TIMEOUT_S = 60.0
@@ -164,7 +172,7 @@ def running_testnet(
             for p in peers:
                 target = BootstrapPeer(HostPort(p.host, p.port), NodeId(bytes.fromhex(p.node_id)))
                 argv += ["--peer", str(target)]
-            with node.log.open("wb") as log:
+            with node.log.open("wb") as log, shielded():
                 node.process = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + STARTUP_TIMEOUT_S
         for node in nodes:
@@ -183,7 +191,8 @@ def running_testnet(
                 time.sleep(0.05)
         yield nodes
     finally:
-        stop_nodes(nodes)
+        with shielded():
+            stop_nodes(nodes)
 
 
 def stop_nodes(nodes: list[NetNode]) -> None:
@@ -371,6 +380,38 @@ def _latency_summary(latencies: list[float]) -> dict[str, float | None]:
     }
 
 
+def _check_node_count(nodes: int, hops: int | None) -> None:
+    """Refuses, before any process starts, a count the testnet cannot measure. ``hops``: the
+    circuit length on the private path, whose circuits need that many relays on /16s distinct
+    from each other and from their origin's."""
+    if nodes < MIN_NODES:
+        raise ConfigError(f"a testnet needs at least {MIN_NODES} nodes, got {nodes}")
+    if hops is None:
+        return
+    if nodes < hops + 1:
+        raise ConfigError(
+            f"the private path needs at least {hops + 1} nodes ({hops}-hop circuits of relays "
+            f"on distinct /16s, none the origin's), got {nodes}"
+        )
+    if nodes > MAX_PRIVATE_NODES:
+        raise ConfigError(
+            f"the private path gives each node its own /16 of 127.0.0.0/8: "
+            f"at most {MAX_PRIVATE_NODES} nodes, got {nodes}"
+        )
+
+
+@contextlib.contextmanager
+def _scratch_directory() -> Iterator[Path]:
+    """The nodes' directories, removed on the way out (shielded: a signal must not stop the
+    removal halfway and leave identity keys behind)."""
+    base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
+    try:
+        yield base
+    finally:
+        with shielded():
+            shutil.rmtree(base, ignore_errors=True)
+
+
 def run_testnet(
     *,
     nodes: int,
@@ -393,70 +434,71 @@ def run_testnet(
     stem = path == "dandelion"
     node_config = NodeConfig(privacy_level=level) if private else NodeConfig()
     hops = node_config.privacy().preset.hops
+    _check_node_count(nodes, hops if private else None)
     console = console or Console(stderr=True)
     rng = random.Random(seed)
-    base = Path(tempfile.mkdtemp(prefix="murmur-testnet-"))
     started = time.monotonic()
     idle_rate = phase_rate = None
-    try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"starting {nodes} nodes", total=None)
-            with running_testnet(
-                nodes, base=base, rng=rng, distinct_prefixes=private, node_config=node_config
-            ) as net:
-                progress.update(task, description="waiting for the gossip mesh")
-                mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
-                circuits_s = None
-                if private:
-                    progress.update(task, description="waiting for announcements and circuits")
-                    circuits_s = wait_for_circuits(net)
-                    progress.update(task, description="measuring idle traffic")
-                    idle_start = Traffic.now(net)
-                    time.sleep(IDLE_WINDOW_S)
-                    idle_rate = _bytes_per_node_per_s(idle_start, Traffic.now(net), nodes, hops)
-                fast = _run_phase(
+    with (
+        terminate_by_exception(),
+        _scratch_directory() as base,
+        Progress(console=console, transient=True) as progress,
+    ):
+        task = progress.add_task(f"starting {nodes} nodes", total=None)
+        with running_testnet(
+            nodes, base=base, rng=rng, distinct_prefixes=private, node_config=node_config
+        ) as net:
+            progress.update(task, description="waiting for the gossip mesh")
+            mesh_s = wait_for_mesh(net, TESTNET_TOPIC)
+            circuits_s = None
+            if private:
+                progress.update(task, description="waiting for announcements and circuits")
+                circuits_s = wait_for_circuits(net)
+                progress.update(task, description="measuring idle traffic")
+                idle_start = Traffic.now(net)
+                time.sleep(IDLE_WINDOW_S)
+                idle_rate = _bytes_per_node_per_s(idle_start, Traffic.now(net), nodes, hops)
+            fast = _run_phase(
+                net,
+                topic=TESTNET_TOPIC,
+                count=messages,
+                size=size,
+                rate=rate,
+                rng=rng,
+                progress=progress,
+                task=task,
+                include_origin=False,
+            )
+            onion = stemmed = None
+            if stem:
+                stemmed = _run_phase(
                     net,
-                    topic=TESTNET_TOPIC,
-                    count=messages,
+                    topic=PRIVATE_TOPIC,
+                    count=tx,
                     size=size,
                     rate=rate,
                     rng=rng,
                     progress=progress,
                     task=task,
-                    include_origin=False,
+                    include_origin=True,
+                    route="dandelion",
                 )
-                onion = stemmed = None
-                if stem:
-                    stemmed = _run_phase(
-                        net,
-                        topic=PRIVATE_TOPIC,
-                        count=tx,
-                        size=size,
-                        rate=rate,
-                        rng=rng,
-                        progress=progress,
-                        task=task,
-                        include_origin=True,
-                        route="dandelion",
-                    )
-                if private:
-                    phase_start = Traffic.now(net)
-                    onion = _run_phase(
-                        net,
-                        topic=PRIVATE_TOPIC,
-                        count=tx,
-                        size=size,
-                        rate=rate,
-                        rng=rng,
-                        progress=progress,
-                        task=task,
-                        include_origin=True,
-                        level=level,
-                    )
-                    phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
-                statuses = _statuses(net)
-    finally:
-        shutil.rmtree(base, ignore_errors=True)
+            if private:
+                phase_start = Traffic.now(net)
+                onion = _run_phase(
+                    net,
+                    topic=PRIVATE_TOPIC,
+                    count=tx,
+                    size=size,
+                    rate=rate,
+                    rng=rng,
+                    progress=progress,
+                    task=task,
+                    include_origin=True,
+                    level=level,
+                )
+                phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
+            statuses = _statuses(net)
     main = onion or stemmed or fast
     result: dict[str, Any] = {
         "nodes": nodes,

@@ -43,6 +43,7 @@ from murmur.sim.rng import SeededRng
 from murmur.sim.workload import TxArrival, one_per_honest, poisson_arrivals
 
 REACH_FRACTIONS: tuple[float, ...] = (0.5, 0.9, 0.99)
+MIN_NODES = 2
 BOOT_SPREAD_S = 600.0
 
 Progress = Callable[[int, int], None]
@@ -71,8 +72,8 @@ class Scenario:
     events; off with churn, where a receiver may restart before the copy arrives)."""
 
     def __post_init__(self) -> None:
-        if self.nodes < 2:
-            raise ConfigError("a simulation needs at least 2 nodes")
+        if self.nodes < MIN_NODES:
+            raise ConfigError(f"a simulation needs at least {MIN_NODES} nodes")
         if not 0.0 <= self.spy_fraction < 1.0 or not 0.0 <= self.tap_fraction <= 1.0:
             raise ConfigError("spy fraction must be in [0, 1) and tap fraction in [0, 1]")
         if self.tx_count is not None and self.tx_count < 1:
