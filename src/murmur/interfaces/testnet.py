@@ -38,7 +38,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import Progress, TaskID
 
-from murmur.base.errors import ConfigError
+from murmur.base.errors import ConfigError, MurmurError
 from murmur.base.ids import NodeId
 from murmur.interfaces.api_client import ApiClient
 from murmur.interfaces.signals import shielded, terminate_by_exception
@@ -47,6 +47,7 @@ from murmur.runtime.keystore import init_node_dir
 from murmur.wire.link import CELL_RECORD_BYTES
 
 TESTNET_PATHS = ("fast", "private", "dandelion")
+
 MIN_NODES = 2
 """Delivery and latency are measured at the nodes other than each message's origin: one node
 alone has no receiver, and no peer to form a mesh with."""
@@ -64,6 +65,13 @@ MESH_TIMEOUT_S = 30.0
 DELIVERY_TIMEOUT_S = 30.0
 PEERS_DIALLED = 4
 IDLE_WINDOW_S = 2.0
+
+
+class TestnetError(MurmurError):
+    """The testnet could not run: a node exited at start, or no port was free. The CLI prints
+    it on one line (a node's exit carries the tail of its log)."""
+
+    __test__ = False  # not a pytest class, whatever its name
 
 
 @dataclass
@@ -124,7 +132,7 @@ def free_listen_port(host: str, rng: random.Random, taken: set[int] | None = Non
                 continue
         taken.add(port)
         return port
-    raise RuntimeError(f"no free listen port on {host} below {high}")
+    raise TestnetError(f"no free listen port on {host} below {high}")
 
 
 def _host_for(index: int, distinct_prefixes: bool) -> str:
@@ -178,7 +186,7 @@ def running_testnet(
         for node in nodes:
             while node.client is None:
                 if node.process is not None and node.process.poll() is not None:
-                    raise RuntimeError(
+                    raise TestnetError(
                         f"node {node.index} exited at start: {node.log.read_text()[-2000:]}"
                     )
                 with contextlib.suppress(Exception):
