@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import random
@@ -466,45 +467,18 @@ def run_testnet(
                 idle_start = Traffic.now(net)
                 time.sleep(IDLE_WINDOW_S)
                 idle_rate = _bytes_per_node_per_s(idle_start, Traffic.now(net), nodes, hops)
-            fast = _run_phase(
-                net,
-                topic=TESTNET_TOPIC,
-                count=messages,
-                size=size,
-                rate=rate,
-                rng=rng,
-                progress=progress,
-                task=task,
-                include_origin=False,
+            phase = functools.partial(
+                _run_phase, net, size=size, rate=rate, rng=rng, progress=progress, task=task
             )
+            fast = phase(topic=TESTNET_TOPIC, count=messages, include_origin=False)
             onion = stemmed = None
             if stem:
-                stemmed = _run_phase(
-                    net,
-                    topic=PRIVATE_TOPIC,
-                    count=tx,
-                    size=size,
-                    rate=rate,
-                    rng=rng,
-                    progress=progress,
-                    task=task,
-                    include_origin=True,
-                    route="dandelion",
+                stemmed = phase(
+                    topic=PRIVATE_TOPIC, count=tx, include_origin=True, route="dandelion"
                 )
             if private:
                 phase_start = Traffic.now(net)
-                onion = _run_phase(
-                    net,
-                    topic=PRIVATE_TOPIC,
-                    count=tx,
-                    size=size,
-                    rate=rate,
-                    rng=rng,
-                    progress=progress,
-                    task=task,
-                    include_origin=True,
-                    level=level,
-                )
+                onion = phase(topic=PRIVATE_TOPIC, count=tx, include_origin=True, level=level)
                 phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
             statuses = _statuses(net)
     main = onion or stemmed or fast
