@@ -512,6 +512,20 @@ def test_onion_keys_rotate_and_the_old_key_works_during_grace() -> None:
     assert s.relay.circuit_count == 1
 
 
+def test_the_old_onion_key_is_dropped_when_its_grace_ends_without_any_create() -> None:
+    """Its secrets decrypt recorded handshakes: they must go at the end of the grace period
+    even if no CREATE naming an unknown key ever arrives to trigger the clean-up."""
+    config = RelayConfig(onion_key_lifetime_s=100, onion_key_grace_s=50, max_circuit_lifetime_s=1e9)
+    s = make_relay(config)
+    s.relay.handle_timer(100.0)
+    s.relay.drain_actions()
+    assert s.relay.onion_keys.find(PAIR.key_id, 149.0) is not None
+    assert s.relay.next_deadline() == 150.0  # the grace deadline, before the next rotation
+    s.relay.handle_timer(150.0)
+    assert s.relay.onion_keys.previous_until is None
+    assert s.relay.next_deadline() == 200.0
+
+
 def test_disconnect_tears_down_with_destroy_on_the_other_leg() -> None:
     s = make_relay()
     _extend_to_target(s)

@@ -4,8 +4,9 @@ Theory of operation. A circuit id names one circuit on one link and is chosen by
 creates the circuit on that link; the two legs of a circuit at a relay have unrelated ids, so the
 id cannot link them. The top bit says which side chose it (set when the chooser's node id sorts
 lower), so the two ends of a link never pick the same id. The client (origin legs) and the relay
-(next-hop legs) draw from one :class:`CircuitIds`, uniformly from the same space: a relay cannot
-tell from an id whether its predecessor is an origin or another relay.
+(next-hop legs) draw from one :class:`CircuitIds`, uniformly from the same space, so the id
+does not tell a relay whether its predecessor is an origin or another relay. (The cells that
+follow a build still tell each hop its position: docs/protocol/circuits.md §2.2.)
 """
 
 from __future__ import annotations

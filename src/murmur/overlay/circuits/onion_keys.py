@@ -94,12 +94,22 @@ class OnionKeyRing:
         self._previous, self._previous_until = self.current, now + grace_s
         self.current, self.current_since = new, now
 
+    @property
+    def previous_until(self) -> float | None:
+        """When the previous pair is dropped (``None`` when there is none): a deadline the
+        relay's timer keeps, so the secrets go at the end of the grace period, not at the
+        next rotation."""
+        return None if self._previous is None else self._previous_until
+
+    def expire(self, now: float) -> None:
+        """Drops the previous pair once its grace period is over."""
+        if self._previous is not None and now >= self._previous_until:
+            self._previous = None
+
     def find(self, key_id: bytes, now: float) -> OnionKeyPair:
+        self.expire(now)
         if key_id == self.current.key_id:
             return self.current
-        if self._previous is not None:
-            if now < self._previous_until and key_id == self._previous.key_id:
-                return self._previous
-            if now >= self._previous_until:
-                self._previous = None
+        if self._previous is not None and key_id == self._previous.key_id:
+            return self._previous
         raise UnknownOnionKey()

@@ -240,11 +240,15 @@ class CircuitRelay:
             _, _, kind, circuit = heapq.heappop(self._timers)
             if circuit.alive:
                 self._fire(kind, circuit, now)
+        self.onion_keys.expire(now)
         if now >= self._rotate_at:
             self._rotate_onion_keys(now)
 
     def next_deadline(self) -> float | None:
         soonest = self._rotate_at  # plain comparisons: the node asks after every event
+        previous_until = self.onion_keys.previous_until
+        if previous_until is not None and previous_until < soonest:
+            soonest = previous_until
         if self._queue_wake:
             soonest = min(soonest, *self._queue_wake.values())
         if self._timers and self._timers[0][0] < soonest:
