@@ -80,7 +80,8 @@ def _config(src: ByteSource) -> RelayConfig:
         onion_key_grace_s=src.pick((10.0, 86_400.0)),
         exit_reassembly_timeout_s=src.pick((1.0, 30.0)),
         max_reassemblies_per_circuit=1 + src.u8() % 4,
-        max_reassembly_bytes=src.pick((600, 5_000, 16 * 1024 * 1024)),
+        max_reassembly_bytes=(reassembly_bytes := src.pick((600, 5_000, 16 * 1024 * 1024))),
+        max_reassembly_bytes_per_peer=reassembly_bytes // 2,  # reads no byte: the same format
         reply_buckets=src.pick(((), PADDING_BUCKETS_BYTES)),
         forward_delay=src.pick(delays),
         max_delayed_cells=1 + src.u8() % 16,

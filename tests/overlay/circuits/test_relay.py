@@ -588,6 +588,31 @@ def test_exit_counts_and_drops_a_message_whose_padding_length_overruns_it() -> N
     assert s.relay.drain_actions() == [PublishFromExit("transaction", b"next")]
 
 
+def test_one_peer_cannot_fill_the_reassembly_budget_for_everyone() -> None:
+    """Unfinished multi-cell messages from one previous hop stop at its share; another
+    peer's messages are still reassembled, and a one-cell message passes even a full share."""
+    config = RelayConfig(max_reassembly_bytes=40_000, max_reassembly_bytes_per_peer=10_000)
+    s = make_relay(config)
+    hostile = [HandOrigin(s.relay, PEER, seed) for seed in range(2, 10)]
+    unfinished = Envelope(MessageKind.PUBLISH, "transaction", bytes(4_000)).encode()
+    for origin in hostile:
+        for fragment in split_message(1, unfinished)[:4]:  # 4 of 8 cells, about 2 kB held
+            origin.send(RelayCommand.DATA, fragment.encode())
+    refused = [c for c in _cells(s.relay) if decode_cell(c.cell).command is CellCommand.DESTROY]
+    assert len(refused) == 4  # the fifth circuit's first cell found the share full
+    assert s.relay.counters.get("drop_reassembly_peer_budget") == 4
+    assert 8_000 <= s.relay._reassembly_bytes <= 10_000
+    honest = HandOrigin(s.relay, OTHER, 11)
+    payload = bytes(range(256)) * 20  # ten cells
+    for part in _publish("transaction", payload):
+        honest.send(RelayCommand.DATA, part)
+    assert s.relay.drain_actions() == [PublishFromExit("transaction", payload)]
+    one_cell = Envelope(MessageKind.PUBLISH, "transaction", b"one cell").encode()
+    (only,) = split_message(2, one_cell)
+    hostile[0].send(RelayCommand.DATA, only.encode())
+    assert s.relay.drain_actions() == [PublishFromExit("transaction", b"one cell")]
+
+
 NEXT_KEYS = HopKeys(b"\x01" * 32, b"\x02" * 32, b"\x03" * 32, b"\x04" * 32)
 
 

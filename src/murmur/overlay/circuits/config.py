@@ -98,6 +98,9 @@ class RelayConfig:
     max_reassemblies_per_circuit: int = 4
     max_reassembly_bytes: int = 16 * 1024 * 1024
     """All partially received messages (DATA at an exit, EXTENDs) at this relay, together."""
+    max_reassembly_bytes_per_peer: int = 2 * 1024 * 1024
+    """The share of it the circuits of one previous hop may hold: 16 unfinished messages of the
+    largest bucket (128 KiB). A fragment that completes its message is never refused."""
     reply_buckets: tuple[int, ...] = PADDING_BUCKETS_BYTES
     """Size buckets an exit pads its replies to (``()``: exact size)."""
     forward_delay: DelayRange | None = None
@@ -108,6 +111,8 @@ class RelayConfig:
 
     def __post_init__(self) -> None:
         check_buckets(self.reply_buckets)
+        if not 0 < self.max_reassembly_bytes_per_peer <= self.max_reassembly_bytes:
+            raise ValueError("max_reassembly_bytes_per_peer must be in (0, max_reassembly_bytes]")
         if self.max_delayed_cells < 1:
             raise ValueError("max_delayed_cells must be positive")
         if min(self.max_pending_creates, self.max_pending_creates_per_peer) < 1:

@@ -176,6 +176,8 @@ class CircuitRelay:
         self._held: DelayLine[_Held] = DelayLine()
         self._seq = itertools.count()
         self._reassembly_bytes = 0
+        self._reassembly_by_peer: dict[NodeId, int] = {}
+        """Partial messages' bytes by the peer whose circuits carry them (the previous hop)."""
         self._creates: dict[Leg, Reassembly] = {}
         """CREATEs partly received, oldest first (so also by deadline)."""
         self._creates_per_peer: dict[NodeId, int] = {}
@@ -538,7 +540,7 @@ class CircuitRelay:
                 max_pending=1, timeout_s=self.config.extend_timeout_s, max_bytes=EXTEND_PADDED_BYTES
             )
             self._schedule(now + self.config.extend_timeout_s, _Timer.EXTEND, circuit)
-        message = self._reassemble(circuit.extend_parts, fragment, now)
+        message = self._reassemble(circuit, circuit.extend_parts, fragment, now)
         if message is not None:
             circuit.extend_parts = None
             self._on_extend(circuit, Extend.decode(message), now)
@@ -585,15 +587,39 @@ class CircuitRelay:
 
     # --- exit ------------------------------------------------------------------------------
 
-    def _reassemble(self, reassembly: Reassembly, fragment: Fragment, now: float) -> bytes | None:
-        """Adds a fragment under the relay's reassembly memory budget."""
-        if self._reassembly_bytes + len(fragment.chunk) > self.config.max_reassembly_bytes:
-            raise RemoteProtocolError("reassembly_budget", "relay reassembly memory full")
+    def _reassemble(
+        self, circuit: _Circuit, reassembly: Reassembly, fragment: Fragment, now: float
+    ) -> bytes | None:
+        """Adds a fragment under the relay's reassembly memory budget and the previous hop's
+        share of it. A fragment that completes its message (a one-cell message above all)
+        passes whatever the budget: it frees memory rather than holding it. Without the share
+        one peer could fill the budget with unfinished messages and have every other
+        circuit's EXTEND and exit message refused."""
+        if fragment.index != fragment.count - 1:
+            size, peer = len(fragment.chunk), circuit.prev[0]
+            if (
+                self._reassembly_by_peer.get(peer, 0) + size
+                > self.config.max_reassembly_bytes_per_peer
+            ):
+                raise RemoteProtocolError("reassembly_peer_budget", "peer's reassembly share full")
+            if self._reassembly_bytes + size > self.config.max_reassembly_bytes:
+                raise RemoteProtocolError("reassembly_budget", "relay reassembly memory full")
         before = reassembly.buffered_bytes
         try:
             return reassembly.add(fragment, now)
         finally:
-            self._reassembly_bytes += reassembly.buffered_bytes - before
+            self._charge_reassembly(circuit, reassembly.buffered_bytes - before)
+
+    def _charge_reassembly(self, circuit: _Circuit, delta: int) -> None:
+        if not delta:
+            return
+        self._reassembly_bytes += delta
+        peer = circuit.prev[0]
+        held = self._reassembly_by_peer.get(peer, 0) + delta
+        if held:
+            self._reassembly_by_peer[peer] = held
+        else:
+            del self._reassembly_by_peer[peer]
 
     def _on_data(self, circuit: _Circuit, fragment: Fragment, now: float) -> None:
         if circuit.reassembly is None:
@@ -603,7 +629,7 @@ class CircuitRelay:
             )
         reassembly = circuit.reassembly
         pending = len(reassembly)
-        message = self._reassemble(reassembly, fragment, now)
+        message = self._reassemble(circuit, reassembly, fragment, now)
         if len(reassembly) > pending:
             self._schedule(now + reassembly.timeout_s, _Timer.REASSEMBLY, circuit)
         if message is None:
@@ -656,7 +682,7 @@ class CircuitRelay:
         elif circuit.reassembly is not None:
             before = circuit.reassembly.buffered_bytes
             expired = circuit.reassembly.expire(now)
-            self._reassembly_bytes -= before - circuit.reassembly.buffered_bytes
+            self._charge_reassembly(circuit, circuit.reassembly.buffered_bytes - before)
             if expired:
                 self.counters.inc("exit_reassembly_expired", expired)
 
@@ -695,7 +721,7 @@ class CircuitRelay:
         self._drop_next(circuit, next_reason)
         for reassembly in (circuit.reassembly, circuit.extend_parts):
             if reassembly is not None:
-                self._reassembly_bytes -= reassembly.buffered_bytes
+                self._charge_reassembly(circuit, -reassembly.buffered_bytes)
                 reassembly.clear()
         remaining = self._per_peer[prev_peer] - 1
         if remaining:
