@@ -17,10 +17,12 @@ from murmur.node.actions import (
 )
 from murmur.node.config import DEFAULT_TOPICS, BootstrapPeer, HostPort, NodeConfig
 from murmur.node.node import Node
+from murmur.overlay.circuits.events import ConnectTo
 from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.routing import PrivatePathUnavailable
 from murmur.overlay.stem import StemConfig
 from murmur.sim.rng import SeededRng
+from murmur.wire.cells import RelayAddress
 from murmur.wire.envelope import Channel, wrap
 
 
@@ -364,3 +366,34 @@ def test_a_peer_pinging_past_the_configured_burst_is_cut_off() -> None:
     session.link.ping(net.now)
     victim.data_received(conn, session.link.data_to_send(), net.now)
     assert any(isinstance(a, CloseConnection) and a.conn_id == conn for a in victim.drain_actions())
+
+
+@pytest.mark.parametrize(
+    ("own", "target", "dials"),
+    [
+        ("1.2.0.1", "1.3.0.1", True),  # the internet: global addresses only
+        ("1.2.0.1", "10.0.0.5", False),  # a relay on the internet never probes its own LAN
+        ("1.2.0.1", "127.0.0.1", False),  # ... nor its own host
+        ("0.0.0.0", "192.168.1.1", False),  # listening everywhere is being on the internet
+        (None, "127.0.0.1", False),  # no address yet: as strict
+        ("127.1.0.1", "127.3.0.1", True),  # a loopback testnet
+        ("10.1.0.1", "10.2.0.1", True),  # a LAN
+    ],
+)
+def test_an_extend_dials_a_local_address_only_from_a_local_network(
+    own: str | None, target: str, dials: bool
+) -> None:
+    """Whoever sends an EXTEND chooses the address: dialling any would make the relay a port
+    scanner of its own host and network for them (the answer's timing tells a closed port
+    from a filtered one from another service)."""
+    node = Node(
+        identity=Identity.from_seed(b"\x07" * 32), config=NodeConfig(), rng=SeededRng(7), now=0.0
+    )
+    if own is not None:
+        node.set_advertised_address(own, 7000, 0.0)
+    node.drain_actions()
+    peer = NodeId(b"\x42" * 32)
+    node._connect_for_circuit(ConnectTo(peer, RelayAddress(target, 7000)), 1.0)
+    dialled = [a for a in node.drain_actions() if isinstance(a, Dial)]
+    assert [d.target.node_id for d in dialled] == ([peer] if dials else [])
+    assert node.counters.get("drops.extend_to_local_address") == (0 if dials else 1)

@@ -19,6 +19,7 @@ short, escalating back-off. Every drop is counted.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -69,6 +70,7 @@ from murmur.overlay.circuits.events import (
     SendCell,
     SendFailed,
 )
+from murmur.overlay.circuits.selection import on_local_network
 from murmur.overlay.gossip.actions import Deliver, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.router import GossipRouter
@@ -737,12 +739,28 @@ class Node:
                 padder.observe(session.conn_id, session.bytes_out, now)
         padder.retain(s.conn_id for s in live)
 
+    def _may_dial_for_circuit(self, host: str) -> bool:
+        """An EXTEND names the address to dial, and whoever sends one chooses it: a relay that
+        dialled any address would probe its own host and network for them (a closed port
+        fails in a round trip, a filtered one at the dial timeout, another service at the
+        handshake timeout). Only a node that is itself on a local network (a testnet, a LAN)
+        dials local addresses for circuits; elsewhere they fail at once, as Tor's
+        ExtendAllowPrivateAddresses 0 does."""
+        if ipaddress.ip_address(host).is_global:
+            return True
+        advertised = self.private.advertised
+        return advertised is not None and on_local_network(advertised.host)
+
     def _connect_for_circuit(self, action: ConnectTo, now: float) -> None:
         """A relay asked to extend to a node we have no link with opens one (once)."""
         if action.peer in self._by_peer:
             self.circuits.link_ready(action.peer, now)
             return
         if any(t.peer.node_id == action.peer for t in self._dial_targets):
+            return
+        if not self._may_dial_for_circuit(action.address.host):
+            self.counters.inc("drops.extend_to_local_address")
+            self.circuits.link_failed(action.peer, now)
             return
         one_shot = sum(1 for t in self._dial_targets if not t.persistent)
         if one_shot >= MAX_CIRCUIT_LINKS:

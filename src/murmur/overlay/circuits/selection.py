@@ -119,6 +119,14 @@ def network_prefix(host: str) -> bytes:
     return b"6" + ip.packed[: IPV6_PREFIX_BITS // 8]
 
 
+def on_local_network(host: str) -> bool:
+    """True for a loopback, private or link-local address (a testnet, a LAN, a simulation on
+    private ranges); False for a global address, and for 0.0.0.0 / ``::``: a node listening
+    on every interface is there to be reached from the internet."""
+    ip = ipaddress.ip_address(host)
+    return not ip.is_global and not ip.is_unspecified
+
+
 @dataclass(frozen=True, slots=True)
 class RelayInfo:
     """What the origin knows about one relay (from its verified, signed announcement)."""
