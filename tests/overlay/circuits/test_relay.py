@@ -492,6 +492,38 @@ def test_per_peer_circuit_cap() -> None:
     assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RESOURCE
 
 
+THIRD = NodeId(b"\x33" * 32)
+
+
+def _create_from(s: Setup, peer: NodeId, seed: int) -> tuple[int, list[SendCell]]:
+    circ_id = CircuitIds(peer).allocate(RELAY_ID, SeededRng(seed))
+    for cell_bytes in _skin_cells(seed, circ_id):
+        s.relay.receive_cell(peer, cell_bytes, 0.0)
+    return circ_id, _cells(s.relay)
+
+
+def test_a_full_table_makes_room_from_the_peer_holding_the_most() -> None:
+    """A few peers, each within its cap and create rate, fill the table with idle circuits
+    (an hour's lifetime each): a newcomer's CREATE evicts the largest holder's oldest circuit
+    instead of being refused, down to an even share."""
+    s = make_relay(RelayConfig(max_circuits=6, max_circuits_per_peer=4))
+    hostile = [HandOrigin(s.relay, PEER, seed) for seed in range(2, 6)]
+    HandOrigin(s.relay, OTHER, 6)
+    HandOrigin(s.relay, OTHER, 7)
+    circ_id, (destroy, created) = _create_from(s, THIRD, 8)
+    assert (destroy.peer, decode_cell(destroy.cell).circ_id) == (PEER, hostile[0].circ_id)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RESOURCE
+    assert (created.peer, decode_cell(created.cell).command) == (THIRD, CellCommand.CREATED)
+    assert s.relay.counters.get("circuits_evicted") == 1
+    _, (destroy, _) = _create_from(s, THIRD, 9)  # PEER 3, OTHER 2, THIRD 1: PEER again
+    assert (destroy.peer, decode_cell(destroy.cell).circ_id) == (PEER, hostile[1].circ_id)
+    # PEER, OTHER and THIRD now hold 2 each: no one holds more than a newcomer would
+    _, (refused,) = _create_from(s, THIRD, 10)
+    assert refused.peer == THIRD
+    assert decode_destroy(decode_cell(refused.cell).body) is DestroyReason.RESOURCE
+    assert s.relay.counters.get("circuits_evicted") == 2 and s.relay.circuit_count == 6
+
+
 def test_circuits_expire_at_the_relay() -> None:
     s = make_relay(RelayConfig(max_circuit_lifetime_s=60))
     HandOrigin(s.relay)

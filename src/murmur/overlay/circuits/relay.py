@@ -389,13 +389,32 @@ class CircuitRelay:
             return DestroyReason.RATE_LIMITED
         pending = self._creates_per_peer.get(peer, 0)
         if (
-            self._circuits + len(self._creates) >= self.config.max_circuits
-            or self._per_peer.get(peer, 0) + pending >= self.config.max_circuits_per_peer
+            self._per_peer.get(peer, 0) + pending >= self.config.max_circuits_per_peer
             or len(self._creates) >= self.config.max_pending_creates
             or pending >= self.config.max_pending_creates_per_peer
         ):
             return DestroyReason.RESOURCE
+        if self._circuits + len(self._creates) >= self.config.max_circuits:
+            return None if self._evict_for(peer) else DestroyReason.RESOURCE
         return None
+
+    def _evict_for(self, peer: NodeId) -> bool:
+        """With the table full, makes room for a CREATE from ``peer`` by tearing down the
+        oldest circuit of the predecessor holding the most, if that one holds more than
+        ``peer`` would: idle circuits from a few peers (each within its own cap and create
+        rate) could otherwise fill the table for the circuits' whole lifetime and refuse every
+        other peer. One sweep of the circuits, only when full, at most the create rate."""
+        if not self._per_peer:
+            return False
+        largest = max(self._per_peer, key=self._per_peer.__getitem__)
+        if self._per_peer[largest] <= self._per_peer.get(peer, 0) + 1:
+            return False
+        for (leg_peer, _), (circuit, is_prev) in self._legs.items():
+            if is_prev and leg_peer == largest:  # legs are in creation order: the oldest
+                self.counters.inc("circuits_evicted")
+                self._teardown(circuit, DestroyReason.RESOURCE)
+                return True
+        return False
 
     def _answer_create(self, peer: NodeId, circ_id: int, message: bytes, now: float) -> None:
         try:
