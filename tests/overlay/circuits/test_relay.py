@@ -495,11 +495,12 @@ def test_per_peer_circuit_cap() -> None:
 THIRD = NodeId(b"\x33" * 32)
 
 
-def _create_from(s: Setup, peer: NodeId, seed: int) -> tuple[int, list[SendCell]]:
+def _create_from(s: Setup, peer: NodeId, seed: int) -> list[SendCell]:
+    """What the relay answers a whole CREATE from ``peer``."""
     circ_id = CircuitIds(peer).allocate(RELAY_ID, SeededRng(seed))
     for cell_bytes in _skin_cells(seed, circ_id):
         s.relay.receive_cell(peer, cell_bytes, 0.0)
-    return circ_id, _cells(s.relay)
+    return _cells(s.relay)
 
 
 def test_a_full_table_makes_room_from_the_peer_holding_the_most() -> None:
@@ -510,15 +511,15 @@ def test_a_full_table_makes_room_from_the_peer_holding_the_most() -> None:
     hostile = [HandOrigin(s.relay, PEER, seed) for seed in range(2, 6)]
     HandOrigin(s.relay, OTHER, 6)
     HandOrigin(s.relay, OTHER, 7)
-    circ_id, (destroy, created) = _create_from(s, THIRD, 8)
+    destroy, created = _create_from(s, THIRD, 8)
     assert (destroy.peer, decode_cell(destroy.cell).circ_id) == (PEER, hostile[0].circ_id)
     assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RESOURCE
     assert (created.peer, decode_cell(created.cell).command) == (THIRD, CellCommand.CREATED)
     assert s.relay.counters.get("circuits_evicted") == 1
-    _, (destroy, _) = _create_from(s, THIRD, 9)  # PEER 3, OTHER 2, THIRD 1: PEER again
+    destroy, _ = _create_from(s, THIRD, 9)  # PEER 3, OTHER 2, THIRD 1: PEER again
     assert (destroy.peer, decode_cell(destroy.cell).circ_id) == (PEER, hostile[1].circ_id)
     # PEER, OTHER and THIRD now hold 2 each: no one holds more than a newcomer would
-    _, (refused,) = _create_from(s, THIRD, 10)
+    (refused,) = _create_from(s, THIRD, 10)
     assert refused.peer == THIRD
     assert decode_destroy(decode_cell(refused.cell).body) is DestroyReason.RESOURCE
     assert s.relay.counters.get("circuits_evicted") == 2 and s.relay.circuit_count == 6
