@@ -265,9 +265,12 @@ def _backward(world: World, src: ByteSource) -> None:
 
 
 def _extend_past_victim(world: World, src: ByteSource) -> None:
-    """Extends a one-hop hand circuit to the honest node and keeps the handshake's secrets:
-    the EXTENDED the victim sends back (while the world settles) gives the circuit its second
-    hop, so the other ``_far_*`` operations reach the honest node through the victim."""
+    """A circuit through the victim to the honest node in one operation: a one-hop hand circuit
+    (a new one if none is built and there is room) is extended to the honest node with an
+    onionskin whose secrets are kept, and the EXTENDED the victim sends back while the world
+    settles gives it its second hop, which the ``_far_*`` operations then address."""
+    if not any(c.extendable for c in world.circuits):
+        world.open_circuit()
     circuits = [c for c in world.circuits if c.extendable]
     if circuits:
         world.extend_circuit(src.pick(circuits))

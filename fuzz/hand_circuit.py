@@ -102,10 +102,10 @@ class HandCircuit:
         onionskin for ``keys``; the EXTENDED answer then adds that hop (:meth:`on_backward`)."""
         skin, self._pending = client_onionskin(node, keys, x25519_seed=x25519_seed)
         self._extending = True
-        extend = Extend(node, address, skin)
+        last = len(self._hops) - 1
         return [
-            self.recognized_cell(bytes(encode_relay_plaintext(RelayCommand.EXTEND, data)))
-            for data in extend_data(extend)
+            self.recognized_cell(bytes(encode_relay_plaintext(RelayCommand.EXTEND, data)), last)
+            for data in extend_data(Extend(node, address, skin))
         ]
 
     def recognized_cell(self, plaintext: bytes, hop: int = 0) -> bytes:
