@@ -321,16 +321,20 @@ def check_node(node: Node) -> None:
     """A node's buffers and queues that a peer can fill stay within their limits."""
     for session in node._sessions.values():
         assert len(session.link._inbuf) < RECORD_HEADER_BYTES + MAX_RECORD_BODY_BYTES
-    assert len(node._sessions) <= 8, "sessions"
+    limits = node.config.limits
+    inbound = sum(1 for session in node._sessions.values() if not session.outbound)
+    assert inbound <= limits.max_inbound, "inbound sessions"  # retired duplicates count too
+    outbound = len(node._sessions) - inbound
+    assert outbound <= limits.max_outbound + MAX_CIRCUIT_LINKS, "outbound sessions"
     assert len(node.deliveries) <= DELIVERY_LOG_ENTRIES
     assert len(node._dial_targets) <= len(node.config.bootstrap) + MAX_CIRCUIT_LINKS
     relay = node.circuits.relay
     assert isinstance(relay, CircuitRelay)
     check_relay(relay)
     gossip = node.gossip
-    limits = gossip._config
-    assert len(gossip._promises) <= limits.max_pending_iwants, "pending IWANTs"
+    caps = gossip._config
+    assert len(gossip._promises) <= caps.max_pending_iwants, "pending IWANTs"
     for peer in gossip._peers.values():
-        assert len(peer.topics) <= limits.max_peer_topics, "peer topics"
-        assert len(peer.iwant_served) <= limits.max_iwant_replies, "IWANT replies"
-        assert peer.batch.queued_bytes <= limits.max_outbox_bytes, "gossip outbox"
+        assert len(peer.topics) <= caps.max_peer_topics, "peer topics"
+        assert len(peer.iwant_served) <= caps.max_iwant_replies, "IWANT replies"
+        assert peer.batch.queued_bytes <= caps.max_outbox_bytes, "gossip outbox"
