@@ -140,7 +140,12 @@ def _open_circuit(world: World, src: ByteSource) -> None:
 
 
 def _reaching(world: World, hop: int) -> list[HandCircuit]:
-    """The hand circuits with a hop ``hop`` (0: the victim, 1: the honest node past it)."""
+    """The hand circuits with a hop ``hop`` (0: the victim, 1: the honest node past it). With
+    none past the victim, one is extended there first: coverage hardly rewards reaching the
+    honest node (it runs the victim's code), so left to chance the ``_far_*`` operations
+    seldom had a circuit to use (12 of 733 minimized inputs sent a cell past the victim)."""
+    if hop and not any(c.hops > hop for c in world.circuits):
+        world.extend_past_victim(0)
     return [c for c in world.circuits if c.hops > hop]
 
 
@@ -265,15 +270,9 @@ def _backward(world: World, src: ByteSource) -> None:
 
 
 def _extend_past_victim(world: World, src: ByteSource) -> None:
-    """A circuit through the victim to the honest node in one operation: a one-hop hand circuit
-    (a new one if none is built and there is room) is extended to the honest node with an
-    onionskin whose secrets are kept, and the EXTENDED the victim sends back while the world
-    settles gives it its second hop, which the ``_far_*`` operations then address."""
-    if not any(c.extendable for c in world.circuits):
-        world.open_circuit()
-    circuits = [c for c in world.circuits if c.extendable]
-    if circuits:
-        world.extend_circuit(src.pick(circuits))
+    """A circuit through the victim to the honest node in one operation (its second hop's
+    secrets kept, unlike ``_extend``'s), which the ``_far_*`` operations then address."""
+    world.extend_past_victim(src.u8())
 
 
 _far_relay = functools.partial(_relay, hop=1)

@@ -119,9 +119,17 @@ class World:
         self.circuits.append(circuit)
         self._send_cells(circuit.create_cells)
 
-    def extend_circuit(self, circuit: HandCircuit) -> None:
-        """EXTEND from ``circuit``'s last hop to the honest node, with a real onionskin for its
-        current onion key: the EXTENDED that comes back through the victim adds the hop."""
+    def extend_past_victim(self, pick: int) -> None:
+        """EXTEND to the honest node, with a real onionskin for its current onion key, on the
+        ``pick``-th (modulo their number) one-hop hand circuit, a new one if none is built and
+        there is room: the EXTENDED that comes back through the victim while the world settles
+        gives that circuit its second hop."""
+        if not any(c.extendable for c in self.circuits):
+            self.open_circuit()
+        circuits = [c for c in self.circuits if c.extendable]
+        if not circuits:
+            return
+        circuit = circuits[pick % len(circuits)]
         honest = self.honest
         self._send_cells(
             circuit.extend_cells(
