@@ -3,9 +3,10 @@ peer on an authenticated link to it, wired in memory on a fake clock.
 
 The world moves every byte between the three until nothing is left to move, runs timers the way
 the runtime does, and checks after each step what must hold whatever the hostile peer sent:
-nothing escaped the victim (an exception simply propagates to the fuzzer), the victim's
-deadline moves forward once its timers ran, and its peer-fed queues and buffers stay within
-their limits. Dials go to the honest node when they name its address and fail otherwise.
+nothing escaped either node (an exception simply propagates to the fuzzer), each node's
+deadline moves forward once its timers ran, and their peer-fed queues and buffers stay within
+their limits (the honest node's too: the hostile peer reaches it through circuits the victim
+extends). Dials go to the honest node when they name its address and fail otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.relay import CircuitRelay
 from murmur.sim.rng import SeededRng
-from murmur.wire.cells import CellCommand, decode_cell
+from murmur.wire.cells import CellCommand, RelayAddress, decode_cell
 from murmur.wire.envelope import Channel
 from murmur.wire.link import MAX_RECORD_BODY_BYTES, RECORD_HEADER_BYTES
 
@@ -116,8 +117,33 @@ class World:
             self._circuit_rng.random_bytes(32),
         )
         self.circuits.append(circuit)
-        for cell in circuit.create_cells:
-            self.send_hostile(self.hostile.message(bytes((Channel.CIRCUIT,)) + cell, self.now))
+        self._send_cells(circuit.create_cells)
+
+    def extend_past_victim(self, pick: int) -> None:
+        """EXTEND to the honest node, with a real onionskin for its current onion key, on the
+        ``pick``-th (modulo their number) one-hop hand circuit, a new one if none is built and
+        there is room: the EXTENDED that comes back through the victim while the world settles
+        gives that circuit its second hop."""
+        if not any(c.extendable for c in self.circuits):
+            self.open_circuit()
+        circuits = [c for c in self.circuits if c.extendable]
+        if not circuits:
+            return
+        circuit = circuits[pick % len(circuits)]
+        honest = self.honest
+        self._send_cells(
+            circuit.extend_cells(
+                honest.node_id,
+                honest.private.onion_keys.current.public,
+                RelayAddress(HONEST_ADDRESS.host, HONEST_ADDRESS.port),
+                self._circuit_rng.random_bytes(32),
+            )
+        )
+
+    def _send_cells(self, cells: list[bytes]) -> None:
+        for cell in cells:
+            if self.hostile.established:
+                self.send_hostile(self.hostile.message(bytes((Channel.CIRCUIT,)) + cell, self.now))
 
     # --- time ----------------------------------------------------------------------------------
 
@@ -145,15 +171,20 @@ class World:
         for _ in range(STUCK_ROUNDS):
             fired = False
             for node in (self.victim, self.honest):
-                deadline = node.next_deadline()
-                if deadline is not None and deadline <= self.now:
+                if self._due(node):
                     node.handle_timer(self.now)
                     fired = True
             self.settle()
-            victim_due = self.victim.next_deadline()
-            if not fired or victim_due is None or victim_due > self.now:
+            if not fired or not (self._due(self.victim) or self._due(self.honest)):
                 return
-        raise AssertionError(f"victim deadline {self.victim.next_deadline()} stuck at {self.now}")
+        raise AssertionError(
+            f"deadlines {self.victim.next_deadline()} (victim), {self.honest.next_deadline()} "
+            f"(honest) stuck at {self.now}"
+        )
+
+    def _due(self, node: Node) -> bool:
+        deadline = node.next_deadline()
+        return deadline is not None and deadline <= self.now
 
     # --- moving bytes ------------------------------------------------------------------------
 
@@ -218,8 +249,11 @@ class World:
             self.victim.data_received(self.hostile.conn_id, answer, self.now)
 
     def _read_inbox(self) -> None:
-        """Completes hand circuits from CREATED cells and answers the victim's CREATEs."""
+        """Completes hand circuits from CREATED cells, gives them every backward RELAY cell (in
+        order: their keystreams depend on it), forgets those the victim destroyed, and answers
+        the victim's CREATEs."""
         answers = []
+        circuits = {circuit.circ_id: circuit for circuit in self.circuits}
         for payload in self.hostile.inbox:
             if payload[:1] != bytes((Channel.CIRCUIT,)):
                 continue
@@ -231,10 +265,15 @@ class World:
                 created = self.hop.on_create(cell.circ_id, cell.body)
                 if created is not None:
                     answers.append(created)
-            elif cell.command is CellCommand.CREATED:
-                for circuit in self.circuits:
-                    if circuit.circ_id == cell.circ_id and not circuit.built:
-                        circuit.finish(cell.body)
+            elif (circuit := circuits.get(cell.circ_id)) is None:
+                continue
+            elif cell.command is CellCommand.CREATED and not circuit.built:
+                circuit.finish(cell.body)
+            elif cell.command is CellCommand.RELAY:
+                circuit.on_backward(cell.body)
+            elif cell.command is CellCommand.DESTROY:  # its slot goes to a circuit that lives
+                del circuits[cell.circ_id]
+                self.circuits.remove(circuit)
         self.hostile.inbox.clear()
         for answer in answers:
             if self.hostile.established:
@@ -279,23 +318,31 @@ class World:
     # --- what must hold ----------------------------------------------------------------------
 
     def check_bounds(self) -> None:
-        """The victim's buffers and queues that a peer can fill stay within their limits."""
-        victim = self.victim
-        for session in victim._sessions.values():
-            assert len(session.link._inbuf) < RECORD_HEADER_BYTES + MAX_RECORD_BODY_BYTES
-        assert len(victim._sessions) <= 8, "sessions"
-        assert len(victim.deliveries) <= DELIVERY_LOG_ENTRIES
-        assert len(victim._dial_targets) <= len(victim.config.bootstrap) + MAX_CIRCUIT_LINKS
-        relay = victim.circuits.relay
-        assert isinstance(relay, CircuitRelay)
-        check_relay(relay)
-        gossip = victim.gossip
-        limits = gossip._config
-        assert len(gossip._promises) <= limits.max_pending_iwants, "pending IWANTs"
-        for peer in gossip._peers.values():
-            assert len(peer.topics) <= limits.max_peer_topics, "peer topics"
-            assert len(peer.iwant_served) <= limits.max_iwant_replies, "IWANT replies"
-            assert peer.batch.queued_bytes <= limits.max_outbox_bytes, "gossip outbox"
+        check_node(self.victim)
+        check_node(self.honest)
 
     def peers(self) -> list[NodeId]:
         return [self.victim.node_id, self.honest.node_id, self.hostile.node_id]
+
+
+def check_node(node: Node) -> None:
+    """A node's buffers and queues that a peer can fill stay within their limits."""
+    for session in node._sessions.values():
+        assert len(session.link._inbuf) < RECORD_HEADER_BYTES + MAX_RECORD_BODY_BYTES
+    limits = node.config.limits
+    inbound = sum(1 for session in node._sessions.values() if not session.outbound)
+    assert inbound <= limits.max_inbound, "inbound sessions"  # retired duplicates count too
+    outbound = len(node._sessions) - inbound
+    assert outbound <= limits.max_outbound + MAX_CIRCUIT_LINKS, "outbound sessions"
+    assert len(node.deliveries) <= DELIVERY_LOG_ENTRIES
+    assert len(node._dial_targets) <= len(node.config.bootstrap) + MAX_CIRCUIT_LINKS
+    relay = node.circuits.relay
+    assert isinstance(relay, CircuitRelay)
+    check_relay(relay)
+    gossip = node.gossip
+    caps = gossip._config
+    assert len(gossip._promises) <= caps.max_pending_iwants, "pending IWANTs"
+    for peer in gossip._peers.values():
+        assert len(peer.topics) <= caps.max_peer_topics, "peer topics"
+        assert len(peer.iwant_served) <= caps.max_iwant_replies, "IWANT replies"
+        assert peer.batch.queued_bytes <= caps.max_outbox_bytes, "gossip outbox"

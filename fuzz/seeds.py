@@ -18,6 +18,7 @@ from murmur.crypto.identity import Identity
 from murmur.overlay.announce import sign_announcement
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.selection import NatType, RelayCapacity
+from murmur.overlay.routing import MessageType
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CellCommand,
@@ -32,6 +33,7 @@ from murmur.wire.cells import (
     encode_relay_plaintext,
 )
 from murmur.wire.envelope import Channel, wrap
+from murmur.wire.gossip import message_id
 from murmur.wire.link import FrameType, encode_frame_plaintext, encode_record
 
 VECTORS = Path(__file__).resolve().parent.parent / "tests" / "vectors"
@@ -217,6 +219,7 @@ def node_seeds() -> Iterator[tuple[str, bytes]]:
         through_hostile.add(n._advance, u8(3), u8(0))
     through_hostile.add(n._backward, u8(0), u8(1), blob(bytes(64)))
     yield "through_hostile", through_hostile.encode()
+    yield "two_hops", two_hops().encode()
     yield "reconnect", program().add(n._unsealed, blob(b"junk")).add(n._reconnect, u8(0)).encode()
     yield (
         "duplicate_link",
@@ -225,6 +228,44 @@ def node_seeds() -> Iterator[tuple[str, bytes]]:
         .add(n._gossip, bytes(range(1, 40)))
         .add(n._advance, u8(4), u8(0))
         .encode(),
+    )
+
+
+TWO_HOP_TX = b"a transaction published two hops away"
+
+
+def two_hops() -> Program:
+    """A hand circuit extended past the victim to the honest node, which publishes a
+    transaction as exit, then answers a sync request for it back through the victim."""
+    n = fuzz_node
+
+    def far_message(kind: MessageKind, payload: bytes, topic: str, message: int) -> bytes:
+        """``_far_exit_message``'s arguments: the first circuit, no padding, nothing dropped."""
+        kinds, topic_index = tuple(MessageKind), n.TOPICS.index(topic)
+        return (
+            u8(0)
+            + u8(kinds.index(kind))
+            + payload
+            + blob(b"")
+            + u16(message)
+            + u8(topic_index)
+            + u8(0)
+        )
+
+    tx_id = message_id(MessageType.TRANSACTION.value, TWO_HOP_TX)
+    sync = u8(1) + u8(0) + u8(1) + tx_id  # a sync request of one id, given raw
+    return (
+        Program(n.OPERATIONS)
+        .add(n._open_circuit)
+        .add(n._extend_past_victim, u8(0))
+        .add(
+            n._far_exit_message,
+            far_message(MessageKind.PUBLISH, blob(TWO_HOP_TX), MessageType.TRANSACTION.value, 1),
+        )
+        .add(
+            n._far_exit_message,
+            far_message(MessageKind.REQUEST, sync, MessageType.SYNC_REQUEST.value, 2),
+        )
     )
 
 
