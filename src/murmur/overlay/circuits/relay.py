@@ -175,7 +175,6 @@ class CircuitRelay:
         self._timers: list[tuple[float, int, _Timer, _Circuit]] = []
         self._held: DelayLine[_Held] = DelayLine()
         self._seq = itertools.count()
-        self._reassembly_bytes = 0
         self._reassembly_by_peer: dict[NodeId, int] = {}
         """Partial messages' bytes by the peer whose circuits carry them (the previous hop)."""
         self._creates: dict[Leg, Reassembly] = {}
@@ -266,6 +265,11 @@ class CircuitRelay:
     def drain_actions(self) -> list[CircuitAction]:
         actions, self._actions = self._actions, []
         return actions
+
+    @property
+    def _reassembly_bytes(self) -> int:
+        """Partial messages' bytes at this relay, all peers together."""
+        return sum(self._reassembly_by_peer.values())
 
     @property
     def circuit_count(self) -> int:
@@ -632,7 +636,6 @@ class CircuitRelay:
     def _charge_reassembly(self, circuit: _Circuit, delta: int) -> None:
         if not delta:
             return
-        self._reassembly_bytes += delta
         peer = circuit.prev[0]
         held = self._reassembly_by_peer.get(peer, 0) + delta
         if held:
