@@ -225,6 +225,38 @@ def test_unauthenticated_garbage_backs_off_the_address_only() -> None:
     assert not any(isinstance(a, CloseConnection) for a in node.drain_actions())
 
 
+def test_a_full_node_gives_an_over_represented_network_group_s_slot_to_a_newcomer() -> None:
+    """One /16 holding every inbound slot cannot lock out peers from elsewhere (an eclipse),
+    and a newcomer from that same /16 is refused, not let in by evicting its neighbours."""
+    net = Net(2)
+    node, newcomer = net.nodes
+    crowd = []
+    for k in range(node.config.limits.max_inbound):
+        c = net.conn()
+        node.connection_opened(c, outbound=False, host=f"203.0.{k}.1", port=1, now=0.0)
+        crowd.append(c)
+    assert not any(isinstance(a, CloseConnection) for a in node.drain_actions())
+    net.tick(2.0)  # node 1 dials node 0 from 127.0.0.1
+    assert newcomer.node_id in node._by_peer
+    evicted = [a for i, a in net.closed if i == 0 and a.reason == "evicted_netgroup"]
+    assert [a.conn_id for a in evicted] == [crowd[-1]]
+    assert node.counters.get("inbound_evicted.netgroup") == 1
+
+    same_group = net.conn()
+    node.connection_opened(same_group, outbound=False, host="203.0.200.1", port=1, now=net.now)
+    assert [(a.conn_id, a.reason) for a in node.drain_actions()] == [
+        (same_group, "inbound_full")
+    ]
+    elsewhere = net.conn()
+    node.connection_opened(elsewhere, outbound=False, host="198.51.100.1", port=1, now=net.now)
+    assert [a.reason for a in node.drain_actions() if isinstance(a, CloseConnection)] == [
+        "evicted_netgroup"
+    ]
+    assert elsewhere in node._sessions and newcomer.node_id in node._by_peer
+    inbound = [s for s in node._sessions.values() if not s.outbound]
+    assert len(inbound) == node.config.limits.max_inbound
+
+
 def test_rate_limit_drops_then_bans_a_flooding_peer() -> None:
     net = Net(2)
     net.tick(2.0)

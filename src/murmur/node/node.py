@@ -77,6 +77,7 @@ from murmur.overlay.gossip.router import GossipRouter
 from murmur.overlay.peers.backoff import ReconnectBackoff
 from murmur.overlay.peers.bans import AddressThrottle, BanList
 from murmur.overlay.peers.limits import PeerRateLimiter
+from murmur.overlay.peers.netgroup import InboundSlot, inbound_to_evict, netgroup
 from murmur.overlay.routing import MessagePath, MessageType, path_for_topic
 from murmur.overlay.stem import STEM_TOPICS, Fluff, SendStem, StemConfig, StemPath
 from murmur.wire.envelope import Channel, unwrap, wrap
@@ -216,8 +217,7 @@ class Node:
                 self.counters.inc("inbound_refused.throttled")
                 self._actions.append(CloseConnection(conn_id, "throttled"))
                 return
-            inbound = sum(1 for s in self._sessions.values() if not s.outbound)
-            if inbound >= self.config.limits.max_inbound:
+            if not self._make_inbound_room(host, now):
                 self.counters.inc("inbound_refused.full")
                 self._actions.append(CloseConnection(conn_id, "inbound_full"))
                 return
@@ -396,6 +396,25 @@ class Node:
         }
 
     # --- internals -----------------------------------------------------------------------
+
+    def _make_inbound_room(self, host: str, now: float) -> bool:
+        """True when an inbound connection from ``host`` may take a slot: one is free, or one
+        held by an over-represented network group was closed for it (``netgroup``)."""
+        inbound = [s for s in self._sessions.values() if not s.outbound]
+        if len(inbound) < self.config.limits.max_inbound:
+            return True
+        victim = inbound_to_evict(
+            [
+                InboundSlot(s.conn_id, netgroup(s.host), s.opened_at, s.peer_id is not None)
+                for s in inbound
+            ],
+            netgroup(host),
+        )
+        if victim is None:
+            return False
+        self.counters.inc("inbound_evicted.netgroup")
+        self._close(self._sessions[ConnId(victim)], now, "evicted_netgroup")
+        return True
 
     def _outbound_count(self) -> int:
         return len(self._outbound)

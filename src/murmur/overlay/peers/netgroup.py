@@ -1,0 +1,74 @@
+"""Network groups, and which inbound connection gives way when every inbound slot is taken.
+
+Theory of operation. Addresses are cheap inside one network and dear across many: whoever rents
+one server or one /16 of cloud addresses can open every inbound connection a node accepts, and
+with them surround it (an eclipse: every peer it hears from is theirs). The per-host attempt
+budget (:class:`~murmur.overlay.peers.bans.AddressThrottle`) slows the opening down but does not
+cap how many stay open. So, like Bitcoin Core's inbound eviction, a node that is full and meets
+a newcomer from a network group that holds fewer of its slots closes one connection of the group
+holding the most, as long as that group would still hold at least as many as the newcomer's
+afterwards (max-min fairness: an eviction never just swaps one group's connection for
+another's). Inside that group it closes one that has not finished its handshake, else the
+youngest, so peers that have been useful for longest keep their slots.
+
+A group is an IPv4 /16 or an IPv6 /32 (an IPv4-mapped IPv6 address counts as its IPv4 address);
+anything that is not an IP literal is its own group. Many honest nodes share one address behind
+CGNAT or on a loopback testnet; they share one group, and since a newcomer of the fullest group
+never evicts, a testnet that fills a node's slots sees the same refusals as without this rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+IPV4_GROUP_BITS = 16
+IPV6_GROUP_BITS = 32
+
+
+def netgroup(host: str) -> str:
+    """The network group of ``host``: its IPv4 /16, its IPv6 /32, or the host string itself."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is None:
+            return str(ipaddress.IPv6Network((address, IPV6_GROUP_BITS), strict=False))
+        address = address.ipv4_mapped
+    return str(ipaddress.IPv4Network((address, IPV4_GROUP_BITS), strict=False))
+
+
+@dataclass(frozen=True, slots=True)
+class InboundSlot:
+    """One open inbound connection, as the eviction rule sees it."""
+
+    conn_id: int
+    group: str
+    opened_at: float
+    authenticated: bool
+
+
+def inbound_to_evict(slots: Sequence[InboundSlot], newcomer_group: str) -> int | None:
+    """The connection to close so a newcomer from ``newcomer_group`` gets a slot, or None.
+
+    None when no group holds at least two more slots than the newcomer's: then the newcomer is
+    refused, as it would be without this rule.
+    """
+    if not slots:
+        return None
+    held = Counter(slot.group for slot in slots)
+    most = max(held.values())
+    if most < held[newcomer_group] + 2:
+        return None
+    # Among equally full groups, the one with the youngest member gives way (deterministic,
+    # whatever order the sessions were listed in).
+    candidates = [slot for slot in slots if held[slot.group] == most]
+    youngest = max(candidates, key=lambda slot: (slot.opened_at, slot.conn_id))
+    in_group = [slot for slot in candidates if slot.group == youngest.group]
+    victim = max(
+        in_group, key=lambda slot: (not slot.authenticated, slot.opened_at, slot.conn_id)
+    )
+    return victim.conn_id
