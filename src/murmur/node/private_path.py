@@ -41,9 +41,9 @@ from murmur.overlay.circuits.selection import (
     NatType,
     RelayCapacity,
     RelayDirectory,
-    network_prefix,
 )
 from murmur.overlay.gossip import Validation
+from murmur.overlay.peers.netgroup import network_prefix
 from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.link_padding import IdlePadder
 from murmur.overlay.shaping.origin import ShapedOrigin

@@ -27,7 +27,8 @@ from murmur.overlay.circuits import (
     RelayInfo,
     SendCell,
 )
-from murmur.overlay.circuits.selection import NatType, network_prefix
+from murmur.overlay.circuits.selection import NatType
+from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
 

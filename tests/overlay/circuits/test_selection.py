@@ -18,10 +18,10 @@ from murmur.overlay.circuits.selection import (
     RelayCapacity,
     RelayDirectory,
     RelayInfo,
-    network_prefix,
     relay_score,
     select_path,
 )
+from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
 from tests.damage import damaged, refused_or_canonical
@@ -84,14 +84,6 @@ def test_any_capacity_on_the_wire_grid_reads_back(capacity: RelayCapacity) -> No
 @given(st.one_of(st.binary(max_size=20), damaged(capacities.map(RelayCapacity.encode))))
 def test_capacity_garbage_raises_only_remote_protocol_error(data: bytes) -> None:
     refused_or_canonical(RelayCapacity.decode, RelayCapacity.encode, data)
-
-
-def test_prefixes() -> None:
-    assert network_prefix("10.1.2.3") == network_prefix("10.1.200.9")
-    assert network_prefix("10.1.2.3") != network_prefix("10.2.2.3")
-    assert network_prefix("::ffff:10.1.9.9") == network_prefix("10.1.0.1")
-    assert network_prefix("2001:db8:1::1") == network_prefix("2001:db8:ffff::2")
-    assert network_prefix("2001:db8::1") != network_prefix("2001:db9::1")
 
 
 def test_path_has_distinct_prefixes_and_never_the_origin_prefix() -> None:

@@ -4,54 +4,61 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from murmur.overlay.peers.netgroup import InboundSlot, inbound_to_evict, netgroup
+from murmur.overlay.peers.netgroup import InboundSlot, inbound_to_evict, netgroup, network_prefix
+
+
+def test_prefixes() -> None:
+    assert network_prefix("10.1.2.3") == network_prefix("10.1.200.9")
+    assert network_prefix("10.1.2.3") != network_prefix("10.2.2.3")
+    assert network_prefix("::ffff:10.1.9.9") == network_prefix("10.1.0.1")
+    assert network_prefix("2001:db8:1::1") == network_prefix("2001:db8:ffff::2")
+    assert network_prefix("2001:db8::1") != network_prefix("2001:db9::1")
 
 
 @pytest.mark.parametrize(
     ("host", "group"),
     [
-        ("203.0.113.7", "203.0.0.0/16"),
-        ("203.0.9.1", "203.0.0.0/16"),
-        ("127.0.0.1", "127.0.0.0/16"),
-        ("::ffff:203.0.113.7", "203.0.0.0/16"),
-        ("2001:db8:1:2::5", "2001:db8::/32"),
-        ("2001:db8:ffff::1%eth0", "2001:db8::/32"),
-        ("peer.example", "peer.example"),
+        ("203.0.113.7", b"4\xcb\x00"),
+        ("127.0.0.1", b"4\x7f\x00"),
+        ("::ffff:203.0.113.7", b"4\xcb\x00"),
+        ("2001:db8:ffff::1%eth0", b"6\x20\x01\x0d\xb8"),
+        ("peer.example", b"hpeer.example"),
     ],
 )
-def test_netgroup_is_the_ipv4_16_or_the_ipv6_32(host: str, group: str) -> None:
+def test_netgroup_is_the_prefix_or_the_host_itself(host: str, group: bytes) -> None:
     assert netgroup(host) == group
 
 
-def slot(conn_id: int, group: str, opened_at: float = 0.0, authenticated: bool = True):
+def slot(conn_id: int, group: bytes, opened_at: float = 0.0, authenticated: bool = True):
     return InboundSlot(conn_id, group, opened_at, authenticated)
 
 
 def test_a_newcomer_from_a_new_group_evicts_from_the_fullest() -> None:
-    slots = [slot(1, "a", 1.0), slot(2, "a", 3.0), slot(3, "a", 2.0), slot(4, "b", 9.0)]
-    assert inbound_to_evict(slots, "c") == 2  # the youngest of group a
+    slots = [slot(1, b"a", 1.0), slot(2, b"a", 3.0), slot(3, b"a", 2.0), slot(4, b"b", 9.0)]
+    assert inbound_to_evict(slots, b"c") == 2  # the youngest of group a
 
 
 def test_one_that_has_not_finished_its_handshake_goes_first() -> None:
-    slots = [slot(1, "a", 1.0, authenticated=False), slot(2, "a", 3.0), slot(3, "b", 9.0)]
-    assert inbound_to_evict(slots, "c") == 1
+    slots = [slot(1, b"a", 1.0, authenticated=False), slot(2, b"a", 3.0), slot(3, b"b", 9.0)]
+    assert inbound_to_evict(slots, b"c") == 1
 
 
 def test_no_eviction_that_would_only_swap_one_group_for_another() -> None:
-    assert inbound_to_evict([slot(1, "a"), slot(2, "b")], "c") is None
-    assert inbound_to_evict([slot(1, "a"), slot(2, "a"), slot(3, "c")], "c") is None
-    assert inbound_to_evict([slot(1, "a"), slot(2, "a"), slot(3, "a")], "a") is None
-    assert inbound_to_evict([], "a") is None
+    assert inbound_to_evict([slot(1, b"a"), slot(2, b"b")], b"c") is None
+    assert inbound_to_evict([slot(1, b"a"), slot(2, b"a"), slot(3, b"c")], b"c") is None
+    assert inbound_to_evict([slot(1, b"a"), slot(2, b"a"), slot(3, b"a")], b"a") is None
+    assert inbound_to_evict([], b"a") is None
 
 
 def test_among_equally_full_groups_the_one_with_the_youngest_member_gives_way() -> None:
-    slots = [slot(1, "a", 1.0), slot(2, "a", 2.0), slot(3, "b", 5.0), slot(4, "b", 0.0)]
-    assert inbound_to_evict(slots, "c") == 3
-    assert inbound_to_evict(list(reversed(slots)), "c") == 3
+    slots = [slot(1, b"a", 1.0), slot(2, b"a", 2.0), slot(3, b"b", 5.0), slot(4, b"b", 0.0)]
+    assert inbound_to_evict(slots, b"c") == 3
+    assert inbound_to_evict(list(reversed(slots)), b"c") == 3
 
 
+GROUPS = [b"a", b"b", b"c", b"d", b"e"]
 slots_strategy = st.lists(
-    st.tuples(st.sampled_from("abcde"), st.integers(0, 5), st.booleans()), max_size=24
+    st.tuples(st.sampled_from(GROUPS), st.integers(0, 5), st.booleans()), max_size=24
 ).map(
     lambda rows: [
         InboundSlot(i, group, float(t), authenticated)
@@ -60,7 +67,7 @@ slots_strategy = st.lists(
 )
 
 
-@given(slots_strategy, st.sampled_from("abcdef"), st.randoms(use_true_random=False))
+@given(slots_strategy, st.sampled_from([*GROUPS, b"f"]), st.randoms(use_true_random=False))
 def test_an_eviction_always_makes_the_slots_fairer(slots, newcomer, shuffle) -> None:
     victim = inbound_to_evict(slots, newcomer)
     shuffled = list(slots)

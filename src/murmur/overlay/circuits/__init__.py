@@ -27,7 +27,6 @@ from murmur.overlay.circuits.selection import (
     RelayCapacity,
     RelayDirectory,
     RelayInfo,
-    network_prefix,
     relay_score,
     select_path,
 )
@@ -58,7 +57,6 @@ __all__ = [
     "SendCell",
     "SendFailed",
     "Validate",
-    "network_prefix",
     "relay_score",
     "select_path",
 ]

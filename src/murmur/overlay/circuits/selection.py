@@ -13,7 +13,6 @@ hold two hops of a circuit cheaply.
 from __future__ import annotations
 
 import enum
-import functools
 import ipaddress
 import math
 from collections.abc import Collection, Iterable, Iterator
@@ -23,6 +22,7 @@ from murmur.base.errors import MurmurError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.rng import Rng
 from murmur.overlay.circuits.onion_keys import OnionPublicKeys
+from murmur.overlay.peers.netgroup import network_prefix
 from murmur.wire.cells import RelayAddress
 from murmur.wire.codec import Reader, Writer
 
@@ -31,8 +31,6 @@ FULL_BANDWIDTH_KBPS = 80_000
 """10 MB/s in kilobits per second: the seed's bandwidth that earns the full 0.4."""
 RATIO_SCALE = 10_000
 """Uptime and load travel as integers in 1/10000 units."""
-IPV4_PREFIX_BITS = 16
-IPV6_PREFIX_BITS = 32
 
 
 class NoCircuitAvailable(MurmurError):
@@ -106,17 +104,6 @@ def relay_score(capacity: RelayCapacity) -> float:
     score += _NAT_BONUS[capacity.nat_type]
     score *= 1.0 - capacity.load * 0.5
     return max(score, MIN_RELAY_SCORE)
-
-
-@functools.lru_cache(maxsize=65_536)
-def network_prefix(host: str) -> bytes:
-    """The /16 of an IPv4 address (also IPv4-mapped IPv6), the /32 of an IPv6 address."""
-    ip = ipaddress.ip_address(host)
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if isinstance(ip, ipaddress.IPv4Address):
-        return b"4" + ip.packed[: IPV4_PREFIX_BITS // 8]
-    return b"6" + ip.packed[: IPV6_PREFIX_BITS // 8]
 
 
 def on_local_network(host: str) -> bool:

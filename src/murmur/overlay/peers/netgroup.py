@@ -11,7 +11,8 @@ afterwards (max-min fairness: an eviction never just swaps one group's connectio
 another's). Inside that group it closes one that has not finished its handshake, else the
 youngest, so peers that have been useful for longest keep their slots.
 
-A group is an IPv4 /16 or an IPv6 /32 (an IPv4-mapped IPv6 address counts as its IPv4 address);
+A group is an IPv4 /16 or an IPv6 /32 (an IPv4-mapped IPv6 address counts as its IPv4 address;
+the same prefix circuit paths keep their hops apart by);
 anything that is not an IP literal is its own group. Many honest nodes share one address behind
 CGNAT or on a loopback testnet; they share one group, and since a newcomer of the fullest group
 never evicts, a testnet that fills a node's slots sees the same refusals as without this rule.
@@ -19,26 +20,36 @@ never evicts, a testnet that fills a node's slots sees the same refusals as with
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-IPV4_GROUP_BITS = 16
-IPV6_GROUP_BITS = 32
+IPV4_PREFIX_BITS = 16
+IPV6_PREFIX_BITS = 32
 
 
-def netgroup(host: str) -> str:
-    """The network group of ``host``: its IPv4 /16, its IPv6 /32, or the host string itself."""
+@functools.lru_cache(maxsize=65_536)
+def network_prefix(host: str) -> bytes:
+    """The /16 of an IPv4 address (also IPv4-mapped IPv6), the /32 of an IPv6 address.
+
+    ValueError when ``host`` is not an IP literal."""
+    ip = ipaddress.ip_address(host)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return b"4" + ip.packed[: IPV4_PREFIX_BITS // 8]
+    return b"6" + ip.packed[: IPV6_PREFIX_BITS // 8]
+
+
+def netgroup(host: str) -> bytes:
+    """The network group of a connection's ``host``: its :func:`network_prefix` (an IPv6
+    scope id ignored), or the host itself when it is not an IP literal."""
     try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
+        return network_prefix(host.split("%", 1)[0])
     except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is None:
-            return str(ipaddress.IPv6Network((address, IPV6_GROUP_BITS), strict=False))
-        address = address.ipv4_mapped
-    return str(ipaddress.IPv4Network((address, IPV4_GROUP_BITS), strict=False))
+        return b"h" + host.encode()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +57,12 @@ class InboundSlot:
     """One open inbound connection, as the eviction rule sees it."""
 
     conn_id: int
-    group: str
+    group: bytes
     opened_at: float
     authenticated: bool
 
 
-def inbound_to_evict(slots: Sequence[InboundSlot], newcomer_group: str) -> int | None:
+def inbound_to_evict(slots: Sequence[InboundSlot], newcomer_group: bytes) -> int | None:
     """The connection to close so a newcomer from ``newcomer_group`` gets a slot, or None.
 
     None when no group holds at least two more slots than the newcomer's: then the newcomer is
