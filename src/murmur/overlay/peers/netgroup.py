@@ -11,9 +11,9 @@ afterwards (max-min fairness: an eviction never just swaps one group's connectio
 another's). Inside that group it closes one that has not finished its handshake, else the
 youngest, so peers that have been useful for longest keep their slots.
 
-A group is an IPv4 /16 or an IPv6 /32 (an IPv4-mapped IPv6 address counts as its IPv4 address;
-the same prefix circuit paths keep their hops apart by);
-anything that is not an IP literal is its own group. Many honest nodes share one address behind
+A group is an IPv4 /16 or an IPv6 /32 (an IPv4-mapped IPv6 address counts as its IPv4 address),
+the prefix that circuit paths also keep their hops apart by; anything that is not an IP literal
+is its own group. Many honest nodes share one address behind
 CGNAT or on a loopback testnet; they share one group, and since a newcomer of the fullest group
 never evicts, a testnet that fills a node's slots sees the same refusals as without this rule.
 """
