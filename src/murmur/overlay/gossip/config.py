@@ -71,6 +71,10 @@ class GossipConfig:
     """Message ids asked for (IWANT) from one peer per heartbeat, and advertised per IHAVE."""
     max_iwant_replies: int = 5000
     """Messages served to one peer's IWANTs per heartbeat."""
+    gossip_retransmission: int = 3
+    """Times one peer is sent the same cached message in answer to IWANT while it is cached
+    (gossipsub's default); further asks for it are ignored, so a peer cannot have the whole
+    message cache sent to it again every heartbeat for a few bytes of ids."""
     max_pending_iwants: int = 16_384
     """Ids asked for and awaited (each with up to ``d`` other peers that offered it); beyond
     this, an offered id is asked for without being remembered."""
@@ -109,6 +113,7 @@ class GossipConfig:
             "mcache_max_messages",
             "max_ihave_messages",
             "max_iwant_replies",
+            "gossip_retransmission",
             "max_pending_iwants",
         ):
             if getattr(self, name) < 1:

@@ -12,8 +12,9 @@ score, grafts peers up to ``d`` when below ``d_lo``, prunes at random down to ``
 reached ``d_hi``, the size at which incoming GRAFTs are refused); refreshes fanout sets; and
 sends IHAVE (the ids of the last ``history_gossip`` heartbeats' messages) to ``d_lazy`` topic
 peers outside the mesh, which answer IWANT for ids they missed, so a message a mesh link lost is
-still recovered. GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which
-neither side grafts again.
+still recovered (one peer is sent a cached message at most ``gossip_retransmission`` times).
+GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which neither side grafts
+again.
 
 Topics in ``GossipConfig.lazy_topics`` (large records that may arrive seconds late: peer
 announcements) are forwarded lazily: a relay queues the new message's id for each mesh peer and
@@ -575,8 +576,13 @@ class GossipRouter:
                 if len(served) >= cfg.max_iwant_replies:
                     self.counters.inc("gossip.iwant.flood")
                     return
-                record = self._mcache.get(mid) or self._lazy_mcache.get(mid)
-                if record is None:
+                cache = self._mcache if mid in self._mcache else self._lazy_mcache
+                if mid in cache:
+                    record = cache.serve(mid, st.id, cfg.gossip_retransmission)
+                    if record is None:
+                        self.counters.inc("gossip.iwant.retransmission_limit")
+                        continue
+                else:
                     offered = st.offered.pop(mid, None)
                     if offered is None:
                         self.counters.inc("gossip.iwant.missing")
