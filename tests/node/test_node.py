@@ -351,6 +351,18 @@ def test_only_links_the_node_dialled_are_candidate_first_hops() -> None:
     assert net.nodes[0].circuits.client._first_hop_rtt == {}  # it dialled no one
 
 
+def test_only_peers_the_node_dialled_count_as_outbound_in_its_gossip_mesh() -> None:
+    """The mesh's d_out slots go to peers this node chose: a peer that dials in cannot claim
+    one, however many identities it brings."""
+    net = Net(3)  # node i dials every j < i
+    net.tick(3.0)
+    for i, node in enumerate(net.nodes):
+        outbound = {
+            j for j in range(3) if j != i and node.gossip._peers[net.ids[j].node_id].outbound
+        }
+        assert outbound == set(range(i)), f"node {i}"
+
+
 def test_a_peer_pinging_past_the_configured_burst_is_cut_off() -> None:
     """``pings_per_s`` and ``pings_burst`` in the config are the link's ping limit: the
     default (5 pings in 2.5 s) passes five back-to-back pings and cuts the link at the sixth."""

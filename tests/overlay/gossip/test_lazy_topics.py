@@ -86,7 +86,7 @@ def test_an_id_offered_by_several_peers_is_asked_of_one_until_the_promise_lapses
 
 
 def test_a_departed_offerer_is_skipped_and_asks_stop_after_d() -> None:
-    router = lazy_router(iwant_followup_s=1.0, d=4, d_lo=2, d_hi=6)
+    router = lazy_router(iwant_followup_s=1.0, d=4, d_lo=2, d_hi=6, d_out=1)
     a, b = peer(1), peer(2)
     connect(router, [a, b])
     offer = rpc(ihave=[IHave(TOPIC, (MID,))])

@@ -31,6 +31,11 @@ class GossipConfig:
     d_lo: int = 4
     d_hi: int = 12
     d_lazy: int = 6
+    d_out: int = 2
+    """Mesh peers per topic that must be peers this node chose to dial (``outbound`` in
+    ``GossipRouter.add_peer``), gossipsub v1.1's ``D_out``: pruning an oversized mesh keeps them,
+    the heartbeat grafts them when the mesh has fewer, and their GRAFT is taken even at
+    ``d_hi``. Peers that dial in, however many, then cannot hold every mesh slot."""
     # Timing.
     heartbeat_interval_s: float = 1.0
     history_length: int = 5
@@ -97,6 +102,8 @@ class GossipConfig:
             raise ConfigError("gossip degrees need 0 < d_lo <= d <= d_hi")
         if self.d_lazy < 0:
             raise ConfigError("gossip d_lazy must be >= 0")
+        if not 0 <= self.d_out < self.d_lo or self.d_out > self.d // 2:
+            raise ConfigError("gossip needs 0 <= d_out < d_lo and d_out <= d / 2")
         if not 0 < self.history_gossip <= min(self.history_length, self.lazy_history_length):
             raise ConfigError("gossip needs 0 < history_gossip <= both history lengths")
         for name in ("heartbeat_interval_s", "seen_ttl_s", "fanout_ttl_s", "iwant_followup_s"):
