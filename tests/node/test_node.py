@@ -230,7 +230,8 @@ def test_messages_filling_one_rpc_to_the_gossip_cap_are_relayed_without_raising(
     second = bytes([2]) * (MAX_RPC_BYTES - RPC_HEADER_BYTES - 2 * record - len(first))
     link = sender._by_peer[relay.node_id].link
     for data in (first, second):
-        link.send_message(wrap(Channel.GOSSIP, encode_rpc(Rpc(messages=(Message(topic, data),)))), 0)
+        rpc = encode_rpc(Rpc(messages=(Message(topic, data),)))
+        link.send_message(wrap(Channel.GOSSIP, rpc), net.now)
     relay.data_received(relay._by_peer[sender.node_id].conn_id, link.data_to_send(), net.now)
     net.run()
     got = {d.data for d in net.delivered[0] if d.topic == topic}
