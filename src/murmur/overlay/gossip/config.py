@@ -4,10 +4,9 @@ Theory of operation: the router keeps, per subscribed topic, a mesh of about ``d
 between ``d_lo`` and ``d_hi`` by the heartbeat) that receive every message in full, and
 advertises recent message ids lazily (IHAVE) to ``d_lazy`` other topic peers. Topics in
 ``lazy_topics`` are forwarded lazily to the mesh too: an IHAVE, the message only on IWANT. Every
-cache and
-queue the router owns has a cap here, so a hostile peer can cost this node a bounded amount of
-memory and work; the scores below decide when a peer is cut off. An inconsistent configuration
-raises :class:`ConfigError` when built.
+cache and queue the router owns has a cap here, so a hostile peer can cost this node a bounded
+amount of memory and work; the scores below decide when a peer is cut off. An inconsistent
+configuration raises :class:`ConfigError` when built.
 """
 
 from __future__ import annotations
