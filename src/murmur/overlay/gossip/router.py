@@ -21,9 +21,10 @@ Topics in ``GossipConfig.lazy_topics`` (large records that may arrive seconds la
 announcements) are forwarded lazily: a relay queues the new message's id for each mesh peer and
 sends those ids as one IHAVE per peer and topic at its next heartbeat; the message itself goes
 only to peers that answer IWANT. An IWANT is a promise: for ``iwant_followup_s`` other offers of
-the same id ask for nothing (their senders are remembered, up to ``d``), and if the message has
-not come by then, the next heartbeat asks the next of those peers. So a node takes about one copy
-of a lazy message, where eager push brings one from most mesh peers.
+the same id ask for nothing (their senders are remembered, up to ``d``, a peer this node dialled
+ahead of the rest), and if the message has not come by then, the next heartbeat asks the next of
+those peers. So a node takes about one copy of a lazy message, where eager push brings one from
+most mesh peers, and identities dialling in cannot withhold one by offering it first.
 
 Peer input never raises: a malformed RPC is counted (``gossip.malformed.<reason>``) and the peer
 is reported with :class:`PenalizePeer` and ignored from then on. A message a topic validator
@@ -150,6 +151,25 @@ class _Promise:
         self.asked = 0
         self.asks = 1
         self.deadline = deadline
+
+    def note(self, offerer: _Peer, cap: int) -> None:
+        """Remembers another offerer of the id. One this node dialled is asked next; others
+        queue, ``cap`` + 1 offerers at most. Otherwise identities dialling in that offered an
+        id first (and never answer) held every place, and the node asked only them, ``d``
+        times over, then gave up: a lazy message (an announcement) never arrived."""
+        offerers = self.offerers
+        if offerer in offerers:
+            return
+        if not offerer.outbound:
+            if len(offerers) <= cap:
+                offerers.append(offerer)
+            return
+        offerers.insert(self.asked + 1, offerer)
+        if len(offerers) > cap + 1:
+            for index in range(len(offerers) - 1, self.asked + 1, -1):
+                if not offerers[index].outbound:
+                    del offerers[index]
+                    return
 
     def next_offerer(self, alive: Callable[[_Peer], bool]) -> _Peer | None:
         """The next live offerer after the one last asked, round the list once."""
@@ -550,8 +570,7 @@ class GossipRouter:
                     continue
                 promise = promises.get(mid)
                 if promise is not None and promise.deadline > now:
-                    if st not in promise.offerers and len(promise.offerers) <= cfg.d:
-                        promise.offerers.append(st)
+                    promise.note(st, cfg.d)
                     self.counters.inc("gossip.ihave.already_asked")
                     continue
                 if st.ihave_ids >= cfg.max_ihave_length:
