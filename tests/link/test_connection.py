@@ -163,6 +163,47 @@ def test_ping_flood_closes_link(alice, bob) -> None:
     assert b.drain_events()[-1] == LinkClosed("ping_flood", by_peer_error=True)
 
 
+def test_padding_flood_closes_link(alice, bob) -> None:
+    """Frames the link consumes itself never reach the node's rate limiter: the link caps
+    them, or a peer could make it open tiny records at line rate for ever."""
+    a, b = pair(alice, bob)
+    shuttle(a, b)
+    b.drain_events()
+    for _ in range(64):
+        a.send_padding(0, 1.0)
+    b.receive_data(a.data_to_send(), 1.0)
+    assert b.drain_events() == [] and b.state is LinkState.ESTABLISHED
+    a.send_padding(0, 1.0)
+    b.receive_data(a.data_to_send(), 1.0)
+    assert b.drain_events() == [LinkClosed("control_flood", by_peer_error=True)]
+
+
+def test_a_peer_rekeying_at_every_frame_is_cut_off(alice, bob, monkeypatch) -> None:
+    """A REKEY costs an HKDF and a new cipher for 25 bytes: the cheapest way to burn a core."""
+    a, b = pair(alice, bob)
+    shuttle(a, b)
+    b.drain_events()
+    monkeypatch.setattr(channel, "REKEY_AFTER_FRAMES", 1)
+    for i in range(80):
+        a.send_message(str(i).encode(), 1.0)
+    b.receive_data(a.data_to_send(), 1.0)
+    events = b.drain_events()
+    assert events[-1] == LinkClosed("control_flood", by_peer_error=True)
+    assert b.counters.get("rekeys_received") == 64
+
+
+def test_the_control_frame_allowance_is_per_window(alice, bob) -> None:
+    a, b = pair(alice, bob)
+    shuttle(a, b)
+    b.drain_events()
+    for window in range(5):  # 60 padding frames in each 10 s window
+        for _ in range(60):
+            a.send_padding(0, window * 10.0)
+        b.receive_data(a.data_to_send(), window * 10.0)
+    assert b.state is LinkState.ESTABLISHED
+    assert b.counters.get("padding_frames_received") == 300
+
+
 def test_rekey_ratchets_both_sides(alice, bob, monkeypatch) -> None:
     monkeypatch.setattr(channel, "REKEY_AFTER_FRAMES", 5)
     a, b = pair(alice, bob)

@@ -24,6 +24,14 @@ from murmur.overlay.stem import StemConfig
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
 from murmur.wire.envelope import Channel, wrap
+from murmur.wire.gossip import (
+    MAX_MESSAGE_DATA_BYTES,
+    MAX_RPC_BYTES,
+    RPC_HEADER_BYTES,
+    Message,
+    Rpc,
+    encode_rpc,
+)
 
 
 class Net:
@@ -208,6 +216,28 @@ def test_unknown_channel_after_auth_bans_by_node_id_not_address() -> None:
     assert victim.counters.get("refused.banned") >= 1
 
 
+def test_messages_filling_one_rpc_to_the_gossip_cap_are_relayed_without_raising() -> None:
+    """Two block bodies whose records fill an RPC exactly to the gossip cap arrive in one read:
+    the relay batches them for its next peer, and that RPC plus the channel byte must still fit
+    one link frame (it was one byte over, and ``send_message`` raised out of ``data_received``)."""
+    net = Net(3)
+    net.tick(3.0)
+    relay, sender, receiver = net.nodes[1], net.nodes[2], net.nodes[0]
+    topic = "block_body"
+    assert receiver.node_id in relay.gossip.mesh_peers(topic)
+    record = 1 + len(topic) + 4  # topic length, topic, data length
+    first = bytes([1]) * MAX_MESSAGE_DATA_BYTES
+    second = bytes([2]) * (MAX_RPC_BYTES - RPC_HEADER_BYTES - 2 * record - len(first))
+    link = sender._by_peer[relay.node_id].link
+    for data in (first, second):
+        rpc = encode_rpc(Rpc(messages=(Message(topic, data),)))
+        link.send_message(wrap(Channel.GOSSIP, rpc), net.now)
+    relay.data_received(relay._by_peer[sender.node_id].conn_id, link.data_to_send(), net.now)
+    net.run()
+    got = {d.data for d in net.delivered[0] if d.topic == topic}
+    assert got == {first, second}
+
+
 def test_unauthenticated_garbage_backs_off_the_address_only() -> None:
     net = Net(1)
     node = net.nodes[0]
@@ -381,6 +411,18 @@ def test_only_links_the_node_dialled_are_candidate_first_hops() -> None:
     assert set(candidates) == {net.ids[0].node_id, net.ids[1].node_id}
     assert all(rtt is not None and rtt >= 0.0 for rtt in candidates.values())
     assert net.nodes[0].circuits.client._first_hop_rtt == {}  # it dialled no one
+
+
+def test_only_peers_the_node_dialled_count_as_outbound_in_its_gossip_mesh() -> None:
+    """The mesh's d_out slots go to peers this node chose: a peer that dials in cannot claim
+    one, however many identities it brings."""
+    net = Net(3)  # node i dials every j < i
+    net.tick(3.0)
+    for i, node in enumerate(net.nodes):
+        outbound = {
+            j for j in range(3) if j != i and node.gossip._peers[net.ids[j].node_id].outbound
+        }
+        assert outbound == set(range(i)), f"node {i}"
 
 
 def test_a_peer_pinging_past_the_configured_burst_is_cut_off() -> None:

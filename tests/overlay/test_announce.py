@@ -97,13 +97,30 @@ def test_a_full_book_names_what_it_dropped_to_make_room() -> None:
         book.accept(_announce(who, ttl_s=10 + i), now=0.0) for i, who in enumerate(people)
     ]
     assert len(book) == 3
-    # Each newcomer to the full book pushed out the entry due to expire first.
+    # Each newcomer to the full book pushed out the entry received longest ago.
     assert [a.dropped for a in admissions] == [(), (), (), *((p.node_id,) for p in people[:3])]
     # Expired entries make the room first, and are named too.
     late = Identity.from_seed(b"\x09" * 32)
     admission = book.accept(_announce(late, ttl_s=100), now=14.0)
     assert admission == Admission(accepted=True, dropped=(people[3].node_id, people[4].node_id))
     assert {a.node_id for a in book.all()} == {people[5].node_id, late.node_id}
+
+
+def test_a_full_book_does_not_keep_entries_for_claiming_a_long_lifetime() -> None:
+    """A sybil's announcement claiming a day must not outstay honest ones (three hours,
+    renewed hourly): in a full book, what was received longest ago, or renewed least
+    recently, makes room."""
+    book = AnnouncementBook(max_entries=3)
+    sybil, alice, bob, carol = (Identity.from_seed(bytes([i]) * 32) for i in range(10, 14))
+    book.accept(_announce(sybil, ttl_s=MAX_TTL_S), now=0.0)
+    book.accept(_announce(alice, ttl_s=10_800), now=10.0)
+    book.accept(_announce(bob, ttl_s=10_800), now=20.0)
+    assert book.accept(_announce(carol, ttl_s=10_800), now=30.0).dropped == (sybil.node_id,)
+    # Alice renews: Bob is now the one heard from longest ago.
+    book.accept(_announce(alice, sequence=2, ttl_s=10_800), now=40.0)
+    late = Identity.from_seed(b"\x20" * 32)
+    assert book.accept(_announce(late, ttl_s=10_800), now=50.0).dropped == (bob.node_id,)
+    assert {a.node_id for a in book.all()} == {alice.node_id, carol.node_id, late.node_id}
 
 
 @settings(max_examples=200, deadline=None)

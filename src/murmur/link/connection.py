@@ -6,7 +6,8 @@ Theory of operation. The runtime feeds bytes from whatever transport carries the
 only the byte stream it is given: a transport may wrap, obfuscate or prefix it freely.
 
 Any :class:`RemoteProtocolError` the peer causes (bad record length, failed tag, a replayed or
-reordered record, a ping flood, a failed handshake) closes the link; it surfaces once as a
+reordered record, a ping flood, a flood of the other frames the link consumes itself, a failed
+handshake) closes the link; it surfaces once as a
 :class:`LinkClosed` event with the reason token and never as an exception to the caller.
 """
 
@@ -52,6 +53,12 @@ class LinkConfig:
     idle_timeout_s: float = 60.0
     ping_window_s: float = 10.0
     max_pings_per_window: int = 20
+    max_control_frames_per_window: int = 64
+    """PADDING, PONG and REKEY frames taken per ``ping_window_s``. An honest peer sends a few
+    (padding at most every half second, a pong per ping, a rekey per million frames), and the
+    link consumes them itself, so the node's rate limiter never sees them: uncapped, 25-byte
+    REKEY records (an AEAD open, an HKDF and a new cipher each, about 6 us) at 4 MB/s kept a
+    core busy."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,8 +124,9 @@ class LinkConnection:
         self._last_received = now
         self._next_keepalive = now
         self._ping_outstanding: tuple[bytes, float] | None = None
-        self._ping_window_start = now
+        self._window_start = now
         self._pings_in_window = 0
+        self._control_in_window = 0
         if initiator:
             hello, self._initiator_state = hs.initiator_hello(
                 rng.random_bytes(X25519_BYTES), rng.random_bytes(MLKEM_SEED_BYTES), self.config.aead
@@ -282,6 +290,7 @@ class LinkConnection:
         assert self._recv is not None
         frame = self._recv.open(header, body)
         if frame is None:
+            self._check_control_rate(now)
             self.counters.inc("rekeys_received")
             return
         kind = frame.type
@@ -293,6 +302,7 @@ class LinkConnection:
                 raise RemoteProtocolError("bad_length", "ping payload")
             self._send_frame(FrameType.PONG, frame.payload)
         elif kind is FrameType.PONG:
+            self._check_control_rate(now)
             outstanding = self._ping_outstanding
             if outstanding is not None and frame.payload == outstanding[0]:
                 self._ping_outstanding = None
@@ -303,16 +313,28 @@ class LinkConnection:
         elif kind is FrameType.CLOSE:
             self._closed("peer_closed", by_peer_error=False)
         elif kind is FrameType.PADDING:
+            self._check_control_rate(now)
             self.counters.inc("padding_frames_received")
         self.counters.inc("frames_received")
 
-    def _check_ping_rate(self, now: float) -> None:
-        if now - self._ping_window_start >= self.config.ping_window_s:
-            self._ping_window_start = now
+    def _roll_window(self, now: float) -> None:
+        if now - self._window_start >= self.config.ping_window_s:
+            self._window_start = now
             self._pings_in_window = 0
+            self._control_in_window = 0
+
+    def _check_ping_rate(self, now: float) -> None:
+        self._roll_window(now)
         self._pings_in_window += 1
         if self._pings_in_window > self.config.max_pings_per_window:
             raise RemoteProtocolError("ping_flood", f"> {self.config.max_pings_per_window} pings")
+
+    def _check_control_rate(self, now: float) -> None:
+        self._roll_window(now)
+        self._control_in_window += 1
+        limit = self.config.max_control_frames_per_window
+        if self._control_in_window > limit:
+            raise RemoteProtocolError("control_flood", f"> {limit} padding, pong or rekey frames")
 
     def _closed(self, reason: str, *, by_peer_error: bool) -> None:
         if self.state is LinkState.CLOSED:

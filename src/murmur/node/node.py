@@ -498,8 +498,9 @@ class Node:
             target.backoff.reset()
         if existing is None:
             self.counters.inc("peers_authenticated")
-            self.gossip.add_peer(peer, now)
-            self.stem.add_peer(peer, now, outbound=self._chose(session, peer))
+            chosen = self._chose(session, peer)
+            self.gossip.add_peer(peer, now, outbound=chosen)
+            self.stem.add_peer(peer, now, outbound=chosen)
             self.gossip.offer_to_peer(peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng))
         self._report_latency(session)
         self.circuits.link_ready(peer, now)
@@ -508,8 +509,9 @@ class Node:
 
     def _chose(self, session: Session, peer: NodeId) -> bool:
         """We dial this peer ourselves (a bootstrap target), whichever of two links between us
-        survives. Only such a peer may be a stem edge: an attacker cannot become anyone's stem
-        by dialling them, nor by asking them to extend a circuit to it."""
+        survives. Only such a peer may be a stem edge or fill a mesh's ``d_out`` slots: an
+        attacker cannot become anyone's stem, nor take every mesh slot, by dialling them, nor
+        by asking them to extend a circuit to it."""
         if session.outbound and not session.for_circuit:
             return True
         return any(t.persistent and t.peer.node_id == peer for t in self._dial_targets)

@@ -156,12 +156,18 @@ class Admission:
     """Stored: it was newer than what the book held of its node."""
     dropped: tuple[NodeId, ...] = ()
     """Nodes whose announcements left the book to make room for it (expired or, in a full
-    book, the one due to expire first): whatever the node keeps beside the book about them
+    book, the one received longest ago): whatever the node keeps beside the book about them
     (its relay directory) must go too."""
 
 
 class AnnouncementBook:
-    """The newest verified announcement of every node heard of, bounded and expiring."""
+    """The newest verified announcement of every node heard of, bounded and expiring.
+
+    Kept in the order received (a renewal moves to the end). A full book makes room for a new
+    node by dropping the entry received longest ago, not the one due to expire first: the
+    lifetime is the author's choice (up to ``MAX_TTL_S``), so that rule kept every sybil that
+    claimed a day and had honest nodes (three hours, renewed hourly) push each other out.
+    """
 
     def __init__(self, *, max_entries: int = 10_000) -> None:
         self._entries: dict[NodeId, _Entry] = {}
@@ -184,10 +190,12 @@ class AnnouncementBook:
         if entry is None and len(self._entries) >= self._max_entries:
             dropped = self.expire(now)
             if len(self._entries) >= self._max_entries:
-                oldest = min(self._entries, key=lambda k: self._entries[k].expires_at)
+                oldest = next(iter(self._entries))
                 del self._entries[oldest]
                 dropped.append(oldest)
         expires_at = now + announcement.ttl_s
+        if entry is not None:
+            del self._entries[node_id]  # to the end: the book stays in the order received
         self._entries[node_id] = _Entry(announcement, expires_at)
         self._expiry_due = min(self._expiry_due, expires_at)
         return Admission(accepted=True, dropped=tuple(dropped))

@@ -27,13 +27,18 @@ from dataclasses import dataclass
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.crypto.hashing import sha3_256
 from murmur.wire.codec import Writer
+from murmur.wire.envelope import CHANNEL_BYTES
+from murmur.wire.link import MAX_PAYLOAD_BYTES
 
 GOSSIP_RPC_VERSION = 0x01
 MESSAGE_ID_BYTES = 20
 MAX_TOPIC_BYTES = 64
 MAX_MESSAGE_DATA_BYTES = 131_072
 """The largest padding bucket (128 KiB)."""
-MAX_RPC_BYTES = 262_144
+MAX_RPC_BYTES = MAX_PAYLOAD_BYTES - CHANNEL_BYTES
+"""262,143: an RPC travels as one link message, after its channel byte. (It was 262,144, one
+byte over: a batch filled exactly to it made ``LinkConnection.send_message`` raise, and two
+large messages from a peer arriving in one read could fill it.)"""
 MAX_SUBSCRIPTIONS_PER_RPC = 64
 MAX_MESSAGES_PER_RPC = 64
 MAX_CONTROL_ENTRIES_PER_RPC = 64

@@ -36,10 +36,17 @@ def subscribe_rpc(*topics: str) -> bytes:
     return rpc(subscriptions=[Subscription(t, True) for t in topics or (TOPIC,)])
 
 
-def connect(router: GossipRouter, peers: list[NodeId], *topics: str, now: float = 0.0) -> None:
-    """Add ``peers``, each announcing a subscription to ``topics`` (default: TOPIC)."""
+def connect(
+    router: GossipRouter,
+    peers: list[NodeId],
+    *topics: str,
+    now: float = 0.0,
+    outbound: bool = False,
+) -> None:
+    """Add ``peers`` (dialled by the router's node if ``outbound``), each announcing a
+    subscription to ``topics`` (default: TOPIC)."""
     for p in peers:
-        router.add_peer(p, now)
+        router.add_peer(p, now, outbound=outbound)
         router.receive_rpc(p, subscribe_rpc(*topics), now)
 
 

@@ -23,6 +23,9 @@ def test_defaults_are_gossipsub_v11() -> None:
         {"d_lo": 7},
         {"d_hi": 5},
         {"d_lazy": -1},
+        {"d_out": -1},
+        {"d_out": 4},  # not below d_lo
+        {"d": 5, "d_out": 3},  # above d / 2
         {"history_gossip": 6},
         {"history_gossip": 0},
         {"heartbeat_interval_s": 0.0},

@@ -10,7 +10,7 @@ from .helpers import TOPIC, connect, delivered, heartbeat, make_router, peer, rp
 
 
 def test_heartbeat_advertises_recent_ids_to_peers_outside_the_mesh() -> None:
-    router = make_router(d=2, d_lo=1, d_hi=3, d_lazy=3)
+    router = make_router(d=2, d_lo=1, d_hi=3, d_out=0, d_lazy=3)
     router.subscribe(TOPIC, 0.0)
     peers = [peer(i) for i in range(1, 11)]
     connect(router, peers)
@@ -74,7 +74,7 @@ def test_ihave_for_a_topic_we_do_not_subscribe_is_ignored() -> None:
 
 
 def test_ihave_advertises_at_most_max_ihave_length_random_ids() -> None:
-    router = make_router(d=2, d_lo=1, d_hi=3, d_lazy=1, max_ihave_length=50)
+    router = make_router(d=2, d_lo=1, d_hi=3, d_out=0, d_lazy=1, max_ihave_length=50)
     router.subscribe(TOPIC, 0.0)
     connect(router, [peer(i) for i in range(1, 5)])
     heartbeat(router, 1.0)

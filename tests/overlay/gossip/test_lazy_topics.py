@@ -86,7 +86,7 @@ def test_an_id_offered_by_several_peers_is_asked_of_one_until_the_promise_lapses
 
 
 def test_a_departed_offerer_is_skipped_and_asks_stop_after_d() -> None:
-    router = lazy_router(iwant_followup_s=1.0, d=4, d_lo=2, d_hi=6)
+    router = lazy_router(iwant_followup_s=1.0, d=4, d_lo=2, d_hi=6, d_out=1)
     a, b = peer(1), peer(2)
     connect(router, [a, b])
     offer = rpc(ihave=[IHave(TOPIC, (MID,))])
@@ -100,6 +100,44 @@ def test_a_departed_offerer_is_skipped_and_asks_stop_after_d() -> None:
         asked += [p for p, rpcs in out.items() for r in rpcs if r.iwant]
     assert asked == [a, a, a]  # b is gone; four asks in all (d = 4), then it gives up
     assert router.status()["pending_iwants"] == 0
+
+
+def test_an_offer_from_a_peer_this_node_dialled_is_asked_next() -> None:
+    """Seven identities dial in and offer an id first, then never answer: they held every
+    place among the offerers and the node asked only them until it gave up. An outbound
+    peer's offer is asked next, so the message arrives a follow-up later."""
+    router = lazy_router(iwant_followup_s=1.0)
+    sybils = [peer(i) for i in range(100, 107)]
+    chosen = peer(1)
+    connect(router, sybils)
+    connect(router, [chosen], outbound=True)
+    offer = rpc(ihave=[IHave(TOPIC, (MID,))])
+    for p in [*sybils, chosen]:
+        router.receive_rpc(p, offer, 0.1)
+    assert sent(router.drain_actions())[sybils[0]][0].iwant == (IWant((MID,)),)
+    heartbeat(router, 1.0)  # the IWANT lapses at 1.1
+    asked = [p for p, rpcs in sent(heartbeat(router, 2.0)).items() for r in rpcs if r.iwant]
+    assert asked == [chosen]
+    router.receive_rpc(chosen, rpc(messages=[Message(TOPIC, DATA)]), 2.2)
+    assert [d.message_id for d in delivered(router.drain_actions())] == [MID]
+
+
+def test_outbound_offerers_take_the_place_of_inbound_ones_in_a_full_list() -> None:
+    router = lazy_router(iwant_followup_s=1.0, d=4, d_lo=2, d_hi=6, d_out=1)
+    inbound = [peer(i) for i in range(100, 106)]
+    chosen = [peer(1), peer(2)]
+    connect(router, inbound)
+    connect(router, chosen, outbound=True)
+    offer = rpc(ihave=[IHave(TOPIC, (MID,))])
+    for p in [*inbound, *chosen]:
+        router.receive_rpc(p, offer, 0.1)
+    router.drain_actions()
+    asked = []
+    for t in range(1, 10):
+        out = sent(heartbeat(router, float(t)))
+        asked += [p for p, rpcs in out.items() for r in rpcs if r.iwant]
+    # the first offerer, both outbound ones, then inbound ones: d = 4 asks in all
+    assert asked == [chosen[1], chosen[0], inbound[1]]
 
 
 def test_a_late_offer_after_the_promise_lapsed_asks_again() -> None:

@@ -85,6 +85,27 @@ def test_iwant_flood_is_served_a_bounded_number_of_times() -> None:
     assert router.counters.get("gossip.iwant.flood") == 2
 
 
+def test_iwant_repeated_every_heartbeat_is_served_gossip_retransmission_times() -> None:
+    """A 20-byte id must not buy the same large message again at every heartbeat: each peer
+    gets a cached message at most ``gossip_retransmission`` times, another peer its own."""
+    router = make_router(gossip_retransmission=3)
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1), peer(2)])
+    mid = router.publish(TOPIC, bytes(100_000), 0.1)
+    router.drain_actions()
+    copies = 0
+    for t in range(4):  # history_length = 5: the message stays cached throughout
+        router.receive_rpc(peer(1), rpc(iwant=[IWant((mid,))]), t + 0.5)
+        copies += len(sent(router.drain_actions()).get(peer(1), []))
+        heartbeat(router, t + 1.0)
+    assert copies == 3
+    assert router.counters.get("gossip.iwant.retransmission_limit") == 1
+    router.receive_rpc(peer(2), rpc(iwant=[IWant((mid,))]), 4.5)
+    assert [m.data for r in sent(router.drain_actions())[peer(2)] for m in r.messages] == [
+        bytes(100_000)
+    ]
+
+
 def test_fanout_topics_are_capped() -> None:
     router = make_router(max_fanout_topics=2)
     connect(router, [peer(1)], "a", "b", "c")

@@ -81,3 +81,24 @@ def test_eviction_takes_the_oldest_window_first_across_topics() -> None:
     mc.put(b"v1", "v", b"r")
     assert mc.gossip_topics() == ["v"]  # history_gossip = 2: the t/u window is too old
     assert len(mc) == 4 and mc.get(b"t2") is None  # the oldest window's first topic went
+
+
+def test_serve_counts_answers_per_peer_and_forgets_them_with_the_message() -> None:
+    mc = _cache()
+    mc.put(b"m1", "t", b"record1")
+    assert [mc.serve(b"m1", b"p1", 2) for _ in range(3)] == [b"record1", b"record1", None]
+    assert mc.serve(b"m1", b"p2", 2) == b"record1"
+    assert mc.serve(b"unknown", b"p1", 2) is None
+    for _ in range(3):
+        mc.shift()
+    assert mc.serve(b"m1", b"p1", 2) is None and mc._served == {}
+    mc.put(b"m1", "t", b"record1")  # the same message cached again starts afresh
+    assert mc.serve(b"m1", b"p1", 2) == b"record1"
+
+
+def test_serve_counts_go_with_an_evicted_message() -> None:
+    mc = _cache(max_messages=1)
+    mc.put(b"m1", "t", b"record1")
+    assert mc.serve(b"m1", b"p1", 1) == b"record1"
+    mc.put(b"m2", "t", b"record2")  # evicts m1
+    assert b"m1" not in mc and list(mc._served) == []

@@ -125,6 +125,59 @@ def test_heartbeat_prunes_an_oversized_mesh_to_d() -> None:
     assert mesh_of(router) == 6 and len(pruned) == 6
 
 
+def test_peers_that_dial_in_cannot_take_every_mesh_slot() -> None:
+    """Thirty sybils dial in and GRAFT at once: the mesh fills to d_hi with them, but the
+    heartbeat grafts d_out peers this node dialled, and pruning keeps those."""
+    router = make_router(d_out=2)
+    router.subscribe(TOPIC, 0.0)
+    chosen = [peer(1), peer(2), peer(3)]
+    sybils = [peer(i) for i in range(100, 130)]
+    connect(router, sybils)
+    connect(router, chosen, outbound=True)
+    for p in sybils:
+        router.receive_rpc(p, rpc(graft=[Graft(TOPIC)]), 0.1)
+    assert mesh_of(router) == 12 and not set(chosen) & router.mesh_peers(TOPIC)
+    router.drain_actions()
+    for t in range(1, 20):
+        actions = heartbeat(router, float(t))
+        assert len(set(chosen) & router.mesh_peers(TOPIC)) >= 2
+        if t == 1:
+            grafted = {p for p, rpcs in sent(actions).items() for r in rpcs if r.graft}
+            assert len(grafted & set(chosen)) == 2
+        for p in sybils:  # they GRAFT again whenever their backoff allows
+            if p not in router.mesh_peers(TOPIC):
+                router.receive_rpc(p, rpc(graft=[Graft(TOPIC)]), t + 0.5)
+        router.drain_actions()
+
+
+def test_pruning_an_oversized_mesh_keeps_d_out_outbound_peers() -> None:
+    for seed in range(20):
+        router = make_router(seed=seed, d_out=2)
+        router.subscribe(TOPIC, 0.0)
+        chosen = [peer(1), peer(2)]
+        connect(router, chosen, outbound=True)
+        others = [peer(i) for i in range(10, 20)]
+        connect(router, others)
+        router.drain_actions()
+        for p in [*others, *chosen]:
+            router.receive_rpc(p, rpc(graft=[Graft(TOPIC)]), 0.1)
+        assert mesh_of(router) == 12
+        heartbeat(router, 1.0)
+        assert mesh_of(router) == 6 and set(chosen) <= router.mesh_peers(TOPIC)
+
+
+def test_a_graft_at_d_hi_is_taken_only_from_an_outbound_peer() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)], outbound=True)
+    connect(router, [peer(i) for i in range(10, 23)])
+    for i in range(10, 23):
+        router.receive_rpc(peer(i), rpc(graft=[Graft(TOPIC)]), 0.1)
+    assert mesh_of(router) == 12 and router.counters.get("gossip.graft.refused") == 1
+    router.receive_rpc(peer(1), rpc(graft=[Graft(TOPIC)]), 0.2)
+    assert mesh_of(router) == 13 and peer(1) in router.mesh_peers(TOPIC)
+
+
 def test_unsubscribe_prunes_the_mesh_and_announces() -> None:
     router = make_router()
     router.subscribe(TOPIC, 0.0)

@@ -37,8 +37,9 @@ inputs = st.lists(
 def test_receive_rpc_never_raises(script: list[tuple[int, bytes, float]]) -> None:
     router = make_router(
         d=2,
-        d_lo=1,
+        d_lo=2,
         d_hi=3,
+        d_out=1,
         d_lazy=2,
         lazy_topics=frozenset({"scp_statement"}),
         iwant_followup_s=0.5,
@@ -46,7 +47,8 @@ def test_receive_rpc_never_raises(script: list[tuple[int, bytes, float]]) -> Non
     )
     router.subscribe(TOPIC, 0.0)
     router.subscribe("scp_statement", 0.0)
-    connect(router, [peer(i) for i in range(1, 5)])
+    connect(router, [peer(1), peer(2)], outbound=True)  # their GRAFT is taken even at d_hi
+    connect(router, [peer(3), peer(4)])
     now = 0.0
     for sender, data, step in script:
         now += step
@@ -56,6 +58,6 @@ def test_receive_rpc_never_raises(script: list[tuple[int, bytes, float]]) -> Non
     router.drain_actions()
     status = router.status()
     assert isinstance(status["mesh"], dict)
-    assert all(size <= 3 for size in status["mesh"].values())
+    assert all(size <= 3 + 2 for size in status["mesh"].values())  # d_hi + outbound peers
     assert status["queued_bytes"] == 0
     assert status["pending_iwants"] <= 4

@@ -290,6 +290,19 @@ def test_cover_sizes_learn_the_buckets_published_messages_fill() -> None:
     assert set(late) <= {cells_for(512), cells_for(8192)}
 
 
+def test_cover_sizes_do_not_learn_fast_path_messages() -> None:
+    """Blocks and consensus messages never leave through a circuit: cover of their sizes would
+    be a departure no transaction could be, which a spy sets aside."""
+    policy = ShapingPolicy(cover=CoverConfig(20.0), cover_sizes=((512, 1.0),))
+    rig = _rig(policy)
+    for i in range(200):
+        block = bytes([i % 256]) * 60_000  # a block body, padded to 65,536 under the buckets
+        rig.shaper.published("block_body", message_id("block_body", block), len(block))
+        rig.run(float(i) + 1.0)
+    covers = [entry[2] for entry in rig.entries("cover")]
+    assert covers and set(covers) == {cells_for(512)}
+
+
 def test_background_cover_does_not_combine_with_slots() -> None:
     with pytest.raises(ValueError, match="slot-based"):
         ShapingPolicy(rate=RateConfig(rate_per_s=2.0), cover=CoverConfig(1.0))

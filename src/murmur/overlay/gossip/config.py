@@ -4,10 +4,9 @@ Theory of operation: the router keeps, per subscribed topic, a mesh of about ``d
 between ``d_lo`` and ``d_hi`` by the heartbeat) that receive every message in full, and
 advertises recent message ids lazily (IHAVE) to ``d_lazy`` other topic peers. Topics in
 ``lazy_topics`` are forwarded lazily to the mesh too: an IHAVE, the message only on IWANT. Every
-cache and
-queue the router owns has a cap here, so a hostile peer can cost this node a bounded amount of
-memory and work; the scores below decide when a peer is cut off. An inconsistent configuration
-raises :class:`ConfigError` when built.
+cache and queue the router owns has a cap here, so a hostile peer can cost this node a bounded
+amount of memory and work; the scores below decide when a peer is cut off. An inconsistent
+configuration raises :class:`ConfigError` when built.
 """
 
 from __future__ import annotations
@@ -31,6 +30,11 @@ class GossipConfig:
     d_lo: int = 4
     d_hi: int = 12
     d_lazy: int = 6
+    d_out: int = 2
+    """Mesh peers per topic that must be peers this node chose to dial (``outbound`` in
+    ``GossipRouter.add_peer``), gossipsub v1.1's ``D_out``: pruning an oversized mesh keeps them,
+    the heartbeat grafts them when the mesh has fewer, and their GRAFT is taken even at
+    ``d_hi``. Peers that dial in, however many, then cannot hold every mesh slot."""
     # Timing.
     heartbeat_interval_s: float = 1.0
     history_length: int = 5
@@ -71,6 +75,10 @@ class GossipConfig:
     """Message ids asked for (IWANT) from one peer per heartbeat, and advertised per IHAVE."""
     max_iwant_replies: int = 5000
     """Messages served to one peer's IWANTs per heartbeat."""
+    gossip_retransmission: int = 3
+    """Times one peer is sent the same cached message in answer to IWANT while it is cached
+    (gossipsub's default); further asks for it are ignored, so a peer cannot have the whole
+    message cache sent to it again every heartbeat for a few bytes of ids."""
     max_pending_iwants: int = 16_384
     """Ids asked for and awaited (each with up to ``d`` other peers that offered it); beyond
     this, an offered id is asked for without being remembered."""
@@ -93,6 +101,8 @@ class GossipConfig:
             raise ConfigError("gossip degrees need 0 < d_lo <= d <= d_hi")
         if self.d_lazy < 0:
             raise ConfigError("gossip d_lazy must be >= 0")
+        if not 0 <= self.d_out < self.d_lo or self.d_out > self.d // 2:
+            raise ConfigError("gossip needs 0 <= d_out < d_lo and d_out <= d / 2")
         if not 0 < self.history_gossip <= min(self.history_length, self.lazy_history_length):
             raise ConfigError("gossip needs 0 < history_gossip <= both history lengths")
         for name in ("heartbeat_interval_s", "seen_ttl_s", "fanout_ttl_s", "iwant_followup_s"):
@@ -109,6 +119,7 @@ class GossipConfig:
             "mcache_max_messages",
             "max_ihave_messages",
             "max_iwant_replies",
+            "gossip_retransmission",
             "max_pending_iwants",
         ):
             if getattr(self, name) < 1:

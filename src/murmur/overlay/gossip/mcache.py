@@ -8,6 +8,10 @@ the newest ``history_gossip`` windows for IHAVE, at most ``limit`` of them drawn
 caps bound memory, a message count and a byte count; when either is exceeded, messages of the
 oldest window go first.
 
+An IWANT answer is counted per message and peer (:meth:`serve`): one peer gets the same message
+at most ``limit`` times while it is cached (gossipsub's ``gossip_retransmission``), so a 20-byte
+id cannot have a large message sent to it again every heartbeat. The counts go with their message.
+
 Work is bounded per message, not by the cache's size: ``put`` and an eviction are O(1); each id
 is dropped once (by ``shift`` or an eviction); :meth:`gossip_ids` copies one topic's ids at C
 speed and draws at most ``limit`` of them.
@@ -24,7 +28,15 @@ _Window = dict[str, deque[bytes]]
 
 
 class MessageCache:
-    __slots__ = ("_bytes", "_entries", "_history_gossip", "_max_bytes", "_max_messages", "_windows")
+    __slots__ = (
+        "_bytes",
+        "_entries",
+        "_history_gossip",
+        "_max_bytes",
+        "_max_messages",
+        "_served",
+        "_windows",
+    )
 
     def __init__(
         self, *, history_length: int, history_gossip: int, max_messages: int, max_bytes: int
@@ -35,9 +47,14 @@ class MessageCache:
         self._entries: dict[bytes, tuple[str, bytes]] = {}
         self._windows: deque[_Window] = deque({} for _ in range(history_length))
         self._bytes = 0
+        self._served: dict[bytes, dict[bytes, int]] = {}
+        """Message id -> peer -> IWANT answers sent, for cached messages served at least once."""
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def __contains__(self, message_id: bytes) -> bool:
+        return message_id in self._entries
 
     @property
     def stored_bytes(self) -> int:
@@ -63,6 +80,21 @@ class MessageCache:
         entry = self._entries.get(message_id)
         return None if entry is None else entry[1]
 
+    def serve(self, message_id: bytes, peer: bytes, limit: int) -> bytes | None:
+        """The cached record to answer ``peer``'s IWANT, counted; ``None`` if the message is
+        unknown or gone, or ``peer`` has already been sent it ``limit`` times."""
+        entry = self._entries.get(message_id)
+        if entry is None:
+            return None
+        counts = self._served.get(message_id)
+        if counts is None:
+            counts = self._served[message_id] = {}
+        served = counts.get(peer, 0)
+        if served >= limit:
+            return None
+        counts[peer] = served + 1
+        return entry[1]
+
     def gossip_topics(self) -> list[str]:
         """Topics with messages in the newest ``history_gossip`` windows."""
         topics: dict[str, None] = {}
@@ -83,16 +115,21 @@ class MessageCache:
     def shift(self) -> None:
         """Start a new window and forget the oldest one."""
         entries = self._entries
+        served = self._served
         for ids in self._windows.pop().values():
             for message_id in ids:
                 self._bytes -= len(entries.pop(message_id)[1])
+                if served:
+                    served.pop(message_id, None)
         self._windows.appendleft({})
 
     def _evict_oldest(self) -> None:
         for window in reversed(self._windows):
             if window:
                 topic, ids = next(iter(window.items()))
-                self._bytes -= len(self._entries.pop(ids.popleft())[1])
+                message_id = ids.popleft()
+                self._bytes -= len(self._entries.pop(message_id)[1])
+                self._served.pop(message_id, None)
                 if not ids:
                     del window[topic]
                 return

@@ -9,19 +9,22 @@ goes to a *fanout* set of ``d`` topic peers, kept ``fanout_ttl_s`` after the las
 
 Every heartbeat the router: decays peer scores; repairs each mesh (prunes peers with a negative
 score, grafts peers up to ``d`` when below ``d_lo``, prunes at random down to ``d`` once it has
-reached ``d_hi``, the size at which incoming GRAFTs are refused); refreshes fanout sets; and
+reached ``d_hi``, the size at which incoming GRAFTs are refused, and keeps or grafts ``d_out``
+peers this node dialled, so peers that dial in cannot hold every slot); refreshes fanout sets; and
 sends IHAVE (the ids of the last ``history_gossip`` heartbeats' messages) to ``d_lazy`` topic
 peers outside the mesh, which answer IWANT for ids they missed, so a message a mesh link lost is
-still recovered. GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which
-neither side grafts again.
+still recovered (one peer is sent a cached message at most ``gossip_retransmission`` times).
+GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which neither side grafts
+again.
 
 Topics in ``GossipConfig.lazy_topics`` (large records that may arrive seconds late: peer
 announcements) are forwarded lazily: a relay queues the new message's id for each mesh peer and
 sends those ids as one IHAVE per peer and topic at its next heartbeat; the message itself goes
 only to peers that answer IWANT. An IWANT is a promise: for ``iwant_followup_s`` other offers of
-the same id ask for nothing (their senders are remembered, up to ``d``), and if the message has
-not come by then, the next heartbeat asks the next of those peers. So a node takes about one copy
-of a lazy message, where eager push brings one from most mesh peers.
+the same id ask for nothing (their senders are remembered, up to ``d``, a peer this node dialled
+ahead of the rest), and if the message has not come by then, the next heartbeat asks the next of
+those peers. So a node takes about one copy of a lazy message, where eager push brings one from
+most mesh peers, and identities dialling in cannot withhold one by offering it first.
 
 Peer input never raises: a malformed RPC is counted (``gossip.malformed.<reason>``) and the peer
 is reported with :class:`PenalizePeer` and ignored from then on. A message a topic validator
@@ -107,12 +110,15 @@ class _Peer:
         "lazy_ids",
         "offer_heartbeats",
         "offered",
+        "outbound",
         "topics",
     )
 
-    def __init__(self, peer: NodeId, batch: RpcBatch) -> None:
+    def __init__(self, peer: NodeId, batch: RpcBatch, outbound: bool) -> None:
         self.id = peer
         self.batch = batch
+        self.outbound = outbound
+        """This node chose to dial it (counts towards ``d_out``)."""
         """Records queued for this peer since the last drain."""
         self.topics: set[str] = set()
         self.dirty = False
@@ -145,6 +151,25 @@ class _Promise:
         self.asked = 0
         self.asks = 1
         self.deadline = deadline
+
+    def note(self, offerer: _Peer, cap: int) -> None:
+        """Remembers another offerer of the id. One this node dialled is asked next; others
+        queue, ``cap`` + 1 offerers at most. Otherwise identities dialling in that offered an
+        id first (and never answer) held every place, and the node asked only them, ``d``
+        times over, then gave up: a lazy message (an announcement) never arrived."""
+        offerers = self.offerers
+        if offerer in offerers:
+            return
+        if not offerer.outbound:
+            if len(offerers) <= cap:
+                offerers.append(offerer)
+            return
+        offerers.insert(self.asked + 1, offerer)
+        if len(offerers) > cap + 1:
+            for index in range(len(offerers) - 1, self.asked + 1, -1):
+                if not offerers[index].outbound:
+                    del offerers[index]
+                    return
 
     def next_offerer(self, alive: Callable[[_Peer], bool]) -> _Peer | None:
         """The next live offerer after the one last asked, round the list once."""
@@ -204,12 +229,14 @@ class GossipRouter:
 
     # --- commands ---------------------------------------------------------------------------
 
-    def add_peer(self, peer: NodeId, now: float) -> None:
+    def add_peer(self, peer: NodeId, now: float, *, outbound: bool = False) -> None:
+        """Start gossiping with ``peer``; ``outbound``: this node chose it (dialled it), so it
+        counts towards every mesh's ``d_out``, which peers that dial in cannot fill."""
         if peer in self._peers:
             raise LocalProtocolError("gossip peer added twice")
         if len(self._peers) >= self._config.max_peers:
             raise LocalProtocolError(f"gossip router is full ({self._config.max_peers} peers)")
-        st = _Peer(peer, RpcBatch(max_queued_bytes=self._config.max_outbox_bytes))
+        st = _Peer(peer, RpcBatch(max_queued_bytes=self._config.max_outbox_bytes), outbound)
         self._peers[peer] = st
         if self._scores.connect(peer) < self._config.graylist_threshold:
             self._ignore(st, "graylisted")
@@ -496,7 +523,7 @@ class GossipRouter:
                 self._penalize(st, cfg.backoff_violation_penalty)
                 if st.ignored:
                     return
-            elif self._scores.get(st.id) < 0 or len(mesh) >= cfg.d_hi:
+            elif self._scores.get(st.id) < 0 or (len(mesh) >= cfg.d_hi and not st.outbound):
                 self.counters.inc("gossip.graft.refused")
                 self._prune(st, topic, now)
             else:
@@ -543,8 +570,7 @@ class GossipRouter:
                     continue
                 promise = promises.get(mid)
                 if promise is not None and promise.deadline > now:
-                    if st not in promise.offerers and len(promise.offerers) <= cfg.d:
-                        promise.offerers.append(st)
+                    promise.note(st, cfg.d)
                     self.counters.inc("gossip.ihave.already_asked")
                     continue
                 if st.ihave_ids >= cfg.max_ihave_length:
@@ -575,8 +601,13 @@ class GossipRouter:
                 if len(served) >= cfg.max_iwant_replies:
                     self.counters.inc("gossip.iwant.flood")
                     return
-                record = self._mcache.get(mid) or self._lazy_mcache.get(mid)
-                if record is None:
+                cache = self._mcache if mid in self._mcache else self._lazy_mcache
+                if mid in cache:
+                    record = cache.serve(mid, st.id, cfg.gossip_retransmission)
+                    if record is None:
+                        self.counters.inc("gossip.iwant.retransmission_limit")
+                        continue
+                else:
                     offered = st.offered.pop(mid, None)
                     if offered is None:
                         self.counters.inc("gossip.iwant.missing")
@@ -619,14 +650,37 @@ class GossipRouter:
         cfg = self._config
         for pid in [pid for pid in mesh if self._scores.get(pid) < 0]:
             self._prune(mesh.pop(pid), topic, now)
+        grafted: list[_Peer] = []
         if len(mesh) < cfg.d_lo:
-            graft = encode_graft(Graft(topic))
-            for st in self._graft_up_to(topic, mesh, cfg.d, now):
-                self._queue(st, Section.GRAFT, graft)
+            grafted = self._graft_up_to(topic, mesh, cfg.d, now)
         elif len(mesh) >= cfg.d_hi:
-            members = list(mesh.values())
-            self._rng.shuffle(members)
-            for st in members[cfg.d :]:
+            self._prune_to_d(topic, mesh, now)
+        outbound = sum(1 for st in mesh.values() if st.outbound)
+        if outbound < cfg.d_out:
+            backoff = self._backoff.get(topic, _NO_BACKOFF)
+            for st in self._pick(topic, mesh, backoff, now, cfg.d_out - outbound, outbound=True):
+                mesh[st.id] = st
+                grafted.append(st)
+        if grafted:
+            graft = encode_graft(Graft(topic))
+            for st in grafted:
+                self._queue(st, Section.GRAFT, graft)
+
+    def _prune_to_d(self, topic: str, mesh: dict[NodeId, _Peer], now: float) -> None:
+        """Prunes an oversized mesh to ``d`` random peers, ``d_out`` of them outbound if it
+        has that many: the last inbound peers drawn give way to outbound ones left out."""
+        cfg = self._config
+        members = list(mesh.values())
+        self._rng.shuffle(members)
+        keep = members[: cfg.d]
+        short = cfg.d_out - sum(1 for st in keep if st.outbound)
+        if short > 0:
+            spare = [st for st in members[cfg.d :] if st.outbound][:short]
+            gone = [st for st in reversed(keep) if not st.outbound][: len(spare)]
+            keep = [st for st in keep if st not in gone] + spare
+        kept = {st.id for st in keep}
+        for st in members:
+            if st.id not in kept:
                 del mesh[st.id]
                 self._prune(st, topic, now)
 
@@ -727,13 +781,18 @@ class GossipRouter:
         backoff: dict[NodeId, float],
         now: float,
         k: int | None = None,
+        *,
+        outbound: bool = False,
     ) -> list[_Peer]:
         """Up to ``k`` (default ``d``) random topic peers with a score >= 0, not excluded, and
-        not in ``backoff``."""
+        not in ``backoff`` (with ``outbound``, only peers this node dialled)."""
         candidates = [
             st
             for pid, st in self._peers_by_topic.get(topic, _NO_PEERS).items()
-            if pid not in exclude and self._scores.get(pid) >= 0 and backoff.get(pid, now) <= now
+            if pid not in exclude
+            and self._scores.get(pid) >= 0
+            and backoff.get(pid, now) <= now
+            and (st.outbound or not outbound)
         ]
         k = self._config.d if k is None else k
         return self._rng.sample(candidates, min(k, len(candidates)))

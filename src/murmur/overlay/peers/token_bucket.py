@@ -53,7 +53,8 @@ class TokenBucket:
     def wait_s(self, now: float, cost: float = 1.0) -> float:
         """Seconds until ``cost`` tokens are there (0 if now, ``inf`` if ``cost > burst``).
 
-        Lets a runtime pause reading from a peer (back-pressure) instead of dropping.
+        Lets a caller wait for the tokens instead of dropping (the circuit relay wakes its cell
+        queue for a peer then).
         """
         if cost > self.burst:
             return math.inf

@@ -14,9 +14,12 @@ sends real messages as they come and, on a clock of its own that likewise never 
 messages as a Poisson process.
 
 Cover sizes follow the network's real traffic, not this node's: the node calls
-:meth:`published` for every message gossip delivers (its own come back that way too), and each
-lane adds the size that message pads to under its buckets to the mix it draws cover sizes from,
-starting from the policy's ``cover_sizes`` as a prior (weight ``COVER_PRIOR_WEIGHT``). A spy
+:meth:`published` for every message gossip delivers (its own come back that way too), and for
+each on a private-path topic (a transaction: what a circuit carries) each lane adds the size
+that message pads to under its buckets to the mix it draws cover sizes from, starting from the
+policy's ``cover_sizes`` as a prior (weight ``COVER_PRIOR_WEIGHT``). Blocks and consensus
+messages never leave through a circuit, so a cover message of their sizes would be one no real
+message could be, and a spy would set it aside. A spy
 knows each published transaction's bucket, so only departures of as many cells can have
 carried it: cover must take the cell counts real messages take (a chain of 300-byte
 transactions and one of 2-kB transactions fill different buckets), and every node must draw
@@ -43,6 +46,7 @@ from typing import Protocol
 from murmur.base.errors import LocalProtocolError, MurmurError
 from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
+from murmur.overlay.routing import MessagePath, path_for_topic
 from murmur.overlay.shaping.config import ShapingPolicy
 from murmur.overlay.shaping.delay_line import DelayLine
 from murmur.overlay.shaping.sender import RateSender
@@ -191,11 +195,13 @@ class ShapedOrigin:
     # --- inputs ----------------------------------------------------------------------------
 
     def published(self, topic: str, gossip_id: bytes, payload_bytes: int) -> None:
-        """Gossip delivered message ``gossip_id`` (``payload_bytes`` long, on ``topic``): its
-        size joins every lane's cover mix, and if it is one of ours, it arrived."""
-        framed = envelope_size(topic, payload_bytes)
-        for lane in self._lanes.values():
-            lane.learn_size(padded_size(framed, lane.policy.buckets))
+        """Gossip delivered message ``gossip_id`` (``payload_bytes`` long, on ``topic``): on a
+        private-path topic its size joins every lane's cover mix, and if it is one of ours, it
+        arrived."""
+        if path_for_topic(topic) is MessagePath.PRIVATE:
+            framed = envelope_size(topic, payload_bytes)
+            for lane in self._lanes.values():
+                lane.learn_size(padded_size(framed, lane.policy.buckets))
         entry = self._unconfirmed.pop(gossip_id, None)
         if entry is not None:
             del self._ids_by_ref[entry.message.ref]
