@@ -117,9 +117,9 @@ class _Peer:
     def __init__(self, peer: NodeId, batch: RpcBatch, outbound: bool) -> None:
         self.id = peer
         self.batch = batch
+        """Records queued for this peer since the last drain."""
         self.outbound = outbound
         """This node chose to dial it (counts towards ``d_out``)."""
-        """Records queued for this peer since the last drain."""
         self.topics: set[str] = set()
         self.dirty = False
         """Listed in the router's ``_dirty`` (has records queued since the last drain)."""
