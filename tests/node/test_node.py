@@ -301,6 +301,26 @@ def test_rate_limit_drops_then_bans_a_flooding_peer() -> None:
     assert victim._bans.is_banned(flooder.node_id, net.now)
 
 
+def test_a_peer_bursting_over_its_rate_now_and_then_is_not_banned() -> None:
+    """Drops are forgiven over time: two bursts of 150 over-limit messages half an hour apart
+    are not a flood (a lifetime count of 200 banned such a peer)."""
+    net = Net(2)
+    net.tick(2.0)
+    victim, sender = net.nodes[0], net.nodes[1]
+    session = sender._by_peer[victim.node_id]
+    burst = victim.config.limits.messages_burst + 150
+    for _ in range(2):
+        for _ in range(burst):
+            session.link.send_message(wrap(Channel.GOSSIP, encode_rpc(Rpc())), net.now)
+        victim.data_received(
+            victim._by_peer[sender.node_id].conn_id, session.link.data_to_send(), net.now
+        )
+        net.now += 1800.0
+    assert victim.counters.get("drops.rate_limited") == 300
+    assert not victim._bans.is_banned(sender.node_id, net.now)
+    assert victim.counters.get("misbehaviour.flood") == 0
+
+
 def test_duplicate_links_between_a_pair_collapse_to_one() -> None:
     net = Net(2, peers_of=lambda i: [1 - i])
     net.tick(3.0)

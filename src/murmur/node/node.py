@@ -83,7 +83,6 @@ from murmur.overlay.stem import STEM_TOPICS, Fluff, SendStem, StemConfig, StemPa
 from murmur.wire.envelope import Channel, unwrap, wrap
 from murmur.wire.stem import encode_stem
 
-OVER_LIMIT_DROPS_BEFORE_BAN = 200
 DELIVERY_LOG_ENTRIES = 100_000
 DUPLICATE_DRAIN_S = 10.0
 """How long a link that lost to a duplicate is still read: far above the few round trips
@@ -553,9 +552,8 @@ class Node:
             return
         session.messages_in += 1
         if not session.limiter.admit(now, len(payload)):
-            session.dropped_over_limit += 1
             self.counters.inc("drops.rate_limited")
-            if session.dropped_over_limit > OVER_LIMIT_DROPS_BEFORE_BAN:
+            if session.limiter.record_drop(now):
                 self._misbehaved(session, now, "flood")
             return
         try:

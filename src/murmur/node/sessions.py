@@ -25,7 +25,6 @@ class Session:
     bytes_in: int = 0
     bytes_out: int = 0
     messages_in: int = 0
-    dropped_over_limit: int = 0
     closing: bool = False
     for_circuit: bool = False
     """Opened because a circuit needed to extend here, not one of our bootstrap peers."""

@@ -2,7 +2,13 @@ import dataclasses
 
 import pytest
 
-from murmur.overlay.peers.limits import MIB, PeerLimits, PeerRateLimiter
+from murmur.overlay.peers.limits import (
+    FLOOD_DROPS_BURST,
+    FLOOD_DROPS_FORGIVEN_PER_S,
+    MIB,
+    PeerLimits,
+    PeerRateLimiter,
+)
 
 
 def test_defaults() -> None:
@@ -51,3 +57,21 @@ def test_message_flood_is_cut_at_burst_then_rate() -> None:
     admitted = sum(limiter.admit(t * 0.0002, 100) for t in range(50_000))
     # 10 s of five messages per millisecond: the burst plus 2000/s for the 10 s.
     assert 4000 + 2000 * 9 <= admitted <= 4000 + 2000 * 10
+
+
+def test_drops_are_a_flood_past_an_allowance_that_refills() -> None:
+    limiter = PeerRateLimiter(PeerLimits())
+    assert not any(limiter.record_drop(0.0) for _ in range(FLOOD_DROPS_BURST))
+    assert limiter.record_drop(0.0)
+    # Forgiven at the configured pace: ten seconds later, ten more drops are not a flood.
+    later = 10.0 / FLOOD_DROPS_FORGIVEN_PER_S
+    assert not any(limiter.record_drop(later) for _ in range(10))
+    assert limiter.record_drop(later)
+    assert limiter.dropped == FLOOD_DROPS_BURST + 12
+
+
+def test_bursts_long_apart_are_never_a_flood() -> None:
+    limiter = PeerRateLimiter(PeerLimits())
+    for burst in range(20):
+        now = burst * FLOOD_DROPS_BURST / FLOOD_DROPS_FORGIVEN_PER_S
+        assert not any(limiter.record_drop(now) for _ in range(FLOOD_DROPS_BURST - 1))

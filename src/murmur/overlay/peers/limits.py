@@ -4,7 +4,11 @@ Theory of operation: :class:`PeerLimits` is the configuration (slot counts, rate
 :class:`PeerRateLimiter` holds two token buckets for one connected peer: bytes and messages.
 ``admit`` charges one message of ``nbytes`` against both atomically (either both are charged or
 neither), so a refused message costs nothing and a peer is never billed twice. The peer manager
-decides what a refusal means (drop, or disconnect and ban on a sustained flood).
+decides what a refusal means: a drop, and :meth:`PeerRateLimiter.record_drop` tells it when the
+drops amount to a flood worth a ban. Drops are an allowance of ``FLOOD_DROPS_BURST`` refilled
+at ``FLOOD_DROPS_FORGIVEN_PER_S``, not a lifetime total: a peer that bursts over its rate now
+and then (a node catching up after a pause) is never banned for it, however long the link
+lives, while one that keeps sending above its rate is.
 ``bytes_burst`` must exceed the largest frame, or a frame of that size can never be admitted.
 The ping limits are the link's own (``LinkConfig``: at most ``pings_burst`` pings in any
 ``pings_burst / pings_per_s`` seconds), since pings never leave the link.
@@ -18,6 +22,11 @@ from dataclasses import dataclass, fields
 from murmur.overlay.peers.token_bucket import TokenBucket
 
 MIB = 1024 * 1024
+FLOOD_DROPS_BURST = 200
+"""Messages dropped over the limits, in one go, before the peer is deemed to flood."""
+FLOOD_DROPS_FORGIVEN_PER_S = 1.0
+"""How fast past drops are forgiven: a peer dropping more than one message a second for
+longer than the burst lasts is flooding."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,11 +53,14 @@ class PeerLimits:
 
 
 class PeerRateLimiter:
-    __slots__ = ("_bytes", "_messages")
+    __slots__ = ("_bytes", "_drops", "_messages", "dropped")
 
     def __init__(self, limits: PeerLimits) -> None:
         self._bytes = TokenBucket(limits.bytes_per_s, limits.bytes_burst)
         self._messages = TokenBucket(limits.messages_per_s, limits.messages_burst)
+        self._drops = TokenBucket(FLOOD_DROPS_FORGIVEN_PER_S, FLOOD_DROPS_BURST)
+        self.dropped = 0
+        """Messages refused over the limits so far (a statistic; bans follow ``record_drop``)."""
 
     def admit(self, now: float, nbytes: int) -> bool:
         """Charge one message of ``nbytes``; False (nothing charged) when over either limit."""
@@ -57,3 +69,8 @@ class PeerRateLimiter:
         self._bytes.consume(now, nbytes)
         self._messages.consume(now, 1)
         return True
+
+    def record_drop(self, now: float) -> bool:
+        """Count one refused message; True when the drop allowance is spent: a flood."""
+        self.dropped += 1
+        return not self._drops.consume(now)
