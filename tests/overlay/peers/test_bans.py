@@ -1,3 +1,4 @@
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -110,14 +111,34 @@ def test_attempt_rate_limit_per_host() -> None:
 
 def test_throttle_is_a_bounded_lru() -> None:
     throttle = AddressThrottle(max_entries=3, attempts_per_s=1.0, attempts_burst=1.0)
-    assert throttle.allow("10.0.0.1", 0.0)
+    assert throttle.allow("10.1.0.1", 0.0)
     for n in range(2, 5):
-        throttle.allow(f"10.0.0.{n}", 0.0)
+        throttle.allow(f"10.{n}.0.1", 0.0)
     assert len(throttle) == 3
-    # 10.0.0.1 was evicted as least recently seen: it comes back with a fresh budget.
-    assert throttle.allow("10.0.0.1", 0.0)
-    # 10.0.0.4 is still tracked and has spent its single token.
-    assert not throttle.allow("10.0.0.4", 0.0)
+    # 10.1.0.1 was evicted as least recently seen: it comes back with a fresh budget.
+    assert throttle.allow("10.1.0.1", 0.0)
+    # 10.4.0.1 is still tracked and has spent its single token.
+    assert not throttle.allow("10.4.0.1", 0.0)
+
+
+def test_hosts_of_one_network_group_share_one_more_budget() -> None:
+    throttle = AddressThrottle(
+        attempts_per_s=1.0, attempts_burst=2.0, group_attempts_per_s=2.0, group_attempts_burst=5.0
+    )
+    # Five /64s of one /32 (an IPv6 /48 holds 65,536 of them): five attempts, not ten.
+    hosts = [f"2001:db8:0:{n}::1" for n in range(5)]
+    allowed = [throttle.allow(host, 0.0) for host in hosts for _ in range(2)]
+    assert allowed.count(True) == 5
+    # A refusal spends neither budget: the host's own tokens wait for when the group refills.
+    assert throttle.allow("2001:db8:0:4::1", 0.5)
+    # Another network group is untouched, and so is an IPv4 /16 beside it.
+    assert throttle.allow("2001:db9::1", 0.5) and throttle.allow("203.0.113.1", 0.5)
+    assert throttle.allow("2001:db9::1", 0.5)
+
+
+def test_a_group_budget_below_a_host_s_is_refused() -> None:
+    with pytest.raises(ValueError):
+        AddressThrottle(attempts_burst=8.0, group_attempts_burst=4.0)
 
 
 def test_host_key() -> None:

@@ -12,7 +12,11 @@ Theory of operation. Two different answers to two different kinds of misbehaviou
   forgiven per quiet period without failures. A success (a completed handshake) clears it.
   Every host also has a connection-attempt token bucket, so no host can make us run handshakes
   faster than its budget. A host is an IPv4 address or an IPv6 /64 (one IPv6 subscriber
-  usually owns a whole /64, and per-address keys would be free to rotate).
+  usually owns a whole /64, and per-address keys would be free to rotate). Whoever holds many
+  hosts in one network (a /48 is 65,536 /64s; a rented /16) gets one more budget for the whole
+  network group (:func:`~murmur.overlay.peers.netgroup.netgroup`), four hosts' worth, so
+  rotating hosts neither multiplies the handshakes it can make us run nor, by pushing its own
+  blocked hosts out of the table, buys it anything.
 
 Both tables are bounded. The ban list evicts the ban that would expire soonest; the throttle
 evicts the least recently seen host. Every call takes ``now`` (seconds); nothing reads a clock.
@@ -26,6 +30,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from murmur.base.ids import NodeId
+from murmur.overlay.peers.netgroup import netgroup
 from murmur.overlay.peers.token_bucket import TokenBucket
 
 DEFAULT_MAX_ENTRIES = 4096
@@ -34,6 +39,8 @@ BACKOFF_MAX_S = 60.0
 BACKOFF_QUIET_S = 120.0
 ATTEMPTS_PER_S = 4.0
 ATTEMPTS_BURST = 32.0
+GROUP_ATTEMPTS_PER_S = 4 * ATTEMPTS_PER_S
+GROUP_ATTEMPTS_BURST = 4 * ATTEMPTS_BURST
 IPV6_PREFIX_BITS = 64
 
 
@@ -122,11 +129,14 @@ class _HostState:
 
 class AddressThrottle:
     __slots__ = (
+        "_groups",
         "_hosts",
         "attempts_burst",
         "attempts_per_s",
         "backoff_base_s",
         "backoff_max_s",
+        "group_attempts_burst",
+        "group_attempts_per_s",
         "max_entries",
         "quiet_s",
     )
@@ -140,6 +150,8 @@ class AddressThrottle:
         quiet_s: float = BACKOFF_QUIET_S,
         attempts_per_s: float = ATTEMPTS_PER_S,
         attempts_burst: float = ATTEMPTS_BURST,
+        group_attempts_per_s: float = GROUP_ATTEMPTS_PER_S,
+        group_attempts_burst: float = GROUP_ATTEMPTS_BURST,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -148,13 +160,19 @@ class AddressThrottle:
         if not (math.isfinite(quiet_s) and quiet_s > 0):
             raise ValueError("quiet_s must be a positive finite number")
         TokenBucket(attempts_per_s, attempts_burst)  # validates the pair
+        TokenBucket(group_attempts_per_s, group_attempts_burst)
+        if group_attempts_per_s < attempts_per_s or group_attempts_burst < attempts_burst:
+            raise ValueError("a network group's attempt budget must be at least a host's")
         self.max_entries = max_entries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.quiet_s = quiet_s
         self.attempts_per_s = attempts_per_s
         self.attempts_burst = attempts_burst
+        self.group_attempts_per_s = group_attempts_per_s
+        self.group_attempts_burst = group_attempts_burst
         self._hosts: OrderedDict[str, _HostState] = OrderedDict()
+        self._groups: OrderedDict[bytes, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._hosts)
@@ -170,12 +188,29 @@ class AddressThrottle:
             self._hosts.move_to_end(key)
         return state
 
+    def _group(self, key: bytes) -> TokenBucket:
+        bucket = self._groups.get(key)
+        if bucket is None:
+            bucket = TokenBucket(self.group_attempts_per_s, self.group_attempts_burst)
+            self._groups[key] = bucket
+            if len(self._groups) > self.max_entries:
+                self._groups.popitem(last=False)
+        else:
+            self._groups.move_to_end(key)
+        return bucket
+
     def allow(self, host: str, now: float) -> bool:
-        """May a connection attempt from ``host`` proceed now? Counts as one attempt."""
+        """May a connection attempt from ``host`` proceed now? Counts as one attempt against
+        the host's budget and its network group's (both or neither)."""
         state = self._state(host_key(host))
         if now < state.blocked_until:
             return False
-        return state.attempts.consume(now)
+        group = self._group(netgroup(host))
+        if state.attempts.available(now) < 1 or group.available(now) < 1:
+            return False
+        state.attempts.consume(now)
+        group.consume(now)
+        return True
 
     def record_failure(self, host: str, now: float) -> float:
         """An unauthenticated failure from ``host``; returns the back-off it now serves (s)."""
