@@ -276,6 +276,55 @@ def test_background_cover_is_poisson_and_real_messages_leave_at_once() -> None:
     assert rig.log[-1] == ("real", 2000.25, b"tx")
 
 
+def test_with_no_ready_circuit_a_real_message_takes_the_place_of_a_later_cover_message() -> None:
+    """A node that has just started (its links refused at first, so no circuit is ready) and
+    is asked to send: the message does not leave the moment the first circuit is built, which
+    would mark the first cells on it as real, but at a cover departure after that, in place of
+    the cover message; a message that comes while one is held queues behind it."""
+    rig = _rig(
+        ShapingPolicy(cover=CoverConfig(2.0), resend=None),
+        config=ClientConfig(retry_backoff_min_s=30.0, retry_backoff_max_s=30.0),
+        refuse_links=True,
+    )
+    rig.run(1.0)
+    assert rig.client.ready_circuits() == 0
+    rig.net.refuse_links.clear()
+    first = rig.submit("L", "transaction", b"first", 1.0)
+    assert rig.shaper.counters.get("held_for_circuit") == 1
+    built_at = None
+    while built_at is None:
+        rig.run(rig.net.now + 0.01)
+        if rig.client.ready_circuits():
+            built_at = rig.net.now
+    # Built at once, not after the pool's 30 s back-off: the held message asked for it.
+    assert built_at < 5.0
+    second = rig.submit("L", "transaction", b"second", built_at)  # behind the first
+    rig.run(built_at + 30.0)
+    real = rig.entries("real")
+    assert [entry[2] for entry in real] == [b"first", b"second"]
+    departures = [entry[1] for entry in rig.log if entry[0] in ("real", "cover")]
+    # Each left at a departure of the cover clock: nothing else left at its instant, and the
+    # first departure after the build was the clock's, not the build's.
+    assert departures[0] > built_at and departures[0] == real[0][1]
+    assert departures[1] == real[1][1]
+    assert rig.shaper.counters.get("held_released") == 2
+    assert first != second and not rig.entries("failed")
+
+
+def test_a_held_message_that_finds_no_circuit_in_time_fails() -> None:
+    rig = _rig(
+        ShapingPolicy(cover=CoverConfig(2.0, max_hold_s=3.0)),
+        config=ClientConfig(retry_backoff_max_s=1.0),
+        refuse_links=True,
+    )
+    ref = rig.submit("L", "transaction", b"x", 0.0)
+    rig.run(2.9)
+    assert rig.log == []
+    rig.run(3.1)
+    assert rig.log == [("failed", ref, "no_circuit")]
+    assert rig.shaper.counters.get("held_timeouts") == 1
+
+
 def test_cover_sizes_learn_the_buckets_published_messages_fill() -> None:
     """Whoever sent them: cover copies the network's sizes, not what this node sends."""
     policy = ShapingPolicy(cover=CoverConfig(20.0), cover_sizes=((8192, 1.0),))

@@ -226,6 +226,17 @@ class CircuitClient:
             min_score=self.config.min_relay_score,
         )
 
+    def build_soon(self, now: float) -> None:
+        """A send waits for a circuit (held by the caller): start building one now unless one
+        is ready or building, as :meth:`send` does for a send it holds itself (the pool's retry
+        back-off does not make a waiting send wait longer)."""
+        if self._ready() or self._building():
+            return
+        try:
+            self._start_build(now)
+        except NoCircuitAvailable:
+            self.counters.inc("build_no_path")
+
     def allocate_ref(self) -> int:
         """A fresh send id, for a caller that will pass it to :meth:`send` later."""
         ref, self._next_ref = self._next_ref, self._next_ref + 1

@@ -86,12 +86,20 @@ class CoverConfig:
     they are ready, not in slots. Against a spy at hop 1 (the adversary that decides origin
     attribution) this is what buys ambiguity cheaply: the spy sees the superposition of the
     two processes and cannot tell which departure became a transaction, and every spy's cover
-    departures compete with the true one for each transaction it tries to match."""
+    departures compete with the true one for each transaction it tries to match.
+
+    A real message submitted while no circuit is ready is held by the lane and leaves in place
+    of a cover message at one of the next cover departures, not the moment a circuit is built:
+    otherwise the first cells on a node's first circuit (a node started to send a transaction)
+    would be real, and its hop 1 would know. ``max_hold_s`` is how long it may wait for that,
+    as long as the circuit client waits for a circuit (``ClientConfig.send_wait_s``)."""
 
     rate_per_s: float
+    max_hold_s: float = 20.0
 
     def __post_init__(self) -> None:
         _finite(self.rate_per_s, "cover rate_per_s", 1e-3, 1e3)
+        _finite(self.max_hold_s, "cover max_hold_s", 1e-3, 3600.0)
 
     def gap(self, rng: Rng) -> float:
         return rng.expovariate(self.rate_per_s)

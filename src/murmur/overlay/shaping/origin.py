@@ -11,7 +11,11 @@ relay command, can tell them apart. With no ready circuit the slot is skipped fo
 alike. A lane with a rate starts its slot clock when it opens and never stops, because cover that
 starts and stops with real traffic marks it. A lane with background cover (``CoverConfig``)
 sends real messages as they come and, on a clock of its own that likewise never stops, cover
-messages as a Poisson process.
+messages as a Poisson process. A real message that comes while no circuit is ready (a node just
+started, or every circuit failed) is held and leaves in place of a cover message at a later
+cover departure, as do those that come while any are held: the first departures on a new
+circuit then keep cover's law, where handing them to the client would send them all the moment
+the circuit was built, marking them real to its hop 1.
 
 Cover sizes follow the network's real traffic, not this node's: the node calls
 :meth:`published` for every message gossip delivers (its own come back that way too), and for
@@ -40,6 +44,7 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -68,6 +73,10 @@ class CircuitPort(Protocol):
         ...
 
     def ready_circuits(self) -> int: ...
+
+    def build_soon(self, now: float) -> None:
+        """A message is held for a circuit: have one built now if none is ready or building."""
+        ...
 
     def send(
         self, topic: str, payload: bytes, now: float, *, buckets: tuple[int, ...], ref: int
@@ -103,6 +112,9 @@ class _Lane:
     next_cover: float | None
     sizes: dict[int, float]
     """Padded size → weight: the mix cover sizes are drawn from."""
+    held: deque[tuple[float, _Message]] = field(default_factory=deque)
+    """Real messages waiting for a circuit and a cover departure to take, with when each
+    gives up (lanes with background cover only)."""
 
     def learn_size(self, padded: int) -> None:
         """Adds a published message's padded size; sizes whose weight has decayed away are
@@ -124,7 +136,8 @@ class _Lane:
         return next(reversed(self.sizes))
 
     def pending(self) -> int:
-        return len(self.delays) + (len(self.sender) if self.sender is not None else 0)
+        queued = len(self.sender) if self.sender is not None else 0
+        return len(self.delays) + queued + len(self.held)
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +233,9 @@ class ShapedOrigin:
         for lane in self._lanes.values():
             for message in lane.delays.pop_due(now):
                 self._enter(lane, message, now, immediate=False)
+            while lane.held and lane.held[0][0] <= now:
+                self.counters.inc("held_timeouts")
+                self._port.fail_send(lane.held.popleft()[1].ref, "no_circuit")
             self._background_cover(lane, now)
             sender = lane.sender
             if sender is None:
@@ -240,6 +256,8 @@ class ShapedOrigin:
                 soonest = min(soonest, lane.sender.next_deadline())
             if lane.next_cover is not None and lane.next_cover < soonest:
                 soonest = lane.next_cover
+            if lane.held and lane.held[0][0] < soonest:
+                soonest = lane.held[0][0]
         if self._resend_deadlines and self._resend_deadlines[0][0] < soonest:
             soonest = self._resend_deadlines[0][0]
         return None if soonest == math.inf else soonest
@@ -249,6 +267,12 @@ class ShapedOrigin:
     def _enter(self, lane: _Lane, message: _Message, now: float, *, immediate: bool) -> None:
         if lane.sender is not None:
             lane.sender.enqueue(message, now)
+            return
+        cover = lane.policy.cover
+        if cover is not None and (lane.held or self._port.ready_circuits() == 0):
+            lane.held.append((now + cover.max_hold_s, message))
+            self.counters.inc("held_for_circuit")
+            self._port.build_soon(now)
             return
         if immediate:
             self._transmit(lane, message, now)
@@ -270,7 +294,10 @@ class ShapedOrigin:
         lane.next_cover = now + cover.gap(self._rng)  # memoryless: the law is unchanged
         if self._port.ready_circuits() == 0:
             return
-        if self._port.send_cover(now, padded_bytes=lane.draw_cover_size(self._rng)):
+        if lane.held:
+            self.counters.inc("held_released")
+            self._transmit(lane, lane.held.popleft()[1], now)
+        elif self._port.send_cover(now, padded_bytes=lane.draw_cover_size(self._rng)):
             self._count_cover(lane)
 
     def _slot(self, lane: _Lane, sender: RateSender[_Message], now: float) -> None:
