@@ -27,7 +27,9 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from murmur.base.ids import NodeId
 from murmur.overlay.peers.netgroup import netgroup
@@ -117,6 +119,23 @@ def host_key(host: str) -> str:
     return str(address)
 
 
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _recent(table: OrderedDict[K, V], key: K, make: Callable[[], V], max_entries: int) -> V:
+    """``table[key]``, made if missing, marked most recently used; beyond ``max_entries`` the
+    least recently used entry goes."""
+    value = table.get(key)
+    if value is None:
+        value = table[key] = make()
+        if len(table) > max_entries:
+            table.popitem(last=False)
+    else:
+        table.move_to_end(key)
+    return value
+
+
 class _HostState:
     __slots__ = ("attempts", "blocked_until", "failures", "last_failure")
 
@@ -178,26 +197,20 @@ class AddressThrottle:
         return len(self._hosts)
 
     def _state(self, key: str) -> _HostState:
-        state = self._hosts.get(key)
-        if state is None:
-            state = _HostState(TokenBucket(self.attempts_per_s, self.attempts_burst))
-            self._hosts[key] = state
-            if len(self._hosts) > self.max_entries:
-                self._hosts.popitem(last=False)
-        else:
-            self._hosts.move_to_end(key)
-        return state
+        return _recent(
+            self._hosts,
+            key,
+            lambda: _HostState(TokenBucket(self.attempts_per_s, self.attempts_burst)),
+            self.max_entries,
+        )
 
     def _group(self, key: bytes) -> TokenBucket:
-        bucket = self._groups.get(key)
-        if bucket is None:
-            bucket = TokenBucket(self.group_attempts_per_s, self.group_attempts_burst)
-            self._groups[key] = bucket
-            if len(self._groups) > self.max_entries:
-                self._groups.popitem(last=False)
-        else:
-            self._groups.move_to_end(key)
-        return bucket
+        return _recent(
+            self._groups,
+            key,
+            lambda: TokenBucket(self.group_attempts_per_s, self.group_attempts_burst),
+            self.max_entries,
+        )
 
     def allow(self, host: str, now: float) -> bool:
         """May a connection attempt from ``host`` proceed now? Counts as one attempt against
