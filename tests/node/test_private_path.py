@@ -71,7 +71,7 @@ def test_an_exit_publication_the_application_refuses_is_a_counted_drop() -> None
     net = _ready_net()
     origin = net.nodes[0]
     for node in net.nodes[1:]:
-        node.gossip.set_validator("transaction", lambda data: Validation.REJECT)
+        node.gossip.set_validator("transaction", lambda data, now: Validation.REJECT)
     origin.send_private("transaction", b"invalid tx" * 20, net.now)
     net.run()
     net.tick(net.now + 5.0)
@@ -262,19 +262,19 @@ def _two_records(path: PrivatePath) -> tuple[bytes, bytes]:
 def test_announcements_no_newer_than_the_held_one_are_ignored_and_forgeries_rejected() -> None:
     sender, receiver = _path(1), _path(2)
     first, second = _two_records(sender)
-    assert receiver.validate_announcement(second) is Validation.ACCEPT
+    assert receiver.validate_announcement(second, 2.0) is Validation.ACCEPT
     assert receiver.on_announcement(second, 1.0) is not None
     assert receiver.holds(announcement_id(second)) and not receiver.holds(announcement_id(first))
-    assert receiver.validate_announcement(first) is Validation.IGNORE  # older: no one's fault
-    assert receiver.validate_announcement(second) is Validation.IGNORE  # a replay of the held
-    assert receiver.validate_announcement(b"not an announcement") is Validation.REJECT
+    assert receiver.validate_announcement(first, 2.0) is Validation.IGNORE  # older: no one's fault
+    assert receiver.validate_announcement(second, 2.0) is Validation.IGNORE  # a replay of the held
+    assert receiver.validate_announcement(b"not an announcement", 2.0) is Validation.REJECT
     forged = bytearray(second)
     forged[-1] ^= 1
     sender.reannounce(2.0)
     third = sender.announcement_due(2.0)
     assert third is not None
-    assert receiver.validate_announcement(bytes(forged)) is not Validation.ACCEPT
-    assert receiver.validate_announcement(third) is Validation.ACCEPT
+    assert receiver.validate_announcement(bytes(forged), 2.0) is not Validation.ACCEPT
+    assert receiver.validate_announcement(third, 2.0) is Validation.ACCEPT
 
 
 def test_relays_that_leave_a_full_book_leave_the_directory() -> None:
@@ -301,14 +301,14 @@ def test_a_forgery_in_the_nodes_own_name_is_rejected_not_passed_on() -> None:
     own current record, and ignore an older one it signed itself."""
     node = _path(1)
     older, current = _two_records(node)
-    assert node.validate_announcement(current) is Validation.ACCEPT
-    assert node.validate_announcement(older) is Validation.IGNORE
+    assert node.validate_announcement(current, 2.0) is Validation.ACCEPT
+    assert node.validate_announcement(older, 2.0) is Validation.IGNORE
     forged = bytearray(current)
     forged[-1] ^= 1
     own_id = Identity.from_seed(bytes([1]) * 32).node_id
     assert PeerAnnouncement.decode(bytes(forged)).node_id == own_id
-    assert node.validate_announcement(bytes(forged)) is Validation.REJECT
-    assert _path(2).validate_announcement(bytes(forged)) is Validation.REJECT
+    assert node.validate_announcement(bytes(forged), 2.0) is Validation.REJECT
+    assert _path(2).validate_announcement(bytes(forged), 2.0) is Validation.REJECT
 
 
 def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
@@ -323,7 +323,7 @@ def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
     own = net.nodes[0].private.own_announcement
     assert own is not None
     forger = net.nodes[1]
-    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data: Validation.ACCEPT)
+    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
     for k in range(8):
         record = PeerAnnouncement.decode(own)
         forged = replace(record, sequence=record.sequence + 1 + k)  # newer, signature stale

@@ -262,7 +262,7 @@ class PrivatePath:
         own = [self.own_announcement] if self.own_announcement is not None else []
         return [(announcement_id(data), data) for data in own + [a.encode() for a in sample]]
 
-    def validate_announcement(self, data: bytes) -> Validation:
+    def validate_announcement(self, data: bytes, now: float) -> Validation:
         """Gossip validator: only well-formed, correctly signed, fresh announcements travel.
 
         One no newer than the node's held copy is ignored, not rejected: an honest peer may
