@@ -34,6 +34,7 @@ from murmur.overlay.circuits.handshake import client_onionskin
 from murmur.overlay.circuits.selection import NatType, NoCircuitAvailable, RelayCapacity
 from murmur.overlay.routing import MessageType
 from murmur.sim.crypto_standin import standin_crypto
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.wire.cells import (
     CELL_BODY_BYTES,
     CELL_HEADER,
@@ -232,14 +233,19 @@ def _address(src: ByteSource) -> RelayAddress:
 
 def _announcement(world: World, src: ByteSource) -> None:
     """A correctly signed announcement by the hostile peer or one of its sybils, with chosen
-    address, capacity, sequence and lifetime, published to the victim."""
+    address, capacity, sequence and lifetime, published to the victim. The sequence is an
+    issue time, in whole seconds, from an hour before the victim's wall clock to 17 hours after
+    it (a larger choice is newer, as when the sequence was the choice itself): fresh records,
+    records already stale (a short lifetime), records from the future, and, once time has
+    passed, replays of expired ones."""
     who = src.pick(SYBILS)
+    wall_ms = round((world.now + WALL_CLOCK_AT_ZERO_S) * 1000)
     announcement = sign_announcement(
         identity(who),
         address=_address(src),
         onion_keys=onion_keys(who).public,
         capacity=RelayCapacity(src.u16() * 64, src.u8() / 255, src.pick(tuple(NatType)), 0.1),
-        sequence=src.u16(),
+        sequence=wall_ms + (src.u16() - 3_600) * 1000,
         ttl_s=1 + src.u16() * 2 % MAX_TTL_S,
     )
     rpc = Rpc(messages=(Message(ANNOUNCE_TOPIC, announcement.encode()),))

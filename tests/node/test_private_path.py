@@ -28,6 +28,7 @@ from murmur.node.private_path import (
 from murmur.overlay.announce import AnnouncementBook, PeerAnnouncement
 from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.sim.rng import SeededRng
 from murmur.wire.gossip import MESSAGE_ID_BYTES, message_id
 from tests.damage import damaged
@@ -219,7 +220,7 @@ def test_periodic_reannouncements_are_spread_so_nodes_started_together_drift_apa
             identity=Identity.from_seed(bytes([seed]) * 32),
             rng=SeededRng(seed),
             now=0.0,
-            announce_sequence_start=0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
             privacy=NodeConfig().privacy(),
         )
         path.set_advertised_address("127.0.0.1", 9000 + seed, 0.0)
@@ -244,7 +245,7 @@ def _path(seed: int) -> PrivatePath:
         identity=Identity.from_seed(bytes([seed]) * 32),
         rng=SeededRng(seed),
         now=0.0,
-        announce_sequence_start=0,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
         privacy=NodeConfig().privacy(),
     )
 
@@ -281,7 +282,7 @@ def test_relays_that_leave_a_full_book_leave_the_directory() -> None:
     """A full book drops an entry to take a new one; the relay must not stay in the directory
     (where, never expiring, it would fill it and refuse every relay after it)."""
     receiver = _path(1)
-    receiver.book = AnnouncementBook(max_entries=3)
+    receiver.book = AnnouncementBook(wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S, max_entries=3)
     senders = [_path(seed) for seed in range(2, 8)]
     for k, sender in enumerate(senders):
         sender.set_advertised_address(f"127.{k}.0.1", 9001, 0.0)

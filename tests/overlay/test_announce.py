@@ -41,6 +41,12 @@ def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) ->
     )
 
 
+def _book(max_entries: int = 10_000) -> AnnouncementBook:
+    """A book whose wall clock reads ``now``: sequence numbers of a few milliseconds date
+    records at the epoch, so these tests see lifetimes measured from receipt."""
+    return AnnouncementBook(wall_clock_offset_s=0.0, max_entries=max_entries)
+
+
 def test_round_trip_and_signature() -> None:
     a = _announce()
     b = PeerAnnouncement.decode(a.encode())
@@ -66,7 +72,7 @@ def test_someone_elses_key_cannot_sign_for_alice() -> None:
 
 
 def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
-    book = AnnouncementBook()
+    book = _book()
     assert book.accept(_announce(sequence=5, ttl_s=60), now=100.0) == Admission(accepted=True)
     assert not book.accept(_announce(sequence=5), now=101.0).accepted
     assert not book.accept(_announce(sequence=4), now=101.0).accepted
@@ -77,7 +83,7 @@ def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
 
 
 def test_book_expires_each_entry_when_due_and_not_before() -> None:
-    book = AnnouncementBook()
+    book = _book()
     people = [Identity.from_seed(bytes([i]) * 32) for i in range(4)]
     for i, who in enumerate(people):
         book.accept(_announce(who, ttl_s=10 * (i + 1)), now=0.0)
@@ -91,7 +97,7 @@ def test_book_expires_each_entry_when_due_and_not_before() -> None:
 
 
 def test_a_full_book_names_what_it_dropped_to_make_room() -> None:
-    book = AnnouncementBook(max_entries=3)
+    book = _book(max_entries=3)
     people = [Identity.from_seed(bytes([i]) * 32) for i in range(6)]
     admissions = [
         book.accept(_announce(who, ttl_s=10 + i), now=0.0) for i, who in enumerate(people)
@@ -110,7 +116,7 @@ def test_a_full_book_does_not_keep_entries_for_claiming_a_long_lifetime() -> Non
     """A sybil's announcement claiming a day must not outstay honest ones (three hours,
     renewed hourly): in a full book, what was received longest ago, or renewed least
     recently, makes room."""
-    book = AnnouncementBook(max_entries=3)
+    book = _book(max_entries=3)
     sybil, alice, bob, carol = (Identity.from_seed(bytes([i]) * 32) for i in range(10, 14))
     book.accept(_announce(sybil, ttl_s=MAX_TTL_S), now=0.0)
     book.accept(_announce(alice, ttl_s=10_800), now=10.0)
