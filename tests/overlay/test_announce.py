@@ -1,4 +1,4 @@
-"""Signed peer announcements: round trip, forgery, replays, expiry, bounded book."""
+"""Signed peer announcements: round trip, forgery, replays, issue times, expiry, bounded book."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 from murmur.base.errors import RemoteProtocolError
 from murmur.crypto.identity import SIGNATURE_BYTES, Identity
 from murmur.overlay.announce import (
+    MAX_CLOCK_SKEW_S,
     MAX_TTL_S,
     Admission,
     AnnouncementBook,
+    Freshness,
     PeerAnnouncement,
+    freshness,
+    next_sequence,
     sign_announcement,
 )
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
@@ -28,6 +32,9 @@ ALICE = Identity.from_seed(b"a" * 32)
 MALLORY = Identity.from_seed(b"m" * 32)
 KEYS = OnionKeyPair.generate(SeededRng(1)).public
 CAPACITY = RelayCapacity(2_000, 0.9, NatType.OPEN, 0.2)
+WALL = 1_700_000_000.0
+"""A wall-clock time (Unix seconds) that the tests below date records at."""
+WALL_MS = 1_700_000_000_000
 
 
 def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) -> PeerAnnouncement:
@@ -80,6 +87,48 @@ def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
     assert book.expire(169.9) == []
     assert book.expire(170.0) == [ALICE.node_id]
     assert len(book) == 0
+
+
+def test_an_announcement_lives_from_its_issue_time_for_its_ttl_give_or_take_the_skew() -> None:
+    record = _announce(sequence=WALL_MS, ttl_s=600)
+    assert record.issued_at == WALL
+    assert freshness(record, WALL) is Freshness.FRESH
+    # The receiver's clock may be behind the signer's, or ahead of it, by up to the skew.
+    assert freshness(record, WALL - MAX_CLOCK_SKEW_S) is Freshness.FRESH
+    assert freshness(record, WALL - MAX_CLOCK_SKEW_S - 0.001) is Freshness.FROM_FUTURE
+    assert freshness(record, WALL + 600 + MAX_CLOCK_SKEW_S - 0.001) is Freshness.FRESH
+    assert freshness(record, WALL + 600 + MAX_CLOCK_SKEW_S) is Freshness.STALE
+
+
+def test_the_sequence_is_the_issue_time_and_grows_even_when_the_clock_steps_back() -> None:
+    assert next_sequence(0, WALL) == WALL_MS
+    assert next_sequence(WALL_MS, WALL + 2.5) == WALL_MS + 2_500
+    assert next_sequence(WALL_MS, WALL) == WALL_MS + 1  # twice in one millisecond
+    assert next_sequence(WALL_MS + 2_500, WALL - 3_600) == WALL_MS + 2_501  # clock set back
+
+
+def test_a_replay_after_expiry_is_refused_and_none_outlives_the_original() -> None:
+    """Replayed once the book forgot the node, a recorded announcement is taken back only
+    until the original's end of life (its issue time + ttl, plus the skew), and then never."""
+    book = AnnouncementBook(wall_clock_offset_s=WALL)  # now 0 reads WALL
+    record = _announce(sequence=WALL_MS, ttl_s=600)
+    assert book.accept(record, now=0.0).accepted
+    assert book.expire(600.0) == [ALICE.node_id]  # receipt + ttl
+    assert book.accept(record, now=700.0).accepted  # within the skew of its end
+    assert book.expire(1_199.9) == []
+    assert book.expire(1_200.0) == [ALICE.node_id]  # issued + ttl + skew, not 700 + ttl
+    assert not book.accept(record, now=1_200.0).accepted
+    assert not book.accept(record, now=90_000.0).accepted
+    assert len(book) == 0
+
+
+def test_the_book_refuses_records_issued_further_ahead_than_the_skew() -> None:
+    book = AnnouncementBook(wall_clock_offset_s=WALL)
+    ahead = _announce(sequence=WALL_MS + round(MAX_CLOCK_SKEW_S * 1000) + 1, ttl_s=600)
+    assert not book.accept(ahead, now=0.0).accepted
+    assert book.accept(ahead, now=0.001).accepted  # now just within it
+    assert book.expire(600.0) == []  # its receipt + ttl comes first: at 600.001
+    assert book.expire(600.001) == [ALICE.node_id]
 
 
 def test_book_expires_each_entry_when_due_and_not_before() -> None:
