@@ -10,17 +10,18 @@ ones are replays and are dropped.
 
 The sequence number is the record's issue time, in Unix milliseconds (libp2p's signed peer
 records do the same): each signing takes ``max(previous + 1, wall-clock ms now)``
-(:func:`next_sequence`), so it grows across restarts and even if the clock steps back. A record
-is alive from its issue time to its issue time plus ``ttl_s``, on the receiver's wall clock,
-give or take ``MAX_CLOCK_SKEW_S`` (:func:`freshness`): one past that, or issued further ahead
-than that, is ignored (never penalised: an honest relay with a bad clock must not get its peers
-banned). So a recorded announcement replayed after receivers forgot the node (expired or
-evicted) is not taken back, and a dead relay or a retired onion key leaves every directory at
-most ``ttl_s + MAX_CLOCK_SKEW_S`` after it was last signed. The book keeps a record until the
-earlier of its receive time plus ``ttl_s`` (the receiver's own clock, as before) and that end
-of life converted to the receiver's monotonic clock. The core reads no clock: it is given an
-offset (wall time = ``now`` + offset), which the runtime measures once at start and the
-simulator and tests fix.
+(:func:`next_sequence`), so it grows with every signing, even if the clock steps back, and
+across restarts as the wall clock moves on. A record is alive from its issue time to its issue
+time plus ``ttl_s`` on the receiver's wall clock, give or take ``MAX_CLOCK_SKEW_S``
+(:func:`freshness`); one past that, or issued further ahead than that, is ignored (never
+penalised: an honest relay with a bad clock must not get its peers banned). So a recorded
+announcement replayed after receivers forgot its node (expired or evicted) is not taken back,
+and a dead relay or a retired onion key leaves every directory at most ``ttl_s +
+MAX_CLOCK_SKEW_S`` after the issue time of its last record. The book keeps a record until the
+earlier of its receive time plus ``ttl_s`` (the receiver's own clock) and that end of life
+converted to the receiver's monotonic clock. The core reads no clock: it is given an offset
+(wall time = ``now`` + offset), which the runtime measures once at start and the simulator and
+the tests fix. docs/protocol/announcements.md has the layout and the rules.
 """
 
 from __future__ import annotations
