@@ -34,6 +34,7 @@ from murmur.overlay.circuits.handshake import client_onionskin
 from murmur.overlay.circuits.selection import NatType, NoCircuitAvailable, RelayCapacity
 from murmur.overlay.routing import MessageType
 from murmur.sim.crypto_standin import standin_crypto
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.wire.cells import (
     CELL_BODY_BYTES,
     CELL_HEADER,
@@ -232,18 +233,27 @@ def _address(src: ByteSource) -> RelayAddress:
 
 def _announcement(world: World, src: ByteSource) -> None:
     """A correctly signed announcement by the hostile peer or one of its sybils, with chosen
-    address, capacity, sequence and lifetime, published to the victim."""
+    address, capacity, sequence and lifetime, published to the victim. The sequence is an
+    issue time up to about 9 hours either side of the victim's wall clock, in whole seconds
+    (the choice read as a signed 16-bit number): small choices give fresh records, as they
+    did when the sequence was the choice itself, and the rest records from the future and
+    past ones, stale when their lifetime is short."""
     who = src.pick(SYBILS)
+    wall_ms = round((world.now + WALL_CLOCK_AT_ZERO_S) * 1000)
     announcement = sign_announcement(
         identity(who),
         address=_address(src),
         onion_keys=onion_keys(who).public,
         capacity=RelayCapacity(src.u16() * 64, src.u8() / 255, src.pick(tuple(NatType)), 0.1),
-        sequence=src.u16(),
+        sequence=wall_ms + _signed16(src.u16()) * 1000,
         ttl_s=1 + src.u16() * 2 % MAX_TTL_S,
     )
     rpc = Rpc(messages=(Message(ANNOUNCE_TOPIC, announcement.encode()),))
     _send(world, wrap(Channel.GOSSIP, encode_rpc(rpc)))
+
+
+def _signed16(value: int) -> int:
+    return value - 0x10000 if value & 0x8000 else value
 
 
 def _unsealed(world: World, src: ByteSource) -> None:

@@ -24,6 +24,7 @@ from murmur.node.node import DELIVERY_LOG_ENTRIES, Node
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.relay import CircuitRelay
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import CellCommand, RelayAddress, decode_cell
 from murmur.wire.envelope import Channel
@@ -66,6 +67,7 @@ class World:
             ),
             rng=SeededRng(1),
             now=0.0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
         )
         self.victim.set_advertised_address(VICTIM_ADDRESS.host, VICTIM_ADDRESS.port, 0.0)
         self.honest = Node(
@@ -73,6 +75,7 @@ class World:
             config=NodeConfig(listen=HONEST_ADDRESS),
             rng=SeededRng(2),
             now=0.0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
         )
         self.honest.set_advertised_address(HONEST_ADDRESS.host, HONEST_ADDRESS.port, 0.0)
         self._conns = 0

@@ -21,6 +21,7 @@ from murmur.overlay.circuits.events import ConnectTo
 from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.routing import PrivatePathUnavailable
 from murmur.overlay.stem import StemConfig
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
 from murmur.wire.envelope import Channel, wrap
@@ -54,6 +55,7 @@ class Net:
                     config=cfg,
                     rng=SeededRng(i),
                     now=0.0,
+                    wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
                     stem_config=stem_config,
                 )
             )
@@ -158,6 +160,7 @@ def test_a_gossip_router_too_small_for_the_config_is_refused_at_start(
             config=NodeConfig(),
             rng=SeededRng(1),
             now=0.0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
             gossip_config=gossip_config,
         )
 
@@ -481,7 +484,11 @@ def test_an_extend_dials_a_local_address_only_from_a_local_network(
     scanner of its own host and network for them (the answer's timing tells a closed port
     from a filtered one from another service)."""
     node = Node(
-        identity=Identity.from_seed(b"\x07" * 32), config=NodeConfig(), rng=SeededRng(7), now=0.0
+        identity=Identity.from_seed(b"\x07" * 32),
+        config=NodeConfig(),
+        rng=SeededRng(7),
+        now=0.0,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
     )
     if own is not None:
         node.set_advertised_address(own, 7000, 0.0)

@@ -128,7 +128,7 @@ def test_a_fluff_the_application_refuses_is_a_counted_drop_not_an_exception() ->
     net = Net(2, peers_of=lambda i: [0] if i else [], stem_config=StemConfig(fluff_probability=1))
     net.tick(3.0)
     relay, origin = net.nodes
-    relay.gossip.set_validator(TOPIC, lambda data: False)
+    relay.gossip.set_validator(TOPIC, lambda data, now: False)
     origin.send_stem(TOPIC, b"invalid tx", net.now)
     net.run()
     assert relay.counters.get("drops.stem_fluff_refused") == 1

@@ -25,10 +25,20 @@ from murmur.node.private_path import (
     decode_sync_response,
     encode_sync_request,
 )
-from murmur.overlay.announce import AnnouncementBook, PeerAnnouncement
+from murmur.overlay.announce import (
+    DEFAULT_TTL_S,
+    MAX_CLOCK_SKEW_S,
+    AnnouncementBook,
+    PeerAnnouncement,
+    sign_announcement,
+)
+from murmur.overlay.circuits.onion_keys import OnionKeyPair
+from murmur.overlay.circuits.selection import NatType, RelayCapacity
 from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.sim.rng import SeededRng
+from murmur.wire.cells import RelayAddress
 from murmur.wire.gossip import MESSAGE_ID_BYTES, message_id
 from tests.damage import damaged
 from tests.node import test_node
@@ -71,7 +81,7 @@ def test_an_exit_publication_the_application_refuses_is_a_counted_drop() -> None
     net = _ready_net()
     origin = net.nodes[0]
     for node in net.nodes[1:]:
-        node.gossip.set_validator("transaction", lambda data: Validation.REJECT)
+        node.gossip.set_validator("transaction", lambda data, now: Validation.REJECT)
     origin.send_private("transaction", b"invalid tx" * 20, net.now)
     net.run()
     net.tick(net.now + 5.0)
@@ -219,7 +229,7 @@ def test_periodic_reannouncements_are_spread_so_nodes_started_together_drift_apa
             identity=Identity.from_seed(bytes([seed]) * 32),
             rng=SeededRng(seed),
             now=0.0,
-            announce_sequence_start=0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
             privacy=NodeConfig().privacy(),
         )
         path.set_advertised_address("127.0.0.1", 9000 + seed, 0.0)
@@ -239,14 +249,27 @@ def test_periodic_reannouncements_are_spread_so_nodes_started_together_drift_apa
     assert max(gaps) - min(gaps) > interval * REANNOUNCE_JITTER  # spread, not one fixed period
 
 
-def _path(seed: int) -> PrivatePath:
+def _path(seed: int, wall_clock_offset_s: float = WALL_CLOCK_AT_ZERO_S) -> PrivatePath:
+    """Node ``seed``'s private path, started at 0 s with its wall clock that far ahead."""
     return PrivatePath(
         identity=Identity.from_seed(bytes([seed]) * 32),
         rng=SeededRng(seed),
         now=0.0,
-        announce_sequence_start=0,
+        wall_clock_offset_s=wall_clock_offset_s,
         privacy=NodeConfig().privacy(),
     )
+
+
+def _first_record(path: PrivatePath) -> bytes:
+    path.set_advertised_address("127.0.0.1", 9001, 0.0)
+    record = path.announcement_due(0.0)
+    assert record is not None
+    return record
+
+
+def _sequence(record: bytes | None) -> int:
+    assert record is not None
+    return PeerAnnouncement.decode(record).sequence
 
 
 def _two_records(path: PrivatePath) -> tuple[bytes, bytes]:
@@ -262,26 +285,114 @@ def _two_records(path: PrivatePath) -> tuple[bytes, bytes]:
 def test_announcements_no_newer_than_the_held_one_are_ignored_and_forgeries_rejected() -> None:
     sender, receiver = _path(1), _path(2)
     first, second = _two_records(sender)
-    assert receiver.validate_announcement(second) is Validation.ACCEPT
+    assert receiver.validate_announcement(second, 2.0) is Validation.ACCEPT
     assert receiver.on_announcement(second, 1.0) is not None
     assert receiver.holds(announcement_id(second)) and not receiver.holds(announcement_id(first))
-    assert receiver.validate_announcement(first) is Validation.IGNORE  # older: no one's fault
-    assert receiver.validate_announcement(second) is Validation.IGNORE  # a replay of the held
-    assert receiver.validate_announcement(b"not an announcement") is Validation.REJECT
+    assert receiver.validate_announcement(first, 2.0) is Validation.IGNORE  # older: no one's fault
+    assert receiver.validate_announcement(second, 2.0) is Validation.IGNORE  # a replay of the held
+    assert receiver.validate_announcement(b"not an announcement", 2.0) is Validation.REJECT
     forged = bytearray(second)
     forged[-1] ^= 1
     sender.reannounce(2.0)
     third = sender.announcement_due(2.0)
     assert third is not None
-    assert receiver.validate_announcement(bytes(forged)) is not Validation.ACCEPT
-    assert receiver.validate_announcement(third) is Validation.ACCEPT
+    assert receiver.validate_announcement(bytes(forged), 2.0) is not Validation.ACCEPT
+    assert receiver.validate_announcement(third, 2.0) is Validation.ACCEPT
+
+
+def test_a_replay_of_an_expired_announcement_is_ignored_and_counted() -> None:
+    """Someone who recorded an announcement re-sends it once the receiver has forgotten the
+    node: it must not come back for another lifetime (it did: the lifetime ran from receipt)."""
+    sender, receiver = _path(1), _path(2)
+    record = _first_record(sender)
+    assert receiver.validate_announcement(record, 0.0) is Validation.ACCEPT
+    assert receiver.on_announcement(record, 0.0) is not None
+    receiver.expire(DEFAULT_TTL_S + MAX_CLOCK_SKEW_S)
+    assert len(receiver.book) == 0 and len(receiver.directory) == 0
+    for later in (DEFAULT_TTL_S + MAX_CLOCK_SKEW_S, 30 * 86_400.0):
+        assert receiver.validate_announcement(record, later) is Validation.IGNORE
+        assert receiver.on_announcement(record, later) is None
+    assert receiver.counters.get("announce.stale") == 2
+    assert len(receiver.book) == 0 and len(receiver.directory) == 0
+    assert not receiver.holds(announcement_id(record))
+
+
+def test_announcements_from_a_clock_ahead_are_taken_within_the_skew_and_ignored_beyond() -> None:
+    receiver = _path(2)
+    within = _first_record(_path(3, WALL_CLOCK_AT_ZERO_S + MAX_CLOCK_SKEW_S - 1.0))
+    beyond = _first_record(_path(4, WALL_CLOCK_AT_ZERO_S + MAX_CLOCK_SKEW_S + 1.0))
+    assert receiver.validate_announcement(within, 0.0) is Validation.ACCEPT
+    assert receiver.on_announcement(within, 0.0) is not None
+    assert receiver.validate_announcement(beyond, 0.0) is Validation.IGNORE
+    assert receiver.counters.get("announce.from_future") == 1
+    assert receiver.counters.get("announce.stale") == 0
+    assert len(receiver.directory) == 1
+    # A clock behind by as much is fine too: the record is young enough.
+    behind = _first_record(_path(5, WALL_CLOCK_AT_ZERO_S - MAX_CLOCK_SKEW_S + 1.0))
+    assert receiver.validate_announcement(behind, 0.0) is Validation.ACCEPT
+
+
+def test_a_reannouncement_in_the_same_millisecond_still_gets_a_larger_sequence() -> None:
+    path = _path(1)
+    first = _first_record(path)
+    assert _sequence(first) == round(WALL_CLOCK_AT_ZERO_S * 1000)  # the issue time, in ms
+    path.reannounce(0.0)
+    assert _sequence(path.announcement_due(0.0)) == _sequence(first) + 1
+    path.reannounce(2.5)
+    assert _sequence(path.announcement_due(2.5)) == _sequence(first) + 2_500
+
+
+def test_a_node_restarted_later_signs_a_newer_announcement() -> None:
+    """After a restart the node has forgotten its last sequence number and its monotonic
+    clock starts again; the wall clock has moved on, so the new record still replaces the
+    old one everywhere (with a counter seeded once at start, a node that had re-announced
+    more often than the milliseconds it was down would have been ignored)."""
+    before = _path(1)
+    record = _first_record(before)
+    for at in (1.0, 30.0, 3_600.0):
+        before.reannounce(at)
+        record = before.announcement_due(at) or record
+    receiver = _path(2)
+    assert receiver.on_announcement(record, 3_600.0) is not None
+    restarted = _path(1, WALL_CLOCK_AT_ZERO_S + 3_601.0)  # down for a second, new clock at 0
+    fresh = _first_record(restarted)
+    assert _sequence(fresh) > _sequence(record)
+    assert receiver.validate_announcement(fresh, 3_601.0) is Validation.ACCEPT
+    assert receiver.on_announcement(fresh, 3_601.0) is not None
+
+
+def test_a_replayed_expired_announcement_dies_at_the_first_hop_without_blame() -> None:
+    """Through whole nodes: a peer re-sends a correctly signed announcement whose lifetime is
+    over. Its receivers ignore and count it; no one stores it, and no one is penalised (the
+    sender may be an honest node whose clock is off)."""
+    net = _ready_net()
+    ghost = Identity.from_seed(b"\x66" * 32)
+    lived = DEFAULT_TTL_S + MAX_CLOCK_SKEW_S + 1
+    stale = sign_announcement(
+        ghost,
+        address=RelayAddress("127.66.0.1", 9000),
+        onion_keys=OnionKeyPair.generate(SeededRng(66)).public,
+        capacity=RelayCapacity(1_000, 1.0, NatType.OPEN, 0.0),
+        sequence=round((WALL_CLOCK_AT_ZERO_S + net.now - lived) * 1000),
+    )
+    sender = net.nodes[3]
+    sender.gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
+    sender.gossip.publish(ANNOUNCE_TOPIC, stale.encode(), net.now)
+    net.tick(net.now + 5.0)
+    others = [node for i, node in enumerate(net.nodes) if i != 3]
+    ignored = [node.status(net.now)["counters"].get("announce.stale", 0) for node in others]
+    assert sum(ignored) >= 1
+    assert all(node.private.book.get(ghost.node_id) is None for node in others)
+    assert all(node.status(net.now)["relays_known"] == len(net.nodes) - 1 for node in others)
+    assert all(node.gossip.score(net.ids[3].node_id) >= 0.0 for node in others)
+    assert all(node.counters.get("bans") == 0 for node in net.nodes)
 
 
 def test_relays_that_leave_a_full_book_leave_the_directory() -> None:
     """A full book drops an entry to take a new one; the relay must not stay in the directory
     (where, never expiring, it would fill it and refuse every relay after it)."""
     receiver = _path(1)
-    receiver.book = AnnouncementBook(max_entries=3)
+    receiver.book = AnnouncementBook(wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S, max_entries=3)
     senders = [_path(seed) for seed in range(2, 8)]
     for k, sender in enumerate(senders):
         sender.set_advertised_address(f"127.{k}.0.1", 9001, 0.0)
@@ -301,14 +412,14 @@ def test_a_forgery_in_the_nodes_own_name_is_rejected_not_passed_on() -> None:
     own current record, and ignore an older one it signed itself."""
     node = _path(1)
     older, current = _two_records(node)
-    assert node.validate_announcement(current) is Validation.ACCEPT
-    assert node.validate_announcement(older) is Validation.IGNORE
+    assert node.validate_announcement(current, 2.0) is Validation.ACCEPT
+    assert node.validate_announcement(older, 2.0) is Validation.IGNORE
     forged = bytearray(current)
     forged[-1] ^= 1
     own_id = Identity.from_seed(bytes([1]) * 32).node_id
     assert PeerAnnouncement.decode(bytes(forged)).node_id == own_id
-    assert node.validate_announcement(bytes(forged)) is Validation.REJECT
-    assert _path(2).validate_announcement(bytes(forged)) is Validation.REJECT
+    assert node.validate_announcement(bytes(forged), 2.0) is Validation.REJECT
+    assert _path(2).validate_announcement(bytes(forged), 2.0) is Validation.REJECT
 
 
 def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
@@ -323,7 +434,7 @@ def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
     own = net.nodes[0].private.own_announcement
     assert own is not None
     forger = net.nodes[1]
-    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data: Validation.ACCEPT)
+    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
     for k in range(8):
         record = PeerAnnouncement.decode(own)
         forged = replace(record, sequence=record.sequence + 1 + k)  # newer, signature stale

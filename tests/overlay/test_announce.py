@@ -1,4 +1,4 @@
-"""Signed peer announcements: round trip, forgery, replays, expiry, bounded book."""
+"""Signed peer announcements: round trip, forgery, replays, issue times, expiry, bounded book."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from hypothesis import strategies as st
 from murmur.base.errors import RemoteProtocolError
 from murmur.crypto.identity import SIGNATURE_BYTES, Identity
 from murmur.overlay.announce import (
+    MAX_CLOCK_SKEW_S,
     MAX_TTL_S,
     Admission,
     AnnouncementBook,
+    Freshness,
     PeerAnnouncement,
+    freshness,
+    next_sequence,
     sign_announcement,
 )
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
@@ -28,6 +32,9 @@ ALICE = Identity.from_seed(b"a" * 32)
 MALLORY = Identity.from_seed(b"m" * 32)
 KEYS = OnionKeyPair.generate(SeededRng(1)).public
 CAPACITY = RelayCapacity(2_000, 0.9, NatType.OPEN, 0.2)
+WALL = 1_700_000_000.0
+"""A wall-clock time (Unix seconds) that the tests below date records at."""
+WALL_MS = 1_700_000_000_000
 
 
 def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) -> PeerAnnouncement:
@@ -39,6 +46,12 @@ def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) ->
         sequence=sequence,
         ttl_s=ttl_s,
     )
+
+
+def _book(max_entries: int = 10_000) -> AnnouncementBook:
+    """A book whose wall clock reads ``now``: sequence numbers of a few milliseconds date
+    records at the epoch, so these tests see lifetimes measured from receipt."""
+    return AnnouncementBook(wall_clock_offset_s=0.0, max_entries=max_entries)
 
 
 def test_round_trip_and_signature() -> None:
@@ -66,7 +79,7 @@ def test_someone_elses_key_cannot_sign_for_alice() -> None:
 
 
 def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
-    book = AnnouncementBook()
+    book = _book()
     assert book.accept(_announce(sequence=5, ttl_s=60), now=100.0) == Admission(accepted=True)
     assert not book.accept(_announce(sequence=5), now=101.0).accepted
     assert not book.accept(_announce(sequence=4), now=101.0).accepted
@@ -76,8 +89,50 @@ def test_book_keeps_only_newer_and_expires_on_local_clock() -> None:
     assert len(book) == 0
 
 
+def test_an_announcement_lives_from_its_issue_time_for_its_ttl_give_or_take_the_skew() -> None:
+    record = _announce(sequence=WALL_MS, ttl_s=600)
+    assert record.issued_at == WALL
+    assert freshness(record, WALL) is Freshness.FRESH
+    # The receiver's clock may be behind the signer's, or ahead of it, by up to the skew.
+    assert freshness(record, WALL - MAX_CLOCK_SKEW_S) is Freshness.FRESH
+    assert freshness(record, WALL - MAX_CLOCK_SKEW_S - 0.001) is Freshness.FROM_FUTURE
+    assert freshness(record, WALL + 600 + MAX_CLOCK_SKEW_S - 0.001) is Freshness.FRESH
+    assert freshness(record, WALL + 600 + MAX_CLOCK_SKEW_S) is Freshness.STALE
+
+
+def test_the_sequence_is_the_issue_time_and_grows_even_when_the_clock_steps_back() -> None:
+    assert next_sequence(0, WALL) == WALL_MS
+    assert next_sequence(WALL_MS, WALL + 2.5) == WALL_MS + 2_500
+    assert next_sequence(WALL_MS, WALL) == WALL_MS + 1  # twice in one millisecond
+    assert next_sequence(WALL_MS + 2_500, WALL - 3_600) == WALL_MS + 2_501  # clock set back
+
+
+def test_a_replay_after_expiry_is_refused_and_none_outlives_the_original() -> None:
+    """Replayed once the book forgot the node, a recorded announcement is taken back only
+    until the original's end of life (its issue time + ttl, plus the skew), and then never."""
+    book = AnnouncementBook(wall_clock_offset_s=WALL)  # now 0 reads WALL
+    record = _announce(sequence=WALL_MS, ttl_s=600)
+    assert book.accept(record, now=0.0).accepted
+    assert book.expire(600.0) == [ALICE.node_id]  # receipt + ttl
+    assert book.accept(record, now=700.0).accepted  # within the skew of its end
+    assert book.expire(1_199.9) == []
+    assert book.expire(1_200.0) == [ALICE.node_id]  # issued + ttl + skew, not 700 + ttl
+    assert not book.accept(record, now=1_200.0).accepted
+    assert not book.accept(record, now=90_000.0).accepted
+    assert len(book) == 0
+
+
+def test_the_book_refuses_records_issued_further_ahead_than_the_skew() -> None:
+    book = AnnouncementBook(wall_clock_offset_s=WALL)
+    ahead = _announce(sequence=WALL_MS + round(MAX_CLOCK_SKEW_S * 1000) + 1, ttl_s=600)
+    assert not book.accept(ahead, now=0.0).accepted
+    assert book.accept(ahead, now=0.001).accepted  # now just within it
+    assert book.expire(600.0) == []  # its receipt + ttl comes first: at 600.001
+    assert book.expire(600.001) == [ALICE.node_id]
+
+
 def test_book_expires_each_entry_when_due_and_not_before() -> None:
-    book = AnnouncementBook()
+    book = _book()
     people = [Identity.from_seed(bytes([i]) * 32) for i in range(4)]
     for i, who in enumerate(people):
         book.accept(_announce(who, ttl_s=10 * (i + 1)), now=0.0)
@@ -91,7 +146,7 @@ def test_book_expires_each_entry_when_due_and_not_before() -> None:
 
 
 def test_a_full_book_names_what_it_dropped_to_make_room() -> None:
-    book = AnnouncementBook(max_entries=3)
+    book = _book(max_entries=3)
     people = [Identity.from_seed(bytes([i]) * 32) for i in range(6)]
     admissions = [
         book.accept(_announce(who, ttl_s=10 + i), now=0.0) for i, who in enumerate(people)
@@ -110,7 +165,7 @@ def test_a_full_book_does_not_keep_entries_for_claiming_a_long_lifetime() -> Non
     """A sybil's announcement claiming a day must not outstay honest ones (three hours,
     renewed hourly): in a full book, what was received longest ago, or renewed least
     recently, makes room."""
-    book = AnnouncementBook(max_entries=3)
+    book = _book(max_entries=3)
     sybil, alice, bob, carol = (Identity.from_seed(bytes([i]) * 32) for i in range(10, 14))
     book.accept(_announce(sybil, ttl_s=MAX_TTL_S), now=0.0)
     book.accept(_announce(alice, ttl_s=10_800), now=10.0)

@@ -15,6 +15,7 @@ import select
 import socket
 import struct
 import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from murmur.base.errors import ConfigError
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
 from murmur.node.config import HostPort, NodeConfig, TxRoute
+from murmur.overlay.announce import PeerAnnouncement
 from murmur.runtime import keystore, transport
 from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
@@ -309,3 +311,31 @@ async def test_a_start_that_fails_undoes_what_it_opened(tmp_path: Path) -> None:
     assert not (tmp_path / keystore.COOKIE_FILE).exists()
     assert not (tmp_path / keystore.NODE_INFO_FILE).exists()
     keystore.lock_node_dir(tmp_path).release()
+
+
+def _signed_at(runtime: NodeRuntime, now: float) -> PeerAnnouncement:
+    """The announcement ``runtime``'s node signs at monotonic time ``now``."""
+    runtime.node.set_advertised_address("127.0.0.1", 9, now)
+    runtime.node.handle_timer(now)
+    own = runtime.node.private.own_announcement
+    assert own is not None
+    return PeerAnnouncement.decode(own)
+
+
+def test_the_runtime_gives_the_node_its_wall_clock() -> None:
+    """Announcements are dated on the wall clock, which the core cannot read: the runtime
+    hands the node its offset from the monotonic clock, so a record signed two hours into
+    the node's life says so (it used to say the start time, plus one per re-announcement)."""
+    identity = Identity.from_seed(b"w" * 32)
+    runtime = NodeRuntime(identity=identity, config=NodeConfig())
+    later = time.monotonic() + 7_200.0
+    expected = time.time() + 7_200.0
+    assert abs(_signed_at(runtime, later).issued_at - expected) < 5.0
+
+
+def test_a_runtime_restarted_later_signs_a_newer_announcement() -> None:
+    identity = Identity.from_seed(b"w" * 32)
+    first = _signed_at(NodeRuntime(identity=identity, config=NodeConfig()), time.monotonic())
+    time.sleep(0.002)
+    restarted = NodeRuntime(identity=identity, config=NodeConfig())
+    assert _signed_at(restarted, time.monotonic()).sequence > first.sequence

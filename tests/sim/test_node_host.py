@@ -8,7 +8,7 @@ from murmur.node.config import BootstrapPeer, NodeConfig
 from murmur.node.node import Node
 from murmur.sim.engine import Engine
 from murmur.sim.network import UniformLatency
-from murmur.sim.node_host import NodeHost, node_address
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S, NodeHost, node_address
 from murmur.sim.rng import SeededRng
 from murmur.wire.gossip import message_id
 
@@ -21,7 +21,14 @@ def two_nodes(latency_s: float) -> tuple[Engine, NodeHost, list[tuple[int, Messa
     for i in range(2):
         peers = (BootstrapPeer(node_address(0), ids[0].node_id),) if i == 1 else ()
         config = NodeConfig(listen=node_address(i), bootstrap=peers)
-        host.add(Node(identity=ids[i], config=config, rng=SeededRng(i), now=0.0), node_address(i))
+        node = Node(
+            identity=ids[i],
+            config=config,
+            rng=SeededRng(i),
+            now=0.0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+        )
+        host.add(node, node_address(i))
     for sim in engine.nodes:
         engine.pump(sim)
     return engine, host, delivered

@@ -109,16 +109,18 @@ class Node:
         config: NodeConfig,
         rng: Rng,
         now: float,
+        wall_clock_offset_s: float,
         gossip_config: GossipConfig | None = None,
         link_config: LinkConfig | None = None,
-        announce_sequence_start: int = 0,
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
         privacy: PrivacySettings | None = None,
         stem_config: StemConfig | None = None,
     ) -> None:
-        """``privacy``: the node's resolved preset and level, when not the config's (the
-        simulator tunes levels this way)."""
+        """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now``, constant for
+        the node's life (the runtime measures it at start, the simulator fixes it); it dates the
+        node's announcements and judges others'. ``privacy``: the node's resolved preset and
+        level, when not the config's (the simulator tunes levels this way)."""
         self.identity = identity
         self.node_id = identity.node_id
         self.config = config
@@ -141,7 +143,7 @@ class Node:
             identity=identity,
             rng=rng,
             now=now,
-            announce_sequence_start=announce_sequence_start,
+            wall_clock_offset_s=wall_clock_offset_s,
             client_config=client_config,
             relay_config=relay_config,
             privacy=privacy or config.privacy(),
@@ -359,6 +361,7 @@ class Node:
         counters: dict[str, int] = {}
         self.counters.merge_into(counters)
         self.gossip.counters.merge_into(counters)
+        self.private.counters.merge_into(counters)
         self.stem.counters.merge_into(counters, "stem.")
         for name, value in self._closed_link_counters.items():
             counters[name] = counters.get(name, 0) + value
@@ -500,7 +503,7 @@ class Node:
             chosen = self._chose(session, peer)
             self.gossip.add_peer(peer, now, outbound=chosen)
             self.stem.add_peer(peer, now, outbound=chosen)
-            self.gossip.offer_to_peer(peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng))
+            self.gossip.offer_to_peer(peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng, now))
         self._report_latency(session)
         self.circuits.link_ready(peer, now)
         self._pump_gossip(now)

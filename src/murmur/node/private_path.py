@@ -5,6 +5,10 @@ of each other from signed peer announcements gossiped on the fast path; each ver
 the :class:`RelayDirectory` hops are drawn from, so hops come from every node the origin has
 heard of, not only its direct peers. The node re-announces itself every third of the
 announcement's lifetime and at once when its onion keys rotate or its address becomes known.
+An announcement's sequence number is its issue time on the node's wall clock (``now`` plus the
+offset it was given), and one whose lifetime is over, or which was issued too far ahead, is
+ignored and counted (``announce.stale``, ``announce.from_future``; see
+:mod:`murmur.overlay.announce`).
 
 At the exit, a transaction is checked by ``validate`` and published to gossip as the exit's own
 message; a sync request (a list of message ids) is answered from the bounded store of messages
@@ -25,13 +29,17 @@ from collections.abc import Collection, Iterable, Mapping
 
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
 from murmur.crypto.identity import Identity
 from murmur.node.levels import PrivacySettings
 from murmur.overlay.announce import (
     DEFAULT_TTL_S,
     AnnouncementBook,
+    Freshness,
     PeerAnnouncement,
+    freshness,
+    next_sequence,
     sign_announcement,
 )
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
@@ -141,22 +149,25 @@ class PrivatePath:
         identity: Identity,
         rng: Rng,
         now: float,
-        announce_sequence_start: int,
+        wall_clock_offset_s: float,
         capacity: RelayCapacity = DEFAULT_CAPACITY,
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
         privacy: PrivacySettings | None = None,
     ) -> None:
-        """Circuit configs not given explicitly come from ``privacy`` (default: the standard
-        preset)."""
+        """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now``, for the issue
+        times announcements carry. Circuit configs not given explicitly come from ``privacy``
+        (default: the standard preset)."""
         self.privacy = privacy or PrivacySettings.from_names()
         self._identity = identity
         self._capacity = capacity
         self._rng = rng
-        self._sequence = announce_sequence_start
+        self._wall_clock_offset_s = wall_clock_offset_s
+        self._sequence = 0
+        self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
-        self.book = AnnouncementBook()
+        self.book = AnnouncementBook(wall_clock_offset_s=wall_clock_offset_s)
         self._held_ids: dict[bytes, NodeId] = {}
         """Gossip id of each announcement the book holds → its node (see ``holds``)."""
         self._id_of: dict[NodeId, bytes] = {}
@@ -229,7 +240,7 @@ class PrivatePath:
         """The encoded announcement to publish now, if one is due."""
         if self.advertised is None or self._next_announce is None or now < self._next_announce:
             return None
-        self._sequence += 1
+        self._sequence = next_sequence(self._sequence, now + self._wall_clock_offset_s)
         announcement = sign_announcement(
             self._identity,
             address=self.advertised,
@@ -248,7 +259,7 @@ class PrivatePath:
         self.own_announcement = announcement.encode()
         return self.own_announcement
 
-    def catch_up(self, rng: Rng) -> list[tuple[bytes, bytes]]:
+    def catch_up(self, rng: Rng, now: float) -> list[tuple[bytes, bytes]]:
         """What a newly linked peer is offered, as (gossip id, encoded announcement): ours
         and a bounded sample of others.
 
@@ -256,14 +267,23 @@ class PrivatePath:
         hour); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
         records (the DHT will replace this for large networks). The node offers them by id
         (``GossipRouter.offer_to_peer``), so a peer that knows them costs 20 bytes each.
+        Records past their lifetime leave the book first: the peer would ignore them.
         """
+        self.expire(now)
         known = self.book.all()
         sample = rng.sample(known, min(len(known), CATCH_UP_ANNOUNCEMENTS))
         own = [self.own_announcement] if self.own_announcement is not None else []
         return [(announcement_id(data), data) for data in own + [a.encode() for a in sample]]
 
-    def validate_announcement(self, data: bytes) -> Validation:
+    def validate_announcement(self, data: bytes, now: float) -> Validation:
         """Gossip validator: only well-formed, correctly signed, fresh announcements travel.
+
+        One whose lifetime is over on this node's wall clock, or issued too far ahead of it
+        (:func:`murmur.overlay.announce.freshness`), is ignored and counted
+        (``announce.stale``, ``announce.from_future``): a replay of a recorded announcement
+        after its node was forgotten must not bring it back, but the peer that passed it on may
+        be honest, with a clock some minutes off from ours, and must not be penalised for it.
+        The check comes before the signature's, which costs far more.
 
         One no newer than the node's held copy is ignored, not rejected: an honest peer may
         still hold and forward it, and a catch-up pull asks for announcements the gossip seen
@@ -283,6 +303,10 @@ class PrivatePath:
             if data == self.own_announcement:
                 return Validation.ACCEPT
             return Validation.IGNORE if announcement.verified() else Validation.REJECT
+        state = freshness(announcement, now + self._wall_clock_offset_s)
+        if state is not Freshness.FRESH:
+            self.counters.inc(f"announce.{state.value}")
+            return Validation.IGNORE
         if self.book.is_stale(announcement):
             return Validation.IGNORE
         return Validation.ACCEPT if announcement.verified() else Validation.REJECT

@@ -6,14 +6,27 @@ address peers dial, its current onion public keys (for circuit key agreement), i
 capacity, a sequence number and a time-to-live. Receivers verify the signature in the gossip
 validator, before anything is forwarded, so forged or altered announcements die at the first
 honest hop. A newer sequence number from the same node replaces an older one; equal or older
-ones are replays and are dropped. Expiry is measured on the receiver's own clock
-(``receive time + ttl``), so no clock agreement between nodes is needed. The sequence number
-is seeded by the runtime from wall-clock milliseconds at start, so it keeps growing across
-restarts without the core reading a clock.
+ones are replays and are dropped.
+
+The sequence number is the record's issue time, in Unix milliseconds (libp2p's signed peer
+records do the same): each signing takes ``max(previous + 1, wall-clock ms now)``
+(:func:`next_sequence`), so it grows with every signing, even if the clock steps back, and
+across restarts as the wall clock moves on. A record is alive from its issue time to its issue
+time plus ``ttl_s`` on the receiver's wall clock, give or take ``MAX_CLOCK_SKEW_S``
+(:func:`freshness`); one past that, or issued further ahead than that, is ignored (never
+penalised: an honest relay with a bad clock must not get its peers banned). So a recorded
+announcement replayed after receivers forgot its node (expired or evicted) is not taken back,
+and a dead relay or a retired onion key leaves every directory at most ``ttl_s +
+MAX_CLOCK_SKEW_S`` after the issue time of its last record. The book keeps a record until the
+earlier of its receive time plus ``ttl_s`` (the receiver's own clock) and that end of life
+converted to the receiver's monotonic clock. The core reads no clock: it is given an offset
+(wall time = ``now`` + offset), which the runtime measures once at start and the simulator and
+the tests fix. docs/protocol/announcements.md has the layout and the rules.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import math
 from dataclasses import dataclass, field
@@ -44,8 +57,27 @@ node is that times n per interval: 2.6 kB/s at n = 1,000 hourly, where ten-minut
 re-announcements cost 15.8 kB/s lazily and about 75 kB/s pushed. A relay that leaves stays
 listed up to three hours; circuits through it fail to build and are built elsewhere, ahead of
 use (the pool is kept full in the background)."""
+MAX_CLOCK_SKEW_S = 600.0
+"""How far (seconds) a receiver's wall clock may disagree with a signer's before the signer's
+records are ignored: ten minutes. NTP keeps synchronised hosts within a second, but hosts
+without it (a VM restored from a snapshot, a machine without a battery-backed clock, a
+home router) drift by minutes, and an honest relay whose records are ignored is unusable as
+one. The price of the margin is that a replay or a retired onion key can outlive its signer's
+intended lifetime by this much: 10 minutes beside the 3-hour lifetime (``DEFAULT_TTL_S``) and
+the 1-day grace of a rotated onion key, so a dead relay still leaves directories promptly."""
 DECODE_CACHE_ENTRIES = 2_048
 """Decoded announcements kept for reuse (~18 MB at most; bad input is never cached)."""
+
+
+class Freshness(enum.Enum):
+    """Where an announcement's lifetime stands on a receiver's wall clock."""
+
+    FRESH = "fresh"
+    STALE = "stale"
+    """Its issue time plus ``ttl_s`` is more than ``MAX_CLOCK_SKEW_S`` in the past: a replay,
+    or a record from a node whose clock is far behind."""
+    FROM_FUTURE = "from_future"
+    """Issued more than ``MAX_CLOCK_SKEW_S`` ahead: a node whose clock is far ahead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +152,31 @@ class PeerAnnouncement:
     def relay_info(self) -> RelayInfo:
         return RelayInfo(self.node_id, self.address, self.onion_keys, self.capacity)
 
+    @property
+    def issued_at(self) -> float:
+        """Wall-clock issue time, Unix seconds (the sequence number is in milliseconds)."""
+        return self.sequence / 1000
+
+    @property
+    def ends_at(self) -> float:
+        """Wall-clock end of life, Unix seconds, with the receiver's allowance for skew."""
+        return self.issued_at + self.ttl_s + MAX_CLOCK_SKEW_S
+
+
+def freshness(announcement: PeerAnnouncement, wall_now: float) -> Freshness:
+    """Whether ``announcement`` is alive at ``wall_now`` (Unix seconds, the receiver's clock)."""
+    if announcement.ends_at <= wall_now:
+        return Freshness.STALE
+    if announcement.issued_at > wall_now + MAX_CLOCK_SKEW_S:
+        return Freshness.FROM_FUTURE
+    return Freshness.FRESH
+
+
+def next_sequence(previous: int, wall_now: float) -> int:
+    """The sequence number to sign at ``wall_now`` (Unix seconds) after ``previous``: the issue
+    time in milliseconds, or one more than the previous one if the clock stepped back."""
+    return max(previous + 1, math.floor(wall_now * 1000))
+
 
 @functools.lru_cache(maxsize=DECODE_CACHE_ENTRIES)
 def _decode(data: bytes) -> PeerAnnouncement:
@@ -167,10 +224,14 @@ class AnnouncementBook:
     node by dropping the entry received longest ago, not the one due to expire first: the
     lifetime is the author's choice (up to ``MAX_TTL_S``), so that rule kept every sybil that
     claimed a day and had honest nodes (three hours, renewed hourly) push each other out.
+
+    ``wall_clock_offset_s`` turns the monotonic ``now`` the book is called with into wall-clock
+    time (``now + offset``), which an announcement's issue time is measured on.
     """
 
-    def __init__(self, *, max_entries: int = 10_000) -> None:
+    def __init__(self, *, wall_clock_offset_s: float, max_entries: int = 10_000) -> None:
         self._entries: dict[NodeId, _Entry] = {}
+        self._wall_clock_offset_s = wall_clock_offset_s
         self._max_entries = max_entries
         self._expiry_due = math.inf
         """No entry expires before this (a lower bound): the node calls :meth:`expire` on every
@@ -180,11 +241,15 @@ class AnnouncementBook:
         return len(self._entries)
 
     def accept(self, announcement: PeerAnnouncement, now: float) -> Admission:
-        """Stores a verified announcement if it is newer (not replays and old ones), making
-        room in a full book."""
+        """Stores a verified announcement if it is alive (:func:`freshness`) and newer than the
+        one held (not replays and old ones), making room in a full book. It is kept until the
+        earlier of ``now + ttl_s`` and its end of life on this clock, so a replay cannot
+        outlive the original."""
         node_id = announcement.node_id
         entry = self._entries.get(node_id)
         if entry is not None and entry.announcement.sequence >= announcement.sequence:
+            return Admission(accepted=False)
+        if freshness(announcement, now + self._wall_clock_offset_s) is not Freshness.FRESH:
             return Admission(accepted=False)
         dropped: list[NodeId] = []
         if entry is None and len(self._entries) >= self._max_entries:
@@ -193,7 +258,7 @@ class AnnouncementBook:
                 oldest = next(iter(self._entries))
                 del self._entries[oldest]
                 dropped.append(oldest)
-        expires_at = now + announcement.ttl_s
+        expires_at = min(now + announcement.ttl_s, announcement.ends_at - self._wall_clock_offset_s)
         if entry is not None:
             del self._entries[node_id]  # to the end: the book stays in the order received
         self._entries[node_id] = _Entry(announcement, expires_at)

@@ -76,13 +76,14 @@ class NodeRuntime:
         self.config = config
         self.node_dir = node_dir
         self.transport = transport or TcpTransport()
+        now = time.monotonic()
         self.node = Node(
             identity=identity,
             config=config,
             rng=SystemRng(),
-            now=time.monotonic(),
-            # Announcement sequence numbers keep growing across restarts.
-            announce_sequence_start=time.time_ns() // 1_000_000,
+            now=now,
+            # Announcements carry their issue time; the core reads no clock.
+            wall_clock_offset_s=time.time() - now,
         )
         self.listen_address: tuple[str, int] | None = None
         self.api_address: tuple[str, int] | None = None

@@ -42,6 +42,10 @@ from murmur.node.config import HostPort
 from murmur.node.node import Node
 from murmur.sim.engine import Engine, SimNode
 
+WALL_CLOCK_AT_ZERO_S = 1_700_000_000.0
+"""The Unix time every simulated node's wall clock reads at virtual time 0 (its
+``wall_clock_offset_s``): fixed, so a seed gives the same run, byte for byte, whenever it runs,
+and one for all nodes, whose clocks agree."""
 NODE_PORT = 8333
 EPHEMERAL_PORT = 40_000
 MAX_NODES = 200 * 256

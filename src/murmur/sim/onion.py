@@ -82,7 +82,7 @@ from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
-from murmur.sim.node_host import NodeHost, node_address
+from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S, NodeHost, node_address
 from murmur.sim.rng import SeededRng
 from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
 from murmur.sim.spy import RelayTap
@@ -273,6 +273,7 @@ class _OnionRun:
                 config=config,
                 rng=node_rng.fork(v),
                 now=boot,
+                wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
                 privacy=privacy,
                 gossip_config=gossip_config,
             )

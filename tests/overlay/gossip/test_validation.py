@@ -26,7 +26,7 @@ from .helpers import (
 def _router_with_validator() -> tuple[GossipRouter, list[NodeId]]:
     router = make_router()
     router.subscribe(TOPIC, 0.0)
-    router.set_validator(TOPIC, lambda data: data.startswith(b"ok"))
+    router.set_validator(TOPIC, lambda data, now: data.startswith(b"ok"))
     peers = [peer(i) for i in range(1, 9)]
     connect(router, peers)
     heartbeat(router, 1.0)
@@ -76,7 +76,7 @@ def test_validator_raising_remote_protocol_error_rejects() -> None:
     router = make_router()
     router.subscribe(TOPIC, 0.0)
 
-    def strict(data: bytes) -> bool:
+    def strict(data: bytes, now: float) -> bool:
         raise RemoteProtocolError("bad_block", "unparseable")
 
     router.set_validator(TOPIC, strict)
@@ -146,7 +146,7 @@ def test_an_ignored_message_is_dropped_without_blaming_its_sender() -> None:
     router = make_router()
     router.subscribe(TOPIC, 0.0)
     router.set_validator(
-        TOPIC, lambda data: Validation.IGNORE if data.startswith(b"old") else Validation.ACCEPT
+        TOPIC, lambda data, now: Validation.IGNORE if data.startswith(b"old") else Validation.ACCEPT
     )
     peers = [peer(i) for i in range(1, 9)]
     connect(router, peers)

@@ -88,9 +88,9 @@ class Validation(enum.Enum):
     """Drop it and penalise the sender: malformed, forged, or invalid in itself."""
 
 
-Validator = Callable[[bytes], Validation | bool]
-"""Returns a :class:`Validation` (``True``/``False`` mean accept/reject), or raises
-``RemoteProtocolError`` to reject."""
+Validator = Callable[[bytes, float], Validation | bool]
+"""Called with a message's data and the current time; returns a :class:`Validation`
+(``True``/``False`` mean accept/reject), or raises ``RemoteProtocolError`` to reject."""
 
 _NO_BACKOFF: dict[NodeId, float] = {}
 _MESSAGES = Section.MESSAGES
@@ -328,7 +328,7 @@ class GossipRouter:
             return mid
         self._promises.pop(mid, None)
         validator = self._validators.get(topic)
-        if validator is not None and _verdict(validator, data) is not Validation.ACCEPT:
+        if validator is not None and _verdict(validator, data, now) is not Validation.ACCEPT:
             raise LocalProtocolError(f"own message on {topic!r} failed validation")
         self._seen.add(mid, now)
         if record is None:
@@ -466,7 +466,7 @@ class GossipRouter:
             return
         validator = self._validators.get(topic)
         if validator is not None:
-            verdict = _verdict(validator, data)
+            verdict = _verdict(validator, data, now)
             if verdict is Validation.REJECT:
                 self.counters.inc("gossip.message.invalid")
                 self._penalize(st, self._config.invalid_message_penalty)
@@ -865,9 +865,9 @@ class GossipRouter:
                 members.pop(st.id, None)
 
 
-def _verdict(validator: Validator, data: bytes) -> Validation:
+def _verdict(validator: Validator, data: bytes, now: float) -> Validation:
     try:
-        result = validator(data)
+        result = validator(data, now)
     except RemoteProtocolError:
         return Validation.REJECT
     if isinstance(result, Validation):
