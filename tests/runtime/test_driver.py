@@ -339,3 +339,26 @@ def test_a_runtime_restarted_later_signs_a_newer_announcement() -> None:
     time.sleep(0.002)
     restarted = NodeRuntime(identity=identity, config=NodeConfig())
     assert _signed_at(restarted, time.monotonic()).sequence > first.sequence
+
+
+def test_a_stepped_wall_clock_reaches_the_node_which_announces_again_dated_right(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A machine with no clock of its own boots in 1970 and NTP sets it later: the node,
+    started before that, dated its record 1970 (stale to every peer). When the runtime sees
+    the wall clock step, the node takes the new offset and re-signs at once."""
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: 3_600.0)  # an hour after the epoch
+    runtime = NodeRuntime(identity=Identity.from_seed(b"w" * 32), config=NodeConfig())
+    now = time.monotonic()
+    assert abs(_signed_at(runtime, now).issued_at - 3_600.0) < 1.0
+    runtime._follow_wall_clock(now)  # no step: nothing changes
+    assert runtime.node.private.next_announcement_at != now
+    monkeypatch.setattr(time, "time", real_time)  # NTP sets the clock
+    runtime._follow_wall_clock(now)
+    assert runtime.node.private.next_announcement_at == now
+    runtime.node.handle_timer(now)
+    own = runtime.node.private.own_announcement
+    assert own is not None
+    assert abs(PeerAnnouncement.decode(own).issued_at - time.time()) < 5.0
+    assert runtime.node.private.book.wall_clock_offset_s == runtime.node.private.wall_clock_offset_s

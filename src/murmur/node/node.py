@@ -117,10 +117,10 @@ class Node:
         privacy: PrivacySettings | None = None,
         stem_config: StemConfig | None = None,
     ) -> None:
-        """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now``, constant for
-        the node's life (the runtime measures it at start, the simulator fixes it); it dates the
-        node's announcements and judges others'. ``privacy``: the node's resolved preset and
-        level, when not the config's (the simulator tunes levels this way)."""
+        """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now`` (the runtime
+        measures it, and tells the node when it changes: :meth:`set_wall_clock`; the simulator
+        fixes it); it dates the node's announcements and judges others'. ``privacy``: the node's
+        resolved preset and level, when not the config's (the simulator tunes levels this way)."""
         self.identity = identity
         self.node_id = identity.node_id
         self.config = config
@@ -346,6 +346,10 @@ class Node:
         self.counters.inc("private_requests")
         self._pump_circuits(now)
         return request_id
+
+    def set_wall_clock(self, offset_s: float, now: float) -> None:
+        """The wall clock now reads ``now + offset_s`` (it was set or stepped)."""
+        self.private.set_wall_clock(offset_s, now)
 
     def set_advertised_address(self, host: str, port: int, now: float) -> None:
         """Where peers and circuit builders reach this node; triggers the first announcement."""

@@ -35,6 +35,7 @@ from murmur.crypto.identity import Identity
 from murmur.node.levels import PrivacySettings
 from murmur.overlay.announce import (
     DEFAULT_TTL_S,
+    MAX_CLOCK_SKEW_S,
     AnnouncementBook,
     Freshness,
     PeerAnnouncement,
@@ -162,7 +163,8 @@ class PrivatePath:
         self._identity = identity
         self._capacity = capacity
         self._rng = rng
-        self._wall_clock_offset_s = wall_clock_offset_s
+        self.wall_clock_offset_s = wall_clock_offset_s
+        """Wall-clock time minus ``now`` (:meth:`set_wall_clock` corrects it)."""
         self._sequence = 0
         self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
@@ -211,6 +213,16 @@ class PrivatePath:
 
     # --- announcements -------------------------------------------------------------------
 
+    def set_wall_clock(self, offset_s: float, now: float) -> None:
+        """The wall clock was corrected (wall time = ``now`` + ``offset_s`` from now on). If it
+        moved by more than the skew receivers allow, what this node last announced was dated
+        wrongly for them (a machine without a clock that started before NTP set it): it
+        announces again at once, dated right."""
+        moved = abs(offset_s - self.wall_clock_offset_s)
+        self.wall_clock_offset_s = self.book.wall_clock_offset_s = offset_s
+        if moved > MAX_CLOCK_SKEW_S / 2:
+            self.reannounce(now)
+
     def set_advertised_address(self, host: str, port: int, now: float) -> None:
         self.advertised = RelayAddress(host, port)
         self.circuits.client.own_prefixes = frozenset({network_prefix(host)})
@@ -240,7 +252,7 @@ class PrivatePath:
         """The encoded announcement to publish now, if one is due."""
         if self.advertised is None or self._next_announce is None or now < self._next_announce:
             return None
-        self._sequence = next_sequence(self._sequence, now + self._wall_clock_offset_s)
+        self._sequence = next_sequence(self._sequence, now + self.wall_clock_offset_s)
         announcement = sign_announcement(
             self._identity,
             address=self.advertised,
@@ -303,7 +315,7 @@ class PrivatePath:
             if data == self.own_announcement:
                 return Validation.ACCEPT
             return Validation.IGNORE if announcement.verified() else Validation.REJECT
-        state = freshness(announcement, now + self._wall_clock_offset_s)
+        state = freshness(announcement, now + self.wall_clock_offset_s)
         if state is not Freshness.FRESH:
             self.counters.inc(f"announce.{state.value}")
             return Validation.IGNORE

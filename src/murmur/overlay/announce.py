@@ -20,8 +20,9 @@ and a dead relay or a retired onion key leaves every directory at most ``ttl_s +
 MAX_CLOCK_SKEW_S`` after the issue time of its last record. The book keeps a record until the
 earlier of its receive time plus ``ttl_s`` (the receiver's own clock) and that end of life
 converted to the receiver's monotonic clock. The core reads no clock: it is given an offset
-(wall time = ``now`` + offset), which the runtime measures once at start and the simulator and
-the tests fix. docs/protocol/announcements.md has the layout and the rules.
+(wall time = ``now`` + offset), which the runtime measures and corrects when the wall clock
+steps, and the simulator and the tests fix. docs/protocol/announcements.md has the layout and
+the rules.
 """
 
 from __future__ import annotations
@@ -231,7 +232,8 @@ class AnnouncementBook:
 
     def __init__(self, *, wall_clock_offset_s: float, max_entries: int = 10_000) -> None:
         self._entries: dict[NodeId, _Entry] = {}
-        self._wall_clock_offset_s = wall_clock_offset_s
+        self.wall_clock_offset_s = wall_clock_offset_s
+        """Set anew when the node's wall clock is corrected (``PrivatePath.set_wall_clock``)."""
         self._max_entries = max_entries
         self._expiry_due = math.inf
         """No entry expires before this (a lower bound): the node calls :meth:`expire` on every
@@ -249,7 +251,7 @@ class AnnouncementBook:
         entry = self._entries.get(node_id)
         if entry is not None and entry.announcement.sequence >= announcement.sequence:
             return Admission(accepted=False)
-        if freshness(announcement, now + self._wall_clock_offset_s) is not Freshness.FRESH:
+        if freshness(announcement, now + self.wall_clock_offset_s) is not Freshness.FRESH:
             return Admission(accepted=False)
         dropped: list[NodeId] = []
         if entry is None and len(self._entries) >= self._max_entries:
@@ -258,7 +260,7 @@ class AnnouncementBook:
                 oldest = next(iter(self._entries))
                 del self._entries[oldest]
                 dropped.append(oldest)
-        expires_at = min(now + announcement.ttl_s, announcement.ends_at - self._wall_clock_offset_s)
+        expires_at = min(now + announcement.ttl_s, announcement.ends_at - self.wall_clock_offset_s)
         if entry is not None:
             del self._entries[node_id]  # to the end: the book stays in the order received
         self._entries[node_id] = _Entry(announcement, expires_at)

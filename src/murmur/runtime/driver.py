@@ -59,6 +59,8 @@ FLUSH_BYTES = 64 * 1024
 DIAL_TIMEOUT_S = 5.0
 MAX_PUBLISH_BYTES = 131_072
 SYNC_TIMEOUT_S = 30.0
+WALL_CLOCK_STEP_S = 1.0
+"""A change of the wall clock against the monotonic one that the node is told of."""
 
 _log = logging.getLogger(__name__)
 
@@ -346,8 +348,18 @@ class NodeRuntime:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        self.node.handle_timer(time.monotonic())
+        now = time.monotonic()
+        self._follow_wall_clock(now)
+        self.node.handle_timer(now)
         self._after_input()
+
+    def _follow_wall_clock(self, now: float) -> None:
+        """Tells the node when the wall clock was stepped (NTP setting the clock of a machine
+        that has none after boot, an operator's correction): its announcements are dated on
+        it. Drift below a second is left alone."""
+        offset = time.time() - now
+        if abs(offset - self.node.private.wall_clock_offset_s) >= WALL_CLOCK_STEP_S:
+            self.node.set_wall_clock(offset, now)
 
     # --- control API ---------------------------------------------------------------------
 
