@@ -280,7 +280,7 @@ def test_with_no_ready_circuit_a_real_message_takes_the_place_of_a_later_cover_m
     """A node that has just started (its links refused at first, so no circuit is ready) and
     is asked to send: the message does not leave the moment the first circuit is built, which
     would mark the first cells on it as real, but at a cover departure after that, in place of
-    the cover message; a message that comes while one is held queues behind it."""
+    the cover message; so does a second one held with it."""
     rig = _rig(
         ShapingPolicy(cover=CoverConfig(2.0), resend=None),
         config=ClientConfig(retry_backoff_min_s=30.0, retry_backoff_max_s=30.0),
@@ -288,17 +288,17 @@ def test_with_no_ready_circuit_a_real_message_takes_the_place_of_a_later_cover_m
     )
     rig.run(1.0)
     assert rig.client.ready_circuits() == 0
+    first = rig.submit("L", "transaction", b"first", 1.0)  # its build fails: links refused
     rig.net.refuse_links.clear()
-    first = rig.submit("L", "transaction", b"first", 1.0)
-    assert rig.shaper.counters.get("held_for_circuit") == 1
+    second = rig.submit("L", "transaction", b"second", 1.5)
+    assert rig.shaper.counters.get("held_for_circuit") == 2
     built_at = None
     while built_at is None:
         rig.run(rig.net.now + 0.01)
         if rig.client.ready_circuits():
             built_at = rig.net.now
-    # Built at once, not after the pool's 30 s back-off: the held message asked for it.
-    assert built_at < 5.0
-    second = rig.submit("L", "transaction", b"second", built_at)  # behind the first
+    # Built before the pool's 30 s back-off ended: the held message asked for a circuit.
+    assert built_at < 30.0
     rig.run(built_at + 30.0)
     real = rig.entries("real")
     assert [entry[2] for entry in real] == [b"first", b"second"]
@@ -309,6 +309,28 @@ def test_with_no_ready_circuit_a_real_message_takes_the_place_of_a_later_cover_m
     assert departures[1] == real[1][1]
     assert rig.shaper.counters.get("held_released") == 2
     assert first != second and not rig.entries("failed")
+
+
+def test_once_a_circuit_is_ready_a_busy_lane_is_not_held_to_the_cover_rate() -> None:
+    """Real messages at twice the cover rate after a moment without circuits: the held ones
+    leave at cover departures or, overdue, on a ready circuit; later ones leave as they come.
+    None fails while circuits are ready."""
+    rig = _rig(
+        ShapingPolicy(cover=CoverConfig(1.0, max_hold_s=5.0), resend=None),
+        config=ClientConfig(retry_backoff_max_s=1.0),
+        refuse_links=True,
+    )
+    for k in range(4):  # submitted with no circuit ready
+        rig.submit("L", "transaction", b"early %d" % k, 0.1 * k)
+    rig.net.refuse_links.clear()
+    t = 0.5
+    for k in range(120):
+        t += 0.5
+        rig.submit("L", "transaction", b"tx %d" % k, t)
+    rig.run(t + 10.0)
+    assert not rig.entries("failed")
+    assert len(rig.entries("real")) == 124
+    assert rig.shaper.counters.get("held_for_circuit") <= 4 + 10
 
 
 def test_a_held_message_that_finds_no_circuit_in_time_fails() -> None:

@@ -91,8 +91,9 @@ class CoverConfig:
     A real message submitted while no circuit is ready is held by the lane and leaves in place
     of a cover message at one of the next cover departures, not the moment a circuit is built:
     otherwise the first cells on a node's first circuit (a node started to send a transaction)
-    would be real, and its hop 1 would know. ``max_hold_s`` is how long it may wait for that,
-    as long as the circuit client waits for a circuit (``ClientConfig.send_wait_s``)."""
+    would be real, and its hop 1 would know. ``max_hold_s`` is how long it may wait for that:
+    then it leaves on a ready circuit, or fails (``no_circuit``) if there is none. The default
+    is the circuit client's own wait for a circuit (``ClientConfig.send_wait_s``, 20 s)."""
 
     rate_per_s: float
     max_hold_s: float = 20.0

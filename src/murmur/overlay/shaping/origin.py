@@ -13,9 +13,11 @@ starts and stops with real traffic marks it. A lane with background cover (``Cov
 sends real messages as they come and, on a clock of its own that likewise never stops, cover
 messages as a Poisson process. A real message that comes while no circuit is ready (a node just
 started, or every circuit failed) is held and leaves in place of a cover message at a later
-cover departure, as do those that come while any are held: the first departures on a new
-circuit then keep cover's law, where handing them to the client would send them all the moment
-the circuit was built, marking them real to its hop 1.
+cover departure (or, if none has come within ``CoverConfig.max_hold_s``, then, on a circuit
+if one is ready, else it fails): the first departures on a new circuit then keep cover's law,
+where handing them to the client would send them all the moment the circuit was built,
+marking them real to its hop 1. Messages that come once a circuit is ready leave as they come,
+as always, so holding never caps a lane's throughput at the cover rate.
 
 Cover sizes follow the network's real traffic, not this node's: the node calls
 :meth:`published` for every message gossip delivers (its own come back that way too), and for
@@ -234,8 +236,13 @@ class ShapedOrigin:
             for message in lane.delays.pop_due(now):
                 self._enter(lane, message, now, immediate=False)
             while lane.held and lane.held[0][0] <= now:
-                self.counters.inc("held_timeouts")
-                self._port.fail_send(lane.held.popleft()[1].ref, "no_circuit")
+                message = lane.held.popleft()[1]
+                if self._port.ready_circuits():
+                    self.counters.inc("held_overdue_sent")
+                    self._transmit(lane, message, now)
+                else:
+                    self.counters.inc("held_timeouts")
+                    self._port.fail_send(message.ref, "no_circuit")
             self._background_cover(lane, now)
             sender = lane.sender
             if sender is None:
@@ -269,7 +276,7 @@ class ShapedOrigin:
             lane.sender.enqueue(message, now)
             return
         cover = lane.policy.cover
-        if cover is not None and (lane.held or self._port.ready_circuits() == 0):
+        if cover is not None and self._port.ready_circuits() == 0:
             lane.held.append((now + cover.max_hold_s, message))
             self.counters.inc("held_for_circuit")
             self._port.build_soon(now)
