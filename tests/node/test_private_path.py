@@ -342,6 +342,40 @@ def test_a_reannouncement_in_the_same_millisecond_still_gets_a_larger_sequence()
     assert _sequence(path.announcement_due(2.5)) == _sequence(first) + 2_500
 
 
+def test_a_node_whose_clock_started_a_day_ahead_is_dated_right_once_it_is_corrected() -> None:
+    """Its first record said tomorrow and every receiver ignored it; after the correction
+    its next record must say now (one dated after tomorrow's would be ignored for a day)."""
+    ahead = _path(1, WALL_CLOCK_AT_ZERO_S + 86_400.0)
+    _first_record(ahead)
+    receiver = _path(2)
+    ahead.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 60.0)
+    assert ahead.next_announcement_at == 60.0
+    record = ahead.announcement_due(60.0)
+    assert _sequence(record) == round((WALL_CLOCK_AT_ZERO_S + 60.0) * 1000)
+    assert record is not None
+    assert receiver.validate_announcement(record, 60.0) is Validation.ACCEPT
+
+
+def test_a_clock_step_within_the_skew_keeps_the_sequence_growing() -> None:
+    path = _path(1, WALL_CLOCK_AT_ZERO_S + 400.0)
+    first = _sequence(_first_record(path))
+    path.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 10.0)
+    assert _sequence(path.announcement_due(10.0)) == first + 1
+
+
+def test_a_clock_that_keeps_stepping_does_not_make_the_node_announce_at_every_step() -> None:
+    path = _path(1)
+    _first_record(path)
+    triggered = []
+    for k in range(1, 120):
+        now = float(k)
+        path.set_wall_clock(WALL_CLOCK_AT_ZERO_S + (1_000.0 if k % 2 else 0.0), now)
+        if path.counters.get("announce.clock_step") > len(triggered):
+            triggered.append(k)
+        path.announcement_due(now)
+    assert triggered == [1, 61]  # once a minute at most
+
+
 def test_a_node_restarted_later_signs_a_newer_announcement() -> None:
     """After a restart the node has forgotten its last sequence number and its monotonic
     clock starts again; the wall clock has moved on, so the new record still replaces the

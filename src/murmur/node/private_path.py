@@ -143,6 +143,9 @@ def check_sync_response(
             raise RemoteProtocolError("bad_record", "sync response data does not match its id")
 
 
+CLOCK_REANNOUNCE_MIN_S = 60.0
+"""The shortest time between two announcements a wall-clock step triggers."""
+
 class PrivatePath:
     def __init__(
         self,
@@ -166,6 +169,7 @@ class PrivatePath:
         self.wall_clock_offset_s = wall_clock_offset_s
         """Wall-clock time minus ``now`` (:meth:`set_wall_clock` corrects it)."""
         self._sequence = 0
+        self._clock_reannounced_at: float | None = None
         self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
@@ -214,13 +218,23 @@ class PrivatePath:
     # --- announcements -------------------------------------------------------------------
 
     def set_wall_clock(self, offset_s: float, now: float) -> None:
-        """The wall clock was corrected (wall time = ``now`` + ``offset_s`` from now on). If it
-        moved by more than the skew receivers allow, what this node last announced was dated
-        wrongly for them (a machine without a clock that started before NTP set it): it
-        announces again at once, dated right."""
+        """The wall clock was corrected (wall time = ``now`` + ``offset_s`` from now on).
+
+        If it moved by more than half the skew receivers allow, what this node last announced
+        may be dated wrongly for them (a machine without a clock that started before NTP set
+        it): it announces again, at most once per ``CLOCK_REANNOUNCE_MIN_S`` (a clock that
+        keeps stepping must not make it flood the network with records). A last record dated
+        beyond the skew ahead of the corrected clock was ignored by every receiver whose clock
+        is right, so its sequence number is forgotten and the next record is dated right;
+        otherwise the next one is dated one millisecond after it, which receivers take."""
         moved = abs(offset_s - self.wall_clock_offset_s)
         self.wall_clock_offset_s = self.book.wall_clock_offset_s = offset_s
-        if moved > MAX_CLOCK_SKEW_S / 2:
+        if self._sequence > (now + offset_s + MAX_CLOCK_SKEW_S) * 1000:
+            self._sequence = 0
+        last = self._clock_reannounced_at
+        if moved > MAX_CLOCK_SKEW_S / 2 and (last is None or now - last >= CLOCK_REANNOUNCE_MIN_S):
+            self._clock_reannounced_at = now
+            self.counters.inc("announce.clock_step")
             self.reannounce(now)
 
     def set_advertised_address(self, host: str, port: int, now: float) -> None:
