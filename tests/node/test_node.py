@@ -448,6 +448,38 @@ def test_only_peers_the_node_dialled_count_as_outbound_in_its_gossip_mesh() -> N
         assert outbound == set(range(i)), f"node {i}"
 
 
+def test_peers_that_dial_each_other_by_address_alone_both_count_as_outbound() -> None:
+    """Bootstrap entries without node ids, each node dialling the other. Node 1's first dial
+    fails, so node 0's link reaches it first, as an inbound peer it cannot yet tie to its
+    bootstrap entry; its own dial later makes a duplicate link to the same peer, which tells
+    it node 0 is one it chose: for the stem and for the mesh's d_out alike."""
+    net = Net(2, peers_of=lambda i: [])
+    for i in range(2):
+        config = NodeConfig(listen=net.addr[i], bootstrap=(BootstrapPeer(net.addr[1 - i], None),))
+        net.nodes[i] = Node(
+            identity=net.ids[i],
+            config=config,
+            rng=SeededRng(i),
+            now=0.0,
+            wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+        )
+    apply, failed = net.apply, []
+
+    def first_dial_of_node_1_fails(i: int, action) -> None:
+        if i == 1 and isinstance(action, Dial) and not failed:
+            failed.append(action)
+            net.nodes[1].dial_failed(action.target, net.now)
+            return
+        apply(i, action)
+
+    net.apply = first_dial_of_node_1_fails
+    net.tick(120.0, step=1.0)
+    assert failed and net.nodes[1].counters.get("refused.duplicate") >= 1
+    for i, node in enumerate(net.nodes):
+        assert node.gossip._peers[net.ids[1 - i].node_id].outbound, f"node {i}"
+        assert net.ids[1 - i].node_id in node.stem._graph._outbound, f"node {i}"
+
+
 def test_a_peer_pinging_past_the_configured_burst_is_cut_off() -> None:
     """``pings_per_s`` and ``pings_burst`` in the config are the link's ping limit: the
     default (5 pings in 2.5 s) passes five back-to-back pings and cuts the link at the sixth."""

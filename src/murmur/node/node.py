@@ -485,7 +485,10 @@ class Node:
         if existing is not None:
             self.counters.inc("refused.duplicate")
             if self._chose(session, peer):
+                # The link we dialled authenticated second (a bootstrap entry without a node
+                # id): the peer is ours after all, for the stem and for the mesh's d_out.
                 self.stem.add_peer(peer, now, outbound=True)
+                self.gossip.mark_outbound(peer)
             if not (self._preferred(session, peer) and not self._preferred(existing, peer)):
                 self._retire(session, now)
                 if target is not None:

@@ -229,6 +229,13 @@ class GossipRouter:
 
     # --- commands ---------------------------------------------------------------------------
 
+    def mark_outbound(self, peer: NodeId) -> None:
+        """``peer`` turned out to be one this node dialled (its link came second): it counts
+        towards ``d_out`` from now on. Unknown peers are ignored."""
+        st = self._peers.get(peer)
+        if st is not None:
+            st.outbound = True
+
     def add_peer(self, peer: NodeId, now: float, *, outbound: bool = False) -> None:
         """Start gossiping with ``peer``; ``outbound``: this node chose it (dialled it), so it
         counts towards every mesh's ``d_out``, which peers that dial in cannot fill."""
