@@ -121,24 +121,30 @@ def test_throttle_is_a_bounded_lru() -> None:
     assert not throttle.allow("10.4.0.1", 0.0)
 
 
-def test_hosts_of_one_network_group_share_one_more_budget() -> None:
+def test_hosts_of_one_site_share_one_more_budget() -> None:
     throttle = AddressThrottle(
-        attempts_per_s=1.0, attempts_burst=2.0, group_attempts_per_s=2.0, group_attempts_burst=5.0
+        attempts_per_s=1.0, attempts_burst=2.0, site_attempts_per_s=2.0, site_attempts_burst=5.0
     )
-    # Five /64s of one /32 (an IPv6 /48 holds 65,536 of them): five attempts, not ten.
+    # Five /64s of one /48 (which holds 65,536 of them): five attempts, not ten.
     hosts = [f"2001:db8:0:{n}::1" for n in range(5)]
     allowed = [throttle.allow(host, 0.0) for host in hosts for _ in range(2)]
     assert allowed.count(True) == 5
-    # A refusal spends neither budget: the host's own tokens wait for when the group refills.
+    # A refusal spends neither budget: the host's own tokens wait for when the site refills.
     assert throttle.allow("2001:db8:0:4::1", 0.5)
-    # Another network group is untouched, and so is an IPv4 /16 beside it.
-    assert throttle.allow("2001:db9::1", 0.5) and throttle.allow("203.0.113.1", 0.5)
-    assert throttle.allow("2001:db9::1", 0.5)
+    # Another /48 of the same /32 (the same ISP) is untouched, and so is an IPv4 site.
+    assert throttle.allow("2001:db8:1::1", 0.5) and throttle.allow("203.0.113.1", 0.5)
+    assert throttle.allow("2001:db8:1::1", 0.5)
+    # IPv4: hosts of one /24 share a site; the next /24 does not.
+    ipv4 = AddressThrottle(
+        attempts_per_s=1.0, attempts_burst=1.0, site_attempts_per_s=1.0, site_attempts_burst=2.0
+    )
+    assert [ipv4.allow(f"198.51.100.{n}", 0.0) for n in range(3)] == [True, True, False]
+    assert ipv4.allow("198.51.101.1", 0.0)
 
 
-def test_a_group_budget_below_a_host_s_is_refused() -> None:
+def test_a_site_budget_below_a_host_s_is_refused() -> None:
     with pytest.raises(ValueError):
-        AddressThrottle(attempts_burst=8.0, group_attempts_burst=4.0)
+        AddressThrottle(attempts_burst=8.0, site_attempts_burst=4.0)
 
 
 def test_host_key() -> None:

@@ -4,7 +4,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from murmur.overlay.peers.netgroup import InboundSlot, inbound_to_evict, netgroup, network_prefix
+from murmur.overlay.peers.netgroup import (
+    InboundSlot,
+    inbound_to_evict,
+    netgroup,
+    network_prefix,
+    site,
+)
 
 
 def test_prefixes() -> None:
@@ -27,6 +33,13 @@ def test_prefixes() -> None:
 )
 def test_netgroup_is_the_prefix_or_the_host_itself(host: str, group: bytes) -> None:
     assert netgroup(host) == group
+
+
+def test_a_site_is_the_ipv4_24_or_the_ipv6_48() -> None:
+    assert site("198.51.100.7") == site("198.51.100.200") != site("198.51.101.7")
+    assert site("::ffff:198.51.100.7") == site("198.51.100.1")
+    assert site("2001:db8:0:1::1") == site("2001:db8:0:ffff::1%eth0") != site("2001:db8:1::1")
+    assert site("peer.example") == b"hpeer.example"
 
 
 def slot(conn_id: int, group: bytes, opened_at: float = 0.0, authenticated: bool = True):

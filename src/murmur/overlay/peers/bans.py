@@ -13,12 +13,14 @@ Theory of operation. Two different answers to two different kinds of misbehaviou
   Every host also has a connection-attempt token bucket, so no host can make us run handshakes
   faster than its budget. A host is an IPv4 address or an IPv6 /64 (one IPv6 subscriber
   usually owns a whole /64, and per-address keys would be free to rotate). Whoever holds many
-  hosts in one network (a /48 is 65,536 /64s; a rented /16) gets one more budget for the whole
-  network group (:func:`~murmur.overlay.peers.netgroup.netgroup`), four hosts' worth, so
-  rotating hosts neither multiplies the handshakes it can make us run nor, by pushing its own
-  blocked hosts out of the table, buys it anything.
+  hosts in one site (a /48 is 65,536 /64s; a /24 of rented addresses) gets one more budget for
+  the whole site (:func:`~murmur.overlay.peers.netgroup.site`), four hosts' worth, so rotating
+  hosts neither multiplies the handshakes it can make us run nor, by pushing its own blocked
+  hosts out of the table, buys it anything. The site is narrower than the network group
+  inbound slots are balanced by (/16, /32: an ISP's block): a few hosts that spend their site's
+  budget lock out only their own site, not every customer of their ISP.
 
-Both tables are bounded. The ban list evicts the ban that would expire soonest; the throttle
+Every table is bounded. The ban list evicts the ban that would expire soonest; the throttle
 evicts the least recently seen host. Every call takes ``now`` (seconds); nothing reads a clock.
 """
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from murmur.base.ids import NodeId
-from murmur.overlay.peers.netgroup import netgroup
+from murmur.overlay.peers.netgroup import site
 from murmur.overlay.peers.token_bucket import TokenBucket
 
 DEFAULT_MAX_ENTRIES = 4096
@@ -41,8 +43,8 @@ BACKOFF_MAX_S = 60.0
 BACKOFF_QUIET_S = 120.0
 ATTEMPTS_PER_S = 4.0
 ATTEMPTS_BURST = 32.0
-GROUP_ATTEMPTS_PER_S = 4 * ATTEMPTS_PER_S
-GROUP_ATTEMPTS_BURST = 4 * ATTEMPTS_BURST
+SITE_ATTEMPTS_PER_S = 4 * ATTEMPTS_PER_S
+SITE_ATTEMPTS_BURST = 4 * ATTEMPTS_BURST
 IPV6_PREFIX_BITS = 64
 
 
@@ -148,16 +150,16 @@ class _HostState:
 
 class AddressThrottle:
     __slots__ = (
-        "_groups",
         "_hosts",
+        "_sites",
         "attempts_burst",
         "attempts_per_s",
         "backoff_base_s",
         "backoff_max_s",
-        "group_attempts_burst",
-        "group_attempts_per_s",
         "max_entries",
         "quiet_s",
+        "site_attempts_burst",
+        "site_attempts_per_s",
     )
 
     def __init__(
@@ -169,8 +171,8 @@ class AddressThrottle:
         quiet_s: float = BACKOFF_QUIET_S,
         attempts_per_s: float = ATTEMPTS_PER_S,
         attempts_burst: float = ATTEMPTS_BURST,
-        group_attempts_per_s: float = GROUP_ATTEMPTS_PER_S,
-        group_attempts_burst: float = GROUP_ATTEMPTS_BURST,
+        site_attempts_per_s: float = SITE_ATTEMPTS_PER_S,
+        site_attempts_burst: float = SITE_ATTEMPTS_BURST,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
@@ -179,19 +181,19 @@ class AddressThrottle:
         if not (math.isfinite(quiet_s) and quiet_s > 0):
             raise ValueError("quiet_s must be a positive finite number")
         TokenBucket(attempts_per_s, attempts_burst)  # validates the pair
-        TokenBucket(group_attempts_per_s, group_attempts_burst)
-        if group_attempts_per_s < attempts_per_s or group_attempts_burst < attempts_burst:
-            raise ValueError("a network group's attempt budget must be at least a host's")
+        TokenBucket(site_attempts_per_s, site_attempts_burst)
+        if site_attempts_per_s < attempts_per_s or site_attempts_burst < attempts_burst:
+            raise ValueError("a site's attempt budget must be at least a host's")
         self.max_entries = max_entries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.quiet_s = quiet_s
         self.attempts_per_s = attempts_per_s
         self.attempts_burst = attempts_burst
-        self.group_attempts_per_s = group_attempts_per_s
-        self.group_attempts_burst = group_attempts_burst
+        self.site_attempts_per_s = site_attempts_per_s
+        self.site_attempts_burst = site_attempts_burst
         self._hosts: OrderedDict[str, _HostState] = OrderedDict()
-        self._groups: OrderedDict[bytes, TokenBucket] = OrderedDict()
+        self._sites: OrderedDict[bytes, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._hosts)
@@ -204,25 +206,25 @@ class AddressThrottle:
             self.max_entries,
         )
 
-    def _group(self, key: bytes) -> TokenBucket:
+    def _site(self, key: bytes) -> TokenBucket:
         return _recent(
-            self._groups,
+            self._sites,
             key,
-            lambda: TokenBucket(self.group_attempts_per_s, self.group_attempts_burst),
+            lambda: TokenBucket(self.site_attempts_per_s, self.site_attempts_burst),
             self.max_entries,
         )
 
     def allow(self, host: str, now: float) -> bool:
         """May a connection attempt from ``host`` proceed now? Counts as one attempt against
-        the host's budget and its network group's (both or neither)."""
+        the host's budget and its site's (both or neither)."""
         state = self._state(host_key(host))
         if now < state.blocked_until:
             return False
-        group = self._group(netgroup(host))
-        if state.attempts.available(now) < 1 or group.available(now) < 1:
+        shared = self._site(site(host))
+        if state.attempts.available(now) < 1 or shared.available(now) < 1:
             return False
         state.attempts.consume(now)
-        group.consume(now)
+        shared.consume(now)
         return True
 
     def record_failure(self, host: str, now: float) -> float:

@@ -28,28 +28,46 @@ from dataclasses import dataclass
 
 IPV4_PREFIX_BITS = 16
 IPV6_PREFIX_BITS = 32
+IPV4_SITE_BITS = 24
+IPV6_SITE_BITS = 48
+"""A *site*: the IPv4 /24 or IPv6 /48 one customer is usually given, narrower than a group."""
 
 
 @functools.lru_cache(maxsize=65_536)
-def network_prefix(host: str) -> bytes:
-    """The /16 of an IPv4 address (also IPv4-mapped IPv6), the /32 of an IPv6 address.
-
-    ValueError when ``host`` is not an IP literal."""
+def _prefix(host: str, ipv4_bits: int, ipv6_bits: int) -> bytes:
     ip = ipaddress.ip_address(host)
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     if isinstance(ip, ipaddress.IPv4Address):
-        return b"4" + ip.packed[: IPV4_PREFIX_BITS // 8]
-    return b"6" + ip.packed[: IPV6_PREFIX_BITS // 8]
+        return b"4" + ip.packed[: ipv4_bits // 8]
+    return b"6" + ip.packed[: ipv6_bits // 8]
+
+
+def network_prefix(host: str) -> bytes:
+    """The /16 of an IPv4 address (also IPv4-mapped IPv6), the /32 of an IPv6 address.
+
+    ValueError when ``host`` is not an IP literal."""
+    return _prefix(host, IPV4_PREFIX_BITS, IPV6_PREFIX_BITS)
+
+
+def _or_host(host: str, ipv4_bits: int, ipv6_bits: int) -> bytes:
+    try:
+        return _prefix(host.split("%", 1)[0], ipv4_bits, ipv6_bits)
+    except ValueError:
+        return b"h" + host.encode()
 
 
 def netgroup(host: str) -> bytes:
     """The network group of a connection's ``host``: its :func:`network_prefix` (an IPv6
     scope id ignored), or the host itself when it is not an IP literal."""
-    try:
-        return network_prefix(host.split("%", 1)[0])
-    except ValueError:
-        return b"h" + host.encode()
+    return _or_host(host, IPV4_PREFIX_BITS, IPV6_PREFIX_BITS)
+
+
+def site(host: str) -> bytes:
+    """The site of a connection's ``host`` (IPv4 /24, IPv6 /48), or the host itself when it is
+    not an IP literal: what one attacker with a handful of addresses usually holds, so a limit
+    per site binds them without shutting out the rest of their ISP."""
+    return _or_host(host, IPV4_SITE_BITS, IPV6_SITE_BITS)
 
 
 @dataclass(frozen=True, slots=True)
