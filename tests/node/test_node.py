@@ -304,6 +304,31 @@ def test_rate_limit_drops_then_bans_a_flooding_peer() -> None:
     assert victim._bans.is_banned(flooder.node_id, net.now)
 
 
+def test_newcomers_from_many_groups_cannot_evict_the_longest_connected_peers() -> None:
+    """Nineteen honest peers share one /16 (all dial from 127.0.0.1) and fill the node with
+    thirteen unauthenticated strangers; newcomers from forty other /16s then churn the young
+    slots, but the eight peers connected longest keep theirs."""
+    net = Net(20, peers_of=lambda i: [0] if i else [])
+    node = net.nodes[0]
+    for i in range(1, 20):  # one after another, so their ages differ
+        net.nodes[i].handle_timer(net.now)
+        net.run()
+        net.now += 0.25
+    peers = [s for s in node._sessions.values() if s.peer_id is not None]
+    assert len(peers) == 19
+    oldest = {s.conn_id for s in sorted(peers, key=lambda s: s.opened_at)[:8]}
+    for k in range(13):
+        node.connection_opened(net.conn(), outbound=False, host=f"203.0.{k}.1", port=1, now=net.now)
+    for k in range(40):
+        node.connection_opened(
+            net.conn(), outbound=False, host=f"{10 + k}.1.0.1", port=1, now=net.now
+        )
+        node.drain_actions()
+    kept = {s.conn_id for s in node._sessions.values() if s.peer_id is not None}
+    assert oldest <= kept
+    assert node.counters.get("inbound_evicted.netgroup") >= 11
+
+
 def test_a_peer_bursting_over_its_rate_now_and_then_is_not_banned() -> None:
     """Drops are forgiven over time: two bursts of 150 over-limit messages half an hour apart
     are not a flood (a lifetime count of 200 banned such a peer)."""

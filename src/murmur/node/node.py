@@ -77,7 +77,12 @@ from murmur.overlay.gossip.router import GossipRouter
 from murmur.overlay.peers.backoff import ReconnectBackoff
 from murmur.overlay.peers.bans import AddressThrottle, BanList
 from murmur.overlay.peers.limits import PeerRateLimiter
-from murmur.overlay.peers.netgroup import InboundSlot, inbound_to_evict, netgroup
+from murmur.overlay.peers.netgroup import (
+    PROTECTED_LONGEST_INBOUND,
+    InboundSlot,
+    inbound_to_evict,
+    netgroup,
+)
 from murmur.overlay.routing import MessagePath, MessageType, path_for_topic
 from murmur.overlay.stem import STEM_TOPICS, Fluff, SendStem, StemConfig, StemPath
 from murmur.wire.envelope import Channel, unwrap, wrap
@@ -409,9 +414,22 @@ class Node:
         inbound = [s for s in self._sessions.values() if not s.outbound]
         if len(inbound) < self.config.limits.max_inbound:
             return True
+        longest = sorted(
+            (s for s in inbound if s.peer_id is not None),
+            key=lambda s: (s.opened_at, s.conn_id),
+        )[:PROTECTED_LONGEST_INBOUND]
+        protected = {s.conn_id for s in longest} | {
+            s.conn_id for s in inbound if s.peer_id is not None and self._chose(s, s.peer_id)
+        }
         victim = inbound_to_evict(
             [
-                InboundSlot(s.conn_id, netgroup(s.host), s.opened_at, s.peer_id is not None)
+                InboundSlot(
+                    s.conn_id,
+                    netgroup(s.host),
+                    s.opened_at,
+                    s.peer_id is not None,
+                    protected=s.conn_id in protected,
+                )
                 for s in inbound
             ],
             netgroup(host),

@@ -42,8 +42,14 @@ def test_a_site_is_the_ipv4_24_or_the_ipv6_48() -> None:
     assert site("peer.example") == b"hpeer.example"
 
 
-def slot(conn_id: int, group: bytes, opened_at: float = 0.0, authenticated: bool = True):
-    return InboundSlot(conn_id, group, opened_at, authenticated)
+def slot(
+    conn_id: int,
+    group: bytes,
+    opened_at: float = 0.0,
+    authenticated: bool = True,
+    protected: bool = False,
+):
+    return InboundSlot(conn_id, group, opened_at, authenticated, protected)
 
 
 def test_a_newcomer_from_a_new_group_evicts_from_the_fullest() -> None:
@@ -70,12 +76,27 @@ def test_among_equally_full_groups_the_one_with_the_youngest_member_gives_way() 
 
 
 GROUPS = [b"a", b"b", b"c", b"d", b"e"]
+def test_protected_slots_count_in_their_group_but_are_never_evicted() -> None:
+    slots = [slot(1, b"a", 1.0, protected=True), slot(2, b"a", 2.0, protected=True)]
+    slots += [slot(3, b"b", 3.0), slot(4, b"b", 4.0)]
+    # Both groups hold two, but only b has an evictable member.
+    assert inbound_to_evict(slots, b"c") == 4
+    everyone_protected = [slot(k, b"a", float(k), protected=True) for k in range(5)]
+    assert inbound_to_evict(everyone_protected, b"c") is None
+    # A fuller group that is all protected makes way for the next one still over the floor.
+    slots = [slot(k, b"a", float(k), protected=True) for k in range(5)]
+    slots += [slot(10, b"b", 1.0), slot(11, b"b", 2.0), slot(12, b"c", 9.0)]
+    assert inbound_to_evict(slots, b"d") == 11
+    assert inbound_to_evict(slots, b"c") is None  # b holds only one more than c
+
+
 slots_strategy = st.lists(
-    st.tuples(st.sampled_from(GROUPS), st.integers(0, 5), st.booleans()), max_size=24
+    st.tuples(st.sampled_from(GROUPS), st.integers(0, 5), st.booleans(), st.booleans()),
+    max_size=24,
 ).map(
     lambda rows: [
-        InboundSlot(i, group, float(t), authenticated)
-        for i, (group, t, authenticated) in enumerate(rows)
+        InboundSlot(i, group, float(t), authenticated, protected)
+        for i, (group, t, authenticated, protected) in enumerate(rows)
     ]
 )
 
@@ -87,11 +108,13 @@ def test_an_eviction_always_makes_the_slots_fairer(slots, newcomer, shuffle) -> 
     shuffle.shuffle(shuffled)
     assert inbound_to_evict(shuffled, newcomer) == victim
     held = Counter(s.group for s in slots)
+    evictable = [s for s in slots if not s.protected]
     if victim is None:
-        assert not held or max(held.values()) < held[newcomer] + 2
+        assert all(held[s.group] < held[newcomer] + 2 for s in evictable)
         return
     [evicted] = [s for s in slots if s.conn_id == victim]
-    assert held[evicted.group] == max(held.values())
+    assert not evicted.protected
+    assert held[evicted.group] == max(held[s.group] for s in evictable)
     after = held.copy()
     after[evicted.group] -= 1
     after[newcomer] += 1

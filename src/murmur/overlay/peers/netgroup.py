@@ -9,7 +9,10 @@ a newcomer from a network group that holds fewer of its slots closes one connect
 holding the most, as long as that group would still hold at least as many as the newcomer's
 afterwards (max-min fairness: an eviction never just swaps one group's connection for
 another's). Inside that group it closes one that has not finished its handshake, else the
-youngest, so peers that have been useful for longest keep their slots.
+youngest. Some connections are never closed this way: those of peers this node chose to dial
+(its bootstrap peers, which may have dialled it first) and its ``PROTECTED_LONGEST_INBOUND``
+longest-connected inbound peers. (A retired duplicate link is not preferred either: it is still
+read, so cells the peer sent on it before it lost are not lost.)
 
 A group is an IPv4 /16 or an IPv6 /32 (an IPv4-mapped IPv6 address counts as its IPv4 address),
 the prefix that circuit paths also keep their hops apart by; anything that is not an IP literal
@@ -70,6 +73,12 @@ def site(host: str) -> bytes:
     return _or_host(host, IPV4_SITE_BITS, IPV6_SITE_BITS)
 
 
+PROTECTED_LONGEST_INBOUND = 8
+"""Authenticated inbound peers, the longest connected, that no newcomer evicts (Bitcoin Core
+protects its longest-lived peers the same way): an attacker who opens connections from many
+network groups can churn the young ones but not the peers that have served for longest."""
+
+
 @dataclass(frozen=True, slots=True)
 class InboundSlot:
     """One open inbound connection, as the eviction rule sees it."""
@@ -78,23 +87,26 @@ class InboundSlot:
     group: bytes
     opened_at: float
     authenticated: bool
+    protected: bool = False
+    """Never evicted (counted in its group all the same): a peer this node chose to dial, or
+    one of its longest-connected inbound peers."""
 
 
 def inbound_to_evict(slots: Sequence[InboundSlot], newcomer_group: bytes) -> int | None:
     """The connection to close so a newcomer from ``newcomer_group`` gets a slot, or None.
 
-    None when no group holds at least two more slots than the newcomer's: then the newcomer is
-    refused, as it would be without this rule.
+    None when no group with an unprotected member holds at least two more slots than the
+    newcomer's: then the newcomer is refused, as it would be without this rule.
     """
-    if not slots:
-        return None
     held = Counter(slot.group for slot in slots)
-    most = max(held.values())
-    if most < held[newcomer_group] + 2:
+    floor = held[newcomer_group] + 2
+    evictable = [slot for slot in slots if not slot.protected and held[slot.group] >= floor]
+    if not evictable:
         return None
+    most = max(held[slot.group] for slot in evictable)
     # Among equally full groups, the one with the youngest member gives way (deterministic,
     # whatever order the sessions were listed in).
-    candidates = [slot for slot in slots if held[slot.group] == most]
+    candidates = [slot for slot in evictable if held[slot.group] == most]
     youngest = max(candidates, key=lambda slot: (slot.opened_at, slot.conn_id))
     in_group = [slot for slot in candidates if slot.group == youngest.group]
     victim = max(
