@@ -224,7 +224,9 @@ class AnnouncementBook:
     Kept in the order received (a renewal moves to the end). A full book makes room for a new
     node by dropping the entry received longest ago, not the one due to expire first: the
     lifetime is the author's choice (up to ``MAX_TTL_S``), so that rule kept every sybil that
-    claimed a day and had honest nodes (three hours, renewed hourly) push each other out.
+    claimed a day and had honest nodes (three hours, renewed hourly) push each other out. It
+    does not stop a flood of fresh identities (free to make): more new nodes an hour than the
+    book holds still push every honest one out until they renew.
 
     ``wall_clock_offset_s`` turns the monotonic ``now`` the book is called with into wall-clock
     time (``now + offset``), which an announcement's issue time is measured on.

@@ -16,7 +16,7 @@ from murmur.overlay.circuits import (
     RequestFailed,
     SendFailed,
 )
-from murmur.overlay.circuits.selection import network_prefix
+from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
     CELL_BYTES,

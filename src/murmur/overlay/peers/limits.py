@@ -53,14 +53,12 @@ class PeerLimits:
 
 
 class PeerRateLimiter:
-    __slots__ = ("_bytes", "_drops", "_messages", "dropped")
+    __slots__ = ("_bytes", "_drops", "_messages")
 
     def __init__(self, limits: PeerLimits) -> None:
         self._bytes = TokenBucket(limits.bytes_per_s, limits.bytes_burst)
         self._messages = TokenBucket(limits.messages_per_s, limits.messages_burst)
         self._drops = TokenBucket(FLOOD_DROPS_FORGIVEN_PER_S, FLOOD_DROPS_BURST)
-        self.dropped = 0
-        """Messages refused over the limits so far (a statistic; bans follow ``record_drop``)."""
 
     def admit(self, now: float, nbytes: int) -> bool:
         """Charge one message of ``nbytes``; False (nothing charged) when over either limit."""
@@ -72,5 +70,4 @@ class PeerRateLimiter:
 
     def record_drop(self, now: float) -> bool:
         """Count one refused message; True when the drop allowance is spent: a flood."""
-        self.dropped += 1
         return not self._drops.consume(now)
