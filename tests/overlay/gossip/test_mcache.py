@@ -102,3 +102,18 @@ def test_serve_counts_go_with_an_evicted_message() -> None:
     assert mc.serve(b"m1", b"p1", 1) == b"record1"
     mc.put(b"m2", "t", b"record2")  # evicts m1
     assert b"m1" not in mc and list(mc._served) == []
+
+
+def test_retransmission_counts_are_bounded() -> None:
+    """Peers asking for every cached message cannot grow the counts past the cap: those of the
+    message served first go, and that message may be served again."""
+    mc = _cache(max_served_counts=4)
+    for m in (b"m1", b"m2"):
+        mc.put(m, "t", b"record")
+    for peer in (b"p1", b"p2", b"p3"):
+        assert mc.serve(b"m1", peer, 1) == b"record"
+    assert mc.serve(b"m2", b"p1", 1) == b"record"
+    assert mc.serve(b"m1", b"p1", 1) is None  # four counts: all still held
+    assert mc.serve(b"m2", b"p2", 1) == b"record"  # a fifth: m1's three go
+    assert list(mc._served) == [b"m2"] and mc._served_counts == 2
+    assert mc.serve(b"m1", b"p1", 1) == b"record"

@@ -10,7 +10,9 @@ oldest window go first.
 
 An IWANT answer is counted per message and peer (:meth:`serve`): one peer gets the same message
 at most ``limit`` times while it is cached (gossipsub's ``gossip_retransmission``), so a 20-byte
-id cannot have a large message sent to it again every heartbeat. The counts go with their message.
+id cannot have a large message sent to it again every heartbeat. The counts go with their message,
+and there are at most ``max_served_counts`` of them: beyond that the counts of the message served
+first are forgotten (its copies are then limited only by the per-heartbeat reply cap again).
 
 Work is bounded per message, not by the cache's size: ``put`` and an eviction are O(1); each id
 is dropped once (by ``shift`` or an eviction); :meth:`gossip_ids` copies one topic's ids at C
@@ -23,6 +25,10 @@ from collections import deque
 
 from murmur.base.rng import Rng
 
+MAX_SERVED_COUNTS = 65_536
+"""(message, peer) retransmission counts kept at most: a few MB, where peers asking for every
+cached message could otherwise make them grow to peers x cached messages."""
+
 _Window = dict[str, deque[bytes]]
 """One heartbeat's ids by topic, oldest first; a topic's entry is dropped once empty."""
 
@@ -34,14 +40,23 @@ class MessageCache:
         "_history_gossip",
         "_max_bytes",
         "_max_messages",
+        "_max_served_counts",
         "_served",
+        "_served_counts",
         "_windows",
     )
 
     def __init__(
-        self, *, history_length: int, history_gossip: int, max_messages: int, max_bytes: int
+        self,
+        *,
+        history_length: int,
+        history_gossip: int,
+        max_messages: int,
+        max_bytes: int,
+        max_served_counts: int = MAX_SERVED_COUNTS,
     ) -> None:
         self._history_gossip = history_gossip
+        self._max_served_counts = max_served_counts
         self._max_messages = max_messages
         self._max_bytes = max_bytes
         self._entries: dict[bytes, tuple[str, bytes]] = {}
@@ -49,6 +64,8 @@ class MessageCache:
         self._bytes = 0
         self._served: dict[bytes, dict[bytes, int]] = {}
         """Message id -> peer -> IWANT answers sent, for cached messages served at least once."""
+        self._served_counts = 0
+        """The (message, peer) counts held in ``_served``, kept at most ``MAX_SERVED_COUNTS``."""
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -93,7 +110,16 @@ class MessageCache:
         if served >= limit:
             return None
         counts[peer] = served + 1
+        if not served:
+            self._served_counts += 1
+            while self._served_counts > self._max_served_counts:
+                self._forget_served(next(iter(self._served)))
         return entry[1]
+
+    def _forget_served(self, message_id: bytes) -> None:
+        counts = self._served.pop(message_id, None)
+        if counts is not None:
+            self._served_counts -= len(counts)
 
     def gossip_topics(self) -> list[str]:
         """Topics with messages in the newest ``history_gossip`` windows."""
@@ -120,7 +146,7 @@ class MessageCache:
             for message_id in ids:
                 self._bytes -= len(entries.pop(message_id)[1])
                 if served:
-                    served.pop(message_id, None)
+                    self._forget_served(message_id)
         self._windows.appendleft({})
 
     def _evict_oldest(self) -> None:
@@ -129,7 +155,7 @@ class MessageCache:
                 topic, ids = next(iter(window.items()))
                 message_id = ids.popleft()
                 self._bytes -= len(self._entries.pop(message_id)[1])
-                self._served.pop(message_id, None)
+                self._forget_served(message_id)
                 if not ids:
                     del window[topic]
                 return
