@@ -333,10 +333,13 @@ def test_the_runtime_gives_the_node_its_wall_clock() -> None:
     assert abs(_signed_at(runtime, later).issued_at - expected) < 5.0
 
 
-def test_a_runtime_restarted_later_signs_a_newer_announcement() -> None:
+def test_a_runtime_restarted_later_signs_a_newer_announcement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     identity = Identity.from_seed(b"w" * 32)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.0)
     first = _signed_at(NodeRuntime(identity=identity, config=NodeConfig()), time.monotonic())
-    time.sleep(0.002)
+    monkeypatch.setattr(time, "time", lambda: 1_800_000_000.5)  # half a second later
     restarted = NodeRuntime(identity=identity, config=NodeConfig())
     assert _signed_at(restarted, time.monotonic()).sequence > first.sequence
 
