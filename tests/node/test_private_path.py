@@ -376,6 +376,25 @@ def test_a_clock_that_keeps_stepping_does_not_make_the_node_announce_at_every_st
     assert triggered == [1, 61]  # once a minute at most
 
 
+def test_records_ignored_while_the_clock_was_wrong_are_taken_once_it_is_set() -> None:
+    """A machine without a clock boots a day in the past: every record it is offered looks
+    issued in the future and is ignored. When NTP sets the clock, those records are judged
+    again and fill the directory at once, not as relays re-announce over the next hour."""
+    behind = _path(1, WALL_CLOCK_AT_ZERO_S - 86_400.0)
+    records = [_first_record(_path(seed)) for seed in range(2, 7)]
+    for record in records:
+        assert behind.validate_announcement(record, 0.0) is Validation.IGNORE
+    assert behind.counters.get("announce.from_future") == 5 and len(behind.directory) == 0
+    behind.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 30.0)
+    assert len(behind.directory) == 5 and behind.counters.get("announce.retimed") == 5
+    forged = bytearray(records[0])
+    forged[-1] ^= 1  # a bad signature is not let in by the second look
+    late = _path(9, WALL_CLOCK_AT_ZERO_S - 86_400.0)
+    assert late.validate_announcement(bytes(forged), 0.0) is Validation.IGNORE
+    late.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 30.0)
+    assert len(late.directory) == 0
+
+
 def test_a_node_restarted_later_signs_a_newer_announcement() -> None:
     """After a restart the node has forgotten its last sequence number and its monotonic
     clock starts again; the wall clock has moved on, so the new record still replaces the

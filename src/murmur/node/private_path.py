@@ -145,6 +145,11 @@ def check_sync_response(
 
 CLOCK_REANNOUNCE_MIN_S = 60.0
 """The shortest time between two announcements a wall-clock step triggers."""
+MISTIMED_KEPT = 256
+"""Announcements ignored for their time (stale or from the future on this node's clock) kept
+to be judged again if the clock is corrected: about 2.3 MB at most. A node that started before
+NTP set its clock (a machine without one) ignored every record it was offered meanwhile; with
+these it has a directory at once, not as relays re-announce over the next hour."""
 
 class PrivatePath:
     def __init__(
@@ -170,6 +175,8 @@ class PrivatePath:
         """Wall-clock time minus ``now`` (:meth:`set_wall_clock` corrects it)."""
         self._sequence = 0
         self._clock_reannounced_at: float | None = None
+        self._mistimed: OrderedDict[bytes, bytes] = OrderedDict()
+        """Gossip id → an announcement ignored for its time, newest last (``MISTIMED_KEPT``)."""
         self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
@@ -236,6 +243,16 @@ class PrivatePath:
             self._clock_reannounced_at = now
             self.counters.inc("announce.clock_step")
             self.reannounce(now)
+            self._judge_mistimed_again(now)
+
+    def _judge_mistimed_again(self, now: float) -> None:
+        """The records ignored for their time, judged on the corrected clock: those now fresh
+        (and correctly signed) join the book and the directory, as gossip would have made them."""
+        mistimed, self._mistimed = self._mistimed, OrderedDict()
+        for data in mistimed.values():
+            if self.validate_announcement(data, now) is Validation.ACCEPT:
+                self.counters.inc("announce.retimed")
+                self.on_announcement(data, now)
 
     def set_advertised_address(self, host: str, port: int, now: float) -> None:
         self.advertised = RelayAddress(host, port)
@@ -332,10 +349,18 @@ class PrivatePath:
         state = freshness(announcement, now + self.wall_clock_offset_s)
         if state is not Freshness.FRESH:
             self.counters.inc(f"announce.{state.value}")
+            self._keep_mistimed(data)
             return Validation.IGNORE
         if self.book.is_stale(announcement):
             return Validation.IGNORE
         return Validation.ACCEPT if announcement.verified() else Validation.REJECT
+
+    def _keep_mistimed(self, data: bytes) -> None:
+        mid = announcement_id(data)
+        self._mistimed[mid] = data
+        self._mistimed.move_to_end(mid)
+        if len(self._mistimed) > MISTIMED_KEPT:
+            self._mistimed.popitem(last=False)
 
     def on_announcement(self, data: bytes, now: float) -> NodeId | None:
         """Stores a delivered announcement; returns the node it introduced, if new to us."""
