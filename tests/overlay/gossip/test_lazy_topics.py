@@ -175,3 +175,27 @@ def test_a_lazy_message_is_served_long_after_eager_ones_leave_the_cache() -> Non
     router.receive_rpc(peer(1), rpc(iwant=[IWant((lazy_mid, eager_mid))]), 6.5)
     (reply,) = sent(router.drain_actions())[peer(1)]
     assert reply.messages == (Message(TOPIC, DATA),)
+
+
+def test_a_peer_that_keeps_offering_what_it_never_sends_is_penalised_then_cut_off() -> None:
+    """A few unanswered IWANTs cost nothing (an honest peer's message may have left its
+    cache); a peer that offers many ids and sends none of them loses score with each one past
+    the threshold until it is graylisted (gossipsub's behaviour penalty)."""
+    router = lazy_router(iwant_followup_s=1.0)
+    liar, honest = peer(1), peer(2)
+    connect(router, [liar, honest])
+    few = [message_id(TOPIC, b"few %d" % i) for i in range(5)]
+    router.receive_rpc(liar, rpc(ihave=[IHave(TOPIC, tuple(few))]), 0.1)
+    for t in (1.0, 2.0, 3.0):
+        heartbeat(router, t)
+    assert router.counters.get("gossip.iwant.unanswered") >= 5  # each re-ask of it too
+    assert router.score(liar) == 0.0
+    t = 3.0
+    for round_ in range(10):
+        ids = tuple(message_id(TOPIC, b"lie %d %d" % (round_, i)) for i in range(40))
+        router.receive_rpc(liar, rpc(ihave=[IHave(TOPIC, ids)]), t + 0.1)
+        t += 2.0
+        heartbeat(router, t)
+    assert router.counters.get("gossip.iwant.broken_promise_penalty") > 0
+    assert router.counters.get("gossip.penalized.graylisted") == 1
+    assert router.score(honest) == 0.0

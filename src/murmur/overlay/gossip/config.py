@@ -88,6 +88,10 @@ class GossipConfig:
     invalid_message_penalty: float = 10.0
     backoff_violation_penalty: float = 5.0
     malformed_rpc_penalty: float = 100.0
+    broken_promise_threshold: float = 10.0
+    """Unanswered IWANTs a peer may leave (decaying by ``score_decay`` each heartbeat, so
+    about one a heartbeat, sustained) before each further one is penalised."""
+    broken_promise_penalty: float = 1.0
     score_decay: float = 0.9
     gossip_threshold: float = -10.0
     """Below this score a peer is neither sent IHAVE nor answered."""
@@ -138,6 +142,8 @@ class GossipConfig:
             "invalid_message_penalty",
             "backoff_violation_penalty",
             "malformed_rpc_penalty",
+            "broken_promise_threshold",
+            "broken_promise_penalty",
             "max_retained_scores",
         ):
             if getattr(self, name) < 0:

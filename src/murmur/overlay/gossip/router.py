@@ -50,7 +50,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.gossip.actions import Deliver, GossipAction, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.mcache import MessageCache
-from murmur.overlay.gossip.score import PeerScores
+from murmur.overlay.gossip.score import DECAY_TO_ZERO, PeerScores
 from murmur.overlay.gossip.seen_cache import SeenCache
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import require_fast_path
@@ -101,6 +101,7 @@ class _Peer:
 
     __slots__ = (
         "batch",
+        "broken_promises",
         "dirty",
         "id",
         "ignored",
@@ -120,6 +121,8 @@ class _Peer:
         """Records queued for this peer since the last drain."""
         self.outbound = outbound
         """This node chose to dial it (counts towards ``d_out``)."""
+        self.broken_promises = 0.0
+        """IWANTs it left unanswered, decaying like scores (gossipsub's behaviour penalty)."""
         self.topics: set[str] = set()
         self.dirty = False
         """Listed in the router's ``_dirty`` (has records queued since the last drain)."""
@@ -644,7 +647,12 @@ class GossipRouter:
         self._mcache.shift()
         self._lazy_mcache.shift()
         self._seen.expire(now)
+        decay = self._config.score_decay
         for st in self._peers.values():
+            if st.broken_promises:
+                st.broken_promises *= decay
+                if st.broken_promises < DECAY_TO_ZERO:
+                    st.broken_promises = 0.0
             st.ihave_entries = 0
             st.ihave_ids = 0
             st.iwant_served.clear()
@@ -718,6 +726,7 @@ class GossipRouter:
             if mid in self._seen:
                 continue
             self.counters.inc("gossip.iwant.unanswered")
+            self._broke_promise(promise.offerers[promise.asked])
             if promise.asks >= cfg.d:
                 continue
             offerer = promise.next_offerer(self._is_live)
@@ -842,6 +851,19 @@ class GossipRouter:
 
     def _is_live(self, st: _Peer) -> bool:
         return not st.ignored and self._peers.get(st.id) is st
+
+    def _broke_promise(self, st: _Peer) -> None:
+        """``st`` offered a message, was asked for it and never sent it (nor did anyone else in
+        time). Honest peers do this now and then (a message that left their cache, a lost
+        link); one that does it more than ``broken_promise_threshold`` times within a few
+        heartbeats is offering what it withholds, and each further time costs it
+        ``broken_promise_penalty`` (gossipsub v1.1's P7, its behaviour penalty)."""
+        if st.ignored or self._peers.get(st.id) is not st:
+            return
+        st.broken_promises += 1.0
+        if st.broken_promises > self._config.broken_promise_threshold:
+            self.counters.inc("gossip.iwant.broken_promise_penalty")
+            self._penalize(st, self._config.broken_promise_penalty)
 
     def _penalize(self, st: _Peer, amount: float) -> None:
         if self._scores.penalize(st.id, amount) < self._config.graylist_threshold:
