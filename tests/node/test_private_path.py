@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from functools import partial
 from itertools import pairwise
@@ -349,7 +350,7 @@ def test_a_node_whose_clock_started_a_day_ahead_is_dated_right_once_it_is_correc
     _first_record(ahead)
     receiver = _path(2)
     ahead.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 60.0)
-    assert ahead.next_announcement_at == 60.0
+    assert ahead.next_announcement_at is not None and ahead.next_announcement_at <= 60.0
     record = ahead.announcement_due(60.0)
     assert _sequence(record) == round((WALL_CLOCK_AT_ZERO_S + 60.0) * 1000)
     assert record is not None
@@ -364,16 +365,36 @@ def test_a_clock_step_within_the_skew_keeps_the_sequence_growing() -> None:
 
 
 def test_a_clock_that_keeps_stepping_does_not_make_the_node_announce_at_every_step() -> None:
+    """A clock stepping back and forth every second for ten minutes: the node signs no more
+    than once a minute (besides its own start-up schedule), not every second."""
     path = _path(1)
     _first_record(path)
-    triggered = []
-    for k in range(1, 120):
+    signed = []
+    for k in range(1, 600):
         now = float(k)
         path.set_wall_clock(WALL_CLOCK_AT_ZERO_S + (1_000.0 if k % 2 else 0.0), now)
-        if path.counters.get("announce.clock_step") > len(triggered):
-            triggered.append(k)
-        path.announcement_due(now)
-    assert triggered == [1, 61]  # once a minute at most
+        if path.announcement_due(now) is not None:
+            signed.append(k)
+    gaps = [b - a for a, b in itertools.pairwise(signed)]
+    assert 9 <= len(signed) <= 12 and all(gap >= 20 for gap in gaps)
+    assert [gap for gap in gaps[2:] if gap != 60] == []
+    assert path.counters.get("announce.clock_step") == 599
+
+
+def test_a_second_step_soon_after_the_first_is_announced_on_the_clock_ntp_set() -> None:
+    """A machine restores a saved clock at boot (a first step), then NTP sets it 20 s later (a
+    second one): the record signed after the first step is dated on the saved clock, so the
+    node signs again, on the clock as NTP set it, within a minute of the first."""
+    path = _path(1, WALL_CLOCK_AT_ZERO_S - 86_400.0)
+    _first_record(path)
+    path.set_wall_clock(WALL_CLOCK_AT_ZERO_S - 3_600.0, 1.0)  # the saved clock: an hour behind
+    records = [(t, path.announcement_due(t)) for t in range(1, 21)]
+    first_at = next(t for t, record in records if record is not None)
+    path.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 21.0)  # NTP
+    later = [(t, path.announcement_due(t)) for t in range(21, 200)]
+    at, record = next((t, r) for t, r in later if r is not None)
+    assert at <= first_at + 60
+    assert _sequence(record) == round((WALL_CLOCK_AT_ZERO_S + at) * 1000)
 
 
 def test_records_ignored_while_the_clock_was_wrong_are_taken_once_it_is_set() -> None:

@@ -174,7 +174,8 @@ class PrivatePath:
         self.wall_clock_offset_s = wall_clock_offset_s
         """Wall-clock time minus ``now`` (:meth:`set_wall_clock` corrects it)."""
         self._sequence = 0
-        self._clock_reannounced_at: float | None = None
+        self._signed_at: float | None = None
+        """When this node last signed its announcement."""
         self._mistimed: OrderedDict[bytes, bytes] = OrderedDict()
         """Gossip id → an announcement ignored for its time, newest last (``MISTIMED_KEPT``)."""
         self.counters = Counters()
@@ -229,21 +230,27 @@ class PrivatePath:
 
         If it moved by more than half the skew receivers allow, what this node last announced
         may be dated wrongly for them (a machine without a clock that started before NTP set
-        it): it announces again, at most once per ``CLOCK_REANNOUNCE_MIN_S`` (a clock that
-        keeps stepping must not make it flood the network with records). A last record dated
-        beyond the skew ahead of the corrected clock was ignored by every receiver whose clock
-        is right, so its sequence number is forgotten and the next record is dated right;
-        otherwise the next one is dated one millisecond after it, which receivers take."""
+        it), and records it ignored for their time may be fresh after all: those are judged
+        again at once, and the node announces again: at once, or ``CLOCK_REANNOUNCE_MIN_S``
+        after it last signed if that was more recent (a clock that keeps stepping must not make
+        it flood the network with records), or at its own next announcement if that comes
+        sooner; each signing uses the clock as it is by then. A last record dated beyond the
+        skew ahead of the corrected clock was ignored by every receiver whose clock is right,
+        so its sequence number is forgotten and the next record is dated right; otherwise the
+        next one is dated one millisecond after it, which receivers take."""
         moved = abs(offset_s - self.wall_clock_offset_s)
         self.wall_clock_offset_s = self.book.wall_clock_offset_s = offset_s
         if self._sequence > (now + offset_s + MAX_CLOCK_SKEW_S) * 1000:
             self._sequence = 0
-        last = self._clock_reannounced_at
-        if moved > MAX_CLOCK_SKEW_S / 2 and (last is None or now - last >= CLOCK_REANNOUNCE_MIN_S):
-            self._clock_reannounced_at = now
-            self.counters.inc("announce.clock_step")
-            self.reannounce(now)
-            self._judge_mistimed_again(now)
+        if moved <= MAX_CLOCK_SKEW_S / 2:
+            return
+        self.counters.inc("announce.clock_step")
+        self._judge_mistimed_again(now)
+        last = self._signed_at
+        due = now if last is None else max(now, last + CLOCK_REANNOUNCE_MIN_S)
+        scheduled = self._next_announce
+        if self.advertised is not None and (scheduled is None or due < scheduled):
+            self._next_announce = due
 
     def _judge_mistimed_again(self, now: float) -> None:
         """The records ignored for their time, judged on the corrected clock: those now fresh
@@ -293,6 +300,7 @@ class PrivatePath:
             ttl_s=DEFAULT_TTL_S,
         )
         self._announcements_sent += 1
+        self._signed_at = now
         early = self._announcements_sent - 1
         if early < len(EARLY_REANNOUNCE_S):
             self._next_announce = now + EARLY_REANNOUNCE_S[early]
