@@ -171,8 +171,6 @@ class PrivatePath:
         self._identity = identity
         self._capacity = capacity
         self._rng = rng
-        self.wall_clock_offset_s = wall_clock_offset_s
-        """Wall-clock time minus ``now`` (:meth:`set_wall_clock` corrects it)."""
         self._sequence = 0
         self._signed_at: float | None = None
         """When this node last signed its announcement."""
@@ -225,6 +223,12 @@ class PrivatePath:
 
     # --- announcements -------------------------------------------------------------------
 
+    @property
+    def wall_clock_offset_s(self) -> float:
+        """Wall-clock time minus ``now``: the book's, which judges records on it
+        (:meth:`set_wall_clock` corrects it)."""
+        return self.book.wall_clock_offset_s
+
     def set_wall_clock(self, offset_s: float, now: float) -> None:
         """The wall clock was corrected (wall time = ``now`` + ``offset_s`` from now on).
 
@@ -239,7 +243,7 @@ class PrivatePath:
         so its sequence number is forgotten and the next record is dated right; otherwise the
         next one is dated one millisecond after it, which receivers take."""
         moved = abs(offset_s - self.wall_clock_offset_s)
-        self.wall_clock_offset_s = self.book.wall_clock_offset_s = offset_s
+        self.book.wall_clock_offset_s = offset_s
         if self._sequence > (now + offset_s + MAX_CLOCK_SKEW_S) * 1000:
             self._sequence = 0
         if moved <= MAX_CLOCK_SKEW_S / 2:

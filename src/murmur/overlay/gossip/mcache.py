@@ -65,7 +65,7 @@ class MessageCache:
         self._served: dict[bytes, dict[bytes, int]] = {}
         """Message id -> peer -> IWANT answers sent, for cached messages served at least once."""
         self._served_counts = 0
-        """The (message, peer) counts held in ``_served``, kept at most ``MAX_SERVED_COUNTS``."""
+        """The (message, peer) counts held in ``_served``, kept at most ``max_served_counts``."""
 
     def __len__(self) -> int:
         return len(self._entries)

@@ -50,7 +50,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.gossip.actions import Deliver, GossipAction, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.mcache import MessageCache
-from murmur.overlay.gossip.score import DECAY_TO_ZERO, PeerScores
+from murmur.overlay.gossip.score import PeerScores, decayed
 from murmur.overlay.gossip.seen_cache import SeenCache
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import require_fast_path
@@ -650,9 +650,7 @@ class GossipRouter:
         decay = self._config.score_decay
         for st in self._peers.values():
             if st.broken_promises:
-                st.broken_promises *= decay
-                if st.broken_promises < DECAY_TO_ZERO:
-                    st.broken_promises = 0.0
+                st.broken_promises = decayed(st.broken_promises, decay)
             st.ihave_entries = 0
             st.ihave_ids = 0
             st.iwant_served.clear()
@@ -858,7 +856,7 @@ class GossipRouter:
         link); one that does it more than ``broken_promise_threshold`` times within a few
         heartbeats is offering what it withholds, and each further time costs it
         ``broken_promise_penalty`` (gossipsub v1.1's P7, its behaviour penalty)."""
-        if st.ignored or self._peers.get(st.id) is not st:
+        if not self._is_live(st):
             return
         st.broken_promises += 1.0
         if st.broken_promises > self._config.broken_promise_threshold:

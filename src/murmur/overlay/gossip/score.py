@@ -19,6 +19,12 @@ DECAY_TO_ZERO = 0.01
 """Scores closer to zero than this become zero."""
 
 
+def decayed(value: float, factor: float) -> float:
+    """``value`` after one heartbeat's decay by ``factor``, snapped to zero once negligible."""
+    value *= factor
+    return 0.0 if abs(value) < DECAY_TO_ZERO else value
+
+
 class PeerScores:
     __slots__ = ("_decay", "_max_retained", "_retained", "_scores")
 
@@ -54,14 +60,13 @@ class PeerScores:
         """One heartbeat's decay, for connected and retained peers alike."""
         for peer, score in self._scores.items():
             if score:
-                score *= self._decay
-                self._scores[peer] = 0.0 if abs(score) < DECAY_TO_ZERO else score
+                self._scores[peer] = decayed(score, self._decay)
         for peer in list(self._retained):
-            score = self._retained[peer] * self._decay
-            if abs(score) < DECAY_TO_ZERO:
-                del self._retained[peer]
-            else:
+            score = decayed(self._retained[peer], self._decay)
+            if score:
                 self._retained[peer] = score
+            else:
+                del self._retained[peer]
 
     @property
     def retained(self) -> int:

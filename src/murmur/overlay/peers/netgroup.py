@@ -31,9 +31,9 @@ from dataclasses import dataclass
 
 IPV4_PREFIX_BITS = 16
 IPV6_PREFIX_BITS = 32
+# A *site*: the IPv4 /24 or IPv6 /48 one customer is usually given, narrower than a group.
 IPV4_SITE_BITS = 24
 IPV6_SITE_BITS = 48
-"""A *site*: the IPv4 /24 or IPv6 /48 one customer is usually given, narrower than a group."""
 
 
 @functools.lru_cache(maxsize=65_536)
