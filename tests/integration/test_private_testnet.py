@@ -24,3 +24,5 @@ def test_hundred_private_transactions_reach_all_twelve_nodes_exactly_once() -> N
     assert result["fast_path_delivery_ratio"] == 1.0
     assert result["relay_participation"] > 0.5
     assert result["handshake_failures"] == 0
+    # every node enters through one guard, kept in its directory for the next start
+    assert result["entry_guards"] == 1 and result["nodes_with_guards_saved"] == 12

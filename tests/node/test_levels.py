@@ -56,6 +56,7 @@ def test_presets_set_the_circuits_and_the_default_level() -> None:
     assert (client.hops, client.lifetime_s, client.min_relay_score) == (3, 600.0, 0.2)
     assert client.build_race == 1  # racing is measured off by default (docs/evaluation.md)
     assert default.relay_config().forward_delay is None
+    assert all(PrivacySettings.from_names(p).client_config().guards.count == 1 for p in PRESETS)
 
     maximum = PrivacySettings.from_names("maximum")
     assert maximum.level is LEVELS["maximum"]
@@ -67,6 +68,21 @@ def test_presets_set_the_circuits_and_the_default_level() -> None:
     assert (client.hops, client.min_relay_score) == (2, MIN_RELAY_SCORE)
     assert censored.level.shaping.origin_delay is None and censored.level.shaping.cover is None
     assert censored.level.shaping.buckets == PADDING_BUCKETS_BYTES
+
+
+def test_tuning_near_first_hops_replaces_the_guard_and_lifetimes_compress() -> None:
+    default = PrivacySettings.from_names()
+    near = default.tuned(near_first_hops=3).client_config()
+    assert (near.near_first_hops, near.guards.count) == (3, 0)
+    assert default.tuned(near_first_hops=0).client_config().guards.count == 1
+    unguarded = default.tuned(entry_guards=0, circuit_lifetime_s=20.0).client_config()
+    assert (unguarded.guards.count, unguarded.lifetime_s, unguarded.lifetime_jitter_s) == (
+        0,
+        20.0,
+        6.0,
+    )
+    with pytest.raises(ValueError, match="near first hops"):
+        default.tuned(near_first_hops=3, entry_guards=1).client_config()
 
 
 def test_a_named_level_overrides_the_presets_and_messages_may_ask_for_others() -> None:

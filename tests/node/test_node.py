@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from murmur.base.errors import ConfigError
@@ -38,7 +40,9 @@ from murmur.wire.gossip import (
 class Net:
     """Moves SendBytes between nodes; each connection is a pair of ConnIds."""
 
-    def __init__(self, n: int, *, peers_of=None, stem_config: StemConfig | None = None) -> None:
+    def __init__(
+        self, n: int, *, peers_of=None, stem_config: StemConfig | None = None, **node_args: Any
+    ) -> None:
         self.now = 0.0
         self.ids = [Identity.from_seed(bytes([i + 1]) * 32) for i in range(n)]
         self.addr = {i: HostPort(f"127.{i + 1}.0.1", 10_000 + i) for i in range(n)}
@@ -57,6 +61,7 @@ class Net:
                     now=0.0,
                     wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
                     stem_config=stem_config,
+                    **node_args,
                 )
             )
         self.pipe: dict[tuple[int, ConnId], tuple[int, ConnId]] = {}

@@ -6,6 +6,7 @@ import itertools
 from dataclasses import replace
 from functools import partial
 from itertools import pairwise
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -14,7 +15,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError, RemoteProtocolError
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
-from murmur.node.node import ANNOUNCE_TOPIC
+from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_SWEEP_S, Node
 from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
     MAX_SYNC_IDS,
@@ -26,6 +27,7 @@ from murmur.node.private_path import (
     decode_sync_response,
     encode_sync_request,
 )
+from murmur.node.sessions import Session
 from murmur.overlay.announce import (
     DEFAULT_TTL_S,
     MAX_CLOCK_SKEW_S,
@@ -46,8 +48,8 @@ from tests.node import test_node
 from tests.node.test_node import Net
 
 
-def _ready_net(n: int = 8) -> Net:
-    net = Net(n, peers_of=lambda i: [j for j in range(max(0, i - 3), i)])
+def _ready_net(n: int = 8, **node_args: Any) -> Net:
+    net = Net(n, peers_of=lambda i: [j for j in range(max(0, i - 3), i)], **node_args)
     for i, node in enumerate(net.nodes):
         node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
     net.tick(20.0)
@@ -602,3 +604,68 @@ def test_sync_reply_garbage_raises_only_remote_protocol_error(payload: bytes) ->
         return
     assert all(len(mid) == MESSAGE_ID_BYTES for mid in found)
     assert sum(MESSAGE_ID_BYTES + 4 + len(data) for data in found.values()) <= len(payload)
+
+
+def _unused_circuit_links(node: Node) -> list[Session]:
+    in_use = node.circuits.peers_in_use()
+    return [
+        s
+        for s in node._sessions.values()
+        if s.for_circuit and s.ready and s.peer_id is not None and s.peer_id not in in_use
+    ]
+
+
+def test_links_opened_for_circuits_close_once_no_circuit_uses_them() -> None:
+    # 20-30 s instead of 3-4.5 min: in 12 nodes a link unused for minutes is rare (the next
+    # rotation soon runs a circuit through it again), in a thousand it is the rule.
+    idle = (20.0, 30.0)
+    net = _ready_net(12, circuit_link_idle_s=idle)
+    assert sum(n.counters.get("dials.for_circuit") for n in net.nodes) > 0
+    low, high = idle
+    longest_unused = 0.0
+    while net.now < 1200.0:  # every circuit rotated once or twice (600-780 s each)
+        net.tick(net.now + 5.0, step=1.0)
+        for node in net.nodes:
+            for session in _unused_circuit_links(node):
+                if session.unused_since is None:
+                    continue  # unused since the last sweep only
+                assert low <= session.close_unused_at - session.unused_since <= high
+                longest_unused = max(longest_unused, net.now - session.unused_since)
+    assert sum(n.counters.get("circuit_links_closed_unused") for n in net.nodes) > 0
+    assert longest_unused <= high + CIRCUIT_LINK_SWEEP_S + 1.0
+    origin = net.nodes[0]  # and circuits still reach new relays
+    origin.send_private("transaction", b"after the links closed" * 10, net.now)
+    net.run()
+    net.tick(net.now + 5.0)
+    assert sum(n.counters.get("exit_published") for n in net.nodes) == 1
+
+
+def test_links_to_peers_a_node_chose_are_never_closed_as_unused() -> None:
+    net = _ready_net()
+    net.tick(900.0, step=1.0)
+    for i, node in enumerate(net.nodes):
+        bootstrap = {net.ids[j].node_id for j in range(max(0, i - 3), i)}
+        linked = {s.peer_id for s in node._sessions.values() if s.ready}
+        assert bootstrap <= linked, f"node {i}"
+
+
+def test_a_restarted_node_knows_its_guard_at_once_from_the_kept_announcement() -> None:
+    net = _ready_net()
+    node = net.nodes[5]
+    (guard,) = node.guard_records()
+    kept = node.guard_announcements()
+    assert list(kept) == [guard.node_id]
+    restarted = Node(
+        identity=net.ids[5],
+        config=node.config,
+        rng=SeededRng(99),
+        now=net.now,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+        guards=[guard],
+    )
+    forged = bytearray(kept[guard.node_id])
+    forged[-1] ^= 1
+    assert restarted.restore_announcements([bytes(forged), b"junk"], net.now) == 0
+    assert restarted.restore_announcements(kept.values(), net.now) == 1
+    assert guard.node_id in restarted.private.directory
+    assert restarted.guard_records() == [guard]

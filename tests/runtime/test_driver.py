@@ -18,7 +18,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -26,10 +26,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from murmur.base.errors import ConfigError
+from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
 from murmur.node.config import HostPort, NodeConfig, TxRoute
 from murmur.overlay.announce import PeerAnnouncement
+from murmur.overlay.circuits.guards import GuardRecord
 from murmur.runtime import keystore, transport
 from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
@@ -366,3 +368,23 @@ def test_a_stepped_wall_clock_reaches_the_node_which_announces_again_dated_right
     assert own is not None
     assert abs(PeerAnnouncement.decode(own).issued_at - (time.time() + due - now)) < 5.0
     assert runtime.node.private.book.wall_clock_offset_s == runtime.node.private.wall_clock_offset_s
+
+
+def test_a_runtime_enters_through_the_guards_its_directory_kept(tmp_path: Path) -> None:
+    """The node directory's guard list reaches the node at start, and the list the node holds
+    is written back whenever it changes (at the end of a tick)."""
+    identity = keystore.init_node_dir(tmp_path)
+    now = time.time()
+    kept = [
+        GuardRecord(NodeId(b"\x07" * 32), now - 50 * 86_400.0, now + 10 * 86_400.0),
+        GuardRecord(NodeId(b"\x08" * 32), now - 60 * 86_400.0, now - 1.0),  # its time is up
+    ]
+    keystore.write_guards(tmp_path, kept, {})
+    runtime = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+    assert runtime.node.guard_records() == kept
+    runtime.node.handle_timer(time.monotonic())  # the pool tries to build: the list is pruned
+    runtime._save_guards(time.monotonic())
+    (saved,) = keystore.read_guards(tmp_path).records
+    assert saved.unlisted_since is not None  # no directory yet: skipped, kept for 20 days
+    assert abs(saved.unlisted_since - time.time()) < 60.0
+    assert replace(saved, unlisted_since=None) == kept[0]

@@ -11,14 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from murmur.base.errors import ConfigError
+from murmur.base.ids import NodeId
 from murmur.node.config import HostPort, NodeConfig, render_config
+from murmur.overlay.circuits.guards import GuardRecord
 from murmur.runtime import keystore
 from murmur.runtime.keystore import (
     CONFIG_FILE,
     COOKIE_FILE,
+    GUARDS_FILE,
     IDENTITY_FILE,
     LOCK_FILE,
     NODE_INFO_FILE,
+    KeptGuards,
     MissingFileError,
     clear_node_info,
     init_node_dir,
@@ -26,8 +30,10 @@ from murmur.runtime.keystore import (
     load_identity,
     lock_node_dir,
     read_cookie,
+    read_guards,
     read_node_info,
     write_cookie,
+    write_guards,
     write_node_info,
 )
 from tests.damage import damaged
@@ -174,6 +180,49 @@ def test_node_info(tmp_path: Path) -> None:
         read_node_info(tmp_path)
 
 
+def test_entry_guards_round_trip_private_and_in_order(
+    tmp_path: Path, permissive_umask: None
+) -> None:
+    assert read_guards(tmp_path) == KeptGuards()  # before the first run
+    records = [
+        GuardRecord(NodeId(b"\x01" * 32), 1.7e9, 1.7e9 + 40 * 86_400.0),
+        GuardRecord(NodeId(b"\x02" * 32), 1.7e9 + 5.0, 1.7e9 + 50 * 86_400.0, 1.7e9 + 60.0),
+    ]
+    write_guards(tmp_path, records, {records[1].node_id: b"signed record"})
+    assert mode(tmp_path / GUARDS_FILE) == 0o600
+    assert read_guards(tmp_path) == KeptGuards(records, [b"signed record"])
+    (tmp_path / GUARDS_FILE).chmod(0o666)  # whoever could write it would choose our guards
+    with pytest.raises(ConfigError, match="chmod 600"):
+        read_guards(tmp_path)
+
+
+_ID = "ab" * 32
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{}",
+        "[1]",
+        '[{"node_id": "ab", "added_at": 1, "expires_at": 2, "unlisted_since": null}]',
+        f'[{{"node_id": "{_ID}", "added_at": NaN, "expires_at": 2, "unlisted_since": null}}]',
+        f'[{{"node_id": "{_ID}", "added_at": true, "expires_at": 2, "unlisted_since": 1}}]',
+        f'[{{"node_id": "{"zz" * 32}", "added_at": 1, "expires_at": 2, "unlisted_since": null}}]',
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2}}]',
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
+        '"announcement": "xyz"}]',
+    ],
+)
+def test_a_damaged_guard_file_is_an_error_that_says_how_to_start_afresh(
+    tmp_path: Path, text: str
+) -> None:
+    path = tmp_path / GUARDS_FILE
+    path.write_text(text)
+    path.chmod(0o600)
+    with pytest.raises(ConfigError, match="delete it to draw new guards"):
+        read_guards(tmp_path)
+
+
 @pytest.mark.parametrize("loose", [0o777, 0o770, 0o702, 0o1777])
 def test_a_directory_others_may_write_is_refused(tmp_path: Path, loose: int) -> None:
     """Whoever can write the directory can swap node.json for one naming their own port."""
@@ -229,6 +278,7 @@ _LOADERS: list[tuple[str, Callable[[Path], Any]]] = [
     (COOKIE_FILE, read_cookie),
     (NODE_INFO_FILE, read_node_info),
     (CONFIG_FILE, load_config),
+    (GUARDS_FILE, read_guards),
 ]
 _VALID_CONTENTS = [
     b"s" * 32,
@@ -236,6 +286,9 @@ _VALID_CONTENTS = [
     json.dumps({"pid": 1, "listen": "127.0.0.1:5000", "api": "127.0.0.1:5001"}).encode(),
     render_config(NodeConfig(listen=HostPort("0.0.0.0", 7000))).encode(),
     b"[" * 5_000,  # nested past the recursion limit
+    json.dumps(
+        [{"node_id": "ab" * 32, "added_at": 1.0, "expires_at": 2.0, "unlisted_since": None}]
+    ).encode(),
 ]
 
 

@@ -203,6 +203,20 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: decide build races before the exit (the exit's link stays a random draw)",
     )
     parser.add_argument(
+        "--entry-guards",
+        type=integer(0),
+        default=None,
+        metavar="K",
+        help="onion: take hop 1 from K entry guards (0: from every relay), for tuning",
+    )
+    parser.add_argument(
+        "--circuit-lifetime",
+        type=real(0.0, above=True),
+        default=None,
+        metavar="S",
+        help="onion: rotate circuits after S seconds (plus jitter), to fit many rotations in a run",
+    )
+    parser.add_argument(
         "--upkeep-window",
         type=real(0.0),
         default=0.0,
@@ -442,6 +456,8 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
                 race_through_exit=False if args.race_before_exit else None,
+                entry_guards=args.entry_guards,
+                circuit_lifetime_s=args.circuit_lifetime,
                 origin_delay=args.origin_delay,
                 slot_law=None if args.slot_law is None else TimingLaw(args.slot_law),
                 upkeep_window_s=args.upkeep_window,
@@ -591,6 +607,8 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion build race override": args.build_race,
         "onion near first hops override": args.near_first_hops,
         "onion race decided before the exit": args.race_before_exit,
+        "onion entry guards override": args.entry_guards,
+        "onion circuit lifetime override (s)": args.circuit_lifetime,
         "onion directory upkeep window (s)": args.upkeep_window or None,
         "onion announcements": "eager push" if args.eager_announcements else "lazy",
         "runs": args.runs or 1,

@@ -44,7 +44,7 @@ from murmur.base.ids import NodeId
 from murmur.interfaces.api_client import ApiClient
 from murmur.interfaces.signals import shielded, terminate_by_exception
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig
-from murmur.runtime.keystore import init_node_dir
+from murmur.runtime.keystore import init_node_dir, read_guards
 from murmur.wire.link import CELL_RECORD_BYTES
 
 TESTNET_PATHS = ("fast", "private", "dandelion")
@@ -481,6 +481,9 @@ def run_testnet(
                 onion = phase(topic=PRIVATE_TOPIC, count=tx, include_origin=True, level=level)
                 phase_rate = _bytes_per_node_per_s(phase_start, Traffic.now(net), nodes, hops)
             statuses = _statuses(net)
+            saved_guards = [
+                [g.node_id.hex() for g in read_guards(node.directory).records] for node in net
+            ]
     main = onion or stemmed or fast
     result: dict[str, Any] = {
         "nodes": nodes,
@@ -541,6 +544,12 @@ def run_testnet(
                 ),
                 "duplicate_deliveries": _duplicates(statuses, tx),
                 "circuits_ready_s": round(circuits_s or 0.0, 3),
+                "entry_guards": node_config.privacy().preset.entry_guards,
+                "nodes_with_guards_saved": sum(
+                    1
+                    for s, saved in zip(statuses, saved_guards, strict=True)
+                    if saved and saved == s["entry_guards"]
+                ),
             }
         )
     result["wall_seconds"] = round(time.monotonic() - started, 3)

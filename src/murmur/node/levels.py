@@ -22,6 +22,7 @@ from types import MappingProxyType
 
 from murmur.base.errors import ConfigError
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
+from murmur.overlay.circuits.guards import GuardConfig
 from murmur.overlay.shaping.config import (
     CoverConfig,
     DelayRange,
@@ -62,6 +63,12 @@ class PrivacyPreset:
     dialled it and have it among their nearest (:mod:`murmur.sim.near_entry`)."""
     race_through_exit: bool = True
     """Decide a build race on the whole path (True) or before the exit (False)."""
+    entry_guards: int = 1
+    """Relays hop 1 is taken from, kept 30 to 60 days (0: hop 1 from every relay, afresh for
+    each circuit); :mod:`murmur.overlay.circuits.guards`. One in every preset, as in Tor: over
+    months of rotations a sender whose hop 1 is drawn afresh is sooner or later seen by a spy
+    at hop 1 with a second spy on the same circuit; with a guard only the senders whose guard
+    is a spy ever are (docs/evaluation.md §6, "Entry guards")."""
 
 
 STANDARD = PrivacyLevel(
@@ -166,13 +173,17 @@ class PrivacySettings:
         race_through_exit: bool | None = None,
         origin_delay: DelayRange | None = None,
         slot_law: TimingLaw | None = None,
+        entry_guards: int | None = None,
+        circuit_lifetime_s: float | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none), holding each message back at the origin for ``origin_delay`` (seed §2.3),
         timing its slots by another law (a level with slot-based sending only), and the preset
         racing another number of candidate circuits and drawing hop 1 from another number of
-        near links: the knobs the simulator sweeps to choose the defaults. They are not node
-        settings: a node on a level of its own would stand out among the others."""
+        near links, keeping another number of entry guards and rotating circuits after another
+        lifetime (the simulator compresses months of rotations into minutes this way): the
+        knobs the simulator sweeps to choose the defaults. They are not node settings: a node
+        on a level of its own would stand out among the others."""
         level, preset = self.level, self.preset
         shaping = level.shaping
         if cover_rate_per_s is not None:
@@ -190,9 +201,15 @@ class PrivacySettings:
         if build_race is not None:
             preset = replace(preset, build_race=build_race)
         if near_first_hops is not None:
-            preset = replace(preset, near_first_hops=near_first_hops)
+            # near first hops choose hop 1 instead of guards, unless guards are asked for too
+            guards = 0 if near_first_hops and entry_guards is None else preset.entry_guards
+            preset = replace(preset, near_first_hops=near_first_hops, entry_guards=guards)
         if race_through_exit is not None:
             preset = replace(preset, race_through_exit=race_through_exit)
+        if entry_guards is not None:
+            preset = replace(preset, entry_guards=entry_guards)
+        if circuit_lifetime_s is not None:
+            preset = replace(preset, circuit_lifetime_s=circuit_lifetime_s)
         return PrivacySettings(preset, level)
 
     def level_for(self, name: str | None) -> PrivacyLevel:
@@ -211,6 +228,7 @@ class PrivacySettings:
             build_race=self.preset.build_race,
             near_first_hops=self.preset.near_first_hops,
             race_through_exit=self.preset.race_through_exit,
+            guards=GuardConfig(count=self.preset.entry_guards),
         )
 
     def relay_config(self) -> RelayConfig:

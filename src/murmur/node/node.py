@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from murmur.base.errors import ConfigError, LocalProtocolError, RemoteProtocolError
@@ -70,10 +71,11 @@ from murmur.overlay.circuits.events import (
     SendCell,
     SendFailed,
 )
+from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.selection import on_local_network
 from murmur.overlay.gossip.actions import Deliver, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
-from murmur.overlay.gossip.router import GossipRouter
+from murmur.overlay.gossip.router import GossipRouter, Validation
 from murmur.overlay.peers.backoff import ReconnectBackoff
 from murmur.overlay.peers.bans import AddressThrottle, BanList
 from murmur.overlay.peers.limits import PeerRateLimiter
@@ -93,6 +95,14 @@ DUPLICATE_DRAIN_S = 10.0
 """How long a link that lost to a duplicate is still read: far above the few round trips
 between the two ends seeing their handshakes complete."""
 ANNOUNCE_TOPIC = MessageType.PEER_ANNOUNCEMENT.value
+CIRCUIT_LINK_IDLE_S = (180.0, 270.0)
+"""A link opened for a circuit is closed once no circuit has run through it for a uniform time
+in this range (Tor closes connections without circuits after 3 to 4.5 minutes; random, so the
+close does not date the last circuit). Kept open, such links piled up at every rotation until
+the node's ``MAX_CIRCUIT_LINKS`` and its relays' inbound slots were full, and then circuits
+could no longer reach new relays (docs/evaluation.md §6, "Entry guards")."""
+CIRCUIT_LINK_SWEEP_S = 10.0
+"""How often links opened for circuits are checked for use (at the node's timers)."""
 
 
 @dataclass(slots=True)
@@ -121,11 +131,16 @@ class Node:
         relay_config: RelayConfig | None = None,
         privacy: PrivacySettings | None = None,
         stem_config: StemConfig | None = None,
+        guards: Iterable[GuardRecord] = (),
+        circuit_link_idle_s: tuple[float, float] = CIRCUIT_LINK_IDLE_S,
     ) -> None:
         """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now`` (the runtime
         measures it, and tells the node when it changes: :meth:`set_wall_clock`; the simulator
         fixes it); it dates the node's announcements and judges others'. ``privacy``: the node's
-        resolved preset and level, when not the config's (the simulator tunes levels this way)."""
+        resolved preset and level, when not the config's (the simulator tunes levels this way).
+        ``guards``: the entry guards the node kept when it last ran (``guard_records``).
+        ``circuit_link_idle_s``: how long a link opened for circuits stays open unused (the
+        simulator shortens it with the circuits' lifetime when it compresses time)."""
         self.identity = identity
         self.node_id = identity.node_id
         self.config = config
@@ -152,6 +167,7 @@ class Node:
             client_config=client_config,
             relay_config=relay_config,
             privacy=privacy or config.privacy(),
+            guards=guards,
         )
         self.circuits = self.private.circuits
         self.stem = StemPath(rng=rng, config=stem_config)
@@ -171,6 +187,8 @@ class Node:
         self._by_peer: dict[NodeId, Session] = {}
         self._retired: dict[ConnId, float] = {}
         """Retired duplicate links and when each is closed."""
+        self._next_circuit_link_sweep = now
+        self._circuit_link_idle_s = circuit_link_idle_s
         self._bans = BanList()
         self._throttle = AddressThrottle()
         self._dial_targets = [
@@ -307,6 +325,7 @@ class Node:
         self._pump_circuits(now)
         self._dial_due(now)
         self._close_drained(now)
+        self._close_unused_circuit_links(now)
         self._pad_idle_links(now)
 
     # --- local commands ------------------------------------------------------------------
@@ -351,6 +370,36 @@ class Node:
         self.counters.inc("private_requests")
         self._pump_circuits(now)
         return request_id
+
+    def guard_records(self) -> list[GuardRecord]:
+        """The entry guards to keep for the next run (they change when ``guards_version``
+        does)."""
+        return self.circuits.client.guards.records()
+
+    @property
+    def guards_version(self) -> int:
+        return self.circuits.client.guards.version
+
+    def guard_announcements(self) -> dict[NodeId, bytes]:
+        """The announcement the node holds of each of its guards, to keep with the list: a
+        restarted node knows its guard at once, not when gossip brings the record back (in a
+        large network, up to its hourly renewal, and meanwhile it would draw another guard)."""
+        held: dict[NodeId, bytes] = {}
+        for guard in self.guard_records():
+            announcement = self.private.book.get(guard.node_id)
+            if announcement is not None:
+                held[guard.node_id] = announcement.encode()
+        return held
+
+    def restore_announcements(self, records: Iterable[bytes], now: float) -> int:
+        """Announcements kept from an earlier run (the guards'), each judged as if gossip had
+        delivered it (well formed, correctly signed, still alive on the wall clock, newer
+        than what the node holds); returns how many the node took."""
+        taken = 0
+        for data in records:
+            if self.private.validate_announcement(data, now) is Validation.ACCEPT:
+                taken += self.private.on_announcement(data, now) is not None
+        return taken
 
     def set_wall_clock(self, offset_s: float, now: float) -> None:
         """The wall clock now reads ``now + offset_s`` (it was set or stepped)."""
@@ -400,6 +449,7 @@ class Node:
             "bans": len(self._bans.active(now)),
             "relays_known": len(self.private.directory),
             "circuits": circuits,
+            "entry_guards": [guard.node_id.hex() for guard in self.guard_records()],
             "relay_cells_per_s": round(
                 circuits.get("relay.cells_relayed", 0) / max(now - self.started_at, 1e-9), 3
             ),
@@ -560,6 +610,30 @@ class Node:
         handshake on the kept link finished made it drop every circuit through us)."""
         session.retired = True
         self._retired[session.conn_id] = now + DUPLICATE_DRAIN_S
+
+    def _close_unused_circuit_links(self, now: float) -> None:
+        """Closes the links we opened for circuits that no circuit has used for a while
+        (``CIRCUIT_LINK_IDLE_S``). Links to peers we chose (bootstrap and peer targets) and
+        inbound links stay: the peer that opened one for its circuits closes it."""
+        if now < self._next_circuit_link_sweep:
+            return
+        self._next_circuit_link_sweep = now + CIRCUIT_LINK_SWEEP_S
+        in_use = self.circuits.peers_in_use()
+        low, high = self._circuit_link_idle_s
+        for session in list(self._sessions.values()):
+            peer = session.peer_id
+            if not session.for_circuit or not session.ready or peer is None:
+                continue
+            if self._by_peer.get(peer) is not session or self._chose(session, peer):
+                continue
+            if peer in in_use:
+                session.unused_since = None
+            elif session.unused_since is None:
+                session.unused_since = now
+                session.close_unused_at = now + self._rng.uniform(low, high)
+            elif now >= session.close_unused_at:
+                self.counters.inc("circuit_links_closed_unused")
+                self._close(session, now, "unused_circuit_link")
 
     def _close_drained(self, now: float) -> None:
         for conn_id, close_at in list(self._retired.items()):

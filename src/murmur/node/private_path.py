@@ -44,6 +44,7 @@ from murmur.overlay.announce import (
     sign_announcement,
 )
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
+from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.host import CircuitHost
 from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing
 from murmur.overlay.circuits.selection import (
@@ -163,10 +164,12 @@ class PrivatePath:
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
         privacy: PrivacySettings | None = None,
+        guards: Iterable[GuardRecord] = (),
     ) -> None:
         """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now``, for the issue
-        times announcements carry. Circuit configs not given explicitly come from ``privacy``
-        (default: the standard preset)."""
+        times announcements carry and the entry guards' lifetimes. Circuit configs not given
+        explicitly come from ``privacy`` (default: the standard preset). ``guards``: the entry
+        guards kept from an earlier run."""
         self.privacy = privacy or PrivacySettings.from_names()
         self._identity = identity
         self._capacity = capacity
@@ -198,6 +201,8 @@ class PrivatePath:
             answer=self.answer,
             client_config=client_config or self.privacy.client_config(),
             relay_config=relay_config or self.privacy.relay_config(),
+            guards=guards,
+            wall_clock_offset_s=wall_clock_offset_s,
         )
         self.origin = ShapedOrigin(port=self.circuits.client, rng=rng)
         own = self.privacy.level
@@ -244,6 +249,7 @@ class PrivatePath:
         next one is dated one millisecond after it, which receivers take."""
         moved = abs(offset_s - self.wall_clock_offset_s)
         self.book.wall_clock_offset_s = offset_s
+        self.circuits.client.wall_clock_offset_s = offset_s
         if self._sequence > (now + offset_s + MAX_CLOCK_SKEW_S) * 1000:
             self._sequence = 0
         if moved <= MAX_CLOCK_SKEW_S / 2:

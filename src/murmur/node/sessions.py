@@ -28,6 +28,10 @@ class Session:
     closing: bool = False
     for_circuit: bool = False
     """Opened because a circuit needed to extend here, not one of our bootstrap peers."""
+    unused_since: float | None = None
+    """A link opened for circuits: since when none has run through it (None: one does)."""
+    close_unused_at: float = 0.0
+    """When it is closed if still unused (``Node.CIRCUIT_LINK_IDLE_S`` after ``unused_since``)."""
     retired: bool = False
     """Lost to another link with the same peer: nothing more is sent on it, but what the peer
     already sent on it is still read until it is closed (see ``Node._retire``)."""

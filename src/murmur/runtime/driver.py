@@ -59,6 +59,9 @@ FLUSH_BYTES = 64 * 1024
 DIAL_TIMEOUT_S = 5.0
 MAX_PUBLISH_BYTES = 131_072
 SYNC_TIMEOUT_S = 30.0
+GUARDS_SAVE_INTERVAL_S = 600.0
+"""How often the guards' announcements are written again (they are renewed hourly and live
+three hours, so a restart finds the saved one alive)."""
 WALL_CLOCK_STEP_S = 1.0
 """A change of the wall clock against the monotonic one that the node is told of."""
 
@@ -79,6 +82,7 @@ class NodeRuntime:
         self.node_dir = node_dir
         self.transport = transport or TcpTransport()
         now = time.monotonic()
+        kept = keystore.KeptGuards() if node_dir is None else keystore.read_guards(node_dir)
         self.node = Node(
             identity=identity,
             config=config,
@@ -86,7 +90,11 @@ class NodeRuntime:
             now=now,
             # Announcements carry their issue time; the core reads no clock.
             wall_clock_offset_s=time.time() - now,
+            guards=kept.records,
         )
+        self.node.restore_announcements(kept.announcements, now)
+        self._guards_saved = self.node.guards_version
+        self._guards_saved_at = now
         self.listen_address: tuple[str, int] | None = None
         self.api_address: tuple[str, int] | None = None
         self._on_delivery = on_delivery
@@ -163,6 +171,7 @@ class NodeRuntime:
 
     async def stop(self) -> None:
         now = time.monotonic()
+        self._save_guards(now, force=True)
         for conn_id in list(self._conns):
             self.node.connection_lost(conn_id, now)
         for conn in self._conns.values():
@@ -326,7 +335,21 @@ class NodeRuntime:
             self._apply(self.node.drain_actions())
             self._end_of_tick()
             return
+        self._save_guards(time.monotonic())
         self._rearm_timer()
+
+    def _save_guards(self, now: float, *, force: bool = False) -> None:
+        """Keeps the entry guards in the node directory, so a restart enters through them:
+        when the list changes (a guard is drawn at first start, then every month or so), and
+        every ``GUARDS_SAVE_INTERVAL_S`` for their announcements, which a restart within
+        their lifetime uses at once."""
+        version = self.node.guards_version
+        due = now >= self._guards_saved_at + GUARDS_SAVE_INTERVAL_S
+        if self.node_dir is not None and (version != self._guards_saved or due or force):
+            keystore.write_guards(
+                self.node_dir, self.node.guard_records(), self.node.guard_announcements()
+            )
+            self._guards_saved, self._guards_saved_at = version, now
 
     def _flush_one(self, conn_id: ConnId, conn: StreamConnection) -> None:
         outbox = self._pending.pop(conn_id, None)

@@ -11,6 +11,10 @@ Theory of operation. A node directory ``D`` holds:
 * ``D/node.lock`` — held (``flock``) by the running node, so a second node cannot run on the
   same directory: it would share the identity, overwrite the first one's cookie and address
   card, and remove both when it stopped.
+* ``D/guards.json`` — written by the node whenever its entry guards change: ``[{"node_id":
+  HEX, "added_at": UNIX_S, "expires_at": UNIX_S, "unlisted_since": UNIX_S | null}, ...]`` in
+  sampling order, so a restart keeps the guards (drawing new ones at every start would undo
+  what guards are for). Not a secret, but it tells which relays this node enters through.
 
 Every file is written as a temporary file created with ``os.open(..., 0o600)`` (and ``fchmod``
 to exactly 0600, whatever the umask), then renamed over the target: no file is ever visible
@@ -26,28 +30,37 @@ from __future__ import annotations
 
 import fcntl
 import json
+import math
 import os
 import re
 import secrets
 import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from murmur.base.errors import ConfigError
+from murmur.base.ids import NODE_ID_BYTES, NodeId
 from murmur.crypto.identity import SEED_BYTES, Identity
 from murmur.node.config import NodeConfig, parse_config, render_config
+from murmur.overlay.circuits.guards import GuardRecord
 
 IDENTITY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
 COOKIE_FILE = "api.cookie"
 NODE_INFO_FILE = "node.json"
 LOCK_FILE = "node.lock"
+GUARDS_FILE = "guards.json"
 
 PRIVATE_FILE_MODE = 0o600
 NODE_DIR_MODE = 0o700
 COOKIE_BYTES = 32
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NODE_INFO_BYTES = 64 * 1024
+MAX_GUARDS_BYTES = 1024 * 1024
+MAX_KEPT_ANNOUNCEMENT_BYTES = 16 * 1024
+"""A guard's kept announcement (about 8.8 kB: ML-DSA-87 and ML-KEM-1024 keys, a signature)."""
 
 _COOKIE = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -232,6 +245,80 @@ def clear_node_info(path: str | os.PathLike[str]) -> None:
     directory = Path(path)
     (directory / NODE_INFO_FILE).unlink(missing_ok=True)
     (directory / COOKIE_FILE).unlink(missing_ok=True)
+
+
+@dataclass(frozen=True)
+class KeptGuards:
+    """What ``guards.json`` holds: the guard list, and the last announcement the node held of
+    each guard (unchecked here: the node verifies them as if gossip had delivered them)."""
+
+    records: list[GuardRecord] = field(default_factory=list)
+    announcements: list[bytes] = field(default_factory=list)
+
+
+def write_guards(
+    path: str | os.PathLike[str],
+    records: list[GuardRecord],
+    announcements: Mapping[NodeId, bytes],
+) -> None:
+    entries = [
+        {
+            "node_id": g.node_id.hex(),
+            "added_at": g.added_at,
+            "expires_at": g.expires_at,
+            "unlisted_since": g.unlisted_since,
+            "announcement": (record := announcements.get(g.node_id)) and record.hex(),
+        }
+        for g in records
+    ]
+    _write_private(Path(path) / GUARDS_FILE, json.dumps(entries, indent=2).encode() + b"\n")
+
+
+def read_guards(path: str | os.PathLike[str]) -> KeptGuards:
+    """The entry guards a node kept (none before its first run). A file that is not one
+    ``write_guards`` wrote is an error, not an empty list: silently drawing new guards would
+    undo what guards are for, so the error says to delete the file to draw them anew."""
+    guards_path = Path(path) / GUARDS_FILE
+    try:
+        # private: whoever could write it would choose the relays this node enters through
+        data = _read(guards_path, MAX_GUARDS_BYTES, "", private=True)
+    except MissingFileError:
+        return KeptGuards()
+    fix = (
+        f"{guards_path} is not an entry guard list written by murmur; "
+        "delete it to draw new guards"
+    )
+    try:
+        entries = json.loads(data)
+        if not isinstance(entries, list):
+            raise ConfigError(fix)
+        kept = KeptGuards([_guard_record(entry) for entry in entries])
+        for entry in entries:
+            record = entry.get("announcement")
+            if record is not None:
+                announcement = bytes.fromhex(record)
+                if len(announcement) > MAX_KEPT_ANNOUNCEMENT_BYTES:
+                    raise ValueError("announcement too large")
+                kept.announcements.append(announcement)
+        return kept
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        raise ConfigError(fix) from None
+
+
+def _guard_record(entry: Any) -> GuardRecord:
+    node_id = bytes.fromhex(entry["node_id"])
+    added_at, expires_at, unlisted = entry["added_at"], entry["expires_at"], entry["unlisted_since"]
+    times = [added_at, expires_at] + ([] if unlisted is None else [unlisted])
+    if len(node_id) != NODE_ID_BYTES or not all(
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in times
+    ):
+        raise ValueError("bad guard entry")
+    return GuardRecord(
+        NodeId(node_id),
+        float(added_at),
+        float(expires_at),
+        None if unlisted is None else float(unlisted),
+    )
 
 
 class NodeDirLock:

@@ -69,8 +69,8 @@ from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import MessageDelivered, PrivateSendFailed
 from murmur.node.config import BootstrapPeer, NodeConfig
-from murmur.node.levels import DEFAULT_PRESET, PrivacySettings
-from murmur.node.node import ANNOUNCE_TOPIC, Node
+from murmur.node.levels import DEFAULT_PRESET, PRESETS, PrivacySettings
+from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_IDLE_S, Node
 from murmur.node.private_path import REANNOUNCE_INTERVAL_S
 from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.gossip.config import GossipConfig
@@ -136,6 +136,11 @@ class OnionKit:
     """Overrides how many near outbound links hop 1 is drawn from, for tuning sweeps."""
     race_through_exit: bool | None = None
     """Overrides whether a build race is decided on the whole path or before the exit."""
+    entry_guards: int | None = None
+    """Overrides the preset's number of entry guards (0: hop 1 from every relay)."""
+    circuit_lifetime_s: float | None = None
+    """Overrides the preset's circuit lifetime (with its jitter in proportion): short ones fit
+    many rotations into a run, to measure exposure that grows with time."""
     origin_delay: DelayRange | None = None
     """Holds every private message back at its origin for a uniform delay (seed §2.3)."""
     slot_law: TimingLaw | None = None
@@ -161,6 +166,8 @@ class OnionKit:
             race_through_exit=self.race_through_exit,
             origin_delay=self.origin_delay,
             slot_law=self.slot_law,
+            entry_guards=self.entry_guards,
+            circuit_lifetime_s=self.circuit_lifetime_s,
         )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
@@ -261,6 +268,11 @@ class _OnionRun:
         # network-wide re-announcement is 18 GB without; see murmur.overlay.gossip.shared).
         shared = SharedMessages()
         gossip_config = GossipConfig(lazy_topics=frozenset()) if kit.eager_announcements else None
+        # Compressed time: links opened for circuits stay open unused for the same share of a
+        # circuit's lifetime as at the preset's own (else they pile up, as every rotation opens
+        # new ones long before the old ones would close).
+        compression = privacy.preset.circuit_lifetime_s / PRESETS[kit.preset].circuit_lifetime_s
+        link_idle = (CIRCUIT_LINK_IDLE_S[0] * compression, CIRCUIT_LINK_IDLE_S[1] * compression)
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -276,6 +288,7 @@ class _OnionRun:
                 wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
                 privacy=privacy,
                 gossip_config=gossip_config,
+                circuit_link_idle_s=link_idle,
             )
             node.gossip.share_messages(shared)
             node.set_advertised_address(addresses[v].host, addresses[v].port, boot)
@@ -606,6 +619,8 @@ class _OnionRun:
             "build_race": self.privacy.preset.build_race,
             "near_first_hops": self.privacy.preset.near_first_hops,
             "race_through_exit": int(self.privacy.preset.race_through_exit),
+            "entry_guards": self.privacy.preset.entry_guards,
+            "circuit_lifetime_s": self.privacy.preset.circuit_lifetime_s,
             "cover_messages": tally.pop("cover_messages"),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,

@@ -28,6 +28,7 @@ from __future__ import annotations
 import enum
 import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
@@ -46,6 +47,7 @@ from murmur.overlay.circuits.events import (
     SendCell,
     SendFailed,
 )
+from murmur.overlay.circuits.guards import EntryGuards, GuardRecord
 from murmur.overlay.circuits.handshake import ClientPending, client_finish, client_onionskin
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.layers import OriginLayers
@@ -94,6 +96,8 @@ class _Phase(enum.Enum):
 
 _BUILDING = frozenset({_Phase.AWAIT_LINK, _Phase.AWAIT_CREATED, _Phase.AWAIT_EXTENDED})
 _USABLE = frozenset({_Phase.READY, _Phase.RETIRING})
+_BEFORE_HOP_ONE = frozenset({_Phase.AWAIT_LINK, _Phase.AWAIT_CREATED})
+"""A circuit that fails here failed at hop 1: its guard is skipped for a while."""
 
 
 @dataclass(slots=True, eq=False)
@@ -137,9 +141,16 @@ class CircuitClient:
         own_prefixes: frozenset[bytes] = frozenset(),
         config: ClientConfig | None = None,
         ids: CircuitIds | None = None,
+        guards: Iterable[GuardRecord] = (),
+        wall_clock_offset_s: float = 0.0,
     ) -> None:
-        """``own_prefixes``: :func:`network_prefix` of every address this node is known by."""
+        """``own_prefixes``: :func:`network_prefix` of every address this node is known by.
+        ``guards``: the entry guards kept from an earlier run (with ``config.guards.count``).
+        ``wall_clock_offset_s``: wall-clock time minus ``now``, which guard lifetimes are
+        measured on (kept up to date by whoever corrects the node's clock)."""
         self.config = config or ClientConfig()
+        self.guards = EntryGuards(self.config.guards, rng, guards)
+        self.wall_clock_offset_s = wall_clock_offset_s
         self.node_id = node_id
         self.directory = directory
         self.own_prefixes = own_prefixes
@@ -212,19 +223,12 @@ class CircuitClient:
         self.counters.inc("cover_cells_sent", cells)
         return True
 
-    def check_available(self) -> None:
+    def check_available(self, now: float) -> None:
         """Raises :class:`NoCircuitAvailable` now if a send could neither find a ready circuit
         nor have one built (too few diverse relays known), as :meth:`send` itself would."""
         if self._ready() or self._building():
             return
-        select_path(
-            self.directory,
-            self._rng,
-            hops=self.config.hops,
-            origin=self.node_id,
-            origin_prefixes=self.own_prefixes,
-            min_score=self.config.min_relay_score,
-        )
+        self._draw_path(self._slot_first_hop(now))
 
     def build_soon(self, now: float) -> None:
         """A send waits for a circuit (held by the caller): start building one now unless one
@@ -249,6 +253,10 @@ class CircuitClient:
 
     def ready_circuits(self) -> int:
         return len(self._ready())
+
+    def peers_in_use(self) -> set[NodeId]:
+        """The first hops of our circuits (built, building or awaiting their link)."""
+        return {circuit.first for circuit in self._circuits.values()} | self._dialing
 
     def circuit_paths(self) -> list[tuple[NodeId, ...]]:
         """The relays of each usable circuit, hop 1 first: what only this node knows (for a
@@ -404,8 +412,8 @@ class CircuitClient:
         anyway, and the node dials one hop 1 per slot, as without a race (a race over fresh
         first hops dials one per candidate, and relays' inbound limits refused them:
         docs/evaluation.md §6, session 8)."""
+        first_hop = self._slot_first_hop(now)
         race, self._next_race = self._next_race, self._next_race + 1
-        first_hop = self._slot_first_hop()
         handles: set[int] = set()
         for _ in range(self.config.build_race):
             try:
@@ -421,8 +429,8 @@ class CircuitClient:
         if self.config.build_race > 1:
             self.counters.inc("races_started")
 
-    def _start_candidate(self, race: int, now: float, first_hop: list[NodeId]) -> _Circuit:
-        path = select_path(
+    def _draw_path(self, first_hop: list[NodeId]) -> list[RelayInfo]:
+        return select_path(
             self.directory,
             self._rng,
             hops=self.config.hops,
@@ -431,6 +439,9 @@ class CircuitClient:
             min_score=self.config.min_relay_score,
             first_hop=first_hop,
         )
+
+    def _start_candidate(self, race: int, now: float, first_hop: list[NodeId]) -> _Circuit:
+        path = self._draw_path(first_hop)
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         first = path[0].node_id
         circuit = _Circuit(
@@ -454,21 +465,35 @@ class CircuitClient:
             self._actions.append(ConnectTo(first, path[0].address))
         return circuit
 
-    def _slot_first_hop(self) -> list[NodeId]:
-        """Where a new pool slot's candidates draw hop 1 from: with near first hops, the
+    def _slot_first_hop(self, now: float) -> list[NodeId]:
+        """Where a new pool slot's candidates draw hop 1 from: with entry guards, the primary
+        guard fewest circuits use (raising :class:`NoCircuitAvailable` when none is usable:
+        hop 1 never falls back to another relay); with near first hops, the
         nearest of the ``near_first_hops`` outbound links no other slot (ready, retiring or
         racing) has as its hop 1, the least used one when every one is taken. One hop 1 per
         slot keeps the pool's circuits on distinct first hops: a race over the near set would
         put nearly every slot on the single nearest link (its round trip weighs most in the
         build time), and a spy there would see everything the node sends (measured: 10 heavy
         origins, `timing_intersection` recall 0.125 / precision 0.19). Empty: any relay."""
+        used = Counter(circuit.first for circuit in self._circuits.values())
+        if self.config.guards.count:
+            primary = self.guards.primary(
+                self.directory,
+                origin=self.node_id,
+                origin_prefixes=self.own_prefixes,
+                min_score=self.config.min_relay_score,
+                now=now,
+                wall_now=now + self.wall_clock_offset_s,
+            )
+            if not primary:
+                raise NoCircuitAvailable("no usable entry guard")
+            return [min((g.node_id for g in primary), key=used.__getitem__)]
         wanted = self.config.near_first_hops
         if not wanted:
             return []
         near = sorted(self._first_hop_rtt, key=self._first_hop_rtt.__getitem__)[:wanted]
         if not near:
             return []
-        used = Counter(circuit.first for circuit in self._circuits.values())
         return [min(near, key=used.__getitem__)]  # ties: the nearest, as ``near`` is sorted
 
     def _onionskin(self, circuit: _Circuit, hop: RelayInfo) -> Onionskin:
@@ -492,6 +517,8 @@ class CircuitClient:
         circuit.layers.add_hop(client_finish(created, circuit.pending).keys)
         circuit.pending = None
         index = len(circuit.layers)
+        if index == 1:
+            self.guards.succeeded(circuit.first)
         if index == len(circuit.path) - 1 and not self.config.race_through_exit:
             self._win_race(circuit, built=False)
         if index < len(circuit.path):
@@ -643,6 +670,8 @@ class CircuitClient:
         self, circuit: _Circuit, reason: str, now: float, destroy: DestroyReason | None
     ) -> None:
         was_ready = circuit.phase not in _BUILDING
+        if circuit.phase in _BEFORE_HOP_ONE or reason == "hop_gone":
+            self.guards.failed(circuit.first, now)  # a no-op for a hop 1 that is no guard
         if circuit.phase is _Phase.AWAIT_LINK:
             destroy = None
         self._close(circuit, destroy)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from murmur.overlay.circuits.guards import GuardConfig
 from murmur.overlay.circuits.selection import MIN_RELAY_SCORE
 from murmur.overlay.shaping.config import DelayRange
 from murmur.wire.cells import PADDING_BUCKETS_BYTES, check_buckets
@@ -41,6 +42,10 @@ class ClientConfig:
     and could sit close on purpose to become everyone's hop 1. Each pool slot takes its own
     one of them (the nearest no other slot uses), so the pool's circuits keep distinct first
     hops."""
+    guards: GuardConfig = field(default_factory=GuardConfig)
+    """Entry guards (``guards.count`` > 0): hop 1 from a few relays kept for weeks
+    (:mod:`murmur.overlay.circuits.guards`). Not with near first hops: a guard is drawn from
+    every relay, and drawing it from the nearest links would tell a spy at hop 2 whose it is."""
     lifetime_s: float = 600.0
     lifetime_jitter_s: float = 180.0
     """Each circuit is rotated after ``lifetime_s`` plus uniform jitter in [0, this]."""
@@ -62,6 +67,8 @@ class ClientConfig:
             raise ValueError("hops, pool_size, max_parallel_builds and build_race must be positive")
         if self.near_first_hops < 0:
             raise ValueError("near_first_hops must not be negative")
+        if self.near_first_hops and self.guards.count:
+            raise ValueError("entry guards and near first hops cannot both choose hop 1")
         if not MIN_RELAY_SCORE <= self.min_relay_score <= 1.0:
             raise ValueError(f"min_relay_score must be within [{MIN_RELAY_SCORE}, 1]")
 

@@ -11,6 +11,7 @@ that comes up, whether it dialled it for a ``ConnectTo`` or accepted it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from murmur.base.ids import NodeId
@@ -19,6 +20,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.circuits.client import CircuitClient
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
 from murmur.overlay.circuits.events import CircuitAction
+from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyRing
 from murmur.overlay.circuits.relay import Answer, CircuitRelay, Validate
@@ -47,6 +49,8 @@ class RelayRole(Protocol):
 
     def drain_actions(self) -> list[CircuitAction]: ...
 
+    def peers_in_use(self) -> set[NodeId]: ...
+
 
 class CircuitHost:
     def __init__(
@@ -62,6 +66,8 @@ class CircuitHost:
         own_prefixes: frozenset[bytes] = frozenset(),
         client_config: ClientConfig | None = None,
         relay_config: RelayConfig | None = None,
+        guards: Iterable[GuardRecord] = (),
+        wall_clock_offset_s: float = 0.0,
     ) -> None:
         ids = CircuitIds(node_id)
         self.client = CircuitClient(
@@ -72,6 +78,8 @@ class CircuitHost:
             own_prefixes=own_prefixes,
             config=client_config,
             ids=ids,
+            guards=guards,
+            wall_clock_offset_s=wall_clock_offset_s,
         )
         self.relay: RelayRole = CircuitRelay(
             node_id=node_id,
@@ -100,6 +108,10 @@ class CircuitHost:
 
     def send_cover(self, now: float, *, padded_bytes: int = 0) -> bool:
         return self.client.send_cover(now, padded_bytes=padded_bytes)
+
+    def peers_in_use(self) -> set[NodeId]:
+        """Peers a circuit (ours, or one we relay) runs through or is being built to."""
+        return self.client.peers_in_use() | self.relay.peers_in_use()
 
     # --- inputs ----------------------------------------------------------------------------
 

@@ -230,6 +230,16 @@ class CircuitRelay:
         self._queues.pop(peer, None)
         self._queue_wake.pop(peer, None)
 
+    def peers_in_use(self) -> set[NodeId]:
+        """Peers this relay has a circuit leg, a CREATE in progress or a queued cell with, or
+        an extension waiting to reach."""
+        return (
+            {peer for peer, _ in self._legs}
+            | {peer for peer, _ in self._creates}
+            | set(self._queues)
+            | set(self._awaiting_link)
+        )
+
     def handle_timer(self, now: float) -> None:
         for peer, wake in list(self._queue_wake.items()):
             if wake <= now:

@@ -70,7 +70,7 @@ class CircuitPort(Protocol):
 
     def allocate_ref(self) -> int: ...
 
-    def check_available(self) -> None:
+    def check_available(self, now: float) -> None:
         """Raises (``NoCircuitAvailable``) when no circuit is ready or can be built."""
         ...
 
@@ -197,7 +197,7 @@ class ShapedOrigin:
                 f"{lane.pending()} private messages are already waiting at level {lane.name!r} "
                 f"(at most {lane.policy.max_pending}); try again later"
             )
-        self._port.check_available()
+        self._port.check_available(now)
         message = _Message(self._port.allocate_ref(), topic, payload)
         self.counters.inc("submitted")
         delay = lane.policy.origin_delay

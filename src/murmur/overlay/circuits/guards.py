@@ -1,0 +1,210 @@
+"""Entry guards: the few relays a node takes hop 1 from, kept for weeks.
+
+Theory of operation (Tor's guard algorithm, proposal 271, reduced to what a network where every
+node relays needs). Without guards every circuit draws hop 1 afresh, so over months every
+relay a node ever sends through is a fresh chance that hop 1 is a spy: a node that sends often
+is, sooner or later, seen leaving by a spy at hop 1, and with a second spy later on that circuit
+(or with its transactions linked on chain and pooled) it is named. With guards a node whose
+guard is honest is never seen at hop 1, however long it sends; one whose guard is a spy (a
+fraction p of nodes) is seen at hop 1 all the time. Guards change *which* nodes are exposed
+(about p of them, for as long as the guard is kept) rather than *how much* on average; what
+they remove is the exposure that grows with time (docs/evaluation.md §6, "Entry guards").
+
+The state is an ordered list of sampled guards. A guard is usable while its relay is listed
+in the directory, qualifies for hop 1 (its score, a network prefix other than ours) and is not
+marked unreachable. The *primary* guards are the first ``count`` usable ones in the order they
+were sampled; circuits take hop 1 from them. A new guard is sampled (score-weighted, as
+:func:`select_path` draws a hop, on a prefix no other guard uses) only when fewer than
+``count`` are usable and the list holds fewer than ``max_sampled``. So an unreachable primary
+guard is replaced by the next one already sampled, not by a fresh draw: an adversary that
+blocks a node's guard, or one that knocks circuits down at hop 1, moves it along a list it
+cannot choose, and at most ``max_sampled`` relays ever become its guards. An unreachable guard
+is tried again after ``retry_s``, and when it answers it is primary again.
+
+A guard leaves the list when its lifetime ends (``lifetime_s`` plus uniform jitter, on the wall
+clock, so a node switched off for a month does not keep a stale guard), or when it has been
+unlisted from the directory for ``unlisted_grace_s`` (a relay that went away). Times that must
+survive a restart are wall-clock (Unix seconds); :meth:`EntryGuards.records` and the
+``records`` argument carry the list across restarts (the runtime keeps it in the node
+directory), and ``version`` changes whenever the list does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+
+from murmur.base.ids import NodeId
+from murmur.base.rng import Rng
+from murmur.overlay.circuits.selection import (
+    NoCircuitAvailable,
+    RelayDirectory,
+    RelayInfo,
+    relay_score,
+    select_path,
+)
+
+DAY_S = 86_400.0
+
+
+@dataclass(frozen=True, slots=True)
+class GuardConfig:
+    count: int = 0
+    """Primary guards circuits take hop 1 from (0: no guards, hop 1 from every relay)."""
+    lifetime_s: float = 30 * DAY_S
+    lifetime_jitter_s: float = 30 * DAY_S
+    """A guard is kept ``lifetime_s`` plus uniform jitter in [0, this]: Tor's 30 to 60 days."""
+    retry_s: float = 600.0
+    """An unreachable guard is skipped this long, then tried again (Tor: 10 minutes)."""
+    max_sampled: int = 20
+    """Guards on the list at most; when all are unusable no circuit is built."""
+    unlisted_grace_s: float = 20 * DAY_S
+    """A guard missing from the directory this long leaves the list (Tor: 20 days)."""
+
+    def __post_init__(self) -> None:
+        if self.count < 0:
+            raise ValueError("entry guard count must not be negative")
+        if self.count and self.max_sampled < self.count:
+            raise ValueError("max_sampled must be at least the guard count")
+        if min(self.lifetime_s, self.retry_s, self.unlisted_grace_s) <= 0:
+            raise ValueError("guard lifetimes and retry interval must be positive")
+        if self.lifetime_jitter_s < 0:
+            raise ValueError("guard lifetime jitter must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class GuardRecord:
+    """One sampled guard, as kept across restarts (times on the wall clock, Unix seconds)."""
+
+    node_id: NodeId
+    added_at: float
+    expires_at: float
+    unlisted_since: float | None = None
+
+
+class EntryGuards:
+    def __init__(
+        self,
+        config: GuardConfig,
+        rng: Rng,
+        records: Iterable[GuardRecord] = (),
+    ) -> None:
+        self.config = config
+        self._rng = rng
+        self._sampled: list[GuardRecord] = list(records)[: config.max_sampled]
+        self._unreachable_until: dict[NodeId, float] = {}
+        """Monotonic time until which a guard is skipped (not kept across restarts)."""
+        self.version = 0
+        """Changes whenever the list does (for whoever persists it)."""
+
+    def records(self) -> list[GuardRecord]:
+        return list(self._sampled)
+
+    def primary(
+        self,
+        directory: RelayDirectory,
+        *,
+        origin: NodeId,
+        origin_prefixes: frozenset[bytes],
+        min_score: float,
+        now: float,
+        wall_now: float,
+    ) -> list[RelayInfo]:
+        """The relays hop 1 is drawn from now: the first ``count`` usable guards in sampling
+        order, sampling new ones while there are too few and the list has room. Empty only
+        when every guard on a full list is unusable (or no relay qualifies)."""
+        self._prune(directory, wall_now)
+        usable = self._usable(directory, origin, origin_prefixes, min_score, now)
+        while len(usable) < self.config.count and len(self._sampled) < self.config.max_sampled:
+            guard = self._sample(directory, origin, origin_prefixes, min_score, wall_now)
+            if guard is None:
+                break
+            usable.append(guard)
+        return usable[: self.config.count]
+
+    def failed(self, node_id: NodeId, now: float) -> None:
+        """Hop 1 could not be reached through this guard (no link, or no answer to CREATE)."""
+        if any(g.node_id == node_id for g in self._sampled):
+            self._unreachable_until[node_id] = now + self.config.retry_s
+
+    def succeeded(self, node_id: NodeId) -> None:
+        self._unreachable_until.pop(node_id, None)
+
+    def _usable(
+        self,
+        directory: RelayDirectory,
+        origin: NodeId,
+        origin_prefixes: frozenset[bytes],
+        min_score: float,
+        now: float,
+    ) -> list[RelayInfo]:
+        usable: list[RelayInfo] = []
+        for guard in self._sampled:
+            relay = directory.get(guard.node_id)
+            if (
+                relay is not None
+                and self._unreachable_until.get(guard.node_id, -1.0) <= now
+                and _qualifies(relay, origin, origin_prefixes, min_score)
+            ):
+                usable.append(relay)
+        return usable
+
+    def _prune(self, directory: RelayDirectory, wall_now: float) -> None:
+        kept: list[GuardRecord] = []
+        changed = False
+        for guard in self._sampled:
+            listed = guard.node_id in directory
+            if listed and guard.unlisted_since is not None:
+                guard, changed = replace(guard, unlisted_since=None), True
+            elif not listed and guard.unlisted_since is None:
+                guard, changed = replace(guard, unlisted_since=wall_now), True
+            gone = (
+                guard.unlisted_since is not None
+                and wall_now - guard.unlisted_since >= self.config.unlisted_grace_s
+            )
+            if guard.expires_at <= wall_now or gone:
+                self._unreachable_until.pop(guard.node_id, None)
+                changed = True
+                continue
+            kept.append(guard)
+        if changed:
+            self._sampled = kept
+            self.version += 1
+
+    def _sample(
+        self,
+        directory: RelayDirectory,
+        origin: NodeId,
+        origin_prefixes: frozenset[bytes],
+        min_score: float,
+        wall_now: float,
+    ) -> RelayInfo | None:
+        held = {g.node_id for g in self._sampled}
+        prefixes = {relay.prefix for g in self._sampled if (relay := directory.get(g.node_id))}
+        candidates = [r for r in directory if r.node_id not in held]
+        try:
+            (relay,) = select_path(
+                candidates,
+                self._rng,
+                hops=1,
+                origin=origin,
+                origin_prefixes=origin_prefixes | prefixes,
+                min_score=min_score,
+            )
+        except NoCircuitAvailable:
+            return None
+        lifetime = self.config.lifetime_s + self._rng.uniform(0.0, self.config.lifetime_jitter_s)
+        self._sampled.append(GuardRecord(relay.node_id, wall_now, wall_now + lifetime))
+        self.version += 1
+        return relay
+
+
+def _qualifies(
+    relay: RelayInfo, origin: NodeId, origin_prefixes: frozenset[bytes], min_score: float
+) -> bool:
+    return (
+        relay.node_id != origin
+        and relay.prefix not in origin_prefixes
+        and relay_score(relay.capacity) >= min_score
+    )
+

@@ -1,0 +1,181 @@
+"""Entry guards: the list's state machine on its own, then inside the circuit client."""
+
+from __future__ import annotations
+
+import pytest
+
+from murmur.base.ids import NodeId
+from murmur.overlay.circuits import CircuitBuilt, ClientConfig, NoCircuitAvailable, RelayDirectory
+from murmur.overlay.circuits.guards import EntryGuards, GuardConfig, GuardRecord
+from murmur.overlay.peers.netgroup import network_prefix
+from murmur.sim.rng import SeededRng
+
+from .harness import Network, Node
+
+ORIGIN = NodeId(bytes(32))
+DAY = 86_400.0
+
+
+def _directory(size: int = 12) -> RelayDirectory:
+    return Network(size, seed=5).directory
+
+
+def _primary(guards: EntryGuards, directory: RelayDirectory, now: float = 0.0) -> list[NodeId]:
+    chosen = guards.primary(
+        directory,
+        origin=ORIGIN,
+        origin_prefixes=frozenset({b"\x0a\x01"}),
+        min_score=0.1,
+        now=now,
+        wall_now=now,
+    )
+    return [relay.node_id for relay in chosen]
+
+
+def test_guards_are_sampled_once_and_kept_on_distinct_prefixes() -> None:
+    directory = _directory()
+    guards = EntryGuards(GuardConfig(count=2), SeededRng(1))
+    first = _primary(guards, directory)
+    assert len(first) == 2
+    assert [_primary(guards, directory, now) for now in (1.0, 100.0, 5 * DAY)] == [first] * 3
+    prefixes = {network_prefix(directory.get(g).address.host) for g in first}  # type: ignore[union-attr]
+    assert len(prefixes) == 2 and b"\x0a\x01" not in prefixes
+    assert guards.version == 2  # two samples, nothing since
+
+
+def test_an_unreachable_guard_gives_way_to_the_next_sampled_then_returns() -> None:
+    directory = _directory()
+    guards = EntryGuards(GuardConfig(count=1, retry_s=600.0), SeededRng(2))
+    (first,) = _primary(guards, directory)
+    guards.failed(first, now=10.0)
+    (second,) = _primary(guards, directory, now=10.0)
+    assert second != first
+    guards.failed(first, now=20.0)  # still down: the same second guard, not a fresh draw
+    assert _primary(guards, directory, now=300.0) == [second]
+    assert _primary(guards, directory, now=620.0) == [first]  # retried after retry_s
+    guards.failed(first, now=700.0)
+    guards.succeeded(first)
+    assert _primary(guards, directory, now=700.0) == [first]
+    assert [g.node_id for g in guards.records()] == [first, second]
+
+
+def test_at_most_max_sampled_relays_ever_become_guards() -> None:
+    directory = _directory()
+    guards = EntryGuards(GuardConfig(count=1, max_sampled=3), SeededRng(3))
+    seen: set[NodeId] = set()
+    for step in range(5):
+        chosen = _primary(guards, directory, now=float(step))
+        if not chosen:
+            break
+        seen.update(chosen)
+        guards.failed(chosen[0], now=float(step))
+    assert len(seen) == 3 and len(guards.records()) == 3
+    assert _primary(guards, directory, now=10.0) == []
+
+
+def test_a_guard_is_replaced_when_its_lifetime_ends_on_the_wall_clock() -> None:
+    directory = _directory()
+    config = GuardConfig(count=1, lifetime_s=30 * DAY, lifetime_jitter_s=0.0)
+    guards = EntryGuards(config, SeededRng(4))
+    (first,) = _primary(guards, directory)
+    assert _primary(guards, directory, now=30 * DAY - 1.0) == [first]
+    (later,) = _primary(guards, directory, now=30 * DAY)
+    assert later != first
+    assert [g.node_id for g in guards.records()] == [later]
+
+
+def test_an_unlisted_guard_is_skipped_and_dropped_only_after_the_grace() -> None:
+    directory = _directory()
+    guards = EntryGuards(GuardConfig(count=1, unlisted_grace_s=20 * DAY), SeededRng(5))
+    (first,) = _primary(guards, directory)
+    info = directory.get(first)
+    assert info is not None
+    directory.remove(first)
+    (stand_in,) = _primary(guards, directory, now=DAY)
+    assert stand_in != first
+    assert guards.records()[0].unlisted_since == DAY
+    directory.upsert(info)  # it came back within the grace: primary again
+    assert _primary(guards, directory, now=2 * DAY) == [first]
+    assert guards.records()[0].unlisted_since is None
+    directory.remove(first)
+    _primary(guards, directory, now=3 * DAY)
+    _primary(guards, directory, now=23 * DAY)
+    assert first not in [g.node_id for g in guards.records()]
+
+
+def test_guards_kept_from_an_earlier_run_are_used_in_their_order() -> None:
+    directory = _directory()
+    ids = [relay.node_id for relay in directory][3:5]
+    records = [GuardRecord(node_id, 0.0, 40 * DAY) for node_id in ids]
+    guards = EntryGuards(GuardConfig(count=1), SeededRng(6), records)
+    assert _primary(guards, directory, now=DAY) == [ids[0]]
+    assert guards.records() == records
+
+
+def test_config_refuses_guards_together_with_near_first_hops() -> None:
+    with pytest.raises(ValueError, match="near first hops"):
+        ClientConfig(near_first_hops=2, guards=GuardConfig(count=1))
+    with pytest.raises(ValueError):
+        GuardConfig(count=-1)
+
+
+# --- inside the client ---------------------------------------------------------------------
+
+
+def _first_hops(node: Node) -> list[NodeId]:
+    return [e.hops[0] for e in node.events if isinstance(e, CircuitBuilt)]
+
+
+def test_every_circuit_of_a_node_with_one_guard_starts_at_that_guard() -> None:
+    config = ClientConfig(lifetime_s=60.0, lifetime_jitter_s=10.0, guards=GuardConfig(count=1))
+    net = Network(10, seed=7, client_config=config)
+    net.run_until(400.0)  # several rotations
+    for node in net.nodes.values():
+        firsts = _first_hops(node)
+        assert len(firsts) >= 15
+        assert len(set(firsts)) == 1
+        assert [g.node_id for g in node.host.client.guards.records()] == firsts[:1]
+
+
+def test_without_guards_hop_one_changes_with_every_rotation() -> None:
+    config = ClientConfig(lifetime_s=60.0, lifetime_jitter_s=10.0)
+    net = Network(10, seed=7, client_config=config)
+    net.run_until(400.0)
+    assert all(len(set(_first_hops(node))) > 3 for node in net.nodes.values())
+
+
+def test_a_guard_that_refuses_links_is_skipped_and_the_next_one_used() -> None:
+    config = ClientConfig(guards=GuardConfig(count=1, retry_s=600.0))
+    net = Network(10, seed=8, client_config=config)
+    net.run_until(1.0)
+    origin = net.node(0)
+    (guard,) = set(_first_hops(origin))
+    net.kill(guard)
+    net.run_until(60.0)
+    assert origin.host.client.ready_circuits() == 3
+    after = set(_first_hops(origin)[3:])
+    assert len(after) == 1 and guard not in after
+    assert origin.host.client.guards.records()[0].node_id == guard
+
+
+def test_with_every_guard_unusable_no_circuit_is_built_through_another_relay() -> None:
+    config = ClientConfig(guards=GuardConfig(count=1, max_sampled=2, retry_s=3600.0))
+    net = Network(10, seed=9, client_config=config)
+    origin = net.node(0)
+    net.refuse_links.update(net.nodes)  # no link opens: origin dials only as a client
+    dialled: list[NodeId] = []
+    connect = net._connect
+
+    def record(node: Node, peer: NodeId) -> None:
+        if node is origin:
+            dialled.append(peer)
+        connect(node, peer)
+
+    net._connect = record  # type: ignore[method-assign]
+    net.run_until(120.0)
+    assert origin.host.client.ready_circuits() == 0
+    guards = {g.node_id for g in origin.host.client.guards.records()}
+    assert len(guards) == 2
+    assert len(dialled) >= 2 and set(dialled) == guards
+    with pytest.raises(NoCircuitAvailable, match="entry guard"):
+        origin.host.send("transaction", b"tx", net.now)
