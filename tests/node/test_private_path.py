@@ -52,7 +52,7 @@ def _ready_net(n: int = 8, **node_args: Any) -> Net:
     net = Net(n, peers_of=lambda i: [j for j in range(max(0, i - 3), i)], **node_args)
     for i, node in enumerate(net.nodes):
         node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
-    net.tick(20.0)
+    net.tick(25.0)  # guards are drawn 15 s after start (GuardConfig.settle_s)
     return net
 
 

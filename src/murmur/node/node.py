@@ -102,7 +102,8 @@ close does not date the last circuit). Kept open, such links piled up at every r
 the node's ``MAX_CIRCUIT_LINKS`` and its relays' inbound slots were full, and then circuits
 could no longer reach new relays (docs/evaluation.md §6, "Entry guards")."""
 CIRCUIT_LINK_SWEEP_S = 10.0
-"""How often links opened for circuits are checked for use (at the node's timers)."""
+"""How often links opened for circuits are checked for use, at the node's timers (each link's
+keepalive wakes the node at least every 15 s); a link found unused closes at its own time."""
 
 
 @dataclass(slots=True)
@@ -189,6 +190,11 @@ class Node:
         """Retired duplicate links and when each is closed."""
         self._next_circuit_link_sweep = now
         self._circuit_link_idle_s = circuit_link_idle_s
+        self._circuit_link_sweep_s = (
+            CIRCUIT_LINK_SWEEP_S * circuit_link_idle_s[0] / CIRCUIT_LINK_IDLE_S[0]
+        )
+        self._unused_close_due = math.inf
+        """The earliest time an unused circuit link is due to close (a node deadline)."""
         self._bans = BanList()
         self._throttle = AddressThrottle()
         self._dial_targets = [
@@ -218,6 +224,8 @@ class Node:
                 soonest = deadline
         if self._retired:
             soonest = min(soonest, *self._retired.values())
+        if self._unused_close_due < soonest:
+            soonest = self._unused_close_due
         if self._outbound_count() < self.config.limits.max_outbound:
             for target in self._dial_targets:
                 if target.next_attempt < soonest and self._dialable(target):
@@ -449,7 +457,6 @@ class Node:
             "bans": len(self._bans.active(now)),
             "relays_known": len(self.private.directory),
             "circuits": circuits,
-            "entry_guards": [guard.node_id.hex() for guard in self.guard_records()],
             "relay_cells_per_s": round(
                 circuits.get("relay.cells_relayed", 0) / max(now - self.started_at, 1e-9), 3
             ),
@@ -615,9 +622,10 @@ class Node:
         """Closes the links we opened for circuits that no circuit has used for a while
         (``CIRCUIT_LINK_IDLE_S``). Links to peers we chose (bootstrap and peer targets) and
         inbound links stay: the peer that opened one for its circuits closes it."""
-        if now < self._next_circuit_link_sweep:
+        if now < self._next_circuit_link_sweep and now < self._unused_close_due:
             return
-        self._next_circuit_link_sweep = now + CIRCUIT_LINK_SWEEP_S
+        self._next_circuit_link_sweep = now + self._circuit_link_sweep_s
+        self._unused_close_due = math.inf
         in_use = self.circuits.peers_in_use()
         low, high = self._circuit_link_idle_s
         for session in list(self._sessions.values()):
@@ -634,6 +642,9 @@ class Node:
             elif now >= session.close_unused_at:
                 self.counters.inc("circuit_links_closed_unused")
                 self._close(session, now, "unused_circuit_link")
+                continue
+            if session.unused_since is not None:
+                self._unused_close_due = min(self._unused_close_due, session.close_unused_at)
 
     def _close_drained(self, now: float) -> None:
         for conn_id, close_at in list(self._retired.items()):
@@ -886,7 +897,7 @@ class Node:
         one_shot = sum(1 for t in self._dial_targets if not t.persistent)
         if one_shot >= MAX_CIRCUIT_LINKS:
             self.counters.inc("drops.circuit_links_full")
-            self.circuits.link_failed(action.peer, now)
+            self.circuits.link_failed(action.peer, now, refused_locally=True)
             return
         target = BootstrapPeer(HostPort(action.address.host, action.address.port), action.peer)
         self._dial_targets.append(

@@ -204,6 +204,7 @@ class PrivatePath:
             guards=guards,
             wall_clock_offset_s=wall_clock_offset_s,
         )
+        self.book.keep = self.circuits.client.guards.holds
         self.origin = ShapedOrigin(port=self.circuits.client, rng=rng)
         own = self.privacy.level
         self.origin.open_lane(own.name, own.shaping, now)
@@ -247,9 +248,11 @@ class PrivatePath:
         skew ahead of the corrected clock was ignored by every receiver whose clock is right,
         so its sequence number is forgotten and the next record is dated right; otherwise the
         next one is dated one millisecond after it, which receivers take."""
-        moved = abs(offset_s - self.wall_clock_offset_s)
+        step = offset_s - self.wall_clock_offset_s
+        moved = abs(step)
         self.book.wall_clock_offset_s = offset_s
         self.circuits.client.wall_clock_offset_s = offset_s
+        self.circuits.client.guards.clock_stepped(step)
         if self._sequence > (now + offset_s + MAX_CLOCK_SKEW_S) * 1000:
             self._sequence = 0
         if moved <= MAX_CLOCK_SKEW_S / 2:

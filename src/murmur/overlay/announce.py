@@ -30,6 +30,7 @@ from __future__ import annotations
 import enum
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from murmur.base.errors import RemoteProtocolError
@@ -237,6 +238,10 @@ class AnnouncementBook:
         self.wall_clock_offset_s = wall_clock_offset_s
         """Set anew when the node's wall clock is corrected (``PrivatePath.set_wall_clock``)."""
         self._max_entries = max_entries
+        self.keep: Callable[[NodeId], bool] = lambda node_id: False
+        """Nodes whose announcement a full book does not drop for a newcomer (the node's
+        entry guards: a flood of fresh identities must not push them out, which would make
+        the node draw a new guard from a directory full of those identities)."""
         self._expiry_due = math.inf
         """No entry expires before this (a lower bound): the node calls :meth:`expire` on every
         timer, and scanning a thousand entries each time was a simulator hot spot."""
@@ -259,7 +264,8 @@ class AnnouncementBook:
         if entry is None and len(self._entries) >= self._max_entries:
             dropped = self.expire(now)
             if len(self._entries) >= self._max_entries:
-                oldest = next(iter(self._entries))
+                keep = self.keep
+                oldest = next((k for k in self._entries if not keep(k)), next(iter(self._entries)))
                 del self._entries[oldest]
                 dropped.append(oldest)
         expires_at = min(now + announcement.ttl_s, announcement.ends_at - self.wall_clock_offset_s)

@@ -345,11 +345,17 @@ class NodeRuntime:
         their lifetime uses at once."""
         version = self.node.guards_version
         due = now >= self._guards_saved_at + GUARDS_SAVE_INTERVAL_S
-        if self.node_dir is not None and (version != self._guards_saved or due or force):
+        if self.node_dir is None or not (version != self._guards_saved or due or force):
+            return
+        # Tried once per interval whatever happens: a full disk must not stop the node.
+        self._guards_saved, self._guards_saved_at = version, now
+        try:
             keystore.write_guards(
                 self.node_dir, self.node.guard_records(), self.node.guard_announcements()
             )
-            self._guards_saved, self._guards_saved_at = version, now
+        except OSError as exc:
+            self.node.counters.inc("guards_save_failed")
+            _log.warning("could not save the entry guards: %s", exc.strerror or exc)
 
     def _flush_one(self, conn_id: ConnId, conn: StreamConnection) -> None:
         outbox = self._pending.pop(conn_id, None)

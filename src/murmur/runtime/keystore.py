@@ -11,10 +11,13 @@ Theory of operation. A node directory ``D`` holds:
 * ``D/node.lock`` — held (``flock``) by the running node, so a second node cannot run on the
   same directory: it would share the identity, overwrite the first one's cookie and address
   card, and remove both when it stopped.
-* ``D/guards.json`` — written by the node whenever its entry guards change: ``[{"node_id":
-  HEX, "added_at": UNIX_S, "expires_at": UNIX_S, "unlisted_since": UNIX_S | null}, ...]`` in
-  sampling order, so a restart keeps the guards (drawing new ones at every start would undo
-  what guards are for). Not a secret, but it tells which relays this node enters through.
+* ``D/guards.json`` — written by the node when its entry guards change, every 10 minutes and
+  when it stops: ``[{"node_id": HEX, "added_at": UNIX_S, "expires_at": UNIX_S,
+  "unlisted_since": UNIX_S | null, "announcement": HEX | null}, ...]`` in sampling order, with
+  the last signed announcement the node held of each guard, so a restart enters through the
+  same guard at once (drawing new ones at every start would undo what guards are for). Not a
+  secret, but it tells which relays this node enters through, and whoever could write it would
+  choose them: it is read only when private (0600).
 
 Every file is written as a temporary file created with ``os.open(..., 0o600)`` (and ``fchmod``
 to exactly 0600, whatever the umask), then renamed over the target: no file is ever visible
@@ -60,6 +63,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NODE_INFO_BYTES = 64 * 1024
 MAX_GUARDS_BYTES = 1024 * 1024
 MAX_KEPT_ANNOUNCEMENT_BYTES = 16 * 1024
+MAX_KEPT_GUARDS = 64
+"""More than a node ever samples (``GuardConfig.max_sampled``, 20)."""
 """A guard's kept announcement (about 8.8 kB: ML-DSA-87 and ML-KEM-1024 keys, a signature)."""
 
 _COOKIE = re.compile(r"[0-9a-f]{64}\Z")
@@ -290,9 +295,11 @@ def read_guards(path: str | os.PathLike[str]) -> KeptGuards:
     )
     try:
         entries = json.loads(data)
-        if not isinstance(entries, list):
+        if not isinstance(entries, list) or len(entries) > MAX_KEPT_GUARDS:
             raise ConfigError(fix)
         kept = KeptGuards([_guard_record(entry) for entry in entries])
+        if len({g.node_id for g in kept.records}) != len(kept.records):
+            raise ConfigError(fix)
         for entry in entries:
             record = entry.get("announcement")
             if record is not None:
@@ -301,7 +308,7 @@ def read_guards(path: str | os.PathLike[str]) -> KeptGuards:
                     raise ValueError("announcement too large")
                 kept.announcements.append(announcement)
         return kept
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+    except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError):
         raise ConfigError(fix) from None
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from murmur.base.ids import NodeId
@@ -14,6 +16,11 @@ from .harness import Network, Node
 
 ORIGIN = NodeId(bytes(32))
 DAY = 86_400.0
+
+
+def SETTLED(**config: Any) -> GuardConfig:
+    """A config whose node has settled at time 0 (unit tests start there)."""
+    return GuardConfig(settle_s=0.0, **config)
 
 
 def _directory(size: int = 12) -> RelayDirectory:
@@ -34,7 +41,7 @@ def _primary(guards: EntryGuards, directory: RelayDirectory, now: float = 0.0) -
 
 def test_guards_are_sampled_once_and_kept_on_distinct_prefixes() -> None:
     directory = _directory()
-    guards = EntryGuards(GuardConfig(count=2), SeededRng(1))
+    guards = EntryGuards(SETTLED(count=2), SeededRng(1))
     first = _primary(guards, directory)
     assert len(first) == 2
     assert [_primary(guards, directory, now) for now in (1.0, 100.0, 5 * DAY)] == [first] * 3
@@ -45,7 +52,7 @@ def test_guards_are_sampled_once_and_kept_on_distinct_prefixes() -> None:
 
 def test_an_unreachable_guard_gives_way_to_the_next_sampled_then_returns() -> None:
     directory = _directory()
-    guards = EntryGuards(GuardConfig(count=1, retry_s=600.0), SeededRng(2))
+    guards = EntryGuards(SETTLED(count=1, retry_s=600.0), SeededRng(2))
     (first,) = _primary(guards, directory)
     guards.failed(first, now=10.0)
     (second,) = _primary(guards, directory, now=10.0)
@@ -61,7 +68,7 @@ def test_an_unreachable_guard_gives_way_to_the_next_sampled_then_returns() -> No
 
 def test_at_most_max_sampled_relays_ever_become_guards() -> None:
     directory = _directory()
-    guards = EntryGuards(GuardConfig(count=1, max_sampled=3), SeededRng(3))
+    guards = EntryGuards(SETTLED(count=1, max_sampled=3), SeededRng(3))
     seen: set[NodeId] = set()
     for step in range(5):
         chosen = _primary(guards, directory, now=float(step))
@@ -75,7 +82,7 @@ def test_at_most_max_sampled_relays_ever_become_guards() -> None:
 
 def test_a_guard_is_replaced_when_its_lifetime_ends_on_the_wall_clock() -> None:
     directory = _directory()
-    config = GuardConfig(count=1, lifetime_s=30 * DAY, lifetime_jitter_s=0.0)
+    config = SETTLED(count=1, lifetime_s=30 * DAY, lifetime_jitter_s=0.0)
     guards = EntryGuards(config, SeededRng(4))
     (first,) = _primary(guards, directory)
     assert _primary(guards, directory, now=30 * DAY - 1.0) == [first]
@@ -86,14 +93,15 @@ def test_a_guard_is_replaced_when_its_lifetime_ends_on_the_wall_clock() -> None:
 
 def test_an_unlisted_guard_is_skipped_and_dropped_only_after_the_grace() -> None:
     directory = _directory()
-    guards = EntryGuards(GuardConfig(count=1, unlisted_grace_s=20 * DAY), SeededRng(5))
+    guards = EntryGuards(SETTLED(count=1, unlisted_grace_s=20 * DAY), SeededRng(5))
     (first,) = _primary(guards, directory)
     info = directory.get(first)
     assert info is not None
     directory.remove(first)
-    (stand_in,) = _primary(guards, directory, now=DAY)
-    assert stand_in != first
+    assert _primary(guards, directory, now=DAY) == []  # waited for a while: it may be back
     assert guards.records()[0].unlisted_since == DAY
+    (stand_in,) = _primary(guards, directory, now=DAY + 600.0)
+    assert stand_in != first
     directory.upsert(info)  # it came back within the grace: primary again
     assert _primary(guards, directory, now=2 * DAY) == [first]
     assert guards.records()[0].unlisted_since is None
@@ -107,14 +115,14 @@ def test_guards_kept_from_an_earlier_run_are_used_in_their_order() -> None:
     directory = _directory()
     ids = [relay.node_id for relay in directory][3:5]
     records = [GuardRecord(node_id, 0.0, 40 * DAY) for node_id in ids]
-    guards = EntryGuards(GuardConfig(count=1), SeededRng(6), records)
+    guards = EntryGuards(SETTLED(count=1), SeededRng(6), records)
     assert _primary(guards, directory, now=DAY) == [ids[0]]
     assert guards.records() == records
 
 
 def test_config_refuses_guards_together_with_near_first_hops() -> None:
     with pytest.raises(ValueError, match="near first hops"):
-        ClientConfig(near_first_hops=2, guards=GuardConfig(count=1))
+        ClientConfig(near_first_hops=2, guards=SETTLED(count=1))
     with pytest.raises(ValueError):
         GuardConfig(count=-1)
 
@@ -127,7 +135,7 @@ def _first_hops(node: Node) -> list[NodeId]:
 
 
 def test_every_circuit_of_a_node_with_one_guard_starts_at_that_guard() -> None:
-    config = ClientConfig(lifetime_s=60.0, lifetime_jitter_s=10.0, guards=GuardConfig(count=1))
+    config = ClientConfig(lifetime_s=60.0, lifetime_jitter_s=10.0, guards=SETTLED(count=1))
     net = Network(10, seed=7, client_config=config)
     net.run_until(400.0)  # several rotations
     for node in net.nodes.values():
@@ -145,7 +153,7 @@ def test_without_guards_hop_one_changes_with_every_rotation() -> None:
 
 
 def test_a_guard_that_refuses_links_is_skipped_and_the_next_one_used() -> None:
-    config = ClientConfig(guards=GuardConfig(count=1, retry_s=600.0))
+    config = ClientConfig(guards=SETTLED(count=1, retry_s=600.0))
     net = Network(10, seed=8, client_config=config)
     net.run_until(1.0)
     origin = net.node(0)
@@ -158,11 +166,11 @@ def test_a_guard_that_refuses_links_is_skipped_and_the_next_one_used() -> None:
     assert origin.host.client.guards.records()[0].node_id == guard
 
 
-def test_with_every_guard_unusable_no_circuit_is_built_through_another_relay() -> None:
-    config = ClientConfig(guards=GuardConfig(count=1, max_sampled=2, retry_s=3600.0))
+def test_with_our_network_down_the_guard_is_kept_and_no_other_relay_dialled() -> None:
+    config = ClientConfig(guards=SETTLED(count=1, max_sampled=2, retry_s=3600.0))
     net = Network(10, seed=9, client_config=config)
     origin = net.node(0)
-    net.refuse_links.update(net.nodes)  # no link opens: origin dials only as a client
+    net.refuse_links.update(net.nodes)  # no link opens at all: the fault is ours
     dialled: list[NodeId] = []
     connect = net._connect
 
@@ -174,8 +182,69 @@ def test_with_every_guard_unusable_no_circuit_is_built_through_another_relay() -
     net._connect = record  # type: ignore[method-assign]
     net.run_until(120.0)
     assert origin.host.client.ready_circuits() == 0
-    guards = {g.node_id for g in origin.host.client.guards.records()}
-    assert len(guards) == 2
-    assert len(dialled) >= 2 and set(dialled) == guards
+    (guard,) = origin.host.client.guards.records()
+    assert len(dialled) >= 2 and set(dialled) == {guard.node_id}
+
+
+def test_guards_that_fail_while_other_links_work_move_along_a_bounded_list() -> None:
+    config = ClientConfig(guards=SETTLED(count=1, max_sampled=3, retry_s=3600.0))
+    net = Network(12, seed=9, client_config=config)
+    origin = net.node(0)
+    net.run_until(1.0)  # every node has circuits, some through the origin: its links work
+    for _ in range(3):
+        net.refuse_links.add(origin.host.client.guards.records()[-1].node_id)
+        for peer in list(net.refuse_links):  # the guard goes away and cannot be reached again
+            if peer in net.nodes:
+                net.kill(peer)
+        net.run_until(net.now + 60.0)
+    guards = [g.node_id for g in origin.host.client.guards.records()]
+    assert len(guards) == 3 and set(guards) <= net.refuse_links
+    assert origin.host.client.ready_circuits() == 0
     with pytest.raises(NoCircuitAvailable, match="entry guard"):
         origin.host.send("transaction", b"tx", net.now)
+
+
+def test_no_guard_is_drawn_before_the_node_has_settled() -> None:
+    directory = _directory()
+    guards = EntryGuards(GuardConfig(count=1), SeededRng(10), now=0.0)
+    assert _primary(guards, directory, now=14.0) == []  # its first peers' picks only, so far
+    assert len(_primary(guards, directory, now=15.0)) == 1
+
+
+def test_a_kept_guard_missing_after_a_restart_is_waited_for_before_another_is_drawn() -> None:
+    directory = _directory()
+    info = next(iter(directory))
+    directory.remove(info.node_id)  # a restart: the directory does not hold it yet
+    kept = [GuardRecord(info.node_id, 0.0, 40 * DAY)]
+    guards = EntryGuards(SETTLED(count=1, replace_unlisted_after_s=600.0), SeededRng(11), kept)
+    assert _primary(guards, directory, now=DAY) == []
+    assert _primary(guards, directory, now=DAY + 599.0) == []
+    directory.upsert(info)  # gossip brought its record back: no second guard was ever drawn
+    assert _primary(guards, directory, now=DAY + 600.0) == [info.node_id]
+    assert len(guards.records()) == 1
+    directory.remove(info.node_id)  # gone for good: replaced after the wait
+    assert _primary(guards, directory, now=DAY + 700.0) == []
+    (other,) = _primary(guards, directory, now=DAY + 1300.0)
+    assert other != info.node_id and len(guards.records()) == 2
+
+
+def test_a_clock_step_neither_drops_unlisted_guards_nor_keeps_them_for_years() -> None:
+    directory = _directory()
+    guards = EntryGuards(SETTLED(count=1), SeededRng(12))
+    (first,) = _primary(guards, directory, now=0.0)
+    info = directory.get(first)
+    assert info is not None
+    directory.remove(first)
+    _primary(guards, directory, now=10.0)  # unlisted since 10 s on a clock at 1970
+    guards.clock_stepped(1.7e9)  # NTP sets the clock
+    directory.upsert(info)
+    assert _primary(guards, directory, now=1.7e9 + 20.0) == [first]
+    far = [GuardRecord(first, 5e9, 9e9)]  # stamped by a clock decades ahead
+    restored = EntryGuards(SETTLED(count=1, lifetime_jitter_s=0.0), SeededRng(13), far)
+    assert _primary(restored, directory, now=1.7e9) == [first]
+    assert restored.records()[0].expires_at == 1.7e9 + 30 * DAY
+
+
+def test_kept_duplicates_are_merged() -> None:
+    record = GuardRecord(NodeId(b"\x01" * 32), 0.0, DAY)
+    assert EntryGuards(SETTLED(count=1), SeededRng(14), [record, record]).records() == [record]

@@ -97,7 +97,13 @@ class _Phase(enum.Enum):
 _BUILDING = frozenset({_Phase.AWAIT_LINK, _Phase.AWAIT_CREATED, _Phase.AWAIT_EXTENDED})
 _USABLE = frozenset({_Phase.READY, _Phase.RETIRING})
 _BEFORE_HOP_ONE = frozenset({_Phase.AWAIT_LINK, _Phase.AWAIT_CREATED})
-"""A circuit that fails here failed at hop 1: its guard is skipped for a while."""
+"""A circuit that fails here failed at hop 1 (see ``_blames_hop_one``)."""
+
+
+def _blames_hop_one(reason: str) -> bool:
+    """Failures before hop 1 answered that are hop 1's doing: no link could be opened, no
+    CREATED came in time, or it refused the circuit."""
+    return reason in ("connect_failed", "build_timeout") or reason.startswith("destroyed_")
 
 
 @dataclass(slots=True, eq=False)
@@ -149,7 +155,7 @@ class CircuitClient:
         ``wall_clock_offset_s``: wall-clock time minus ``now``, which guard lifetimes are
         measured on (kept up to date by whoever corrects the node's clock)."""
         self.config = config or ClientConfig()
-        self.guards = EntryGuards(self.config.guards, rng, guards)
+        self.guards = EntryGuards(self.config.guards, rng, guards, now=now)
         self.wall_clock_offset_s = wall_clock_offset_s
         self.node_id = node_id
         self.directory = directory
@@ -316,11 +322,14 @@ class CircuitClient:
         else:
             self._first_hop_rtt[peer] = rtt_s
 
-    def link_failed(self, peer: NodeId, now: float) -> None:
+    def link_failed(self, peer: NodeId, now: float, *, refused_locally: bool = False) -> None:
+        """A dial to ``peer`` failed, or (``refused_locally``) was never made because this
+        node is out of links for circuits: not the peer's fault, so not held against a guard."""
         self._dialing.discard(peer)
+        reason = "connect_refused_locally" if refused_locally else "connect_failed"
         for circuit in list(self._circuits.values()):
             if circuit.phase is _Phase.AWAIT_LINK and circuit.first == peer:
-                self._fail(circuit, "connect_failed", now, destroy=None)
+                self._fail(circuit, reason, now, destroy=None)
         self._maintain(now)
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
@@ -438,6 +447,7 @@ class CircuitClient:
             origin_prefixes=self.own_prefixes,
             min_score=self.config.min_relay_score,
             first_hop=first_hop,
+            strict_first_hop=bool(self.config.guards.count),
         )
 
     def _start_candidate(self, race: int, now: float, first_hop: list[NodeId]) -> _Circuit:
@@ -670,8 +680,12 @@ class CircuitClient:
         self, circuit: _Circuit, reason: str, now: float, destroy: DestroyReason | None
     ) -> None:
         was_ready = circuit.phase not in _BUILDING
-        if circuit.phase in _BEFORE_HOP_ONE or reason == "hop_gone":
-            self.guards.failed(circuit.first, now)  # a no-op for a hop 1 that is no guard
+        if circuit.phase in _BEFORE_HOP_ONE and _blames_hop_one(reason) and self._links:
+            # Hop 1 did not answer while other links work (so our own network is up): skip
+            # its guard for a while (a no-op for a hop 1 that is no guard). A lost link does
+            # not count (a restart or an eviction at the guard, a blip of ours): the next dial
+            # or CREATE decides.
+            self.guards.failed(circuit.first, now)
         if circuit.phase is _Phase.AWAIT_LINK:
             destroy = None
         self._close(circuit, destroy)

@@ -60,6 +60,14 @@ class GuardConfig:
     """Guards on the list at most; when all are unusable no circuit is built."""
     unlisted_grace_s: float = 20 * DAY_S
     """A guard missing from the directory this long leaves the list (Tor: 20 days)."""
+    settle_s: float = 15.0
+    """No guard is drawn in the node's first seconds: its directory is then only what its
+    first peers offered (a bootstrap peer would choose the guard for weeks); after this many,
+    every outbound peer has offered its share (Tor waits for a consensus the same way)."""
+    replace_unlisted_after_s: float = 600.0
+    """A guard missing from the directory is waited for this long before another is drawn in
+    its place (a restarted node learns the directory again over minutes; drawing at once would
+    add a guard at every restart)."""
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -68,8 +76,8 @@ class GuardConfig:
             raise ValueError("max_sampled must be at least the guard count")
         if min(self.lifetime_s, self.retry_s, self.unlisted_grace_s) <= 0:
             raise ValueError("guard lifetimes and retry interval must be positive")
-        if self.lifetime_jitter_s < 0:
-            raise ValueError("guard lifetime jitter must not be negative")
+        if min(self.lifetime_jitter_s, self.settle_s, self.replace_unlisted_after_s) < 0:
+            raise ValueError("guard jitter and waiting times must not be negative")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,10 +96,17 @@ class EntryGuards:
         config: GuardConfig,
         rng: Rng,
         records: Iterable[GuardRecord] = (),
+        *,
+        now: float = 0.0,
     ) -> None:
+        """``records``: the list kept from an earlier run; ``now``: the node's start."""
         self.config = config
         self._rng = rng
-        self._sampled: list[GuardRecord] = list(records)[: config.max_sampled]
+        self._settled_at = now + config.settle_s
+        unique: dict[NodeId, GuardRecord] = {}
+        for record in records:
+            unique.setdefault(record.node_id, record)
+        self._sampled: list[GuardRecord] = list(unique.values())[: config.max_sampled]
         self._unreachable_until: dict[NodeId, float] = {}
         """Monotonic time until which a guard is skipped (not kept across restarts)."""
         self.version = 0
@@ -99,6 +114,9 @@ class EntryGuards:
 
     def records(self) -> list[GuardRecord]:
         return list(self._sampled)
+
+    def holds(self, node_id: NodeId) -> bool:
+        return any(g.node_id == node_id for g in self._sampled)
 
     def primary(
         self,
@@ -115,6 +133,13 @@ class EntryGuards:
         when every guard on a full list is unusable (or no relay qualifies)."""
         self._prune(directory, wall_now)
         usable = self._usable(directory, origin, origin_prefixes, min_score, now)
+        waited_for = any(
+            g.unlisted_since is not None
+            and wall_now - g.unlisted_since < self.config.replace_unlisted_after_s
+            for g in self._sampled
+        )
+        if now < self._settled_at or waited_for:
+            return usable[: self.config.count]
         while len(usable) < self.config.count and len(self._sampled) < self.config.max_sampled:
             guard = self._sample(directory, origin, origin_prefixes, min_score, wall_now)
             if guard is None:
@@ -129,6 +154,23 @@ class EntryGuards:
 
     def succeeded(self, node_id: NodeId) -> None:
         self._unreachable_until.pop(node_id, None)
+
+    def clock_stepped(self, by_s: float) -> None:
+        """The wall clock was stepped by ``by_s``: the list's times were taken on the wrong
+        clock, and move with it. A machine without a clock starts in 1970 with an empty
+        directory; unmoved, its guards would count as unlisted for 56 years, or drawn then and
+        long expired, on NTP's step."""
+        if self._sampled:
+            self._sampled = [
+                replace(
+                    g,
+                    added_at=g.added_at + by_s,
+                    expires_at=g.expires_at + by_s,
+                    unlisted_since=None if g.unlisted_since is None else g.unlisted_since + by_s,
+                )
+                for g in self._sampled
+            ]
+            self.version += 1
 
     def _usable(
         self,
@@ -152,7 +194,20 @@ class EntryGuards:
     def _prune(self, directory: RelayDirectory, wall_now: float) -> None:
         kept: list[GuardRecord] = []
         changed = False
+        longest = self.config.lifetime_s + self.config.lifetime_jitter_s
         for guard in self._sampled:
+            # Times from a file, or stamped while the clock ran ahead, are bounded by today's.
+            if guard.added_at > wall_now or guard.expires_at > wall_now + longest:
+                guard, changed = (
+                    replace(
+                        guard,
+                        added_at=min(guard.added_at, wall_now),
+                        expires_at=min(guard.expires_at, wall_now + longest),
+                    ),
+                    True,
+                )
+            if guard.unlisted_since is not None and guard.unlisted_since > wall_now:
+                guard, changed = replace(guard, unlisted_since=wall_now), True
             listed = guard.node_id in directory
             if listed and guard.unlisted_since is not None:
                 guard, changed = replace(guard, unlisted_since=None), True

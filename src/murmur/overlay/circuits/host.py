@@ -130,8 +130,8 @@ class CircuitHost:
     def link_latency(self, peer: NodeId, rtt_s: float | None) -> None:
         self.client.link_latency(peer, rtt_s)
 
-    def link_failed(self, peer: NodeId, now: float) -> None:
-        self.client.link_failed(peer, now)
+    def link_failed(self, peer: NodeId, now: float, *, refused_locally: bool = False) -> None:
+        self.client.link_failed(peer, now, refused_locally=refused_locally)
         self.relay.link_failed(peer, now)
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:

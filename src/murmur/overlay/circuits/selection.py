@@ -169,10 +169,12 @@ def select_path(
     origin_prefixes: frozenset[bytes],
     min_score: float = MIN_RELAY_SCORE,
     first_hop: Collection[NodeId] = (),
+    strict_first_hop: bool = False,
 ) -> list[RelayInfo]:
     """``hops`` relays, score-weighted, on pairwise distinct prefixes none of which is ours,
     each scoring at least ``min_score``; the first drawn from ``first_hop`` when any of those
-    qualifies (from all relays otherwise)."""
+    qualifies (from all relays otherwise, unless ``strict_first_hop``: entry guards never give
+    way to another relay)."""
     candidates = [
         (r, score, r.prefix)
         for r in relays
@@ -189,8 +191,11 @@ def select_path(
                 f"need {hops} relays on distinct network prefixes, found {len(path)}"
             )
         pool = candidates
-        if index == 0 and first_hop:
-            pool = [c for c in candidates if c[0].node_id in first_hop] or candidates
+        if index == 0 and (first_hop or strict_first_hop):
+            pool = [c for c in candidates if c[0].node_id in first_hop]
+            if not pool and strict_first_hop:
+                raise NoCircuitAvailable("no entry guard qualifies for hop 1")
+            pool = pool or candidates
         point = rng.random() * sum(w for _, w, _ in pool)
         chosen, _, prefix = pool[-1]
         for relay, weight, relay_prefix in pool:
