@@ -54,7 +54,7 @@ def _exposure(
     circuits_exposed = [0] * circuits
     for origin in origins:
         own = frozenset({network_prefix(origin.address.host)})
-        pool = EntryGuards(GuardConfig(count=guards), rng) if guards else None
+        pool = EntryGuards(GuardConfig(count=guards, settle_s=0.0), rng) if guards else None
         exposed = False
         for k in range(circuits):
             first: list[NodeId] = []

@@ -200,7 +200,7 @@ def test_guards_that_fail_while_other_links_work_move_along_a_bounded_list() -> 
     guards = [g.node_id for g in origin.host.client.guards.records()]
     assert len(guards) == 3 and set(guards) <= net.refuse_links
     assert origin.host.client.ready_circuits() == 0
-    with pytest.raises(NoCircuitAvailable, match="entry guard"):
+    with pytest.raises(NoCircuitAvailable, match="no usable entry guard"):
         origin.host.send("transaction", b"tx", net.now)
 
 

@@ -56,6 +56,7 @@ from murmur.overlay.circuits.selection import (
     NoCircuitAvailable,
     RelayDirectory,
     RelayInfo,
+    relay_score,
     select_path,
 )
 from murmur.wire.cells import (
@@ -496,7 +497,11 @@ class CircuitClient:
                 wall_now=now + self.wall_clock_offset_s,
             )
             if not primary:
-                raise NoCircuitAvailable("no usable entry guard")
+                self._check_enough_relays()
+                raise NoCircuitAvailable(
+                    "no usable entry guard (none drawn while the directory settles, the guard "
+                    "is waited for, or every guard on the list is unreachable)"
+                )
             return [min((g.node_id for g in primary), key=used.__getitem__)]
         wanted = self.config.near_first_hops
         if not wanted:
@@ -505,6 +510,22 @@ class CircuitClient:
         if not near:
             return []
         return [min(near, key=used.__getitem__)]  # ties: the nearest, as ``near`` is sorted
+
+    def _check_enough_relays(self) -> None:
+        """Raises what a path draw would when too few relays are known for any path (the
+        more useful error while guards wait), without drawing anything."""
+        prefixes = {
+            relay.prefix
+            for relay in self.directory
+            if relay.node_id != self.node_id
+            and relay.prefix not in self.own_prefixes
+            and relay_score(relay.capacity) >= self.config.min_relay_score
+        }
+        if len(prefixes) < self.config.hops:
+            raise NoCircuitAvailable(
+                f"need {self.config.hops} relays on distinct network prefixes, "
+                f"found {len(prefixes)}"
+            )
 
     def _onionskin(self, circuit: _Circuit, hop: RelayInfo) -> Onionskin:
         skin, circuit.pending = client_onionskin(

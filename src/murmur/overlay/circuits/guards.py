@@ -15,7 +15,10 @@ in the directory, qualifies for hop 1 (its score, a network prefix other than ou
 marked unreachable. The *primary* guards are the first ``count`` usable ones in the order they
 were sampled; circuits take hop 1 from them. A new guard is sampled (score-weighted, as
 :func:`select_path` draws a hop, on a prefix no other guard uses) only when fewer than
-``count`` are usable and the list holds fewer than ``max_sampled``. So an unreachable primary
+``count`` are usable and the list holds fewer than ``max_sampled``, and neither in the node's
+first ``settle_s`` (its directory is then what its first peers chose to offer) nor while a guard
+missing from the directory is waited for (a restarted node learns the directory again over
+minutes; the runtime also hands it the guards' kept announcements). So an unreachable primary
 guard is replaced by the next one already sampled, not by a fresh draw: an adversary that
 blocks a node's guard, or one that knocks circuits down at hop 1, moves it along a list it
 cannot choose, and at most ``max_sampled`` relays ever become its guards. An unreachable guard
@@ -129,8 +132,10 @@ class EntryGuards:
         wall_now: float,
     ) -> list[RelayInfo]:
         """The relays hop 1 is drawn from now: the first ``count`` usable guards in sampling
-        order, sampling new ones while there are too few and the list has room. Empty only
-        when every guard on a full list is unusable (or no relay qualifies)."""
+        order, sampling new ones while there are too few and the list has room, but not in the
+        node's first ``settle_s`` nor while a guard missing from the directory is waited for
+        (``replace_unlisted_after_s``). Empty when nothing is usable then, or when every guard
+        on a full list is unusable (or no relay qualifies)."""
         self._prune(directory, wall_now)
         usable = self._usable(directory, origin, origin_prefixes, min_score, now)
         waited_for = any(
