@@ -17,8 +17,14 @@ from murmur.node.actions import (
     PrivateReplyArrived,
     SendBytes,
 )
-from murmur.node.config import DEFAULT_TOPICS, BootstrapPeer, HostPort, NodeConfig
-from murmur.node.node import Node
+from murmur.node.config import (
+    DEFAULT_TOPICS,
+    MAX_CIRCUIT_LINKS,
+    BootstrapPeer,
+    HostPort,
+    NodeConfig,
+)
+from murmur.node.node import OWN_HOP_ONE_RESERVE, Node
 from murmur.overlay.circuits.events import ConnectTo
 from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.routing import PrivatePathUnavailable
@@ -560,3 +566,29 @@ def test_an_extend_dials_a_local_address_only_from_a_local_network(
     dialled = [a for a in node.drain_actions() if isinstance(a, Dial)]
     assert [d.target.node_id for d in dialled] == ([peer] if dials else [])
     assert node.counters.get("drops.extend_to_local_address") == (0 if dials else 1)
+
+
+def test_links_for_relayed_circuits_leave_room_for_the_nodes_own_hop_one() -> None:
+    """Peers choose where a relay's EXTENDs go; once they have used the links a relay may open
+    for them, the node can still dial its own guard."""
+    node = Node(
+        identity=Identity.from_seed(b"\x08" * 32),
+        config=NodeConfig(),
+        rng=SeededRng(8),
+        now=0.0,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+    )
+    node.drain_actions()
+
+    def dial(i: int, *, own: bool) -> bool:
+        peer = NodeId(i.to_bytes(32, "big"))
+        address = RelayAddress(f"8.{i // 250}.{i % 250}.1", 7000)
+        node._connect_for_circuit(ConnectTo(peer, address, own_circuit=own), 1.0)
+        return any(isinstance(a, Dial) for a in node.drain_actions())
+
+    relayed = [dial(i, own=False) for i in range(1, MAX_CIRCUIT_LINKS + 1)]
+    assert sum(relayed) == MAX_CIRCUIT_LINKS - OWN_HOP_ONE_RESERVE
+    assert node.counters.get("drops.circuit_links_full") == OWN_HOP_ONE_RESERVE
+    assert [dial(1000 + i, own=True) for i in range(OWN_HOP_ONE_RESERVE + 1)] == [True] * (
+        OWN_HOP_ONE_RESERVE
+    ) + [False]

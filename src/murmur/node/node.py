@@ -101,6 +101,9 @@ in this range (Tor closes connections without circuits after 3 to 4.5 minutes; r
 close does not date the last circuit). Kept open, such links piled up at every rotation until
 the node's ``MAX_CIRCUIT_LINKS`` and its relays' inbound slots were full, and then circuits
 could no longer reach new relays (docs/evaluation.md §6, "Entry guards")."""
+OWN_HOP_ONE_RESERVE = 8
+"""Of the ``MAX_CIRCUIT_LINKS`` links for circuits, those only this node's own hop 1 may take
+(its guard, and a few more while a guard is replaced): peers' EXTENDs cannot use them up."""
 CIRCUIT_LINK_SWEEP_S = 10.0
 """How often links opened for circuits are checked for use, at the node's timers (each link's
 keepalive wakes the node at least every 15 s); a link found unused closes at its own time."""
@@ -895,7 +898,8 @@ class Node:
             self.circuits.link_failed(action.peer, now)
             return
         one_shot = sum(1 for t in self._dial_targets if not t.persistent)
-        if one_shot >= MAX_CIRCUIT_LINKS:
+        reserve = 0 if action.own_circuit else OWN_HOP_ONE_RESERVE
+        if one_shot >= MAX_CIRCUIT_LINKS - reserve:
             self.counters.inc("drops.circuit_links_full")
             self.circuits.link_failed(action.peer, now, refused_locally=True)
             return

@@ -473,7 +473,7 @@ class CircuitClient:
             self._create(circuit, now)
         elif first not in self._dialing:
             self._dialing.add(first)
-            self._actions.append(ConnectTo(first, path[0].address))
+            self._actions.append(ConnectTo(first, path[0].address, own_circuit=True))
         return circuit
 
     def _slot_first_hop(self, now: float) -> list[NodeId]:

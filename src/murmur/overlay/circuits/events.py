@@ -30,6 +30,9 @@ class ConnectTo:
 
     peer: NodeId
     address: RelayAddress
+    own_circuit: bool = False
+    """For a circuit of this node's own (its hop 1), not one it relays: peers' EXTENDs must
+    not be able to use up the links this node needs to send at all."""
 
 
 @dataclass(frozen=True, slots=True)
