@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 
 import pytest
 
@@ -17,6 +18,18 @@ from murmur.interfaces.signals import (
     shielded,
     terminate_by_exception,
 )
+
+
+@pytest.fixture(autouse=True)
+def default_dispositions() -> Iterator[None]:
+    """Each test starts from the default dispositions, as a shell starts a program, whatever
+    launched pytest (under ``nohup`` SIGHUP is ignored, and stays ignored: last test)."""
+    saved = {sig: signal.getsignal(sig) for sig in TERMINATING_SIGNALS}
+    for sig in TERMINATING_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
 
 
 @pytest.mark.parametrize("sig", TERMINATING_SIGNALS, ids=lambda s: s.name)
@@ -73,3 +86,10 @@ def test_outside_the_main_thread_it_changes_nothing() -> None:
     thread.start()
     thread.join()
     assert seen == [before]
+
+
+def test_a_signal_the_process_was_told_to_ignore_stays_ignored() -> None:
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # started under nohup
+    with terminate_by_exception():
+        signal.raise_signal(signal.SIGHUP)  # nothing happens
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
