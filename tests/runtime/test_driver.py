@@ -388,3 +388,20 @@ def test_a_runtime_enters_through_the_guards_its_directory_kept(tmp_path: Path) 
     assert saved.unlisted_since is not None  # no directory yet: skipped, kept for 20 days
     assert abs(saved.unlisted_since - time.time()) < 60.0
     assert replace(saved, unlisted_since=None) == kept[0]
+
+
+def test_a_guard_list_that_cannot_be_written_is_counted_and_the_node_runs_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    identity = keystore.init_node_dir(tmp_path)
+    runtime = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keystore, "write_guards", disk_full)
+    now = time.monotonic()
+    runtime._save_guards(now, force=True)  # raised out of the tick before: no timer re-armed
+    assert runtime.node.counters.get("guards_save_failed") == 1
+    runtime._save_guards(now + 1.0)  # not retried at every tick
+    assert runtime.node.counters.get("guards_save_failed") == 1
