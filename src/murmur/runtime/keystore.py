@@ -272,7 +272,7 @@ def write_guards(
             "added_at": g.added_at,
             "expires_at": g.expires_at,
             "unlisted_since": g.unlisted_since,
-            "announcement": (record := announcements.get(g.node_id)) and record.hex(),
+            "announcement": record.hex() if (record := announcements.get(g.node_id)) else None,
         }
         for g in records
     ]

@@ -56,7 +56,7 @@ from murmur.overlay.circuits.selection import (
     NoCircuitAvailable,
     RelayDirectory,
     RelayInfo,
-    relay_score,
+    hop_candidates,
     select_path,
 )
 from murmur.wire.cells import (
@@ -514,13 +514,13 @@ class CircuitClient:
     def _check_enough_relays(self) -> None:
         """Raises what a path draw would when too few relays are known for any path (the
         more useful error while guards wait), without drawing anything."""
-        prefixes = {
-            relay.prefix
-            for relay in self.directory
-            if relay.node_id != self.node_id
-            and relay.prefix not in self.own_prefixes
-            and relay_score(relay.capacity) >= self.config.min_relay_score
-        }
+        candidates = hop_candidates(
+            self.directory,
+            origin=self.node_id,
+            origin_prefixes=self.own_prefixes,
+            min_score=self.config.min_relay_score,
+        )
+        prefixes = {prefix for _, _, prefix in candidates}
         if len(prefixes) < self.config.hops:
             raise NoCircuitAvailable(
                 f"need {self.config.hops} relays on distinct network prefixes, "

@@ -43,7 +43,7 @@ from murmur.overlay.circuits.selection import (
     NoCircuitAvailable,
     RelayDirectory,
     RelayInfo,
-    relay_score,
+    hop_candidates,
     select_path,
 )
 
@@ -154,7 +154,7 @@ class EntryGuards:
 
     def failed(self, node_id: NodeId, now: float) -> None:
         """Hop 1 could not be reached through this guard (no link, or no answer to CREATE)."""
-        if any(g.node_id == node_id for g in self._sampled):
+        if self.holds(node_id):
             self._unreachable_until[node_id] = now + self.config.retry_s
 
     def succeeded(self, node_id: NodeId) -> None:
@@ -185,16 +185,16 @@ class EntryGuards:
         min_score: float,
         now: float,
     ) -> list[RelayInfo]:
-        usable: list[RelayInfo] = []
-        for guard in self._sampled:
-            relay = directory.get(guard.node_id)
-            if (
-                relay is not None
-                and self._unreachable_until.get(guard.node_id, -1.0) <= now
-                and _qualifies(relay, origin, origin_prefixes, min_score)
-            ):
-                usable.append(relay)
-        return usable
+        reachable = [
+            relay
+            for guard in self._sampled
+            if (relay := directory.get(guard.node_id)) is not None
+            and self._unreachable_until.get(guard.node_id, -1.0) <= now
+        ]
+        candidates = hop_candidates(
+            reachable, origin=origin, origin_prefixes=origin_prefixes, min_score=min_score
+        )
+        return [relay for relay, _, _ in candidates]
 
     def _prune(self, directory: RelayDirectory, wall_now: float) -> None:
         kept: list[GuardRecord] = []
@@ -257,14 +257,4 @@ class EntryGuards:
         self._sampled.append(GuardRecord(relay.node_id, wall_now, wall_now + lifetime))
         self.version += 1
         return relay
-
-
-def _qualifies(
-    relay: RelayInfo, origin: NodeId, origin_prefixes: frozenset[bytes], min_score: float
-) -> bool:
-    return (
-        relay.node_id != origin
-        and relay.prefix not in origin_prefixes
-        and relay_score(relay.capacity) >= min_score
-    )
 

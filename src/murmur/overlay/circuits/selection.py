@@ -160,6 +160,25 @@ class RelayDirectory:
         self._relays.pop(node_id, None)
 
 
+def hop_candidates(
+    relays: Iterable[RelayInfo],
+    *,
+    origin: NodeId,
+    origin_prefixes: frozenset[bytes],
+    min_score: float,
+) -> list[tuple[RelayInfo, float, bytes]]:
+    """The relays that may be a hop of ``origin``'s circuits, with their score and network
+    prefix: not the origin, not on one of its prefixes, scoring at least ``min_score``. The one
+    rule path draws, entry guards and the client's own checks share."""
+    return [
+        (r, score, r.prefix)
+        for r in relays
+        if r.node_id != origin
+        and r.prefix not in origin_prefixes
+        and (score := relay_score(r.capacity)) >= min_score
+    ]
+
+
 def select_path(
     relays: Iterable[RelayInfo],
     rng: Rng,
@@ -175,13 +194,9 @@ def select_path(
     each scoring at least ``min_score``; the first drawn from ``first_hop`` when any of those
     qualifies (from all relays otherwise, unless ``strict_first_hop``: entry guards never give
     way to another relay)."""
-    candidates = [
-        (r, score, r.prefix)
-        for r in relays
-        if r.node_id != origin
-        and r.prefix not in origin_prefixes
-        and (score := relay_score(r.capacity)) >= min_score
-    ]
+    candidates = hop_candidates(
+        relays, origin=origin, origin_prefixes=origin_prefixes, min_score=min_score
+    )
     path: list[RelayInfo] = []
     used = set(origin_prefixes)
     for index in range(hops):
