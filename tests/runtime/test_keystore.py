@@ -14,6 +14,7 @@ from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.node.config import HostPort, NodeConfig, render_config
 from murmur.overlay.circuits.guards import GuardRecord
+from murmur.overlay.circuits.path_bias import PathBiasCounts
 from murmur.runtime import keystore
 from murmur.runtime.keystore import (
     CONFIG_FILE,
@@ -187,6 +188,13 @@ def test_entry_guards_round_trip_private_and_in_order(
     records = [
         GuardRecord(NodeId(b"\x01" * 32), 1.7e9, 1.7e9 + 40 * 86_400.0),
         GuardRecord(NodeId(b"\x02" * 32), 1.7e9 + 5.0, 1.7e9 + 50 * 86_400.0, 1.7e9 + 60.0),
+        GuardRecord(
+            NodeId(b"\x03" * 32),
+            1.7e9,
+            1.7e9 + 45 * 86_400.0,
+            path_bias=PathBiasCounts(22.5, 3.0),
+            disabled_at=1.7e9 + 3_600.0,
+        ),
     ]
     write_guards(tmp_path, records, {records[1].node_id: b"signed record"})
     assert mode(tmp_path / GUARDS_FILE) == 0o600
@@ -197,6 +205,16 @@ def test_entry_guards_round_trip_private_and_in_order(
 
 
 _ID = "ab" * 32
+
+
+def test_a_guard_file_from_before_path_bias_reads_with_no_outcomes(tmp_path: Path) -> None:
+    path = tmp_path / GUARDS_FILE
+    path.write_text(
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null}}]'
+    )
+    path.chmod(0o600)
+    (record,) = read_guards(tmp_path).records
+    assert record.path_bias == PathBiasCounts() and record.disabled_at is None
 
 
 @pytest.mark.parametrize(
@@ -211,6 +229,14 @@ _ID = "ab" * 32
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2}}]',
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
         '"announcement": "xyz"}]',
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
+        '"path_bias_circuits": 3, "path_bias_ok": 4}]',
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
+        '"path_bias_circuits": -1, "path_bias_ok": -2}]',
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
+        '"path_bias_circuits": "20", "path_bias_ok": 1}]',
+        f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
+        '"disabled_at": Infinity}]',
     ],
 )
 def test_a_damaged_guard_file_is_an_error_that_says_how_to_start_afresh(

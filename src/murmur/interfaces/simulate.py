@@ -217,6 +217,19 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: rotate circuits after S seconds (plus jitter), to fit many rotations in a run",
     )
     parser.add_argument(
+        "--path-bias",
+        choices=("on", "off"),
+        default=None,
+        help="onion: whether nodes disable entry guards whose circuits fail past them "
+        "(default: on, as in every preset)",
+    )
+    parser.add_argument(
+        "--selective-denial",
+        action="store_true",
+        help="onion: spies refuse to extend circuits from honest relays to honest ones "
+        "(an active adversary)",
+    )
+    parser.add_argument(
         "--upkeep-window",
         type=real(0.0),
         default=0.0,
@@ -458,6 +471,8 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 race_through_exit=False if args.race_before_exit else None,
                 entry_guards=args.entry_guards,
                 circuit_lifetime_s=args.circuit_lifetime,
+                path_bias=None if args.path_bias is None else args.path_bias == "on",
+                selective_denial=args.selective_denial,
                 origin_delay=args.origin_delay,
                 slot_law=None if args.slot_law is None else TimingLaw(args.slot_law),
                 upkeep_window_s=args.upkeep_window,
@@ -609,6 +624,8 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion race decided before the exit": args.race_before_exit,
         "onion entry guards override": args.entry_guards,
         "onion circuit lifetime override (s)": args.circuit_lifetime,
+        "onion path bias override": args.path_bias,
+        "onion spies deny extensions": args.selective_denial or None,
         "onion directory upkeep window (s)": args.upkeep_window or None,
         "onion announcements": "eager push" if args.eager_announcements else "lazy",
         "runs": args.runs or 1,

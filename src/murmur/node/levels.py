@@ -23,6 +23,7 @@ from types import MappingProxyType
 from murmur.base.errors import ConfigError
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
 from murmur.overlay.circuits.guards import GuardConfig
+from murmur.overlay.circuits.path_bias import PathBiasConfig
 from murmur.overlay.shaping.config import (
     CoverConfig,
     DelayRange,
@@ -69,6 +70,10 @@ class PrivacyPreset:
     months of rotations a sender whose hop 1 is drawn afresh is sooner or later seen by a spy
     at hop 1 with a second spy on the same circuit; with a guard only the senders whose guard
     is a spy ever are (docs/evaluation.md §6, "Entry guards")."""
+    path_bias: bool = True
+    """Disable an entry guard whose circuits fail past it far more often than circuits do
+    (:mod:`murmur.overlay.circuits.path_bias`): a spy guard that extends circuits only to
+    fellow spies would otherwise name its node as the origin of everything it sends."""
 
 
 STANDARD = PrivacyLevel(
@@ -175,13 +180,15 @@ class PrivacySettings:
         slot_law: TimingLaw | None = None,
         entry_guards: int | None = None,
         circuit_lifetime_s: float | None = None,
+        path_bias: bool | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none), holding each message back at the origin for ``origin_delay`` (seed §2.3),
         timing its slots by another law (a level with slot-based sending only), and the preset
         racing another number of candidate circuits and drawing hop 1 from another number of
-        near links, keeping another number of entry guards and rotating circuits after another
-        lifetime (the simulator compresses months of rotations into minutes this way): the
+        near links, keeping another number of entry guards (with or without path bias) and
+        rotating circuits after another lifetime (the simulator compresses months of rotations
+        into minutes this way): the
         knobs the simulator sweeps to choose the defaults. They are not node settings: a node
         on a level of its own would stand out among the others."""
         level, preset = self.level, self.preset
@@ -210,6 +217,8 @@ class PrivacySettings:
             preset = replace(preset, entry_guards=entry_guards)
         if circuit_lifetime_s is not None:
             preset = replace(preset, circuit_lifetime_s=circuit_lifetime_s)
+        if path_bias is not None:
+            preset = replace(preset, path_bias=path_bias)
         return PrivacySettings(preset, level)
 
     def level_for(self, name: str | None) -> PrivacyLevel:
@@ -228,7 +237,12 @@ class PrivacySettings:
             build_race=self.preset.build_race,
             near_first_hops=self.preset.near_first_hops,
             race_through_exit=self.preset.race_through_exit,
-            guards=GuardConfig(count=self.preset.entry_guards),
+            guards=GuardConfig(
+                count=self.preset.entry_guards,
+                path_bias=PathBiasConfig()
+                if self.preset.path_bias
+                else PathBiasConfig(disable_below=0.0),
+            ),
         )
 
     def relay_config(self) -> RelayConfig:

@@ -13,7 +13,9 @@ Theory of operation. A node directory ``D`` holds:
   card, and remove both when it stopped.
 * ``D/guards.json`` — written by the node when its entry guards change, every 10 minutes and
   when it stops: ``[{"node_id": HEX, "added_at": UNIX_S, "expires_at": UNIX_S,
-  "unlisted_since": UNIX_S | null, "announcement": HEX | null}, ...]`` in sampling order, with
+  "unlisted_since": UNIX_S | null, "path_bias_circuits": N, "path_bias_ok": N,
+  "disabled_at": UNIX_S | null, "announcement": HEX | null}, ...]`` in sampling order (the
+  path-bias keys: how the circuits past each guard ended, and when that disabled it), with
   the last signed announcement the node held of each guard, so a restart enters through the
   same guard at once (drawing new ones at every start would undo what guards are for). Not a
   secret, but it tells which relays this node enters through, and whoever could write it would
@@ -48,6 +50,7 @@ from murmur.base.ids import NODE_ID_BYTES, NodeId
 from murmur.crypto.identity import SEED_BYTES, Identity
 from murmur.node.config import NodeConfig, parse_config, render_config
 from murmur.overlay.circuits.guards import GuardRecord
+from murmur.overlay.circuits.path_bias import PathBiasCounts
 
 IDENTITY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
@@ -272,6 +275,9 @@ def write_guards(
             "added_at": g.added_at,
             "expires_at": g.expires_at,
             "unlisted_since": g.unlisted_since,
+            "path_bias_circuits": g.path_bias.circuits,
+            "path_bias_ok": g.path_bias.ok,
+            "disabled_at": g.disabled_at,
             "announcement": record.hex() if (record := announcements.get(g.node_id)) else None,
         }
         for g in records
@@ -290,8 +296,7 @@ def read_guards(path: str | os.PathLike[str]) -> KeptGuards:
     except MissingFileError:
         return KeptGuards()
     fix = (
-        f"{guards_path} is not an entry guard list written by murmur; "
-        "delete it to draw new guards"
+        f"{guards_path} is not an entry guard list written by murmur; delete it to draw new guards"
     )
     try:
         entries = json.loads(data)
@@ -313,11 +318,16 @@ def read_guards(path: str | os.PathLike[str]) -> KeptGuards:
 
 
 def _guard_record(entry: Any) -> GuardRecord:
+    """One entry; the path-bias keys may be missing (a file from before they were kept)."""
     node_id = bytes.fromhex(entry["node_id"])
     added_at, expires_at, unlisted = entry["added_at"], entry["expires_at"], entry["unlisted_since"]
-    times = [added_at, expires_at] + ([] if unlisted is None else [unlisted])
+    circuits, ok = entry.get("path_bias_circuits", 0.0), entry.get("path_bias_ok", 0.0)
+    disabled = entry.get("disabled_at")
+    numbers = [added_at, expires_at, circuits, ok]
+    numbers += [t for t in (unlisted, disabled) if t is not None]
     if len(node_id) != NODE_ID_BYTES or not all(
-        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in times
+        isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
+        for t in numbers
     ):
         raise ValueError("bad guard entry")
     return GuardRecord(
@@ -325,6 +335,8 @@ def _guard_record(entry: Any) -> GuardRecord:
         float(added_at),
         float(expires_at),
         None if unlisted is None else float(unlisted),
+        PathBiasCounts(float(circuits), float(ok)),  # ValueError unless 0 <= ok <= circuits
+        None if disabled is None else float(disabled),
     )
 
 

@@ -73,12 +73,14 @@ from murmur.node.levels import DEFAULT_PRESET, PRESETS, PrivacySettings
 from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_IDLE_S, Node
 from murmur.node.private_path import REANNOUNCE_INTERVAL_S
 from murmur.overlay.announce import PeerAnnouncement
+from murmur.overlay.circuits.host import RelayRole
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
+from murmur.sim.denial import SelectiveDenial
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
@@ -141,6 +143,11 @@ class OnionKit:
     circuit_lifetime_s: float | None = None
     """Overrides the preset's circuit lifetime (with its jitter in proportion): short ones fit
     many rotations into a run, to measure exposure that grows with time."""
+    path_bias: bool | None = None
+    """Overrides whether nodes disable entry guards whose circuits fail past them."""
+    selective_denial: bool = False
+    """Spies refuse to extend circuits from honest relays to honest ones
+    (:mod:`murmur.sim.denial`, an active adversary; path bias is the defence)."""
     origin_delay: DelayRange | None = None
     """Holds every private message back at its origin for a uniform delay (seed §2.3)."""
     slot_law: TimingLaw | None = None
@@ -168,6 +175,7 @@ class OnionKit:
             slot_law=self.slot_law,
             entry_guards=self.entry_guards,
             circuit_lifetime_s=self.circuit_lifetime_s,
+            path_bias=self.path_bias,
         )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
@@ -318,6 +326,7 @@ class _OnionRun:
         self._held: dict[int, list[Any]] = {}
         """Actions nodes produced while taking the directory, routed when the clock starts."""
         self.taps: dict[int, RelayTap] = {}
+        self.denials: dict[int, SelectiveDenial] = {}
         self.relay_created: set[tuple[int, int, int]] = set()
         for v in range(n):
             self._tap(v)
@@ -333,8 +342,14 @@ class _OnionRun:
         by an estimator)."""
         node = self.nodes[v]
         created = self.relay_created
+        relay: RelayRole = node.circuits.relay
+        if self.kit.selective_denial and v in self.world.spies:
+            spies, index_of = self.world.spies, self.index_of
+            relay = self.denials[v] = SelectiveDenial(
+                relay, is_spy=lambda peer: index_of.get(peer, -1) in spies
+            )
         tap = RelayTap(
-            node.circuits.relay,
+            relay,
             spy=v,
             index_of=self.index_of,
             record=self.onion.adversary.log.cells.append if v in self.world.spies else None,
@@ -621,6 +636,9 @@ class _OnionRun:
             "race_through_exit": int(self.privacy.preset.race_through_exit),
             "entry_guards": self.privacy.preset.entry_guards,
             "circuit_lifetime_s": self.privacy.preset.circuit_lifetime_s,
+            "path_bias": int(self.privacy.preset.path_bias),
+            "selective_denial": int(self.kit.selective_denial),
+            "extensions_denied": sum(d.denied for d in self.denials.values()),
             "cover_messages": tally.pop("cover_messages"),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,
@@ -643,6 +661,7 @@ class _OnionRun:
         in_use, exposed = self._spied_circuits()
         extras["circuits_in_use"] = in_use
         extras["spy_entry_and_later_circuits"] = exposed
+        extras.update(self._guard_outcomes())
         fast = None if baseline is None else baseline.record
         return replace(record, baseline=fast, extras=extras)
 
@@ -702,6 +721,29 @@ class _OnionRun:
                 spied = self._spied(path)
                 exposed += spied[0] and any(spied[1:])
         return in_use, exposed
+
+    def _guard_outcomes(self) -> dict[str, int]:
+        """Ground truth at the end of the run: honest nodes whose guard now is a spy, and
+        guards that path bias disabled (a spy's, or an honest one wrongly)."""
+        spies, index_of = self.world.spies, self.index_of
+        behind_spy = disabled_spies = disabled_honest = 0
+        for v, node in enumerate(self.nodes):
+            if v in spies:
+                continue
+            kept = node.circuits.client.guards.records()
+            current = next((g for g in kept if g.disabled_at is None), None)
+            behind_spy += current is not None and index_of.get(current.node_id, -1) in spies
+            for guard in kept:
+                if guard.disabled_at is not None:
+                    if index_of.get(guard.node_id, -1) in spies:
+                        disabled_spies += 1
+                    else:
+                        disabled_honest += 1
+        return {
+            "nodes_behind_spy_guard": behind_spy,
+            "spy_guards_disabled": disabled_spies,
+            "honest_guards_disabled": disabled_honest,
+        }
 
     def _spied(self, path: tuple[NodeId, ...]) -> list[bool]:
         """Which hops of a circuit's path (hop 1 first) are spies."""

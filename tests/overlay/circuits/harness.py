@@ -30,7 +30,7 @@ from murmur.overlay.circuits import (
 from murmur.overlay.circuits.selection import NatType
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
-from murmur.wire.cells import RelayAddress
+from murmur.wire.cells import CELL_HEADER_BYTES, CellCommand, RelayAddress
 
 CAPACITY = RelayCapacity(bandwidth_kbps=40_000, uptime_ratio=0.9, nat_type=NatType.OPEN, load=0.1)
 
@@ -76,6 +76,9 @@ class Network:
         self.links: set[frozenset[NodeId]] = set()
         self.refuse_links: set[NodeId] = set()
         self.black_holes: set[NodeId] = set()
+        self.lost_creates: set[tuple[NodeId, NodeId]] = set()
+        """(sender, receiver) pairs whose CREATE cells are lost: a relay that silently fails
+        to extend circuits to some relays (the receiver never hears of them)."""
         self.nodes: dict[NodeId, Node] = {}
         self._queue: deque[tuple[NodeId, NodeId, bytes]] = deque()
         self.directory = RelayDirectory()
@@ -125,6 +128,8 @@ class Network:
                 src, dst, cell = self._queue.popleft()
                 target = self.nodes.get(dst)
                 if target is None or frozenset((src, dst)) not in self.links:
+                    continue
+                if (src, dst) in self.lost_creates and _is_create(cell):
                     continue
                 self.wire.append((src, dst, cell))
                 self.wire_times.append(self.now)
@@ -198,3 +203,7 @@ class Network:
 
     def events(self, kind: type) -> list[tuple[Node, object]]:
         return [(n, e) for n in self.nodes.values() for e in n.events if isinstance(e, kind)]
+
+
+def _is_create(cell: bytes) -> bool:
+    return len(cell) >= CELL_HEADER_BYTES and cell[CELL_HEADER_BYTES - 1] == CellCommand.CREATE

@@ -9,6 +9,7 @@ import pytest
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits import CircuitBuilt, ClientConfig, NoCircuitAvailable, RelayDirectory
 from murmur.overlay.circuits.guards import EntryGuards, GuardConfig, GuardRecord
+from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
 
@@ -127,6 +128,62 @@ def test_config_refuses_guards_together_with_near_first_hops() -> None:
         GuardConfig(count=-1)
 
 
+def test_a_guard_whose_circuits_mostly_fail_past_it_is_disabled_for_good() -> None:
+    directory = _directory()
+    bias = PathBiasConfig(min_circuits=10, scale_at=20)
+    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(15))
+    (first,) = _primary(guards, directory)
+    for i in range(9):  # 2 of 9 ok, but not judged before 10 outcomes
+        assert not guards.circuit_ended(first, ok=i < 2, wall_now=100.0)
+    version = guards.version
+    assert guards.circuit_ended(first, ok=False, wall_now=100.0)  # 2 of 10
+    assert guards.version == version + 1
+    record = guards.records()[0]
+    assert (record.node_id, record.path_bias, record.disabled_at) == (
+        first,
+        PathBiasCounts(10.0, 2.0),
+        100.0,
+    )
+    (second,) = _primary(guards, directory, now=200.0)
+    assert second != first
+    assert not guards.circuit_ended(first, ok=False, wall_now=300.0)  # no longer counted
+    guards.failed(second, now=300.0)  # with the second unreachable, a third: never the first
+    (third,) = _primary(guards, directory, now=300.0)
+    assert third not in (first, second)
+    guards.clock_stepped(1_000.0)
+    assert guards.records()[0].disabled_at == 1_100.0
+
+
+def test_a_guard_is_judged_on_recent_outcomes_and_kept_at_half_ok() -> None:
+    directory = _directory()
+    bias = PathBiasConfig(min_circuits=10, scale_at=20)
+    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(16))
+    (first,) = _primary(guards, directory)
+    for _ in range(20):
+        assert not guards.circuit_ended(first, ok=True, wall_now=1.0)
+    assert guards.records()[0].path_bias == PathBiasCounts(10.0, 10.0)  # halved at 20
+    for _ in range(9):  # 10 ok of 19, then of 20: exactly half is kept
+        assert not guards.circuit_ended(first, ok=False, wall_now=2.0)
+    assert guards.records()[0].path_bias == PathBiasCounts(19.0, 10.0)
+    assert not guards.circuit_ended(first, ok=False, wall_now=2.0)
+    assert guards.records()[0].path_bias == PathBiasCounts(10.0, 5.0)  # 20 halved, half ok
+    assert guards.circuit_ended(first, ok=False, wall_now=3.0)  # 5 of 11
+
+
+def test_path_bias_settings_and_counts_are_checked() -> None:
+    for bad in (
+        {"min_circuits": 0},
+        {"min_circuits": 20, "scale_at": 39},
+        {"disable_below": 1.5},
+        {"disable_below": -0.1},
+    ):
+        with pytest.raises(ValueError):
+            PathBiasConfig(**bad)  # type: ignore[arg-type]
+    for circuits, ok in ((3.0, 4.0), (-1.0, -1.0), (1.0, -0.5)):
+        with pytest.raises(ValueError):
+            PathBiasCounts(circuits, ok)
+
+
 # --- inside the client ---------------------------------------------------------------------
 
 
@@ -142,7 +199,11 @@ def test_every_circuit_of_a_node_with_one_guard_starts_at_that_guard() -> None:
         firsts = _first_hops(node)
         assert len(firsts) >= 15
         assert len(set(firsts)) == 1
-        assert [g.node_id for g in node.host.client.guards.records()] == firsts[:1]
+        (guard,) = node.host.client.guards.records()
+        assert guard.node_id == firsts[0]
+        # every circuit rotated so far counted for the guard, none against it
+        assert guard.path_bias.circuits >= 10 and guard.path_bias.ok == guard.path_bias.circuits
+        assert guard.disabled_at is None
 
 
 def test_without_guards_hop_one_changes_with_every_rotation() -> None:
@@ -248,3 +309,50 @@ def test_a_clock_step_neither_drops_unlisted_guards_nor_keeps_them_for_years() -
 def test_kept_duplicates_are_merged() -> None:
     record = GuardRecord(NodeId(b"\x01" * 32), 0.0, DAY)
     assert EntryGuards(SETTLED(count=1), SeededRng(14), [record, record]).records() == [record]
+
+
+def test_a_guard_that_extends_only_to_fellow_spies_is_disabled_and_the_next_one_used() -> None:
+    """Selective denial: the spy at hop 1 lets only the circuits whose hop 2 is a fellow spy
+    be built (so every circuit left names its origin), until path bias drops it."""
+    bias = PathBiasConfig(min_circuits=10, scale_at=20)
+    config = ClientConfig(
+        lifetime_s=60.0, lifetime_jitter_s=10.0, guards=SETTLED(count=1, path_bias=bias)
+    )
+    net = Network(20, seed=16, client_config=config)
+    net.run_until(1.0)
+    origin = net.node(0)
+    (guard,) = set(_first_hops(origin))
+    spies = [n for n in net.nodes if n not in (guard, origin.node_id)][:4]
+    net.lost_creates |= {(guard, n) for n in net.nodes if n not in spies}
+    before = len(origin.events)
+    net.run_until(3_000.0)
+    built = [e.hops for e in origin.events[before:] if isinstance(e, CircuitBuilt)]
+    through_guard = [hops for hops in built if hops[0] == guard]
+    assert through_guard and all(hops[1] in spies for hops in through_guard)
+    assert origin.host.client.counters.get("guard_disabled_path_bias") == 1
+    first, second = origin.host.client.guards.records()
+    assert first.node_id == guard and first.disabled_at is not None
+    assert first.path_bias.ok < first.path_bias.circuits / 2
+    assert built[-1][0] == second.node_id != guard
+    assert origin.host.client.ready_circuits() == 3
+
+
+@pytest.mark.parametrize("guard_link_lost_last", [False, True])
+def test_circuits_lost_with_our_whole_network_do_not_count_against_the_guard(
+    guard_link_lost_last: bool,
+) -> None:
+    net = Network(10, seed=17, client_config=ClientConfig(guards=SETTLED(count=1)))
+    net.run_until(1.0)
+    origin = net.node(0)
+    client = origin.host.client
+    (guard,) = client.guards.records()
+    peers = [p for link in net.links if origin.node_id in link for p in link - {origin.node_id}]
+    others = [p for p in peers if p != guard.node_id]
+    assert others and client.ready_circuits() == 3
+    order = [*others, guard.node_id] if guard_link_lost_last else [guard.node_id, *others]
+    for peer in order:
+        client.peer_disconnected(peer, net.now)
+    (after,) = client.guards.records()
+    # the guard's link alone lost while others work counts (a guard can drop circuits that way)
+    assert after.path_bias.circuits == (0.0 if guard_link_lost_last else 3.0)
+    assert after.path_bias.ok == 0.0

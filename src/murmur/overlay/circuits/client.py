@@ -355,6 +355,7 @@ class CircuitClient:
                 circuit.deadline = now + self.config.request_timeout_s
             else:
                 self.counters.inc("circuits_rotated")
+                self._ended(circuit, ok=True, now=now)
                 self._close(circuit, DestroyReason.REQUESTED)
         for ref, deadline in list(self._request_deadlines.items()):
             if deadline <= now:
@@ -629,6 +630,7 @@ class CircuitClient:
         self._actions.append(ReplyReceived(ref, payload))
         if circuit.phase is _Phase.RETIRING and not circuit.requests:
             self.counters.inc("circuits_rotated")
+            self._ended(circuit, ok=True, now=now)
             self._close(circuit, DestroyReason.REQUESTED)
 
     # --- sending ---------------------------------------------------------------------------
@@ -707,6 +709,8 @@ class CircuitClient:
             # not count (a restart or an eviction at the guard, a blip of ours): the next dial
             # or CREATE decides.
             self.guards.failed(circuit.first, now)
+        elif circuit.phase not in _BEFORE_HOP_ONE and self._counts_against_path(reason):
+            self._ended(circuit, ok=False, now=now)
         if circuit.phase is _Phase.AWAIT_LINK:
             destroy = None
         self._close(circuit, destroy)
@@ -718,6 +722,20 @@ class CircuitClient:
             del self._races[circuit.race]
             self._next_build_at = now + self._backoff_s
             self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)
+
+    def _counts_against_path(self, reason: str) -> bool:
+        """Whether a failure after hop 1 answered counts against its guard (path bias): not
+        when the fault is the directory's (an unusable onion key) or our own (hop 1's link
+        lost while no other link is up either)."""
+        if reason == "bad_onion_key":
+            return False
+        return reason != "hop_gone" or bool(self._links)
+
+    def _ended(self, circuit: _Circuit, *, ok: bool, now: float) -> None:
+        """Path bias: a circuit that got past hop 1 ended, well or not (a no-op without guards
+        or for a hop 1 that is no guard)."""
+        if self.guards.circuit_ended(circuit.first, ok=ok, wall_now=now + self.wall_clock_offset_s):
+            self.counters.inc("guard_disabled_path_bias")
 
     def _request_failed(self, ref: int, reason: str) -> None:
         circuit = self._request_circuit.pop(ref, None)

@@ -26,7 +26,10 @@ is tried again after ``retry_s``, and when it answers it is primary again.
 
 A guard leaves the list when its lifetime ends (``lifetime_s`` plus uniform jitter, on the wall
 clock, so a node switched off for a month does not keep a stale guard), or when it has been
-unlisted from the directory for ``unlisted_grace_s`` (a relay that went away). Times that must
+unlisted from the directory for ``unlisted_grace_s`` (a relay that went away). A guard whose
+circuits fail after it answered far more often than circuits do is disabled (path bias,
+:mod:`murmur.overlay.circuits.path_bias`): it stays on the list, unusable, until its lifetime
+ends, so the next guard on the list takes its place and it is never drawn again. Times that must
 survive a restart are wall-clock (Unix seconds); :meth:`EntryGuards.records` and the
 ``records`` argument carry the list across restarts (the runtime keeps it in the node
 directory), and ``version`` changes whenever the list does.
@@ -35,10 +38,11 @@ directory), and ``version`` changes whenever the list does.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from murmur.base.ids import NodeId
 from murmur.base.rng import Rng
+from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
 from murmur.overlay.circuits.selection import (
     NoCircuitAvailable,
     RelayDirectory,
@@ -71,6 +75,7 @@ class GuardConfig:
     """A guard missing from the directory is waited for this long before another is drawn in
     its place (a restarted node learns the directory again over minutes; drawing at once would
     add a guard at every restart)."""
+    path_bias: PathBiasConfig = field(default_factory=PathBiasConfig)
 
     def __post_init__(self) -> None:
         if self.count < 0:
@@ -91,6 +96,10 @@ class GuardRecord:
     added_at: float
     expires_at: float
     unlisted_since: float | None = None
+    path_bias: PathBiasCounts = field(default_factory=PathBiasCounts)
+    """How the circuits that got past this guard ended (scaled counts)."""
+    disabled_at: float | None = None
+    """When path bias disabled it (it then stays on the list, unusable, until it expires)."""
 
 
 class EntryGuards:
@@ -160,6 +169,26 @@ class EntryGuards:
     def succeeded(self, node_id: NodeId) -> None:
         self._unreachable_until.pop(node_id, None)
 
+    def circuit_ended(self, node_id: NodeId, *, ok: bool, wall_now: float) -> bool:
+        """A circuit through this guard that got past it ended, well (``ok``: built, and closed
+        by us) or not; True when this disables the guard (:mod:`path_bias`). The counts are
+        kept with the list but do not change ``version`` (whoever persists the list saves
+        them with it now and then); disabling does."""
+        for i, guard in enumerate(self._sampled):
+            if guard.node_id != node_id:
+                continue
+            if guard.disabled_at is not None:
+                return False
+            counts = guard.path_bias.add(ok, self.config.path_bias)
+            disable = counts.condemns(self.config.path_bias)
+            self._sampled[i] = replace(
+                guard, path_bias=counts, disabled_at=wall_now if disable else None
+            )
+            if disable:
+                self.version += 1
+            return disable
+        return False
+
     def clock_stepped(self, by_s: float) -> None:
         """The wall clock was stepped by ``by_s``: the list's times were taken on the wrong
         clock, and move with it. A machine without a clock starts in 1970 with an empty
@@ -172,6 +201,7 @@ class EntryGuards:
                     added_at=g.added_at + by_s,
                     expires_at=g.expires_at + by_s,
                     unlisted_since=None if g.unlisted_since is None else g.unlisted_since + by_s,
+                    disabled_at=None if g.disabled_at is None else g.disabled_at + by_s,
                 )
                 for g in self._sampled
             ]
@@ -188,7 +218,8 @@ class EntryGuards:
         reachable = [
             relay
             for guard in self._sampled
-            if (relay := directory.get(guard.node_id)) is not None
+            if guard.disabled_at is None
+            and (relay := directory.get(guard.node_id)) is not None
             and self._unreachable_until.get(guard.node_id, -1.0) <= now
         ]
         candidates = hop_candidates(
@@ -213,6 +244,8 @@ class EntryGuards:
                 )
             if guard.unlisted_since is not None and guard.unlisted_since > wall_now:
                 guard, changed = replace(guard, unlisted_since=wall_now), True
+            if guard.disabled_at is not None and guard.disabled_at > wall_now:
+                guard, changed = replace(guard, disabled_at=wall_now), True
             listed = guard.node_id in directory
             if listed and guard.unlisted_since is not None:
                 guard, changed = replace(guard, unlisted_since=None), True
@@ -257,4 +290,3 @@ class EntryGuards:
         self._sampled.append(GuardRecord(relay.node_id, wall_now, wall_now + lifetime))
         self.version += 1
         return relay
-

@@ -1,0 +1,118 @@
+"""An active spy: selective denial of circuit extensions (Borisov et al., CCS 2007).
+
+Theory of operation. Every other adversary here follows the protocol. This one does not: a spy
+relay asked by an honest predecessor to extend a circuit to an honest relay refuses, by
+destroying the circuit back towards the predecessor as if the next relay were unreachable,
+and extends only to fellow spies. When the spy is hop 1 (a guard), every circuit its origin
+manages to build then has a spy at hop 2 too, which names the origin of everything it carries;
+when it is hop 2, it only costs the origin a rebuild. The defence is the origin's path-bias
+accounting (:mod:`murmur.overlay.circuits.path_bias`), which this adversary exists to measure.
+
+The spy's relay does all the work; this wrapper watches what it does with each cell, as
+:class:`~murmur.sim.spy.RelayTap` does, and when the relay's answer to a cell from an honest
+peer is a CREATE to an honest relay (or a dial to one), it drops the CREATE, hands its own
+relay a DESTROY for the predecessor's leg (so the relay's state ends as a destroyed circuit's
+would) and sends that DESTROY to the predecessor. A dial it lets happen (the link is unused and
+closes later). What it cannot see it lets through: an extension the relay performs later, from
+its rate-limit queue or on a link another circuit was already dialling.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeGuard
+
+from murmur.base.ids import NodeId
+from murmur.base.metrics import Counters
+from murmur.overlay.circuits.events import CircuitAction, ConnectTo, SendCell
+from murmur.overlay.circuits.host import RelayRole
+from murmur.wire.cells import (
+    CELL_HEADER,
+    CELL_HEADER_BYTES,
+    CellCommand,
+    DestroyReason,
+    encode_cell,
+    encode_reason,
+)
+
+_DESTROY_BODY = encode_reason(DestroyReason.HOP_GONE)
+
+
+class SelectiveDenial:
+    """Wraps a spy's relay; extends circuits from honest peers only to fellow spies."""
+
+    def __init__(self, relay: RelayRole, *, is_spy: Callable[[NodeId], bool]) -> None:
+        self._relay = relay
+        self._is_spy = is_spy
+        self._pending: list[CircuitAction] = []
+        self.denied = 0
+        """Extensions refused so far."""
+
+    @property
+    def counters(self) -> Counters:
+        return self._relay.counters
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._relay, name)
+
+    def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
+        relay = self._relay
+        relay.receive_cell(peer, data, now)
+        out = relay.drain_actions()
+        if len(data) >= CELL_HEADER_BYTES and not self._is_spy(peer):
+            honest = {
+                action.peer
+                for action in out
+                if (_is_create(action) or isinstance(action, ConnectTo))
+                and not self._is_spy(action.peer)
+            }
+            if honest:
+                out = self._deny(peer, CELL_HEADER.unpack_from(data)[0], honest, out, now)
+        self._pending.extend(out)
+
+    def _deny(
+        self,
+        peer: NodeId,
+        circ_id: int,
+        targets: set[NodeId],
+        out: list[CircuitAction],
+        now: float,
+    ) -> list[CircuitAction]:
+        self.denied += 1
+        destroy = encode_cell(circ_id, CellCommand.DESTROY, _DESTROY_BODY)
+        self._relay.receive_cell(peer, destroy, now)  # the relay tears its circuit down
+        kept = [a for a in out if not (_is_create(a) and a.peer in targets)]
+        kept += [
+            a
+            for a in self._relay.drain_actions()
+            if not (isinstance(a, SendCell) and a.peer in targets)  # its DESTROY onwards
+        ]
+        kept.append(SendCell(peer, destroy))
+        return kept
+
+    def drain_actions(self) -> list[CircuitAction]:
+        actions = self._pending + self._relay.drain_actions()
+        self._pending = []
+        return actions
+
+    def link_ready(self, peer: NodeId, now: float) -> None:
+        self._relay.link_ready(peer, now)
+
+    def link_failed(self, peer: NodeId, now: float) -> None:
+        self._relay.link_failed(peer, now)
+
+    def peer_disconnected(self, peer: NodeId, now: float) -> None:
+        self._relay.peer_disconnected(peer, now)
+
+    def handle_timer(self, now: float) -> None:
+        self._relay.handle_timer(now)
+
+    def next_deadline(self) -> float | None:
+        return self._relay.next_deadline()
+
+    def peers_in_use(self) -> set[NodeId]:
+        return self._relay.peers_in_use()
+
+
+def _is_create(action: Any) -> TypeGuard[SendCell]:
+    return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == CellCommand.CREATE
