@@ -193,6 +193,7 @@ def test_entry_guards_round_trip_private_and_in_order(
             1.7e9,
             1.7e9 + 45 * 86_400.0,
             path_bias=PathBiasCounts(22.5, 3.0),
+            use_bias=PathBiasCounts(4.0, 4.0),
             disabled_at=1.7e9 + 3_600.0,
         ),
     ]
@@ -214,7 +215,8 @@ def test_a_guard_file_from_before_path_bias_reads_with_no_outcomes(tmp_path: Pat
     )
     path.chmod(0o600)
     (record,) = read_guards(tmp_path).records
-    assert record.path_bias == PathBiasCounts() and record.disabled_at is None
+    assert record.path_bias == record.use_bias == PathBiasCounts()
+    assert record.disabled_at is None
 
 
 @pytest.mark.parametrize(
@@ -230,11 +232,11 @@ def test_a_guard_file_from_before_path_bias_reads_with_no_outcomes(tmp_path: Pat
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
         '"announcement": "xyz"}]',
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
-        '"path_bias_circuits": 3, "path_bias_ok": 4}]',
+        '"path_bias_outcomes": 3, "path_bias_ok": 4}]',
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
-        '"path_bias_circuits": -1, "path_bias_ok": -2}]',
+        '"use_bias_outcomes": -1, "use_bias_ok": -2}]',
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
-        '"path_bias_circuits": "20", "path_bias_ok": 1}]',
+        '"path_bias_outcomes": "20", "path_bias_ok": 1}]',
         f'[{{"node_id": "{_ID}", "added_at": 1, "expires_at": 2, "unlisted_since": null, '
         '"disabled_at": Infinity}]',
     ],

@@ -765,7 +765,7 @@ class Node:
                 if topic == ANNOUNCE_TOPIC:
                     self.private.on_announcement(action.data, now)
                 else:
-                    published(topic, message_id, len(action.data))
+                    published(topic, message_id, len(action.data), now)
                     if topic in STEM_TOPICS:
                         self.stem.seen_in_gossip(message_id)
                 if message_id not in deliveries:

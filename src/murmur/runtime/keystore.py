@@ -13,9 +13,11 @@ Theory of operation. A node directory ``D`` holds:
   card, and remove both when it stopped.
 * ``D/guards.json`` — written by the node when its entry guards change, every 10 minutes and
   when it stops: ``[{"node_id": HEX, "added_at": UNIX_S, "expires_at": UNIX_S,
-  "unlisted_since": UNIX_S | null, "path_bias_circuits": N, "path_bias_ok": N,
-  "disabled_at": UNIX_S | null, "announcement": HEX | null}, ...]`` in sampling order (the
-  path-bias keys: how the circuits past each guard ended, and when that disabled it), with
+  "unlisted_since": UNIX_S | null, "path_bias_outcomes": N, "path_bias_ok": N,
+  "use_bias_outcomes": N, "use_bias_ok": N, "disabled_at": UNIX_S | null,
+  "announcement": HEX | null}, ...]`` in sampling order (the bias keys: how the circuits past
+  each guard ended and whether the messages they carried came back, and when that disabled
+  it), with
   the last signed announcement the node held of each guard, so a restart enters through the
   same guard at once (drawing new ones at every start would undo what guards are for). Not a
   secret, but it tells which relays this node enters through, and whoever could write it would
@@ -275,8 +277,10 @@ def write_guards(
             "added_at": g.added_at,
             "expires_at": g.expires_at,
             "unlisted_since": g.unlisted_since,
-            "path_bias_circuits": g.path_bias.circuits,
+            "path_bias_outcomes": g.path_bias.outcomes,
             "path_bias_ok": g.path_bias.ok,
+            "use_bias_outcomes": g.use_bias.outcomes,
+            "use_bias_ok": g.use_bias.ok,
             "disabled_at": g.disabled_at,
             "announcement": record.hex() if (record := announcements.get(g.node_id)) else None,
         }
@@ -321,9 +325,12 @@ def _guard_record(entry: Any) -> GuardRecord:
     """One entry; the path-bias keys may be missing (a file from before they were kept)."""
     node_id = bytes.fromhex(entry["node_id"])
     added_at, expires_at, unlisted = entry["added_at"], entry["expires_at"], entry["unlisted_since"]
-    circuits, ok = entry.get("path_bias_circuits", 0.0), entry.get("path_bias_ok", 0.0)
+    counts = [
+        entry.get(key, 0.0)
+        for key in ("path_bias_outcomes", "path_bias_ok", "use_bias_outcomes", "use_bias_ok")
+    ]
     disabled = entry.get("disabled_at")
-    numbers = [added_at, expires_at, circuits, ok]
+    numbers = [added_at, expires_at, *counts]
     numbers += [t for t in (unlisted, disabled) if t is not None]
     if len(node_id) != NODE_ID_BYTES or not all(
         isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t)
@@ -335,7 +342,9 @@ def _guard_record(entry: Any) -> GuardRecord:
         float(added_at),
         float(expires_at),
         None if unlisted is None else float(unlisted),
-        PathBiasCounts(float(circuits), float(ok)),  # ValueError unless 0 <= ok <= circuits
+        # PathBiasCounts raises ValueError unless 0 <= ok <= outcomes
+        PathBiasCounts(float(counts[0]), float(counts[1])),
+        PathBiasCounts(float(counts[2]), float(counts[3])),
         None if disabled is None else float(disabled),
     )
 

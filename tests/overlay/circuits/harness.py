@@ -76,9 +76,9 @@ class Network:
         self.links: set[frozenset[NodeId]] = set()
         self.refuse_links: set[NodeId] = set()
         self.black_holes: set[NodeId] = set()
-        self.lost_creates: set[tuple[NodeId, NodeId]] = set()
-        """(sender, receiver) pairs whose CREATE cells are lost: a relay that silently fails
-        to extend circuits to some relays (the receiver never hears of them)."""
+        self.lost: set[tuple[NodeId, NodeId, CellCommand]] = set()
+        """(sender, receiver, command): cells lost on the way, as a relay that silently fails
+        to extend circuits to some relays (CREATE) or to pass their cells on (RELAY) does."""
         self.nodes: dict[NodeId, Node] = {}
         self._queue: deque[tuple[NodeId, NodeId, bytes]] = deque()
         self.directory = RelayDirectory()
@@ -129,7 +129,7 @@ class Network:
                 target = self.nodes.get(dst)
                 if target is None or frozenset((src, dst)) not in self.links:
                     continue
-                if (src, dst) in self.lost_creates and _is_create(cell):
+                if self.lost and (src, dst, _command(cell)) in self.lost:
                     continue
                 self.wire.append((src, dst, cell))
                 self.wire_times.append(self.now)
@@ -205,5 +205,5 @@ class Network:
         return [(n, e) for n in self.nodes.values() for e in n.events if isinstance(e, kind)]
 
 
-def _is_create(cell: bytes) -> bool:
-    return len(cell) >= CELL_HEADER_BYTES and cell[CELL_HEADER_BYTES - 1] == CellCommand.CREATE
+def _command(cell: bytes) -> int:
+    return cell[CELL_HEADER_BYTES - 1] if len(cell) >= CELL_HEADER_BYTES else -1

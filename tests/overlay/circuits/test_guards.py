@@ -12,6 +12,7 @@ from murmur.overlay.circuits.guards import EntryGuards, GuardConfig, GuardRecord
 from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
+from murmur.wire.cells import CellCommand
 
 from .harness import Network, Node
 
@@ -130,7 +131,7 @@ def test_config_refuses_guards_together_with_near_first_hops() -> None:
 
 def test_a_guard_whose_circuits_mostly_fail_past_it_is_disabled_for_good() -> None:
     directory = _directory()
-    bias = PathBiasConfig(min_circuits=10, scale_at=20)
+    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
     guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(15))
     (first,) = _primary(guards, directory)
     for i in range(9):  # 2 of 9 ok, but not judged before 10 outcomes
@@ -156,7 +157,7 @@ def test_a_guard_whose_circuits_mostly_fail_past_it_is_disabled_for_good() -> No
 
 def test_a_guard_is_judged_on_recent_outcomes_and_kept_at_half_ok() -> None:
     directory = _directory()
-    bias = PathBiasConfig(min_circuits=10, scale_at=20)
+    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
     guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(16))
     (first,) = _primary(guards, directory)
     for _ in range(20):
@@ -170,10 +171,26 @@ def test_a_guard_is_judged_on_recent_outcomes_and_kept_at_half_ok() -> None:
     assert guards.circuit_ended(first, ok=False, wall_now=3.0)  # 5 of 11
 
 
+def test_messages_that_never_come_back_disable_a_guard_counted_apart_from_circuits() -> None:
+    directory = _directory()
+    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
+    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(17))
+    (first,) = _primary(guards, directory)
+    for _ in range(12):
+        assert not guards.circuit_ended(first, ok=True, wall_now=1.0)
+    for _ in range(9):
+        assert not guards.message_ended(first, ok=False, wall_now=2.0)
+    assert guards.message_ended(first, ok=False, wall_now=3.0)  # 0 of 10 messages came back
+    record = guards.records()[0]
+    assert record.path_bias == PathBiasCounts(12.0, 12.0)
+    assert record.use_bias == PathBiasCounts(10.0, 0.0)
+    assert record.disabled_at == 3.0
+
+
 def test_path_bias_settings_and_counts_are_checked() -> None:
     for bad in (
-        {"min_circuits": 0},
-        {"min_circuits": 20, "scale_at": 39},
+        {"min_outcomes": 0},
+        {"min_outcomes": 20, "scale_at": 39},
         {"disable_below": 1.5},
         {"disable_below": -0.1},
     ):
@@ -202,7 +219,7 @@ def test_every_circuit_of_a_node_with_one_guard_starts_at_that_guard() -> None:
         (guard,) = node.host.client.guards.records()
         assert guard.node_id == firsts[0]
         # every circuit rotated so far counted for the guard, none against it
-        assert guard.path_bias.circuits >= 10 and guard.path_bias.ok == guard.path_bias.circuits
+        assert guard.path_bias.outcomes >= 10 and guard.path_bias.ok == guard.path_bias.outcomes
         assert guard.disabled_at is None
 
 
@@ -314,7 +331,7 @@ def test_kept_duplicates_are_merged() -> None:
 def test_a_guard_that_extends_only_to_fellow_spies_is_disabled_and_the_next_one_used() -> None:
     """Selective denial: the spy at hop 1 lets only the circuits whose hop 2 is a fellow spy
     be built (so every circuit left names its origin), until path bias drops it."""
-    bias = PathBiasConfig(min_circuits=10, scale_at=20)
+    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
     config = ClientConfig(
         lifetime_s=60.0, lifetime_jitter_s=10.0, guards=SETTLED(count=1, path_bias=bias)
     )
@@ -323,7 +340,7 @@ def test_a_guard_that_extends_only_to_fellow_spies_is_disabled_and_the_next_one_
     origin = net.node(0)
     (guard,) = set(_first_hops(origin))
     spies = [n for n in net.nodes if n not in (guard, origin.node_id)][:4]
-    net.lost_creates |= {(guard, n) for n in net.nodes if n not in spies}
+    net.lost |= {(guard, n, CellCommand.CREATE) for n in net.nodes if n not in spies}
     before = len(origin.events)
     net.run_until(3_000.0)
     built = [e.hops for e in origin.events[before:] if isinstance(e, CircuitBuilt)]
@@ -332,9 +349,10 @@ def test_a_guard_that_extends_only_to_fellow_spies_is_disabled_and_the_next_one_
     assert origin.host.client.counters.get("guard_disabled_path_bias") == 1
     first, second = origin.host.client.guards.records()
     assert first.node_id == guard and first.disabled_at is not None
-    assert first.path_bias.ok < first.path_bias.circuits / 2
+    assert first.path_bias.ok < first.path_bias.outcomes / 2
     assert built[-1][0] == second.node_id != guard
     assert origin.host.client.ready_circuits() == 3
+    assert all(path[0] == second.node_id for path in origin.host.client.circuit_paths())
 
 
 @pytest.mark.parametrize("guard_link_lost_last", [False, True])
@@ -354,5 +372,5 @@ def test_circuits_lost_with_our_whole_network_do_not_count_against_the_guard(
         client.peer_disconnected(peer, net.now)
     (after,) = client.guards.records()
     # the guard's link alone lost while others work counts (a guard can drop circuits that way)
-    assert after.path_bias.circuits == (0.0 if guard_link_lost_last else 3.0)
+    assert after.path_bias.outcomes == (0.0 if guard_link_lost_last else 3.0)
     assert after.path_bias.ok == 0.0

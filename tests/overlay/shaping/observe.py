@@ -154,7 +154,7 @@ def observe(
         net.pump()
         for node in net.nodes.values():  # gossip brings each exit's publication back
             for topic, payload in node.published:
-                shaper.published(topic, message_id(topic, payload), len(payload))
+                shaper.published(topic, message_id(topic, payload), len(payload), now)
             node.published.clear()
         for (src, dst, cell), t in zip(net.wire[seen:], net.wire_times[seen:], strict=True):
             if src != origin.node_id:

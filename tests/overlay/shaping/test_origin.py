@@ -17,6 +17,8 @@ import pytest
 
 from murmur.base.errors import LocalProtocolError
 from murmur.overlay.circuits import CircuitClient, ClientConfig, SendFailed
+from murmur.overlay.circuits.guards import GuardConfig
+from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
 from murmur.overlay.circuits.selection import NoCircuitAvailable
 from murmur.overlay.shaping import (
     CoverConfig,
@@ -28,7 +30,7 @@ from murmur.overlay.shaping import (
     ShapingPolicy,
 )
 from murmur.sim.rng import SeededRng
-from murmur.wire.cells import cells_for
+from murmur.wire.cells import CellCommand, cells_for
 from murmur.wire.gossip import message_id
 from tests.overlay.circuits.harness import Network, Node
 
@@ -118,7 +120,7 @@ def test_without_shaping_a_message_leaves_at_once_padded_as_the_policy_says() ->
     # padded to 1024 bytes: two cells (the default buckets would take one)
     assert rig.client.counters.get("cells_sent") - cells == cells_for(1024) == 2
     assert rig.shaper.next_deadline() == 3.0 + ResendConfig().timeout_s
-    rig.shaper.published("transaction", message_id("transaction", b"tx"), 2)
+    rig.shaper.published("transaction", message_id("transaction", b"tx"), 2, 3.0)
     assert rig.shaper.next_deadline() is None
 
 
@@ -354,7 +356,9 @@ def test_cover_sizes_learn_the_buckets_published_messages_fill() -> None:
     for i in range(200):
         rig.submit("L", "transaction", bytes(3000), float(i))  # padded to 8192: not learnt
         payload = bytes([i % 256]) * 300  # someone's transaction, padded to 512
-        rig.shaper.published("transaction", message_id("transaction", payload), len(payload))
+        rig.shaper.published(
+            "transaction", message_id("transaction", payload), len(payload), float(i)
+        )
         rig.run(float(i) + 1.0)
     late = [entry[2] for entry in rig.entries("cover") if entry[1] > 150.0]
     assert late and late.count(cells_for(512)) / len(late) > 0.9
@@ -368,7 +372,7 @@ def test_cover_sizes_do_not_learn_fast_path_messages() -> None:
     rig = _rig(policy)
     for i in range(200):
         block = bytes([i % 256]) * 60_000  # a block body, padded to 65,536 under the buckets
-        rig.shaper.published("block_body", message_id("block_body", block), len(block))
+        rig.shaper.published("block_body", message_id("block_body", block), len(block), float(i))
         rig.run(float(i) + 1.0)
     covers = [entry[2] for entry in rig.entries("cover")]
     assert covers and set(covers) == {cells_for(512)}
@@ -397,11 +401,11 @@ def test_a_message_gossip_does_not_echo_back_is_resent_with_its_id_then_fails() 
 def test_an_echoed_message_is_not_resent_and_a_late_echo_stops_the_resends() -> None:
     rig = _rig(ShapingPolicy())
     rig.submit("L", "transaction", b"seen", 0.0)
-    rig.shaper.published("transaction", message_id("transaction", b"seen"), 4)
+    rig.shaper.published("transaction", message_id("transaction", b"seen"), 4, 0.0)
     rig.submit("L", "transaction", b"slow", 1.0)
     rig.run(11.5)
-    rig.shaper.published("transaction", message_id("transaction", b"slow"), 4)
-    rig.shaper.published("transaction", message_id("transaction", b"not ours"), 8)
+    rig.shaper.published("transaction", message_id("transaction", b"slow"), 4, 11.5)
+    rig.shaper.published("transaction", message_id("transaction", b"not ours"), 8, 11.5)
     rig.run(100.0)
     assert [entry for entry in rig.log if entry[2] == b"slow"] == [
         ("real", 1.0, b"slow"),
@@ -438,3 +442,40 @@ def test_resend_settings_are_checked() -> None:
         ResendConfig(attempts=-1)
     with pytest.raises(ValueError, match="timeout_s"):
         ResendConfig(timeout_s=0.0)
+
+
+def test_a_guard_that_loses_our_messages_is_disabled_and_the_next_one_carries_them() -> None:
+    """Use bias: a spy guard lets circuits be built and drops what they carry (it would spare
+    the circuits whose hop 2 is a fellow spy). Our messages never come back through gossip;
+    after enough misses the guard is disabled, its circuits closed, and the resend leaves
+    through the next guard."""
+    bias = PathBiasConfig(min_outcomes=4, scale_at=8)
+    config = ClientConfig(guards=GuardConfig(count=1, settle_s=0.0, path_bias=bias))
+    rig = _rig(ShapingPolicy(resend=ResendConfig(timeout_s=10.0, attempts=2)), config=config)
+    (guard,) = rig.client.guards.records()
+    net = rig.net
+    net.lost |= {
+        (guard.node_id, n, CellCommand.RELAY) for n in net.nodes if n != rig.origin.node_id
+    }
+    rig.submit("L", "transaction", b"first", 0.0)
+    rig.submit("L", "transaction", b"second", 31.0)
+    echoed = 0
+    for now in range(32, 100):  # gossip brings each exit's publication back
+        rig.run(float(now))
+        for entry in rig.entries("real")[echoed:]:
+            payload = entry[2]
+            assert isinstance(payload, bytes)
+            rig.shaper.published(
+                "transaction", message_id("transaction", payload), len(payload), float(now)
+            )
+        echoed = len(rig.entries("real"))
+    # first: sent and resent twice through the guard, never back (3 misses); second: one more
+    assert rig.client.counters.get("guard_disabled_path_bias") == 1
+    assert rig.client.counters.get("circuits_closed_guard_disabled") == 3
+    disabled, carrier = rig.client.guards.records()
+    assert disabled.node_id == guard.node_id and disabled.disabled_at == 41.0
+    assert disabled.use_bias == PathBiasCounts(4.0, 0.0)
+    assert [entry[:2] for entry in rig.entries("real")] == [("real", 41.0)]
+    assert carrier.use_bias == PathBiasCounts(1.0, 1.0)
+    assert all(path[0] == carrier.node_id for path in rig.client.circuit_paths())
+    assert rig.shaper.counters.get("confirmed") == 1

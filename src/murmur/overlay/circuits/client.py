@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -84,6 +84,9 @@ from murmur.wire.cells import (
 )
 
 _MESSAGE_ID_LIMIT = 2**32
+MAX_WATCHED_MESSAGES = 1024
+"""Sends whose carrying guard is remembered until the caller says whether they came back
+(:meth:`CircuitClient.delivery`); the oldest is forgotten beyond this."""
 
 
 class _Phase(enum.Enum):
@@ -181,6 +184,10 @@ class CircuitClient:
         self._backoff_s = self.config.retry_backoff_min_s
         self._next_build_at = now
         self._actions: list[CircuitAction] = []
+        self._carried_by: OrderedDict[int, NodeId] = OrderedDict()
+        """Send id → hop 1 of the circuit that carried it last (for :meth:`delivery`)."""
+        self._disabled_guards: set[NodeId] = set()
+        """Guards path bias just disabled, whose circuits are closed at the next maintenance."""
 
     # --- commands --------------------------------------------------------------------------
 
@@ -247,6 +254,20 @@ class CircuitClient:
             self._start_build(now)
         except NoCircuitAvailable:
             self.counters.inc("build_no_path")
+
+    def delivery(self, ref: int, *, confirmed: bool, now: float) -> None:
+        """The caller watched gossip for the message sent as ``ref``: it came back
+        (``confirmed``: the exit published it) or not in time. Counted for the guard of the
+        circuit that carried it (path bias, messages); a no-op for a send not carried yet,
+        or forgotten."""
+        first = self._carried_by.pop(ref, None)
+        if first is None:
+            return
+        wall_now = now + self.wall_clock_offset_s
+        if self.guards.message_ended(first, ok=confirmed, wall_now=wall_now):
+            self.counters.inc("guard_disabled_path_bias")
+            self._disabled_guards.add(first)
+        self._maintain(now)
 
     def allocate_ref(self) -> int:
         """A fresh send id, for a caller that will pass it to :meth:`send` later."""
@@ -408,6 +429,7 @@ class CircuitClient:
         )
 
     def _maintain(self, now: float) -> None:
+        self._leave_disabled_guards()
         while self._wants_builds() and now >= self._next_build_at:
             try:
                 self._start_build(now)
@@ -674,6 +696,10 @@ class CircuitClient:
             self.counters.inc("requests_sent")
         else:
             self.counters.inc("sends")
+            self._carried_by[item.ref] = circuit.first
+            self._carried_by.move_to_end(item.ref)
+            if len(self._carried_by) > MAX_WATCHED_MESSAGES:
+                self._carried_by.popitem(last=False)
 
     def _relay(
         self, circuit: _Circuit, command: RelayCommand, data: bytes, target: int | None = None
@@ -736,6 +762,20 @@ class CircuitClient:
         or for a hop 1 that is no guard)."""
         if self.guards.circuit_ended(circuit.first, ok=ok, wall_now=now + self.wall_clock_offset_s):
             self.counters.inc("guard_disabled_path_bias")
+            self._disabled_guards.add(circuit.first)
+
+    def _leave_disabled_guards(self) -> None:
+        """Closes every circuit through a guard path bias disabled: they are the ones it let
+        through, so the likeliest to have a spy at hop 2 too. The pool rebuilds through the
+        next guard."""
+        while self._disabled_guards:
+            guard = self._disabled_guards.pop()
+            for circuit in [c for c in self._circuits.values() if c.first == guard]:
+                self.counters.inc("circuits_closed_guard_disabled")
+                linked = circuit.phase is not _Phase.AWAIT_LINK
+                self._close(circuit, DestroyReason.REQUESTED if linked else None)
+                if self._races.get(circuit.race) == set():
+                    del self._races[circuit.race]  # the slot's race is over: build anew
 
     def _request_failed(self, ref: int, reason: str) -> None:
         circuit = self._request_circuit.pop(ref, None)

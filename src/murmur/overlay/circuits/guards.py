@@ -98,6 +98,8 @@ class GuardRecord:
     unlisted_since: float | None = None
     path_bias: PathBiasCounts = field(default_factory=PathBiasCounts)
     """How the circuits that got past this guard ended (scaled counts)."""
+    use_bias: PathBiasCounts = field(default_factory=PathBiasCounts)
+    """Whether the messages its circuits carried came back through gossip (scaled counts)."""
     disabled_at: float | None = None
     """When path bias disabled it (it then stays on the list, unusable, until it expires)."""
 
@@ -174,18 +176,30 @@ class EntryGuards:
         by us) or not; True when this disables the guard (:mod:`path_bias`). The counts are
         kept with the list but do not change ``version`` (whoever persists the list saves
         them with it now and then); disabling does."""
+        return self._judge(node_id, ok, wall_now, messages=False)
+
+    def message_ended(self, node_id: NodeId, *, ok: bool, wall_now: float) -> bool:
+        """A message a circuit through this guard carried came back through gossip (``ok``)
+        or not in time; True when this disables the guard, as :meth:`circuit_ended`."""
+        return self._judge(node_id, ok, wall_now, messages=True)
+
+    def _judge(self, node_id: NodeId, ok: bool, wall_now: float, *, messages: bool) -> bool:
+        bias = self.config.path_bias
         for i, guard in enumerate(self._sampled):
             if guard.node_id != node_id:
                 continue
             if guard.disabled_at is not None:
                 return False
-            counts = guard.path_bias.add(ok, self.config.path_bias)
-            disable = counts.condemns(self.config.path_bias)
-            self._sampled[i] = replace(
-                guard, path_bias=counts, disabled_at=wall_now if disable else None
-            )
+            if messages:
+                guard = replace(guard, use_bias=guard.use_bias.add(ok, bias))
+                disable = guard.use_bias.condemns(bias)
+            else:
+                guard = replace(guard, path_bias=guard.path_bias.add(ok, bias))
+                disable = guard.path_bias.condemns(bias)
             if disable:
+                guard = replace(guard, disabled_at=wall_now)
                 self.version += 1
+            self._sampled[i] = guard
             return disable
         return False
 

@@ -10,8 +10,9 @@ this *selective denial* pay, and the defence belongs with them: count, per guard
 that got past hop 1 and how they ended, and stop using a guard whose circuits end badly far more
 often than circuits do.
 
-A circuit's outcome is counted once, when it ends, and only once hop 1 has answered (before
-that the failure is hop 1's reachability, which :class:`EntryGuards` handles on its own):
+Two kinds of outcome are counted, each on its own. **Circuits**: a circuit's outcome is
+counted once, when it ends, and only once hop 1 has answered (before that the failure is hop
+1's reachability, which :class:`EntryGuards` handles on its own):
 
 * **ok**: it was built and we closed it (rotation), so no hop ever stopped it;
 * **failed**: it failed after hop 1 answered, during the build (an extension refused,
@@ -19,11 +20,16 @@ that the failure is hop 1's reachability, which :class:`EntryGuards` handles on 
   our others stay up). Failures that are ours or the directory's do not count: a race loser we
   closed, a hop whose announced onion key would not parse, a link lost while our network is down.
 
+**Messages** (Tor's use bias): a spy guard can let every circuit be built and drop the cells
+of those whose hop 2 is honest instead; the origin watches gossip for each transaction it sent
+(the exit publishes it, so it comes back), and one not back in time is a failed outcome for the
+guard of the circuit that carried it, one seen back an ok one.
+
 Honest circuits end well almost always (simulated, no churn: 80 of 47,368 failed after hop 1,
 0.17 %; a real network with churn fails more, Tor's guidance is above 70 % success), and a
 selective guard among a fraction p of spies passes about p of them. A guard is disabled when,
-after ``min_circuits`` outcomes, fewer than ``disable_below`` of them were ok; the counts halve at
-``scale_at`` so recent behaviour weighs most. A disabled guard stays on the list until its
+after ``min_outcomes`` of either kind, fewer than ``disable_below`` of them were ok; the counts
+halve at ``scale_at`` so recent behaviour weighs most. A disabled guard stays on the list until its
 lifetime ends (so it is never drawn again) and the next guard on the list takes its place.
 """
 
@@ -34,8 +40,9 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class PathBiasConfig:
-    min_circuits: int = 20
-    """Outcomes counted before a guard can be judged (about an hour of a default pool)."""
+    min_outcomes: int = 20
+    """Outcomes counted before a guard can be judged (circuits: about an hour of a default
+    pool; messages: twenty of the node's own transactions)."""
     disable_below: float = 0.5
     """A guard whose share of ok outcomes falls below this is disabled (0: never). Half is
     far below what honest guards see even when spies refuse every extension they are asked
@@ -44,30 +51,31 @@ class PathBiasConfig:
     """When this many outcomes are counted, both counts halve."""
 
     def __post_init__(self) -> None:
-        if self.min_circuits < 1 or self.scale_at < 2 * self.min_circuits:
-            raise ValueError("path bias needs min_circuits >= 1 and scale_at >= 2 x min_circuits")
+        if self.min_outcomes < 1 or self.scale_at < 2 * self.min_outcomes:
+            raise ValueError("path bias needs min_outcomes >= 1 and scale_at >= 2 x min_outcomes")
         if not 0.0 <= self.disable_below <= 1.0:
             raise ValueError("path bias disable_below must lie in [0, 1]")
 
 
 @dataclass(frozen=True, slots=True)
 class PathBiasCounts:
-    """One guard's circuit outcomes since it was sampled (scaled; kept across restarts)."""
+    """One guard's outcomes (of circuits, or of messages) since it was sampled (scaled; kept
+    across restarts)."""
 
-    circuits: float = 0.0
+    outcomes: float = 0.0
     ok: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.ok <= self.circuits:
-            raise ValueError("path bias counts must satisfy 0 <= ok <= circuits")
+        if not 0.0 <= self.ok <= self.outcomes:
+            raise ValueError("path bias counts must satisfy 0 <= ok <= outcomes")
 
     def add(self, ok: bool, config: PathBiasConfig) -> PathBiasCounts:
-        circuits, good = self.circuits + 1.0, self.ok + (1.0 if ok else 0.0)
-        if circuits >= config.scale_at:
-            circuits, good = circuits / 2.0, good / 2.0
-        return PathBiasCounts(circuits, good)
+        outcomes, good = self.outcomes + 1.0, self.ok + (1.0 if ok else 0.0)
+        if outcomes >= config.scale_at:
+            outcomes, good = outcomes / 2.0, good / 2.0
+        return PathBiasCounts(outcomes, good)
 
     def condemns(self, config: PathBiasConfig) -> bool:
         """Whether these outcomes show a guard that lets only some circuits through."""
-        judged = self.circuits >= config.min_circuits
-        return judged and self.ok < config.disable_below * self.circuits
+        judged = self.outcomes >= config.min_outcomes
+        return judged and self.ok < config.disable_below * self.outcomes

@@ -88,6 +88,10 @@ class CircuitPort(Protocol):
 
     def fail_send(self, ref: int, reason: str) -> None: ...
 
+    def delivery(self, ref: int, *, confirmed: bool, now: float) -> None:
+        """Whether a real message sent as ``ref`` came back through gossip in time."""
+        ...
+
 
 COVER_PRIOR_WEIGHT = 1.0
 """How many published messages the configured cover sizes count as, before any is seen."""
@@ -209,10 +213,10 @@ class ShapedOrigin:
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def published(self, topic: str, gossip_id: bytes, payload_bytes: int) -> None:
+    def published(self, topic: str, gossip_id: bytes, payload_bytes: int, now: float) -> None:
         """Gossip delivered message ``gossip_id`` (``payload_bytes`` long, on ``topic``): on a
         private-path topic its size joins every lane's cover mix, and if it is one of ours, it
-        arrived."""
+        arrived (and the client hears so: its circuit's guard delivered)."""
         if path_for_topic(topic) is MessagePath.PRIVATE:
             framed = envelope_size(topic, payload_bytes)
             for lane in self._lanes.values():
@@ -221,6 +225,7 @@ class ShapedOrigin:
         if entry is not None:
             del self._ids_by_ref[entry.message.ref]
             self.counters.inc("confirmed")
+            self._port.delivery(entry.message.ref, confirmed=True, now=now)
             self._drop_stale_deadlines()
 
     def abandon(self, ref: int) -> None:
@@ -362,6 +367,7 @@ class ShapedOrigin:
                 continue
             entry = self._unconfirmed.pop(gossip_id)
             del self._ids_by_ref[entry.message.ref]
+            self._port.delivery(entry.message.ref, confirmed=False, now=now)
             resend = entry.lane.policy.resend
             if resend is None or entry.message.attempt >= resend.attempts:
                 self.counters.inc("unconfirmed")
