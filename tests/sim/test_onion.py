@@ -233,27 +233,35 @@ def test_the_paired_overhead_is_each_transactions_own_extra_latency(record: RunR
     assert paired_extra_latency_ms(mine_agg, theirs_agg) == [100.0, 800.0]
 
 
-def test_spy_guards_that_deny_extensions_are_dropped_by_path_bias() -> None:
-    """Spies extend circuits from honest relays only to fellow spies (an active adversary):
-    honest nodes behind a spy guard get circuits only with a spy at hop 2 too, until path
-    bias disables the guard. Honest guards are never disabled by the noise spies make at
-    hop 2. Circuits rotate every 20 s so that outcomes pile up within the run."""
-    scenario = replace(SMALL, spy_fraction=0.2)
+@pytest.mark.parametrize("mode", ["extend", "carry"])
+def test_spy_guards_that_deny_service_are_dropped_by_path_bias(mode: str) -> None:
+    """Spies serve circuits from honest relays only towards fellow spies (an active
+    adversary), refusing to extend them or dropping what they carry: honest nodes behind a
+    spy guard keep only circuits with a spy at hop 2 too, until path bias disables the guard.
+    Honest guards are never disabled by the noise spies make at hop 2. Six heavy senders,
+    and circuits that rotate every 20 s, so that outcomes pile up within the run."""
+    scenario = replace(SMALL, spy_fraction=0.2, tx_count=150, tx_rate_per_s=1.0, origin_count=6)
     world = draw_world(scenario, 3)
     extras = {}
     for path_bias in (False, True):
         kit = OnionKit(
             standin_crypto=True,
             fast_path=False,
-            selective_denial=True,
+            selective_denial=mode,
             path_bias=path_bias,
             circuit_lifetime_s=20.0,
         )
         extras[path_bias] = kit.run(world, scenario).extras
     off, on = extras[False], extras[True]
-    assert off["selective_denial"] == on["selective_denial"] == 1
-    assert off["extensions_denied"] > 100 and on["extensions_denied"] > 100
+    assert off["selective_denial"] == on["selective_denial"] == mode
+    assert off["circuits_denied"] > 50 and on["circuits_denied"] > 50
     assert off["path_bias"] == 0 and off["spy_guards_disabled"] == 0
     assert on["path_bias"] == 1 and on["spy_guards_disabled"] >= 2
     assert off["honest_guards_disabled"] == on["honest_guards_disabled"] == 0
     assert on["nodes_behind_spy_guard"] < off["nodes_behind_spy_guard"]
+    assert on["spy_entry_and_later_tx"] < off["spy_entry_and_later_tx"]
+
+
+def test_an_unknown_denial_mode_is_refused() -> None:
+    with pytest.raises(ConfigError, match="selective denial"):
+        OnionKit(selective_denial="sometimes")

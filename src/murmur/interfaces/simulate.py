@@ -44,6 +44,7 @@ from murmur.node.levels import LEVELS
 from murmur.overlay.dandelion import DandelionConfig
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.build import build_name
+from murmur.sim.denial import DENIAL_MODES
 from murmur.sim.graphs import GRAPHS
 from murmur.sim.network import NetworkConfig
 from murmur.sim.onion import OnionKit
@@ -225,9 +226,10 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--selective-denial",
-        action="store_true",
-        help="onion: spies refuse to extend circuits from honest relays to honest ones "
-        "(an active adversary)",
+        choices=DENIAL_MODES,
+        default=None,
+        help="onion: spies serve circuits from honest relays only towards fellow spies, "
+        "refusing to extend them (extend) or dropping what they carry (carry)",
     )
     parser.add_argument(
         "--upkeep-window",
@@ -625,7 +627,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion entry guards override": args.entry_guards,
         "onion circuit lifetime override (s)": args.circuit_lifetime,
         "onion path bias override": args.path_bias,
-        "onion spies deny extensions": args.selective_denial or None,
+        "onion spies' selective denial": args.selective_denial,
         "onion directory upkeep window (s)": args.upkeep_window or None,
         "onion announcements": "eager push" if args.eager_announcements else "lazy",
         "runs": args.runs or 1,

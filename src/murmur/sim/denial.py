@@ -1,20 +1,26 @@
-"""An active spy: selective denial of circuit extensions (Borisov et al., CCS 2007).
+"""An active spy: selective denial of service to circuits (Borisov et al., CCS 2007).
 
 Theory of operation. Every other adversary here follows the protocol. This one does not: a spy
-relay asked by an honest predecessor to extend a circuit to an honest relay refuses, by
-destroying the circuit back towards the predecessor as if the next relay were unreachable,
-and extends only to fellow spies. When the spy is hop 1 (a guard), every circuit its origin
-manages to build then has a spy at hop 2 too, which names the origin of everything it carries;
-when it is hop 2, it only costs the origin a rebuild. The defence is the origin's path-bias
-accounting (:mod:`murmur.overlay.circuits.path_bias`), which this adversary exists to measure.
+relay serves a circuit from an honest predecessor only if it leads to a fellow spy. When the
+spy is hop 1 (a guard), every circuit its origin can use then has a spy at hop 2 too, which
+names the origin of everything it carries; when it is hop 2, it only costs the origin a
+rebuild or a resend. The defence is the origin's path-bias accounting
+(:mod:`murmur.overlay.circuits.path_bias`), which this adversary exists to measure. Two ways:
+
+* ``extend``: asked to extend such a circuit to an honest relay, it destroys the circuit back
+  towards the predecessor as if the next relay were unreachable (the circuit never gets built);
+* ``carry``: it extends the circuit, lets the next extension through, and then drops every
+  cell the circuit carries onwards (built, and useless: what the origin sends never arrives).
 
 The spy's relay does all the work; this wrapper watches what it does with each cell, as
-:class:`~murmur.sim.spy.RelayTap` does, and when the relay's answer to a cell from an honest
-peer is a CREATE to an honest relay (or a dial to one), it drops the CREATE, hands its own
+:class:`~murmur.sim.spy.RelayTap` does. When the relay's answer to a cell from an honest peer
+is a CREATE to an honest relay (or a dial to one), ``extend`` drops the CREATE, hands its own
 relay a DESTROY for the predecessor's leg (so the relay's state ends as a destroyed circuit's
-would) and sends that DESTROY to the predecessor. A dial it lets happen (the link is unused and
-closes later). What it cannot see it lets through: an extension the relay performs later, from
-its rate-limit queue or on a link another circuit was already dialling.
+would) and sends that DESTROY to the predecessor (a dial it lets happen: the link is unused and
+closes later); ``carry`` marks the predecessor's leg and drops the RELAY cells the relay passes
+on from it after the next extension's. What it cannot see it lets through: an extension the
+relay performs later, from its rate-limit queue or on a link another circuit was already
+dialling.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from murmur.overlay.circuits.host import RelayRole
 from murmur.wire.cells import (
     CELL_HEADER,
     CELL_HEADER_BYTES,
+    EXTEND_CELLS,
     CellCommand,
     DestroyReason,
     encode_cell,
@@ -36,17 +43,25 @@ from murmur.wire.cells import (
 )
 
 _DESTROY_BODY = encode_reason(DestroyReason.HOP_GONE)
+DENIAL_MODES = ("extend", "carry")
 
 
 class SelectiveDenial:
-    """Wraps a spy's relay; extends circuits from honest peers only to fellow spies."""
+    """Wraps a spy's relay; serves circuits from honest peers only towards fellow spies."""
 
-    def __init__(self, relay: RelayRole, *, is_spy: Callable[[NodeId], bool]) -> None:
+    def __init__(
+        self, relay: RelayRole, *, is_spy: Callable[[NodeId], bool], mode: str = "extend"
+    ) -> None:
+        if mode not in DENIAL_MODES:
+            raise ValueError(f"unknown denial mode {mode!r} (known: {', '.join(DENIAL_MODES)})")
         self._relay = relay
         self._is_spy = is_spy
+        self._carry = mode == "carry"
         self._pending: list[CircuitAction] = []
+        self._doomed: dict[tuple[NodeId, int], tuple[NodeId, int]] = {}
+        """``carry``: predecessor's leg -> (honest next relay, cells still let through)."""
         self.denied = 0
-        """Extensions refused so far."""
+        """Circuits refused (``extend``) or whose cells were dropped (``carry``) so far."""
 
     @property
     def counters(self) -> Counters:
@@ -66,9 +81,35 @@ class SelectiveDenial:
                 if (_is_create(action) or isinstance(action, ConnectTo))
                 and not self._is_spy(action.peer)
             }
-            if honest:
-                out = self._deny(peer, CELL_HEADER.unpack_from(data)[0], honest, out, now)
+            circ_id = CELL_HEADER.unpack_from(data)[0]
+            if self._carry:
+                out = self._starve((peer, circ_id), honest, out)
+            elif honest:
+                out = self._deny(peer, circ_id, honest, out, now)
         self._pending.extend(out)
+
+    def _starve(
+        self, leg: tuple[NodeId, int], honest: set[NodeId], out: list[CircuitAction]
+    ) -> list[CircuitAction]:
+        doomed = self._doomed.get(leg)
+        if doomed is None:
+            if honest:
+                self._doomed[leg] = (next(iter(honest)), EXTEND_CELLS)
+                self.denied += 1
+            return out
+        target, allowance = doomed
+        kept = []
+        for action in out:
+            if _is_relay(action) and action.peer == target:
+                if allowance == 0:
+                    continue  # dropped: what the circuit carries never arrives
+                allowance -= 1
+            elif _is_destroy(action) and action.peer == target:
+                del self._doomed[leg]
+            kept.append(action)
+        if leg in self._doomed:
+            self._doomed[leg] = (target, allowance)
+        return kept
 
     def _deny(
         self,
@@ -93,6 +134,10 @@ class SelectiveDenial:
     def drain_actions(self) -> list[CircuitAction]:
         actions = self._pending + self._relay.drain_actions()
         self._pending = []
+        if self._doomed:
+            for action in actions:  # a circuit torn down towards its predecessor is over
+                if _is_destroy(action):
+                    self._doomed.pop((action.peer, CELL_HEADER.unpack_from(action.cell)[0]), None)
         return actions
 
     def link_ready(self, peer: NodeId, now: float) -> None:
@@ -115,4 +160,16 @@ class SelectiveDenial:
 
 
 def _is_create(action: Any) -> TypeGuard[SendCell]:
-    return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == CellCommand.CREATE
+    return _is_command(action, CellCommand.CREATE)
+
+
+def _is_relay(action: Any) -> TypeGuard[SendCell]:
+    return _is_command(action, CellCommand.RELAY)
+
+
+def _is_destroy(action: Any) -> TypeGuard[SendCell]:
+    return _is_command(action, CellCommand.DESTROY)
+
+
+def _is_command(action: Any, command: CellCommand) -> TypeGuard[SendCell]:
+    return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == command

@@ -80,7 +80,7 @@ from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
-from murmur.sim.denial import SelectiveDenial
+from murmur.sim.denial import DENIAL_MODES, SelectiveDenial
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
@@ -145,9 +145,10 @@ class OnionKit:
     many rotations into a run, to measure exposure that grows with time."""
     path_bias: bool | None = None
     """Overrides whether nodes disable entry guards whose circuits fail past them."""
-    selective_denial: bool = False
-    """Spies refuse to extend circuits from honest relays to honest ones
-    (:mod:`murmur.sim.denial`, an active adversary; path bias is the defence)."""
+    selective_denial: str | None = None
+    """Spies serve circuits from honest relays only towards fellow spies, refusing to extend
+    them (``extend``) or dropping what they carry (``carry``): :mod:`murmur.sim.denial`, an
+    active adversary; path bias is the defence. None: spies follow the protocol."""
     origin_delay: DelayRange | None = None
     """Holds every private message back at its origin for a uniform delay (seed §2.3)."""
     slot_law: TimingLaw | None = None
@@ -161,6 +162,8 @@ class OnionKit:
 
     def __post_init__(self) -> None:
         self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
+        if self.selective_denial not in (None, *DENIAL_MODES):
+            raise ConfigError(f"unknown selective denial mode {self.selective_denial!r}")
         if self.upkeep_window_s < 0:
             raise ConfigError("upkeep_window_s must be >= 0")
 
@@ -346,7 +349,9 @@ class _OnionRun:
         if self.kit.selective_denial and v in self.world.spies:
             spies, index_of = self.world.spies, self.index_of
             relay = self.denials[v] = SelectiveDenial(
-                relay, is_spy=lambda peer: index_of.get(peer, -1) in spies
+                relay,
+                is_spy=lambda peer: index_of.get(peer, -1) in spies,
+                mode=self.kit.selective_denial,
             )
         tap = RelayTap(
             relay,
@@ -637,8 +642,8 @@ class _OnionRun:
             "entry_guards": self.privacy.preset.entry_guards,
             "circuit_lifetime_s": self.privacy.preset.circuit_lifetime_s,
             "path_bias": int(self.privacy.preset.path_bias),
-            "selective_denial": int(self.kit.selective_denial),
-            "extensions_denied": sum(d.denied for d in self.denials.values()),
+            "selective_denial": self.kit.selective_denial or "none",
+            "circuits_denied": sum(d.denied for d in self.denials.values()),
             "cover_messages": tally.pop("cover_messages"),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,
