@@ -405,3 +405,25 @@ def test_a_guard_list_that_cannot_be_written_is_counted_and_the_node_runs_on(
     assert runtime.node.counters.get("guards_save_failed") == 1
     runtime._save_guards(now + 1.0)  # not retried at every tick
     assert runtime.node.counters.get("guards_save_failed") == 1
+
+
+def test_a_guard_path_bias_disables_is_logged_once_and_kept_disabled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    identity = keystore.init_node_dir(tmp_path)
+    now = time.time()
+    guard = NodeId(b"\x09" * 32)
+    keystore.write_guards(tmp_path, [GuardRecord(guard, now, now + 40 * 86_400.0)], {})
+    runtime = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+    guards = runtime.node.circuits.client.guards
+    disabled = [guards.circuit_ended(guard, ok=False, wall_now=now) for _ in range(20)]
+    assert disabled == [False] * 19 + [True]
+    with caplog.at_level("WARNING", logger="murmur.runtime.driver"):
+        runtime._save_guards(time.monotonic())
+        runtime._save_guards(time.monotonic(), force=True)
+    warnings = [r.getMessage() for r in caplog.records if "path bias" in r.getMessage()]
+    assert warnings == [f"entry guard {guard.hex()[:16]} disabled: circuits through it failed, "
+                        "or lost what they carried, far more often than circuits do (path "
+                        "bias); using the next guard"]  # fmt: skip
+    (saved,) = keystore.read_guards(tmp_path).records
+    assert saved.disabled_at == now and saved.path_bias.outcomes == 20.0

@@ -95,6 +95,7 @@ class NodeRuntime:
         self.node.restore_announcements(kept.announcements, now)
         self._guards_saved = self.node.guards_version
         self._guards_saved_at = now
+        self._guards_disabled = {g.node_id for g in kept.records if g.disabled_at is not None}
         self.listen_address: tuple[str, int] | None = None
         self.api_address: tuple[str, int] | None = None
         self._on_delivery = on_delivery
@@ -344,6 +345,8 @@ class NodeRuntime:
         every ``GUARDS_SAVE_INTERVAL_S`` for their announcements, which a restart within
         their lifetime uses at once."""
         version = self.node.guards_version
+        if version != self._guards_saved:
+            self._warn_disabled_guards()
         due = now >= self._guards_saved_at + GUARDS_SAVE_INTERVAL_S
         if self.node_dir is None or not (version != self._guards_saved or due or force):
             return
@@ -356,6 +359,18 @@ class NodeRuntime:
         except OSError as exc:
             self.node.counters.inc("guards_save_failed")
             _log.warning("could not save the entry guards: %s", exc.strerror or exc)
+
+    def _warn_disabled_guards(self) -> None:
+        """Says so when path bias disables an entry guard: either it is an adversary that
+        serves only circuits leading to its accomplices, or something near it fails."""
+        for guard in self.node.guard_records():
+            if guard.disabled_at is not None and guard.node_id not in self._guards_disabled:
+                self._guards_disabled.add(guard.node_id)
+                _log.warning(
+                    "entry guard %s disabled: circuits through it failed, or lost what they "
+                    "carried, far more often than circuits do (path bias); using the next guard",
+                    guard.node_id.hex()[:16],
+                )
 
     def _flush_one(self, conn_id: ConnId, conn: StreamConnection) -> None:
         outbox = self._pending.pop(conn_id, None)
