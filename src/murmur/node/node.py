@@ -756,6 +756,7 @@ class Node:
         deliveries = self.deliveries
         store_put = self.private.store.put
         published = self.private.origin.published
+        ours = False  # one of our own private messages came back, and the client heard so
         for action in self.gossip.drain_actions():
             if isinstance(action, Deliver):
                 topic = action.topic
@@ -765,7 +766,7 @@ class Node:
                 if topic == ANNOUNCE_TOPIC:
                     self.private.on_announcement(action.data, now)
                 else:
-                    published(topic, message_id, len(action.data), now)
+                    ours |= published(topic, message_id, len(action.data), now)
                     if topic in STEM_TOPICS:
                         self.stem.seen_in_gossip(message_id)
                 if message_id not in deliveries:
@@ -788,6 +789,8 @@ class Node:
                     self._misbehaved(session, now, f"gossip.{action.reason}")
         for topic, count in delivered.items():
             self.counters.inc(f"delivered.{topic}", count)
+        if ours:
+            self._pump_circuits(now)
 
     def _pump_circuits(self, now: float) -> None:
         for action in self.circuits.drain_actions():

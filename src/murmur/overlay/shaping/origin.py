@@ -213,10 +213,11 @@ class ShapedOrigin:
 
     # --- inputs ----------------------------------------------------------------------------
 
-    def published(self, topic: str, gossip_id: bytes, payload_bytes: int, now: float) -> None:
+    def published(self, topic: str, gossip_id: bytes, payload_bytes: int, now: float) -> bool:
         """Gossip delivered message ``gossip_id`` (``payload_bytes`` long, on ``topic``): on a
         private-path topic its size joins every lane's cover mix, and if it is one of ours, it
-        arrived (and the client hears so: its circuit's guard delivered)."""
+        arrived, and the client hears so (its circuit's guard delivered): then True, and the
+        client may have cells to send."""
         if path_for_topic(topic) is MessagePath.PRIVATE:
             framed = envelope_size(topic, payload_bytes)
             for lane in self._lanes.values():
@@ -227,6 +228,8 @@ class ShapedOrigin:
             self.counters.inc("confirmed")
             self._port.delivery(entry.message.ref, confirmed=True, now=now)
             self._drop_stale_deadlines()
+            return True
+        return False
 
     def abandon(self, ref: int) -> None:
         """The send ``ref`` failed and its caller was told so: stop watching it."""
