@@ -233,6 +233,13 @@ def test_the_paired_overhead_is_each_transactions_own_extra_latency(record: RunR
     assert paired_extra_latency_ms(mine_agg, theirs_agg) == [100.0, 800.0]
 
 
+def test_spies_that_follow_the_protocol_get_no_guard_disabled(record: RunRecord) -> None:
+    extras = record.extras
+    assert extras["selective_denial"] == "none" and extras["circuits_denied"] == 0
+    assert extras["path_bias"] == 1
+    assert extras["honest_guards_disabled"] == extras["spy_guards_disabled"] == 0
+
+
 @pytest.mark.parametrize("mode", ["extend", "carry"])
 def test_spy_guards_that_deny_service_are_dropped_by_path_bias(mode: str) -> None:
     """Spies serve circuits from honest relays only towards fellow spies (an active
