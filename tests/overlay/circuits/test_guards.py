@@ -129,11 +129,17 @@ def test_config_refuses_guards_together_with_near_first_hops() -> None:
         GuardConfig(count=-1)
 
 
-def test_a_guard_whose_circuits_mostly_fail_past_it_is_disabled_for_good() -> None:
+def _judged_after_ten(seed: int) -> tuple[RelayDirectory, EntryGuards, NodeId]:
+    """One guard drawn from a list judged after 10 outcomes (its counts halving at 20)."""
     directory = _directory()
     bias = PathBiasConfig(min_outcomes=10, scale_at=20)
-    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(15))
+    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(seed))
     (first,) = _primary(guards, directory)
+    return directory, guards, first
+
+
+def test_a_guard_whose_circuits_mostly_fail_past_it_is_disabled_for_good() -> None:
+    directory, guards, first = _judged_after_ten(seed=15)
     for i in range(9):  # 2 of 9 ok, but not judged before 10 outcomes
         assert not guards.circuit_ended(first, ok=i < 2, wall_now=100.0)
     version = guards.version
@@ -156,10 +162,7 @@ def test_a_guard_whose_circuits_mostly_fail_past_it_is_disabled_for_good() -> No
 
 
 def test_a_guard_is_judged_on_recent_outcomes_and_kept_at_half_ok() -> None:
-    directory = _directory()
-    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
-    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(16))
-    (first,) = _primary(guards, directory)
+    _, guards, first = _judged_after_ten(seed=16)
     for _ in range(20):
         assert not guards.circuit_ended(first, ok=True, wall_now=1.0)
     assert guards.records()[0].path_bias == PathBiasCounts(10.0, 10.0)  # halved at 20
@@ -172,10 +175,7 @@ def test_a_guard_is_judged_on_recent_outcomes_and_kept_at_half_ok() -> None:
 
 
 def test_messages_that_never_come_back_disable_a_guard_counted_apart_from_circuits() -> None:
-    directory = _directory()
-    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
-    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(17))
-    (first,) = _primary(guards, directory)
+    _, guards, first = _judged_after_ten(seed=17)
     for _ in range(12):
         assert not guards.circuit_ended(first, ok=True, wall_now=1.0)
     for _ in range(9):
@@ -195,7 +195,7 @@ def test_path_bias_settings_and_counts_are_checked() -> None:
         {"disable_below": -0.1},
     ):
         with pytest.raises(ValueError):
-            PathBiasConfig(**bad)  # type: ignore[arg-type]
+            PathBiasConfig(**bad)
     for circuits, ok in ((3.0, 4.0), (-1.0, -1.0), (1.0, -0.5)):
         with pytest.raises(ValueError):
             PathBiasCounts(circuits, ok)
