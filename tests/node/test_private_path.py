@@ -78,6 +78,13 @@ def test_private_transactions_reach_every_node_once_from_an_exit() -> None:
     exits = sum(n.counters.get("exit_published") for n in net.nodes)
     assert exits == len(txs)
     assert origin.counters.get("exit_published") == 0
+    guards = origin.circuits.client.guards
+    # each came back through gossip: an ok outcome for the guard that carried it
+    assert [(g.use_bias.outcomes, g.use_bias.ok) for g in guards.records()] == [(10.0, 10.0)]
+    origin.send_private("transaction", txs[0], net.now)  # already public: cannot come back
+    net.tick(net.now + 40.0)
+    assert origin.private.origin.counters.get("resent") == 0
+    assert [(g.use_bias.outcomes, g.use_bias.ok) for g in guards.records()] == [(10.0, 10.0)]
 
 
 def test_an_exit_publication_the_application_refuses_is_a_counted_drop() -> None:

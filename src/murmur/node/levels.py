@@ -188,9 +188,8 @@ class PrivacySettings:
         racing another number of candidate circuits and drawing hop 1 from another number of
         near links, keeping another number of entry guards (with or without path bias) and
         rotating circuits after another lifetime (the simulator compresses months of rotations
-        into minutes this way): the
-        knobs the simulator sweeps to choose the defaults. They are not node settings: a node
-        on a level of its own would stand out among the others."""
+        into minutes this way): the knobs the simulator sweeps to choose the defaults. They are
+        not node settings: a node on a level of its own would stand out among the others."""
         level, preset = self.level, self.preset
         shaping = level.shaping
         if cover_rate_per_s is not None:

@@ -222,7 +222,11 @@ class PrivatePath:
         """
         chosen = self.privacy.level_for(level)
         self.origin.open_lane(chosen.name, chosen.shaping, now)
-        return self.origin.submit(chosen.name, topic, payload, now)
+        # Gossip delivers a message id once, and exits drop what they refuse: such a message
+        # cannot come back, so it is neither resent nor held against our guard.
+        known = self.store.get(message_id(topic, payload)) is not None
+        comes_back = self.validate(topic, payload) and not known
+        return self.origin.submit(chosen.name, topic, payload, now, watch=comes_back)
 
     def handle_timer(self, now: float) -> None:
         self.origin.handle_timer(now)

@@ -17,11 +17,10 @@ Theory of operation. A node directory ``D`` holds:
   "use_bias_outcomes": N, "use_bias_ok": N, "disabled_at": UNIX_S | null,
   "announcement": HEX | null}, ...]`` in sampling order (the bias keys: how the circuits past
   each guard ended and whether the messages they carried came back, and when that disabled
-  it), with
-  the last signed announcement the node held of each guard, so a restart enters through the
-  same guard at once (drawing new ones at every start would undo what guards are for). Not a
-  secret, but it tells which relays this node enters through, and whoever could write it would
-  choose them: it is read only when private (0600).
+  it), with the last signed announcement the node held of each guard, so a restart enters
+  through the same guard at once (drawing new ones at every start would undo what guards are
+  for). Not a secret, but it tells which relays this node enters through, and whoever could
+  write it would choose them: it is read only when private (0600).
 
 Every file is written as a temporary file created with ``os.open(..., 0o600)`` (and ``fchmod``
 to exactly 0600, whatever the umask), then renamed over the target: no file is ever visible

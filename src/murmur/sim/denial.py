@@ -18,15 +18,17 @@ is a CREATE to an honest relay (or a dial to one), ``extend`` drops the CREATE, 
 relay a DESTROY for the predecessor's leg (so the relay's state ends as a destroyed circuit's
 would) and sends that DESTROY to the predecessor (a dial it lets happen: the link is unused and
 closes later); ``carry`` marks the predecessor's leg and drops the RELAY cells the relay passes
-on from it after the next extension's. What it cannot see it lets through: an extension the
-relay performs later, from its rate-limit queue or on a link another circuit was already
-dialling.
+on from it after the next extension's four cells (at hop 1 those carry the extension to hop 3;
+at hop 2, where none follows, they are the circuit's first messages). What it cannot see it
+lets through: an extension the relay performs later, from its rate-limit queue or on a link
+another circuit was already dialling. ``carry`` is not simulated with relays that hold cells
+(the enhanced and maximum levels): held cells leave on the relay's timers, past this filter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeGuard
+from typing import Any, Literal, TypeGuard
 
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -43,14 +45,15 @@ from murmur.wire.cells import (
 )
 
 _DESTROY_BODY = encode_reason(DestroyReason.HOP_GONE)
-DENIAL_MODES = ("extend", "carry")
+DenialMode = Literal["extend", "carry"]
+DENIAL_MODES: tuple[DenialMode, ...] = ("extend", "carry")
 
 
 class SelectiveDenial:
     """Wraps a spy's relay; serves circuits from honest peers only towards fellow spies."""
 
     def __init__(
-        self, relay: RelayRole, *, is_spy: Callable[[NodeId], bool], mode: str = "extend"
+        self, relay: RelayRole, *, is_spy: Callable[[NodeId], bool], mode: DenialMode = "extend"
     ) -> None:
         if mode not in DENIAL_MODES:
             raise ValueError(f"unknown denial mode {mode!r} (known: {', '.join(DENIAL_MODES)})")
@@ -72,6 +75,10 @@ class SelectiveDenial:
 
     def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
         relay = self._relay
+        if self._doomed and len(data) >= CELL_HEADER_BYTES:
+            circ_id, command = CELL_HEADER.unpack_from(data)
+            if command == CellCommand.DESTROY:  # the predecessor closed it
+                self._doomed.pop((peer, circ_id), None)
         relay.receive_cell(peer, data, now)
         out = relay.drain_actions()
         if len(data) >= CELL_HEADER_BYTES and not self._is_spy(peer):
@@ -148,6 +155,8 @@ class SelectiveDenial:
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         self._relay.peer_disconnected(peer, now)
+        for leg in [leg for leg in self._doomed if leg[0] == peer]:
+            del self._doomed[leg]
 
     def handle_timer(self, now: float) -> None:
         self._relay.handle_timer(now)

@@ -80,7 +80,7 @@ from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
 from murmur.sim.adversary import Adversary, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
-from murmur.sim.denial import DENIAL_MODES, SelectiveDenial
+from murmur.sim.denial import DENIAL_MODES, DenialMode, SelectiveDenial
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
@@ -145,7 +145,7 @@ class OnionKit:
     many rotations into a run, to measure exposure that grows with time."""
     path_bias: bool | None = None
     """Overrides whether nodes disable entry guards whose circuits fail past them."""
-    selective_denial: str | None = None
+    selective_denial: DenialMode | None = None
     """Spies serve circuits from honest relays only towards fellow spies, refusing to extend
     them (``extend``) or dropping what they carry (``carry``): :mod:`murmur.sim.denial`, an
     active adversary; path bias is the defence. None: spies follow the protocol."""
@@ -164,6 +164,8 @@ class OnionKit:
         self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
         if self.selective_denial not in (None, *DENIAL_MODES):
             raise ConfigError(f"unknown selective denial mode {self.selective_denial!r}")
+        if self.selective_denial == "carry" and self.privacy().relay_config().forward_delay:
+            raise ConfigError("carry denial is not simulated at levels whose relays hold cells")
         if self.upkeep_window_s < 0:
             raise ConfigError("upkeep_window_s must be >= 0")
 

@@ -356,9 +356,10 @@ def test_a_guard_that_extends_only_to_fellow_spies_is_disabled_and_the_next_one_
 
 
 @pytest.mark.parametrize("guard_link_lost_last", [False, True])
-def test_circuits_lost_with_our_whole_network_do_not_count_against_the_guard(
-    guard_link_lost_last: bool,
-) -> None:
+def test_a_lost_link_to_the_guard_never_counts_against_it(guard_link_lost_last: bool) -> None:
+    """Whether our whole network went down (every link lost, the guard's in any order) or
+    the guard's link alone: a lost link kills every circuit through the guard alike, so it
+    cannot choose which survive, and it is as often our fault as the guard's."""
     net = Network(10, seed=17, client_config=ClientConfig(guards=SETTLED(count=1)))
     net.run_until(1.0)
     origin = net.node(0)
@@ -370,7 +371,28 @@ def test_circuits_lost_with_our_whole_network_do_not_count_against_the_guard(
     order = [*others, guard.node_id] if guard_link_lost_last else [guard.node_id, *others]
     for peer in order:
         client.peer_disconnected(peer, net.now)
+    assert client.counters.get("circuit_failed_hop_gone") == 3
     (after,) = client.guards.records()
-    # the guard's link alone lost while others work counts (a guard can drop circuits that way)
-    assert after.path_bias.outcomes == (0.0 if guard_link_lost_last else 3.0)
-    assert after.path_bias.ok == 0.0
+    assert after.path_bias == PathBiasCounts()
+
+
+def test_at_most_two_guards_are_disabled_a_day_and_a_guard_disabled_is_not_waited_for() -> None:
+    """Guard after guard failing is the network's doing or ours: a third condemned within a
+    day is only counted, and disabled when the day is over if its outcomes still condemn it."""
+    directory = _directory()
+    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
+    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(18))
+    condemned = []
+    for hour in range(3):
+        (guard,) = _primary(guards, directory, now=hour * 3_600.0)
+        condemned.append(guard)
+        results = [
+            guards.circuit_ended(guard, ok=False, wall_now=hour * 3_600.0) for _ in range(10)
+        ]
+        assert results == [False] * 9 + [hour < 2]
+    assert guards.withheld == 1 and len(set(condemned)) == 3
+    assert _primary(guards, directory, now=3 * 3_600.0) == [condemned[2]]  # still in use
+    assert guards.circuit_ended(condemned[2], ok=False, wall_now=86_400.0)  # a day on
+    # a disabled guard gone from the directory is not waited for: the next one is drawn
+    directory.remove(condemned[0])
+    assert _primary(guards, directory, now=86_400.0 + 1.0) not in ([], [condemned[2]])

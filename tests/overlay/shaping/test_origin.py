@@ -447,8 +447,8 @@ def test_resend_settings_are_checked() -> None:
 def test_a_guard_that_loses_our_messages_is_disabled_and_the_next_one_carries_them() -> None:
     """Use bias: a spy guard lets circuits be built and drops what they carry (it would spare
     the circuits whose hop 2 is a fellow spy). Our messages never come back through gossip;
-    after enough misses the guard is disabled, its circuits closed, and the resend leaves
-    through the next guard."""
+    each counts once, when its last resend times out, and after enough of them the guard is
+    disabled, its circuits closed, and the next message leaves through the next guard."""
     bias = PathBiasConfig(min_outcomes=4, scale_at=8)
     config = ClientConfig(guards=GuardConfig(count=1, settle_s=0.0, path_bias=bias))
     rig = _rig(ShapingPolicy(resend=ResendConfig(timeout_s=10.0, attempts=2)), config=config)
@@ -457,25 +457,27 @@ def test_a_guard_that_loses_our_messages_is_disabled_and_the_next_one_carries_th
     net.lost |= {
         (guard.node_id, n, CellCommand.RELAY) for n in net.nodes if n != rig.origin.node_id
     }
-    rig.submit("L", "transaction", b"first", 0.0)
-    rig.submit("L", "transaction", b"second", 31.0)
-    echoed = 0
-    for now in range(32, 100):  # gossip brings each exit's publication back
-        rig.run(float(now))
-        for entry in rig.entries("real")[echoed:]:
-            payload = entry[2]
-            assert isinstance(payload, bytes)
-            rig.shaper.published(
-                "transaction", message_id("transaction", payload), len(payload), float(now)
-            )
-        echoed = len(rig.entries("real"))
-    # first: sent and resent twice through the guard, never back (3 misses); second: one more
+    lost = [rig.submit("L", "transaction", bytes([i]) * 100, float(i)) for i in range(4)]
+    rig.run(33.5)  # sent, resent at +10 and +20, given up at +30
+    assert rig.log == [("failed", ref, "unconfirmed") for ref in lost]
     assert rig.client.counters.get("guard_disabled_path_bias") == 1
     assert rig.client.counters.get("circuits_closed_guard_disabled") == 3
+    rig.submit("L", "transaction", b"later", 40.0)
+    rig.shaper.published("transaction", message_id("transaction", b"later"), 5, 40.0)
     disabled, carrier = rig.client.guards.records()
-    assert disabled.node_id == guard.node_id and disabled.disabled_at == 41.0
+    assert disabled.node_id == guard.node_id and disabled.disabled_at == 33.0
     assert disabled.use_bias == PathBiasCounts(4.0, 0.0)
-    assert [entry[:2] for entry in rig.entries("real")] == [("real", 41.0)]
+    assert rig.entries("real") == [("real", 40.0, b"later")]
     assert carrier.use_bias == PathBiasCounts(1.0, 1.0)
     assert all(path[0] == carrier.node_id for path in rig.client.circuit_paths())
-    assert rig.shaper.counters.get("confirmed") == 1
+
+
+def test_a_message_that_cannot_come_back_is_neither_resent_nor_held_against_the_guard() -> None:
+    config = ClientConfig(guards=GuardConfig(count=1, settle_s=0.0))
+    rig = _rig(ShapingPolicy(resend=ResendConfig(timeout_s=10.0, attempts=2)), config=config)
+    rig.shaper.submit("L", "transaction", b"already public", 0.0, watch=False)
+    rig.run(100.0)
+    assert [entry[2] for entry in rig.entries("real")] == [b"already public"]  # sent once
+    assert rig.shaper.counters.get("resent") == rig.shaper.counters.get("unconfirmed") == 0
+    (guard,) = rig.client.guards.records()
+    assert guard.use_bias == PathBiasCounts()

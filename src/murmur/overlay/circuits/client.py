@@ -84,9 +84,10 @@ from murmur.wire.cells import (
 )
 
 _MESSAGE_ID_LIMIT = 2**32
-MAX_WATCHED_MESSAGES = 1024
+MAX_WATCHED_MESSAGES = 4096
 """Sends whose carrying guard is remembered until the caller says whether they came back
-(:meth:`CircuitClient.delivery`); the oldest is forgotten beyond this."""
+(:meth:`CircuitClient.delivery`); the oldest is forgotten beyond this (as many as the origin's
+resend watch tracks, ``ResendConfig.max_tracked``)."""
 
 
 class _Phase(enum.Enum):
@@ -263,10 +264,7 @@ class CircuitClient:
         first = self._carried_by.pop(ref, None)
         if first is None:
             return
-        wall_now = now + self.wall_clock_offset_s
-        if self.guards.message_ended(first, ok=confirmed, wall_now=wall_now):
-            self.counters.inc("guard_disabled_path_bias")
-            self._disabled_guards.add(first)
+        self._judge_guard(first, ok=confirmed, now=now, messages=True)
         self._maintain(now)
 
     def allocate_ref(self) -> int:
@@ -751,18 +749,29 @@ class CircuitClient:
 
     def _counts_against_path(self, reason: str) -> bool:
         """Whether a failure after hop 1 answered counts against its guard (path bias): not
-        when the fault is the directory's (an unusable onion key) or our own (hop 1's link
-        lost while no other link is up either)."""
-        if reason == "bad_onion_key":
-            return False
-        return reason != "hop_gone" or bool(self._links)
+        when the fault is the directory's (an unusable onion key), nor a lost link to hop 1.
+        A link is lost when our own network goes down as much as when the guard's does, and
+        losing it takes down every circuit through the guard, those it would keep too, so
+        it is no way to choose which of them survive."""
+        return reason not in ("bad_onion_key", "hop_gone")
 
     def _ended(self, circuit: _Circuit, *, ok: bool, now: float) -> None:
         """Path bias: a circuit that got past hop 1 ended, well or not (a no-op without guards
         or for a hop 1 that is no guard)."""
-        if self.guards.circuit_ended(circuit.first, ok=ok, wall_now=now + self.wall_clock_offset_s):
+        self._judge_guard(circuit.first, ok=ok, now=now, messages=False)
+
+    def _judge_guard(self, first: NodeId, *, ok: bool, now: float, messages: bool) -> None:
+        guards, wall_now = self.guards, now + self.wall_clock_offset_s
+        withheld = guards.withheld
+        if messages:
+            disabled = guards.message_ended(first, ok=ok, wall_now=wall_now)
+        else:
+            disabled = guards.circuit_ended(first, ok=ok, wall_now=wall_now)
+        if disabled:
             self.counters.inc("guard_disabled_path_bias")
-            self._disabled_guards.add(circuit.first)
+            self._disabled_guards.add(first)
+        elif guards.withheld != withheld:
+            self.counters.inc("guard_disable_withheld")
 
     def _leave_disabled_guards(self) -> None:
         """Closes every circuit through a guard path bias disabled: they are the ones it let

@@ -29,7 +29,9 @@ clock, so a node switched off for a month does not keep a stale guard), or when 
 unlisted from the directory for ``unlisted_grace_s`` (a relay that went away). A guard whose
 circuits fail after it answered far more often than circuits do is disabled (path bias,
 :mod:`murmur.overlay.circuits.path_bias`): it stays on the list, unusable, until its lifetime
-ends, so the next guard on the list takes its place and it is never drawn again. Times that must
+ends, so the next guard on the list takes its place and it is not drawn again meanwhile (at
+most two are disabled a day; more failing one after the other points at the network or at
+us). Times that must
 survive a restart are wall-clock (Unix seconds); :meth:`EntryGuards.records` and the
 ``records`` argument carry the list across restarts (the runtime keeps it in the node
 directory), and ``version`` changes whenever the list does.
@@ -125,6 +127,8 @@ class EntryGuards:
         """Monotonic time until which a guard is skipped (not kept across restarts)."""
         self.version = 0
         """Changes whenever the list does (for whoever persists it)."""
+        self.withheld = 0
+        """Times path bias condemned a guard but did not disable it: too many were, lately."""
 
     def records(self) -> list[GuardRecord]:
         return list(self._sampled)
@@ -151,6 +155,7 @@ class EntryGuards:
         usable = self._usable(directory, origin, origin_prefixes, min_score, now)
         waited_for = any(
             g.unlisted_since is not None
+            and g.disabled_at is None
             and wall_now - g.unlisted_since < self.config.replace_unlisted_after_s
             for g in self._sampled
         )
@@ -196,12 +201,26 @@ class EntryGuards:
             else:
                 guard = replace(guard, path_bias=guard.path_bias.add(ok, bias))
                 disable = guard.path_bias.condemns(bias)
+            if disable and self._recently_disabled(wall_now) >= bias.max_disabled_per_window:
+                # Guard after guard failing is the network's doing, or ours, not theirs (a
+                # flood of hop-2 relays, our own link): drawing guard after guard would only
+                # hand each draw its chance of being a spy. The counts stay; only warn.
+                self.withheld += 1
+                disable = False
             if disable:
                 guard = replace(guard, disabled_at=wall_now)
                 self.version += 1
             self._sampled[i] = guard
             return disable
         return False
+
+    def _recently_disabled(self, wall_now: float) -> int:
+        window = self.config.path_bias.disable_window_s
+        return sum(
+            1
+            for g in self._sampled
+            if g.disabled_at is not None and wall_now - g.disabled_at < window
+        )
 
     def clock_stepped(self, by_s: float) -> None:
         """The wall clock was stepped by ``by_s``: the list's times were taken on the wrong

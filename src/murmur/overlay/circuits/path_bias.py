@@ -30,7 +30,10 @@ Honest circuits end well almost always (simulated, no churn: 80 of 47,368 failed
 selective guard among a fraction p of spies passes about p of them. A guard is disabled when,
 after ``min_outcomes`` of either kind, fewer than ``disable_below`` of them were ok; the counts
 halve at ``scale_at`` so recent behaviour weighs most. A disabled guard stays on the list until its
-lifetime ends (so it is never drawn again) and the next guard on the list takes its place.
+lifetime ends (so it is not drawn again meanwhile) and the next guard on the list takes its
+place. At most two guards are disabled a day: more failing one after the other points at the
+network or at the node itself (an adversary flooding hop-2 relays everywhere, or one that
+exhausts a guard's buffers from outside), and each new guard would be one more chance of a spy.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True)
 class PathBiasConfig:
+    """When a guard's outcomes condemn it (see the module's docstring for why these)."""
+
     min_outcomes: int = 20
     """Outcomes counted before a guard can be judged (circuits: about an hour of a default
     pool; messages: twenty of the node's own transactions)."""
@@ -49,12 +54,19 @@ class PathBiasConfig:
     for as hop 2 (about 1 - p), and far above a selective guard's (about p)."""
     scale_at: int = 100
     """When this many outcomes are counted, both counts halve."""
+    max_disabled_per_window: int = 2
+    """At most this many guards are disabled within ``disable_window_s``; a third condemned
+    meanwhile is only counted (``EntryGuards.withheld``): guard after guard failing points at
+    the network or at us, and every new guard is another chance of drawing a spy."""
+    disable_window_s: float = 86_400.0
 
     def __post_init__(self) -> None:
         if self.min_outcomes < 1 or self.scale_at < 2 * self.min_outcomes:
             raise ValueError("path bias needs min_outcomes >= 1 and scale_at >= 2 x min_outcomes")
         if not 0.0 <= self.disable_below <= 1.0:
             raise ValueError("path bias disable_below must lie in [0, 1]")
+        if self.max_disabled_per_window < 1 or self.disable_window_s <= 0:
+            raise ValueError("path bias needs max_disabled_per_window >= 1 and a positive window")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +82,7 @@ class PathBiasCounts:
             raise ValueError("path bias counts must satisfy 0 <= ok <= outcomes")
 
     def add(self, ok: bool, config: PathBiasConfig) -> PathBiasCounts:
+        """These counts with one more outcome, halved when they reach ``scale_at``."""
         outcomes, good = self.outcomes + 1.0, self.ok + (1.0 if ok else 0.0)
         if outcomes >= config.scale_at:
             outcomes, good = outcomes / 2.0, good / 2.0

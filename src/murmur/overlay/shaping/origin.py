@@ -107,6 +107,8 @@ class _Message:
     payload: bytes = field(repr=False)
     attempt: int = 0
     """Resends so far."""
+    watched: bool = True
+    """Whether gossip is watched for it to come back (not for one that cannot)."""
 
 
 @dataclass(slots=True, eq=False)
@@ -180,8 +182,12 @@ class ShapedOrigin:
     def has_lane(self, name: str) -> bool:
         return name in self._lanes
 
-    def submit(self, lane_name: str, topic: str, payload: bytes, now: float) -> int:
+    def submit(
+        self, lane_name: str, topic: str, payload: bytes, now: float, *, watch: bool = True
+    ) -> int:
         """Sends ``payload`` on ``topic`` the way lane ``lane_name`` shapes it; returns its id.
+        ``watch=False``: the message cannot come back through gossip (gossip already holds
+        it, or exits would refuse it), so it is neither resent nor counted for its guard.
 
         Raises :class:`QueueFull` when the lane already holds ``max_pending`` messages,
         :class:`LocalProtocolError` for a topic or payload no envelope can carry, and what the
@@ -202,7 +208,7 @@ class ShapedOrigin:
                 f"(at most {lane.policy.max_pending}); try again later"
             )
         self._port.check_available(now)
-        message = _Message(self._port.allocate_ref(), topic, payload)
+        message = _Message(self._port.allocate_ref(), topic, payload, watched=watch)
         self.counters.inc("submitted")
         delay = lane.policy.origin_delay
         if delay is None:
@@ -334,7 +340,7 @@ class ShapedOrigin:
             message.topic, message.payload, now, buckets=lane.policy.buckets, ref=message.ref
         )
         self.counters.inc("real_sent")
-        if lane.policy.resend is not None:
+        if lane.policy.resend is not None and message.watched:
             self._watch(lane, message, now)
 
     def _watch(self, lane: _Lane, message: _Message, now: float) -> None:
@@ -370,9 +376,12 @@ class ShapedOrigin:
                 continue
             entry = self._unconfirmed.pop(gossip_id)
             del self._ids_by_ref[entry.message.ref]
-            self._port.delivery(entry.message.ref, confirmed=False, now=now)
             resend = entry.lane.policy.resend
             if resend is None or entry.message.attempt >= resend.attempts:
+                # One outcome per message, when it settles: a late echo of an earlier copy
+                # would have confirmed it (gossip delivers an id once), so misses per attempt
+                # would blame the guard for one transaction up to three times.
+                self._port.delivery(entry.message.ref, confirmed=False, now=now)
                 self.counters.inc("unconfirmed")
                 self._port.fail_send(entry.message.ref, "unconfirmed")
                 continue
