@@ -132,7 +132,7 @@ def test_config_refuses_guards_together_with_near_first_hops() -> None:
 def _judged_after_ten(seed: int) -> tuple[RelayDirectory, EntryGuards, NodeId]:
     """One guard drawn from a list judged after 10 outcomes (its counts halving at 20)."""
     directory = _directory()
-    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
+    bias = PathBiasConfig(min_outcomes=10, min_messages=10, scale_at=20)
     guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(seed))
     (first,) = _primary(guards, directory)
     return directory, guards, first
@@ -191,6 +191,8 @@ def test_path_bias_settings_and_counts_are_checked() -> None:
     for bad in (
         {"min_outcomes": 0},
         {"min_outcomes": 20, "scale_at": 39},
+        {"min_messages": 0},
+        {"min_messages": 30, "scale_at": 59},
         {"disable_below": 1.5},
         {"disable_below": -0.1},
     ):

@@ -449,7 +449,7 @@ def test_a_guard_that_loses_our_messages_is_disabled_and_the_next_one_carries_th
     the circuits whose hop 2 is a fellow spy). Our messages never come back through gossip;
     each counts once, when its last resend times out, and after enough of them the guard is
     disabled, its circuits closed, and the next message leaves through the next guard."""
-    bias = PathBiasConfig(min_outcomes=4, scale_at=8)
+    bias = PathBiasConfig(min_messages=4)
     config = ClientConfig(guards=GuardConfig(count=1, settle_s=0.0, path_bias=bias))
     rig = _rig(ShapingPolicy(resend=ResendConfig(timeout_s=10.0, attempts=2)), config=config)
     (guard,) = rig.client.guards.records()

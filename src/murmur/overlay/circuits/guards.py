@@ -197,10 +197,10 @@ class EntryGuards:
                 return False
             if messages:
                 guard = replace(guard, use_bias=guard.use_bias.add(ok, bias))
-                disable = guard.use_bias.condemns(bias)
+                disable = guard.use_bias.condemns(bias, bias.min_messages)
             else:
                 guard = replace(guard, path_bias=guard.path_bias.add(ok, bias))
-                disable = guard.path_bias.condemns(bias)
+                disable = guard.path_bias.condemns(bias, bias.min_outcomes)
             if disable and self._recently_disabled(wall_now) >= bias.max_disabled_per_window:
                 # Guard after guard failing is the network's doing, or ours, not theirs (a
                 # flood of hop-2 relays, our own link): drawing guard after guard would only

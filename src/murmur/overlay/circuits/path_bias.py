@@ -22,18 +22,19 @@ counted once, when it ends, and only once hop 1 has answered (before that the fa
 
 **Messages** (Tor's use bias): a spy guard can let every circuit be built and drop the cells
 of those whose hop 2 is honest instead; the origin watches gossip for each transaction it sent
-(the exit publishes it, so it comes back), and one not back in time is a failed outcome for the
-guard of the circuit that carried it, one seen back an ok one.
+(the exit publishes it, so it comes back): one outcome per message, for the guard of the
+circuit that carried it last, ok if it came back before its last resend timed out.
 
 Honest circuits end well almost always (simulated, no churn: 80 of 47,368 failed after hop 1,
 0.17 %; a real network with churn fails more, Tor's guidance is above 70 % success), and a
 selective guard among a fraction p of spies passes about p of them. A guard is disabled when,
-after ``min_outcomes`` of either kind, fewer than ``disable_below`` of them were ok; the counts
-halve at ``scale_at`` so recent behaviour weighs most. A disabled guard stays on the list until its
-lifetime ends (so it is not drawn again meanwhile) and the next guard on the list takes its
-place. At most two guards are disabled a day: more failing one after the other points at the
-network or at the node itself (an adversary flooding hop-2 relays everywhere, or one that
-exhausts a guard's buffers from outside), and each new guard would be one more chance of a spy.
+after ``min_outcomes`` circuits or ``min_messages`` messages, fewer than ``disable_below`` of
+them were ok; the counts halve at ``scale_at`` so recent behaviour weighs most. A disabled
+guard stays on the list until its lifetime ends (so it is not drawn again meanwhile) and the
+next guard on the list takes its place. At most two guards are disabled a day: more failing
+one after the other points at the network or at the node itself (an adversary flooding hop-2
+relays everywhere, or one that exhausts a guard's buffers from outside), and each new guard
+would be one more chance of a spy.
 """
 
 from __future__ import annotations
@@ -46,8 +47,15 @@ class PathBiasConfig:
     """When a guard's outcomes condemn it (see the module's docstring for why these)."""
 
     min_outcomes: int = 20
-    """Outcomes counted before a guard can be judged (circuits: about an hour of a default
-    pool; messages: twenty of the node's own transactions)."""
+    """Circuit outcomes counted before a guard can be judged (about an hour of a default
+    pool; circuits also fail for reasons no one chose, now and then)."""
+    min_messages: int = 8
+    """Message outcomes counted before a guard can be judged. Fewer: a node sends few
+    transactions of its own, each lost one is a transaction a spy did not get to name only
+    by luck (about three in four, at a selective guard, are lost; the rest are named), and
+    honest paths lose none that could come back (what cannot is not counted). Measured:
+    with twenty, a heavy sender behind a dropping spy guard lost as many transactions, and
+    had as many named, as with no path bias at all (docs/evaluation.md §6, "Path bias")."""
     disable_below: float = 0.5
     """A guard whose share of ok outcomes falls below this is disabled (0: never). Half is
     far below what honest guards see even when spies refuse every extension they are asked
@@ -61,8 +69,11 @@ class PathBiasConfig:
     disable_window_s: float = 86_400.0
 
     def __post_init__(self) -> None:
-        if self.min_outcomes < 1 or self.scale_at < 2 * self.min_outcomes:
-            raise ValueError("path bias needs min_outcomes >= 1 and scale_at >= 2 x min_outcomes")
+        least, most = min(self.min_outcomes, self.min_messages), max(
+            self.min_outcomes, self.min_messages
+        )
+        if least < 1 or self.scale_at < 2 * most:
+            raise ValueError("path bias needs minimums >= 1 and scale_at >= 2 x either minimum")
         if not 0.0 <= self.disable_below <= 1.0:
             raise ValueError("path bias disable_below must lie in [0, 1]")
         if self.max_disabled_per_window < 1 or self.disable_window_s <= 0:
@@ -88,7 +99,8 @@ class PathBiasCounts:
             outcomes, good = outcomes / 2.0, good / 2.0
         return PathBiasCounts(outcomes, good)
 
-    def condemns(self, config: PathBiasConfig) -> bool:
-        """Whether these outcomes show a guard that lets only some circuits through."""
-        judged = self.outcomes >= config.min_outcomes
+    def condemns(self, config: PathBiasConfig, minimum: int) -> bool:
+        """Whether these outcomes (at least ``minimum`` of them) show a guard that lets only
+        some circuits through."""
+        judged = self.outcomes >= minimum
         return judged and self.ok < config.disable_below * self.outcomes
