@@ -533,6 +533,17 @@ def test_a_peer_pinging_past_the_configured_burst_is_cut_off() -> None:
     assert any(isinstance(a, CloseConnection) and a.conn_id == conn for a in victim.drain_actions())
 
 
+def _lone_node(seed: int) -> Node:
+    """A node with no peers, started at 0, for driving one of its rules directly."""
+    return Node(
+        identity=Identity.from_seed(bytes([seed]) * 32),
+        config=NodeConfig(),
+        rng=SeededRng(seed),
+        now=0.0,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+    )
+
+
 @pytest.mark.parametrize(
     ("own", "target", "dials"),
     [
@@ -551,13 +562,7 @@ def test_an_extend_dials_a_local_address_only_from_a_local_network(
     """Whoever sends an EXTEND chooses the address: dialling any would make the relay a port
     scanner of its own host and network for them (the answer's timing tells a closed port
     from a filtered one from another service)."""
-    node = Node(
-        identity=Identity.from_seed(b"\x07" * 32),
-        config=NodeConfig(),
-        rng=SeededRng(7),
-        now=0.0,
-        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
-    )
+    node = _lone_node(7)
     if own is not None:
         node.set_advertised_address(own, 7000, 0.0)
     node.drain_actions()
@@ -571,13 +576,7 @@ def test_an_extend_dials_a_local_address_only_from_a_local_network(
 def test_links_for_relayed_circuits_leave_room_for_the_nodes_own_hop_one() -> None:
     """Peers choose where a relay's EXTENDs go; once they have used the links a relay may open
     for them, the node can still dial its own guard."""
-    node = Node(
-        identity=Identity.from_seed(b"\x08" * 32),
-        config=NodeConfig(),
-        rng=SeededRng(8),
-        now=0.0,
-        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
-    )
+    node = _lone_node(8)
     node.drain_actions()
 
     def dial(i: int, *, own: bool) -> bool:

@@ -28,12 +28,13 @@ another circuit was already dialling. ``carry`` is not simulated with relays tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal, TypeGuard
+from typing import Any, Literal
 
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
 from murmur.overlay.circuits.events import CircuitAction, ConnectTo, SendCell
 from murmur.overlay.circuits.host import RelayRole
+from murmur.sim.spy import sends_cell
 from murmur.wire.cells import (
     CELL_HEADER,
     CELL_HEADER_BYTES,
@@ -85,7 +86,7 @@ class SelectiveDenial:
             honest = {
                 action.peer
                 for action in out
-                if (_is_create(action) or isinstance(action, ConnectTo))
+                if (sends_cell(action, CellCommand.CREATE) or isinstance(action, ConnectTo))
                 and not self._is_spy(action.peer)
             }
             circ_id = CELL_HEADER.unpack_from(data)[0]
@@ -107,11 +108,11 @@ class SelectiveDenial:
         target, allowance = doomed
         kept = []
         for action in out:
-            if _is_relay(action) and action.peer == target:
+            if sends_cell(action, CellCommand.RELAY) and action.peer == target:
                 if allowance == 0:
                     continue  # dropped: what the circuit carries never arrives
                 allowance -= 1
-            elif _is_destroy(action) and action.peer == target:
+            elif sends_cell(action, CellCommand.DESTROY) and action.peer == target:
                 del self._doomed[leg]
             kept.append(action)
         if leg in self._doomed:
@@ -129,7 +130,7 @@ class SelectiveDenial:
         self.denied += 1
         destroy = encode_cell(circ_id, CellCommand.DESTROY, _DESTROY_BODY)
         self._relay.receive_cell(peer, destroy, now)  # the relay tears its circuit down
-        kept = [a for a in out if not (_is_create(a) and a.peer in targets)]
+        kept = [a for a in out if not (sends_cell(a, CellCommand.CREATE) and a.peer in targets)]
         kept += [
             a
             for a in self._relay.drain_actions()
@@ -143,7 +144,7 @@ class SelectiveDenial:
         self._pending = []
         if self._doomed:
             for action in actions:  # a circuit torn down towards its predecessor is over
-                if _is_destroy(action):
+                if sends_cell(action, CellCommand.DESTROY):
                     self._doomed.pop((action.peer, CELL_HEADER.unpack_from(action.cell)[0]), None)
         return actions
 
@@ -166,19 +167,3 @@ class SelectiveDenial:
 
     def peers_in_use(self) -> set[NodeId]:
         return self._relay.peers_in_use()
-
-
-def _is_create(action: Any) -> TypeGuard[SendCell]:
-    return _is_command(action, CellCommand.CREATE)
-
-
-def _is_relay(action: Any) -> TypeGuard[SendCell]:
-    return _is_command(action, CellCommand.RELAY)
-
-
-def _is_destroy(action: Any) -> TypeGuard[SendCell]:
-    return _is_command(action, CellCommand.DESTROY)
-
-
-def _is_command(action: Any, command: CellCommand) -> TypeGuard[SendCell]:
-    return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == command

@@ -179,4 +179,9 @@ def _answers(out: list[Any], key: tuple[NodeId, int], command: CellCommand) -> b
 
 
 def _is_create(action: Any) -> TypeGuard[SendCell]:
-    return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == CellCommand.CREATE
+    return sends_cell(action, CellCommand.CREATE)
+
+
+def sends_cell(action: Any, command: CellCommand) -> TypeGuard[SendCell]:
+    """Whether a relay's action sends a cell of ``command`` (read from its clear header)."""
+    return isinstance(action, SendCell) and action.cell[CELL_HEADER_BYTES - 1] == command
