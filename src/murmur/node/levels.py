@@ -74,6 +74,9 @@ class PrivacyPreset:
     """Disable an entry guard whose circuits fail past it far more often than circuits do
     (:mod:`murmur.overlay.circuits.path_bias`): a spy guard that extends circuits only to
     fellow spies would otherwise name its node as the origin of everything it sends."""
+    path_bias_baseline: bool = True
+    """Judge guards against how the node's own relay sees circuits fail (a network in
+    trouble fails honest guards' circuits too); off: a fixed bar."""
 
 
 STANDARD = PrivacyLevel(
@@ -181,12 +184,14 @@ class PrivacySettings:
         entry_guards: int | None = None,
         circuit_lifetime_s: float | None = None,
         path_bias: bool | None = None,
+        path_bias_baseline: bool | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none), holding each message back at the origin for ``origin_delay`` (seed §2.3),
         timing its slots by another law (a level with slot-based sending only), and the preset
         racing another number of candidate circuits and drawing hop 1 from another number of
-        near links, keeping another number of entry guards (with or without path bias) and
+        near links, keeping another number of entry guards (with or without path bias, and
+        its bar fixed or lowered by the relay-side baseline) and
         rotating circuits after another lifetime (the simulator compresses months of rotations
         into minutes this way): the knobs the simulator sweeps to choose the defaults. They are
         not node settings: a node on a level of its own would stand out among the others."""
@@ -218,6 +223,8 @@ class PrivacySettings:
             preset = replace(preset, circuit_lifetime_s=circuit_lifetime_s)
         if path_bias is not None:
             preset = replace(preset, path_bias=path_bias)
+        if path_bias_baseline is not None:
+            preset = replace(preset, path_bias_baseline=path_bias_baseline)
         return PrivacySettings(preset, level)
 
     def level_for(self, name: str | None) -> PrivacyLevel:
@@ -228,6 +235,7 @@ class PrivacySettings:
 
     def client_config(self) -> ClientConfig:
         lifetime = self.preset.circuit_lifetime_s
+        bias = PathBiasConfig(relayed_baseline=self.preset.path_bias_baseline)
         return ClientConfig(
             hops=self.preset.hops,
             min_relay_score=self.preset.min_relay_score,
@@ -238,9 +246,7 @@ class PrivacySettings:
             race_through_exit=self.preset.race_through_exit,
             guards=GuardConfig(
                 count=self.preset.entry_guards,
-                path_bias=PathBiasConfig()
-                if self.preset.path_bias
-                else PathBiasConfig(disable_below=0.0),
+                path_bias=bias if self.preset.path_bias else replace(bias, disable_below=0.0),
             ),
         )
 

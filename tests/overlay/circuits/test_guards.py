@@ -174,6 +174,18 @@ def test_a_guard_is_judged_on_recent_outcomes_and_kept_at_half_ok() -> None:
     assert guards.circuit_ended(first, ok=False, wall_now=3.0)  # 5 of 11
 
 
+def test_a_guard_failing_as_the_whole_network_does_is_spared_and_counted() -> None:
+    _, guards, first = _judged_after_ten(seed=19)
+    for i in range(10):  # 4 of 10 ok, while our relay sees 70 % of extensions succeed
+        assert not guards.circuit_ended(first, ok=i < 4, wall_now=1.0, expected=0.49)
+    assert guards.spared == 1 and guards.records()[0].disabled_at is None
+    for _ in range(6):  # down to 4 of 16, still at or above half of 0.49
+        assert not guards.circuit_ended(first, ok=False, wall_now=2.0, expected=0.49)
+    assert guards.spared == 7
+    assert guards.circuit_ended(first, ok=False, wall_now=3.0, expected=0.49)  # 4 of 17
+    assert guards.records()[0].disabled_at == 3.0
+
+
 def test_messages_that_never_come_back_disable_a_guard_counted_apart_from_circuits() -> None:
     _, guards, first = _judged_after_ten(seed=17)
     for _ in range(12):
@@ -375,7 +387,7 @@ def test_a_lost_link_to_the_guard_never_counts_against_it(guard_link_lost_last: 
         client.peer_disconnected(peer, net.now)
     assert client.counters.get("circuit_failed_hop_gone") == 3
     (after,) = client.guards.records()
-    assert after.path_bias == PathBiasCounts()
+    assert after.path_bias == guard.path_bias == PathBiasCounts(3.0, 3.0)  # built: ok, kept
 
 
 def test_at_most_two_guards_are_disabled_a_day_and_a_guard_disabled_is_not_waited_for() -> None:

@@ -16,6 +16,7 @@ from murmur.overlay.circuits.handshake import HopKeys, client_finish, client_oni
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.layers import OriginLayers, RelayLayer
 from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing
+from murmur.overlay.circuits.path_bias import PathBiasConfig, RelayedOutcomes
 from murmur.overlay.circuits.relay import CircuitRelay
 from murmur.overlay.shaping import DelayRange
 from murmur.sim.rng import SeededRng
@@ -45,6 +46,7 @@ from murmur.wire.cells import (
     decode_relay_plaintext,
     decode_truncated,
     encode_cell,
+    encode_reason,
     extend_data,
     split_message,
     unpad_message,
@@ -55,6 +57,7 @@ PEER = NodeId(b"\x11" * 32)
 OTHER = NodeId(b"\x22" * 32)
 TARGET = NodeId(b"\x99" * 32)
 PAIR = OnionKeyPair.generate(SeededRng(42))
+CLOSE = encode_reason(DestroyReason.REQUESTED)
 
 
 @dataclass
@@ -63,7 +66,11 @@ class Setup:
     published: list[tuple[str, bytes]] = field(default_factory=list)
 
 
-def make_relay(config: RelayConfig | None = None, valid: bool = True) -> Setup:
+def make_relay(
+    config: RelayConfig | None = None,
+    valid: bool = True,
+    relayed: RelayedOutcomes | None = None,
+) -> Setup:
     published: list[tuple[str, bytes]] = []
 
     def validate(topic: str, payload: bytes) -> bool:
@@ -77,6 +84,7 @@ def make_relay(config: RelayConfig | None = None, valid: bool = True) -> Setup:
         validate=validate,
         answer=lambda topic, payload: b"answer to " + payload,
         config=config,
+        relayed=relayed,
     )
     return Setup(relay, published)
 
@@ -395,6 +403,79 @@ def test_extend_that_gets_no_created_times_out() -> None:
     destroy, truncated = _cells(s.relay)
     assert destroy.peer == TARGET and decode_cell(destroy.cell).command is CellCommand.DESTROY
     assert decode_truncated(origin.open(truncated.cell).data) is TruncateReason.TIMEOUT
+
+
+def _answered_extension(relayed: RelayedOutcomes) -> tuple[Setup, HandOrigin, int]:
+    """A relay that extended PEER's circuit to TARGET and got CREATED back."""
+    s = make_relay(RelayConfig(max_circuit_lifetime_s=60), relayed=relayed)
+    origin = _extend_to_target(s)
+    s.relay.drain_actions()  # the dial
+    s.relay.link_ready(TARGET, 0.0)
+    next_id = decode_cell(_cells(s.relay)[-1].cell).circ_id
+    s.relay.receive_cell(TARGET, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 0.1)
+    s.relay.drain_actions()
+    return s, origin, next_id
+
+
+def _tally(relayed: RelayedOutcomes) -> tuple[float, float]:
+    """(outcomes, ok) counted for PEER, the only predecessor in these tests."""
+    counts = relayed._by_peer.get(PEER)
+    return (0.0, 0.0) if counts is None else (counts.outcomes, counts.ok)
+
+
+def test_each_extension_counts_one_outcome_for_the_baseline() -> None:
+    """Path bias's relay-side baseline: an extension answered counts ok at once (closing it
+    from the origin's side or by lifetime later changes nothing); one destroyed from beyond
+    or whose next relay went away later takes that ok back; one refused, timed out or
+    unreachable fails; our own refusals do not count."""
+    ended_well = [
+        lambda s, origin, next_id: origin.relay.receive_cell(
+            PEER, encode_cell(origin.circ_id, CellCommand.DESTROY, CLOSE), 1.0
+        ),
+        lambda s, origin, next_id: s.relay.handle_timer(61.0),
+    ]
+    collapsed = [
+        lambda s, origin, next_id: s.relay.receive_cell(
+            TARGET, encode_cell(next_id, CellCommand.DESTROY, CLOSE), 1.0
+        ),
+        lambda s, origin, next_id: s.relay.peer_disconnected(TARGET, 1.0),
+    ]
+    for ok, endings in ((True, ended_well), (False, collapsed)):
+        for end in endings:
+            relayed = RelayedOutcomes(PathBiasConfig())
+            s, origin, next_id = _answered_extension(relayed)
+            assert _tally(relayed) == (1.0, 1.0)  # ok once answered
+            end(s, origin, next_id)
+            assert s.relay.circuit_count == 0
+            assert _tally(relayed) == (1.0, 1.0 if ok else 0.0)
+    # never answered: unreachable, refused, silent
+    for fail in ("dial", "refused", "timeout"):
+        relayed = RelayedOutcomes(PathBiasConfig())
+        s = make_relay(relayed=relayed)
+        origin = _extend_to_target(s)
+        s.relay.drain_actions()
+        if fail == "dial":
+            s.relay.link_failed(TARGET, 1.0)
+        else:
+            s.relay.link_ready(TARGET, 0.0)
+            next_id = decode_cell(_cells(s.relay)[-1].cell).circ_id
+            if fail == "refused":
+                destroy = encode_cell(next_id, CellCommand.DESTROY, CLOSE)
+                s.relay.receive_cell(TARGET, destroy, 0.5)
+            else:
+                s.relay.handle_timer(s.relay.config.extend_timeout_s + 0.1)
+        assert _tally(relayed) == (1.0, 0.0), fail
+        # the circuit is still there, truncated: closing it now adds nothing
+        origin.relay.receive_cell(
+            PEER, encode_cell(origin.circ_id, CellCommand.DESTROY, CLOSE), 2.0
+        )
+        assert _tally(relayed) == (1.0, 0.0), fail
+    # our own refusal (the predecessor's extension rate) is the guard's fault, not the network's
+    relayed = RelayedOutcomes(PathBiasConfig())
+    s = make_relay(RelayConfig(create_rate_per_s=0.001, create_burst=1), relayed=relayed)
+    origin = _extend_to_target(s)
+    assert s.relay.counters.get("extend_rate_limited") == 1
+    assert _tally(relayed) == (0.0, 0.0)
 
 
 def test_exit_publishes_valid_payloads_once() -> None:

@@ -47,10 +47,11 @@ from murmur.overlay.circuits.events import (
     SendCell,
     SendFailed,
 )
-from murmur.overlay.circuits.guards import EntryGuards, GuardRecord
+from murmur.overlay.circuits.guards import EntryGuards, GuardRecord, OutcomeKind
 from murmur.overlay.circuits.handshake import ClientPending, client_finish, client_onionskin
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.layers import OriginLayers
+from murmur.overlay.circuits.path_bias import RelayedOutcomes
 from murmur.overlay.circuits.reassembly import Reassembly
 from murmur.overlay.circuits.selection import (
     NoCircuitAvailable,
@@ -154,13 +155,17 @@ class CircuitClient:
         ids: CircuitIds | None = None,
         guards: Iterable[GuardRecord] = (),
         wall_clock_offset_s: float = 0.0,
+        relayed: RelayedOutcomes | None = None,
     ) -> None:
         """``own_prefixes``: :func:`network_prefix` of every address this node is known by.
         ``guards``: the entry guards kept from an earlier run (with ``config.guards.count``).
         ``wall_clock_offset_s``: wall-clock time minus ``now``, which guard lifetimes are
-        measured on (kept up to date by whoever corrects the node's clock)."""
+        measured on (kept up to date by whoever corrects the node's clock). ``relayed``: how
+        the node's own relay's extensions fare, which path bias judges guards against (None:
+        a fixed bar)."""
         self.config = config or ClientConfig()
         self.guards = EntryGuards(self.config.guards, rng, guards, now=now)
+        self.relayed = relayed
         self.wall_clock_offset_s = wall_clock_offset_s
         self.node_id = node_id
         self.directory = directory
@@ -264,7 +269,7 @@ class CircuitClient:
         first = self._carried_by.pop(ref, None)
         if first is None:
             return
-        self._judge_guard(first, ok=confirmed, now=now, messages=True)
+        self._judge_guard(first, ok=confirmed, now=now, kind="message")
         self._maintain(now)
 
     def allocate_ref(self) -> int:
@@ -374,7 +379,6 @@ class CircuitClient:
                 circuit.deadline = now + self.config.request_timeout_s
             else:
                 self.counters.inc("circuits_rotated")
-                self._ended(circuit, ok=True, now=now)
                 self._close(circuit, DestroyReason.REQUESTED)
         for ref, deadline in list(self._request_deadlines.items()):
             if deadline <= now:
@@ -592,6 +596,7 @@ class CircuitClient:
         )
         self._backoff_s = self.config.retry_backoff_min_s
         self.counters.inc("circuits_built")
+        self._judge_guard(circuit.first, ok=True, now=now, kind="circuit")
         self._actions.append(CircuitBuilt(circuit.handle, tuple(h.node_id for h in circuit.path)))
         while self._waiting:
             item = self._waiting.popleft()
@@ -650,7 +655,6 @@ class CircuitClient:
         self._actions.append(ReplyReceived(ref, payload))
         if circuit.phase is _Phase.RETIRING and not circuit.requests:
             self.counters.inc("circuits_rotated")
-            self._ended(circuit, ok=True, now=now)
             self._close(circuit, DestroyReason.REQUESTED)
 
     # --- sending ---------------------------------------------------------------------------
@@ -734,7 +738,9 @@ class CircuitClient:
             # or CREATE decides.
             self.guards.failed(circuit.first, now)
         elif circuit.phase not in _BEFORE_HOP_ONE and self._counts_against_path(reason):
-            self._ended(circuit, ok=False, now=now)
+            # built and counted ok, it collapsed; or it failed on the way
+            kind: OutcomeKind = "collapse" if was_ready else "circuit"
+            self._judge_guard(circuit.first, ok=False, now=now, kind=kind)
         if circuit.phase is _Phase.AWAIT_LINK:
             destroy = None
         self._close(circuit, destroy)
@@ -755,23 +761,25 @@ class CircuitClient:
         it is no way to choose which of them survive."""
         return reason not in ("bad_onion_key", "hop_gone")
 
-    def _ended(self, circuit: _Circuit, *, ok: bool, now: float) -> None:
-        """Path bias: a circuit that got past hop 1 ended, well or not (a no-op without guards
-        or for a hop 1 that is no guard)."""
-        self._judge_guard(circuit.first, ok=ok, now=now, messages=False)
-
-    def _judge_guard(self, first: NodeId, *, ok: bool, now: float, messages: bool) -> None:
+    def _judge_guard(self, first: NodeId, *, ok: bool, now: float, kind: OutcomeKind) -> None:
+        """Path bias: one outcome for the guard ``first`` (a no-op without guards or for a hop
+        1 that is no guard); circuits are judged against what our relay sees of the network."""
         guards, wall_now = self.guards, now + self.wall_clock_offset_s
-        withheld = guards.withheld
-        if messages:
+        withheld, spared = guards.withheld, guards.spared
+        expected = 1.0 if self.relayed is None else self.relayed.expected_circuit_success()
+        if kind == "message":
             disabled = guards.message_ended(first, ok=ok, wall_now=wall_now)
+        elif kind == "collapse":
+            disabled = guards.circuit_collapsed(first, wall_now=wall_now, expected=expected)
         else:
-            disabled = guards.circuit_ended(first, ok=ok, wall_now=wall_now)
+            disabled = guards.circuit_ended(first, ok=ok, wall_now=wall_now, expected=expected)
         if disabled:
             self.counters.inc("guard_disabled_path_bias")
             self._disabled_guards.add(first)
         elif guards.withheld != withheld:
             self.counters.inc("guard_disable_withheld")
+        elif guards.spared != spared:
+            self.counters.inc("guard_spared_network_failing")
 
     def _leave_disabled_guards(self) -> None:
         """Closes every circuit through a guard path bias disabled: they are the ones it let

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from murmur.base.ids import NodeId
 from murmur.base.rng import Rng
@@ -54,6 +55,8 @@ from murmur.overlay.circuits.selection import (
 )
 
 DAY_S = 86_400.0
+OutcomeKind = Literal["circuit", "collapse", "message"]
+"""What a path-bias outcome is of: a circuit built or failed, a built one collapsed, a message."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +132,9 @@ class EntryGuards:
         """Changes whenever the list does (for whoever persists it)."""
         self.withheld = 0
         """Times path bias condemned a guard but did not disable it: too many were, lately."""
+        self.spared = 0
+        """Times a guard's circuits fell under path bias's fixed bar but not under the one
+        lowered for a network whose circuits fail too (the relay-side baseline)."""
 
     def records(self) -> list[GuardRecord]:
         return list(self._sampled)
@@ -176,31 +182,52 @@ class EntryGuards:
     def succeeded(self, node_id: NodeId) -> None:
         self._unreachable_until.pop(node_id, None)
 
-    def circuit_ended(self, node_id: NodeId, *, ok: bool, wall_now: float) -> bool:
-        """A circuit through this guard that got past it ended, well (``ok``: built, and closed
-        by us) or not; True when this disables the guard (:mod:`path_bias`). The counts are
-        kept with the list but do not change ``version`` (whoever persists the list saves
-        them with it now and then); disabling does."""
-        return self._judge(node_id, ok, wall_now, messages=False)
+    def circuit_ended(
+        self, node_id: NodeId, *, ok: bool, wall_now: float, expected: float = 1.0
+    ) -> bool:
+        """A circuit through this guard that got past it was built (``ok``) or failed; True
+        when this disables the guard (:mod:`path_bias`), judged against the share of circuits
+        an honest guard would let through now (``expected``, from our relay's view of the
+        network). The counts are kept with the list but do not change ``version`` (whoever
+        persists the list saves them with it now and then); disabling does."""
+        return self._judge(node_id, ok, wall_now, kind="circuit", expected=expected)
+
+    def circuit_collapsed(self, node_id: NodeId, *, wall_now: float, expected: float = 1.0) -> bool:
+        """A circuit through this guard counted ok when built was destroyed past the guard
+        later: the ok is taken back. True when this disables the guard, as
+        :meth:`circuit_ended`."""
+        return self._judge(node_id, False, wall_now, kind="collapse", expected=expected)
 
     def message_ended(self, node_id: NodeId, *, ok: bool, wall_now: float) -> bool:
         """A message a circuit through this guard carried came back through gossip (``ok``)
         or not in time; True when this disables the guard, as :meth:`circuit_ended`."""
-        return self._judge(node_id, ok, wall_now, messages=True)
+        return self._judge(node_id, ok, wall_now, kind="message")
 
-    def _judge(self, node_id: NodeId, ok: bool, wall_now: float, *, messages: bool) -> bool:
+    def _judge(
+        self,
+        node_id: NodeId,
+        ok: bool,
+        wall_now: float,
+        *,
+        kind: OutcomeKind,
+        expected: float = 1.0,
+    ) -> bool:
         bias = self.config.path_bias
         for i, guard in enumerate(self._sampled):
             if guard.node_id != node_id:
                 continue
             if guard.disabled_at is not None:
                 return False
-            if messages:
+            if kind == "message":
                 guard = replace(guard, use_bias=guard.use_bias.add(ok, bias))
                 disable = guard.use_bias.condemns(bias, bias.min_messages)
             else:
-                guard = replace(guard, path_bias=guard.path_bias.add(ok, bias))
-                disable = guard.path_bias.condemns(bias, bias.min_outcomes)
+                counts = guard.path_bias
+                counts = counts.revoke() if kind == "collapse" else counts.add(ok, bias)
+                guard = replace(guard, path_bias=counts)
+                disable = guard.path_bias.condemns(bias, bias.min_outcomes, expected)
+                if not disable and guard.path_bias.condemns(bias, bias.min_outcomes):
+                    self.spared += 1
             if disable and self._recently_disabled(wall_now) >= bias.max_disabled_per_window:
                 # Guard after guard failing is the network's doing, or ours, not theirs (a
                 # flood of hop-2 relays, our own link): drawing guard after guard would only

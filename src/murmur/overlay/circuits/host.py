@@ -5,8 +5,10 @@ Theory of operation. Every node is both an origin (:class:`CircuitClient`) and a
 :class:`CircuitIds`; an incoming cell goes to the client when its (peer, id) names one of the
 client's circuits and to the relay otherwise (the relay handles CREATE, relayed cells, and drops
 and counts cells for unknown circuits). Link news goes to both, actions from both come out of one
-list, and the deadline is the earlier of the two. The node calls ``link_ready`` for every link
-that comes up, whether it dialled it for a ``ConnectTo`` or accepted it.
+list, and the deadline is the earlier of the two. The relay counts how the extensions it performs
+fare, and the client judges its guards against that (path bias's baseline). The node calls
+``link_ready`` for every link that comes up, whether it dialled it for a ``ConnectTo`` or
+accepted it.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from murmur.overlay.circuits.events import CircuitAction
 from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyRing
+from murmur.overlay.circuits.path_bias import RelayedOutcomes
 from murmur.overlay.circuits.relay import Answer, CircuitRelay, Validate
 from murmur.overlay.circuits.selection import RelayDirectory
 from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, PADDING_BUCKETS_BYTES
@@ -70,6 +73,8 @@ class CircuitHost:
         wall_clock_offset_s: float = 0.0,
     ) -> None:
         ids = CircuitIds(node_id)
+        client_config = client_config or ClientConfig()
+        relayed = RelayedOutcomes(client_config.guards.path_bias)
         self.client = CircuitClient(
             node_id=node_id,
             directory=directory,
@@ -80,6 +85,7 @@ class CircuitHost:
             ids=ids,
             guards=guards,
             wall_clock_offset_s=wall_clock_offset_s,
+            relayed=relayed,
         )
         self.relay: RelayRole = CircuitRelay(
             node_id=node_id,
@@ -89,6 +95,7 @@ class CircuitHost:
             answer=answer,
             config=relay_config,
             ids=ids,
+            relayed=relayed,
         )
 
     # --- commands (the private path) -------------------------------------------------------

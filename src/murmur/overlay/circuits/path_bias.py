@@ -10,15 +10,22 @@ this *selective denial* pay, and the defence belongs with them: count, per guard
 that got past hop 1 and how they ended, and stop using a guard whose circuits end badly far more
 often than circuits do.
 
-Two kinds of outcome are counted, each on its own. **Circuits**: a circuit's outcome is
-counted once, when it ends, and only once hop 1 has answered (before that the failure is hop
-1's reachability, which :class:`EntryGuards` handles on its own):
+Two kinds of outcome are counted, each on its own. **Circuits**: one outcome per circuit that
+got past hop 1 (before that a failure is hop 1's reachability, which :class:`EntryGuards`
+handles on its own), decided as soon as it is known, as Tor's path bias does:
 
-* **ok**: it was built and we closed it (rotation), so no hop ever stopped it;
-* **failed**: it failed after hop 1 answered, during the build (an extension refused,
-  truncated, timed out, the circuit destroyed) or after it (destroyed, hop 1's link lost while
-  our others stay up). Failures that are ours or the directory's do not count: a race loser we
-  closed, a hop whose announced onion key would not parse, a link lost while our network is down.
+* **ok** when it is built;
+* **failed** when it fails before that: an extension refused, truncated or timed out, the
+  circuit destroyed;
+* a built circuit destroyed past hop 1 later (it *collapsed*) takes its ok back: it counts
+  as failed after all.
+
+Waiting for a circuit's end to call it ok (its rotation, minutes later) would count failures
+at once and successes late, so while failures are frequent the first outcomes would be nearly
+all failures and an honest guard would look far worse than it is. Failures that are ours or
+the directory's do not count: a race loser we closed, a hop whose announced onion key would
+not parse, a lost link to hop 1 (our own network going down loses it as often, and losing it
+takes down every circuit through the guard alike).
 
 **Messages** (Tor's use bias): a spy guard can let every circuit be built and drop the cells
 of those whose hop 2 is honest instead; the origin watches gossip for each transaction it sent
@@ -35,11 +42,29 @@ next guard on the list takes its place. At most two guards are disabled a day: m
 one after the other points at the network or at the node itself (an adversary flooding hop-2
 relays everywhere, or one that exhausts a guard's buffers from outside), and each new guard
 would be one more chance of a spy.
+
+**The network's own share** (the relay-side baseline). The bar is "far more often than circuits
+do", and circuits fail more when the network is in trouble: relays overloaded, or an adversary
+exhausting them everywhere. Then honest guards fall under a fixed bar too, and each one
+disabled hands its node a new draw, another chance of a spy. Every node is a relay, so it sees
+the network's failure rate from the inside: of the extensions it performs for others, how many
+were answered and how many of those circuits were later destroyed from beyond it
+(:class:`RelayedOutcomes`). A circuit past an honest guard needs two such extensions (the
+guard's, then hop 2's), so the bar becomes ``disable_below × s²`` for the relay's success share
+``s``. The baseline only lowers the bar, and not below ``relayed_floor²`` of it: the relays a
+node extends to are chosen by whoever builds through it, so an adversary can make some of its
+extensions fail on purpose, to have its spy guard spared. Each predecessor's outcomes weigh at
+most ``relayed_cap_per_peer`` (one client building failing circuits through us moves little),
+and at the floor a guard passing fewer than ``disable_below × relayed_floor²`` of its circuits
+(0.18 by default) is still condemned, while a selective spy guard passes about p.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
+
+from murmur.base.ids import NodeId
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +92,17 @@ class PathBiasConfig:
     meanwhile is only counted (``EntryGuards.withheld``): guard after guard failing points at
     the network or at us, and every new guard is another chance of drawing a spy."""
     disable_window_s: float = 86_400.0
+    relayed_baseline: bool = True
+    """Lower the bar when the node's own relay sees circuits fail too (False: a fixed bar)."""
+    relayed_min_outcomes: int = 10
+    """Outcomes of relayed extensions counted before the baseline says anything."""
+    relayed_floor: float = 0.6
+    """The lowest per-extension success share the baseline reports: at most it lowers the bar
+    to ``relayed_floor²`` of itself (0.36; 0.18 of circuits at the default ``disable_below``)."""
+    relayed_cap_per_peer: float = 4.0
+    """Outcomes one predecessor's circuits weigh at most in the baseline."""
+    relayed_max_peers: int = 256
+    """Predecessors whose outcomes are kept (the least recently seen are forgotten)."""
 
     def __post_init__(self) -> None:
         least, most = min(self.min_outcomes, self.min_messages), max(
@@ -78,6 +114,10 @@ class PathBiasConfig:
             raise ValueError("path bias disable_below must lie in [0, 1]")
         if self.max_disabled_per_window < 1 or self.disable_window_s <= 0:
             raise ValueError("path bias needs max_disabled_per_window >= 1 and a positive window")
+        if self.relayed_min_outcomes < 1 or self.relayed_max_peers < 1:
+            raise ValueError("path bias needs relayed_min_outcomes and relayed_max_peers >= 1")
+        if not 0.0 < self.relayed_floor <= 1.0 or self.relayed_cap_per_peer < 1.0:
+            raise ValueError("path bias needs relayed_floor in (0, 1] and a cap per peer >= 1")
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,8 +139,61 @@ class PathBiasCounts:
             outcomes, good = outcomes / 2.0, good / 2.0
         return PathBiasCounts(outcomes, good)
 
-    def condemns(self, config: PathBiasConfig, minimum: int) -> bool:
+    def revoke(self) -> PathBiasCounts:
+        """These counts with one ok outcome turned into a failure (a built circuit that
+        collapsed later)."""
+        return PathBiasCounts(self.outcomes, max(0.0, self.ok - 1.0))
+
+    def condemns(self, config: PathBiasConfig, minimum: int, expected: float = 1.0) -> bool:
         """Whether these outcomes (at least ``minimum`` of them) show a guard that lets only
-        some circuits through."""
+        some circuits through, when an honest one would let ``expected`` of them through
+        (:meth:`RelayedOutcomes.expected_circuit_success`)."""
         judged = self.outcomes >= minimum
-        return judged and self.ok < config.disable_below * self.outcomes
+        return judged and self.ok < config.disable_below * expected * self.outcomes
+
+
+class RelayedOutcomes:
+    """How the extensions this node performs as a relay fare: the network's own failure
+    rate, seen from the inside (see the module's docstring). An outcome per extension, decided
+    as a client decides its circuits': ok when the next relay answered; failed when it could
+    not be reached, refused or did not answer; an ok taken back when the next relay destroys
+    the circuit (or loses its link to us) later. Refusals that are ours (our own rate limits,
+    a loop) are not counted: a client sees those as its guard's fault, rightly."""
+
+    def __init__(self, config: PathBiasConfig) -> None:
+        self.config = config
+        self._by_peer: OrderedDict[NodeId, PathBiasCounts] = OrderedDict()
+
+    def add(self, predecessor: NodeId, *, ok: bool) -> None:
+        counts = self._by_peer.pop(predecessor, None) or PathBiasCounts()
+        self._by_peer[predecessor] = counts.add(ok, self.config)
+        if len(self._by_peer) > self.config.relayed_max_peers:
+            self._by_peer.popitem(last=False)
+
+    def revoke(self, predecessor: NodeId) -> None:
+        """An extension counted ok collapsed: the next relay destroyed the circuit later."""
+        counts = self._by_peer.get(predecessor)
+        if counts is not None:
+            self._by_peer[predecessor] = counts.revoke()
+
+    def extension_success(self) -> float | None:
+        """The share of extensions that went well, each predecessor weighing at most
+        ``relayed_cap_per_peer`` outcomes; None before ``relayed_min_outcomes`` are counted."""
+        cap = self.config.relayed_cap_per_peer
+        outcomes = ok = 0.0
+        for counts in self._by_peer.values():
+            weight = min(1.0, cap / counts.outcomes)
+            outcomes += weight * counts.outcomes
+            ok += weight * counts.ok
+        if outcomes < self.config.relayed_min_outcomes:
+            return None
+        return ok / outcomes
+
+    def expected_circuit_success(self) -> float:
+        """The share of circuits an honest guard lets through now: two extensions past it,
+        each at the relayed success share (not below ``relayed_floor``); 1 without a baseline
+        or before it has counted enough."""
+        success = self.extension_success() if self.config.relayed_baseline else None
+        if success is None:
+            return 1.0
+        return max(success, self.config.relayed_floor) ** 2

@@ -59,6 +59,7 @@ from murmur.overlay.circuits.handshake import relay_answer
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.layers import RelayLayer
 from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing, UnknownOnionKey
+from murmur.overlay.circuits.path_bias import RelayedOutcomes
 from murmur.overlay.circuits.reassembly import Reassembly
 from murmur.overlay.peers.token_bucket import TokenBucket
 from murmur.overlay.shaping.delay_line import DelayLine
@@ -128,6 +129,8 @@ class _Circuit:
     release_forward: float = 0.0
     release_backward: float = 0.0
     """Latest release time given to a held cell, per direction (keeps the order)."""
+    answered: bool = False
+    """Our extension was answered and counted ok (path bias's baseline) until it collapses."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +157,12 @@ class CircuitRelay:
         answer: Answer,
         config: RelayConfig | None = None,
         ids: CircuitIds | None = None,
+        relayed: RelayedOutcomes | None = None,
     ) -> None:
+        """``relayed``: where the outcome of each extension we perform is counted (the
+        baseline the node's own path bias judges its guards against)."""
         self.config = config or RelayConfig()
+        self._relayed = relayed
         self.node_id = node_id
         self.onion_keys = onion_keys
         self.counters = Counters()
@@ -214,14 +221,17 @@ class CircuitRelay:
         for circuit in self._awaiting_link.pop(peer, []):
             if circuit.alive and circuit.extension is not None:
                 circuit.extension = None
+                self._count_extension(circuit, ok=False)
                 self._truncate(circuit, TruncateReason.CONNECT_FAILED)
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         """The link to ``peer`` is gone: destroy every circuit through it on the other leg."""
         self._links.discard(peer)
         self.link_failed(peer, now)
-        for (leg_peer, _), (circuit, _) in list(self._legs.items()):
+        for (leg_peer, _), (circuit, is_prev) in list(self._legs.items()):
             if leg_peer == peer and circuit.alive:
+                if not is_prev:  # the relay we extended to went away
+                    self._extension_lost(circuit)
                 self._teardown(circuit, DestroyReason.HOP_GONE, skip_peer=peer)
         for leg in [leg for leg in self._creates if leg[0] == peer]:
             self._drop_create(leg)
@@ -554,10 +564,13 @@ class CircuitRelay:
     def _on_destroy(self, circuit: _Circuit, from_prev: bool) -> None:
         self.counters.inc("circuits_destroyed_by_peer")
         if from_prev or circuit.extension is None:
+            if not from_prev:  # destroyed beyond us
+                self._extension_lost(circuit)
             self._teardown(
                 circuit, DestroyReason.HOP_GONE, skip_peer=self._peer_of(circuit, from_prev)
             )
             return
+        self._count_extension(circuit, ok=False)
         self._drop_next(circuit)
         circuit.extension = None
         self._truncate(circuit, TruncateReason.REFUSED)
@@ -611,8 +624,25 @@ class CircuitRelay:
 
     def _on_created(self, circuit: _Circuit, created: Created) -> None:
         circuit.extension = None
+        self._count_extension(circuit, ok=True)
         self.counters.inc("circuits_extended")
         self._send_back(circuit, RelayCommand.EXTENDED, created.encode())
+
+    def _count_extension(self, circuit: _Circuit, *, ok: bool) -> None:
+        """Counts how an extension of ours fared (see :class:`RelayedOutcomes`)."""
+        if self._relayed is not None:
+            self._relayed.add(circuit.prev[0], ok=ok)
+        circuit.answered = ok
+
+    def _extension_lost(self, circuit: _Circuit) -> None:
+        """The next relay destroyed the circuit or went away: an answered extension
+        collapsed; a pending one failed."""
+        if circuit.answered:
+            if self._relayed is not None:
+                self._relayed.revoke(circuit.prev[0])
+            circuit.answered = False
+        elif circuit.extension is not None:
+            self._count_extension(circuit, ok=False)
 
     def _truncate(self, circuit: _Circuit, reason: TruncateReason) -> None:
         self.counters.inc(f"truncated_{reason.name.lower()}")
@@ -708,6 +738,7 @@ class CircuitRelay:
                 self.counters.inc("extend_reassembly_expired")
                 self._teardown(circuit, DestroyReason.TIMEOUT)
             elif ext is not None and ext.deadline <= now:
+                self._count_extension(circuit, ok=False)
                 self._drop_next(circuit, DestroyReason.TIMEOUT)
                 circuit.extension = None
                 self._truncate(circuit, TruncateReason.TIMEOUT)

@@ -1,0 +1,114 @@
+"""Path bias's relay-side baseline: what a node's own relay says of the network's circuits."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from murmur.base.ids import NodeId
+from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts, RelayedOutcomes
+
+
+def _peer(i: int) -> NodeId:
+    return NodeId(i.to_bytes(32, "big"))
+
+
+def _fill(relayed: RelayedOutcomes, *, peers: int, each: int, ok_share: float) -> None:
+    """``each`` outcomes from each of ``peers`` predecessors, ``ok_share`` of them ok."""
+    good = round(each * ok_share)
+    for p in range(peers):
+        for i in range(each):
+            relayed.add(_peer(p), ok=i < good)
+
+
+def test_the_baseline_says_nothing_until_it_has_counted_enough() -> None:
+    relayed = RelayedOutcomes(PathBiasConfig())
+    _fill(relayed, peers=9, each=1, ok_share=0.0)
+    assert relayed.extension_success() is None
+    assert relayed.expected_circuit_success() == 1.0  # the fixed bar
+    relayed.add(_peer(99), ok=False)  # the tenth
+    assert relayed.extension_success() == 0.0
+
+
+def test_a_failing_network_lowers_the_bar_as_two_extensions_would_fail() -> None:
+    relayed = RelayedOutcomes(PathBiasConfig())
+    _fill(relayed, peers=10, each=10, ok_share=0.7)
+    assert relayed.extension_success() == pytest.approx(0.7)
+    assert relayed.expected_circuit_success() == pytest.approx(0.49)
+    # a guard passing 40 % of its circuits: under the fixed bar (0.5), above the lowered one
+    config = relayed.config
+    guard = PathBiasCounts(20.0, 8.0)
+    assert guard.condemns(config, 20)
+    assert not guard.condemns(config, 20, relayed.expected_circuit_success())
+
+
+def test_the_bar_never_falls_below_the_floor() -> None:
+    relayed = RelayedOutcomes(PathBiasConfig())
+    _fill(relayed, peers=10, each=10, ok_share=0.0)
+    assert relayed.extension_success() == 0.0
+    assert relayed.expected_circuit_success() == pytest.approx(0.36)  # 0.6 squared
+    selective = PathBiasCounts(20.0, 3.0)  # a spy guard passing what goes to fellow spies
+    assert selective.condemns(relayed.config, 20, relayed.expected_circuit_success())
+
+
+def test_one_predecessor_failing_on_purpose_weighs_no_more_than_its_cap() -> None:
+    """The relays we extend to are chosen by whoever builds through us: one client building
+    circuits that fail past us, to have its spy guard spared, counts as four outcomes."""
+    relayed = RelayedOutcomes(PathBiasConfig())
+    _fill(relayed, peers=9, each=10, ok_share=1.0)
+    for _ in range(1_000):
+        relayed.add(_peer(500), ok=False)
+    assert relayed.extension_success() == pytest.approx(9 / 10)
+    # alone, or with one more, it does not even make a baseline: that takes three predecessors
+    few = RelayedOutcomes(PathBiasConfig())
+    for peer in (500, 501):
+        for _ in range(1_000):
+            few.add(_peer(peer), ok=False)
+    assert few.extension_success() is None
+    for _ in range(2):
+        few.add(_peer(502), ok=False)
+    assert few.extension_success() == 0.0  # 4 + 4 + 2 outcomes
+
+
+def test_the_least_recently_seen_predecessors_are_forgotten() -> None:
+    relayed = RelayedOutcomes(PathBiasConfig(relayed_max_peers=4, relayed_min_outcomes=1))
+    for p in range(4):
+        relayed.add(_peer(p), ok=False)
+    relayed.add(_peer(0), ok=True)  # seen again: now the most recent
+    relayed.add(_peer(9), ok=True)  # forgets peer 1
+    assert list(relayed._by_peer) == [_peer(2), _peer(3), _peer(0), _peer(9)]
+    assert relayed.extension_success() == pytest.approx(2 / 5)
+
+
+def test_without_the_baseline_the_bar_stays_fixed() -> None:
+    relayed = RelayedOutcomes(PathBiasConfig(relayed_baseline=False))
+    _fill(relayed, peers=10, each=10, ok_share=0.2)
+    assert relayed.expected_circuit_success() == 1.0
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"relayed_min_outcomes": 0},
+        {"relayed_max_peers": 0},
+        {"relayed_floor": 0.0},
+        {"relayed_floor": 1.5},
+        {"relayed_cap_per_peer": 0.5},
+    ],
+)
+def test_baseline_settings_are_checked(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        PathBiasConfig(**bad)  # type: ignore[arg-type]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 600), st.booleans()), max_size=2_000))
+def test_any_history_keeps_the_baseline_bounded(history: list[tuple[int, bool]]) -> None:
+    relayed = RelayedOutcomes(PathBiasConfig())
+    for peer, ok in history:
+        relayed.add(_peer(peer), ok=ok)
+    assert len(relayed._by_peer) <= relayed.config.relayed_max_peers
+    success = relayed.extension_success()
+    assert success is None or 0.0 <= success <= 1.0
+    assert 0.36 - 1e-12 <= relayed.expected_circuit_success() <= 1.0
