@@ -3,7 +3,9 @@
 One arm per invocation (so arms run side by side on the cores): the production onion protocol
 in the simulator, entry guards on (the default), spies following the protocol (``none``) or
 serving circuits from honest relays only towards fellow spies (``extend``: refusing the
-extension; ``carry``: dropping what the circuit carries), and nodes' path bias on or off.
+extension; ``carry``: dropping what the circuit carries), and nodes' path bias on or off, its
+bar fixed or lowered by the relay-side baseline (``--baseline``), in a healthy network or
+one whose honest relays refuse a share of the circuits extended to them (``--overload``).
 Heavy senders and circuits rotated every 20 s, so that each sender goes through about thirty
 circuits and its guard's outcomes pile up within the run (as docs/evaluation.md §6, "Entry
 guards", measured exposure over rotations). The fast-path baseline is not run: the figures
@@ -32,6 +34,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--denial", choices=("none", *DENIAL_MODES), default="none")
     parser.add_argument("--path-bias", choices=("on", "off"), default="on")
+    parser.add_argument("--baseline", choices=("on", "off"), default="on")
+    parser.add_argument("--overload", type=float, default=0.0)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--origins", type=int, default=20)
@@ -51,6 +55,8 @@ def main() -> None:
         fast_path=False,
         selective_denial=None if args.denial == "none" else args.denial,
         path_bias=args.path_bias == "on",
+        path_bias_baseline=args.baseline == "on",
+        overload=args.overload,
         circuit_lifetime_s=args.circuit_lifetime,
     )
     started = time.perf_counter()
@@ -59,6 +65,8 @@ def main() -> None:
     result = {
         "denial": args.denial,
         "path_bias": args.path_bias,
+        "baseline": args.baseline,
+        "overload": args.overload,
         "seed": args.seed,
         "nodes": args.nodes,
         "origins": args.origins,

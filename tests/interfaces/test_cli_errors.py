@@ -58,6 +58,7 @@ def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int | 
         (["simulate", "--build-race", "0"], "argument --build-race: want an integer >= 1"),
         (["simulate", "--near-first-hops", "-1"], "argument --near-first-hops: want an integer"),
         (["simulate", "--upkeep-window", "-1"], "argument --upkeep-window: want a number >= 0"),
+        (["simulate", "--overload", "1.5"], "argument --overload: want a fraction in [0, 1]"),
         (["simulate", "--jobs", "0"], "argument --jobs: want an integer >= 1, got '0'"),
         (["simulate", "--jobs", "-2"], "argument --jobs: want an integer >= 1, got '-2'"),
     ],

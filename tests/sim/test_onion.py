@@ -236,7 +236,8 @@ def test_the_paired_overhead_is_each_transactions_own_extra_latency(record: RunR
 def test_spies_that_follow_the_protocol_get_no_guard_disabled(record: RunRecord) -> None:
     extras = record.extras
     assert extras["selective_denial"] == "none" and extras["circuits_denied"] == 0
-    assert extras["path_bias"] == 1
+    assert extras["path_bias"] == extras["path_bias_baseline"] == 1
+    assert extras["overload"] == 0.0 and extras["circuits_refused_overload"] == 0
     assert extras["honest_guards_disabled"] == extras["spy_guards_disabled"] == 0
 
 
@@ -267,6 +268,41 @@ def test_spy_guards_that_deny_service_are_dropped_by_path_bias(mode: str) -> Non
     assert off["honest_guards_disabled"] == on["honest_guards_disabled"] == 0
     assert on["nodes_behind_spy_guard"] < off["nodes_behind_spy_guard"]
     assert on["spy_entry_and_later_tx"] < off["spy_entry_and_later_tx"]
+
+
+def test_an_overloaded_network_disables_honest_guards_only_without_the_relay_baseline() -> None:
+    """Every honest relay refuses 35 % of the circuits extended to it, so circuits past an
+    honest guard fail more than half the time: under path bias's fixed bar nearly every node
+    drops its guard, twice, each time a fresh chance of drawing a spy. Judged against what
+    its own relay sees of the network, almost none does. (30 nodes, 6 heavy senders, circuits
+    rotated every 20 s; the spies follow the protocol, so every guard disabled is a false
+    alarm.)"""
+    scenario = replace(SMALL, tx_count=150, tx_rate_per_s=1.0, origin_count=6)
+    world = draw_world(scenario, 3)
+    extras = {}
+    for baseline in (False, True):
+        kit = OnionKit(
+            standin_crypto=True,
+            fast_path=False,
+            overload=0.35,
+            path_bias_baseline=baseline,
+            circuit_lifetime_s=20.0,
+        )
+        extras[baseline] = kit.run(world, scenario).extras
+    off, on = extras[False], extras[True]
+    assert off["path_bias_baseline"] == 0 and on["path_bias_baseline"] == 1
+    assert off["overload"] == on["overload"] == 0.35
+    assert off["circuits_refused_overload"] > 500 and on["circuits_refused_overload"] > 500
+    false_alarms = {
+        b: e["honest_guards_disabled"] + e["spy_guards_disabled"] for b, e in extras.items()
+    }
+    assert false_alarms[False] >= 20
+    assert false_alarms[True] <= false_alarms[False] / 5
+
+
+def test_an_overload_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(ConfigError, match="overload"):
+        OnionKit(overload=1.2)
 
 
 def test_an_unknown_denial_mode_is_refused() -> None:

@@ -137,6 +137,14 @@ def test_onion_origin_delay_and_slot_law_are_tuning_knobs(
     assert "no slots" in capsys.readouterr().err
 
 
+def test_path_bias_baseline_and_overload_reach_the_run(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ("--protocol", "onion", "--nodes", "20", "--tx", "4", "--standin-crypto", "--json")
+    assert run_simulate(parse(*args, "--overload", "0.25", "--path-bias-baseline", "off")) == 0
+    onion = json.loads(capsys.readouterr().out)["onion"]
+    assert onion["overload"] == 0.25 and onion["path_bias_baseline"] == 0
+    assert onion["circuits_refused_overload"] > 0
+
+
 @pytest.mark.parametrize("bad", ["5", "9,1", "-1,4", "a,b"])
 def test_a_bad_origin_delay_is_a_usage_error(bad: str) -> None:
     with pytest.raises(SystemExit):

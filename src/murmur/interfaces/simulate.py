@@ -225,6 +225,21 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(default: on, as in every preset)",
     )
     parser.add_argument(
+        "--path-bias-baseline",
+        choices=("on", "off"),
+        default=None,
+        help="onion: whether path bias lowers its bar when the node's own relay sees circuits "
+        "fail too (default: on, as in every preset)",
+    )
+    parser.add_argument(
+        "--overload",
+        type=fraction(),
+        default=0.0,
+        metavar="SHARE",
+        help="onion: every honest relay refuses this share of the circuits other relays "
+        "extend to it (a network in trouble; path bias's false alarms)",
+    )
+    parser.add_argument(
         "--selective-denial",
         choices=DENIAL_MODES,
         default=None,
@@ -474,6 +489,10 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 entry_guards=args.entry_guards,
                 circuit_lifetime_s=args.circuit_lifetime,
                 path_bias=None if args.path_bias is None else args.path_bias == "on",
+                path_bias_baseline=None
+                if args.path_bias_baseline is None
+                else args.path_bias_baseline == "on",
+                overload=args.overload,
                 selective_denial=args.selective_denial,
                 origin_delay=args.origin_delay,
                 slot_law=None if args.slot_law is None else TimingLaw(args.slot_law),
@@ -627,6 +646,8 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion entry guards override": args.entry_guards,
         "onion circuit lifetime override (s)": args.circuit_lifetime,
         "onion path bias override": args.path_bias,
+        "onion path bias baseline override": args.path_bias_baseline,
+        "onion relays overloaded (share refused)": args.overload or None,
         "onion spies' selective denial": args.selective_denial,
         "onion directory upkeep window (s)": args.upkeep_window or None,
         "onion announcements": "eager push" if args.eager_announcements else "lazy",

@@ -85,6 +85,7 @@ from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
 from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S, NodeHost, node_address
+from murmur.sim.overload import Overload
 from murmur.sim.rng import SeededRng
 from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
 from murmur.sim.spy import RelayTap
@@ -145,6 +146,11 @@ class OnionKit:
     many rotations into a run, to measure exposure that grows with time."""
     path_bias: bool | None = None
     """Overrides whether nodes disable entry guards whose circuits fail past them."""
+    path_bias_baseline: bool | None = None
+    """Overrides whether path bias lowers its bar when the node's relay sees circuits fail."""
+    overload: float = 0.0
+    """Every honest relay refuses this share of the circuits other relays extend to it
+    (:mod:`murmur.sim.overload`): a network in trouble, path bias's false alarms."""
     selective_denial: DenialMode | None = None
     """Spies serve circuits from honest relays only towards fellow spies, refusing to extend
     them (``extend``) or dropping what they carry (``carry``): :mod:`murmur.sim.denial`, an
@@ -168,6 +174,8 @@ class OnionKit:
             raise ConfigError("carry denial is not simulated at levels whose relays hold cells")
         if self.upkeep_window_s < 0:
             raise ConfigError("upkeep_window_s must be >= 0")
+        if not 0.0 <= self.overload <= 1.0:
+            raise ConfigError("overload must lie in [0, 1]")
 
     def privacy(self) -> PrivacySettings:
         settings = PrivacySettings.from_names(self.preset, self.level)
@@ -181,6 +189,7 @@ class OnionKit:
             entry_guards=self.entry_guards,
             circuit_lifetime_s=self.circuit_lifetime_s,
             path_bias=self.path_bias,
+            path_bias_baseline=self.path_bias_baseline,
         )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
@@ -332,6 +341,8 @@ class _OnionRun:
         """Actions nodes produced while taking the directory, routed when the clock starts."""
         self.taps: dict[int, RelayTap] = {}
         self.denials: dict[int, SelectiveDenial] = {}
+        self.overloads: dict[int, Overload] = {}
+        self._overload_rng = master.fork(18)
         self.relay_created: set[tuple[int, int, int]] = set()
         for v in range(n):
             self._tap(v)
@@ -354,6 +365,14 @@ class _OnionRun:
                 relay,
                 is_spy=lambda peer: index_of.get(peer, -1) in spies,
                 mode=self.kit.selective_denial,
+            )
+        elif self.kit.overload and v not in self.world.spies:
+            index_of = self.index_of
+            relay = self.overloads[v] = Overload(
+                relay,
+                share=self.kit.overload,
+                rng=self._overload_rng.fork(v),
+                is_extension=lambda peer, circ: (index_of.get(peer, -1), v, circ) in created,
             )
         tap = RelayTap(
             relay,
@@ -646,6 +665,9 @@ class _OnionRun:
             "path_bias": int(self.privacy.preset.path_bias),
             "selective_denial": self.kit.selective_denial or "none",
             "circuits_denied": sum(d.denied for d in self.denials.values()),
+            "path_bias_baseline": int(self.privacy.preset.path_bias_baseline),
+            "overload": self.kit.overload,
+            "circuits_refused_overload": sum(o.refused for o in self.overloads.values()),
             "cover_messages": tally.pop("cover_messages"),
             "warmup_s": warmup_s,
             "warmup_ready_fraction": ready,
@@ -730,16 +752,22 @@ class _OnionRun:
         return in_use, exposed
 
     def _guard_outcomes(self) -> dict[str, int]:
-        """Ground truth at the end of the run: honest nodes whose guard now is a spy, and
-        guards that path bias disabled (a spy's, or an honest one wrongly)."""
+        """Ground truth at the end of the run: honest nodes whose guard now is a spy, guards
+        that path bias disabled (a spy's, or an honest one wrongly), the nodes that disabled
+        any, and how often path bias held back (a third guard within a day; a guard failing
+        as the network does, spared by the relay-side baseline)."""
         spies, index_of = self.world.spies, self.index_of
-        behind_spy = disabled_spies = disabled_honest = 0
+        behind_spy = disabled_spies = disabled_honest = nodes_disabling = 0
+        withheld = spared = 0
         for v, node in enumerate(self.nodes):
             if v in spies:
                 continue
-            kept = node.circuits.client.guards.records()
+            guards = node.circuits.client.guards
+            withheld, spared = withheld + guards.withheld, spared + guards.spared
+            kept = guards.records()
             current = next((g for g in kept if g.disabled_at is None), None)
             behind_spy += current is not None and index_of.get(current.node_id, -1) in spies
+            nodes_disabling += any(g.disabled_at is not None for g in kept)
             for guard in kept:
                 if guard.disabled_at is not None:
                     if index_of.get(guard.node_id, -1) in spies:
@@ -750,6 +778,9 @@ class _OnionRun:
             "nodes_behind_spy_guard": behind_spy,
             "spy_guards_disabled": disabled_spies,
             "honest_guards_disabled": disabled_honest,
+            "nodes_that_disabled_a_guard": nodes_disabling,
+            "guard_disables_withheld": withheld,
+            "guard_outcomes_spared": spared,
         }
 
     def _spied(self, path: tuple[NodeId, ...]) -> list[bool]:
