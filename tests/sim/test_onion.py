@@ -298,6 +298,8 @@ def test_an_overloaded_network_disables_honest_guards_only_without_the_relay_bas
     }
     assert false_alarms[False] >= 20
     assert false_alarms[True] <= false_alarms[False] / 5
+    assert off["guard_outcomes_spared"] == 0 and on["guard_outcomes_spared"] > 0
+    assert off["guard_disables_withheld"] > on["guard_disables_withheld"]
 
 
 def test_an_overload_outside_zero_to_one_is_refused() -> None:

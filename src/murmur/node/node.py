@@ -898,7 +898,7 @@ class Node:
             return
         if not self._may_dial_for_circuit(action.address.host):
             self.counters.inc("drops.extend_to_local_address")
-            self.circuits.link_failed(action.peer, now)
+            self.circuits.link_failed(action.peer, now, by_policy=True)
             return
         one_shot = sum(1 for t in self._dial_targets if not t.persistent)
         reserve = 0 if action.own_circuit else OWN_HOP_ONE_RESERVE

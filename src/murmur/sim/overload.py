@@ -95,8 +95,8 @@ class Overload:
     def link_ready(self, peer: NodeId, now: float) -> None:
         self._relay.link_ready(peer, now)
 
-    def link_failed(self, peer: NodeId, now: float) -> None:
-        self._relay.link_failed(peer, now)
+    def link_failed(self, peer: NodeId, now: float, *, ours: bool = False) -> None:
+        self._relay.link_failed(peer, now, ours=ours)
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         self._relay.peer_disconnected(peer, now)

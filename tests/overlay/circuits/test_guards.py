@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from murmur.overlay.circuits.guards import EntryGuards, GuardConfig, GuardRecord
 from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
-from murmur.wire.cells import CellCommand
+from murmur.wire.cells import CellCommand, DestroyReason, encode_cell, encode_reason
 
 from .harness import Network, Node
 
@@ -388,6 +389,48 @@ def test_a_lost_link_to_the_guard_never_counts_against_it(guard_link_lost_last: 
     assert client.counters.get("circuit_failed_hop_gone") == 3
     (after,) = client.guards.records()
     assert after.path_bias == guard.path_bias == PathBiasCounts(3.0, 3.0)  # built: ok, kept
+
+
+def test_a_built_circuit_destroyed_past_the_guard_takes_its_ok_back() -> None:
+    net = Network(10, seed=17, client_config=ClientConfig(guards=SETTLED(count=1)))
+    net.run_until(1.0)
+    client = net.node(0).host.client
+    (guard,) = client.guards.records()
+    assert guard.path_bias == PathBiasCounts(3.0, 3.0)  # ok as soon as built
+    circ_id = next(c.circ_id for c in client._circuits.values())
+    gone = encode_cell(circ_id, CellCommand.DESTROY, encode_reason(DestroyReason.HOP_GONE))
+    client.receive_cell(guard.node_id, gone, net.now)  # hop 2 went away behind the guard
+    assert client.counters.get("circuit_failed_destroyed_hop_gone") == 1
+    (after,) = client.guards.records()
+    assert after.path_bias == PathBiasCounts(3.0, 2.0)  # taken back, not a fourth outcome
+
+
+def test_a_guard_condemned_by_a_build_gets_no_cell_on_that_circuit() -> None:
+    """The ok of a build can be the outcome that condemns a guard (the twentieth, with too few
+    ok before it): that circuit is the guard's choice, so it is closed unused with the others,
+    and what waits for a circuit goes through the next guard."""
+    config = ClientConfig(
+        lifetime_s=60.0, lifetime_jitter_s=0.0, guards=SETTLED(count=1, retry_s=1e9)
+    )
+    net = Network(10, seed=22, client_config=config)
+    net.run_until(1.0)
+    origin = net.node(0)
+    client = origin.host.client
+    (guard,) = client.guards.records()
+    client.guards._sampled[0] = replace(guard, path_bias=PathBiasCounts(19.0, 5.0))
+    before = len(origin.events)
+    net.run_until(61.0)  # the pool rotates: the first rebuild's ok is the twentieth outcome
+    assert client.counters.get("guard_disabled_path_bias") == 1
+    assert client.counters.get("circuits_closed_guard_disabled") >= 1
+    built = [e.hops for e in origin.events[before:] if isinstance(e, CircuitBuilt)]
+    assert built and all(hops[0] != guard.node_id for hops in built)
+    assert all(path[0] != guard.node_id for path in client.circuit_paths())
+
+
+def test_the_client_judges_its_guards_against_its_own_relay() -> None:
+    net = Network(4, seed=23, client_config=ClientConfig(guards=SETTLED(count=1)))
+    host = net.node(0).host
+    assert host.client.relayed is host.relay._relayed is not None
 
 
 def test_at_most_two_guards_are_disabled_a_day_and_a_guard_disabled_is_not_waited_for() -> None:

@@ -102,13 +102,28 @@ def test_baseline_settings_are_checked(bad: dict[str, float]) -> None:
         PathBiasConfig(**bad)  # type: ignore[arg-type]
 
 
+def test_a_collapse_takes_one_ok_back_and_never_goes_below_none() -> None:
+    relayed = RelayedOutcomes(PathBiasConfig(relayed_min_outcomes=1))
+    relayed.revoke(_peer(1))  # nothing counted for it: nothing to take back
+    assert relayed.extension_success() is None
+    relayed.add(_peer(1), ok=True)
+    relayed.add(_peer(1), ok=True)
+    relayed.revoke(_peer(1))
+    assert relayed.extension_success() == 0.5
+    assert PathBiasCounts(2.0, 0.0).revoke() == PathBiasCounts(2.0, 0.0)
+
+
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 600), st.booleans()), max_size=2_000))
-def test_any_history_keeps_the_baseline_bounded(history: list[tuple[int, bool]]) -> None:
+@given(st.lists(st.tuples(st.integers(0, 600), st.sampled_from(["ok", "failed", "collapsed"]))))
+def test_any_history_keeps_the_baseline_bounded(history: list[tuple[int, str]]) -> None:
     relayed = RelayedOutcomes(PathBiasConfig())
-    for peer, ok in history:
-        relayed.add(_peer(peer), ok=ok)
+    for peer, outcome in history:
+        if outcome == "collapsed":
+            relayed.revoke(_peer(peer))
+        else:
+            relayed.add(_peer(peer), ok=outcome == "ok")
     assert len(relayed._by_peer) <= relayed.config.relayed_max_peers
     success = relayed.extension_success()
     assert success is None or 0.0 <= success <= 1.0
     assert 0.36 - 1e-12 <= relayed.expected_circuit_success() <= 1.0
+    assert 0.6 - 1e-12 <= relayed.expected_circuit_success(extensions=1) <= 1.0

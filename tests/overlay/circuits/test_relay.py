@@ -394,6 +394,28 @@ def test_extend_whose_dial_fails_is_truncated() -> None:
     assert decode_truncated(origin.open(reply.cell).data) is TruncateReason.CONNECT_FAILED
 
 
+def test_a_dial_that_ends_after_its_extension_timed_out_leaves_the_next_extension_be() -> None:
+    """The extension to TARGET times out while its dial is pending and the origin extends to
+    OTHER instead: the late end of TARGET's dial, failed or up, is not OTHER's."""
+    relayed = RelayedOutcomes(PathBiasConfig())
+    s = make_relay(relayed=relayed)
+    origin = _extend_to_target(s)
+    s.relay.drain_actions()
+    s.relay.handle_timer(s.relay.config.extend_timeout_s + 0.1)
+    (timed_out,) = _cells(s.relay)
+    assert decode_truncated(origin.open(timed_out.cell).data) is TruncateReason.TIMEOUT
+    skin, _ = client_onionskin(OTHER, PAIR.public, x25519_seed=b"\x02" * 32)
+    origin.extend(Extend(OTHER, RelayAddress("10.9.0.2", 7), skin), now=20.0)
+    assert s.relay.drain_actions() == [ConnectTo(OTHER, RelayAddress("10.9.0.2", 7))]
+    for end in (s.relay.link_failed, s.relay.link_ready):
+        end(TARGET, 21.0)
+        assert s.relay.drain_actions() == []  # no TRUNCATED, no CREATE to TARGET
+    s.relay.link_ready(OTHER, 22.0)
+    creates = _cells(s.relay)
+    assert len(creates) == CREATE_CELLS and {c.peer for c in creates} == {OTHER}
+    assert _tally(relayed) == (1.0, 0.0)  # the timeout only
+
+
 def test_extend_that_gets_no_created_times_out() -> None:
     s = make_relay()
     origin = _extend_to_target(s)
@@ -470,6 +492,28 @@ def test_each_extension_counts_one_outcome_for_the_baseline() -> None:
             PEER, encode_cell(origin.circ_id, CellCommand.DESTROY, CLOSE), 2.0
         )
         assert _tally(relayed) == (1.0, 0.0), fail
+    # the next relay breaking the protocol collapses an answered extension
+    relayed = RelayedOutcomes(PathBiasConfig())
+    s, origin, next_id = _answered_extension(relayed)
+    s.relay.receive_cell(TARGET, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 1.0)
+    assert s.relay.circuit_count == 0 and _tally(relayed) == (1.0, 0.0)
+    # the next relay going away while its CREATE is pending fails the extension
+    relayed = RelayedOutcomes(PathBiasConfig())
+    s = make_relay(relayed=relayed)
+    _extend_to_target(s)
+    s.relay.drain_actions()
+    s.relay.link_ready(TARGET, 0.0)
+    s.relay.peer_disconnected(TARGET, 0.5)
+    assert _tally(relayed) == (1.0, 0.0)
+    # a dial we never made (out of circuit links, or an address we do not dial) is ours
+    relayed = RelayedOutcomes(PathBiasConfig())
+    s = make_relay(relayed=relayed)
+    origin = _extend_to_target(s)
+    s.relay.drain_actions()
+    s.relay.link_failed(TARGET, 1.0, ours=True)
+    (reply,) = _cells(s.relay)
+    assert decode_truncated(origin.open(reply.cell).data) is TruncateReason.CONNECT_FAILED
+    assert _tally(relayed) == (0.0, 0.0)
     # our own refusal (the predecessor's extension rate) is the guard's fault, not the network's
     relayed = RelayedOutcomes(PathBiasConfig())
     s = make_relay(RelayConfig(create_rate_per_s=0.001, create_burst=1), relayed=relayed)

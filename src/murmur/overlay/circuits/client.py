@@ -596,7 +596,10 @@ class CircuitClient:
         )
         self._backoff_s = self.config.retry_backoff_min_s
         self.counters.inc("circuits_built")
-        self._judge_guard(circuit.first, ok=True, now=now, kind="circuit")
+        if self._judge_guard(circuit.first, ok=True, now=now, kind="circuit"):
+            # its guard, condemned on this very outcome, let it through: not one cell on it
+            self._leave_disabled_guards()
+            return
         self._actions.append(CircuitBuilt(circuit.handle, tuple(h.node_id for h in circuit.path)))
         while self._waiting:
             item = self._waiting.popleft()
@@ -761,18 +764,21 @@ class CircuitClient:
         it is no way to choose which of them survive."""
         return reason not in ("bad_onion_key", "hop_gone")
 
-    def _judge_guard(self, first: NodeId, *, ok: bool, now: float, kind: OutcomeKind) -> None:
+    def _judge_guard(self, first: NodeId, *, ok: bool, now: float, kind: OutcomeKind) -> bool:
         """Path bias: one outcome for the guard ``first`` (a no-op without guards or for a hop
-        1 that is no guard); circuits are judged against what our relay sees of the network."""
+        1 that is no guard); circuits are judged against what our relay sees of the network.
+        True when this disabled the guard."""
         guards, wall_now = self.guards, now + self.wall_clock_offset_s
         withheld, spared = guards.withheld, guards.spared
-        expected = 1.0 if self.relayed is None else self.relayed.expected_circuit_success()
         if kind == "message":
             disabled = guards.message_ended(first, ok=ok, wall_now=wall_now)
-        elif kind == "collapse":
-            disabled = guards.circuit_collapsed(first, wall_now=wall_now, expected=expected)
         else:
-            disabled = guards.circuit_ended(first, ok=ok, wall_now=wall_now, expected=expected)
+            relayed, extensions = self.relayed, self.config.hops - 1
+            expected = 1.0 if relayed is None else relayed.expected_circuit_success(extensions)
+            if kind == "collapse":
+                disabled = guards.circuit_collapsed(first, wall_now=wall_now, expected=expected)
+            else:
+                disabled = guards.circuit_ended(first, ok=ok, wall_now=wall_now, expected=expected)
         if disabled:
             self.counters.inc("guard_disabled_path_bias")
             self._disabled_guards.add(first)
@@ -780,6 +786,7 @@ class CircuitClient:
             self.counters.inc("guard_disable_withheld")
         elif guards.spared != spared:
             self.counters.inc("guard_spared_network_failing")
+        return disabled
 
     def _leave_disabled_guards(self) -> None:
         """Closes every circuit through a guard path bias disabled: they are the ones it let

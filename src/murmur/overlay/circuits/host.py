@@ -42,7 +42,7 @@ class RelayRole(Protocol):
 
     def link_ready(self, peer: NodeId, now: float) -> None: ...
 
-    def link_failed(self, peer: NodeId, now: float) -> None: ...
+    def link_failed(self, peer: NodeId, now: float, *, ours: bool = False) -> None: ...
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None: ...
 
@@ -137,9 +137,19 @@ class CircuitHost:
     def link_latency(self, peer: NodeId, rtt_s: float | None) -> None:
         self.client.link_latency(peer, rtt_s)
 
-    def link_failed(self, peer: NodeId, now: float, *, refused_locally: bool = False) -> None:
+    def link_failed(
+        self,
+        peer: NodeId,
+        now: float,
+        *,
+        refused_locally: bool = False,
+        by_policy: bool = False,
+    ) -> None:
+        """A dial to ``peer`` failed, or was never made: ``refused_locally`` when this node is
+        out of links for circuits, ``by_policy`` when the address is one it does not dial for
+        others. Neither says anything of the network, so the relay does not count them."""
         self.client.link_failed(peer, now, refused_locally=refused_locally)
-        self.relay.link_failed(peer, now)
+        self.relay.link_failed(peer, now, ours=refused_locally or by_policy)
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         self.client.peer_disconnected(peer, now)

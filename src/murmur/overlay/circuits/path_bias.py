@@ -172,9 +172,9 @@ class RelayedOutcomes:
 
     def revoke(self, predecessor: NodeId) -> None:
         """An extension counted ok collapsed: the next relay destroyed the circuit later."""
-        counts = self._by_peer.get(predecessor)
+        counts = self._by_peer.pop(predecessor, None)
         if counts is not None:
-            self._by_peer[predecessor] = counts.revoke()
+            self._by_peer[predecessor] = counts.revoke()  # and seen most recently
 
     def extension_success(self) -> float | None:
         """The share of extensions that went well, each predecessor weighing at most
@@ -189,11 +189,11 @@ class RelayedOutcomes:
             return None
         return ok / outcomes
 
-    def expected_circuit_success(self) -> float:
-        """The share of circuits an honest guard lets through now: two extensions past it,
-        each at the relayed success share (not below ``relayed_floor``); 1 without a baseline
-        or before it has counted enough."""
+    def expected_circuit_success(self, extensions: int = 2) -> float:
+        """The share of circuits an honest guard lets through now: ``extensions`` past it (two
+        on a 3-hop circuit), each at the relayed success share (not below ``relayed_floor``);
+        1 without a baseline or before it has counted enough."""
         success = self.extension_success() if self.config.relayed_baseline else None
         if success is None:
             return 1.0
-        return max(success, self.config.relayed_floor) ** 2
+        return max(success, self.config.relayed_floor) ** extensions

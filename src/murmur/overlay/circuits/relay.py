@@ -213,15 +213,19 @@ class CircuitRelay:
         self._links.add(peer)
         for circuit in self._awaiting_link.pop(peer, []):
             ext = circuit.extension
-            if circuit.alive and ext is not None and ext.awaiting_link:
+            if circuit.alive and ext is not None and ext.awaiting_link and ext.target == peer:
                 self._send_create(circuit, ext)
 
-    def link_failed(self, peer: NodeId, now: float) -> None:
-        """A dial to ``peer`` failed: every extension waiting for it is truncated."""
+    def link_failed(self, peer: NodeId, now: float, *, ours: bool = False) -> None:
+        """A dial to ``peer`` failed (``ours``: we did not make it, out of links or by
+        policy): every extension waiting for it is truncated. (A circuit whose extension
+        timed out while waiting may have moved on to another target: that one is left be.)"""
         for circuit in self._awaiting_link.pop(peer, []):
-            if circuit.alive and circuit.extension is not None:
+            ext = circuit.extension
+            if circuit.alive and ext is not None and ext.awaiting_link and ext.target == peer:
                 circuit.extension = None
-                self._count_extension(circuit, ok=False)
+                if not ours:
+                    self._count_extension(circuit, ok=False)
                 self._truncate(circuit, TruncateReason.CONNECT_FAILED)
 
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
@@ -327,6 +331,8 @@ class CircuitRelay:
             return
         entry = self._legs.get((peer, CELL_HEADER.unpack_from(data)[0]))
         if entry is not None:
+            if not entry[1]:  # the next relay flooded us
+                self._extension_lost(entry[0])
             self._teardown(entry[0], reason)
 
     # --- cell dispatch ---------------------------------------------------------------------
@@ -368,6 +374,8 @@ class CircuitRelay:
         except RemoteProtocolError as exc:
             self.counters.inc(f"drop_{exc.reason}")
             if circuit.alive:
+                if not from_prev:  # the next relay broke the protocol
+                    self._extension_lost(circuit)
                 self._teardown(circuit, DestroyReason.PROTOCOL)
 
     def _on_create(self, peer: NodeId, circ_id: int, body: bytes, now: float) -> None:
