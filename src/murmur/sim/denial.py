@@ -28,12 +28,12 @@ another circuit was already dialling. ``carry`` is not simulated with relays tha
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from murmur.base.ids import NodeId
-from murmur.base.metrics import Counters
 from murmur.overlay.circuits.events import CircuitAction, ConnectTo, SendCell
 from murmur.overlay.circuits.host import RelayRole
+from murmur.sim.relay_wrapper import RelayWrapper
 from murmur.sim.spy import sends_cell
 from murmur.wire.cells import (
     CELL_HEADER,
@@ -50,7 +50,7 @@ DenialMode = Literal["extend", "carry"]
 DENIAL_MODES: tuple[DenialMode, ...] = ("extend", "carry")
 
 
-class SelectiveDenial:
+class SelectiveDenial(RelayWrapper):
     """Wraps a spy's relay; serves circuits from honest peers only towards fellow spies."""
 
     def __init__(
@@ -58,21 +58,13 @@ class SelectiveDenial:
     ) -> None:
         if mode not in DENIAL_MODES:
             raise ValueError(f"unknown denial mode {mode!r} (known: {', '.join(DENIAL_MODES)})")
-        self._relay = relay
+        super().__init__(relay)
         self._is_spy = is_spy
         self._carry = mode == "carry"
-        self._pending: list[CircuitAction] = []
         self._doomed: dict[tuple[NodeId, int], tuple[NodeId, int]] = {}
         """``carry``: predecessor's leg -> (honest next relay, cells still let through)."""
         self.denied = 0
         """Circuits refused (``extend``) or whose cells were dropped (``carry``) so far."""
-
-    @property
-    def counters(self) -> Counters:
-        return self._relay.counters
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._relay, name)
 
     def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
         relay = self._relay
@@ -140,30 +132,14 @@ class SelectiveDenial:
         return kept
 
     def drain_actions(self) -> list[CircuitAction]:
-        actions = self._pending + self._relay.drain_actions()
-        self._pending = []
+        actions = super().drain_actions()
         if self._doomed:
             for action in actions:  # a circuit torn down towards its predecessor is over
                 if sends_cell(action, CellCommand.DESTROY):
                     self._doomed.pop((action.peer, CELL_HEADER.unpack_from(action.cell)[0]), None)
         return actions
 
-    def link_ready(self, peer: NodeId, now: float) -> None:
-        self._relay.link_ready(peer, now)
-
-    def link_failed(self, peer: NodeId, now: float, *, ours: bool = False) -> None:
-        self._relay.link_failed(peer, now, ours=ours)
-
     def peer_disconnected(self, peer: NodeId, now: float) -> None:
         self._relay.peer_disconnected(peer, now)
         for leg in [leg for leg in self._doomed if leg[0] == peer]:
             del self._doomed[leg]
-
-    def handle_timer(self, now: float) -> None:
-        self._relay.handle_timer(now)
-
-    def next_deadline(self) -> float | None:
-        return self._relay.next_deadline()
-
-    def peers_in_use(self) -> set[NodeId]:
-        return self._relay.peers_in_use()

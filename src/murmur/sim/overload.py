@@ -21,13 +21,12 @@ note every CREATE a relay sends), never something a relay could know.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from murmur.base.ids import NodeId
-from murmur.base.metrics import Counters
 from murmur.base.rng import Rng
-from murmur.overlay.circuits.events import CircuitAction, SendCell
+from murmur.overlay.circuits.events import SendCell
 from murmur.overlay.circuits.host import RelayRole
+from murmur.sim.relay_wrapper import RelayWrapper
 from murmur.wire.cells import (
     CELL_HEADER,
     CELL_HEADER_BYTES,
@@ -43,7 +42,7 @@ _REFUSAL = encode_reason(DestroyReason.RESOURCE)
 _CREATE_HEAD = CELL_HEADER_BYTES + FRAGMENT_HEADER_BYTES
 
 
-class Overload:
+class Overload(RelayWrapper):
     """Wraps an honest relay; refuses ``share`` of the circuits other relays extend to it."""
 
     def __init__(
@@ -56,20 +55,12 @@ class Overload:
     ) -> None:
         if not 0.0 <= share <= 1.0:
             raise ValueError("an overload share must lie in [0, 1]")
-        self._relay = relay
+        super().__init__(relay)
         self._share = share
         self._rng = rng
         self._is_extension = is_extension
-        self._pending: list[CircuitAction] = []
         self.refused = 0
         """CREATEs refused so far."""
-
-    @property
-    def counters(self) -> Counters:
-        return self._relay.counters
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._relay, name)
 
     def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
         if len(data) >= _CREATE_HEAD:
@@ -86,26 +77,3 @@ class Overload:
                 )
                 return
         self._relay.receive_cell(peer, data, now)
-
-    def drain_actions(self) -> list[CircuitAction]:
-        actions = self._pending + self._relay.drain_actions()
-        self._pending = []
-        return actions
-
-    def link_ready(self, peer: NodeId, now: float) -> None:
-        self._relay.link_ready(peer, now)
-
-    def link_failed(self, peer: NodeId, now: float, *, ours: bool = False) -> None:
-        self._relay.link_failed(peer, now, ours=ours)
-
-    def peer_disconnected(self, peer: NodeId, now: float) -> None:
-        self._relay.peer_disconnected(peer, now)
-
-    def handle_timer(self, now: float) -> None:
-        self._relay.handle_timer(now)
-
-    def next_deadline(self) -> float | None:
-        return self._relay.next_deadline()
-
-    def peers_in_use(self) -> set[NodeId]:
-        return self._relay.peers_in_use()
