@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
@@ -241,6 +242,23 @@ def test_spies_that_follow_the_protocol_get_no_guard_disabled(record: RunRecord)
     assert extras["honest_guards_disabled"] == extras["spy_guards_disabled"] == 0
 
 
+def _without_and_with(
+    scenario: Scenario, knob: str, **kit: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The extras of two runs of one world (seed 3), ``knob`` off then on: no fast path,
+    circuits rotated every 20 s so that path-bias outcomes pile up within the run."""
+    world = draw_world(scenario, 3)
+    off, on = (
+        OnionKit(
+            standin_crypto=True, fast_path=False, circuit_lifetime_s=20.0, **{knob: value}, **kit
+        )
+        .run(world, scenario)
+        .extras
+        for value in (False, True)
+    )
+    return off, on
+
+
 @pytest.mark.parametrize("mode", ["extend", "carry"])
 def test_spy_guards_that_deny_service_are_dropped_by_path_bias(mode: str) -> None:
     """Spies serve circuits from honest relays only towards fellow spies (an active
@@ -249,18 +267,7 @@ def test_spy_guards_that_deny_service_are_dropped_by_path_bias(mode: str) -> Non
     Honest guards are never disabled by the noise spies make at hop 2. Six heavy senders,
     and circuits that rotate every 20 s, so that outcomes pile up within the run."""
     scenario = replace(SMALL, spy_fraction=0.2, tx_count=150, tx_rate_per_s=1.0, origin_count=6)
-    world = draw_world(scenario, 3)
-    extras = {}
-    for path_bias in (False, True):
-        kit = OnionKit(
-            standin_crypto=True,
-            fast_path=False,
-            selective_denial=mode,
-            path_bias=path_bias,
-            circuit_lifetime_s=20.0,
-        )
-        extras[path_bias] = kit.run(world, scenario).extras
-    off, on = extras[False], extras[True]
+    off, on = _without_and_with(scenario, "path_bias", selective_denial=mode)
     assert off["selective_denial"] == on["selective_denial"] == mode
     assert off["circuits_denied"] > 50 and on["circuits_denied"] > 50
     assert off["path_bias"] == 0 and off["spy_guards_disabled"] == 0
@@ -278,23 +285,13 @@ def test_an_overloaded_network_disables_honest_guards_only_without_the_relay_bas
     rotated every 20 s; the spies follow the protocol, so every guard disabled is a false
     alarm.)"""
     scenario = replace(SMALL, tx_count=150, tx_rate_per_s=1.0, origin_count=6)
-    world = draw_world(scenario, 3)
-    extras = {}
-    for baseline in (False, True):
-        kit = OnionKit(
-            standin_crypto=True,
-            fast_path=False,
-            overload=0.35,
-            path_bias_baseline=baseline,
-            circuit_lifetime_s=20.0,
-        )
-        extras[baseline] = kit.run(world, scenario).extras
-    off, on = extras[False], extras[True]
+    off, on = _without_and_with(scenario, "path_bias_baseline", overload=0.35)
     assert off["path_bias_baseline"] == 0 and on["path_bias_baseline"] == 1
     assert off["overload"] == on["overload"] == 0.35
     assert off["circuits_refused_overload"] > 500 and on["circuits_refused_overload"] > 500
     false_alarms = {
-        b: e["honest_guards_disabled"] + e["spy_guards_disabled"] for b, e in extras.items()
+        b: e["honest_guards_disabled"] + e["spy_guards_disabled"]
+        for b, e in ((False, off), (True, on))
     }
     assert false_alarms[False] >= 20
     assert false_alarms[True] <= false_alarms[False] / 5
