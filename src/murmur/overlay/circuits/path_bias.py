@@ -51,7 +51,10 @@ the network's failure rate from the inside: of the extensions it performs for ot
 were answered and how many of those circuits were later destroyed from beyond it
 (:class:`RelayedOutcomes`). A circuit past an honest guard needs two such extensions (the
 guard's, then hop 2's), so the bar becomes ``disable_below × s²`` for the relay's success share
-``s``. The baseline only lowers the bar, and not below ``relayed_floor²`` of it: the relays a
+``s``. ``s`` is read as the lower end of a 95 % interval over the extensions counted, so a few
+lucky ones do not pass for a healthy network, and with none counted it is the floor: a guard
+judged before the node's relay has seen the network is judged against the worst network the
+bar accepts. The baseline only lowers the bar, and not below ``relayed_floor²`` of it: the relays a
 node extends to are chosen by whoever builds through it, so an adversary can make some of its
 extensions fail on purpose, to have its spy guard spared. Each predecessor's outcomes weigh at
 most ``relayed_cap_per_peer`` (one client building failing circuits through us moves little),
@@ -61,6 +64,7 @@ and at the floor a guard passing fewer than ``disable_below × relayed_floor²``
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -94,8 +98,10 @@ class PathBiasConfig:
     disable_window_s: float = 86_400.0
     relayed_baseline: bool = True
     """Lower the bar when the node's own relay sees circuits fail too (False: a fixed bar)."""
-    relayed_min_outcomes: int = 10
-    """Outcomes of relayed extensions counted before the baseline says anything."""
+    relayed_confidence_z: float = 1.645
+    """How sure the baseline must be of the share it reports: it reports the lower end of a
+    one-sided interval (Wilson's score interval; 1.645: 95 %), so a share read from few
+    extensions, or from none, counts as the floor until more are counted."""
     relayed_floor: float = 0.6
     """The lowest per-extension success share the baseline reports: at most it lowers the bar
     to ``relayed_floor²`` of itself (0.36; 0.18 of circuits at the default ``disable_below``)."""
@@ -114,8 +120,8 @@ class PathBiasConfig:
             raise ValueError("path bias disable_below must lie in [0, 1]")
         if self.max_disabled_per_window < 1 or self.disable_window_s <= 0:
             raise ValueError("path bias needs max_disabled_per_window >= 1 and a positive window")
-        if self.relayed_min_outcomes < 1 or self.relayed_max_peers < 1:
-            raise ValueError("path bias needs relayed_min_outcomes and relayed_max_peers >= 1")
+        if self.relayed_confidence_z < 0.0 or self.relayed_max_peers < 1:
+            raise ValueError("path bias needs relayed_confidence_z >= 0 and relayed_max_peers >= 1")
         if not 0.0 < self.relayed_floor <= 1.0 or self.relayed_cap_per_peer < 1.0:
             raise ValueError("path bias needs relayed_floor in (0, 1] and a cap per peer >= 1")
 
@@ -176,24 +182,33 @@ class RelayedOutcomes:
         if counts is not None:
             self._by_peer[predecessor] = counts.revoke()  # and seen most recently
 
-    def extension_success(self) -> float | None:
-        """The share of extensions that went well, each predecessor weighing at most
-        ``relayed_cap_per_peer`` outcomes; None before ``relayed_min_outcomes`` are counted."""
-        cap = self.config.relayed_cap_per_peer
-        outcomes = ok = 0.0
+    def extension_success(self) -> float:
+        """The share of extensions that go well, as far as the outcomes counted show it: the
+        lower end of Wilson's score interval at ``relayed_confidence_z`` over the outcomes,
+        each predecessor weighing at most ``relayed_cap_per_peer`` of them; 0 with none.
+
+        A lower bound, not the share counted: the bar is lowered by what the baseline reads,
+        so reading it high from a few lucky extensions would judge an honest guard against
+        a healthy network's bar while the network is failing its circuits (the false alarms
+        this replaced were half of that kind and half judged before any share was formed;
+        docs/evaluation.md §6). Reading it low costs little: the floor bounds it."""
+        cap, z2 = self.config.relayed_cap_per_peer, self.config.relayed_confidence_z**2
+        n = ok = 0.0
         for counts in self._by_peer.values():
             weight = min(1.0, cap / counts.outcomes)
-            outcomes += weight * counts.outcomes
+            n += weight * counts.outcomes
             ok += weight * counts.ok
-        if outcomes < self.config.relayed_min_outcomes:
-            return None
-        return ok / outcomes
+        if n == 0.0:
+            return 0.0
+        share = ok / n
+        centre = share + z2 / (2.0 * n)
+        margin = math.sqrt(z2 * (share * (1.0 - share) / n + z2 / (4.0 * n * n)))
+        return max(0.0, (centre - margin) / (1.0 + z2 / n))
 
     def expected_circuit_success(self, extensions: int = 2) -> float:
         """The share of circuits an honest guard lets through now: ``extensions`` past it (two
         on a 3-hop circuit), each at the relayed success share (not below ``relayed_floor``);
-        1 without a baseline or before it has counted enough."""
-        success = self.extension_success() if self.config.relayed_baseline else None
-        if success is None:
+        1 without the baseline (the fixed bar)."""
+        if not self.config.relayed_baseline:
             return 1.0
-        return max(success, self.config.relayed_floor) ** extensions
+        return max(self.extension_success(), self.config.relayed_floor) ** extensions
