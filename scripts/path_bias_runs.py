@@ -5,7 +5,8 @@ in the simulator, entry guards on (the default), spies following the protocol (`
 serving circuits from honest relays only towards fellow spies (``extend``: refusing the
 extension; ``carry``: dropping what the circuit carries), and nodes' path bias on or off, its
 bar fixed or lowered by the relay-side baseline (``--baseline``), in a healthy network or
-one whose honest relays refuse a share of the circuits extended to them (``--overload``).
+one whose honest relays refuse a share of the circuits extended to them (``--overload``), at
+the preset's privacy level or another (``--level``).
 Heavy senders and circuits rotated every 20 s, so that each sender goes through about thirty
 circuits and its guard's outcomes pile up within the run (as docs/evaluation.md §6, "Entry
 guards", measured exposure over rotations). The fast-path baseline is not run: the figures
@@ -23,6 +24,7 @@ import argparse
 import json
 import time
 
+from murmur.node.levels import LEVELS
 from murmur.sim.build import build_name
 from murmur.sim.denial import DENIAL_MODES
 from murmur.sim.onion import OnionKit
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--path-bias", choices=("on", "off"), default="on")
     parser.add_argument("--baseline", choices=("on", "off"), default="on")
     parser.add_argument("--overload", type=float, default=0.0)
+    parser.add_argument("--level", choices=tuple(LEVELS), default=None)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--nodes", type=int, default=300)
     parser.add_argument("--origins", type=int, default=20)
@@ -57,6 +60,7 @@ def main() -> None:
         path_bias=args.path_bias == "on",
         path_bias_baseline=args.baseline == "on",
         overload=args.overload,
+        level=args.level,
         circuit_lifetime_s=args.circuit_lifetime,
     )
     started = time.perf_counter()
@@ -67,6 +71,7 @@ def main() -> None:
         "path_bias": args.path_bias,
         "baseline": args.baseline,
         "overload": args.overload,
+        "level": kit.privacy().level.name,
         "seed": args.seed,
         "nodes": args.nodes,
         "origins": args.origins,

@@ -17,12 +17,14 @@ The spy's relay does all the work; this wrapper watches what it does with each c
 is a CREATE to an honest relay (or a dial to one), ``extend`` drops the CREATE, hands its own
 relay a DESTROY for the predecessor's leg (so the relay's state ends as a destroyed circuit's
 would) and sends that DESTROY to the predecessor (a dial it lets happen: the link is unused and
-closes later); ``carry`` marks the predecessor's leg and drops the RELAY cells the relay passes
-on from it after the next extension's four cells (at hop 1 those carry the extension to hop 3;
-at hop 2, where none follows, they are the circuit's first messages). What it cannot see it
-lets through: an extension the relay performs later, from its rate-limit queue or on a link
-another circuit was already dialling. ``carry`` is not simulated with relays that hold cells
-(the enhanced and maximum levels): held cells leave on the relay's timers, past this filter.
+closes later); what it cannot see it lets through: an extension the relay performs later, from
+its rate-limit queue or on a link another circuit was already dialling. ``carry`` watches every
+cell the relay sends, whenever it sends it (at once, after a dial, from its rate-limit queue,
+or held by ``forward_delay`` at the enhanced and maximum levels), and finds each cell's circuit
+by the relay's own leg table: a CREATE from a circuit whose predecessor and next relay are both
+honest dooms the circuit, whose RELAY cells onwards are dropped after the next extension's four
+(at hop 1 those carry the extension to hop 3; at hop 2, where none follows, they are the
+circuit's first messages).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from typing import Literal
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits.events import CircuitAction, ConnectTo, SendCell
 from murmur.overlay.circuits.host import RelayRole
+from murmur.overlay.circuits.relay import CircuitRelay
 from murmur.sim.relay_wrapper import RelayWrapper
 from murmur.sim.spy import sends_cell
 from murmur.wire.cells import (
@@ -61,54 +64,56 @@ class SelectiveDenial(RelayWrapper):
         super().__init__(relay)
         self._is_spy = is_spy
         self._carry = mode == "carry"
-        self._doomed: dict[tuple[NodeId, int], tuple[NodeId, int]] = {}
-        """``carry``: predecessor's leg -> (honest next relay, cells still let through)."""
+        if self._carry and not isinstance(relay, CircuitRelay):
+            raise TypeError("carry denial reads the leg table of a CircuitRelay")
+        self._legs = relay._legs if isinstance(relay, CircuitRelay) else {}
+        """The relay's own leg table, read only: which circuit a cell it sends belongs to."""
+        self._doomed: dict[tuple[NodeId, int], int] = {}
+        """``carry``: a doomed circuit's predecessor leg -> RELAY cells still let through."""
         self.denied = 0
         """Circuits refused (``extend``) or whose cells were dropped (``carry``) so far."""
 
     def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
         relay = self._relay
-        if self._doomed and len(data) >= CELL_HEADER_BYTES:
-            circ_id, command = CELL_HEADER.unpack_from(data)
-            if command == CellCommand.DESTROY:  # the predecessor closed it
-                self._doomed.pop((peer, circ_id), None)
         relay.receive_cell(peer, data, now)
         out = relay.drain_actions()
-        if len(data) >= CELL_HEADER_BYTES and not self._is_spy(peer):
+        if not self._carry and len(data) >= CELL_HEADER_BYTES and not self._is_spy(peer):
             honest = {
                 action.peer
                 for action in out
                 if (sends_cell(action, CellCommand.CREATE) or isinstance(action, ConnectTo))
                 and not self._is_spy(action.peer)
             }
-            circ_id = CELL_HEADER.unpack_from(data)[0]
-            if self._carry:
-                out = self._starve((peer, circ_id), honest, out)
-            elif honest:
-                out = self._deny(peer, circ_id, honest, out, now)
+            if honest:
+                out = self._deny(peer, CELL_HEADER.unpack_from(data)[0], honest, out, now)
         self._pending.extend(out)
 
-    def _starve(
-        self, leg: tuple[NodeId, int], honest: set[NodeId], out: list[CircuitAction]
-    ) -> list[CircuitAction]:
-        doomed = self._doomed.get(leg)
-        if doomed is None:
-            if honest:
-                self._doomed[leg] = (next(iter(honest)), EXTEND_CELLS)
-                self.denied += 1
-            return out
-        target, allowance = doomed
-        kept = []
-        for action in out:
-            if sends_cell(action, CellCommand.RELAY) and action.peer == target:
-                if allowance == 0:
-                    continue  # dropped: what the circuit carries never arrives
-                allowance -= 1
-            elif sends_cell(action, CellCommand.DESTROY) and action.peer == target:
-                del self._doomed[leg]
+    def drain_actions(self) -> list[CircuitAction]:
+        actions = super().drain_actions()
+        return self._starve(actions) if self._carry else actions
+
+    def _starve(self, actions: list[CircuitAction]) -> list[CircuitAction]:
+        legs = self._legs
+        kept: list[CircuitAction] = []
+        for action in actions:
+            if isinstance(action, SendCell) and len(action.cell) >= CELL_HEADER_BYTES:
+                circ_id, command = CELL_HEADER.unpack_from(action.cell)
+                entry = legs.get((action.peer, circ_id))
+                if entry is not None and not entry[1]:  # a cell onwards, on a circuit's next leg
+                    prev = entry[0].prev
+                    if command == CellCommand.CREATE:
+                        if not self._is_spy(prev[0]) and not self._is_spy(action.peer):
+                            self._doomed[prev] = EXTEND_CELLS
+                            self.denied += 1
+                        else:  # a leg reused by a circuit this spy serves
+                            self._doomed.pop(prev, None)
+                    elif command == CellCommand.RELAY and prev in self._doomed:
+                        if self._doomed[prev] == 0:
+                            continue  # dropped: what the circuit carries never arrives
+                        self._doomed[prev] -= 1
             kept.append(action)
-        if leg in self._doomed:
-            self._doomed[leg] = (target, allowance)
+        for leg in [leg for leg in self._doomed if leg not in legs]:
+            del self._doomed[leg]  # the circuit is over
         return kept
 
     def _deny(
@@ -130,16 +135,3 @@ class SelectiveDenial(RelayWrapper):
         ]
         kept.append(SendCell(peer, destroy))
         return kept
-
-    def drain_actions(self) -> list[CircuitAction]:
-        actions = super().drain_actions()
-        if self._doomed:
-            for action in actions:  # a circuit torn down towards its predecessor is over
-                if sends_cell(action, CellCommand.DESTROY):
-                    self._doomed.pop((action.peer, CELL_HEADER.unpack_from(action.cell)[0]), None)
-        return actions
-
-    def peer_disconnected(self, peer: NodeId, now: float) -> None:
-        self._relay.peer_disconnected(peer, now)
-        for leg in [leg for leg in self._doomed if leg[0] == peer]:
-            del self._doomed[leg]

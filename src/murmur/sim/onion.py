@@ -170,8 +170,6 @@ class OnionKit:
         self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
         if self.selective_denial not in (None, *DENIAL_MODES):
             raise ConfigError(f"unknown selective denial mode {self.selective_denial!r}")
-        if self.selective_denial == "carry" and self.privacy().relay_config().forward_delay:
-            raise ConfigError("carry denial is not simulated at levels whose relays hold cells")
         if self.upkeep_window_s < 0:
             raise ConfigError("upkeep_window_s must be >= 0")
         if not 0.0 <= self.overload <= 1.0:
