@@ -22,7 +22,7 @@ its rate-limit queue or on a link another circuit was already dialling. ``carry`
 cell the relay sends, whenever it sends it (at once, after a dial, from its rate-limit queue,
 or held by ``forward_delay`` at the enhanced and maximum levels), and finds each cell's circuit
 by the relay's own leg table: a CREATE from a circuit whose predecessor and next relay are both
-honest dooms the circuit, whose RELAY cells onwards are dropped after the next extension's four
+honest dooms its next leg, whose RELAY cells are dropped after the next extension's four
 (at hop 1 those carry the extension to hop 3; at hop 2, where none follows, they are the
 circuit's first messages).
 """
@@ -69,7 +69,9 @@ class SelectiveDenial(RelayWrapper):
         self._legs = relay._legs if isinstance(relay, CircuitRelay) else {}
         """The relay's own leg table, read only: which circuit a cell it sends belongs to."""
         self._doomed: dict[tuple[NodeId, int], int] = {}
-        """``carry``: a doomed circuit's predecessor leg -> RELAY cells still let through."""
+        """``carry``: a doomed circuit's next leg -> RELAY cells onwards still let through
+        (kept by the wrapper, so cells the relay sends as it tears the circuit down are still
+        found after the leg has left its table)."""
         self.denied = 0
         """Circuits refused (``extend``) or whose cells were dropped (``carry``) so far."""
 
@@ -93,27 +95,29 @@ class SelectiveDenial(RelayWrapper):
         return self._starve(actions) if self._carry else actions
 
     def _starve(self, actions: list[CircuitAction]) -> list[CircuitAction]:
-        legs = self._legs
+        legs, doomed = self._legs, self._doomed
         kept: list[CircuitAction] = []
         for action in actions:
             if isinstance(action, SendCell) and len(action.cell) >= CELL_HEADER_BYTES:
                 circ_id, command = CELL_HEADER.unpack_from(action.cell)
-                entry = legs.get((action.peer, circ_id))
-                if entry is not None and not entry[1]:  # a cell onwards, on a circuit's next leg
-                    prev = entry[0].prev
-                    if command == CellCommand.CREATE:
-                        if not self._is_spy(prev[0]) and not self._is_spy(action.peer):
-                            self._doomed[prev] = EXTEND_CELLS
-                            self.denied += 1
-                        else:  # a leg reused by a circuit this spy serves
-                            self._doomed.pop(prev, None)
-                    elif command == CellCommand.RELAY and prev in self._doomed:
-                        if self._doomed[prev] == 0:
-                            continue  # dropped: what the circuit carries never arrives
-                        self._doomed[prev] -= 1
+                leg = (action.peer, circ_id)
+                if command == CellCommand.CREATE:
+                    entry = legs.get(leg)
+                    if entry is not None and not entry[1]:  # a circuit's next leg
+                        honest = not self._is_spy(entry[0].prev[0])
+                        if honest and not self._is_spy(action.peer):
+                            if leg not in doomed:  # an onionskin takes several CREATE cells
+                                self.denied += 1
+                            doomed[leg] = EXTEND_CELLS
+                        else:
+                            doomed.pop(leg, None)
+                elif command == CellCommand.RELAY and leg in doomed:
+                    if doomed[leg] == 0:
+                        continue  # dropped: what the circuit carries never arrives
+                    doomed[leg] -= 1
             kept.append(action)
-        for leg in [leg for leg in self._doomed if leg not in legs]:
-            del self._doomed[leg]  # the circuit is over
+        for leg in [leg for leg in doomed if leg not in legs]:
+            del doomed[leg]  # the circuit is over
         return kept
 
     def _deny(

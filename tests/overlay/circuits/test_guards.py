@@ -133,7 +133,9 @@ def test_config_refuses_guards_together_with_near_first_hops() -> None:
 def _judged_after_ten(seed: int) -> tuple[RelayDirectory, EntryGuards, NodeId]:
     """One guard drawn from a list judged after 10 outcomes (its counts halving at 20)."""
     directory = _directory()
-    bias = PathBiasConfig(min_outcomes=10, min_messages=10, scale_at=20)
+    bias = PathBiasConfig(
+        min_outcomes=10, min_messages=10, min_outcomes_unknown_network=10, scale_at=20
+    )
     guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(seed))
     (first,) = _primary(guards, directory)
     return directory, guards, first
@@ -187,6 +189,21 @@ def test_a_guard_failing_as_the_whole_network_does_is_spared_and_counted() -> No
     assert guards.records()[0].disabled_at == 3.0
 
 
+def test_a_guard_judged_before_our_relay_knows_the_network_waits_for_more_outcomes() -> None:
+    """While our relay has counted too few extensions to say how circuits fare, a guard is
+    judged on the fixed bar, and only after twice the outcomes: time for the relay to count,
+    and a node that never relays still judges, on the fixed bar, not the floor's."""
+    directory = _directory()
+    bias = PathBiasConfig(min_outcomes=10, min_outcomes_unknown_network=20, scale_at=40)
+    guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(20))
+    (first,) = _primary(guards, directory)
+    for i in range(19):  # 4 of 19 ok: under the fixed bar from the tenth on, but not judged
+        assert not guards.circuit_ended(first, ok=i < 4, wall_now=1.0, expected=None)
+    assert guards.spared == 10 and guards.records()[0].disabled_at is None
+    assert guards.circuit_ended(first, ok=False, wall_now=2.0, expected=None)  # 4 of 20
+    assert guards.records()[0].disabled_at == 2.0
+
+
 def test_messages_that_never_come_back_disable_a_guard_counted_apart_from_circuits() -> None:
     _, guards, first = _judged_after_ten(seed=17)
     for _ in range(12):
@@ -208,6 +225,8 @@ def test_path_bias_settings_and_counts_are_checked() -> None:
         {"min_messages": 30, "scale_at": 59},
         {"disable_below": 1.5},
         {"disable_below": -0.1},
+        {"min_outcomes_unknown_network": 10},  # fewer than min_outcomes
+        {"min_outcomes_unknown_network": 60},  # more than half of scale_at
     ):
         with pytest.raises(ValueError):
             PathBiasConfig(**bad)
@@ -346,7 +365,7 @@ def test_kept_duplicates_are_merged() -> None:
 def test_a_guard_that_extends_only_to_fellow_spies_is_disabled_and_the_next_one_used() -> None:
     """Selective denial: the spy at hop 1 lets only the circuits whose hop 2 is a fellow spy
     be built (so every circuit left names its origin), until path bias drops it."""
-    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
+    bias = PathBiasConfig(min_outcomes=10, min_outcomes_unknown_network=10, scale_at=20)
     config = ClientConfig(
         lifetime_s=60.0, lifetime_jitter_s=10.0, guards=SETTLED(count=1, path_bias=bias)
     )
@@ -406,7 +425,7 @@ def test_a_built_circuit_destroyed_past_the_guard_takes_its_ok_back() -> None:
 
 
 def test_a_guard_condemned_by_a_build_gets_no_cell_on_that_circuit() -> None:
-    """The ok of a build can be the outcome that condemns a guard (the twentieth, with too few
+    """The ok of a build can be the outcome that condemns a guard (the fortieth, with too few
     ok before it): that circuit is the guard's choice, so it is closed unused with the others,
     and what waits for a circuit goes through the next guard."""
     config = ClientConfig(
@@ -417,10 +436,11 @@ def test_a_guard_condemned_by_a_build_gets_no_cell_on_that_circuit() -> None:
     origin = net.node(0)
     client = origin.host.client
     (guard,) = client.guards.records()
-    # under the lowest bar (0.18: our relay has seen too few extensions yet) with the next ok
-    client.guards._sampled[0] = replace(guard, path_bias=PathBiasCounts(19.0, 2.0))
+    # with the next ok, 6 of 40: under the lowest bar (0.18) and on enough outcomes to be
+    # judged whether or not our relay has counted enough to say how the network fares
+    client.guards._sampled[0] = replace(guard, path_bias=PathBiasCounts(39.0, 5.0))
     before = len(origin.events)
-    net.run_until(61.0)  # the pool rotates: the first rebuild's ok is the twentieth outcome
+    net.run_until(61.0)  # the pool rotates: the first rebuild's ok is the fortieth outcome
     assert client.counters.get("guard_disabled_path_bias") == 1
     assert client.counters.get("circuits_closed_guard_disabled") >= 1
     built = [e.hops for e in origin.events[before:] if isinstance(e, CircuitBuilt)]
@@ -438,7 +458,7 @@ def test_at_most_two_guards_are_disabled_a_day_and_a_guard_disabled_is_not_waite
     """Guard after guard failing is the network's doing or ours: a third condemned within a
     day is only counted, and disabled when the day is over if its outcomes still condemn it."""
     directory = _directory()
-    bias = PathBiasConfig(min_outcomes=10, scale_at=20)
+    bias = PathBiasConfig(min_outcomes=10, min_outcomes_unknown_network=10, scale_at=20)
     guards = EntryGuards(SETTLED(count=1, path_bias=bias), SeededRng(18))
     condemned = []
     for hour in range(3):

@@ -133,8 +133,9 @@ class EntryGuards:
         self.withheld = 0
         """Times path bias condemned a guard but did not disable it: too many were, lately."""
         self.spared = 0
-        """Times a guard's circuits fell under path bias's fixed bar but not under the one
-        lowered for a network whose circuits fail too (the relay-side baseline)."""
+        """Times a guard's circuits fell under path bias's fixed bar but were not judged so:
+        under the bar lowered for a network whose circuits fail too (the relay-side
+        baseline), or while waiting for that baseline to form."""
 
     def records(self) -> list[GuardRecord]:
         return list(self._sampled)
@@ -183,16 +184,20 @@ class EntryGuards:
         self._unreachable_until.pop(node_id, None)
 
     def circuit_ended(
-        self, node_id: NodeId, *, ok: bool, wall_now: float, expected: float = 1.0
+        self, node_id: NodeId, *, ok: bool, wall_now: float, expected: float | None = 1.0
     ) -> bool:
         """A circuit through this guard that got past it was built (``ok``) or failed; True
         when this disables the guard (:mod:`path_bias`), judged against the share of circuits
         an honest guard would let through now (``expected``, from our relay's view of the
-        network). The counts are kept with the list but do not change ``version`` (whoever
-        persists the list saves them with it now and then); disabling does."""
+        network; None while that view is not formed: the fixed bar, on
+        ``min_outcomes_unknown_network`` outcomes). The counts are kept with the list but do
+        not change ``version`` (whoever persists the list saves them with it now and then);
+        disabling does."""
         return self._judge(node_id, ok, wall_now, kind="circuit", expected=expected)
 
-    def circuit_collapsed(self, node_id: NodeId, *, wall_now: float, expected: float = 1.0) -> bool:
+    def circuit_collapsed(
+        self, node_id: NodeId, *, wall_now: float, expected: float | None = 1.0
+    ) -> bool:
         """A circuit through this guard counted ok when built was destroyed past the guard
         later: the ok is taken back. True when this disables the guard, as
         :meth:`circuit_ended`."""
@@ -210,7 +215,7 @@ class EntryGuards:
         wall_now: float,
         *,
         kind: OutcomeKind,
-        expected: float = 1.0,
+        expected: float | None = 1.0,
     ) -> bool:
         bias = self.config.path_bias
         for i, guard in enumerate(self._sampled):
@@ -225,7 +230,10 @@ class EntryGuards:
                 counts = guard.path_bias
                 counts = counts.revoke() if kind == "collapse" else counts.add(ok, bias)
                 guard = replace(guard, path_bias=counts)
-                disable = guard.path_bias.condemns(bias, bias.min_outcomes, expected)
+                if expected is None:
+                    disable = guard.path_bias.condemns(bias, bias.min_outcomes_unknown_network)
+                else:
+                    disable = guard.path_bias.condemns(bias, bias.min_outcomes, expected)
                 if not disable and guard.path_bias.condemns(bias, bias.min_outcomes):
                     self.spared += 1
             if disable and self._recently_disabled(wall_now) >= bias.max_disabled_per_window:

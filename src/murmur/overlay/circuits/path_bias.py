@@ -51,15 +51,20 @@ the network's failure rate from the inside: of the extensions it performs for ot
 were answered and how many of those circuits were later destroyed from beyond it
 (:class:`RelayedOutcomes`). A circuit past an honest guard needs two such extensions (the
 guard's, then hop 2's), so the bar becomes ``disable_below × s²`` for the relay's success share
-``s``. ``s`` is read as the lower end of a 95 % interval over the extensions counted, so a few
-lucky ones do not pass for a healthy network, and with none counted it is the floor: a guard
-judged before the node's relay has seen the network is judged against the worst network the
-bar accepts. The baseline only lowers the bar, and not below ``relayed_floor²`` of it: the relays a
-node extends to are chosen by whoever builds through it, so an adversary can make some of its
+``s``, read as the lower end of a 95 % interval over the extensions counted (a few that went
+well do not pass for a healthy network). Before the relay has counted ``relayed_min_outcomes``,
+the baseline says nothing, and a guard is judged on the fixed bar but only after twice the
+usual outcomes (``min_outcomes_unknown_network``): the wait gives the relay time to count, and a
+node whose relay never extends still judges, later, without assuming anything of the network.
+The baseline only lowers the bar, and not below ``relayed_floor²`` of it: the relays a node
+extends to are chosen by whoever builds through it, so an adversary can make some of its
 extensions fail on purpose, to have its spy guard spared. Each predecessor's outcomes weigh at
-most ``relayed_cap_per_peer`` (one client building failing circuits through us moves little),
-and at the floor a guard passing fewer than ``disable_below × relayed_floor²`` of its circuits
-(0.18 by default) is still condemned, while a selective spy guard passes about p.
+most ``relayed_cap_per_peer`` (one client building failing circuits through us moves little; a
+baseline takes three predecessors at least), and at the floor a guard passing fewer than
+``disable_below × relayed_floor²`` of its circuits (0.18 by default) is still condemned, while a
+selective spy guard passes about p: under the floor's bar while p < 0.18; with more of the
+relays, an adversary that also fails enough extensions through the node's relay, from three
+identities or more, could have its selective guard spared.
 """
 
 from __future__ import annotations
@@ -98,10 +103,20 @@ class PathBiasConfig:
     disable_window_s: float = 86_400.0
     relayed_baseline: bool = True
     """Lower the bar when the node's own relay sees circuits fail too (False: a fixed bar)."""
+    relayed_min_outcomes: int = 10
+    """Outcomes of relayed extensions counted before the baseline says anything."""
+    min_outcomes_unknown_network: int = 40
+    """Circuit outcomes counted before a guard can be judged while the baseline says nothing
+    yet; then the fixed bar applies. Waiting lets the node's relay count, where judging at once
+    on the fixed bar condemned honest guards in a failing network (docs/evaluation.md §6);
+    a node whose relay never extends (unreachable, or seldom chosen) still judges, later, and
+    on Tor's fixed bar, never on the floor's: a node that knows nothing of the network must
+    not assume the worst of it, or a spy guard passing more than ``disable_below ×
+    relayed_floor²`` of its circuits would be spared there for nothing."""
     relayed_confidence_z: float = 1.645
     """How sure the baseline must be of the share it reports: it reports the lower end of a
-    one-sided interval (Wilson's score interval; 1.645: 95 %), so a share read from few
-    extensions, or from none, counts as the floor until more are counted."""
+    one-sided interval (Wilson's score interval; 1.645: 95 %), so a share read from a few
+    extensions that went well does not pass for a healthy network."""
     relayed_floor: float = 0.6
     """The lowest per-extension success share the baseline reports: at most it lowers the bar
     to ``relayed_floor²`` of itself (0.36; 0.18 of circuits at the default ``disable_below``)."""
@@ -111,17 +126,19 @@ class PathBiasConfig:
     """Predecessors whose outcomes are kept (the least recently seen are forgotten)."""
 
     def __post_init__(self) -> None:
-        least, most = min(self.min_outcomes, self.min_messages), max(
-            self.min_outcomes, self.min_messages
-        )
-        if least < 1 or self.scale_at < 2 * most:
-            raise ValueError("path bias needs minimums >= 1 and scale_at >= 2 x either minimum")
+        minimums = (self.min_outcomes, self.min_messages, self.min_outcomes_unknown_network)
+        if min(minimums) < 1 or self.scale_at < 2 * max(minimums):
+            raise ValueError("path bias needs minimums >= 1 and scale_at >= 2 x each minimum")
+        if self.min_outcomes_unknown_network < self.min_outcomes:
+            raise ValueError("path bias needs min_outcomes_unknown_network >= min_outcomes")
         if not 0.0 <= self.disable_below <= 1.0:
             raise ValueError("path bias disable_below must lie in [0, 1]")
         if self.max_disabled_per_window < 1 or self.disable_window_s <= 0:
             raise ValueError("path bias needs max_disabled_per_window >= 1 and a positive window")
-        if self.relayed_confidence_z < 0.0 or self.relayed_max_peers < 1:
-            raise ValueError("path bias needs relayed_confidence_z >= 0 and relayed_max_peers >= 1")
+        if self.relayed_min_outcomes < 1 or self.relayed_max_peers < 1:
+            raise ValueError("path bias needs relayed_min_outcomes and relayed_max_peers >= 1")
+        if not 0.0 <= self.relayed_confidence_z < math.inf:
+            raise ValueError("path bias needs a finite relayed_confidence_z >= 0")
         if not 0.0 < self.relayed_floor <= 1.0 or self.relayed_cap_per_peer < 1.0:
             raise ValueError("path bias needs relayed_floor in (0, 1] and a cap per peer >= 1")
 
@@ -182,33 +199,38 @@ class RelayedOutcomes:
         if counts is not None:
             self._by_peer[predecessor] = counts.revoke()  # and seen most recently
 
-    def extension_success(self) -> float:
+    def extension_success(self) -> float | None:
         """The share of extensions that go well, as far as the outcomes counted show it: the
         lower end of Wilson's score interval at ``relayed_confidence_z`` over the outcomes,
-        each predecessor weighing at most ``relayed_cap_per_peer`` of them; 0 with none.
+        each predecessor weighing at most ``relayed_cap_per_peer`` of them; None before
+        ``relayed_min_outcomes`` are counted.
 
         A lower bound, not the share counted: the bar is lowered by what the baseline reads,
-        so reading it high from a few lucky extensions would judge an honest guard against
-        a healthy network's bar while the network is failing its circuits (the false alarms
-        this replaced were half of that kind and half judged before any share was formed;
-        docs/evaluation.md §6). Reading it low costs little: the floor bounds it."""
+        so reading it high from a few extensions that went well would judge an honest guard
+        against a healthy network's bar while the network fails its circuits (half the false
+        alarms session 22 left were of that kind; docs/evaluation.md §6). Reading it low
+        costs little: the floor bounds it."""
         cap, z2 = self.config.relayed_cap_per_peer, self.config.relayed_confidence_z**2
         n = ok = 0.0
         for counts in self._by_peer.values():
             weight = min(1.0, cap / counts.outcomes)
             n += weight * counts.outcomes
             ok += weight * counts.ok
-        if n == 0.0:
-            return 0.0
+        if n < self.config.relayed_min_outcomes:
+            return None
         share = ok / n
         centre = share + z2 / (2.0 * n)
         margin = math.sqrt(z2 * (share * (1.0 - share) / n + z2 / (4.0 * n * n)))
-        return max(0.0, (centre - margin) / (1.0 + z2 / n))
+        return min(1.0, max(0.0, (centre - margin) / (1.0 + z2 / n)))
 
-    def expected_circuit_success(self, extensions: int = 2) -> float:
+    def expected_circuit_success(self, extensions: int = 2) -> float | None:
         """The share of circuits an honest guard lets through now: ``extensions`` past it (two
         on a 3-hop circuit), each at the relayed success share (not below ``relayed_floor``);
-        1 without the baseline (the fixed bar)."""
+        1 without the baseline (the fixed bar); None while the baseline says nothing yet
+        (:attr:`PathBiasConfig.min_outcomes_unknown_network`)."""
         if not self.config.relayed_baseline:
             return 1.0
-        return max(self.extension_success(), self.config.relayed_floor) ** extensions
+        success = self.extension_success()
+        if success is None:
+            return None
+        return max(success, self.config.relayed_floor) ** extensions
