@@ -7,7 +7,7 @@ from typing import Any
 from murmur.overlay.gossip import GossipRouter
 from murmur.wire.gossip import IHave, IWant, Message, message_id
 
-from .helpers import TOPIC, connect, delivered, heartbeat, make_router, peer, rpc, sent
+from .helpers import TOPIC, connect, delivered, heartbeat, make_router, peer, penalized, rpc, sent
 
 DATA = b"announcement" + bytes(500)
 MID = message_id(TOPIC, DATA)
@@ -199,3 +199,44 @@ def test_a_peer_that_keeps_offering_what_it_never_sends_is_penalised_then_cut_of
     assert router.counters.get("gossip.iwant.broken_promise_penalty") > 0
     assert router.counters.get("gossip.penalized.graylisted") == 1
     assert router.score(honest) == 0.0
+
+
+def test_an_offerer_cannot_renew_its_lapsed_promise_by_offering_again() -> None:
+    """The first offerer of an id never answers, and offers the id again each time its IWANT
+    has lapsed, before the heartbeat follows the promise up. That used to replace the promise
+    with a new one: the withholder was asked again and never charged, and the peer that had
+    offered the id meanwhile was forgotten, so the message never came. The lapsed promise is
+    now followed up at once: the withholder is charged and the next offerer asked."""
+    router = lazy_router(iwant_followup_s=3.0)
+    withholder, honest = peer(1), peer(2)
+    connect(router, [withholder, honest])
+    offer = rpc(ihave=[IHave(TOPIC, (MID,))])
+    router.receive_rpc(withholder, offer, 0.1)
+    router.receive_rpc(honest, offer, 0.2)
+    asked = [p for p, rpcs in sent(router.drain_actions()).items() for r in rpcs if r.iwant]
+    for t in range(1, 13):
+        heartbeat(router, float(t))
+        router.receive_rpc(withholder, offer, t + 0.5)  # lapses fall between heartbeats
+        out = sent(router.drain_actions())
+        asked += [p for p, rpcs in out.items() for r in rpcs if r.iwant]
+        if honest in out:
+            router.receive_rpc(honest, rpc(messages=[Message(TOPIC, DATA)]), t + 0.6)
+            assert [d.message_id for d in delivered(router.drain_actions())] == [MID]
+            break
+    assert asked == [withholder, honest]
+    assert router.counters.get("gossip.iwant.unanswered") == 1
+
+
+def test_an_offerer_cut_off_by_its_lapsed_promise_is_not_asked_again() -> None:
+    router = lazy_router(
+        iwant_followup_s=1.0, broken_promise_threshold=0.0, broken_promise_penalty=100.0
+    )
+    liar = peer(1)
+    connect(router, [liar])
+    offer = rpc(ihave=[IHave(TOPIC, (MID,))])
+    router.receive_rpc(liar, offer, 0.1)
+    router.drain_actions()
+    router.receive_rpc(liar, offer, 1.5)  # lapsed at 1.1, before any heartbeat
+    actions = router.drain_actions()
+    assert [p.peer for p in penalized(actions)] == [liar]
+    assert sent(actions) == {}

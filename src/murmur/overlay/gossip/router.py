@@ -22,9 +22,10 @@ announcements) are forwarded lazily: a relay queues the new message's id for eac
 sends those ids as one IHAVE per peer and topic at its next heartbeat; the message itself goes
 only to peers that answer IWANT. An IWANT is a promise: for ``iwant_followup_s`` other offers of
 the same id ask for nothing (their senders are remembered, up to ``d``, a peer this node dialled
-ahead of the rest), and if the message has not come by then, the next heartbeat asks the next of
-those peers. So a node takes about one copy of a lazy message, where eager push brings one from
-most mesh peers, and identities dialling in cannot withhold one by offering it first.
+ahead of the rest), and if the message has not come by then, the next heartbeat (or the next
+offer of the id, if sooner) asks the next of those peers. So a node takes about one copy of a
+lazy message, where eager push brings one from most mesh peers, and identities dialling in
+cannot withhold one by offering it first.
 
 Peer input never raises: a malformed RPC is counted (``gossip.malformed.<reason>``) and the peer
 is reported with :class:`PenalizePeer` and ignored from then on. A message a topic validator
@@ -564,6 +565,7 @@ class GossipRouter:
             return
         promises = self._promises
         wanted: dict[bytes, None] = {}
+        retries: dict[_Peer, list[bytes]] = {}
         for ihave in ihaves:
             if st.ihave_entries >= cfg.max_ihave_messages:
                 self.counters.inc("gossip.ihave.flood")
@@ -579,17 +581,27 @@ class GossipRouter:
                     self.counters.inc("gossip.ihave.known")
                     continue
                 promise = promises.get(mid)
-                if promise is not None and promise.deadline > now:
+                if promise is not None:
                     promise.note(st, cfg.d)
-                    self.counters.inc("gossip.ihave.already_asked")
-                    continue
+                    if promise.deadline > now:
+                        self.counters.inc("gossip.ihave.already_asked")
+                        continue
+                    # Lapsed, not yet followed up: follow it up now, as the heartbeat would.
+                    # Replacing it let the peer asked renew its own promise by offering again,
+                    # uncharged, and forgot every other offerer: the message never came.
+                    del promises[mid]
+                    offerer = self._follow_up(mid, promise, now)
+                    if st.ignored:  # it was the peer asked, now graylisted
+                        self._ask_again(retries)
+                        return
+                    if offerer is not None:
+                        retries.setdefault(offerer, []).append(mid)
+                        continue
                 if st.ihave_ids >= cfg.max_ihave_length:
                     self.counters.inc("gossip.ihave.flood")
                     break
                 st.ihave_ids += 1
                 wanted[mid] = None
-                if promise is not None:
-                    del promises[mid]
                 if len(promises) < cfg.max_pending_iwants:
                     promises[mid] = _Promise(st, now + cfg.iwant_followup_s)
                 else:
@@ -597,6 +609,7 @@ class GossipRouter:
         if wanted:  # at most max_ihave_length <= MAX_IDS_PER_CONTROL ids: one IWANT
             self._queue(st, Section.IWANT, encode_iwant(IWant(tuple(wanted))))
             self.counters.inc("gossip.iwant.sent_ids", len(wanted))
+        self._ask_again(retries)
 
     def _on_iwant(self, st: _Peer, iwants: tuple[IWant, ...]) -> None:
         cfg = self._config
@@ -713,7 +726,6 @@ class GossipRouter:
     def _follow_up_promises(self, now: float) -> None:
         """Ask the next offerer (round the offerers, ``d`` asks at most) for each id whose
         IWANT went unanswered."""
-        cfg = self._config
         promises = self._promises
         retries: dict[_Peer, list[bytes]] = {}
         while promises:
@@ -723,19 +735,34 @@ class GossipRouter:
             del promises[mid]
             if mid in self._seen:
                 continue
-            self.counters.inc("gossip.iwant.unanswered")
-            self._broke_promise(promise.offerers[promise.asked])
-            if promise.asks >= cfg.d:
-                continue
-            offerer = promise.next_offerer(self._is_live)
+            offerer = self._follow_up(mid, promise, now)
             if offerer is not None:
-                promise.asks += 1
-                promise.deadline = now + cfg.iwant_followup_s
-                promises[mid] = promise
                 retries.setdefault(offerer, []).append(mid)
+        self._ask_again(retries)
+
+    def _follow_up(self, mid: bytes, promise: _Promise, now: float) -> _Peer | None:
+        """A lapsed IWANT (already out of ``_promises``): charges the peer asked and re-arms
+        the promise for the next live offerer, returned to be asked; ``None`` once ``d`` asks
+        are spent or no offerer is left (the promise is then dropped)."""
+        cfg = self._config
+        self.counters.inc("gossip.iwant.unanswered")
+        self._broke_promise(promise.offerers[promise.asked])
+        if promise.asks >= cfg.d:
+            return None
+        offerer = promise.next_offerer(self._is_live)
+        if offerer is not None:
+            promise.asks += 1
+            promise.deadline = now + cfg.iwant_followup_s
+            self._promises[mid] = promise
+        return offerer
+
+    def _ask_again(self, retries: dict[_Peer, list[bytes]]) -> None:
+        limit = self._config.max_ihave_length
         for st, ids in retries.items():
-            for start in range(0, len(ids), cfg.max_ihave_length):
-                chunk = tuple(ids[start : start + cfg.max_ihave_length])
+            if st.ignored:  # graylisted by a later follow-up of the same batch
+                continue
+            for start in range(0, len(ids), limit):
+                chunk = tuple(ids[start : start + limit])
                 self._queue(st, Section.IWANT, encode_iwant(IWant(chunk)))
             self.counters.inc("gossip.iwant.retried", len(ids))
 
