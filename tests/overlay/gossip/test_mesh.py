@@ -228,3 +228,31 @@ def test_timer_before_the_deadline_does_nothing() -> None:
     router.handle_timer(10.0)  # late: one heartbeat, and the next is a full interval away
     assert router.counters.get("gossip.heartbeat") == 1
     assert router.next_deadline() == 11.0
+
+
+def test_a_pruned_peer_that_reconnects_is_still_backing_off() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)])
+    router.receive_rpc(peer(1), rpc(prune=[Prune(TOPIC, 0)]), 0.1)  # our default backoff, 60 s
+    router.remove_peer(peer(1), 1.0)
+    connect(router, [peer(1)], now=2.0)
+    router.drain_actions()
+    router.receive_rpc(peer(1), rpc(graft=[Graft(TOPIC)]), 3.0)
+    assert mesh_of(router) == 0
+    assert router.counters.get("gossip.graft.backoff_violation") == 1
+    assert sent(router.drain_actions())[peer(1)][0].prune == (Prune(TOPIC, 60),)
+
+
+def test_a_departed_peers_long_backoff_is_cut_to_ours() -> None:
+    router = make_router()
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)])
+    router.receive_rpc(peer(1), rpc(prune=[Prune(TOPIC, 3600)]), 0.1)
+    router.remove_peer(peer(1), 1.0)
+    connect(router, [peer(1)], now=2.0)
+    for t in range(3, 61):  # the hour it asked for was cut to 60 s when it left at t = 1
+        heartbeat(router, float(t))
+        assert mesh_of(router) == 0, t
+    heartbeat(router, 62.0)
+    assert mesh_of(router) == 1

@@ -15,7 +15,8 @@ sends IHAVE (the ids of the last ``history_gossip`` heartbeats' messages) to ``d
 peers outside the mesh, which answer IWANT for ids they missed, so a message a mesh link lost is
 still recovered (one peer is sent a cached message at most ``gossip_retransmission`` times).
 GRAFT and PRUNE join and leave meshes; a PRUNE starts a backoff during which neither side grafts
-again.
+again; a backoff outlives a disconnect (cut to ``prune_backoff_s``), so reconnecting does
+not clear it.
 
 Topics in ``GossipConfig.lazy_topics`` (large records that may arrive seconds late: peer
 announcements) are forwarded lazily: a relay queues the new message's id for each mesh peer and
@@ -261,9 +262,19 @@ class GossipRouter:
         if st is None:
             return
         self._detach(st)
-        for backoff in self._backoff.values():
-            backoff.pop(peer, None)
+        self._keep_backoff(peer, now)
         self._scores.disconnect(peer)
+
+    def _keep_backoff(self, peer: NodeId, now: float) -> None:
+        """A departed peer's backoffs outlive its link, as in gossipsub's reference router:
+        forgotten, a pruned peer could reconnect and GRAFT at once, unpenalised. Each is cut
+        to at most ``prune_backoff_s`` from now, so the table holds, besides connected peers,
+        only the peers that left within that time, whatever backoff they asked for."""
+        latest = now + self._config.prune_backoff_s
+        for backoff in self._backoff.values():
+            until = backoff.get(peer)
+            if until is not None and until > latest:
+                backoff[peer] = latest
 
     @property
     def topics(self) -> tuple[str, ...]:
