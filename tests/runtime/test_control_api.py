@@ -4,6 +4,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -299,6 +300,39 @@ async def test_closing_with_an_idle_connection_logs_no_error(
         await asyncio.sleep(0.05)  # the streams' done-callbacks run
     assert caplog.records == []
     writer.close()
+
+
+BIG_ANSWER_BYTES = 16 * 1024 * 1024
+"""Far more than the kernel buffers on both ends of a loopback connection hold."""
+
+
+async def big(params: dict[str, Any]) -> dict[str, Any]:
+    return {"data": "x" * BIG_ANSWER_BYTES}
+
+
+async def test_a_client_that_never_reads_its_answer_loses_the_socket() -> None:
+    """Past the drain timeout and the close's grace, the answer a client leaves unread is
+    dropped with its socket: such connections no longer count against MAX_CONNECTIONS, so
+    kept, each would hold its socket and megabytes of answer for good."""
+    api = ControlApiServer(cookie=COOKIE, handlers={"big": big}, request_timeout_s=0.2)
+    _, port = await api.start()
+    loop = asyncio.get_running_loop()
+    client = socket.socket()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    client.setblocking(False)
+    try:
+        await loop.sock_connect(client, ("127.0.0.1", port))
+        await loop.sock_sendall(client, post("big"))
+        await asyncio.sleep(0.2 + 1.0 + 0.5)  # the drain timeout, the close's grace, a margin
+        received = 0
+        with contextlib.suppress(ConnectionResetError):
+            async with asyncio.timeout(10.0):
+                while chunk := await loop.sock_recv(client, 1 << 20):
+                    received += len(chunk)
+        assert received < BIG_ANSWER_BYTES
+    finally:
+        client.close()
+        await api.close()
 
 
 def test_constructor_checks() -> None:

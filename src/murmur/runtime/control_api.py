@@ -221,9 +221,14 @@ class ControlApiServer:
             self._tasks.discard(task)
             self._unauthenticated.pop(task, None)
             writer.close()
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                async with asyncio.timeout(1.0):
-                    await writer.wait_closed()
+            try:
+                with contextlib.suppress(ConnectionError, TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await writer.wait_closed()
+            finally:
+                # A client that stops reading would otherwise keep the socket, and the answer
+                # still buffered for it, for good: closing waits for the buffer to drain.
+                writer.transport.abort()
 
     def _make_room(self) -> bool:
         """True if a new connection may be served, evicting an unauthenticated one if needed."""
