@@ -17,7 +17,7 @@ import struct
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -29,7 +29,7 @@ from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, SendBytes
-from murmur.node.config import HostPort, NodeConfig, TxRoute
+from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
 from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.circuits.guards import GuardRecord
 from murmur.runtime import keystore, transport
@@ -313,6 +313,72 @@ async def test_a_start_that_fails_undoes_what_it_opened(tmp_path: Path) -> None:
     assert not (tmp_path / keystore.COOKIE_FILE).exists()
     assert not (tmp_path / keystore.NODE_INFO_FILE).exists()
     keystore.lock_node_dir(tmp_path).release()
+
+
+class _ConnectsDespiteCancel(transport.TcpTransport):
+    """Dials like TCP, but the connection lands after the dialling task was cancelled: what
+    ``asyncio.wait_for`` returns on Python 3.11 when the connection completes as the cancel
+    arrives (it swallows the cancel and returns the result)."""
+
+    def __init__(self) -> None:
+        self.dialling = asyncio.Event()
+
+    async def connect(self, host: str, port: int, timeout_s: float) -> StreamConnection:
+        self.dialling.set()
+        with suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        return await super().connect(host, port, timeout_s)
+
+
+def _sees_eof(peer: socket.socket) -> bool:
+    peer.settimeout(2.0)
+    try:
+        return peer.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+async def test_a_dial_that_completes_as_the_runtime_stops_is_closed_not_adopted() -> None:
+    """Adopted, the stopped node would keep the link open and, through the timer its
+    handshake re-arms, wake again to dial its peers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        peer = BootstrapPeer(HostPort("127.0.0.1", listener.getsockname()[1]))
+        dialler = _ConnectsDespiteCancel()
+        runtime = NodeRuntime(
+            identity=Identity.from_seed(b"d" * 32),
+            config=NodeConfig(bootstrap=(peer,)),
+            transport=dialler,
+        )
+        await runtime.start()
+        async with asyncio.timeout(5.0):
+            await dialler.dialling.wait()
+        await runtime.stop()
+        await asyncio.sleep(0.1)  # the cancelled dial connects and returns
+        accepted, _ = listener.accept()
+        with accepted:
+            assert runtime._conns == {}
+            assert runtime._timer is None or runtime._timer.cancelled()
+            assert await asyncio.to_thread(_sees_eof, accepted)
+
+
+async def test_a_connection_accepted_as_the_runtime_stops_is_closed_not_adopted() -> None:
+    """The listener may hand over a connection it accepted just before it was closed."""
+    runtime = NodeRuntime(identity=Identity.from_seed(b"d" * 32), config=NodeConfig())
+    await runtime.start()
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        conn = await transport.TcpTransport().connect(*listener.getsockname(), 5.0)
+        await runtime.stop()
+        runtime._accepted(conn)
+        await asyncio.sleep(0)
+        accepted, _ = listener.accept()
+        with accepted:
+            assert runtime._conns == {}
+            assert runtime._timer is None or runtime._timer.cancelled()
+            assert await asyncio.to_thread(_sees_eof, accepted)
 
 
 def _signed_at(runtime: NodeRuntime, now: float) -> PeerAnnouncement:

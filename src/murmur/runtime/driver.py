@@ -111,6 +111,10 @@ class NodeRuntime:
         self._lock: keystore.NodeDirLock | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._requests: dict[int, asyncio.Future[bytes]] = {}
+        self._stopping = False
+        """Set as ``stop`` begins: a connection that lands after it (a dial that completed as
+        its task was cancelled, one the listener accepted before it closed) is closed, not
+        adopted, and the timer is not re-armed while ``stop`` awaits the API's close."""
         self.stopped = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -171,6 +175,7 @@ class NodeRuntime:
             self._lock = None
 
     async def stop(self) -> None:
+        self._stopping = True
         now = time.monotonic()
         self._save_guards(now, force=True)
         for conn_id in list(self._conns):
@@ -239,6 +244,9 @@ class NodeRuntime:
         return conn_id
 
     def _accepted(self, conn: StreamConnection) -> None:
+        if self._stopping:
+            conn.close()
+            return
         conn_id = self._attach(conn)
         self.node.connection_opened(
             conn_id,
@@ -257,6 +265,9 @@ class NodeRuntime:
             _log.debug("dial %s failed: %s", address, exc)
             self.node.dial_failed(target, time.monotonic())
             self._after_input()
+            return
+        if self._stopping:
+            conn.close()
             return
         conn_id = self._attach(conn)
         self.node.connection_opened(
@@ -317,7 +328,7 @@ class NodeRuntime:
 
     def _end_of_tick(self) -> None:
         self._tick_end_scheduled = False
-        if self.stopped.is_set():
+        if self._stopping:
             return
         now = None
         for conn_id in list(self._pending):
