@@ -301,6 +301,19 @@ def test_load_config_errors_name_the_file(tmp_path: Path) -> None:
         load_config(tmp_path)
 
 
+@pytest.mark.parametrize("loose", [0o620, 0o602, 0o666])
+def test_a_config_others_may_write_is_refused(tmp_path: Path, loose: int) -> None:
+    """It names the peers the node dials and how private its transactions are: whoever could
+    write it would choose both. Others may still read it (it holds no secret)."""
+    init_node_dir(tmp_path)
+    path = tmp_path / "config.toml"
+    path.chmod(0o644)
+    load_config(tmp_path)
+    path.chmod(loose)
+    with pytest.raises(ConfigError, match=f"chmod go-w {path}"):
+        load_config(tmp_path)
+
+
 _LOADERS: list[tuple[str, Callable[[Path], Any]]] = [
     (IDENTITY_FILE, load_identity),
     (COOKIE_FILE, read_cookie),

@@ -28,8 +28,9 @@ with a looser mode or half-written, even briefly. The directory is created 0700,
 that another user owns or that group or others may write is refused: whoever can write it can
 swap its files (a ``node.json`` naming their own port would be sent the API cookie by the CLI).
 The identity key, the cookie and ``node.json`` are refused when their mode grants any group or
-other permission; the error names the file and the fix. This module never logs, and no secret
-appears in any message.
+other permission, and ``config.toml`` when group or others may write it (it chooses the peers
+the node dials and how private its transactions are); the error names the file and the fix.
+This module never logs, and no secret appears in any message.
 """
 
 from __future__ import annotations
@@ -140,6 +141,11 @@ def _read(path: Path, max_bytes: int, hint: str, *, private: bool) -> bytes:
             raise ConfigError(
                 f"{path} has mode {stat.S_IMODE(info.st_mode):04o}, which lets other users on "
                 f"this machine read or change it; refusing to use it. Fix with: chmod 600 {path}"
+            )
+        if info.st_mode & 0o022:
+            raise ConfigError(
+                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}, which lets other users on "
+                f"this machine change it; refusing to use it. Fix with: chmod go-w {path}"
             )
         chunks: list[bytes] = []
         size = 0
