@@ -123,6 +123,7 @@ async def test_unauthenticated_is_401(
 ) -> None:
     status, answer = await exchange(server[1], request_bytes)
     assert (status, error_code(answer)) == (401, "unauthorized")
+    assert server[0].counters.get("api.bad_request.unauthorized") == 1
 
 
 @pytest.mark.parametrize(
@@ -179,6 +180,7 @@ async def test_body_at_the_limit_is_served(server: tuple[ControlApiServer, int])
 async def test_oversized_head_is_431(server: tuple[ControlApiServer, int]) -> None:
     status, answer = await exchange(server[1], b"POST /v1/echo HTTP/1.1\r\nX: " + b"a" * 70_000)
     assert (status, error_code(answer)) == (431, "head_too_large")
+    assert server[0].counters.get("api.bad_request.head_too_large") == 1
 
 
 async def test_garbage_never_kills_the_server(server: tuple[ControlApiServer, int]) -> None:
@@ -225,6 +227,7 @@ async def test_slowloris_is_cut_off(server: tuple[ControlApiServer, int]) -> Non
     writer.close()
     assert raw.startswith(b"HTTP/1.1 408")
     assert loop.time() - started < 1.5
+    assert server[0].counters.get("api.bad_request.timeout") == 1
 
 
 async def test_slow_body_is_cut_off(server: tuple[ControlApiServer, int]) -> None:

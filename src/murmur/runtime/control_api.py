@@ -165,7 +165,8 @@ class ControlApiServer:
         self._handlers = dict(handlers)
         self._request_timeout_s = request_timeout_s
         self.counters = counters if counters is not None else Counters()
-        """``api.evicted_unauthenticated`` and ``api.refused_full`` (the node passes its own)."""
+        """``api.evicted_unauthenticated``, ``api.refused_full`` and ``api.bad_request.<reason>``
+        for each request refused with an HTTP error (the node passes its own)."""
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._unauthenticated: dict[asyncio.Task[None], None] = {}
@@ -250,12 +251,15 @@ class ControlApiServer:
             async with asyncio.timeout(self._request_timeout_s):
                 name, params = await self._read_request(reader)
         except HttpError as exc:
+            self.counters.inc(f"api.bad_request.{exc.reason}")
             extra: tuple[str, ...] = ("WWW-Authenticate: Bearer",) if exc.status == 401 else ()
             extra += ("Allow: POST",) if exc.status == 405 else ()
             return _error(exc.status, exc.reason, exc.detail, extra)
         except TimeoutError:
+            self.counters.inc("api.bad_request.timeout")
             return _error(408, "timeout", "the request did not arrive in time")
         except asyncio.LimitOverrunError:
+            self.counters.inc("api.bad_request.head_too_large")
             return _error(431, "head_too_large", "the request head exceeds 64 KiB")
         except (asyncio.IncompleteReadError, ConnectionError):
             return b""
