@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from murmur.base.ids import NodeId
+from murmur.crypto.kem import MLKEM_PUBLIC_BYTES
 from murmur.overlay.circuits import (
     CircuitBuilt,
     CircuitClient,
@@ -12,8 +15,11 @@ from murmur.overlay.circuits import (
     ClientConfig,
     ConnectTo,
     NoCircuitAvailable,
+    OnionPublicKeys,
+    RelayDirectory,
     ReplyReceived,
     RequestFailed,
+    SendCell,
     SendFailed,
 )
 from murmur.overlay.peers.netgroup import network_prefix
@@ -356,3 +362,35 @@ def test_a_race_decided_before_the_exit_shares_its_slots_first_hop() -> None:
     assert (shared, candidates) == (races, 4 * races) and races >= 2
     independent, races, candidates = dials(True)
     assert 2 * races < independent <= candidates == 4 * races
+
+
+def test_a_first_hop_with_an_unusable_onion_key_does_not_wedge_the_pool() -> None:
+    """A relay can announce an ML-KEM key of the right size that does not parse. A hop 1 we
+    already have a link to then fails at once, before any cell is sent: that slot's race is
+    lost and the pool backs off and builds again, rather than counting a build that no longer
+    exists as in flight for ever (which left the node without circuits for good)."""
+    good = list(Network(6, seed=5).directory)
+    directory = RelayDirectory()
+    client = CircuitClient(
+        node_id=NodeId(bytes(32)), directory=directory, rng=SeededRng(2), now=0.0
+    )
+    for info in good:  # linked to every relay before it knows any of them
+        client.link_ready(info.node_id, 0.0)
+    for info in good:
+        keys = OnionPublicKeys(info.onion_keys.x25519, b"\xff" * MLKEM_PUBLIC_BYTES)
+        directory.upsert(replace(info, onion_keys=keys))
+    client.handle_timer(10.0)
+    assert client.counters.get("circuit_failed_bad_onion_key") >= 1
+    assert not [a for a in client.drain_actions() if isinstance(a, SendCell)]
+    for info in good:  # the relays announce usable keys again
+        directory.upsert(info)
+    now = 10.0
+    while (deadline := client.next_deadline()) is not None and deadline <= 30.0:
+        now = max(now, deadline)
+        client.handle_timer(now)
+    creates = [
+        a
+        for a in client.drain_actions()
+        if isinstance(a, SendCell) and decode_cell(a.cell).command is CellCommand.CREATE
+    ]
+    assert len(creates) == 3 * CREATE_CELLS  # the pool's three slots, built anew

@@ -460,9 +460,15 @@ class CircuitClient:
             handles.add(circuit.handle)
             if not first_hop and not self.config.race_through_exit:
                 first_hop = [circuit.path[0].node_id]
-        self._races[race] = handles
         if self.config.build_race > 1:
             self.counters.inc("races_started")
+        # A candidate can fail before the race is registered (hop 1 already linked, its
+        # onion key unusable): only live ones are in flight, and none left loses the race.
+        handles = {handle for handle in handles if handle in self._circuits}
+        if handles:
+            self._races[race] = handles
+        else:
+            self._race_lost(now)
 
     def _draw_path(self, first_hop: list[NodeId]) -> list[RelayInfo]:
         return select_path(
@@ -751,10 +757,13 @@ class CircuitClient:
         self.counters.inc(f"circuit_failed_{reason}")
         self._actions.append(CircuitFailed(circuit.handle, reason, was_ready))
         if not was_ready and self._races.get(circuit.race) == set():
-            # the slot's last candidate failed: the race is lost, back off before the next
             del self._races[circuit.race]
-            self._next_build_at = now + self._backoff_s
-            self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)
+            self._race_lost(now)
+
+    def _race_lost(self, now: float) -> None:
+        """The slot's last candidate failed: back off before the next build."""
+        self._next_build_at = now + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self.config.retry_backoff_max_s)
 
     def _counts_against_path(self, reason: str) -> bool:
         """Whether a failure after hop 1 answered counts against its guard (path bias): not
