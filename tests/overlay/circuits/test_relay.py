@@ -416,6 +416,29 @@ def test_a_dial_that_ends_after_its_extension_timed_out_leaves_the_next_extensio
     assert _tally(relayed) == (1.0, 0.0)  # the timeout only
 
 
+def test_an_extension_that_ends_while_its_dial_is_pending_forgets_the_dial() -> None:
+    """The node may never report on a dial (it joins one to a peer it keeps dialling for
+    itself, which can stay down): extensions that time out or whose circuit is torn down
+    meanwhile must not stay queued for that peer, or a predecessor extending there again
+    and again would grow the relay's memory without bound and keep the peer "in use"."""
+    s = make_relay()
+    origin = _extend_to_target(s)
+    assert s.relay.drain_actions() == [ConnectTo(TARGET, RelayAddress("10.9.0.1", 7))]
+    s.relay.handle_timer(s.relay.config.extend_timeout_s + 0.1)
+    (timed_out,) = _cells(s.relay)
+    assert decode_truncated(origin.open(timed_out.cell).data) is TruncateReason.TIMEOUT
+    assert TARGET not in s.relay.peers_in_use()
+    again = HandOrigin(s.relay, seed=3)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x03" * 32)
+    again.extend(Extend(TARGET, RelayAddress("10.9.0.1", 7), skin), now=21.0)
+    # nothing waits on the old dial any more, so the new extension asks for one itself
+    assert s.relay.drain_actions() == [ConnectTo(TARGET, RelayAddress("10.9.0.1", 7))]
+    s.relay.receive_cell(PEER, encode_cell(again.circ_id, CellCommand.DESTROY, CLOSE), 22.0)
+    assert s.relay.circuit_count == 1 and TARGET not in s.relay.peers_in_use()
+    s.relay.link_ready(TARGET, 23.0)  # the dial ends at last: nothing left to send
+    assert s.relay.drain_actions() == []
+
+
 def test_extend_that_gets_no_created_times_out() -> None:
     s = make_relay()
     origin = _extend_to_target(s)

@@ -623,6 +623,19 @@ class CircuitRelay:
             self.counters.inc("links_opened_for_extend")
         waiting.append(circuit)
 
+    def _stop_waiting(self, circuit: _Circuit) -> None:
+        """Takes a circuit whose extension ends before its link is up off that dial's list:
+        the node may never report on the dial (it joins one to a peer it dials for itself),
+        and a list kept until then would grow with every extension sent there meanwhile."""
+        ext = circuit.extension
+        if ext is None or not ext.awaiting_link:
+            return
+        waiting = self._awaiting_link.get(ext.target)
+        if waiting is not None and circuit in waiting:
+            waiting.remove(circuit)
+            if not waiting:
+                del self._awaiting_link[ext.target]
+
     def _send_create(self, circuit: _Circuit, ext: _Extension) -> None:
         ext.awaiting_link = False
         circuit.next = (ext.target, self._ids.allocate(ext.target, self._rng))
@@ -746,6 +759,7 @@ class CircuitRelay:
                 self.counters.inc("extend_reassembly_expired")
                 self._teardown(circuit, DestroyReason.TIMEOUT)
             elif ext is not None and ext.deadline <= now:
+                self._stop_waiting(circuit)
                 self._count_extension(circuit, ok=False)
                 self._drop_next(circuit, DestroyReason.TIMEOUT)
                 circuit.extension = None
@@ -783,6 +797,7 @@ class CircuitRelay:
         self, circuit: _Circuit, reason: DestroyReason, skip_peer: NodeId | None = None
     ) -> None:
         """Removes the circuit, sending DESTROY on each leg whose peer is not ``skip_peer``."""
+        self._stop_waiting(circuit)
         circuit.alive = False
         prev_peer, prev_id = circuit.prev
         if prev_peer != skip_peer:
