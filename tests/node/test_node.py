@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from fuzz.node_world import World
 from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
@@ -29,9 +30,10 @@ from murmur.overlay.circuits.events import ConnectTo
 from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.routing import PrivatePathUnavailable
 from murmur.overlay.stem import StemConfig
+from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.sim.rng import SeededRng
-from murmur.wire.cells import RelayAddress
+from murmur.wire.cells import RelayAddress, RelayCommand
 from murmur.wire.envelope import Channel, wrap
 from murmur.wire.gossip import (
     MAX_MESSAGE_DATA_BYTES,
@@ -591,3 +593,22 @@ def test_links_for_relayed_circuits_leave_room_for_the_nodes_own_hop_one() -> No
     assert [dial(1000 + i, own=True) for i in range(OWN_HOP_ONE_RESERVE + 1)] == [True] * (
         OWN_HOP_ONE_RESERVE
     ) + [False]
+
+
+def test_an_extend_refused_by_policy_is_answered_within_the_same_input() -> None:
+    """The relay's TRUNCATED for an extension the node will not dial is sent while the node
+    handles the EXTEND, not left queued until the node's next event (seconds, on a quiet
+    node), which the origin would spend waiting to build elsewhere."""
+    with standin_crypto():
+        world = World()
+        world.victim.set_advertised_address("1.2.0.1", 7001, world.now)  # on the internet now
+        world.settle()
+        world.open_circuit()
+        (circuit,) = world.circuits
+        unknown = NodeId(b"\x42" * 32)  # a relay the victim has no link with, on a LAN address
+        keys = world.honest.private.onion_keys.current.public
+        world._send_cells(
+            circuit.extend_cells(unknown, keys, RelayAddress("10.9.0.1", 7002), b"\x05" * 32)
+        )
+    assert world.victim.counters.get("drops.extend_to_local_address") == 1
+    assert circuit.heard[0, RelayCommand.TRUNCATED] == 1

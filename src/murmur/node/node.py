@@ -61,6 +61,7 @@ from murmur.node.private_path import PrivatePath
 from murmur.node.sessions import Session
 from murmur.overlay.circuits.config import ClientConfig, RelayConfig
 from murmur.overlay.circuits.events import (
+    CircuitAction,
     CircuitBuilt,
     CircuitFailed,
     ConnectTo,
@@ -793,7 +794,13 @@ class Node:
             self._pump_circuits(now)
 
     def _pump_circuits(self, now: float) -> None:
-        for action in self.circuits.drain_actions():
+        # Handling a ConnectTo can make more actions at once (a refused dial truncates the
+        # extensions waiting for it): drained here too, not left for the node's next event.
+        while actions := self.circuits.drain_actions():
+            self._apply_circuit_actions(actions, now)
+
+    def _apply_circuit_actions(self, actions: list[CircuitAction], now: float) -> None:
+        for action in actions:
             if isinstance(action, SendCell):
                 session = self._by_peer.get(action.peer)
                 if session is not None and session.link.state is LinkState.ESTABLISHED:
