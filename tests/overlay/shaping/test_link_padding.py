@@ -58,3 +58,26 @@ def test_closed_links_are_forgotten_and_config_is_checked() -> None:
     assert LinkPaddingConfig().frame_bytes == CELL_FRAME_PADDING_BYTES
     with pytest.raises(ValueError):
         LinkPaddingConfig(quiet=DelayRange(0.0, 1.0))
+
+
+def test_each_quiet_period_draws_its_threshold_afresh_across_the_range() -> None:
+    """A fixed threshold would space padding frames exactly and make them recognisable: every
+    quiet period (after a send, after a padding frame) gets its own uniform draw."""
+    padder: IdlePadder[str] = IdlePadder(
+        LinkPaddingConfig(quiet=DelayRange(1.0, 2.0)), SeededRng(4)
+    )
+    sent, t = 0, 0.0
+    thresholds = []
+    for _ in range(400):
+        assert not padder.observe("link", sent, t)  # activity: a new quiet period starts
+        due = padder.next_deadline()
+        assert due is not None
+        thresholds.append(due - t)
+        assert padder.observe("link", sent, due)
+        sent += CELL_FRAME_PADDING_BYTES  # the padding frame, seen as activity at once
+        t = due
+    assert all(1.0 <= x <= 2.0 for x in thresholds)
+    assert min(thresholds) < 1.05 and max(thresholds) > 1.95
+    quartiles = sorted(thresholds)[100], sorted(thresholds)[300]
+    assert quartiles[0] == pytest.approx(1.25, abs=0.06)
+    assert quartiles[1] == pytest.approx(1.75, abs=0.06)
