@@ -16,6 +16,11 @@ def test_delay_range_draws_uniformly_within_its_bounds() -> None:
     draws = [DelayRange(0.05, 0.15).draw(rng) for _ in range(5000)]
     assert min(draws) >= 0.05 and max(draws) <= 0.15
     assert statistics.fmean(draws) == pytest.approx(0.10, abs=0.003)
+    # uniform, not a point or a lump in the middle: sd = width / sqrt(12), quartiles at 1/4, 3/4
+    assert statistics.pstdev(draws) == pytest.approx(0.1 / 12**0.5, rel=0.05)
+    quartiles = statistics.quantiles(draws, n=4)
+    assert quartiles[0] == pytest.approx(0.075, abs=0.003)
+    assert quartiles[2] == pytest.approx(0.125, abs=0.003)
     assert DelayRange(0.2, 0.2).draw(rng) == 0.2
 
 
@@ -44,6 +49,7 @@ def test_policy_validates_buckets_cover_sizes_and_bounds() -> None:
         {"cover_sizes": ()},
         {"cover_sizes": ((2048, 0.0),)},
         {"cover_sizes": ((0, 1.0),)},
+        {"cover_sizes": ((MAX_ENVELOPE_BYTES + 1, 1.0),)},  # no message pads that far
         {"max_pending": 0},
     ]:
         with pytest.raises(ValueError):
