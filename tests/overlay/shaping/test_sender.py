@@ -58,6 +58,19 @@ def test_skipped_slots_keep_the_queue_and_late_timers_do_not_burst() -> None:
     assert not sender.slot_due(late)
 
 
+def test_a_late_timer_on_a_poisson_clock_does_not_burst() -> None:
+    """The next slot after a late one is a fresh gap after it, not at once."""
+    config = RateConfig(rate_per_s=10.0, law=TimingLaw.POISSON)
+    for seed in range(20):
+        sender: RateSender[str] = RateSender(config, SeededRng(seed), 0.0)
+        for item in ("a", "b"):
+            sender.enqueue(item, 0.0)
+        late = sender.next_deadline() + 5.0  # some fifty slots late
+        assert sender.take_slot(late) == "a"
+        assert not sender.slot_due(late) and sender.next_deadline() > late
+        assert len(sender) == 1
+
+
 def test_messages_that_wait_too_long_expire_in_order() -> None:
     sender: RateSender[str] = RateSender(
         RateConfig(rate_per_s=0.01, max_wait_s=5.0), SeededRng(5), 0.0
@@ -65,7 +78,8 @@ def test_messages_that_wait_too_long_expire_in_order() -> None:
     sender.enqueue("a", 0.0)
     sender.enqueue("b", 1.0)
     sender.enqueue("c", 3.0)
-    assert sender.next_deadline() == min(sender.next_deadline(), 5.0)
+    # the first slot falls after "a" has waited its 5 s: the sender wakes for the expiry
+    assert sender.slot_due(5.0) is False and sender.next_deadline() == 5.0
     assert sender.expire(4.9) == []
     assert sender.expire(6.0) == ["a", "b"]
     assert len(sender) == 1 and sender.counters.get("expired") == 2
