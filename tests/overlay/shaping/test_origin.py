@@ -202,6 +202,22 @@ def test_a_full_queue_is_a_clear_error_and_the_bound_counts_delayed_messages() -
     assert rig.log == []
 
 
+def test_messages_held_for_a_circuit_count_against_the_bound() -> None:
+    """A lane with background cover holds real messages while no circuit is ready: those
+    wait at the origin too, so a node with no circuit cannot pile them up without limit."""
+    rig = _rig(
+        ShapingPolicy(cover=CoverConfig(2.0), max_pending=3, resend=None),
+        config=ClientConfig(retry_backoff_max_s=1.0),
+        refuse_links=True,
+    )
+    for i in range(3):
+        rig.submit("L", "transaction", bytes([i]), 0.0)
+    assert rig.shaper.counters.get("held_for_circuit") == 3
+    with pytest.raises(QueueFull, match="at most 3"):
+        rig.submit("L", "transaction", b"x", 0.0)
+    assert rig.shaper.counters.get("queue_full") == 1
+
+
 def test_a_delayed_send_that_finds_no_circuit_fails_through_the_client() -> None:
     """No circuit is ready and the client's queue of sends waiting for one is full (one
     place, taken by a send on an unshaped lane): the client refuses the send."""
@@ -363,6 +379,42 @@ def test_cover_sizes_learn_the_buckets_published_messages_fill() -> None:
     late = [entry[2] for entry in rig.entries("cover") if entry[1] > 150.0]
     assert late and late.count(cells_for(512)) / len(late) > 0.9
     assert set(late) <= {cells_for(512), cells_for(8192)}
+
+
+def test_cover_sizes_learn_the_size_a_published_message_pads_to_under_the_lanes_buckets() -> None:
+    """A 300-byte transaction fills 317 bytes framed, one cell unpadded or under the default
+    buckets, but two cells under this lane's 1,024-byte bucket: cover must copy that, as a
+    real message sent on this lane would take two cells."""
+    policy = ShapingPolicy(
+        buckets=(1024, 8192), cover=CoverConfig(20.0), cover_sizes=((8192, 1.0),), resend=None
+    )
+    assert cells_for(1024) == 2 != cells_for(317) == cells_for(512)
+    rig = _rig(policy)
+    for i in range(100):
+        payload = bytes([i % 256]) * 300
+        rig.shaper.published(
+            "transaction", message_id("transaction", payload), len(payload), float(i)
+        )
+        rig.run(float(i) + 1.0)
+    late = [entry[2] for entry in rig.entries("cover") if entry[1] > 50.0]
+    assert len(late) > 500 and late.count(cells_for(1024)) / len(late) > 0.95
+
+
+def test_cover_sizes_follow_the_recent_mix_and_old_sizes_fade() -> None:
+    """600 small transactions, then 600 of 8 kB: cover follows the newer sizes (exponential
+    memory of about ``COVER_MEMORY`` messages), not the whole history half and half."""
+    rig = _rig(ShapingPolicy(cover=CoverConfig(50.0), cover_sizes=((2048, 1.0),), resend=None))
+    for size, fill in ((300, 1), (6000, 2)):  # padded to 512 (one cell), then 8,192 (16)
+        for i in range(600):
+            payload = bytes([fill]) + i.to_bytes(2, "big") * (size // 2)
+            mid = message_id("transaction", payload)
+            rig.shaper.published("transaction", mid, len(payload), 0.0)
+    rig.run(100.0)
+    cells = [entry[2] for entry in rig.entries("cover")]
+    assert len(cells) > 4000 and set(cells) <= {cells_for(512), cells_for(8192), cells_for(2048)}
+    small = cells.count(cells_for(512)) / len(cells)
+    # weights 256 (1 - d^600) d^600 and 256 (1 - d^600), d = 1 - 1/256: about 9 % small
+    assert 0.05 < small < 0.13
 
 
 def test_cover_sizes_do_not_learn_fast_path_messages() -> None:
