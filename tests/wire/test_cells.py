@@ -26,6 +26,7 @@ from murmur.wire.cells import (
     FRAGMENT_CHUNK_BYTES,
     MAX_ENVELOPE_BYTES,
     MAX_FRAGMENTS,
+    MAX_MESSAGE_BYTES,
     ONIONSKIN_BYTES,
     PADDING_BUCKETS_BYTES,
     RELAY_DATA_BYTES,
@@ -55,6 +56,7 @@ from murmur.wire.cells import (
     encode_cell,
     encode_reason,
     encode_relay_plaintext,
+    envelope_size,
     extend_data,
     pad_message,
     pad_to_bucket,
@@ -215,6 +217,20 @@ def test_envelope_round_trip_and_rejections() -> None:
         Envelope(MessageKind.PUBLISH, "", b"")
 
 
+def test_an_envelope_whose_payload_is_too_long_is_a_remote_error() -> None:
+    """The exit reads hostile bytes: an oversized payload is ``bad_length``, never the
+    ``ValueError`` the constructor would raise."""
+    body = bytes([MessageKind.PUBLISH, 11]) + b"transaction" + bytes(MAX_MESSAGE_BYTES + 1)
+    with pytest.raises(RemoteProtocolError, match="bad_length"):
+        Envelope.decode(pad_message(body))
+
+
+def test_envelope_size_counts_the_topic_in_bytes() -> None:
+    """Cover sizes are learnt from ``envelope_size``: it must be what the encoding takes."""
+    env = Envelope(MessageKind.PUBLISH, "tränsaction", b"x" * 100)
+    assert len(env.encode()) == env.framed_size == envelope_size("tränsaction", 100) == 118
+
+
 def test_padded_envelope_fills_its_bucket_with_random_bytes() -> None:
     env = Envelope(MessageKind.PUBLISH, "transaction", b"t" * 600)
     padded = env.encode_padded(PADDING_BUCKETS_BYTES, SeededRng(1))
@@ -261,6 +277,8 @@ def test_pad_to_bucket_round_trips(message: bytes, buckets: tuple[int, ...]) -> 
     padded = pad_to_bucket(message, buckets, SeededRng(len(message)))
     assert unpad_message(padded) == message
     assert len(padded) == padded_size(4 + len(message), buckets)
+    padding = padded[4 + len(message) :]
+    assert len(padding) < 8 or padding != bytes(len(padding))  # random bytes, not zeros
 
 
 DECODERS: list[Callable[[bytes], object]] = [
