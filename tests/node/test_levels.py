@@ -47,6 +47,26 @@ def test_every_level_pads_and_each_adds_to_the_one_below() -> None:
     assert rate is not None and rate.cover and rate.law is TimingLaw.CONSTANT
     assert (rate.rate_per_s, maximum.shaping.max_pending) == (2.0, 100)  # the seed's
     assert maximum.relay_delay is not None and maximum.link_padding is not None
+    assert enhanced.relay_delay is not None and enhanced.link_padding is not None
+    # maximum holds cells longer and pads idle links sooner than enhanced
+    assert maximum.relay_delay.max_s > enhanced.relay_delay.max_s
+    assert maximum.link_padding.quiet.max_s < enhanced.link_padding.quiet.max_s
+    assert maximum.link_padding.quiet.min_s < enhanced.link_padding.quiet.min_s
+
+
+def test_each_levels_summary_states_its_figures() -> None:
+    """What ``murmur`` tells a user a level does must be what it does."""
+    for level in LEVELS.values():
+        if level.shaping.cover is not None:
+            assert f"({level.shaping.cover.rate_per_s:g} msg/s)" in level.summary or (
+                f"{level.shaping.cover.rate_per_s:g} msg/s cover" in level.summary
+            ), level.name
+        if level.shaping.rate is not None:
+            assert f"({level.shaping.rate.rate_per_s:g} msg/s)" in level.summary, level.name
+        if level.relay_delay is not None:
+            assert f"{level.relay_delay.label_ms()} ms relay delays" in level.summary, level.name
+        if level.link_padding is not None:
+            assert "idle links" in level.summary or level.summary.startswith("enhanced plus")
 
 
 def test_presets_set_the_circuits_and_the_default_level() -> None:
@@ -61,6 +81,8 @@ def test_presets_set_the_circuits_and_the_default_level() -> None:
     maximum = PrivacySettings.from_names("maximum")
     assert maximum.level is LEVELS["maximum"]
     assert maximum.client_config().lifetime_s == 300.0
+    assert maximum.client_config().hops == 3
+    assert maximum.client_config().min_relay_score > client.min_relay_score
     assert maximum.relay_config().forward_delay == LEVELS["maximum"].relay_delay
 
     censored = PrivacySettings.from_names("censorship_resistant")
@@ -116,3 +138,13 @@ def test_tuned_settings_hold_messages_at_the_origin_and_time_slots_by_another_la
     assert poisson.rate_per_s == maximum.level.shaping.rate.rate_per_s  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="no slots"):
         base.tuned(slot_law=TimingLaw.POISSON)
+
+
+def test_tuned_settings_switch_path_bias_and_its_baseline() -> None:
+    base = PrivacySettings.from_names()
+    bias = base.client_config().guards.path_bias
+    assert bias.disable_below > 0.0 and bias.relayed_baseline
+    off = base.tuned(path_bias=False).client_config().guards.path_bias
+    assert off.disable_below == 0.0  # never disables a guard
+    fixed = base.tuned(path_bias_baseline=False).client_config().guards.path_bias
+    assert not fixed.relayed_baseline and fixed.disable_below == bias.disable_below
