@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError, RemoteProtocolError
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
+from murmur.node.levels import LEVELS
 from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_SWEEP_S, Node
 from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
@@ -82,7 +83,10 @@ def test_private_transactions_reach_every_node_once_from_an_exit() -> None:
     # each came back through gossip: an ok outcome for the guard that carried it
     assert [(g.use_bias.outcomes, g.use_bias.ok) for g in guards.records()] == [(10.0, 10.0)]
     origin.send_private("transaction", txs[0], net.now)  # already public: cannot come back
+    origin.send_private("transaction", b"", net.now)  # the exit refuses it: cannot either
     net.tick(net.now + 40.0)
+    refused = sum(n.circuits.metrics().get("relay.exit_invalid_dropped", 0) for n in net.nodes)
+    assert refused == 1  # sent once, dropped by its exit, never resent
     assert origin.private.origin.counters.get("resent") == 0
     assert [(g.use_bias.outcomes, g.use_bias.ok) for g in guards.records()] == [(10.0, 10.0)]
 
@@ -169,7 +173,13 @@ def test_a_transaction_may_ask_for_a_level_and_unknown_ones_are_refused() -> Non
     origin = net.nodes[1]
     with pytest.raises(ConfigError, match="valid: standard, enhanced, maximum"):
         origin.send_private("transaction", b"tx", net.now, level="paranoid")
+    before = sum(n.circuits.metrics().get("relay.exit_publications", 0) for n in net.nodes)
     origin.send_private("transaction", b"maximum tx", net.now, level="maximum")
+    net.run()
+    # it waits for a slot of the maximum lane (whose clock starts now, at a random phase),
+    # where the node's own standard level would have sent it at once
+    published = sum(n.circuits.metrics().get("relay.exit_publications", 0) for n in net.nodes)
+    assert published == before
     net.tick(net.now + 5.0, step=0.05)
     _delivered_everywhere(net, [b"maximum tx"])
     assert origin.private.origin.has_lane("maximum")
@@ -194,6 +204,10 @@ def test_a_maximum_node_shapes_everything_and_pads_its_idle_links(
         assert status["counters"].get("link.frames_sent.padding", 0) > 0
     held = sum(n.circuits.metrics().get("relay.cells_held", 0) for n in net.nodes)
     assert held > 0  # relays delay what they forward
+    # idle links are padded on the maximum level's quiet range, not the default (Tor's)
+    for node in net.nodes:
+        padder = node.private.link_padder
+        assert padder is not None and padder.config == LEVELS["maximum"].link_padding
 
 
 def test_a_full_queue_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
