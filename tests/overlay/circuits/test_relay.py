@@ -837,6 +837,27 @@ def test_forward_delay_holds_cells_within_its_range_and_keeps_their_order() -> N
     assert s.relay.counters.get("cells_held") == 50
 
 
+def test_each_cell_apart_from_the_others_is_held_for_its_own_uniform_draw() -> None:
+    """Cells further apart than the longest delay, so keeping their order never lengthens a
+    wait: each is held for a fresh draw from the whole range (a constant delay would shift
+    timings, not hide them)."""
+    s, origin, _ = _middle(RelayConfig(forward_delay=DelayRange(0.01, 0.05)))
+    waits = []
+    for i in range(300):
+        sent_at = 1.0 + i * 0.06
+        _send_through(s, origin, b"x", sent_at)
+        deadline = s.relay.next_deadline()
+        assert deadline is not None and s.relay.drain_actions() == []
+        s.relay.handle_timer(deadline)
+        assert len(_cells(s.relay)) == 1
+        waits.append(deadline - sent_at)
+    assert min(waits) >= 0.01 and max(waits) <= 0.05
+    assert min(waits) < 0.012 and max(waits) > 0.048
+    quartiles = sorted(waits)[75], sorted(waits)[225]
+    assert quartiles[0] == pytest.approx(0.02, abs=0.003)
+    assert quartiles[1] == pytest.approx(0.04, abs=0.003)
+
+
 def test_held_cells_of_a_torn_down_circuit_are_dropped_and_the_hold_is_bounded() -> None:
     config = RelayConfig(forward_delay=DelayRange(1.0, 1.0), max_delayed_cells=3)
     s, origin, _ = _middle(config)
