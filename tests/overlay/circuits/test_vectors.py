@@ -24,7 +24,10 @@ from murmur.wire.cells import (
     ONIONSKIN_BYTES,
     CellCommand,
     Created,
+    Envelope,
     Extend,
+    Fragment,
+    MessageKind,
     Onionskin,
     RelayAddress,
     RelayCommand,
@@ -33,6 +36,7 @@ from murmur.wire.cells import (
     decode_relay_plaintext,
     encode_cell,
     extend_data,
+    split_message,
 )
 
 DOC: dict[str, Any] = json.loads(
@@ -150,6 +154,24 @@ def test_onion_cell_layer_by_layer() -> None:
     assert at_origin.hex() == C["reply_body_origin_receives"]
     hop, message = origin.unwrap_backward(at_origin)
     assert (hop, message.command, message.data) == (2, RelayCommand.REPLY, data)
+
+
+def test_the_onion_cells_data_is_a_fragment_of_a_padded_envelope() -> None:
+    """The DATA the vector carries, read per docs/protocol/circuits.md: ``message_id (u32) ||
+    index (u16) || count (u16) || chunk``, the chunk a padded envelope ``length (u32 BE) ||
+    kind (u8) || topic (u8 length, UTF-8) || payload``, here with no padding bytes."""
+    data = bytes.fromhex(C["relay_data"])
+    assert data[:8] == (1).to_bytes(4, "big") + (0).to_bytes(2, "big") + (1).to_bytes(2, "big")
+    chunk = data[8:]
+    fragment = Fragment.decode(data)
+    assert (fragment.message_id, fragment.index, fragment.count, fragment.chunk) == (1, 0, 1, chunk)
+    payload = bytes(range(64))
+    message = bytes([MessageKind.PUBLISH, len("transaction")]) + b"transaction" + payload
+    assert chunk == len(message).to_bytes(4, "big") + message
+    envelope = Envelope(MessageKind.PUBLISH, "transaction", payload)
+    assert Envelope.decode(chunk) == envelope
+    assert split_message(1, envelope.encode()) == [fragment]
+    assert Envelope.decode(chunk + b"any padding") == envelope  # the receiver ignores it
 
 
 def test_extend_spans_cells_layer_by_layer() -> None:
