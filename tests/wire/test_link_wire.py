@@ -150,6 +150,16 @@ def test_envelope_garbage_raises_only_remote_errors(message: bytes) -> None:
     assert wrap(channel, body) == message
 
 
+@pytest.mark.parametrize(
+    ("channel", "code"), [(Channel.GOSSIP, 1), (Channel.CIRCUIT, 2), (Channel.STEM, 3)]
+)
+def test_the_channel_byte_on_the_wire(channel: Channel, code: int) -> None:
+    """The codes are the wire format (docs/protocol/dandelion.md gives STEM's, 0x03): a
+    round trip alone would pass with any numbering, and peers would misread each other."""
+    assert wrap(channel, b"body") == bytes([code]) + b"body"
+    assert unwrap(bytes([code]) + b"body") == (channel, b"body")
+
+
 @pytest.mark.parametrize("message", [b"", b"\x00", b"\x7f rest"])
 def test_envelope_rejects_unknown_channels(message: bytes) -> None:
     with pytest.raises(RemoteProtocolError):
