@@ -479,6 +479,22 @@ def test_a_resend_waits_for_a_slot_of_its_lane() -> None:
     assert len(rig.log) == 2
 
 
+def test_a_transaction_sent_twice_is_watched_once() -> None:
+    """Both copies have the same gossip id: one echo confirms it, and the caller may still
+    abandon either send id afterwards."""
+    rig = _rig(ShapingPolicy(resend=ResendConfig(timeout_s=10.0, attempts=2)))
+    first = rig.submit("L", "transaction", b"twice", 0.0)
+    second = rig.submit("L", "transaction", b"twice", 1.0)
+    assert first != second
+    assert rig.shaper.published("transaction", message_id("transaction", b"twice"), 5, 2.0)
+    assert rig.shaper.next_deadline() is None  # nothing left to resend
+    rig.shaper.abandon(first)
+    rig.shaper.abandon(second)
+    rig.run(100.0)
+    assert [entry[1] for entry in rig.entries("real")] == [0.0, 1.0]
+    assert rig.shaper.counters.get("confirmed") == 1 and not rig.entries("failed")
+
+
 def test_the_watch_is_bounded() -> None:
     rig = _rig(ShapingPolicy(resend=ResendConfig(max_tracked=2), max_pending=10))
     for i in range(3):
