@@ -365,6 +365,22 @@ def test_a_held_message_that_finds_no_circuit_in_time_fails() -> None:
     assert rig.shaper.counters.get("held_timeouts") == 1
 
 
+def test_a_held_message_fails_at_its_deadline_even_with_no_cover_departure_near() -> None:
+    """The shaper wakes for the hold's end itself, not only at cover departures: with cover
+    at one message per 100 s the failure still comes at max_hold_s."""
+    rig = _rig(
+        ShapingPolicy(cover=CoverConfig(0.01, max_hold_s=3.0), resend=None),
+        config=ClientConfig(retry_backoff_max_s=1.0),
+        refuse_links=True,
+    )
+    ref = rig.submit("L", "transaction", b"x", 0.0)
+    assert rig.shaper.next_deadline() == 3.0
+    rig.run(2.999)
+    assert rig.log == []
+    rig.run(3.0)
+    assert rig.log == [("failed", ref, "no_circuit")] and not rig.entries("cover")
+
+
 def test_cover_sizes_learn_the_buckets_published_messages_fill() -> None:
     """Whoever sent them: cover copies the network's sizes, not what this node sends."""
     policy = ShapingPolicy(cover=CoverConfig(20.0), cover_sizes=((8192, 1.0),))
