@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError, RemoteProtocolError
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
-from murmur.node.levels import LEVELS
+from murmur.node.levels import LEVELS, PrivacySettings
 from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_SWEEP_S, Node
 from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
@@ -208,6 +208,25 @@ def test_a_maximum_node_shapes_everything_and_pads_its_idle_links(
     for node in net.nodes:
         padder = node.private.link_padder
         assert padder is not None and padder.config == LEVELS["maximum"].link_padding
+
+
+def test_the_path_wakes_for_idle_link_padding_when_nothing_else_is_due() -> None:
+    """The enhanced level without cover (as the simulator tunes it): padding is the only
+    timer, and a node that slept through it would leave idle links quiet."""
+    privacy = PrivacySettings.from_names(level="enhanced").tuned(cover_rate_per_s=0.0)
+    path = PrivatePath(
+        identity=Identity.from_seed(b"\x07" * 32),
+        rng=SeededRng(7),
+        now=0.0,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+        privacy=privacy,
+    )
+    padder = path.link_padder
+    assert padder is not None and path.next_deadline() is None
+    padder.observe("link", 0, 0.0)
+    due = padder.next_deadline()
+    assert due is not None and path.next_deadline() == due
+    assert padder.observe("link", 0, due)
 
 
 def test_a_full_queue_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
