@@ -166,8 +166,12 @@ def test_without_cover_an_empty_slot_sends_nothing() -> None:
     rig.run(10.0)
     assert rig.log == [] and rig.client.counters.get("cover_cells_sent") == 0
     rig.submit("L", "transaction", b"x", 10.0)
-    rig.run(11.0)
-    assert rig.log == [("real", rig.log[0][1], b"x")]
+    rig.submit("L", "transaction", b"y", 10.0)
+    rig.run(12.0)
+    # still slot-based: each waits for a slot of its own, one every 0.5 s
+    first = rig.log[0][1]
+    assert rig.log == [("real", first, b"x"), ("real", first + 0.5, b"y")]
+    assert 10.0 < first <= 10.5
 
 
 def test_with_no_ready_circuit_slots_are_skipped_and_stale_messages_fail() -> None:
