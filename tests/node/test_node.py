@@ -612,3 +612,25 @@ def test_an_extend_refused_by_policy_is_answered_within_the_same_input() -> None
         )
     assert world.victim.counters.get("drops.extend_to_local_address") == 1
     assert circuit.heard[0, RelayCommand.TRUNCATED] == 1
+
+
+def test_a_node_waiting_on_its_dials_does_not_ask_to_be_woken_at_once() -> None:
+    """With more bootstrap peers than outbound slots and every slot's dial in flight, the next
+    target cannot be dialled before a dial ends: the node's deadline must not lie in the past
+    (the runtime re-arms its timer at ``max(0, deadline - now)`` and would spin)."""
+    from murmur.overlay.peers.limits import PeerLimits
+
+    bootstrap = tuple(
+        BootstrapPeer(HostPort(f"8.8.{i}.1", 7000), NodeId(bytes([i]) * 32)) for i in range(1, 4)
+    )
+    node = Node(
+        identity=Identity.from_seed(b"\x09" * 32),
+        config=NodeConfig(bootstrap=bootstrap, limits=PeerLimits(max_outbound=2)),
+        rng=SeededRng(9),
+        now=0.0,
+        wall_clock_offset_s=WALL_CLOCK_AT_ZERO_S,
+    )
+    node.handle_timer(0.0)
+    assert len([a for a in node.drain_actions() if isinstance(a, Dial)]) == 2
+    deadline = node.next_deadline()
+    assert deadline is None or deadline > 0.0

@@ -230,7 +230,10 @@ class Node:
             soonest = min(soonest, *self._retired.values())
         if self._unused_close_due < soonest:
             soonest = self._unused_close_due
-        if self._outbound_count() < self.config.limits.max_outbound:
+        # As ``_dial_due``: dials in flight hold their slots, else the node asks to be woken
+        # for a target it will not dial yet, again and again until a dial ends.
+        pending = sum(t.pending for t in self._dial_targets if t.persistent)
+        if self._outbound_count() + pending < self.config.limits.max_outbound:
             for target in self._dial_targets:
                 if target.next_attempt < soonest and self._dialable(target):
                     soonest = target.next_attempt
