@@ -634,3 +634,18 @@ def test_a_node_waiting_on_its_dials_does_not_ask_to_be_woken_at_once() -> None:
     assert len([a for a in node.drain_actions() if isinstance(a, Dial)]) == 2
     deadline = node.next_deadline()
     assert deadline is None or deadline > 0.0
+
+
+def test_a_peer_banned_for_what_it_sent_on_a_retired_duplicate_loses_its_kept_link_too() -> None:
+    """A ban by node id is the peer's, whichever of its links broke the protocol: a peer that
+    fails a tag on the losing link is not left gossiping on the kept one until it reconnects."""
+    net = Net(2, peers_of=lambda i: [1 - i])
+    net.tick(1.0)
+    a, b = net.nodes
+    retired_a, _ = _retired_pair(net)
+    kept = a._by_peer[b.node_id].conn_id
+    a.data_received(retired_a, b"\x00\x00\x00\x20" + b"\x01" * 32, net.now)  # fails its tag
+    closed = {c.conn_id for c in a.drain_actions() if isinstance(c, CloseConnection)}
+    assert a._bans.is_banned(b.node_id, net.now)
+    assert closed == {retired_a, kept}
+    assert b.node_id not in a._by_peer and not a._sessions

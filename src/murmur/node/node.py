@@ -698,19 +698,28 @@ class Node:
         self.counters.inc(f"links_closed.{event.reason}")
         if event.by_peer_error:
             if session.peer_id is not None:
-                self._bans.ban(session.peer_id, now, self.config.limits.ban_s, event.reason)
-                self.counters.inc("bans")
-            else:
-                self._throttle.record_failure(session.host, now)
-                self.counters.inc("address_backoffs")
+                self._ban(session, session.peer_id, now, event.reason)
+                return
+            self._throttle.record_failure(session.host, now)
+            self.counters.inc("address_backoffs")
         self._close(session, now, event.reason)
 
     def _misbehaved(self, session: Session, now: float, reason: str) -> None:
         self.counters.inc(f"misbehaviour.{reason}")
         if session.peer_id is not None:
-            self._bans.ban(session.peer_id, now, self.config.limits.ban_s, reason)
-            self.counters.inc("bans")
+            self._ban(session, session.peer_id, now, reason)
+            return
         self._close(session, now, reason)
+
+    def _ban(self, session: Session, peer: NodeId, now: float, reason: str) -> None:
+        """Bans ``peer`` for breaking the protocol on ``session`` and closes every link with
+        it: when ``session`` is a retired duplicate, the peer still holds the kept one."""
+        self._bans.ban(peer, now, self.config.limits.ban_s, reason)
+        self.counters.inc("bans")
+        self._close(session, now, reason)
+        kept = self._by_peer.get(peer)
+        if kept is not None:
+            self._close(kept, now, reason)
 
     def _close(self, session: Session, now: float, reason: str) -> None:
         if session.closing:
