@@ -649,3 +649,21 @@ def test_a_peer_banned_for_what_it_sent_on_a_retired_duplicate_loses_its_kept_li
     assert a._bans.is_banned(b.node_id, net.now)
     assert closed == {retired_a, kept}
     assert b.node_id not in a._by_peer and not a._sessions
+
+
+def test_a_peer_s_rate_limit_is_shared_by_its_duplicate_links() -> None:
+    """What a peer sends on a retired duplicate still counts as the peer's, so it is charged
+    to the peer's one budget: each extra link it opens does not buy it another."""
+    net = Net(2, peers_of=lambda i: [1 - i])
+    net.tick(1.0)
+    a, b = net.nodes
+    retired_a, retired_b = _retired_pair(net)
+    kept_a = a._by_peer[b.node_id].conn_id
+    kept_b = b._by_peer[a.node_id]
+    burst = a.config.limits.messages_burst
+    for conn, sender in ((kept_a, kept_b), (retired_a, b._sessions[retired_b])):
+        for _ in range(burst):
+            sender.link.send_message(wrap(Channel.GOSSIP, encode_rpc(Rpc())), net.now)
+        a.data_received(conn, sender.link.data_to_send(), net.now)
+    assert a.counters.get("misbehaviour.flood") == 1  # twice the burst at once is a flood
+    assert a._bans.is_banned(b.node_id, net.now)

@@ -671,9 +671,12 @@ class Node:
         if peer is None or session.closing or (session.retired and peer not in self._by_peer):
             return
         session.messages_in += 1
-        if not session.limiter.admit(now, len(payload)):
+        # Charged to the peer's kept link even when read on a retired duplicate: one budget
+        # per peer, not one more per link it opens.
+        limiter = self._by_peer.get(peer, session).limiter
+        if not limiter.admit(now, len(payload)):
             self.counters.inc("drops.rate_limited")
-            if session.limiter.record_drop(now):
+            if limiter.record_drop(now):
                 self._misbehaved(session, now, "flood")
             return
         try:
