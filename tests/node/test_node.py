@@ -667,3 +667,31 @@ def test_a_peer_s_rate_limit_is_shared_by_its_duplicate_links() -> None:
         a.data_received(conn, sender.link.data_to_send(), net.now)
     assert a.counters.get("misbehaviour.flood") == 1  # twice the burst at once is a flood
     assert a._bans.is_banned(b.node_id, net.now)
+
+
+def test_a_retired_duplicate_closing_late_leaves_the_redial_in_flight_alone() -> None:
+    """The kept link goes first and the node redials its target; the retired duplicate then
+    closes at the end of its drain. Its dial ended long ago: the target's pending dial is the
+    new one, and must not be marked failed (the node would dial the same peer twice)."""
+    from murmur.node.node import DUPLICATE_DRAIN_S
+
+    net = Net(2, peers_of=lambda i: [1 - i])
+    net.tick(1.0)
+    dialler = next(
+        i
+        for i, node in enumerate(net.nodes)
+        if any(s.retired and s.outbound for s in node._sessions.values())
+    )
+    node = net.nodes[dialler]
+    peer = net.nodes[1 - dialler]
+    kept = node._by_peer[peer.node_id].conn_id
+    node.connection_lost(kept, net.now)  # the kept link's transport broke
+    dials = []
+    start = net.now
+    while net.now < start + DUPLICATE_DRAIN_S + 5.0:
+        net.now += 0.25
+        if (deadline := node.next_deadline()) is not None and deadline <= net.now:
+            node.handle_timer(net.now)
+        dials += [a for a in node.drain_actions() if isinstance(a, Dial)]  # never answered
+    assert not node._sessions  # the duplicate closed at the end of its drain
+    assert len(dials) == 1

@@ -753,6 +753,11 @@ class Node:
         target = self._target_for(session.bootstrap)
         for t in list(self._dial_targets):
             if t is target or (peer is not None and t.connected_as == peer):
+                if peer is not None and t.pending:
+                    # This link's dial ended when it authenticated: a retired duplicate going
+                    # after the kept link, its target already dialled again. That dial is
+                    # still out; it ends in its own connection or failure.
+                    continue
                 if not t.persistent:
                     self._dial_targets.remove(t)
                     if t.connected_as is None and t.peer.node_id is not None:
