@@ -695,3 +695,18 @@ def test_a_retired_duplicate_closing_late_leaves_the_redial_in_flight_alone() ->
         dials += [a for a in node.drain_actions() if isinstance(a, Dial)]  # never answered
     assert not node._sessions  # the duplicate closed at the end of its drain
     assert len(dials) == 1
+
+
+def test_a_dial_answered_by_another_node_does_not_throttle_that_address_s_inbound() -> None:
+    """Whoever sends an EXTEND names both the address and the node id: one naming an honest
+    node's address with another id makes the relay's dial end in ``unexpected_peer``. The
+    address throttle paces what hosts connect to us; that failure is our dial's, and must not
+    refuse the honest node (or anyone behind its address) when it connects in."""
+    net = Net(2)
+    node = net.nodes[1]
+    honest = net.addr[0]
+    node._dial_targets[0].peer = BootstrapPeer(honest, NodeId(b"\x00" * 32))
+    net.tick(1.0)
+    assert node.counters.get("links_closed.unexpected_peer") >= 1
+    node.connection_opened(net.conn(), outbound=False, host=honest.host, port=1, now=net.now)
+    assert not any(isinstance(a, CloseConnection) for a in node.drain_actions())

@@ -703,8 +703,13 @@ class Node:
             if session.peer_id is not None:
                 self._ban(session, session.peer_id, now, event.reason)
                 return
-            self._throttle.record_failure(session.host, now)
-            self.counters.inc("address_backoffs")
+            if not session.outbound:
+                # The throttle paces hosts that connect to us. A dial of ours that failed
+                # (an EXTEND's sender names the address and the node id) is paced by its
+                # target's back-off: held against the address, it refused the honest nodes
+                # there when they connected in.
+                self._throttle.record_failure(session.host, now)
+                self.counters.inc("address_backoffs")
         self._close(session, now, event.reason)
 
     def _misbehaved(self, session: Session, now: float, reason: str) -> None:
