@@ -231,9 +231,11 @@ class Node:
         if self._unused_close_due < soonest:
             soonest = self._unused_close_due
         # As ``_dial_due``: dials in flight hold their slots, else the node asks to be woken
-        # for a target it will not dial yet, again and again until a dial ends.
-        pending = sum(t.pending for t in self._dial_targets if t.persistent)
-        if self._outbound_count() + pending < self.config.limits.max_outbound:
+        # for a target it will not dial yet, again and again until a dial ends. (Summed only
+        # when slots are free: this runs after every event.)
+        limit = self.config.limits.max_outbound
+        outbound = self._outbound_count()
+        if outbound < limit and outbound + self._pending_dials() < limit:
             for target in self._dial_targets:
                 if target.next_attempt < soonest and self._dialable(target):
                     soonest = target.next_attempt
@@ -512,8 +514,7 @@ class Node:
 
     def _dial_due(self, now: float) -> None:
         for target in self._dial_targets:
-            pending = sum(t.pending for t in self._dial_targets if t.persistent)
-            if self._outbound_count() + pending >= self.config.limits.max_outbound:
+            if self._outbound_count() + self._pending_dials() >= self.config.limits.max_outbound:
                 return
             if self._dialable(target) and target.next_attempt <= now:
                 known = target.peer.node_id
@@ -523,6 +524,10 @@ class Node:
                 target.pending = True
                 self.counters.inc("dials")
                 self._actions.append(Dial(target.peer))
+
+    def _pending_dials(self) -> int:
+        """Dials of the node's own peers still out: each holds an outbound slot."""
+        return sum(t.pending for t in self._dial_targets if t.persistent)
 
     def _target_for(self, peer: BootstrapPeer | None) -> _DialTarget | None:
         if peer is None:
