@@ -25,7 +25,11 @@ from murmur.node.config import (
     HostPort,
     NodeConfig,
 )
-from murmur.node.node import OWN_HOP_ONE_RESERVE, Node
+from murmur.node.node import (
+    CATCH_UP_PER_HOST_PER_S,
+    OWN_HOP_ONE_RESERVE,
+    Node,
+)
 from murmur.overlay.circuits.events import ConnectTo
 from murmur.overlay.gossip import GossipConfig
 from murmur.overlay.routing import PrivatePathUnavailable
@@ -105,7 +109,7 @@ class Net:
             self.pipe[(i, ci)] = (j, cj)
             self.pipe[(j, cj)] = (i, ci)
             self.nodes[j].connection_opened(
-                cj, outbound=False, host="127.0.0.1", port=5, now=self.now
+                cj, outbound=False, host=self.addr[i].host, port=5, now=self.now
             )
             self.nodes[i].connection_opened(
                 ci,
@@ -710,3 +714,20 @@ def test_a_dial_answered_by_another_node_does_not_throttle_that_address_s_inboun
     assert node.counters.get("links_closed.unexpected_peer") >= 1
     node.connection_opened(net.conn(), outbound=False, host=honest.host, port=1, now=net.now)
     assert not any(isinstance(a, CloseConnection) for a in node.drain_actions())
+
+
+def test_a_host_reconnecting_is_offered_the_directory_twice_then_once_per_ten_minutes() -> None:
+    """Each catch-up is up to 129 records of ~9 kB for whoever asks: a host reconnecting as
+    fast as the throttle allows would otherwise pull megabytes a second from the node. Over
+    budget it is still offered the node's own announcement."""
+    with standin_crypto():
+        world = World()  # the hostile host's first link, before the victim held any record
+        offered = []
+        for wait_s in (2.0, 1.0, 1.0, 1 / CATCH_UP_PER_HOST_PER_S):
+            world.advance(wait_s)
+            before = world.victim.gossip.counters.get("gossip.offer.ids")
+            world.reconnect_hostile(drop_old=True)
+            offered.append(world.victim.gossip.counters.get("gossip.offer.ids") - before)
+    # the victim's own record and the honest node's, then its own alone, until the budget refills
+    assert offered == [2, 1, 1, 2]
+    assert world.victim.counters.get("catch_up.withheld") == 2

@@ -78,7 +78,7 @@ from murmur.overlay.gossip.actions import Deliver, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.router import GossipRouter, Validation
 from murmur.overlay.peers.backoff import ReconnectBackoff
-from murmur.overlay.peers.bans import AddressThrottle, BanList
+from murmur.overlay.peers.bans import AddressThrottle, BanList, HostBudget
 from murmur.overlay.peers.limits import PeerRateLimiter
 from murmur.overlay.peers.netgroup import (
     PROTECTED_LONGEST_INBOUND,
@@ -105,6 +105,14 @@ could no longer reach new relays (docs/evaluation.md §6, "Entry guards")."""
 OWN_HOP_ONE_RESERVE = 8
 """Of the ``MAX_CIRCUIT_LINKS`` links for circuits, those only this node's own hop 1 may take
 (its guard, and a few more while a guard is replaced): peers' EXTENDs cannot use them up."""
+CATCH_UP_PER_HOST_BURST = 2
+CATCH_UP_PER_HOST_PER_S = 1 / 600
+"""The directory catch-up (up to ``CATCH_UP_ANNOUNCEMENTS`` records of about 9 kB, sent to
+whoever asks for them) offered on inbound links: twice per host, then once per 10 minutes
+(:class:`HostBudget`; a site gets four hosts' worth). Otherwise a host reconnecting under fresh
+identities, as fast as the address throttle lets it (4 handshakes a second), pulled about
+1.2 MB per handshake: megabytes a second of our uplink for the price of handshakes. A peer
+over budget is still offered our own announcement; links this node dialled are not counted."""
 CIRCUIT_LINK_SWEEP_S = 10.0
 """How often links opened for circuits are checked for use, at the node's timers (each link's
 keepalive wakes the node at least every 15 s); a link found unused closes at its own time."""
@@ -201,6 +209,7 @@ class Node:
         """The earliest time an unused circuit link is due to close (a node deadline)."""
         self._bans = BanList()
         self._throttle = AddressThrottle()
+        self._catch_up_budget = HostBudget(CATCH_UP_PER_HOST_PER_S, CATCH_UP_PER_HOST_BURST)
         self._dial_targets = [
             _DialTarget(peer, ReconnectBackoff(), now) for peer in config.bootstrap
         ]
@@ -597,7 +606,12 @@ class Node:
             chosen = self._chose(session, peer)
             self.gossip.add_peer(peer, now, outbound=chosen)
             self.stem.add_peer(peer, now, outbound=chosen)
-            self.gossip.offer_to_peer(peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng, now))
+            others = chosen or self._catch_up_budget.consume(session.host, now)
+            if not others:
+                self.counters.inc("catch_up.withheld")
+            self.gossip.offer_to_peer(
+                peer, ANNOUNCE_TOPIC, self.private.catch_up(self._rng, now, others=others)
+            )
         self._report_latency(session)
         self.circuits.link_ready(peer, now)
         self._pump_gossip(now)

@@ -327,9 +327,9 @@ class PrivatePath:
         self.own_announcement = announcement.encode()
         return self.own_announcement
 
-    def catch_up(self, rng: Rng, now: float) -> list[tuple[bytes, bytes]]:
+    def catch_up(self, rng: Rng, now: float, *, others: bool = True) -> list[tuple[bytes, bytes]]:
         """What a newly linked peer is offered, as (gossip id, encoded announcement): ours
-        and a bounded sample of others.
+        and (``others``) a bounded sample of others.
 
         Without it a joining node would know no relays until each re-announced (every
         hour); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
@@ -338,7 +338,7 @@ class PrivatePath:
         Records past their lifetime leave the book first: the peer would ignore them.
         """
         self.expire(now)
-        known = self.book.all()
+        known = self.book.all() if others else []
         sample = rng.sample(known, min(len(known), CATCH_UP_ANNOUNCEMENTS))
         own = [self.own_announcement] if self.own_announcement is not None else []
         return [(announcement_id(data), data) for data in own + [a.encode() for a in sample]]

@@ -3,7 +3,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from murmur.base.ids import NodeId
-from murmur.overlay.peers.bans import AddressThrottle, BanList, host_key
+from murmur.overlay.peers.bans import AddressThrottle, BanList, HostBudget, host_key
 
 
 def nid(n: int) -> NodeId:
@@ -156,3 +156,26 @@ def test_host_key() -> None:
     assert host_key("2001:db8:1:3::1") != host_key("2001:db8:1:2::1")
     assert host_key("fe80::1%eth0") == "fe80::/64"
     assert host_key("example.org") == "example.org"
+
+
+def test_a_host_budget_allows_its_burst_then_its_rate_and_a_site_four_hosts_worth() -> None:
+    budget = HostBudget(rate_per_s=1 / 600, burst=2)
+    assert [budget.consume("8.8.8.8", 0.0) for _ in range(3)] == [True, True, False]
+    assert budget.consume("8.8.8.8", 599.0) is False
+    assert budget.consume("8.8.8.8", 600.0) is True
+    # the same /24: each new host has its own two, until the site's eight are spent
+    hosts = [f"9.9.9.{i}" for i in range(1, 6)]
+    allowed = [budget.consume(host, 0.0) for host in hosts for _ in range(2)]
+    assert allowed == [True] * 8 + [False] * 2
+    assert budget.consume("9.9.10.1", 0.0) is True  # another site
+
+
+def test_a_host_budget_forgets_the_least_recent_host_beyond_its_bound() -> None:
+    budget = HostBudget(rate_per_s=1 / 600, burst=1, max_entries=2)
+    assert budget.consume("1.0.0.1", 0.0) and budget.consume("2.0.0.1", 0.0)
+    assert budget.consume("3.0.0.1", 0.0)  # pushes 1.0.0.1 out
+    assert budget.consume("1.0.0.1", 0.0)  # a fresh budget, as for a host never seen
+    with pytest.raises(ValueError):
+        HostBudget(rate_per_s=0.0, burst=1)
+    with pytest.raises(ValueError):
+        HostBudget(rate_per_s=1.0, burst=1, max_entries=0)

@@ -246,3 +246,38 @@ class AddressThrottle:
         if state is not None:
             state.failures = 0
             state.blocked_until = -math.inf
+
+
+class HostBudget:
+    """A token bucket per host, and one per site four hosts' worth, for something any host
+    that connects may ask of us at a cost to us (the directory catch-up a new link is offered):
+    a host that reconnects under fresh identities gets it ``burst`` times, then once per
+    ``1 / rate_per_s`` seconds, and rotating hosts within a site buys little more. Bounded like
+    the throttle: the least recently seen host or site is forgotten."""
+
+    __slots__ = ("_hosts", "_sites", "burst", "max_entries", "rate_per_s")
+
+    def __init__(
+        self, rate_per_s: float, burst: float, max_entries: int = DEFAULT_MAX_ENTRIES
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        TokenBucket(rate_per_s, burst)  # validates the pair
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.max_entries = max_entries
+        self._hosts: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._sites: OrderedDict[bytes, TokenBucket] = OrderedDict()
+
+    def consume(self, host: str, now: float) -> bool:
+        """One use by ``host`` if its budget and its site's both allow it (then both pay)."""
+        rate, burst = self.rate_per_s, self.burst
+        limit = self.max_entries
+        own = _recent(self._hosts, host_key(host), lambda: TokenBucket(rate, burst), limit)
+        shared = _recent(self._sites, site(host), lambda: TokenBucket(4 * rate, 4 * burst), limit)
+        if own.available(now) < 1 or shared.available(now) < 1:
+            return False
+        own.consume(now)
+        shared.consume(now)
+        return True
+
