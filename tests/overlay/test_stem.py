@@ -128,21 +128,6 @@ def test_peer_loss_repicks_the_stem_edge() -> None:
     assert second.peer in OUT and second.peer != first.peer
 
 
-def test_a_loop_is_fluffed_at_a_relay_but_restemmed_at_the_origin() -> None:
-    relay = _stem(fluff_probability=0.0)
-    relay.receive_stem(IN[0], _wire(b"loop"), 1.0)
-    relay.drain_actions()
-    relay.receive_stem(IN[1], _wire(b"loop"), 2.0)
-    assert relay.drain_actions() == [Fluff(StemMessage(TOPIC, b"loop"))]
-    origin = _stem(fluff_probability=0.0)
-    mid = origin.submit(TOPIC, b"mine", 0.0)
-    origin.drain_actions()
-    origin.receive_stem(IN[0], _wire(b"mine"), 1.0)
-    (action,) = origin.drain_actions()
-    assert isinstance(action, SendStem) and action.peer in OUT
-    assert origin.in_stempool(mid)
-
-
 def test_the_stempool_is_bounded_and_fluffs_its_oldest_when_full() -> None:
     path = _stem(fluff_probability=0.0, stempool_capacity=2)
     for k in range(3):
@@ -178,3 +163,56 @@ def test_nothing_is_drawn_from_the_rng_until_the_stem_is_used() -> None:
     path.handle_timer(1_000.0)
     path.remove_peer(OUT[0], 1_000.0)
     assert rng.random() == twin.random()
+
+
+def test_a_transaction_bounced_back_by_its_successor_does_not_tell_origin_from_relay() -> None:
+    # The successor S of node X on the stem sends the transaction back to X. If an origin
+    # answered differently from a relay (a relay fluffing at once, the origin stemming on), S
+    # would learn for certain whether X created the transaction: the one thing the stem hides.
+    for seed in range(20):
+        origin = _stem(seed, fluff_probability=0.0)
+        origin.submit(TOPIC, b"tx", 0.0)
+        (sent,) = origin.drain_actions()
+        assert isinstance(sent, SendStem)
+        relay = _stem(seed, fluff_probability=0.0)
+        relay.receive_stem(IN[0], _wire(b"tx"), 0.0)
+        (relayed,) = relay.drain_actions()
+        assert isinstance(relayed, SendStem)
+        for path, successor in ((origin, sent.peer), (relay, relayed.peer)):
+            for now in (1.0, 2.0):
+                path.receive_stem(successor, _wire(b"tx"), now)
+                assert path.drain_actions() == []
+            assert path.counters.get("stem_duplicate") == 2
+            assert path.next_deadline() is not None  # its embargo still ends the stem
+
+
+def test_a_stem_cycle_stops_after_one_lap_and_any_of_its_nodes_may_fluff() -> None:
+    # Three stem nodes whose routes form a cycle: the transaction goes round once and is
+    # dropped where it started; the first embargo to fire fluffs it, at whichever node drew it.
+    fluffers = set()
+    for seed in range(30):
+        a, b, c = (NodeId(bytes([0xC0 + i]) * 32) for i in range(3))
+        paths = {}
+        for k, (me, nxt, prev) in enumerate(((a, b, c), (b, c, a), (c, a, b))):
+            path = StemPath(rng=SeededRng(3 * seed + k), config=StemConfig(fluff_probability=0))
+            path.add_peer(nxt, 0.0, outbound=True)
+            path.add_peer(prev, 0.0, outbound=False)
+            paths[me] = path
+        paths[a].submit(TOPIC, b"cycle", 0.0)
+        queue = [(a, action) for action in paths[a].drain_actions()]
+        sends = 0
+        while queue and sends < 100:
+            sender, action = queue.pop(0)
+            assert isinstance(action, SendStem)
+            sends += 1
+            paths[action.peer].receive_stem(sender, encode_stem(action.message), 1.0)
+            queue += [
+                (action.peer, next_action) for next_action in paths[action.peer].drain_actions()
+            ]
+        assert sends == 3
+        deadlines = {me: path.next_deadline() for me, path in paths.items()}
+        first = min(deadlines, key=lambda me: deadlines[me] or 0.0)
+        paths[first].handle_timer(deadlines[first] or 0.0)
+        assert paths[first].drain_actions() == [Fluff(StemMessage(TOPIC, b"cycle"))]
+        fluffers.add(first)
+    assert fluffers == {a, b, c}

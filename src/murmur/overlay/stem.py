@@ -15,12 +15,15 @@ the node's own transactions take one fixed out-edge too.
   an *embargo* (exponential, mean ``embargo_mean_s``); if it has not been seen in gossip
   (:meth:`StemPath.seen_in_gossip`, called on each gossip delivery) when the embargo fires, the
   node fluffs it itself: the fail-safe against a stem node that drops what it should relay.
-* A transaction that comes back on the stem to a relay that already stemmed it has looped; the
-  relay fluffs it at once (the stem cannot grow its anonymity set any further, and waiting for
-  an embargo would only add tens of seconds; the simulator's baseline drops it and waits).
-  Back at its *origin* it is stemmed on along the inbound edge's route instead: the origin
-  fluffing its own transaction is exactly the first-spreader signal Dandelion++ hides. Every
-  other node fluffs on its second visit, so the walk is finite.
+* A transaction that comes back on the stem to a node that already stemmed it (a loop, or a
+  peer sending it back) is dropped, at its origin and at a relay alike, and the embargoes of
+  the nodes that hold it end the stem (the first to fire is any of them, uniformly; the
+  simulator's baseline does the same). The two must answer alike: if a relay fluffed at once
+  while the origin stemmed on, the successor of a node could send the transaction back and
+  learn for certain whether that node created it. Nor may every node fluff where a loop closes:
+  one-to-one routing permutes the stem edges, so a walk through stem nodes comes back to its
+  first edge, and the first node it revisits is most often its origin. Each node forwards a
+  transaction once, so the walk is finite.
 * A node with no outbound peer refuses its own transaction (:class:`NoStemPeer`) rather than
   publishing it itself, which would name it as the origin; a relay without one fluffs.
 
@@ -117,7 +120,6 @@ StemAction = SendStem | Fluff
 class _Stemmed:
     message: StemMessage
     deadline: float
-    own: bool
 
 
 class StemPath:
@@ -180,7 +182,7 @@ class StemPath:
         if edge is None:
             raise NoStemPeer
         self.counters.inc("submitted")
-        self._stem(message, edge, now, own=True)
+        self._stem(message, edge, now)
         return mid
 
     # -- inputs ---------------------------------------------------------------------------
@@ -197,24 +199,16 @@ class StemPath:
             return
         graph = self._graph
         graph.start_epoch_if_due(now)
-        entry = self._stempool.get(mid)
-        if entry is not None:
-            if entry.own:
-                self.counters.inc("loop_at_origin")
-                edge = graph.route_of(peer)
-                if edge is not None:  # else its embargo stays armed, the fail-safe
-                    self._send(edge, message)
-            else:
-                self.counters.inc("fluffed.loop")
-                self._unpool(mid)
-                self._fluff(message)
+        if mid in self._stempool:
+            # A loop: origin or relay, the same answer (module docstring); its embargo is armed.
+            self.counters.inc("stem_duplicate")
             return
         self.counters.inc("stem_received")
         if graph.role is Role.FLUFF:
             self.counters.inc("fluffed.role")
             self._fluff(message)
             return
-        self._stem(message, graph.route_of(peer), now, own=False)
+        self._stem(message, graph.route_of(peer), now)
 
     def seen_in_gossip(self, message_id: bytes) -> None:
         """The transaction arrived by gossip (or we published it): cancel its embargo."""
@@ -245,7 +239,7 @@ class StemPath:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _stem(self, message: StemMessage, edge: NodeId | None, now: float, *, own: bool) -> None:
+    def _stem(self, message: StemMessage, edge: NodeId | None, now: float) -> None:
         if edge is None:
             self.counters.inc("fluffed.no_stem_peer")
             self._fluff(message)
@@ -261,7 +255,7 @@ class StemPath:
             self.counters.inc("fluffed.stempool_full")
             self._fluff(oldest.message)
         deadline = now + self._rng.expovariate(1.0 / config.embargo_mean_s)
-        self._stempool[message.message_id] = _Stemmed(message, deadline, own)
+        self._stempool[message.message_id] = _Stemmed(message, deadline)
         self._stempool_bytes += size
         heapq.heappush(self._embargoes, (deadline, message.message_id))
         if len(self._embargoes) > 2 * len(self._stempool) + 16:
