@@ -87,3 +87,30 @@ def test_a_new_epoch_redraws_role_edges_and_routes() -> None:
         edge_sets.add(frozenset(g.edges()))
     assert 60 < roles[Role.FLUFF] < 140 and roles[None] == 0
     assert len(edge_sets) > 10
+
+
+def test_routes_stay_one_to_one_when_an_edge_is_replaced_or_added_mid_epoch() -> None:
+    # Two inbound edges, two out-edges: one-to-one routing gives each its own out-edge, also
+    # after churn. A replacement edge has not been handed out this round, so it is next; were
+    # it left for the next round, the route re-drawn for the lost edge would land on the edge
+    # the other inbound edge already holds half the time.
+    for seed in range(40):
+        g: StemGraph[str] = StemGraph(
+            rng=SeededRng(seed), fluff_probability=0.0, epoch_s=600.0, out_degree=2
+        )
+        for peer in ("o1", "o2", "o3"):
+            g.add_peer(peer, outbound=True)
+        g.new_epoch(0.0)
+        lost = g.route_of("a")
+        assert lost is not None and g.route_of("b") != lost
+        g.remove_peer(lost)
+        assert g.route_of("a") != g.route_of("b"), seed
+        # An edge that connects after the routes were handed out joins the round too.
+        late: StemGraph[str] = StemGraph(
+            rng=SeededRng(seed), fluff_probability=0.0, epoch_s=600.0, out_degree=2
+        )
+        late.add_peer("o1", outbound=True)
+        late.new_epoch(0.0)
+        assert late.route_of("a") == "o1"
+        late.add_peer("o2", outbound=True)
+        assert late.route_of("b") == "o2", seed
