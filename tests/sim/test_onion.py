@@ -167,6 +167,21 @@ def test_directory_upkeep_is_measured_and_lazy_announcements_cost_less() -> None
     assert float(lazy["bandwidth_overhead_with_upkeep"]) > 0
 
 
+def test_the_upkeep_stage_after_the_phase_stays_out_of_the_phases_log(record: RunRecord) -> None:
+    """Directory upkeep runs after the onion phase; the cells and links spies see then (circuits
+    rotated, cover) are no observation of the phase's transactions, so the record's log is the
+    same as without upkeep, and so are the estimators' figures."""
+    with_upkeep = replace(FAST, upkeep_window_s=20.0).run(draw_world(SMALL, 2), SMALL)
+    assert "upkeep_reached" in with_upkeep.extras
+    log, plain = with_upkeep.log, record.log
+    assert all(c.time <= with_upkeep.sim_end_s for c in log.cells)
+    assert (log.cells, log.links, log.inbound, log.sightings) == (
+        plain.cells, plain.links, plain.inbound, plain.sightings,
+    )  # fmt: skip
+    ours, theirs = summarise(with_upkeep), summarise(record)
+    assert (ours.precision, ours.recall) == (theirs.precision, theirs.recall)
+
+
 def test_churn_is_refused() -> None:
     scenario = replace(SMALL, network=NetworkConfig(churn_per_node_per_hour=1.0))
     with pytest.raises(ConfigError):

@@ -78,7 +78,7 @@ from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
-from murmur.sim.adversary import Adversary, InboundLink
+from murmur.sim.adversary import Adversary, CellRecord, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.denial import DENIAL_MODES, DenialMode, SelectiveDenial
 from murmur.sim.engine import Engine, SimNode
@@ -376,11 +376,14 @@ class _OnionRun:
             relay,
             spy=v,
             index_of=self.index_of,
-            record=self.onion.adversary.log.cells.append if v in self.world.spies else None,
+            record=self._log_cell if v in self.world.spies else None,
             on_create_sent=lambda peer, circ: created.add((v, peer, circ)),
         )
         node.circuits.relay = tap
         self.taps[v] = tap
+
+    def _log_cell(self, cell: CellRecord) -> None:
+        self.onion.adversary.log.cells.append(cell)
 
     def _on_tap(self, now: float, arrival: float, src: int, dst: int, size: int) -> None:
         self.current.adversary.on_tap(now, arrival, src, dst, size)
@@ -460,8 +463,19 @@ class _OnionRun:
             onion, baseline = self._run_phase(self.onion, self._send_private), None
         record = self._record(onion, baseline, warmup_s, ready)
         if self.kit.upkeep_window_s > 0:
+            # The record's log is the onion phase's: what spies see during the upkeep stage
+            # (cells of later circuits and cover, link records) must not reach its estimators.
+            self._stop_logging()
             record.extras.update(self._measure_upkeep(onion, baseline))
         return record
+
+    def _stop_logging(self) -> None:
+        """Points all the spies' logging (cells, gossip, link taps, inbound links: all of it
+        goes to ``self.onion.adversary``) at a scratch adversary the record does not hold."""
+        world = self.world
+        self.onion.adversary = Adversary(
+            spies=world.spies, tapped=world.tapped, watched=world.watched, observe=lambda m: None
+        )
 
     def _fast_path_baseline(self) -> _Baseline:
         """The fast-path phase, run in the forked child (so from the state the warm-up left,
