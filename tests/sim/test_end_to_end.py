@@ -169,3 +169,20 @@ def test_entry_middle_needs_the_publication_at_its_exit_in_time_and_of_its_size(
     sized = entry_middle_log(middle_cells([5.05]))
     sized.tx_cells[b"tx"] = 2
     assert timing_entry_middle(sized) == {}
+
+
+def test_colluding_spies_name_no_fellow_spy_whose_circuit_carries_only_cover() -> None:
+    """The same pairings as above, but the circuit's origin is itself a spy: its messages are
+    its own cover, so a pair with a transaction can only be a coincidence and names no one."""
+    per_message = log_with(hop_one_build([5.0]), {})
+    per_message.measured(SPY, NEXT, 0.05)
+    per_message.measured(EXIT, NEXT, 0.08)
+    per_message.sightings.append(Sighting(5.135, EXIT, b"tx", NEXT, "exit"))
+    at_build = pairing_log(exit_cells(1.64, [5.13]))
+    entry_middle = entry_middle_log(middle_cells([5.05]))
+    assert timing_end_to_end(per_message) == {b"tx": ORIGIN}
+    assert timing_circuit_pairing(at_build) == {b"tx": ORIGIN}
+    assert timing_entry_middle(entry_middle) == {b"tx": ORIGIN}
+    for log in (per_message, at_build, entry_middle):
+        log.spies = log.spies | {ORIGIN}
+        assert circuit_collusion(log) == {}

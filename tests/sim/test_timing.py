@@ -200,3 +200,21 @@ def test_the_intersection_estimator_pools_evidence_over_a_repeated_origin() -> N
         log.sightings.append(sighting)
     assert set(timing_known_law(log).values()) == {other}
     assert timing_intersection(log) == {bytes([k]): ORIGIN for k in range(10)}
+
+
+def test_a_fellow_spys_own_departures_do_not_compete_with_an_honest_origins() -> None:
+    """Spy 4 is hop 1 of a circuit spy 8 built: its departure at 5.003 explains the transaction
+    a little better than the honest origin's at 5.0, but the adversary knows spy 8 sent only
+    cover, so the honest origin is named (and a spy never is)."""
+    fellow, fellow_hop_one = 8, 4
+    fellow_cells = [
+        c._replace(spy=fellow_hop_one, peer=fellow if c.peer == ORIGIN else c.peer, circuit=2)
+        for c in hop_one_build([5.003])
+    ]
+    log = known_law_log(5.15)
+    log.cells = sorted(log.cells + fellow_cells)
+    log.spies = frozenset({SPY, fellow_hop_one, fellow})
+    log.link_latency_s[(fellow_hop_one, NEXT)] = 0.05
+    assert {e.node for e in origin_events(log)} == {ORIGIN}
+    assert timing_known_law(log) == {b"tx": ORIGIN}
+    assert timing_intersection(log) == {b"tx": ORIGIN}

@@ -41,9 +41,9 @@ from murmur.sim.timing import (
     bursts,
     cells_by_circuit,
     circuit_positions,
-    hop_one_circuits,
     match_pairs,
     next_leg,
+    origin_circuits,
     pair_once,
     publications,
     successor,
@@ -71,7 +71,7 @@ def timing_end_to_end(log: AdversaryLog) -> dict[bytes, int]:
     by_circuit = cells_by_circuit(log.cells)
     events: list[Event] = []  # hop-1 departures, dated when the cell reached the middle relay
     via: dict[int, list[tuple[int, float]]] = defaultdict(list)  # middle -> (event, its latency)
-    for key, origin in hop_one_circuits(log).items():
+    for key, origin in origin_circuits(log).items():
         cells = by_circuit[key]
         middle = successor(cells)
         latency = log.one_way_s(key[0], middle)
@@ -112,8 +112,8 @@ def timing_circuit_pairing(log: AdversaryLog) -> dict[bytes, int]:
     positions = circuit_positions(log)
     reached: dict[int, list[tuple[float, float, tuple[int, int]]]] = defaultdict(list)
     """Middle relay -> (when its extension reached it, hop 1's link latency, hop-1 circuit)."""
-    for key, (position, _) in positions.items():
-        if position != 1:
+    for key, (position, origin) in positions.items():
+        if position != 1 or origin in log.spies:  # a fellow spy's circuit carries only cover
             continue
         cells = by_circuit[key]
         middle = successor(cells)
@@ -173,7 +173,7 @@ def timing_entry_middle(log: AdversaryLog) -> dict[bytes, int]:
     entries: dict[tuple[int, int, int], int] = {}
     """(hop-1 spy, middle, the circuit's id on their link) -> origin."""
     by_circuit = cells_by_circuit(log.cells)
-    for key, origin in hop_one_circuits(log).items():
+    for key, origin in origin_circuits(log).items():
         out = next_leg(by_circuit[key])
         if out is not None:
             entries[(key[0], out.peer, out.circ_id)] = origin

@@ -20,7 +20,8 @@ estimator pairs them.
    watched node sees a cell-sized record leave it with no cell-sized record arriving just
    before (a relay forwards at once; the origin starts a message on its own); those
    departures are events too, from source ``link`` (dropped when a hop-1 spy saw the same
-   departure).
+   departure). A circuit a fellow spy built gives no events (:func:`origin_circuits`): the
+   adversary knows its own nodes send only cover.
 3. **Delay law** (:func:`learn_delay`), learnt from the run itself, per source: the delays
    ``T - t`` over every pair of an event at ``t`` and a first gossip sighting at ``T`` within
    ``WINDOW_S`` mix the true delays (a peak: link latencies plus the exit's gossip) with
@@ -119,6 +120,13 @@ def hop_one_circuits(log: AdversaryLog) -> dict[tuple[int, int], int]:
     return {key: peer for key, (position, peer) in circuit_positions(log).items() if position == 1}
 
 
+def origin_circuits(log: AdversaryLog) -> dict[tuple[int, int], int]:
+    """:func:`hop_one_circuits` whose predecessor may have sent a transaction: the adversary
+    knows its own nodes originate none (a fellow spy's circuit carries only its cover), so it
+    does not let their departures compete with the honest nodes' (nor name a spy)."""
+    return {key: peer for key, peer in hop_one_circuits(log).items() if peer not in log.spies}
+
+
 def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Event]:
     """Cells leaving an origin, as the adversary saw them, in time order.
 
@@ -126,7 +134,7 @@ def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Eve
     latency of its own link to hop 2, which it measures)."""
     by_circuit = cells_by_circuit(log.cells)
     events: list[Event] = []
-    for key, predecessor in hop_one_circuits(log).items():
+    for key, predecessor in origin_circuits(log).items():
         cells = by_circuit[key]
         data_cells = build_trace(cells, log.hops).data
         shift = 0.0
