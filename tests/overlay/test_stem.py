@@ -129,13 +129,35 @@ def test_peer_loss_repicks_the_stem_edge() -> None:
 
 
 def test_the_stempool_is_bounded_and_fluffs_its_oldest_when_full() -> None:
-    path = _stem(fluff_probability=0.0, stempool_capacity=2)
-    for k in range(3):
-        path.receive_stem(IN[0], _wire(b"tx %d" % k), float(k))
+    path = _stem(fluff_probability=0.0, stempool_capacity=8)  # a peer's share: 2
+    senders = [NodeId(bytes([0xC0 + i]) * 32) for i in range(5)]
+    for peer in senders:
+        path.add_peer(peer, 0.0, outbound=False)
+    for k in range(9):
+        path.receive_stem(senders[k % 5], _wire(b"tx %d" % k), float(k))
     actions = path.drain_actions()
     assert Fluff(StemMessage(TOPIC, b"tx 0")) in actions
-    assert sum(isinstance(a, SendStem) for a in actions) == 3
+    assert sum(isinstance(a, SendStem) for a in actions) == 9
     assert path.counters.get("fluffed.stempool_full") == 1
+
+
+def test_one_peer_holds_at_most_a_quarter_of_the_stempool_and_evicts_only_its_own() -> None:
+    """A peer flooding junk stem transactions fluffs (early) only what it sent itself, not
+    the node's own transaction nor other peers' stems."""
+    path = _stem(fluff_probability=0.0, stempool_capacity=40)
+    own = path.submit(TOPIC, b"own", 0.0)
+    path.receive_stem(IN[1], _wire(b"honest"), 0.0)
+    for k in range(25):
+        path.receive_stem(IN[0], _wire(b"junk %d" % k), 1.0)
+    fluffed = [a.message.data for a in path.drain_actions() if isinstance(a, Fluff)]
+    assert fluffed == [b"junk %d" % k for k in range(15)]  # its 10 newest stay
+    assert path.counters.get("fluffed.peer_share") == 15
+    assert path.in_stempool(own)
+    assert path.in_stempool(StemMessage(TOPIC, b"honest").message_id)
+    big = _stem(fluff_probability=0.0, stempool_bytes=4000)  # a quarter: 1,000 bytes
+    for k in range(3):
+        big.receive_stem(IN[0], _wire(bytes([k]) * 400), 0.0)
+    assert big.counters.get("fluffed.peer_share") == 1
 
 
 @pytest.mark.parametrize(

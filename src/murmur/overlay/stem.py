@@ -64,6 +64,11 @@ from murmur.wire.stem import StemMessage, decode_stem
 
 STEMPOOL_CAPACITY = 1_000
 STEMPOOL_BYTES = 16 * 1024 * 1024
+STEMPOOL_PEER_SHARE = 4
+"""One peer's transactions hold at most 1/4 of the stempool (by count and by bytes): past
+that its own oldest is fluffed. Otherwise a single peer sending junk stem transactions (the
+application refuses them at the fluff, but only then) evicted, that is fluffed early, every
+stem the node held, its own included: stems collapsed towards plain gossip at one peer's will."""
 STEM_TOPICS = frozenset({MessageType.TRANSACTION.value})
 """What may travel the stem: transactions (a sync request needs a reply, so takes a circuit)."""
 KNOWN_CAPACITY = 100_000
@@ -120,6 +125,8 @@ StemAction = SendStem | Fluff
 class _Stemmed:
     message: StemMessage
     deadline: float
+    source: NodeId | None
+    """The peer it came from; None for our own."""
 
 
 class StemPath:
@@ -136,6 +143,9 @@ class StemPath:
         )
         self._stempool: dict[bytes, _Stemmed] = {}
         self._stempool_bytes = 0
+        self._from_peer: dict[NodeId, dict[bytes, None]] = {}
+        """Each peer's transactions in the stempool, oldest first."""
+        self._peer_bytes: dict[NodeId, int] = {}
         self._embargoes: list[tuple[float, bytes]] = []
         self._known: dict[bytes, None] = {}
         self._actions: list[StemAction] = []
@@ -182,7 +192,7 @@ class StemPath:
         if edge is None:
             raise NoStemPeer
         self.counters.inc("submitted")
-        self._stem(message, edge, now)
+        self._stem(message, edge, now, source=None)
         return mid
 
     # -- inputs ---------------------------------------------------------------------------
@@ -208,7 +218,7 @@ class StemPath:
             self.counters.inc("fluffed.role")
             self._fluff(message)
             return
-        self._stem(message, graph.route_of(peer), now)
+        self._stem(message, graph.route_of(peer), now, source=peer)
 
     def seen_in_gossip(self, message_id: bytes) -> None:
         """The transaction arrived by gossip (or we published it): cancel its embargo."""
@@ -239,13 +249,17 @@ class StemPath:
 
     # -- internals ------------------------------------------------------------------------
 
-    def _stem(self, message: StemMessage, edge: NodeId | None, now: float) -> None:
+    def _stem(
+        self, message: StemMessage, edge: NodeId | None, now: float, *, source: NodeId | None
+    ) -> None:
         if edge is None:
             self.counters.inc("fluffed.no_stem_peer")
             self._fluff(message)
             return
         config = self._config
         size = len(message.data)
+        if source is not None:
+            self._make_room_for(source, size)
         while self._stempool and (
             len(self._stempool) >= config.stempool_capacity
             or self._stempool_bytes + size > config.stempool_bytes
@@ -255,14 +269,31 @@ class StemPath:
             self.counters.inc("fluffed.stempool_full")
             self._fluff(oldest.message)
         deadline = now + self._rng.expovariate(1.0 / config.embargo_mean_s)
-        self._stempool[message.message_id] = _Stemmed(message, deadline)
+        self._stempool[message.message_id] = _Stemmed(message, deadline, source)
         self._stempool_bytes += size
+        if source is not None:
+            self._from_peer.setdefault(source, {})[message.message_id] = None
+            self._peer_bytes[source] = self._peer_bytes.get(source, 0) + size
         heapq.heappush(self._embargoes, (deadline, message.message_id))
         if len(self._embargoes) > 2 * len(self._stempool) + 16:
             # Cancelled embargoes linger in the heap; rebuild it from the stempool.
             self._embargoes = [(e.deadline, mid) for mid, e in self._stempool.items()]
             heapq.heapify(self._embargoes)
         self._send(edge, message)
+
+    def _make_room_for(self, peer: NodeId, size: int) -> None:
+        """Fluffs ``peer``'s oldest transactions until one more of ``size`` bytes fits in its
+        share (:data:`STEMPOOL_PEER_SHARE`)."""
+        config = self._config
+        held = self._from_peer.get(peer)
+        while held and (
+            len(held) >= max(1, config.stempool_capacity // STEMPOOL_PEER_SHARE)
+            or self._peer_bytes[peer] + size > config.stempool_bytes // STEMPOOL_PEER_SHARE
+        ):
+            oldest = self._unpool(next(iter(held)))
+            assert oldest is not None
+            self.counters.inc("fluffed.peer_share")
+            self._fluff(oldest.message)
 
     def _send(self, peer: NodeId, message: StemMessage) -> None:
         self.counters.inc("stemmed")
@@ -275,7 +306,16 @@ class StemPath:
     def _unpool(self, message_id: bytes) -> _Stemmed | None:
         entry = self._stempool.pop(message_id, None)
         if entry is not None:
-            self._stempool_bytes -= len(entry.message.data)
+            size = len(entry.message.data)
+            self._stempool_bytes -= size
+            source = entry.source
+            if source is not None:
+                held = self._from_peer[source]
+                del held[message_id]
+                if held:
+                    self._peer_bytes[source] -= size
+                else:
+                    del self._from_peer[source], self._peer_bytes[source]
         return entry
 
     def _remember(self, message_id: bytes) -> None:
