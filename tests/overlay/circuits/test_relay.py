@@ -630,6 +630,25 @@ def test_create_rate_limit_answers_destroy() -> None:
     assert s.relay.counters.get("drop_orphan_create") == CREATE_CELLS - 1
 
 
+def test_a_peer_that_reconnects_keeps_its_spent_create_budget() -> None:
+    """A new link must not buy a new burst of CREATEs (each costs the relay an X25519 and an
+    ML-KEM decapsulation); a budget kept for a departed peer refills at its rate as before."""
+    s = make_relay(RelayConfig(create_rate_per_s=0.1, create_burst=1))
+    HandOrigin(s.relay, PEER, 2)  # spends the one CREATE of its burst
+    s.relay.peer_disconnected(PEER, 1.0)
+    s.relay.drain_actions()
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(9))
+    s.relay.receive_cell(PEER, _create_cells(circ_id, bytes(ONIONSKIN_BYTES))[0], 2.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RATE_LIMITED
+    again = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(4))
+    for cell_bytes in _skin_cells(4, again):
+        s.relay.receive_cell(PEER, cell_bytes, 12.0)  # ten seconds on: one more token
+    (created,) = _cells(s.relay)
+    assert decode_cell(created.cell).command is CellCommand.CREATED
+    assert s.relay.counters.get("create_refused_rate_limited") == 1
+
+
 def test_per_peer_circuit_cap() -> None:
     s = make_relay(RelayConfig(max_circuits_per_peer=1))
     HandOrigin(s.relay, PEER, 2)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import enum
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -99,6 +99,10 @@ Answer = Callable[[str, bytes], bytes | None]
 Leg = tuple[NodeId, int]
 QUEUE_WAKE_MIN_S = 0.001
 """Floor on a rate-limited queue's wake-up delay (float refills can fall a hair short)."""
+DEPARTED_CREATE_BUDGETS = 1024
+"""CREATE budgets kept for peers whose link closed (the least recently departed go first);
+without them a peer that reconnects gets a fresh burst of ``create_burst`` CREATEs, each an
+X25519 and an ML-KEM decapsulation here, for the price of one handshake."""
 TIMER_COMPACT_FACTOR = 4
 TIMER_COMPACT_MIN = 1024
 """Timers of closed circuits are purged once the heap outgrows 4 × max(1024, open circuits)."""
@@ -177,6 +181,7 @@ class CircuitRelay:
         self._awaiting_link: dict[NodeId, list[_Circuit]] = {}
         self._cell_buckets: dict[NodeId, TokenBucket] = {}
         self._create_buckets: dict[NodeId, TokenBucket] = {}
+        self._departed_create_buckets: OrderedDict[NodeId, TokenBucket] = OrderedDict()
         self._queues: dict[NodeId, deque[bytes]] = {}
         self._queue_wake: dict[NodeId, float] = {}
         self._timers: list[tuple[float, int, _Timer, _Circuit]] = []
@@ -240,7 +245,13 @@ class CircuitRelay:
         for leg in [leg for leg in self._creates if leg[0] == peer]:
             self._drop_create(leg)
         self._cell_buckets.pop(peer, None)
-        self._create_buckets.pop(peer, None)
+        create_bucket = self._create_buckets.pop(peer, None)
+        if create_bucket is not None:
+            departed = self._departed_create_buckets
+            departed[peer] = create_bucket
+            departed.move_to_end(peer)
+            if len(departed) > DEPARTED_CREATE_BUDGETS:
+                departed.popitem(last=False)
         self._queues.pop(peer, None)
         self._queue_wake.pop(peer, None)
 
@@ -311,7 +322,9 @@ class CircuitRelay:
     def _create_bucket(self, peer: NodeId) -> TokenBucket:
         bucket = self._create_buckets.get(peer)
         if bucket is None:
-            bucket = TokenBucket(self.config.create_rate_per_s, self.config.create_burst)
+            bucket = self._departed_create_buckets.pop(peer, None) or TokenBucket(
+                self.config.create_rate_per_s, self.config.create_burst
+            )
             self._create_buckets[peer] = bucket
         return bucket
 
