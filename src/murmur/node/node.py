@@ -209,7 +209,12 @@ class Node:
         """The earliest time an unused circuit link is due to close (a node deadline)."""
         self._bans = BanList()
         self._throttle = AddressThrottle()
-        self._catch_up_budget = HostBudget(CATCH_UP_PER_HOST_PER_S, CATCH_UP_PER_HOST_BURST)
+        self._catch_up_budget = HostBudget(
+            CATCH_UP_PER_HOST_PER_S,
+            CATCH_UP_PER_HOST_BURST,
+            site_rate_per_s=4 * CATCH_UP_PER_HOST_PER_S,
+            site_burst=4 * CATCH_UP_PER_HOST_BURST,
+        )
         self._dial_targets = [
             _DialTarget(peer, ReconnectBackoff(), now) for peer in config.bootstrap
         ]

@@ -159,7 +159,7 @@ def test_host_key() -> None:
 
 
 def test_a_host_budget_allows_its_burst_then_its_rate_and_a_site_four_hosts_worth() -> None:
-    budget = HostBudget(rate_per_s=1 / 600, burst=2)
+    budget = HostBudget(1 / 600, 2, site_rate_per_s=4 / 600, site_burst=8)
     assert [budget.consume("8.8.8.8", 0.0) for _ in range(3)] == [True, True, False]
     assert budget.consume("8.8.8.8", 599.0) is False
     assert budget.consume("8.8.8.8", 600.0) is True
@@ -171,11 +171,11 @@ def test_a_host_budget_allows_its_burst_then_its_rate_and_a_site_four_hosts_wort
 
 
 def test_a_host_budget_forgets_the_least_recent_host_beyond_its_bound() -> None:
-    budget = HostBudget(rate_per_s=1 / 600, burst=1, max_entries=2)
+    budget = HostBudget(1 / 600, 1, site_rate_per_s=1 / 600, site_burst=1, max_entries=2)
     assert budget.consume("1.0.0.1", 0.0) and budget.consume("2.0.0.1", 0.0)
     assert budget.consume("3.0.0.1", 0.0)  # pushes 1.0.0.1 out
     assert budget.consume("1.0.0.1", 0.0)  # a fresh budget, as for a host never seen
     with pytest.raises(ValueError):
-        HostBudget(rate_per_s=0.0, burst=1)
+        HostBudget(0.0, 1, site_rate_per_s=1.0, site_burst=1)
     with pytest.raises(ValueError):
-        HostBudget(rate_per_s=1.0, burst=1, max_entries=0)
+        HostBudget(1.0, 1, site_rate_per_s=1.0, site_burst=1, max_entries=0)

@@ -138,29 +138,76 @@ def _recent(table: OrderedDict[K, V], key: K, make: Callable[[], V], max_entries
     return value
 
 
-class _HostState:
-    __slots__ = ("attempts", "blocked_until", "failures", "last_failure")
+class HostBudget:
+    """A token bucket per host and one per site, for something any host that connects may ask
+    of us at a cost to us (a handshake, the directory catch-up a new link is offered): a use
+    takes a token from both or from neither, so rotating hosts within a site (or identities on
+    one host) buys little more than the site's budget. Bounded like the throttle: the least
+    recently seen host or site is forgotten."""
 
-    def __init__(self, attempts: TokenBucket) -> None:
-        self.attempts = attempts
+    __slots__ = (
+        "_hosts",
+        "_sites",
+        "burst",
+        "max_entries",
+        "rate_per_s",
+        "site_burst",
+        "site_rate_per_s",
+    )
+
+    def __init__(
+        self,
+        rate_per_s: float,
+        burst: float,
+        *,
+        site_rate_per_s: float,
+        site_burst: float,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
+        TokenBucket(rate_per_s, burst)  # validates the pair
+        TokenBucket(site_rate_per_s, site_burst)
+        if site_rate_per_s < rate_per_s or site_burst < burst:
+            raise ValueError("a site's budget must be at least a host's")
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.site_rate_per_s = site_rate_per_s
+        self.site_burst = site_burst
+        self.max_entries = max_entries
+        self._hosts: OrderedDict[str, TokenBucket] = OrderedDict()
+        self._sites: OrderedDict[bytes, TokenBucket] = OrderedDict()
+
+    def consume(self, host: str, now: float) -> bool:
+        """One use by ``host`` if its budget and its site's both allow it (then both pay)."""
+        limit = self.max_entries
+        own = _recent(
+            self._hosts, host_key(host), lambda: TokenBucket(self.rate_per_s, self.burst), limit
+        )
+        shared = _recent(
+            self._sites,
+            site(host),
+            lambda: TokenBucket(self.site_rate_per_s, self.site_burst),
+            limit,
+        )
+        if own.available(now) < 1 or shared.available(now) < 1:
+            return False
+        own.consume(now)
+        shared.consume(now)
+        return True
+
+
+class _HostState:
+    __slots__ = ("blocked_until", "failures", "last_failure")
+
+    def __init__(self) -> None:
         self.failures = 0
         self.last_failure = -math.inf
         self.blocked_until = -math.inf
 
 
 class AddressThrottle:
-    __slots__ = (
-        "_hosts",
-        "_sites",
-        "attempts_burst",
-        "attempts_per_s",
-        "backoff_base_s",
-        "backoff_max_s",
-        "max_entries",
-        "quiet_s",
-        "site_attempts_burst",
-        "site_attempts_per_s",
-    )
+    __slots__ = ("_attempts", "_hosts", "backoff_base_s", "backoff_max_s", "max_entries", "quiet_s")
 
     def __init__(
         self,
@@ -180,52 +227,31 @@ class AddressThrottle:
             raise ValueError("need 0 < backoff_base_s <= backoff_max_s < inf")
         if not (math.isfinite(quiet_s) and quiet_s > 0):
             raise ValueError("quiet_s must be a positive finite number")
-        TokenBucket(attempts_per_s, attempts_burst)  # validates the pair
-        TokenBucket(site_attempts_per_s, site_attempts_burst)
-        if site_attempts_per_s < attempts_per_s or site_attempts_burst < attempts_burst:
-            raise ValueError("a site's attempt budget must be at least a host's")
+        self._attempts = HostBudget(
+            attempts_per_s,
+            attempts_burst,
+            site_rate_per_s=site_attempts_per_s,
+            site_burst=site_attempts_burst,
+            max_entries=max_entries,
+        )
         self.max_entries = max_entries
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.quiet_s = quiet_s
-        self.attempts_per_s = attempts_per_s
-        self.attempts_burst = attempts_burst
-        self.site_attempts_per_s = site_attempts_per_s
-        self.site_attempts_burst = site_attempts_burst
         self._hosts: OrderedDict[str, _HostState] = OrderedDict()
-        self._sites: OrderedDict[bytes, TokenBucket] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._hosts)
 
     def _state(self, key: str) -> _HostState:
-        return _recent(
-            self._hosts,
-            key,
-            lambda: _HostState(TokenBucket(self.attempts_per_s, self.attempts_burst)),
-            self.max_entries,
-        )
-
-    def _site(self, key: bytes) -> TokenBucket:
-        return _recent(
-            self._sites,
-            key,
-            lambda: TokenBucket(self.site_attempts_per_s, self.site_attempts_burst),
-            self.max_entries,
-        )
+        return _recent(self._hosts, key, _HostState, self.max_entries)
 
     def allow(self, host: str, now: float) -> bool:
         """May a connection attempt from ``host`` proceed now? Counts as one attempt against
         the host's budget and its site's (both or neither)."""
-        state = self._state(host_key(host))
-        if now < state.blocked_until:
+        if now < self._state(host_key(host)).blocked_until:
             return False
-        shared = self._site(site(host))
-        if state.attempts.available(now) < 1 or shared.available(now) < 1:
-            return False
-        state.attempts.consume(now)
-        shared.consume(now)
-        return True
+        return self._attempts.consume(host, now)
 
     def record_failure(self, host: str, now: float) -> float:
         """An unauthenticated failure from ``host``; returns the back-off it now serves (s)."""
@@ -246,38 +272,3 @@ class AddressThrottle:
         if state is not None:
             state.failures = 0
             state.blocked_until = -math.inf
-
-
-class HostBudget:
-    """A token bucket per host, and one per site four hosts' worth, for something any host
-    that connects may ask of us at a cost to us (the directory catch-up a new link is offered):
-    a host that reconnects under fresh identities gets it ``burst`` times, then once per
-    ``1 / rate_per_s`` seconds, and rotating hosts within a site buys little more. Bounded like
-    the throttle: the least recently seen host or site is forgotten."""
-
-    __slots__ = ("_hosts", "_sites", "burst", "max_entries", "rate_per_s")
-
-    def __init__(
-        self, rate_per_s: float, burst: float, max_entries: int = DEFAULT_MAX_ENTRIES
-    ) -> None:
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        TokenBucket(rate_per_s, burst)  # validates the pair
-        self.rate_per_s = rate_per_s
-        self.burst = burst
-        self.max_entries = max_entries
-        self._hosts: OrderedDict[str, TokenBucket] = OrderedDict()
-        self._sites: OrderedDict[bytes, TokenBucket] = OrderedDict()
-
-    def consume(self, host: str, now: float) -> bool:
-        """One use by ``host`` if its budget and its site's both allow it (then both pay)."""
-        rate, burst = self.rate_per_s, self.burst
-        limit = self.max_entries
-        own = _recent(self._hosts, host_key(host), lambda: TokenBucket(rate, burst), limit)
-        shared = _recent(self._sites, site(host), lambda: TokenBucket(4 * rate, 4 * burst), limit)
-        if own.available(now) < 1 or shared.available(now) < 1:
-            return False
-        own.consume(now)
-        shared.consume(now)
-        return True
-
