@@ -112,7 +112,7 @@ class StemGraph(Generic[PeerT]):
         """This epoch's out-edges, chosen now if this is their first use."""
         if self._edges is None:
             self._edges = []
-            self._top_up(first_use=True)
+            self._choose_edges()
         return self._edges
 
     def own_edge(self) -> PeerT | None:
@@ -137,18 +137,22 @@ class StemGraph(Generic[PeerT]):
             self._route[inbound] = edge
         return edge
 
-    def _top_up(self, *, first_use: bool = False) -> None:
+    def _top_up(self) -> None:
+        """Mid-epoch (a peer came or went): more edges if any are missing. A new one has not
+        been handed out this round, so it joins the round's pool; else the next route would be
+        drawn from a fresh round and could share an out-edge with a route already given while
+        the new one stays unused (not one-to-one)."""
         assert self._edges is not None
-        before = list(self._edges)
+        before = set(self._edges)
+        self._choose_edges()
+        self._route_pool.extend(p for p in self._edges if p not in before)
+
+    def _choose_edges(self) -> None:
+        assert self._edges is not None
         if self._fixed is not None:
             self._edges = [p for p in self._fixed if p in self._present]
-        else:
-            missing = self._out_degree - len(self._edges)
-            if missing > 0:
-                candidates = [p for p in self._outbound if p not in self._edges]
-                self._edges.extend(self._rng.sample(candidates, min(missing, len(candidates))))
-        if not first_use:
-            # An edge added mid-epoch has not been handed out this round: it joins the round's
-            # pool, else the next route would be drawn from a fresh round and could share an
-            # out-edge with a route already given while this one stays unused (not one-to-one).
-            self._route_pool.extend(p for p in self._edges if p not in before)
+            return
+        missing = self._out_degree - len(self._edges)
+        if missing > 0:
+            candidates = [p for p in self._outbound if p not in self._edges]
+            self._edges.extend(self._rng.sample(candidates, min(missing, len(candidates))))
