@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from murmur.base.errors import ConfigError
@@ -138,6 +140,16 @@ def test_tuned_settings_hold_messages_at_the_origin_and_time_slots_by_another_la
     assert poisson.rate_per_s == maximum.level.shaping.rate.rate_per_s  # type: ignore[union-attr]
     with pytest.raises(ConfigError, match="no slots"):
         base.tuned(slot_law=TimingLaw.POISSON)
+
+
+def test_tuned_settings_start_cover_from_another_size_mix() -> None:
+    base = PrivacySettings.from_names()
+    mix = ((512, 3.0), (8192, 1.0))
+    shaping = base.tuned(cover_sizes=mix).level.shaping
+    assert shaping.cover_sizes == mix
+    assert replace(shaping, cover_sizes=base.level.shaping.cover_sizes) == base.level.shaping
+    with pytest.raises(ValueError, match="at least one size"):
+        base.tuned(cover_sizes=())
 
 
 def test_tuned_settings_switch_path_bias_and_its_baseline() -> None:

@@ -42,7 +42,7 @@ from murmur.overlay.gossip import GossipConfig, Validation
 from murmur.overlay.shaping import QueueFull
 from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S
 from murmur.sim.rng import SeededRng
-from murmur.wire.cells import RelayAddress
+from murmur.wire.cells import RelayAddress, cells_for
 from murmur.wire.gossip import MESSAGE_ID_BYTES, message_id
 from tests.damage import damaged
 from tests.node import test_node
@@ -166,6 +166,32 @@ def test_standard_level_sends_at_once_under_background_cover_from_the_start() ->
     assert published == before + 1  # no origin delay at the standard level
     net.tick(net.now + 2.0)
     _delivered_everywhere(net, [b"prompt tx"])
+
+
+def test_cover_takes_the_size_of_the_transactions_gossip_delivers() -> None:
+    """The node hands what gossip delivers to its shaper: cover leaves at the level's prior
+    (2,048 bytes, four cells) until transactions have passed, then at their size (250 bytes,
+    one cell), though this node sent none of them."""
+    net = _ready_net()
+    watcher = net.nodes[7]
+
+    def cover() -> tuple[int, int]:
+        metrics = watcher.circuits.metrics()
+        return metrics["client.cover_messages_sent"], metrics["client.cover_cells_sent"]
+
+    net.tick(net.now + 20.0)
+    messages, cells = cover()
+    assert messages >= 5 and cells == cells_for(2048) * messages
+    for k in range(40):
+        net.nodes[k % 7].send_private("transaction", bytes([k]) * 250, net.now)
+        net.run()
+    net.tick(net.now + 5.0)
+    messages, cells = cover()
+    net.tick(net.now + 30.0)
+    late_messages, late_cells = cover()
+    # the prior weighs one message against the 40 seen: about 1 draw in 41 keeps four cells
+    assert late_messages - messages >= 15
+    assert late_cells - cells <= 1.25 * (late_messages - messages)
 
 
 def test_a_transaction_may_ask_for_a_level_and_unknown_ones_are_refused() -> None:

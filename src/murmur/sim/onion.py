@@ -59,7 +59,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -91,7 +92,7 @@ from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
 from murmur.sim.spy import RelayTap
 from murmur.sim.timing import hop_one_circuits
 from murmur.sim.workload import TxArrival
-from murmur.wire.cells import Envelope, MessageKind, cells_for, padded_size
+from murmur.wire.cells import Envelope, MessageKind, cells_for, envelope_size, padded_size
 from murmur.wire.gossip import message_id
 
 TX_TOPIC = MessageType.TRANSACTION.value
@@ -281,7 +282,7 @@ class _OnionRun:
             0.0 if kit.announce_flood else join_rng.uniform(0.0, JOIN_SPREAD_S) for _ in range(n)
         ]
         self.nodes: list[Node] = []
-        self.privacy = privacy = kit.privacy()
+        self.privacy = privacy = _with_workload_cover(kit.privacy(), world.arrivals)
         self.buckets = privacy.level.shaping.buckets
         """The level's padding buckets: public, so spies know a transaction's cell count."""
         # Every router takes its message bytes from one place: one copy per message, not n (a
@@ -843,3 +844,27 @@ class _OnionRun:
             events=events,
             wall_s=wall_s,
         )
+
+
+def _with_workload_cover(
+    privacy: PrivacySettings, arrivals: Sequence[TxArrival]
+) -> PrivacySettings:
+    """``privacy`` with every node's cover starting from the sizes the workload's transactions
+    pad to, each weighted by its share.
+
+    A node learns its cover sizes from the transactions gossip brings it (``ShapedOrigin``) and
+    starts from the level's prior until then. A simulated network boots with no transactions
+    at all, so without this its cover would keep the prior (a 2,048-byte message, four cells)
+    until the onion phase had taught it the real sizes, and for the whole fast-path phase,
+    whose stand-in transactions travel on a topic no circuit carries: about four times the
+    onion phase's cover cells there, events that change nothing measured (the private path's
+    bytes are not counted in that phase) but a quarter of that phase's run time. Starting
+    from the workload's mix is the state of a network that has long carried such
+    transactions, the one the phases stand for."""
+    if not arrivals:
+        return privacy
+    buckets = privacy.level.shaping.buckets
+    counts = Counter(
+        padded_size(envelope_size(TX_TOPIC, len(arrival.tx.body)), buckets) for arrival in arrivals
+    )
+    return privacy.tuned(cover_sizes=tuple((size, float(n)) for size, n in sorted(counts.items())))
