@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from murmur.overlay.dandelion import Dandelion, DandelionConfig, StemTx
@@ -148,6 +148,39 @@ def test_churn_takes_nodes_down_and_back() -> None:
     summary = summarise(simulate(draw_world(churny, 2), DandelionKit(), churny))
     assert 0.0 <= summary.delivered_ratio <= 1.0
     assert summary.reach_ms["50"]["p50"] > 0.0
+
+
+@dataclass(frozen=True)
+class _SubmitLog(DiffusionKit):
+    """Diffusion that notes the transactions it was asked to submit (ground truth of "sent")."""
+
+    submitted: list[bytes] = field(default_factory=list)
+
+    def submit(self, protocol: Any, tx: Transaction, now: float) -> None:
+        self.submitted.append(tx.tx_id)
+        super().submit(protocol, tx, now)
+
+
+def test_a_transaction_whose_origin_is_down_is_not_scored() -> None:
+    # A spy at the centre of a star hears every leaf's transaction straight from its origin, so
+    # every transaction sent is caught. Seed 8's churn has origin 1 down at both its arrivals
+    # and origins 2 and 3 down at one each (the spy stays up): those four were never sent, and
+    # counting them made recall 4/8, precision 3/4 (origin 1 sent nothing) and delivery 4/8.
+    star = PeerGraph("star", ((),) + ((0,),) * 4)
+    world = replace(world_on(star, spies={0}, origins=[1, 2, 3, 4] * 2), seed=8)
+    churning = NetworkConfig(
+        latency="none", uplink_mbps=None, churn_per_node_per_hour=360.0, mean_downtime_s=3.0
+    )
+    scenario = Scenario(nodes=5, network=churning, tx_count=8, settle_s=1.0)
+    kit = _SubmitLog(relay_delay_mean_s=0.01)
+    record = simulate(world, kit, scenario)
+    summary = summarise(record)
+    assert (summary.precision, summary.recall) == ({"first_spy": 1.0}, {"first_spy": 1.0})
+    assert summary.delivered_ratio == 1.0
+    sent = [a for a in world.arrivals if a.tx.tx_id in kit.submitted]
+    assert [i for i, a in enumerate(world.arrivals) if a not in sent] == [0, 4, 5, 6]
+    assert [tx.tx_id for tx in record.txs] == [a.tx.tx_id for a in sent]
+    assert [(o, at) for o, at, _ in summary.latency_by_tx] == [(a.origin, a.time) for a in sent]
 
 
 def test_a_link_observer_sees_sizes_and_times_of_tapped_links() -> None:

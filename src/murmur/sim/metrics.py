@@ -11,7 +11,9 @@ paper's setup of one transaction per honest node) and M^-1(v) for the transactio
 so a node named as the source of k transactions, one of them its own, contributes 1/k to the
 precision sum. Spies' own transactions do not exist (origins are honest) and a transaction no
 spy saw counts as a miss. With one transaction per honest node both reduce exactly to the
-paper's definitions, whose normaliser is the number of honest nodes.
+paper's definitions, whose normaliser is the number of honest nodes. The transactions are those
+sent: under churn, one whose origin was down at its arrival is not, and is not in ``origins``
+(see :mod:`murmur.sim.scenario`).
 
 Entropy (the "degree of anonymity" view, Diaz et al. 2002): the posterior of an adversary that
 knows how often its estimator is right. For a transaction it placed, it gives the guess the

@@ -6,6 +6,9 @@ adversary's log and reduces one :class:`~murmur.sim.scenario.RunRecord` to a
 for precision and recall). :func:`overheads` compares a protocol with the diffusion baseline run
 on the same world.
 
+Every figure is over the transactions sent (under churn, one whose origin was down at its
+arrival is not: see :mod:`murmur.sim.scenario`).
+
 Latency: ``reach_ms[k]`` holds the p50 and p99, over transactions, of the time from submission
 until k % of all nodes had the transaction in their mempool; ``latency_ms`` is the 90 % column
 (the usual "broadcast" latency), over the transactions that reached that many nodes (the

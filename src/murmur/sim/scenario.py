@@ -21,6 +21,18 @@ values that a later transaction now gets instead. Latency and delivery are not m
 Nodes boot at uniformly random times in the ``BOOT_SPREAD_S`` before the run starts, so their
 epochs are not synchronised. Under churn a returning node boots a fresh protocol object and
 reconnects to its graph neighbours that are up.
+
+A transaction whose origin is down at its arrival time is never sent, and the record leaves it
+out: it scores only the transactions that were sent. The adversary never faced the others, so
+counting them made every one a recall miss, put an origin that sent nothing into precision's
+average over originators (a zero), and counted as undelivered what no one sent; Fanti et al.
+score the transactions that honest nodes broadcast. Holding the transaction until its origin
+returns (a wallet that retries) is the other model, but it moves the send to the moment of
+rejoining, a burst the workload does not have, and an origin that is not back before the run
+ends would still send nothing. Dropping the arrival thins each origin's Poisson stream by the
+times it is up, so what is sent is still a Poisson workload, at the same rate per origin while
+it is up. Who is down when depends on the seed alone, so a protocol and its baseline on the
+same world send the same transactions and their latencies still pair.
 """
 
 from __future__ import annotations
@@ -120,6 +132,8 @@ class RunRecord:
     honest: int
     spies: frozenset[int]
     txs: tuple[TxOutcome, ...]
+    """Every transaction sent, in arrival order (one whose origin was down is not: see the
+    module docstring)."""
     log: AdversaryLog
     latency_measured: bool
     bytes_sent: int
@@ -285,10 +299,11 @@ def simulate(
 
     def submit(arrival: TxArrival, now: float) -> None:
         node = engine.nodes[arrival.origin]
-        state = reach[arrival.tx.tx_id] = Reach(n, now)
+        state = Reach(n, now)
         if not node.up:
-            finish(state)
+            finish(state)  # never sent, so not recorded (see the module docstring)
             return
+        reach[arrival.tx.tx_id] = state
         kit.submit(node.protocol, arrival.tx, now)
         engine.pump(node)
 
@@ -310,7 +325,8 @@ def simulate(
         for v in honest
         if v in relayed_before_restart or kit.relayed(engine.nodes[v].protocol) > 0
     )
-    outcomes = [reach[a.tx.tx_id].outcome(a, engine) for a in world.arrivals]
+    sent = [a for a in world.arrivals if a.tx.tx_id in reach]
+    outcomes = [reach[a.tx.tx_id].outcome(a, engine) for a in sent]
     return RunRecord(
         protocol=kit.name,
         estimators=kit.estimators,
