@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from murmur.base.errors import ConfigError, RemoteProtocolError
+from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.config import NodeConfig
 from murmur.node.levels import LEVELS, PrivacySettings
@@ -20,6 +21,7 @@ from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_SWEEP_S, Node
 from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
     MAX_SYNC_IDS,
+    MISTIMED_KEPT,
     REANNOUNCE_INTERVAL_S,
     REANNOUNCE_JITTER,
     PrivatePath,
@@ -329,6 +331,10 @@ def _path(seed: int, wall_clock_offset_s: float = WALL_CLOCK_AT_ZERO_S) -> Priva
     )
 
 
+def _node_id(seed: int) -> NodeId:
+    return Identity.from_seed(bytes([seed]) * 32).node_id
+
+
 def _first_record(path: PrivatePath) -> bytes:
     path.set_advertised_address("127.0.0.1", 9001, 0.0)
     record = path.announcement_due(0.0)
@@ -479,9 +485,50 @@ def test_records_ignored_while_the_clock_was_wrong_are_taken_once_it_is_set() ->
     forged = bytearray(records[0])
     forged[-1] ^= 1  # a bad signature is not let in by the second look
     late = _path(9, WALL_CLOCK_AT_ZERO_S - 86_400.0)
-    assert late.validate_announcement(bytes(forged), 0.0) is Validation.IGNORE
+    assert late.validate_announcement(bytes(forged), 0.0) is Validation.REJECT
     late.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 30.0)
     assert len(late.directory) == 0
+
+
+def test_forged_records_from_the_wrong_time_are_rejected_not_kept_instead_of_genuine_ones() -> None:
+    """A node whose clock is a day behind keeps the records it ignores for their time, to take
+    them once the clock is set. Forgeries (free to make: no signing) used to be kept unchecked
+    and unpenalised, so a peer could send ``MISTIMED_KEPT`` of them and push every genuine
+    record out; now each is rejected, which costs its sender score as any forgery does."""
+    behind = _path(1, WALL_CLOCK_AT_ZERO_S - 86_400.0)
+    genuine = _first_record(_path(2))
+    assert behind.validate_announcement(genuine, 0.0) is Validation.IGNORE
+    junk = _first_record(_path(3))
+    verdicts = set()
+    for k in range(MISTIMED_KEPT + 1):
+        forged = bytearray(junk)
+        forged[-1 - k] ^= 1  # a different bad signature each time: a different gossip id
+        verdicts.add(behind.validate_announcement(bytes(forged), 0.0))
+    behind.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 30.0)
+    assert [relay.node_id for relay in behind.directory] == [_node_id(2)]
+    assert verdicts == {Validation.REJECT}
+
+
+def test_a_node_takes_one_place_among_the_records_kept_for_a_clock_correction() -> None:
+    """Many records of one node (its re-announcements, or an archive of them replayed), each
+    correctly signed, must not push other nodes' records out: a node's newest one replaces
+    its older ones, and an older one does not replace its newer one."""
+    behind = _path(1, WALL_CLOCK_AT_ZERO_S - 86_400.0)
+    other = _first_record(_path(2))
+    assert behind.validate_announcement(other, 0.0) is Validation.IGNORE
+    chatty = _path(3)
+    records = [_first_record(chatty)]
+    for k in range(1, MISTIMED_KEPT + 1):
+        chatty.reannounce(float(k))
+        records.append(chatty.announcement_due(float(k)) or b"")
+    for record in records[1:]:
+        assert behind.validate_announcement(record, 0.0) is Validation.IGNORE
+    assert behind.validate_announcement(records[0], 0.0) is Validation.IGNORE
+    behind.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 300.0)
+    assert {relay.node_id for relay in behind.directory} == {_node_id(2), _node_id(3)}
+    held = behind.book.get(_node_id(3))
+    assert held is not None and held.encode() == records[-1]
+    assert behind.counters.get("announce.retimed") == 2
 
 
 def test_a_node_restarted_later_signs_a_newer_announcement() -> None:
@@ -591,6 +638,30 @@ def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
         assert net.nodes[i].gossip.score(victim) >= 0.0 and victim.hex() in peers_of(i)
     assert net.ids[1].node_id.hex() not in peers_of(0)  # and it dropped the forger
     assert net.nodes[0].gossip.counters.get("gossip.message.invalid") > 0
+
+
+def test_a_peer_passing_on_forged_records_dated_out_of_range_is_dropped() -> None:
+    """Dated a day ahead of its receiver's clock, a forged record used to be ignored (and
+    kept) like an honest one from a skewed clock, so its sender paid nothing; its bad
+    signature now costs the sender score as any forgery does, and a few get it dropped."""
+    net = Net(3, peers_of=lambda i: [0] if i else [])
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(20.0)
+    genuine = net.nodes[2].private.own_announcement
+    assert genuine is not None
+    forger = net.nodes[1]
+    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
+    record = PeerAnnouncement.decode(genuine)
+    for k in range(8):
+        forged = replace(record, sequence=record.sequence + 86_400_000 + k)
+        forger.gossip.publish(ANNOUNCE_TOPIC, forged.encode(), net.now)
+    net.tick(net.now + 5.0)
+    receiver = net.nodes[0]
+    assert receiver.private.counters.get("announce.from_future") > 0
+    assert receiver.gossip.counters.get("gossip.message.invalid") > 0
+    peers = {peer["node_id"] for peer in receiver.status(net.now)["peers"]}
+    assert net.ids[1].node_id.hex() not in peers and net.ids[2].node_id.hex() in peers
 
 
 def test_a_relinked_peer_is_not_sent_announcements_we_hold_nor_blamed_for_them() -> None:

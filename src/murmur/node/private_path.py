@@ -150,7 +150,11 @@ MISTIMED_KEPT = 256
 """Announcements ignored for their time (stale or from the future on this node's clock) kept
 to be judged again if the clock is corrected: about 2.3 MB at most. A node that started before
 NTP set its clock (a machine without one) ignored every record it was offered meanwhile; with
-these it has a directory at once, not as relays re-announce over the next hour."""
+these it has a directory at once, not as relays re-announce over the next hour. Each place is
+one node's, taken only by its newest correctly signed record, so neither forgeries nor one
+node's many records push other nodes out; like the book, they do not stop a flood of fresh
+identities (free to make, and each signs its own records)."""
+
 
 class PrivatePath:
     def __init__(
@@ -177,8 +181,9 @@ class PrivatePath:
         self._sequence = 0
         self._signed_at: float | None = None
         """When this node last signed its announcement."""
-        self._mistimed: OrderedDict[bytes, bytes] = OrderedDict()
-        """Gossip id → an announcement ignored for its time, newest last (``MISTIMED_KEPT``)."""
+        self._mistimed: OrderedDict[NodeId, PeerAnnouncement] = OrderedDict()
+        """Node → its newest announcement ignored for its time, the latest kept last
+        (``MISTIMED_KEPT``)."""
         self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
@@ -273,7 +278,8 @@ class PrivatePath:
         """The records ignored for their time, judged on the corrected clock: those now fresh
         (and correctly signed) join the book and the directory, as gossip would have made them."""
         mistimed, self._mistimed = self._mistimed, OrderedDict()
-        for data in mistimed.values():
+        for announcement in mistimed.values():
+            data = announcement.encode()
             if self.validate_announcement(data, now) is Validation.ACCEPT:
                 self.counters.inc("announce.retimed")
                 self.on_announcement(data, now)
@@ -351,7 +357,8 @@ class PrivatePath:
         (``announce.stale``, ``announce.from_future``): a replay of a recorded announcement
         after its node was forgotten must not bring it back, but the peer that passed it on may
         be honest, with a clock some minutes off from ours, and must not be penalised for it.
-        The check comes before the signature's, which costs far more.
+        The check comes before the signature's, which costs far more; such a record is verified
+        only if it would be kept for a clock correction (``_keep_mistimed``).
 
         One no newer than the node's held copy is ignored, not rejected: an honest peer may
         still hold and forward it, and a catch-up pull asks for announcements the gossip seen
@@ -374,18 +381,32 @@ class PrivatePath:
         state = freshness(announcement, now + self.wall_clock_offset_s)
         if state is not Freshness.FRESH:
             self.counters.inc(f"announce.{state.value}")
-            self._keep_mistimed(data)
-            return Validation.IGNORE
+            return self._keep_mistimed(announcement)
         if self.book.is_stale(announcement):
             return Validation.IGNORE
         return Validation.ACCEPT if announcement.verified() else Validation.REJECT
 
-    def _keep_mistimed(self, data: bytes) -> None:
-        mid = announcement_id(data)
-        self._mistimed[mid] = data
-        self._mistimed.move_to_end(mid)
+    def _keep_mistimed(self, announcement: PeerAnnouncement) -> Validation:
+        """Keeps a record ignored for its time, to judge again if the clock is corrected, in
+        its node's place (``MISTIMED_KEPT``): kept unchecked, each in a place of its own,
+        forgeries (free to make, and unpenalised) pushed genuine records out. One no newer than
+        what the node holds or keeps of its node is of no use and ignored unverified, as the
+        book's replays are. Otherwise a bad signature is rejected, which costs the sender score
+        as any forgery does: an honest peer passes on only records it verified, whatever its
+        clock."""
+        node_id = announcement.node_id
+        kept = self._mistimed.get(node_id)
+        if self.book.is_stale(announcement) or (
+            kept is not None and kept.sequence >= announcement.sequence
+        ):
+            return Validation.IGNORE
+        if not announcement.verified():
+            return Validation.REJECT
+        self._mistimed[node_id] = announcement
+        self._mistimed.move_to_end(node_id)
         if len(self._mistimed) > MISTIMED_KEPT:
             self._mistimed.popitem(last=False)
+        return Validation.IGNORE
 
     def on_announcement(self, data: bytes, now: float) -> NodeId | None:
         """Stores a delivered announcement; returns the node it introduced, if new to us."""
