@@ -493,3 +493,75 @@ def test_a_guard_path_bias_disables_is_logged_once_and_kept_disabled(
                         "bias); using the next guard"]  # fmt: skip
     (saved,) = keystore.read_guards(tmp_path).records
     assert saved.disabled_at == now and saved.path_bias.outcomes == 20.0
+
+
+class _Noting(StreamConnection):
+    """A connection that says when its first bytes, or its end, have come in."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.came = asyncio.Event()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self.came.set()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        self.came.set()
+
+
+class _ReturnsAfterThePeerActs(transport.TcpTransport):
+    """Dials like TCP, but returns the connection only once the peer's first bytes (or its
+    close) have been read: what happens whenever the peer acts before the dialling task
+    resumes, as a listener that writes on accept does every time."""
+
+    async def connect(self, host: str, port: int, timeout_s: float) -> StreamConnection:
+        _, conn = await asyncio.get_running_loop().create_connection(_Noting, host, port)
+        await conn.came.wait()
+        return conn
+
+
+@asynccontextmanager
+async def _dialling(listener: socket.socket) -> AsyncIterator[tuple[NodeRuntime, socket.socket]]:
+    """A started runtime whose one bootstrap peer is ``listener``, and the link it dialled."""
+    peer = BootstrapPeer(HostPort("127.0.0.1", listener.getsockname()[1]))
+    runtime = NodeRuntime(
+        identity=Identity.from_seed(b"d" * 32),
+        config=NodeConfig(bootstrap=(peer,)),
+        transport=_ReturnsAfterThePeerActs(),
+    )
+    await runtime.start()
+    try:
+        accepted, _ = await asyncio.to_thread(listener.accept)
+        with accepted:
+            yield runtime, accepted
+    finally:
+        await runtime.stop()
+
+
+async def test_bytes_a_dialled_peer_sends_before_the_dial_returns_reach_the_node() -> None:
+    """They were dropped: the link waited for a reply it had already been sent, dead until
+    the handshake timed out. Here the reply is malformed, so the node closes the link at once
+    when it reads it."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        async with _dialling(listener) as (runtime, accepted):
+            accepted.sendall(b"\xff" * 8)  # a record header claiming 4 GiB
+            accepted.settimeout(2.0)
+            await asyncio.to_thread(_receive_to_eof, accepted)  # the hello, then the close
+            assert runtime._conns == {}
+
+
+async def test_a_dialled_peer_that_closes_before_the_dial_returns_is_seen_gone() -> None:
+    """Its close was missed too: the node held the dead link, and its outbound slot, until
+    the handshake timed out."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        async with _dialling(listener) as (runtime, accepted):
+            accepted.close()
+            async with asyncio.timeout(2.0):
+                while runtime._conns or runtime.node.counters.get("connections_lost") == 0:
+                    await asyncio.sleep(0.01)

@@ -225,9 +225,23 @@ class NodeRuntime:
         self._next_conn_id += 1
         return ConnId(self._next_conn_id)
 
-    def _attach(self, conn: StreamConnection) -> ConnId:
+    def _attach(
+        self,
+        conn: StreamConnection,
+        *,
+        outbound: bool,
+        host: str,
+        port: int,
+        target: BootstrapPeer | None = None,
+    ) -> None:
+        """Registers ``conn`` with the node, then binds it: bytes a dialled peer sent before
+        this (held by the connection) reach the node after ``connection_opened``."""
         conn_id = self._new_conn_id()
         self._conns[conn_id] = conn
+        self.node.connection_opened(
+            conn_id, outbound=outbound, host=host, port=port, now=time.monotonic(), target=target
+        )
+        self._after_input()
 
         def on_data(data: bytes) -> None:
             self.node.data_received(conn_id, data, time.monotonic())
@@ -239,23 +253,13 @@ class NodeRuntime:
                 self.node.connection_lost(conn_id, time.monotonic())
                 self._after_input()
 
-        conn.on_data = on_data
-        conn.on_lost = on_lost
-        return conn_id
+        conn.bind(on_data, on_lost)
 
     def _accepted(self, conn: StreamConnection) -> None:
         if self._stopping:
             conn.close()
             return
-        conn_id = self._attach(conn)
-        self.node.connection_opened(
-            conn_id,
-            outbound=False,
-            host=conn.peer_host,
-            port=conn.peer_port,
-            now=time.monotonic(),
-        )
-        self._after_input()
+        self._attach(conn, outbound=False, host=conn.peer_host, port=conn.peer_port)
 
     async def _dial(self, target: BootstrapPeer) -> None:
         address = target.address
@@ -269,16 +273,7 @@ class NodeRuntime:
         if self._stopping:
             conn.close()
             return
-        conn_id = self._attach(conn)
-        self.node.connection_opened(
-            conn_id,
-            outbound=True,
-            host=address.host,
-            port=address.port,
-            now=time.monotonic(),
-            target=target,
-        )
-        self._after_input()
+        self._attach(conn, outbound=True, host=address.host, port=address.port, target=target)
 
     # --- applying actions ----------------------------------------------------------------
 

@@ -28,16 +28,34 @@ class Transport(Protocol):
 
 
 class StreamConnection(asyncio.Protocol):
-    """An asyncio protocol that hands received bytes to callbacks set by the driver."""
+    """An asyncio protocol that hands received bytes, and its loss, to callbacks the driver
+    binds once it has registered the connection with the node.
+
+    A dialled connection is made, and reads, before the dial returns it to the driver, so a
+    peer that writes (or closes) at once acts before the driver can register it. What arrives
+    until ``bind`` is held and handed over then: dropped, it left the link waiting for bytes
+    it had already been sent, dead until the handshake timed out."""
 
     def __init__(self, on_made: ConnectionHandler | None = None) -> None:
         self.peer_host = ""
         self.peer_port = 0
-        self.on_data: Callable[[bytes], None] = lambda data: None
-        self.on_lost: Callable[[], None] = lambda: None
+        self.on_data: Callable[[bytes], None] | None = None
+        self.on_lost: Callable[[], None] | None = None
         self._on_made = on_made
         self._transport: asyncio.Transport | None = None
         self._abort_timer: asyncio.TimerHandle | None = None
+        self._held: list[bytes] = []
+        self._lost = False
+
+    def bind(self, on_data: Callable[[bytes], None], on_lost: Callable[[], None]) -> None:
+        """From now on received bytes go to ``on_data`` and the loss to ``on_lost``; what came
+        before goes to them at once, in order."""
+        self.on_data, self.on_lost = on_data, on_lost
+        held, self._held = self._held, []
+        for data in held:
+            on_data(data)
+        if self._lost:
+            on_lost()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -47,13 +65,19 @@ class StreamConnection(asyncio.Protocol):
             self._on_made(self)
 
     def data_received(self, data: bytes) -> None:
-        self.on_data(data)
+        if self.on_data is None:
+            self._held.append(data)
+        else:
+            self.on_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._abort_timer is not None:
             self._abort_timer.cancel()
             self._abort_timer = None
-        self.on_lost()
+        if self.on_lost is None:
+            self._lost = True
+        else:
+            self.on_lost()
 
     def write(self, data: bytes) -> None:
         if self._transport is not None and not self._transport.is_closing():
