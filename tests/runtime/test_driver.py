@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
-from murmur.node.actions import ConnId, SendBytes
+from murmur.node.actions import ConnId, Dial, SendBytes
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
 from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.circuits.guards import GuardRecord
@@ -328,6 +328,52 @@ class _ConnectsDespiteCancel(transport.TcpTransport):
         with suppress(asyncio.CancelledError):
             await asyncio.sleep(3600)
         return await super().connect(host, port, timeout_s)
+
+
+class _FailsAsItStops(transport.TcpTransport):
+    """The first dial fails after the dialling task was cancelled (``asyncio.wait_for`` on
+    Python 3.11 raises the connect's error when it fails as the cancel arrives); any later
+    dial is recorded and never ends."""
+
+    def __init__(self) -> None:
+        self.dialling = asyncio.Event()
+        self.dialled: list[tuple[str, int]] = []
+
+    async def connect(self, host: str, port: int, timeout_s: float) -> StreamConnection:
+        self.dialled.append((host, port))
+        if len(self.dialled) > 1:
+            await asyncio.sleep(3600)
+        self.dialling.set()
+        with suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+@pytest.mark.interpreted_only
+async def test_a_dial_that_fails_as_the_runtime_stops_starts_no_other_dial() -> None:
+    """Told of the failure, the node may ask for another dial (a circuit whose guard could
+    not be reached is built through another guard), which the stopped runtime then made."""
+    first = BootstrapPeer(HostPort("127.0.0.1", 9))
+    dialler = _FailsAsItStops()
+    runtime = NodeRuntime(
+        identity=Identity.from_seed(b"d" * 32),
+        config=NodeConfig(bootstrap=(first,)),
+        transport=dialler,
+    )
+    dial_failed = runtime.node.dial_failed
+
+    def fails_over(target: BootstrapPeer, now: float) -> None:
+        dial_failed(target, now)
+        runtime.node._actions.append(Dial(BootstrapPeer(HostPort("127.0.0.1", 10))))
+
+    runtime.node.dial_failed = fails_over  # type: ignore[method-assign]
+    await runtime.start()
+    async with asyncio.timeout(5.0):
+        await dialler.dialling.wait()
+    await runtime.stop()
+    await asyncio.sleep(0.1)  # the cancelled dial fails and returns
+    assert dialler.dialled == [("127.0.0.1", 9)]
+    assert runtime._tasks == set()
 
 
 def _sees_eof(peer: socket.socket) -> bool:

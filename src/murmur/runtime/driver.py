@@ -114,7 +114,8 @@ class NodeRuntime:
         self._stopping = False
         """Set as ``stop`` begins: a connection that lands after it (a dial that completed as
         its task was cancelled, one the listener accepted before it closed) is closed, not
-        adopted, and the timer is not re-armed while ``stop`` awaits the API's close."""
+        adopted, a dial that fails after it is not reported to the node, and the timer is not
+        re-armed while ``stop`` awaits the API's close."""
         self.stopped = asyncio.Event()
 
     # --- lifecycle -----------------------------------------------------------------------
@@ -262,11 +263,16 @@ class NodeRuntime:
         self._attach(conn, outbound=False, host=conn.peer_host, port=conn.peer_port)
 
     async def _dial(self, target: BootstrapPeer) -> None:
+        """Dials ``target`` and tells the node how it went, unless ``stop`` began meanwhile: a
+        connection is then closed, and a failure kept from the node, which may answer it with
+        another dial (a circuit's guard out of reach, it builds through another)."""
         address = target.address
         try:
             conn = await self.transport.connect(address.host, address.port, DIAL_TIMEOUT_S)
         except (OSError, TimeoutError) as exc:
             _log.debug("dial %s failed: %s", address, exc)
+            if self._stopping:
+                return
             self.node.dial_failed(target, time.monotonic())
             self._after_input()
             return
