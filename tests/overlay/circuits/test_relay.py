@@ -649,6 +649,37 @@ def test_a_peer_that_reconnects_keeps_its_spent_create_budget() -> None:
     assert s.relay.counters.get("create_refused_rate_limited") == 1
 
 
+def test_a_peer_that_reconnects_keeps_its_spent_cell_budget() -> None:
+    """A new link must not buy a new burst of cells (each costs the relay a layer of crypto
+    and a forwarded cell); the budget kept for a departed peer refills at its rate as
+    before."""
+    s = make_relay(RelayConfig(cell_rate_per_s=1, cell_burst=8))
+    for circ_id in range(70, 78):  # the whole burst
+        s.relay.receive_cell(PEER, encode_cell(circ_id, CellCommand.RELAY, b""), 0.0)
+    assert s.relay.counters.get("drop_unknown_circuit") == 8
+    s.relay.peer_disconnected(PEER, 0.5)
+    s.relay.receive_cell(PEER, encode_cell(78, CellCommand.RELAY, b""), 0.5)
+    assert s.relay.counters.get("cells_delayed") == 1  # half a token: it waits
+    assert s.relay.next_deadline() == pytest.approx(1.0)
+    s.relay.handle_timer(1.0)
+    assert s.relay.counters.get("drop_unknown_circuit") == 9
+
+
+def test_only_the_most_recently_departed_peers_keep_their_budgets(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(relay_module, "DEPARTED_BUDGETS", 1)
+    s = make_relay(RelayConfig(cell_rate_per_s=1, cell_burst=1))
+    s.relay.receive_cell(PEER, encode_cell(70, CellCommand.RELAY, b""), 0.0)
+    s.relay.peer_disconnected(PEER, 0.0)
+    s.relay.receive_cell(OTHER, encode_cell(71, CellCommand.RELAY, b""), 0.0)
+    s.relay.peer_disconnected(OTHER, 0.0)  # PEER's spent budgets make room for OTHER's
+    s.relay.receive_cell(PEER, encode_cell(72, CellCommand.RELAY, b""), 0.0)
+    s.relay.receive_cell(OTHER, encode_cell(73, CellCommand.RELAY, b""), 0.0)
+    assert s.relay.counters.get("drop_unknown_circuit") == 3
+    assert s.relay.counters.get("cells_delayed") == 1
+
+
 def test_per_peer_circuit_cap() -> None:
     s = make_relay(RelayConfig(max_circuits_per_peer=1))
     HandOrigin(s.relay, PEER, 2)

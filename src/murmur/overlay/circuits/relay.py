@@ -30,7 +30,8 @@ Hostile input never escapes: parsers raise :class:`RemoteProtocolError` only, wh
 dropped cell or a destroyed circuit plus a ``drop_<reason>`` counter. Every peer has a cell token
 bucket (over its rate, cells wait in a bounded queue rather than being dropped, since a dropped
 cell would desynchronise the circuit's keystreams) and a create bucket (CREATE, EXTEND, and
-extra for a new link), so one flooding peer cannot starve the others' circuits.
+extra for a new link), so one flooding peer cannot starve the others' circuits. Both outlive
+its link (for the ``DEPARTED_BUDGETS`` peers that left last), so reconnecting refills neither.
 """
 
 from __future__ import annotations
@@ -99,13 +100,24 @@ Answer = Callable[[str, bytes], bytes | None]
 Leg = tuple[NodeId, int]
 QUEUE_WAKE_MIN_S = 0.001
 """Floor on a rate-limited queue's wake-up delay (float refills can fall a hair short)."""
-DEPARTED_CREATE_BUDGETS = 1024
-"""CREATE budgets kept for peers whose link closed (the least recently departed go first);
+DEPARTED_BUDGETS = 1024
+"""Rate budgets kept for peers whose link closed (the least recently departed go first);
 without them a peer that reconnects gets a fresh burst of ``create_burst`` CREATEs, each an
-X25519 and an ML-KEM decapsulation here, for the price of one handshake."""
+X25519 and an ML-KEM decapsulation here, and of ``cell_burst`` cells, for the price of one
+handshake."""
 TIMER_COMPACT_FACTOR = 4
 TIMER_COMPACT_MIN = 1024
 """Timers of closed circuits are purged once the heap outgrows 4 × max(1024, open circuits)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Budgets:
+    """One peer's rate budgets, kept together when its link closes (see
+    ``DEPARTED_BUDGETS``), so a departed peer costs one entry, not one per budget."""
+
+    cells: TokenBucket
+    creates: TokenBucket
+    """CREATE, EXTEND, and extra for an extension that opens a link."""
 
 
 @dataclass(slots=True, eq=False)
@@ -179,9 +191,8 @@ class CircuitRelay:
         self._circuits = 0
         self._links: set[NodeId] = set()
         self._awaiting_link: dict[NodeId, list[_Circuit]] = {}
-        self._cell_buckets: dict[NodeId, TokenBucket] = {}
-        self._create_buckets: dict[NodeId, TokenBucket] = {}
-        self._departed_create_buckets: OrderedDict[NodeId, TokenBucket] = OrderedDict()
+        self._budgets: dict[NodeId, _Budgets] = {}
+        self._departed_budgets: OrderedDict[NodeId, _Budgets] = OrderedDict()
         self._queues: dict[NodeId, deque[bytes]] = {}
         self._queue_wake: dict[NodeId, float] = {}
         self._timers: list[tuple[float, int, _Timer, _Circuit]] = []
@@ -200,7 +211,7 @@ class CircuitRelay:
     def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
         """One cell from ``peer``'s link, subject to that peer's cell rate."""
         queue = self._queues.get(peer)
-        if queue is None and self._cell_bucket(peer).consume(now):
+        if queue is None and self._budgets_of(peer).cells.consume(now):
             self._process(peer, data, now)
             return
         if queue is None:
@@ -211,7 +222,8 @@ class CircuitRelay:
             return
         queue.append(data)
         self.counters.inc("cells_delayed")
-        self._queue_wake[peer] = now + max(self._cell_bucket(peer).wait_s(now), QUEUE_WAKE_MIN_S)
+        wait_s = self._budgets_of(peer).cells.wait_s(now)
+        self._queue_wake[peer] = now + max(wait_s, QUEUE_WAKE_MIN_S)
 
     def link_ready(self, peer: NodeId, now: float) -> None:
         """A link to ``peer`` is up (dialled for us or not): pending extensions may proceed."""
@@ -244,13 +256,12 @@ class CircuitRelay:
                 self._teardown(circuit, DestroyReason.HOP_GONE, skip_peer=peer)
         for leg in [leg for leg in self._creates if leg[0] == peer]:
             self._drop_create(leg)
-        self._cell_buckets.pop(peer, None)
-        create_bucket = self._create_buckets.pop(peer, None)
-        if create_bucket is not None:
-            departed = self._departed_create_buckets
-            departed[peer] = create_bucket
+        budgets = self._budgets.pop(peer, None)
+        if budgets is not None:
+            departed = self._departed_budgets
+            departed[peer] = budgets
             departed.move_to_end(peer)
-            if len(departed) > DEPARTED_CREATE_BUDGETS:
+            if len(departed) > DEPARTED_BUDGETS:
                 departed.popitem(last=False)
         self._queues.pop(peer, None)
         self._queue_wake.pop(peer, None)
@@ -312,25 +323,23 @@ class CircuitRelay:
 
     # --- rate limits -----------------------------------------------------------------------
 
-    def _cell_bucket(self, peer: NodeId) -> TokenBucket:
-        bucket = self._cell_buckets.get(peer)
-        if bucket is None:
-            bucket = TokenBucket(self.config.cell_rate_per_s, self.config.cell_burst)
-            self._cell_buckets[peer] = bucket
-        return bucket
-
-    def _create_bucket(self, peer: NodeId) -> TokenBucket:
-        bucket = self._create_buckets.get(peer)
-        if bucket is None:
-            bucket = self._departed_create_buckets.pop(peer, None) or TokenBucket(
-                self.config.create_rate_per_s, self.config.create_burst
-            )
-            self._create_buckets[peer] = bucket
-        return bucket
+    def _budgets_of(self, peer: NodeId) -> _Budgets:
+        """``peer``'s budgets: those it left with if it departed lately, else full ones."""
+        budgets = self._budgets.get(peer)
+        if budgets is None:
+            budgets = self._departed_budgets.pop(peer, None)
+            if budgets is None:
+                cfg = self.config
+                budgets = _Budgets(
+                    TokenBucket(cfg.cell_rate_per_s, cfg.cell_burst),
+                    TokenBucket(cfg.create_rate_per_s, cfg.create_burst),
+                )
+            self._budgets[peer] = budgets
+        return budgets
 
     def _drain_queue(self, peer: NodeId, now: float) -> None:
         queue = self._queues[peer]
-        bucket = self._cell_bucket(peer)
+        bucket = self._budgets_of(peer).cells
         while queue and bucket.consume(now):
             self._process(peer, queue.popleft(), now)
         if queue:
@@ -430,7 +439,7 @@ class CircuitRelay:
     def _admit_create(self, peer: NodeId, now: float) -> DestroyReason | None:
         """Why a new CREATE from ``peer`` is refused, if it is; partly received ones count
         against the circuit caps as if they were circuits."""
-        if not self._create_bucket(peer).consume(now):
+        if not self._budgets_of(peer).creates.consume(now):
             return DestroyReason.RATE_LIMITED
         pending = self._creates_per_peer.get(peer, 0)
         if (
@@ -620,7 +629,7 @@ class CircuitRelay:
             return
         linked = target in self._links
         cost = 1.0 if linked else 1.0 + self.config.connect_cost
-        if not self._create_bucket(circuit.prev[0]).consume(now, cost):
+        if not self._budgets_of(circuit.prev[0]).creates.consume(now, cost):
             self.counters.inc("extend_rate_limited")
             self._truncate(circuit, TruncateReason.RATE_LIMITED)
             return
