@@ -345,6 +345,8 @@ def check_node(node: Node) -> None:
     gossip = node.gossip
     caps = gossip._config
     assert len(gossip._promises) <= caps.max_pending_iwants, "pending IWANTs"
+    assert gossip._scores.retained <= caps.max_retained_scores, "departed peers' scores"
+    assert len(gossip._spent) <= caps.max_retained_scores, "departed peers' allowances"
     for peer in gossip._peers.values():
         assert len(peer.topics) <= caps.max_peer_topics, "peer topics"
         assert len(peer.iwant_served) <= caps.max_iwant_replies, "IWANT replies"

@@ -240,3 +240,42 @@ def test_an_offerer_cut_off_by_its_lapsed_promise_is_not_asked_again() -> None:
     actions = router.drain_actions()
     assert [p.peer for p in penalized(actions)] == [liar]
     assert sent(actions) == {}
+
+
+def test_unanswered_iwants_are_charged_to_a_peer_that_reconnected_meanwhile() -> None:
+    """Unanswered IWANTs are counted by node id, as gossipsub's promise tracker counts them,
+    not by link: a peer that withholds what it offered and reconnects is still charged for
+    the IWANT its last link left unanswered, and does not start its count afresh."""
+    router = lazy_router(
+        iwant_followup_s=1.0, broken_promise_threshold=1.0, broken_promise_penalty=100.0
+    )
+    liar, honest = peer(1), peer(2)
+    connect(router, [liar, honest])
+    router.receive_rpc(liar, rpc(ihave=[IHave(TOPIC, (MID,))]), 0.1)
+    heartbeat(router, 1.0)
+    heartbeat(router, 2.0)  # lapsed at 1.1: one broken promise, within the threshold
+    router.receive_rpc(honest, rpc(messages=[Message(TOPIC, DATA)]), 2.1)
+    router.remove_peer(liar, 2.2)
+    connect(router, [liar], now=2.3)
+    other = message_id(TOPIC, b"other")
+    router.receive_rpc(liar, rpc(ihave=[IHave(TOPIC, (other,))]), 2.4)
+    assert [r.iwant for r in sent(router.drain_actions())[liar] if r.iwant] == [(IWant((other,)),)]
+    assert not penalized(heartbeat(router, 3.0))
+    actions = heartbeat(router, 4.0)  # lapsed at 3.4: 0.81 + 1 broken promises
+    assert [p.peer for p in penalized(actions)] == [liar]
+    assert router.counters.get("gossip.iwant.broken_promise_penalty") == 1
+
+
+def test_a_peer_that_leaves_before_its_iwant_lapses_is_charged_all_the_same() -> None:
+    router = lazy_router(
+        iwant_followup_s=1.0, broken_promise_threshold=0.0, broken_promise_penalty=100.0
+    )
+    liar = peer(1)
+    connect(router, [liar])
+    router.receive_rpc(liar, rpc(ihave=[IHave(TOPIC, (MID,))]), 0.1)
+    router.remove_peer(liar, 0.5)
+    heartbeat(router, 1.0)
+    heartbeat(router, 2.0)  # lapsed at 1.1, charged to the departed peer's kept score
+    connect(router, [liar], now=2.5)
+    assert [p.peer for p in penalized(router.drain_actions())] == [liar]
+    assert router.score(liar) == -100.0

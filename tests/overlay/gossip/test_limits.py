@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from murmur.overlay.gossip import GossipRouter
 from murmur.wire.gossip import IHave, IWant, Message, Subscription
 
 from .helpers import TOPIC, connect, heartbeat, make_router, peer, rpc, sent
@@ -47,28 +48,27 @@ def test_peer_subscription_flood_is_capped() -> None:
     assert router.drain_actions() == []
 
 
+def _ihave_flood(router: GossipRouter, now: float, salt: int) -> int:
+    """Ids asked of peer(1) after it offers 2 x 5 IHAVEs of 60 new ids each."""
+    ihaves = [
+        IHave(TOPIC, tuple(bytes([salt, k]) + i.to_bytes(18, "big") for i in range(60)))
+        for k in range(5)
+    ]
+    router.receive_rpc(peer(1), rpc(ihave=ihaves), now)
+    router.receive_rpc(peer(1), rpc(ihave=ihaves), now)
+    return sum(
+        len(w.message_ids) for r in sent(router.drain_actions()).get(peer(1), []) for w in r.iwant
+    )
+
+
 def test_ihave_flood_asks_for_a_bounded_number_of_ids_per_heartbeat() -> None:
     router = make_router(max_ihave_length=100, max_ihave_messages=3)
     router.subscribe(TOPIC, 0.0)
     connect(router, [peer(1)])
     router.drain_actions()
-
-    def flood(now: float, salt: int) -> int:
-        ihaves = [
-            IHave(TOPIC, tuple(bytes([salt, k]) + i.to_bytes(18, "big") for i in range(60)))
-            for k in range(5)
-        ]
-        router.receive_rpc(peer(1), rpc(ihave=ihaves), now)
-        router.receive_rpc(peer(1), rpc(ihave=ihaves), now)
-        return sum(
-            len(w.message_ids)
-            for r in sent(router.drain_actions()).get(peer(1), [])
-            for w in r.iwant
-        )
-
-    assert flood(0.5, 1) == 100
+    assert _ihave_flood(router, 0.5, 1) == 100
     heartbeat(router, 1.0)
-    assert flood(1.5, 2) == 100  # the allowance is per heartbeat
+    assert _ihave_flood(router, 1.5, 2) == 100  # the allowance is per heartbeat
     assert router.counters.get("gossip.ihave.flood") >= 2
 
 
@@ -113,3 +113,53 @@ def test_fanout_topics_are_capped() -> None:
         router.publish(topic, b"x", float(t))
     fanout = router.status()["fanout"]
     assert fanout == {"b": 1, "c": 1}  # the stalest topic made room
+
+
+def test_a_peer_that_reconnects_within_a_heartbeat_keeps_its_spent_ihave_allowance() -> None:
+    """The allowance is per peer and heartbeat, as in gossipsub (``peerhave`` and ``iasked``,
+    keyed by peer id and cleared at the heartbeat): a new link must not renew it, or each
+    handshake would buy another ``max_ihave_length`` IWANTs and awaited promises."""
+    router = make_router(max_ihave_length=100, max_ihave_messages=3)
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)])
+    router.drain_actions()
+    assert _ihave_flood(router, 0.2, 1) == 100
+    router.remove_peer(peer(1), 0.3)
+    connect(router, [peer(1)], now=0.4)
+    assert _ihave_flood(router, 0.5, 2) == 0
+    heartbeat(router, 1.0)
+    assert _ihave_flood(router, 1.5, 3) == 100
+
+
+def test_a_peer_that_reconnects_within_a_heartbeat_keeps_its_spent_iwant_allowance() -> None:
+    router = make_router(max_iwant_replies=5)
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1)])
+    ids = [router.publish(TOPIC, bytes([i]), 0.1) for i in range(10)]
+    router.drain_actions()
+    router.receive_rpc(peer(1), rpc(iwant=[IWant(tuple(ids[:5]))]), 0.2)
+    assert len(sent(router.drain_actions())[peer(1)][0].messages) == 5
+    router.remove_peer(peer(1), 0.3)
+    connect(router, [peer(1)], now=0.4)
+    router.drain_actions()
+    router.receive_rpc(peer(1), rpc(iwant=[IWant(tuple(ids[5:]))]), 0.5)
+    assert sent(router.drain_actions()) == {}
+    assert router.counters.get("gossip.iwant.flood") == 1
+    heartbeat(router, 1.0)
+    router.receive_rpc(peer(1), rpc(iwant=[IWant(tuple(ids[5:]))]), 1.5)
+    assert len(sent(router.drain_actions())[peer(1)][0].messages) == 5
+
+
+def test_only_the_latest_departed_peers_keep_their_spent_allowances() -> None:
+    router = make_router(max_iwant_replies=1, max_retained_scores=1)
+    router.subscribe(TOPIC, 0.0)
+    connect(router, [peer(1), peer(2)])
+    ids = [router.publish(TOPIC, bytes([i]), 0.1) for i in range(3)]
+    for p in (peer(1), peer(2)):
+        router.receive_rpc(p, rpc(iwant=[IWant((ids[0],))]), 0.2)
+        router.remove_peer(p, 0.3)  # peer(2) leaves last: peer(1)'s record makes room
+    connect(router, [peer(1), peer(2)], now=0.4)
+    router.drain_actions()
+    for p in (peer(1), peer(2)):
+        router.receive_rpc(p, rpc(iwant=[IWant((ids[1],))]), 0.5)
+    assert set(sent(router.drain_actions())) == {peer(1)}

@@ -40,3 +40,30 @@ def test_retained_scores_are_capped_and_fade() -> None:
     for _ in range(10):
         scores.decay()
     assert scores.retained == 0
+
+
+def test_broken_promises_survive_a_reconnect_and_decay() -> None:
+    scores = PeerScores(decay=0.5, max_retained=10)
+    scores.connect(A)
+    assert scores.break_promise(A) == 1.0
+    scores.disconnect(A)
+    assert scores.retained == 1  # a score of 0, but a count to keep
+    scores.decay()
+    scores.connect(A)
+    assert scores.break_promise(A) == 1.5
+    for _ in range(10):
+        scores.decay()
+    scores.disconnect(A)
+    assert scores.retained == 0
+
+
+def test_a_departed_peer_is_charged_on_its_kept_slate() -> None:
+    scores = PeerScores(decay=0.5, max_retained=1)
+    scores.connect(A)
+    scores.disconnect(A)
+    assert scores.retained == 0  # a clean slate is not kept...
+    assert scores.break_promise(A) == 1.0  # ...until it is charged after leaving
+    assert scores.penalize(A, 4.0) == -4.0
+    assert scores.retained == 1
+    assert scores.connect(A) == -4.0
+    assert scores.break_promise(A) == 2.0

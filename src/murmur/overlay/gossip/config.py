@@ -90,7 +90,8 @@ class GossipConfig:
     malformed_rpc_penalty: float = 100.0
     broken_promise_threshold: float = 10.0
     """Unanswered IWANTs a peer may leave (decaying by ``score_decay`` each heartbeat, so
-    about one a heartbeat, sustained) before each further one is penalised."""
+    about one a heartbeat, sustained) before each further one is penalised; counted by node
+    id, across reconnects, like the score."""
     broken_promise_penalty: float = 1.0
     score_decay: float = 0.9
     gossip_threshold: float = -10.0
@@ -98,7 +99,9 @@ class GossipConfig:
     graylist_threshold: float = -50.0
     """Below this score a peer is ignored and reported for disconnection."""
     max_retained_scores: int = 1024
-    """Negative scores remembered for disconnected peers, so reconnecting does not reset them."""
+    """Disconnected peers whose negative score or unanswered IWANTs are remembered (until they
+    decay), and, apart, those whose allowances spent this heartbeat are, so reconnecting
+    resets none of them; beyond this the least recently departed are forgotten."""
 
     def __post_init__(self) -> None:
         if not 0 < self.d_lo <= self.d <= self.d_hi:

@@ -26,7 +26,10 @@ the same id ask for nothing (their senders are remembered, up to ``d``, a peer t
 ahead of the rest), and if the message has not come by then, the next heartbeat (or the next
 offer of the id, if sooner) asks the next of those peers. So a node takes about one copy of a
 lazy message, where eager push brings one from most mesh peers, and identities dialling in
-cannot withhold one by offering it first.
+cannot withhold one by offering it first. An IWANT left unanswered is charged to the node id
+that offered it, connected, reconnected or gone (:class:`PeerScores` keeps the count), and
+the per-heartbeat IHAVE and IWANT allowances are also kept by node id until the heartbeat, so
+a reconnect renews neither.
 
 Peer input never raises: a malformed RPC is counted (``gossip.malformed.<reason>``) and the peer
 is reported with :class:`PenalizePeer` and ignored from then on. A message a topic validator
@@ -52,7 +55,7 @@ from murmur.base.rng import Rng
 from murmur.overlay.gossip.actions import Deliver, GossipAction, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.mcache import MessageCache
-from murmur.overlay.gossip.score import PeerScores, decayed
+from murmur.overlay.gossip.score import PeerScores
 from murmur.overlay.gossip.seen_cache import SeenCache
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import require_fast_path
@@ -103,12 +106,12 @@ class _Peer:
 
     __slots__ = (
         "batch",
-        "broken_promises",
         "dirty",
         "id",
         "ignored",
         "ihave_entries",
         "ihave_ids",
+        "iwant_replies",
         "iwant_served",
         "lazy_ids",
         "offer_heartbeats",
@@ -123,8 +126,6 @@ class _Peer:
         """Records queued for this peer since the last drain."""
         self.outbound = outbound
         """This node chose to dial it (counts towards ``d_out``)."""
-        self.broken_promises = 0.0
-        """IWANTs it left unanswered, decaying like scores (gossipsub's behaviour penalty)."""
         self.topics: set[str] = set()
         self.dirty = False
         """Listed in the router's ``_dirty`` (has records queued since the last drain)."""
@@ -132,7 +133,12 @@ class _Peer:
         """Penalized or removed: nothing more is read from or sent to it."""
         self.ihave_entries = 0
         self.ihave_ids = 0
+        self.iwant_replies = 0
+        """IHAVE entries and offered ids taken from it, and IWANT replies served to it, this
+        heartbeat (gossipsub's ``peerhave`` and ``iasked``, and our reply cap): they outlive
+        the link until the heartbeat (see ``GossipRouter._spent``)."""
         self.iwant_served: set[bytes] = set()
+        """Ids served to it this heartbeat: one asked again is neither sent nor counted."""
         self.lazy_ids: dict[str, list[bytes]] = {}
         """Ids of lazy-topic messages to offer this mesh peer at the next heartbeat."""
         self.offered: dict[bytes, tuple[str, bytes]] = {}
@@ -224,6 +230,12 @@ class GossipRouter:
         """Peers with ids in ``lazy_ids``, offered at the next heartbeat."""
         self._promises: OrderedDict[bytes, _Promise] = OrderedDict()
         """Message id -> the IWANT awaiting it; oldest deadline first (deadlines only grow)."""
+        self._spent: OrderedDict[NodeId, tuple[int, int, int]] = OrderedDict()
+        """Peers that left during this heartbeat -> the ``ihave_entries``, ``ihave_ids`` and
+        ``iwant_replies`` they had spent, given back if they reconnect before it ends (as in
+        gossipsub, whose counts are keyed by peer id and cleared only at the heartbeat);
+        otherwise every handshake bought a fresh allowance. The ``max_retained_scores`` that
+        left last are kept."""
         self._next_heartbeat = now + config.heartbeat_interval_s
         self._shared: SharedMessages | None = None
 
@@ -250,6 +262,9 @@ class GossipRouter:
             raise LocalProtocolError(f"gossip router is full ({self._config.max_peers} peers)")
         st = _Peer(peer, RpcBatch(max_queued_bytes=self._config.max_outbox_bytes), outbound)
         self._peers[peer] = st
+        spent = self._spent.pop(peer, None)
+        if spent is not None:
+            st.ihave_entries, st.ihave_ids, st.iwant_replies = spent
         if self._scores.connect(peer) < self._config.graylist_threshold:
             self._ignore(st, "graylisted")
             return
@@ -264,6 +279,10 @@ class GossipRouter:
         self._detach(st)
         self._keep_backoff(peer, now)
         self._scores.disconnect(peer)
+        if (st.ihave_entries or st.iwant_replies) and self._config.max_retained_scores:
+            self._spent[peer] = (st.ihave_entries, st.ihave_ids, st.iwant_replies)
+            if len(self._spent) > self._config.max_retained_scores:
+                self._spent.popitem(last=False)
 
     def _keep_backoff(self, peer: NodeId, now: float) -> None:
         """A departed peer's backoffs outlive its link, as in gossipsub's reference router:
@@ -632,7 +651,7 @@ class GossipRouter:
             for mid in iwant.message_ids:
                 if mid in served:
                     continue
-                if len(served) >= cfg.max_iwant_replies:
+                if st.iwant_replies >= cfg.max_iwant_replies:
                     self.counters.inc("gossip.iwant.flood")
                     return
                 cache = self._mcache if mid in self._mcache else self._lazy_mcache
@@ -648,6 +667,7 @@ class GossipRouter:
                         continue
                     record = encode_message(Message(*offered))
                 served.add(mid)
+                st.iwant_replies += 1
                 self.counters.inc("gossip.iwant.served")
                 self._queue(st, Section.MESSAGES, record)
 
@@ -671,12 +691,11 @@ class GossipRouter:
         self._mcache.shift()
         self._lazy_mcache.shift()
         self._seen.expire(now)
-        decay = self._config.score_decay
+        self._spent.clear()
         for st in self._peers.values():
-            if st.broken_promises:
-                st.broken_promises = decayed(st.broken_promises, decay)
             st.ihave_entries = 0
             st.ihave_ids = 0
+            st.iwant_replies = 0
             st.iwant_served.clear()
             if st.offered:
                 st.offer_heartbeats -= 1
@@ -757,7 +776,7 @@ class GossipRouter:
         are spent or no offerer is left (the promise is then dropped)."""
         cfg = self._config
         self.counters.inc("gossip.iwant.unanswered")
-        self._broke_promise(promise.offerers[promise.asked])
+        self._broke_promise(promise.offerers[promise.asked].id)
         if promise.asks >= cfg.d:
             return None
         offerer = promise.next_offerer(self._is_live)
@@ -888,21 +907,27 @@ class GossipRouter:
     def _is_live(self, st: _Peer) -> bool:
         return not st.ignored and self._peers.get(st.id) is st
 
-    def _broke_promise(self, st: _Peer) -> None:
-        """``st`` offered a message, was asked for it and never sent it (nor did anyone else in
-        time). Honest peers do this now and then (a message that left their cache, a lost
+    def _broke_promise(self, peer: NodeId) -> None:
+        """``peer`` offered a message, was asked for it and never sent it (nor did anyone else
+        in time). Honest peers do this now and then (a message that left their cache, a lost
         link); one that does it more than ``broken_promise_threshold`` times within a few
         heartbeats is offering what it withholds, and each further time costs it
-        ``broken_promise_penalty`` (gossipsub v1.1's P7, its behaviour penalty)."""
-        if not self._is_live(st):
-            return
-        st.broken_promises += 1.0
-        if st.broken_promises > self._config.broken_promise_threshold:
+        ``broken_promise_penalty`` (gossipsub v1.1's P7, its behaviour penalty). Charged to
+        its node id, as gossipsub's promise tracker does, whether it is still on the link the
+        IWANT went out on, on a new one, or gone: otherwise leaving before the IWANT lapsed
+        escaped the charge, and reconnecting reset the count."""
+        cfg = self._config
+        if self._scores.break_promise(peer) > cfg.broken_promise_threshold:
             self.counters.inc("gossip.iwant.broken_promise_penalty")
-            self._penalize(st, self._config.broken_promise_penalty)
+            st = self._peers.get(peer)
+            if st is None:
+                self._scores.penalize(peer, cfg.broken_promise_penalty)
+            else:
+                self._penalize(st, cfg.broken_promise_penalty)
 
     def _penalize(self, st: _Peer, amount: float) -> None:
-        if self._scores.penalize(st.id, amount) < self._config.graylist_threshold:
+        score = self._scores.penalize(st.id, amount)
+        if score < self._config.graylist_threshold and not st.ignored:
             self._ignore(st, "graylisted")
 
     def _ignore(self, st: _Peer, reason: str) -> None:

@@ -5,8 +5,13 @@ backoff, a malformed RPC) subtracts a penalty; every heartbeat multiplies every 
 ``decay``, so old offences fade, and a score close enough to zero snaps to it. The router reads
 the score against thresholds: below 0 a peer leaves and cannot join a mesh, below the gossip
 threshold it gets no IHAVE and its IHAVE/IWANT are ignored, below the graylist threshold it is
-cut off. When a peer disconnects with a negative score, the score is retained (up to a cap,
-oldest forgotten first) and keeps decaying, so reconnecting does not wipe the slate.
+cut off. Beside the score each peer has a count of broken promises (IWANTs it left unanswered),
+decaying the same way, from which the router charges gossipsub's behaviour penalty.
+
+Both are kept by node id, not by link: when a peer disconnects with a negative score or a
+broken promise on its count, the two are retained (up to a cap, the least recently departed
+forgotten first), keep decaying, and are charged further if an IWANT its link left unanswered
+lapses meanwhile, so reconnecting wipes neither slate.
 """
 
 from __future__ import annotations
@@ -26,47 +31,83 @@ def decayed(value: float, factor: float) -> float:
 
 
 class PeerScores:
-    __slots__ = ("_decay", "_max_retained", "_retained", "_scores")
+    __slots__ = ("_broken", "_decay", "_max_retained", "_retained", "_scores")
 
     def __init__(self, *, decay: float, max_retained: int) -> None:
         self._decay = decay
         self._max_retained = max_retained
         self._scores: dict[NodeId, float] = {}
-        self._retained: OrderedDict[NodeId, float] = OrderedDict()
+        self._broken: dict[NodeId, float] = {}
+        """Connected peers' broken promises, those with any."""
+        self._retained: OrderedDict[NodeId, tuple[float, float]] = OrderedDict()
+        """Departed peer -> (score, broken promises), oldest first: in the order they departed
+        or, for one that left with a clean slate, were first charged after it."""
 
     def connect(self, peer: NodeId) -> float:
         """Start tracking a connected peer; returns its (possibly retained) score."""
-        score = self._retained.pop(peer, 0.0)
+        score, broken = self._retained.pop(peer, (0.0, 0.0))
         self._scores[peer] = score
+        if broken:
+            self._broken[peer] = broken
         return score
 
     def disconnect(self, peer: NodeId) -> None:
         score = self._scores.pop(peer, 0.0)
-        if score < 0 and self._max_retained:
-            self._retained[peer] = score
-            if len(self._retained) > self._max_retained:
-                self._retained.popitem(last=False)
+        broken = self._broken.pop(peer, 0.0)
+        if score < 0 or broken:
+            self._retain(peer, score, broken)
 
     def get(self, peer: NodeId) -> float:
         return self._scores.get(peer, 0.0)
 
     def penalize(self, peer: NodeId, amount: float) -> float:
-        """Subtract ``amount`` from a connected peer's score; returns the new score."""
-        score = self._scores.get(peer, 0.0) - amount
-        self._scores[peer] = score
-        return score
+        """Subtract ``amount`` from a peer's score, connected or departed; returns the new
+        score."""
+        if peer in self._scores:
+            score = self._scores[peer] - amount
+            self._scores[peer] = score
+            return score
+        score, broken = self._retained.get(peer, (0.0, 0.0))
+        self._retain(peer, score - amount, broken)
+        return score - amount
+
+    def break_promise(self, peer: NodeId) -> float:
+        """Count one broken promise of a peer, connected or departed; returns its count."""
+        if peer in self._scores:
+            broken = self._broken.get(peer, 0.0) + 1.0
+            self._broken[peer] = broken
+            return broken
+        score, broken = self._retained.get(peer, (0.0, 0.0))
+        self._retain(peer, score, broken + 1.0)
+        return broken + 1.0
 
     def decay(self) -> None:
         """One heartbeat's decay, for connected and retained peers alike."""
         for peer, score in self._scores.items():
             if score:
                 self._scores[peer] = decayed(score, self._decay)
+        for peer in list(self._broken):
+            broken = decayed(self._broken[peer], self._decay)
+            if broken:
+                self._broken[peer] = broken
+            else:
+                del self._broken[peer]
         for peer in list(self._retained):
-            score = decayed(self._retained[peer], self._decay)
-            if score:
-                self._retained[peer] = score
+            score, broken = self._retained[peer]
+            score, broken = decayed(score, self._decay), decayed(broken, self._decay)
+            if score or broken:
+                self._retained[peer] = (score, broken)
             else:
                 del self._retained[peer]
+
+    def _retain(self, peer: NodeId, score: float, broken: float) -> None:
+        """Keeps (or updates in place) a departed peer's slate, the oldest forgotten beyond
+        the cap."""
+        if not self._max_retained:
+            return
+        self._retained[peer] = (score, broken)
+        if len(self._retained) > self._max_retained:
+            self._retained.popitem(last=False)
 
     @property
     def retained(self) -> int:
