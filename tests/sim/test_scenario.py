@@ -17,6 +17,10 @@ from murmur.sim.workload import TxArrival
 
 SMALL = Scenario(nodes=80, graph="daemon", spy_fraction=0.1, tx_count=30, tx_rate_per_s=5.0)
 IDEAL = Scenario(nodes=2, network=NetworkConfig.ideal(), tx_count=1)
+CHURNING = NetworkConfig(
+    latency="none", uplink_mbps=None, churn_per_node_per_hour=360.0, mean_downtime_s=30.0
+)
+"""Each node leaves every 10 s on average, for 30 s: tiny worlds see churn within seconds."""
 
 
 def figures(summary: Any) -> tuple[Any, ...]:
@@ -181,6 +185,56 @@ def test_a_transaction_whose_origin_is_down_is_not_scored() -> None:
     assert [i for i, a in enumerate(world.arrivals) if a not in sent] == [0, 4, 5, 6]
     assert [tx.tx_id for tx in record.txs] == [a.tx.tx_id for a in sent]
     assert [(o, at) for o, at, _ in summary.latency_by_tx] == [(a.origin, a.time) for a in sent]
+
+
+@dataclass(frozen=True)
+class _AcceptLog(DiffusionKit):
+    """Diffusion that notes when each node accepted each transaction (ground truth of reach)."""
+
+    accepted: list[tuple[float, int, bytes]] = field(default_factory=list)
+
+    def install(self, engine: Any, on_accept: Any, *, elide_duplicates: bool) -> None:
+        def log(node: int, tx_id: bytes, now: float) -> None:
+            self.accepted.append((now, node, tx_id))
+            on_accept(node, tx_id, now)
+
+        super().install(engine, log, elide_duplicates=elide_duplicates)
+
+    def holders(self, tx_id: bytes) -> tuple[list[int], list[float]]:
+        """Who accepted ``tx_id`` (sorted) and when (in order)."""
+        got = sorted((now, node) for now, node, tx in self.accepted if tx == tx_id)
+        return sorted(node for _, node in got), [now for now, _ in got]
+
+
+def test_reach_is_a_share_of_the_nodes_up_at_submission() -> None:
+    # The centre of a star sends three transactions, at 1, 2 and 3 s. Seed 26's churn takes
+    # leaf 3 down at 2.5 s and nothing else, so the third reaches the 4 nodes up. As a share of
+    # all 5 nodes its 90 and 99 % marks were never reached (and its 50 % took 3 nodes); of the
+    # 4 up at submission, 50 % is the 2nd node to get it and 90 and 99 % the 4th.
+    star = PeerGraph("star", ((),) + ((0,),) * 4)
+    world = replace(world_on(star, spies=set(), origins=[0, 0, 0]), seed=26)
+    scenario = Scenario(nodes=5, network=CHURNING, tx_count=3, settle_s=1.0)
+    kit = _AcceptLog(relay_delay_mean_s=0.01)
+    record = simulate(world, kit, scenario)
+    everyone, partial = record.txs[1], record.txs[2]
+    nodes, times = kit.holders(everyone.tx_id)
+    assert nodes == [0, 1, 2, 3, 4]
+    assert everyone.reach_s == tuple(times[k] - 2.0 for k in (2, 4, 4))
+    nodes, times = kit.holders(partial.tx_id)
+    assert nodes == [0, 1, 2, 4]
+    assert partial.reach_s == tuple(times[k] - 3.0 for k in (1, 3, 3))
+    assert summarise(record).latency_by_tx[2] == (0, 3.0, (times[3] - 3.0) * 1000.0)
+
+
+def test_a_transaction_only_its_origin_could_hold_reaches_no_share() -> None:
+    # Seed 1's churn takes node 1 of two down at 0.57 s, so node 0's transaction at 1 s has no
+    # one to reach: its origin alone used to be "50 %" of the network, at 0 ms.
+    world = replace(world_on(line(2), spies=set(), origins=[0]), seed=1)
+    scenario = Scenario(nodes=2, network=CHURNING, tx_count=1, settle_s=1.0)
+    kit = _AcceptLog(relay_delay_mean_s=0.01)
+    record = simulate(world, kit, scenario)
+    assert kit.holders(world.arrivals[0].tx.tx_id) == ([0], [1.0])
+    assert record.txs[0].reach_s == (None, None, None)
 
 
 def test_a_link_observer_sees_sizes_and_times_of_tapped_links() -> None:

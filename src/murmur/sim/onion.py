@@ -614,7 +614,7 @@ class _OnionRun:
         phase = self.onion
         body = arrival.tx.body
         mid = message_id(TX_TOPIC, body)
-        state = phase.reach[mid] = Reach(self.n, now)
+        state = phase.reach[mid] = Reach(self.engine.nodes, now)
         phase.tx_of[mid] = arrival.tx.tx_id
         self.origin_of[mid] = arrival.origin
         node = self.nodes[arrival.origin]
@@ -631,7 +631,7 @@ class _OnionRun:
         phase = self.fast
         body = arrival.tx.body
         mid = message_id(FAST_TOPIC, body)
-        phase.reach[mid] = Reach(self.n, now)
+        phase.reach[mid] = Reach(self.engine.nodes, now)
         phase.tx_of[mid] = arrival.tx.tx_id
         self.nodes[arrival.origin].publish(FAST_TOPIC, body, now)
         self.engine.pump(self.engine.nodes[arrival.origin])

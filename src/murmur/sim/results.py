@@ -10,7 +10,9 @@ Every figure is over the transactions sent (under churn, one whose origin was do
 arrival is not: see :mod:`murmur.sim.scenario`).
 
 Latency: ``reach_ms[k]`` holds the p50 and p99, over transactions, of the time from submission
-until k % of all nodes had the transaction in their mempool; ``latency_ms`` is the 90 % column
+until k % of the nodes up at submission (all of them without churn; see
+:class:`~murmur.sim.scenario.Reach`) had the transaction in their mempool; ``latency_ms`` is the
+90 % column
 (the usual "broadcast" latency), over the transactions that reached that many nodes (the
 delivered ratio says how many did not). ``entropy_bits`` is the lowest posterior entropy over
 the estimators (the strongest adversary's view). Bandwidth is bytes sent per node per second

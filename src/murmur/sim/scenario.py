@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -47,7 +47,7 @@ from typing import Any
 from murmur.base.errors import ConfigError
 from murmur.sim.adversary import Adversary, AdversaryLog, links_of_nodes
 from murmur.sim.churn import Churn
-from murmur.sim.engine import Engine
+from murmur.sim.engine import Engine, SimNode
 from murmur.sim.graphs import PeerGraph, build_graph
 from murmur.sim.network import LatencyModel, NetworkConfig, build_latency
 from murmur.sim.protocols import ProtocolKit
@@ -119,7 +119,8 @@ class TxOutcome:
     origin: int
     injected_at: float
     reach_s: tuple[float | None, ...]
-    """Seconds from submission until REACH_FRACTIONS of all nodes had it (None: never)."""
+    """Seconds from submission until REACH_FRACTIONS of the nodes up at submission had it
+    (None: never; see :class:`Reach`)."""
     delivered: bool
     """Reached every node that stayed up from its submission to the end of the run."""
 
@@ -190,16 +191,45 @@ def draw_world(scenario: Scenario, seed: int) -> World:
 
 
 class Reach:
-    """Per-transaction delivery state: who has it, and when each reach fraction was crossed."""
+    """Per-transaction delivery state: who has it, and when each reach fraction was crossed.
 
-    __slots__ = ("count", "done", "duplicates", "has", "injected_at", "reach", "thresholds")
+    A fraction is of the nodes up when the transaction was submitted, its origin among them
+    (every node, without churn). Counting nodes that are down, which nothing can reach, put
+    the 90 and 99 % marks out of reach once that many were down (at one departure an hour
+    and 600 s down, about 14 % of nodes are), leaving latency NaN or over a lucky few. Bitcoin
+    propagation measurements (Decker and Wattenhofer 2013, and the bitcoinstats.com series
+    after it) likewise count the nodes their monitor was connected to as the transaction
+    spread. The set is fixed at submission rather than taken anew at each moment, so a reach
+    time is always when the transaction got to a node: with a moving set the departure of a
+    node that lacked it could tip the share over a mark. A node up at submission that leaves
+    before the transaction gets there counts as not reached (the spread takes seconds, a node
+    stays up for an hour on average at that rate), and one that comes up later is not
+    counted. Who is up when depends on the seed alone, so a protocol and its baseline on the
+    same world measure each transaction against the same nodes.
+    """
 
-    def __init__(self, n: int, injected_at: float) -> None:
-        self.has = bytearray(n)
+    __slots__ = (
+        "count",
+        "done",
+        "duplicates",
+        "has",
+        "injected_at",
+        "reach",
+        "reached",
+        "thresholds",
+        "up",
+    )
+
+    def __init__(self, nodes: Sequence[SimNode], injected_at: float) -> None:
+        self.has = bytearray(len(nodes))
+        self.up = bytes(node.up for node in nodes)
+        """Who was up at submission: the nodes the reach fractions are of."""
         self.count = 0
+        self.reached = 0
+        """How many of the nodes up at submission have had it."""
         self.duplicates = 0
         self.injected_at = injected_at
-        self.thresholds = reach_thresholds(n)
+        self.thresholds = reach_thresholds(self.up.count(1))
         self.reach: list[float | None] = [None] * len(REACH_FRACTIONS)
         self.done = False
 
@@ -210,11 +240,13 @@ class Reach:
             return False
         self.has[node] = 1
         self.count += 1
-        count = self.count
-        for i, threshold in enumerate(self.thresholds):
-            if count == threshold:
-                self.reach[i] = now - self.injected_at
-        return count == len(self.has)
+        if self.up[node]:
+            self.reached += 1
+            reached = self.reached
+            for i, threshold in enumerate(self.thresholds):
+                if reached == threshold:
+                    self.reach[i] = now - self.injected_at
+        return self.count == len(self.has)
 
     def delivered(self, engine: Engine) -> bool:
         """Reached every node that stayed up from its submission to the end of the run."""
@@ -235,8 +267,12 @@ class Reach:
         )
 
 
-def reach_thresholds(n: int) -> tuple[int, ...]:
-    return tuple(max(1, math.ceil(f * n)) for f in REACH_FRACTIONS)
+def reach_thresholds(up: int) -> tuple[int, ...]:
+    """How many of the ``up`` nodes up at submission each reach fraction takes; none when the
+    origin was the only one up (a transaction no other node could hold reaches no share)."""
+    if up < MIN_NODES:
+        return ()
+    return tuple(math.ceil(f * up) for f in REACH_FRACTIONS)
 
 
 def simulate(
@@ -299,7 +335,7 @@ def simulate(
 
     def submit(arrival: TxArrival, now: float) -> None:
         node = engine.nodes[arrival.origin]
-        state = Reach(n, now)
+        state = Reach(engine.nodes, now)
         if not node.up:
             finish(state)  # never sent, so not recorded (see the module docstring)
             return
