@@ -226,15 +226,35 @@ def test_reach_is_a_share_of_the_nodes_up_at_submission() -> None:
     assert summarise(record).latency_by_tx[2] == (0, 3.0, (times[3] - 3.0) * 1000.0)
 
 
-def test_a_transaction_only_its_origin_could_hold_reaches_no_share() -> None:
+def test_a_transaction_only_its_origin_could_hold_reaches_no_share_and_is_not_delivered() -> None:
     # Seed 1's churn takes node 1 of two down at 0.57 s, so node 0's transaction at 1 s has no
-    # one to reach: its origin alone used to be "50 %" of the network, at 0 ms.
+    # one to reach: its origin alone used to be "50 %" of the network, at 0 ms, and since no
+    # node stayed up without it, it counted as delivered.
     world = replace(world_on(line(2), spies=set(), origins=[0]), seed=1)
     scenario = Scenario(nodes=2, network=CHURNING, tx_count=1, settle_s=1.0)
     kit = _AcceptLog(relay_delay_mean_s=0.01)
     record = simulate(world, kit, scenario)
     assert kit.holders(world.arrivals[0].tx.tx_id) == ([0], [1.0])
     assert record.txs[0].reach_s == (None, None, None)
+    assert not record.txs[0].delivered
+
+
+def test_delivered_means_reached_every_node_that_stayed_up_while_it_spread() -> None:
+    # Each leaf of a star sends one transaction, at 1, 2, 3 and 4 s; relays wait 1 s on
+    # average. Seed 182's churn: leaf 3 leaves at 3.37 s, leaf 2 at 3.57 s (with its own
+    # transaction still unrelayed: it reached no one), leaf 4 at 7.4 s, the centre at 10.6 s,
+    # leaf 1 at 11.9 s. Every node left within the 60 s settle, so "reached every node that
+    # stayed up to the end" held for all four. Leaf 2 left before the first and third reached
+    # their last node, so it is excused there; the fourth was sent with leaves 2 and 3 down.
+    star = PeerGraph("star", ((),) + ((0,),) * 4)
+    world = replace(world_on(star, spies=set(), origins=[1, 2, 3, 4]), seed=182)
+    scenario = Scenario(nodes=5, network=CHURNING, tx_count=4, settle_s=60.0)
+    kit = _AcceptLog(relay_delay_mean_s=1.0)
+    record = simulate(world, kit, scenario)
+    holders = [kit.holders(tx.tx_id)[0] for tx in record.txs]
+    assert holders == [[0, 1, 3, 4], [2], [0, 1, 3, 4], [0, 1, 4]]
+    assert [tx.delivered for tx in record.txs] == [True, False, True, True]
+    assert summarise(record).delivered_ratio == 0.75
 
 
 def test_a_link_observer_sees_sizes_and_times_of_tapped_links() -> None:

@@ -81,6 +81,7 @@ class SimNode:
         "bytes_sent",
         "fired_at",
         "index",
+        "left_at",
         "links",
         "messages_sent",
         "protocol",
@@ -88,7 +89,6 @@ class SimNode:
         "spy",
         "timer_at",
         "up",
-        "up_since",
         "uplink_free_at",
     )
 
@@ -97,7 +97,8 @@ class SimNode:
         self.protocol = protocol
         self.receive = receive
         self.up = True
-        self.up_since = 0.0
+        self.left_at: list[float] = []
+        """When the node went down (churn), in order."""
         self.spy = False
         self.timer_at: float | None = None
         self.fired_at = -math.inf
