@@ -181,6 +181,7 @@ def test_a_transaction_whose_origin_is_down_is_not_scored() -> None:
     summary = summarise(record)
     assert (summary.precision, summary.recall) == ({"first_spy": 1.0}, {"first_spy": 1.0})
     assert summary.delivered_ratio == 1.0
+    assert (record.unsent, summary.tx_sent, summary.tx_unsent) == (4, 4, 4)
     sent = [a for a in world.arrivals if a.tx.tx_id in kit.submitted]
     assert [i for i, a in enumerate(world.arrivals) if a not in sent] == [0, 4, 5, 6]
     assert [tx.tx_id for tx in record.txs] == [a.tx.tx_id for a in sent]

@@ -66,10 +66,34 @@ def test_run_prints_one_json_object(capsys: pytest.CaptureFixture[str], tmp_path
     assert set(result["precision"]) == {"first_spy", "stem_predecessor"}
     assert set(result["latency_ms"]) == {"p50", "p99"} == set(result["latency_overhead_ms"])
     assert result["delivered_ratio"] == 1.0
+    assert (result["tx_sent"], result["tx_unsent"]) == (15, 0)
     assert 0.0 <= result["precision"]["first_spy"] <= 1.0
-    assert (tmp_path / "report.md").read_text().startswith("# murmur simulate: dandelion")
+    report = (tmp_path / "report.md").read_text()
+    assert report.startswith("# murmur simulate: dandelion") and "not sent" not in report
     for plot in ("privacy.png", "latency_cdf.png", "bandwidth.png"):
         assert (tmp_path / plot).stat().st_size > 1000
+
+
+def test_a_run_under_churn_says_how_many_transactions_were_not_sent(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Each node leaves 100 times an hour and stays down 10 minutes on average; over the 20 s of
+    # the workload the origins of 3 transactions (seed 1) and 6 (seed 2) are down at arrival.
+    args = parse(
+        "--nodes", "30", "--tx", "20", "--tx-rate", "1", "--churn", "100", "--runs", "2",
+        "--protocol", "dandelion", "--json", "--report", str(tmp_path),
+    )  # fmt: skip
+    assert run_simulate(args) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert (result["tx"], result["runs"], result["tx_sent"], result["tx_unsent"]) == (20, 2, 31, 9)
+    notes = [
+        line for line in (tmp_path / "report.md").read_text().splitlines() if "not sent" in line
+    ]
+    assert notes == [
+        f"* {protocol} at 0.1 spies: 9 of 40 transactions not sent (origin down at arrival); "
+        "every figure is over the 31 sent."
+        for protocol in ("dandelion", "diffusion")
+    ]
 
 
 def test_diffusion_is_its_own_baseline(capsys: pytest.CaptureFixture[str]) -> None:

@@ -9,7 +9,9 @@ Three modes share one parser:
   protocol, nodes, spies, precision, recall, entropy_bits, latency_ms, latency_overhead_ms
   (a percentile less the baseline's), latency_overhead_paired_ms (a percentile of each
   transaction's own extra latency),
-  bandwidth_overhead, relay_participation, delivered_ratio, wall_seconds, baseline, and more;
+  bandwidth_overhead, relay_participation, delivered_ratio, tx_sent and tx_unsent (over all
+  runs: under churn a transaction whose origin is down at its arrival is not sent, and no
+  other figure counts it), wall_seconds, baseline, and more;
   for the onion protocol also ``crypto``, ``real`` or ``standin``; ``build``, ``mypyc`` when the
   compiled copy ran (``make compiled``), which changes wall times and nothing else), a table
   otherwise.
@@ -50,7 +52,7 @@ from murmur.sim.network import NetworkConfig
 from murmur.sim.onion import OnionKit
 from murmur.sim.parallel import Job, run_jobs
 from murmur.sim.protocols import DandelionKit, DiffusionKit, HostedKit, ProtocolKit
-from murmur.sim.report import Entry, plus_minus, validation_markdown, write_report
+from murmur.sim.report import Entry, plus_minus, unsent_notes, validation_markdown, write_report
 from murmur.sim.results import Aggregate, Overheads, aggregate, overheads
 from murmur.sim.scenario import MIN_NODES, Scenario
 from murmur.sim.validation import PAPER_RUNS, validate
@@ -544,6 +546,8 @@ def _result_json(args: argparse.Namespace, entry: Entry, wall: float | None) -> 
         "graph": args.graph,
         "network": args.network,
         "tx": args.tx,
+        "tx_sent": r.tx_sent,
+        "tx_unsent": r.tx_unsent,
         "runs": r.runs,
         "seed": args.seed,
         "precision": r.precision,
@@ -619,6 +623,8 @@ def _emit(args: argparse.Namespace, payload: dict[str, Any], entries: list[Entry
     console = Console()
     console.print(privacy)
     console.print(cost)
+    for line in unsent_notes(entries):
+        console.print(line)
 
 
 def _settings(args: argparse.Namespace) -> dict[str, object]:

@@ -97,6 +97,8 @@ def write_report(
             f"| {_num(r.bytes_per_node_s, 0)} | {bandwidth} | {_num(r.relay_participation, 3)} "
             f"| {_num(r.delivered_ratio, 3)} | {entry.baseline or '-'} |"
         )
+    if unsent := unsent_notes(entries):
+        lines += ["", *(f"* {note}" for note in unsent)]
     lines += _onion_section(entries)
     lines += [
         "",
@@ -108,6 +110,18 @@ def write_report(
     path = directory / "report.md"
     path.write_text("\n".join(lines))
     return path
+
+
+def unsent_notes(entries: Sequence[Entry]) -> list[str]:
+    """One line per entry that did not send every transaction (under churn, one whose origin
+    is down at its arrival is not sent): otherwise nothing says what the figures cover."""
+    return [
+        f"{r.protocol} at {entry.spy_fraction:g} spies: {r.tx_unsent} of "
+        f"{r.tx_sent + r.tx_unsent} transactions not sent (origin down at arrival); every "
+        f"figure is over the {r.tx_sent} sent."
+        for entry in entries
+        if (r := entry.result).tx_unsent
+    ]
 
 
 def _onion_section(entries: Sequence[Entry]) -> list[str]:

@@ -7,7 +7,8 @@ for precision and recall). :func:`overheads` compares a protocol with the diffus
 on the same world.
 
 Every figure is over the transactions sent (under churn, one whose origin was down at its
-arrival is not: see :mod:`murmur.sim.scenario`).
+arrival is not: see :mod:`murmur.sim.scenario`); ``tx_sent`` and ``tx_unsent`` say how many
+were and were not, so a reader knows what the figures cover.
 
 Latency: ``reach_ms[k]`` holds the p50 and p99, over transactions, of the time from submission
 until k % of the nodes up at submission (all of them without churn; see
@@ -56,6 +57,9 @@ class RunSummary:
     bytes_per_node_s: float
     relay_participation: float
     delivered_ratio: float
+    tx_sent: int
+    tx_unsent: int
+    """Arrivals not sent, their origin being down (in no other figure)."""
     events: int
     wall_s: float
     latency_by_tx: tuple[TxLatency, ...] = field(repr=False)
@@ -90,6 +94,9 @@ class Aggregate:
     bytes_per_node_s: float
     relay_participation: float
     delivered_ratio: float
+    tx_sent: int
+    """Over every run, like ``tx_unsent``."""
+    tx_unsent: int
     events: int
     wall_s: float
     latency_by_tx: tuple[tuple[TxLatency, ...], ...] = field(repr=False)
@@ -146,6 +153,8 @@ def summarise(record: RunRecord) -> RunSummary:
             if txs and record.latency_measured
             else math.nan
         ),
+        tx_sent=txs,
+        tx_unsent=record.unsent,
         events=record.events,
         wall_s=record.wall_s,
         latency_by_tx=by_tx,
@@ -188,6 +197,8 @@ def aggregate(summaries: Sequence[RunSummary]) -> Aggregate:
         bytes_per_node_s=mean([s.bytes_per_node_s for s in summaries]),
         relay_participation=mean([s.relay_participation for s in summaries]),
         delivered_ratio=mean([s.delivered_ratio for s in summaries]),
+        tx_sent=sum(s.tx_sent for s in summaries),
+        tx_unsent=sum(s.tx_unsent for s in summaries),
         events=sum(s.events for s in summaries),
         wall_s=sum(s.wall_s for s in summaries),
         latency_by_tx=tuple(s.latency_by_tx for s in summaries),

@@ -155,6 +155,9 @@ class RunRecord:
     """Protocol-specific facts worth reporting (warm-up time, crypto stand-in, ...)."""
     elided: int = 0
     """Deliveries sent but not queued as events (see :class:`Scenario` ``elide_duplicates``)."""
+    unsent: int = 0
+    """Arrivals never sent, their origin being down (not in ``txs``: see the module
+    docstring)."""
 
     @property
     def origins(self) -> dict[bytes, int]:
@@ -404,6 +407,7 @@ def simulate(
         sim_end_s=engine.now,
         events=engine.events,
         elided=engine.elided,
+        unsent=len(world.arrivals) - len(sent),
         wall_s=time.perf_counter() - wall_start,
     )
 
