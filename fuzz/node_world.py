@@ -20,7 +20,7 @@ from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import CloseConnection, ConnId, Dial, NodeAction, SendBytes
 from murmur.node.config import MAX_CIRCUIT_LINKS, BootstrapPeer, HostPort, NodeConfig
-from murmur.node.node import DELIVERY_LOG_ENTRIES, Node
+from murmur.node.node import DELIVERY_LOG_ENTRIES, DEPARTED_LIMITERS, Node
 from murmur.overlay.circuits.ids import CircuitIds
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.relay import CircuitRelay
@@ -339,6 +339,8 @@ def check_node(node: Node) -> None:
     assert outbound <= limits.max_outbound + MAX_CIRCUIT_LINKS, "outbound sessions"
     assert len(node.deliveries) <= DELIVERY_LOG_ENTRIES
     assert len(node._dial_targets) <= len(node.config.bootstrap) + MAX_CIRCUIT_LINKS
+    assert node._limiters.keys() == node._by_peer.keys(), "one rate limiter per linked peer"
+    assert len(node._departed_limiters) <= DEPARTED_LIMITERS, "departed peers' rate limiters"
     relay = node.circuits.relay
     assert isinstance(relay, CircuitRelay)
     check_relay(relay)

@@ -15,6 +15,10 @@ Misbehaviour is answered at the right depth: a peer that broke the protocol *aft
 authenticating is banned by node id (so other honest nodes behind the same address, a CGNAT or
 a loopback testnet, are unaffected); garbage before authentication only earns its address a
 short, escalating back-off. Every drop is counted.
+
+A peer's rate limits (bytes, messages, and the drops allowed before it counts as flooding) are
+kept by node id, not by link: its duplicate links share them, and they outlive its last link
+(``DEPARTED_LIMITERS``), so neither another link nor a reconnect buys a fresh burst.
 """
 
 from __future__ import annotations
@@ -113,6 +117,14 @@ whoever asks for them) offered on inbound links: twice per host, then once per 1
 identities, as fast as the address throttle lets it (4 handshakes a second), pulled about
 1.2 MB per handshake: megabytes a second of our uplink for the price of handshakes. A peer
 over budget is still offered our own announcement; links this node dialled are not counted."""
+DEPARTED_LIMITERS = 1024
+"""Rate limiters kept for peers whose last link closed (the least recently departed go first),
+given back, refilled at their rates for the time away, when the same node id authenticates
+again. Without them each handshake bought a fresh ``bytes_burst`` and ``messages_burst`` (8 MiB,
+4,000 messages) and a fresh allowance of drops before a flood, paced only by the address
+throttle; as many as the circuit relay (``DEPARTED_BUDGETS``) and gossip
+(``max_retained_scores``) keep. A peer that never authenticated has no limiter to keep: the
+node reads no message before the handshake."""
 CIRCUIT_LINK_SWEEP_S = 10.0
 """How often links opened for circuits are checked for use, at the node's timers (each link's
 keepalive wakes the node at least every 15 s); a link found unused closes at its own time."""
@@ -198,6 +210,11 @@ class Node:
         """Each session's link deadline, refreshed whenever that link takes input or a timer
         (nothing else moves it); a simulator asks for the node's deadline after every event."""
         self._by_peer: dict[NodeId, Session] = {}
+        self._limiters: dict[NodeId, PeerRateLimiter] = {}
+        """Each peer in ``_by_peer``'s one rate limiter, whichever of its links a message
+        arrives on."""
+        self._departed_limiters: OrderedDict[NodeId, PeerRateLimiter] = OrderedDict()
+        """Those of the ``DEPARTED_LIMITERS`` peers that left last, oldest first."""
         self._retired: dict[ConnId, float] = {}
         """Retired duplicate links and when each is closed."""
         self._next_circuit_link_sweep = now
@@ -291,7 +308,6 @@ class Node:
             host=host,
             port=port,
             opened_at=now,
-            limiter=PeerRateLimiter(self.config.limits),
             bootstrap=target,
         )
         dial_target = self._target_for(target)
@@ -608,6 +624,8 @@ class Node:
             target.backoff.reset()
         if existing is None:
             self.counters.inc("peers_authenticated")
+            limiter = self._departed_limiters.pop(peer, None)
+            self._limiters[peer] = limiter or PeerRateLimiter(self.config.limits)
             chosen = self._chose(session, peer)
             self.gossip.add_peer(peer, now, outbound=chosen)
             self.stem.add_peer(peer, now, outbound=chosen)
@@ -695,9 +713,9 @@ class Node:
         if peer is None or session.closing or (session.retired and peer not in self._by_peer):
             return
         session.messages_in += 1
-        # Charged to the peer's kept link even when read on a retired duplicate: one budget
+        # Charged to the peer's one limiter even when read on a retired duplicate: one budget
         # per peer, not one more per link it opens.
-        limiter = self._by_peer.get(peer, session).limiter
+        limiter = self._limiters[peer]
         if not limiter.admit(now, len(payload)):
             self.counters.inc("drops.rate_limited")
             if limiter.record_drop(now):
@@ -774,6 +792,10 @@ class Node:
         peer = session.peer_id
         if peer is not None and self._by_peer.get(peer) is session:
             del self._by_peer[peer]
+            departed = self._departed_limiters
+            departed[peer] = self._limiters.pop(peer)
+            if len(departed) > DEPARTED_LIMITERS:
+                departed.popitem(last=False)
             self.gossip.remove_peer(peer, now)
             self.stem.remove_peer(peer, now)
             self.circuits.peer_disconnected(peer, now)

@@ -8,7 +8,6 @@ from murmur.base.ids import NodeId
 from murmur.link.connection import LinkConnection
 from murmur.node.actions import ConnId
 from murmur.node.config import BootstrapPeer
-from murmur.overlay.peers.limits import PeerRateLimiter
 
 
 @dataclass(slots=True, eq=False)
@@ -19,7 +18,6 @@ class Session:
     host: str
     port: int
     opened_at: float
-    limiter: PeerRateLimiter
     bootstrap: BootstrapPeer | None = None
     peer_id: NodeId | None = None
     bytes_in: int = 0

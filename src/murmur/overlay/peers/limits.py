@@ -1,14 +1,15 @@
 """Per-peer limits and the rate limiter that enforces them for one peer.
 
 Theory of operation: :class:`PeerLimits` is the configuration (slot counts, rates, ban length).
-:class:`PeerRateLimiter` holds two token buckets for one connected peer: bytes and messages.
+:class:`PeerRateLimiter` holds two token buckets for one peer: bytes and messages (the node keeps
+it by node id, so it outlives the peer's links: see ``murmur.node.node.DEPARTED_LIMITERS``).
 ``admit`` charges one message of ``nbytes`` against both atomically (either both are charged or
 neither), so a refused message costs nothing and a peer is never billed twice. The peer manager
 decides what a refusal means: a drop, and :meth:`PeerRateLimiter.record_drop` tells it when the
 drops amount to a flood worth a ban. Drops are an allowance of ``FLOOD_DROPS_BURST`` refilled
 at ``FLOOD_DROPS_FORGIVEN_PER_S``, not a lifetime total: a peer that bursts over its rate now
-and then (a node catching up after a pause) is never banned for it, however long the link
-lives, while one that keeps sending above its rate is.
+and then (a node catching up after a pause) is never banned for it, however long it stays
+linked, while one that keeps sending above its rate is.
 ``bytes_burst`` must exceed the largest frame, or a frame of that size can never be admitted.
 The ping limits are the link's own (``LinkConfig``: at most ``pings_burst`` pings in any
 ``pings_burst / pings_per_s`` seconds), since pings never leave the link.
