@@ -170,6 +170,11 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: override the level's background cover rate (0: none), for tuning",
     )
     parser.add_argument(
+        "--cover-to-second-hop",
+        action="store_true",
+        help="onion: address cover to hop 2 instead of the exit, for tuning",
+    )
+    parser.add_argument(
         "--origin-delay",
         type=_delay_range_ms,
         default=None,
@@ -485,6 +490,7 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 announce_flood=args.announce_flood,
                 level=args.level,
                 cover_rate_per_s=args.cover_rate,
+                cover_to_second_hop=args.cover_to_second_hop or None,
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
                 race_through_exit=False if args.race_before_exit else None,
@@ -642,6 +648,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion directories": "announcement flood" if args.announce_flood else "preloaded",
         "onion level": args.level or "standard (preset)",
         "onion cover rate override (per s)": args.cover_rate,
+        "onion cover to hop 2": args.cover_to_second_hop or None,
         "onion origin delay (ms)": (
             None if args.origin_delay is None else args.origin_delay.label_ms()
         ),

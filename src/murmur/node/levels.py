@@ -186,12 +186,14 @@ class PrivacySettings:
         path_bias: bool | None = None,
         path_bias_baseline: bool | None = None,
         cover_sizes: tuple[tuple[int, float], ...] | None = None,
+        cover_to_second_hop: bool | None = None,
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none), holding each message back at the origin for ``origin_delay`` (seed §2.3),
         timing its slots by another law (a level with slot-based sending only), drawing its
         first cover sizes from another mix (the simulator starts every node from the mix its
-        workload's transactions teach, as on a network that has long carried them), and the preset
+        workload's transactions teach, as on a network that has long carried them), addressing
+        cover to hop 2 or the exit, and the preset
         racing another number of candidate circuits and drawing hop 1 from another number of
         near links, keeping another number of entry guards (with or without path bias, and
         its bar fixed or lowered by the relay-side baseline) and
@@ -208,6 +210,8 @@ class PrivacySettings:
             shaping = replace(shaping, origin_delay=origin_delay)
         if cover_sizes is not None:
             shaping = replace(shaping, cover_sizes=cover_sizes)
+        if cover_to_second_hop is not None:
+            shaping = replace(shaping, cover_to_second_hop=cover_to_second_hop)
         if slot_law is not None:
             if shaping.rate is None:
                 raise ConfigError(f"level {level.name!r} sends no slots to time by a law")

@@ -134,6 +134,8 @@ class OnionKit:
     """Every node's privacy level (None: the preset's); transactions use it."""
     cover_rate_per_s: float | None = None
     """Overrides the level's background cover rate (0: none), for tuning sweeps."""
+    cover_to_second_hop: bool | None = None
+    """Overrides whether cover is addressed to hop 2 instead of the exit."""
     build_race: int | None = None
     """Overrides the preset's circuit build race, for tuning sweeps."""
     near_first_hops: int | None = None
@@ -180,6 +182,7 @@ class OnionKit:
         settings = PrivacySettings.from_names(self.preset, self.level)
         return settings.tuned(
             cover_rate_per_s=self.cover_rate_per_s,
+            cover_to_second_hop=self.cover_to_second_hop,
             build_race=self.build_race,
             near_first_hops=self.near_first_hops,
             race_through_exit=self.race_through_exit,
@@ -668,6 +671,7 @@ class _OnionRun:
             "directory": "flood" if self.kit.announce_flood else "preloaded",
             "level": self.privacy.level.name,
             "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
+            "cover_to_second_hop": int(shaping.cover_to_second_hop),
             "origin_delay_ms": "none" if held is None else held.label_ms(),
             "slot_law": "none" if shaping.rate is None else shaping.rate.law.value,
             "build_race": self.privacy.preset.build_race,

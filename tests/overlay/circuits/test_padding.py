@@ -83,6 +83,30 @@ def test_a_cover_message_takes_its_buckets_cells_and_the_exit_drops_them_all(
     assert origin.host.client.counters.get("cover_messages_sent") == 1
 
 
+def test_cover_for_hop_2_leaves_as_exit_cover_does_and_hop_2_drops_it(net: Network) -> None:
+    """Hop 1 forwards the same cells either way; hop 2 recognises them, drops them, and the
+    exit sees nothing."""
+    origin = net.node(2)
+    net.run_until(2.0)
+
+    def relay_counts(name: str) -> list[int]:
+        return [n.host.relay.counters.get(name) for n in net.nodes.values()]
+
+    relayed = relay_counts("cells_relayed")
+    since = len(net.wire)
+    assert origin.host.send_cover(net.now, padded_bytes=2048, second_hop=True)
+    cells = _cells_from(net, origin, since)
+    assert len(cells) == cells_for(2048) and len({dst for dst, _ in cells}) == 1
+    net.run_until(3.0)
+    assert sorted(relay_counts("middle_cover_dropped")) == [0] * (len(net.nodes) - 1) + [4]
+    assert not any(relay_counts("exit_cover_dropped"))
+    more = [
+        after - before for before, after in zip(relayed, relay_counts("cells_relayed"), strict=True)
+    ]
+    assert sorted(more) == [0] * (len(net.nodes) - 1) + [4]  # hop 1 only
+    assert [p for n in net.nodes.values() for p in n.published] == []
+
+
 def test_cover_and_real_messages_choose_circuits_by_the_same_law(net: Network) -> None:
     origin = net.node(3)
     chosen: dict[str, list[tuple[bytes, int]]] = {"real": [], "cover": []}

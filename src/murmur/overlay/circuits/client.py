@@ -229,16 +229,18 @@ class CircuitClient:
         self._request_deadlines[ref] = now + self.config.request_timeout_s
         return ref
 
-    def send_cover(self, now: float, *, padded_bytes: int = 0) -> bool:
+    def send_cover(self, now: float, *, padded_bytes: int = 0, second_hop: bool = False) -> bool:
         """A cover message: the COVER cells a padded message of ``padded_bytes`` takes, on a
-        uniformly random ready circuit (only its exit can tell); False if none is ready."""
+        uniformly random ready circuit, addressed to its exit or (``second_hop``) to its hop 2
+        (only the hop addressed can tell); False if none is ready."""
         ready = self._ready()
         if not ready:
             return False
         circuit = self._rng.choice(ready)
         cells = cells_for(padded_bytes)
+        target = 1 if second_hop and len(circuit.layers) > 2 else None
         for _ in range(cells):
-            self._relay(circuit, RelayCommand.COVER, b"")
+            self._relay(circuit, RelayCommand.COVER, b"", target)
         self.counters.inc("cover_messages_sent")
         self.counters.inc("cover_cells_sent", cells)
         return True

@@ -113,8 +113,8 @@ class CircuitHost:
     def send_request(self, topic: str, payload: bytes, now: float) -> int:
         return self.client.send_request(topic, payload, now)
 
-    def send_cover(self, now: float, *, padded_bytes: int = 0) -> bool:
-        return self.client.send_cover(now, padded_bytes=padded_bytes)
+    def send_cover(self, now: float, *, padded_bytes: int = 0, second_hop: bool = False) -> bool:
+        return self.client.send_cover(now, padded_bytes=padded_bytes, second_hop=second_hop)
 
     def peers_in_use(self) -> set[NodeId]:
         """Peers a circuit (ours, or one we relay) runs through or is being built to."""

@@ -531,6 +531,9 @@ class CircuitRelay:
         message = decode_relay_plaintext(plain)
         if message.command is RelayCommand.EXTEND:
             self._on_extend_cell(circuit, message.data, now)
+        elif message.command is RelayCommand.COVER:
+            mid = circuit.next is not None or circuit.extension is not None
+            self.counters.inc("middle_cover_dropped" if mid else "exit_cover_dropped")
         elif (
             circuit.next is not None
             or circuit.extension is not None
@@ -539,8 +542,6 @@ class CircuitRelay:
             raise RemoteProtocolError("bad_relay_command", f"{message.command.name} mid-circuit")
         elif message.command is RelayCommand.DATA:
             self._on_data(circuit, Fragment.decode(message.data), now)
-        elif message.command is RelayCommand.COVER:
-            self.counters.inc("exit_cover_dropped")
         else:
             raise RemoteProtocolError("bad_relay_command", message.command.name)
 

@@ -153,6 +153,12 @@ class ShapingPolicy:
     """Messages waiting at the origin (delayed or queued) per level; beyond, ``QueueFull``."""
     resend: ResendConfig | None = ResendConfig()
     """Send again what gossip has not echoed back in time (``None``: fire and forget)."""
+    cover_to_second_hop: bool = False
+    """Address cover to hop 2, which drops it, instead of the exit (as Tor's circuit padding
+    is negotiated with the middle relay). Hop 1, the spy that decides origin attribution,
+    sees the same departures either way (it cannot read which hop a cell is for); each cover
+    cell then crosses two links instead of three, and hop 2 as well as the exit can tell cover
+    from real."""
 
     def __post_init__(self) -> None:
         check_buckets(self.buckets)

@@ -84,7 +84,7 @@ class CircuitPort(Protocol):
         self, topic: str, payload: bytes, now: float, *, buckets: tuple[int, ...], ref: int
     ) -> int: ...
 
-    def send_cover(self, now: float, *, padded_bytes: int) -> bool: ...
+    def send_cover(self, now: float, *, padded_bytes: int, second_hop: bool = False) -> bool: ...
 
     def fail_send(self, ref: int, reason: str) -> None: ...
 
@@ -318,7 +318,11 @@ class ShapedOrigin:
         if lane.held:
             self.counters.inc("held_released")
             self._transmit(lane, lane.held.popleft()[1], now)
-        elif self._port.send_cover(now, padded_bytes=lane.draw_cover_size(self._rng)):
+        elif self._port.send_cover(
+            now,
+            padded_bytes=lane.draw_cover_size(self._rng),
+            second_hop=lane.policy.cover_to_second_hop,
+        ):
             self._count_cover(lane)
 
     def _slot(self, lane: _Lane, sender: RateSender[_Message], now: float) -> None:
@@ -331,7 +335,11 @@ class ShapedOrigin:
         elif (
             lane.policy.rate is not None
             and lane.policy.rate.cover
-            and self._port.send_cover(now, padded_bytes=lane.draw_cover_size(self._rng))
+            and self._port.send_cover(
+                now,
+                padded_bytes=lane.draw_cover_size(self._rng),
+                second_hop=lane.policy.cover_to_second_hop,
+            )
         ):
             self._count_cover(lane)
 
