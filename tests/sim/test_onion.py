@@ -218,6 +218,25 @@ def test_cover_takes_the_cell_count_of_the_workloads_transactions(record: RunRec
     assert set(cells) == {1}
 
 
+def test_spies_log_cover_where_they_read_it_at_the_exit_or_at_hop_2(record: RunRecord) -> None:
+    """A spy logs the cover it reads: as the exit by default, as hop 2 (a circuit it passes
+    cells on for) when cover is addressed there."""
+
+    def cover_circuits(run: RunRecord) -> tuple[set[tuple[int, int]], set[tuple[int, int]]]:
+        cells = run.log.cells
+        cover = {(c.spy, c.circuit) for c in cells if c.relay_command == "COVER"}
+        return cover, cover & {(c.spy, c.circuit) for c in cells if c.leg == "next"}
+
+    cover, onward = cover_circuits(record)
+    assert cover and not onward
+    kit = OnionKit(standin_crypto=True, cover_to_second_hop=True)
+    middle = kit.run(draw_world(SMALL, 2), SMALL)
+    assert middle.extras["cover_to_second_hop"] == 1
+    cover, onward = cover_circuits(middle)
+    assert cover and onward == cover
+    assert all(tx.delivered for tx in middle.txs)
+
+
 def test_the_fast_path_baseline_is_paired_with_the_onion_phase(record: RunRecord) -> None:
     """The baseline runs in a fork from the state the warm-up left: each transaction enters
     both networks at the same virtual time, and the run counts both processes' events."""

@@ -36,6 +36,7 @@ from murmur.sim.adversary import CellRecord
 from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, CellCommand
 from murmur.wire.gossip import message_id
 
+_COVER_COUNTERS = ("exit_cover_dropped", "middle_cover_dropped")
 _EXIT_COUNTERS = ("exit_publications", "exit_invalid_dropped", "exit_requests")
 _EXTEND_COUNTERS = ("extend_loop_refused", "extend_rate_limited")
 _COMMAND_NAMES = {c.value: c.name for c in CellCommand}
@@ -95,7 +96,7 @@ class RelayTap:
             return
         counters = relay.counters
         recognized_before = counters.get("cells_recognized")
-        cover_before = counters.get("exit_cover_dropped")
+        cover_before = sum(counters.get(name) for name in _COVER_COUNTERS)
         exit_before = sum(counters.get(name) for name in _EXIT_COUNTERS)
         extend_before = sum(counters.get(name) for name in _EXTEND_COUNTERS)
         relay.receive_cell(peer, data, now)
@@ -116,7 +117,7 @@ class RelayTap:
         relay_command = None
         if recognized:
             relay_command = "?"
-            if counters.get("exit_cover_dropped") > cover_before:
+            if sum(counters.get(name) for name in _COVER_COUNTERS) > cover_before:
                 relay_command = "COVER"
             elif sum(counters.get(name) for name in _EXIT_COUNTERS) > exit_before:
                 relay_command = "DATA"
