@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
 from itertools import pairwise
@@ -611,19 +612,25 @@ def test_a_forgery_in_the_nodes_own_name_is_rejected_not_passed_on() -> None:
     assert _path(2).validate_announcement(bytes(forged), 2.0) is Validation.REJECT
 
 
+def _net_with_a_forger(n: int, peers_of: Callable[[int], list[int]]) -> Net:
+    """``n`` announced nodes after 20 s, node 1 passing on any announcement unchecked."""
+    net = Net(n, peers_of=peers_of)
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(20.0)
+    net.nodes[1].gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
+    return net
+
+
 def test_forgeries_in_a_nodes_name_get_the_forger_blamed_not_the_node() -> None:
     """Node 1, linked to node 0 alone, publishes eight forged records in node 0's name: node
     0 must reject them, not take them in and offer them to its honest peers, which would ban
     it for them."""
     dials = {1: [0], 2: [0], 3: [0, 2], 4: [2, 3], 5: [0, 3, 4]}
-    net = Net(6, peers_of=lambda i: dials.get(i, []))
-    for i, node in enumerate(net.nodes):
-        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
-    net.tick(20.0)
+    net = _net_with_a_forger(6, lambda i: dials.get(i, []))
     own = net.nodes[0].private.own_announcement
     assert own is not None
     forger = net.nodes[1]
-    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
     for k in range(8):
         record = PeerAnnouncement.decode(own)
         forged = replace(record, sequence=record.sequence + 1 + k)  # newer, signature stale
@@ -644,14 +651,10 @@ def test_a_peer_passing_on_forged_records_dated_out_of_range_is_dropped() -> Non
     """Dated a day ahead of its receiver's clock, a forged record used to be ignored (and
     kept) like an honest one from a skewed clock, so its sender paid nothing; its bad
     signature now costs the sender score as any forgery does, and a few get it dropped."""
-    net = Net(3, peers_of=lambda i: [0] if i else [])
-    for i, node in enumerate(net.nodes):
-        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
-    net.tick(20.0)
+    net = _net_with_a_forger(3, lambda i: [0] if i else [])
     genuine = net.nodes[2].private.own_announcement
     assert genuine is not None
     forger = net.nodes[1]
-    forger.gossip.set_validator(ANNOUNCE_TOPIC, lambda data, now: Validation.ACCEPT)
     record = PeerAnnouncement.decode(genuine)
     for k in range(8):
         forged = replace(record, sequence=record.sequence + 86_400_000 + k)
