@@ -29,6 +29,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from murmur.base.bounded import remember
 from murmur.base.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -792,10 +793,7 @@ class Node:
         peer = session.peer_id
         if peer is not None and self._by_peer.get(peer) is session:
             del self._by_peer[peer]
-            departed = self._departed_limiters
-            departed[peer] = self._limiters.pop(peer)
-            if len(departed) > DEPARTED_LIMITERS:
-                departed.popitem(last=False)
+            remember(self._departed_limiters, peer, self._limiters.pop(peer), DEPARTED_LIMITERS)
             self.gossip.remove_peer(peer, now)
             self.stem.remove_peer(peer, now)
             self.circuits.peer_disconnected(peer, now)

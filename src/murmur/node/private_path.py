@@ -27,6 +27,7 @@ import functools
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 
+from murmur.base.bounded import remember
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -402,10 +403,7 @@ class PrivatePath:
             return Validation.IGNORE
         if not announcement.verified():
             return Validation.REJECT
-        self._mistimed[node_id] = announcement
-        self._mistimed.move_to_end(node_id)
-        if len(self._mistimed) > MISTIMED_KEPT:
-            self._mistimed.popitem(last=False)
+        remember(self._mistimed, node_id, announcement, MISTIMED_KEPT)
         return Validation.IGNORE
 
     def on_announcement(self, data: bytes, now: float) -> NodeId | None:

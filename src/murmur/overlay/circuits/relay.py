@@ -43,6 +43,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from murmur.base.bounded import remember
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -258,11 +259,7 @@ class CircuitRelay:
             self._drop_create(leg)
         budgets = self._budgets.pop(peer, None)
         if budgets is not None:
-            departed = self._departed_budgets
-            departed[peer] = budgets
-            departed.move_to_end(peer)
-            if len(departed) > DEPARTED_BUDGETS:
-                departed.popitem(last=False)
+            remember(self._departed_budgets, peer, budgets, DEPARTED_BUDGETS)
         self._queues.pop(peer, None)
         self._queue_wake.pop(peer, None)
 

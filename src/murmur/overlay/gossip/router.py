@@ -48,6 +48,7 @@ import enum
 from collections import OrderedDict
 from collections.abc import Callable, Container, Iterable, Sequence
 
+from murmur.base.bounded import remember
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -280,9 +281,8 @@ class GossipRouter:
         self._keep_backoff(peer, now)
         self._scores.disconnect(peer)
         if (st.ihave_entries or st.iwant_replies) and self._config.max_retained_scores:
-            self._spent[peer] = (st.ihave_entries, st.ihave_ids, st.iwant_replies)
-            if len(self._spent) > self._config.max_retained_scores:
-                self._spent.popitem(last=False)
+            spent = (st.ihave_entries, st.ihave_ids, st.iwant_replies)
+            remember(self._spent, peer, spent, self._config.max_retained_scores)
 
     def _keep_backoff(self, peer: NodeId, now: float) -> None:
         """A departed peer's backoffs outlive its link, as in gossipsub's reference router:
