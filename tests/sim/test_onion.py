@@ -91,7 +91,9 @@ def test_a_lone_spy_at_hop_one_attributes_the_lone_transaction() -> None:
     hop_one = next(c.spy for c in everyone.log.cells if c.time == event.time)
     # Then that node alone spies, with no other traffic: timing names the origin.
     alone: World = replace(world, spies=frozenset({hop_one}))
-    result = summarise(kit.run(alone, scenario))
+    record = kit.run(alone, scenario)
+    assert record.extras["spy_hop1_tx"] == 1 and record.extras["spy_both_ends_tx"] == 0
+    result = summarise(record)
     assert result.recall["timing"] == 1.0 and result.precision["timing"] == 1.0
 
 

@@ -334,6 +334,9 @@ class _OnionRun:
         """(origin, send id) -> gossip message id of a private send in flight."""
         self.origin_of: dict[bytes, int] = {}
         """Gossip message id of a private send -> its origin (ground truth, never estimated)."""
+        self.entry_spied: set[bytes] = set()
+        """Private sends whose circuit had a spy at hop 1 (ground truth): the transactions a
+        single-ended estimator can name."""
         self.both_ends: set[bytes] = set()
         """Private sends whose circuit had spies at hop 1 and at the exit (ground truth)."""
         self.entry_middle: set[bytes] = set()
@@ -701,6 +704,7 @@ class _OnionRun:
         extras["spy_hop1_circuits"] = len(truth)
         extras["spy_hop1_inferred"] = len(inferred)
         extras["spy_hop1_inferred_correct"] = len(truth & inferred)
+        extras["spy_hop1_tx"] = len(self.entry_spied)
         extras["spy_both_ends_tx"] = len(self.both_ends)
         extras["spy_entry_middle_tx"] = len(self.entry_middle)
         extras["spy_entry_and_later_tx"] = len(self.both_ends | self.entry_middle)
@@ -818,6 +822,8 @@ class _OnionRun:
             if index_of[path[-2]] != middle or index_of[path[-1]] != exit_node:
                 continue
             spied = self._spied(path)
+            if spied[0]:
+                self.entry_spied.add(mid)
             if spied[0] and spied[-1]:
                 self.both_ends.add(mid)
             if spied[0] and spied[1]:
