@@ -31,6 +31,7 @@ from collections import Counter, OrderedDict, deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from murmur.base.bounded import remember
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -709,10 +710,7 @@ class CircuitClient:
             self.counters.inc("requests_sent")
         else:
             self.counters.inc("sends")
-            self._carried_by[item.ref] = circuit.first
-            self._carried_by.move_to_end(item.ref)
-            if len(self._carried_by) > MAX_WATCHED_MESSAGES:
-                self._carried_by.popitem(last=False)
+            remember(self._carried_by, item.ref, circuit.first, MAX_WATCHED_MESSAGES)
 
     def _relay(
         self, circuit: _Circuit, command: RelayCommand, data: bytes, target: int | None = None

@@ -73,6 +73,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from murmur.base.bounded import remember
 from murmur.base.ids import NodeId
 
 
@@ -188,10 +189,9 @@ class RelayedOutcomes:
         self._by_peer: OrderedDict[NodeId, PathBiasCounts] = OrderedDict()
 
     def add(self, predecessor: NodeId, *, ok: bool) -> None:
-        counts = self._by_peer.pop(predecessor, None) or PathBiasCounts()
-        self._by_peer[predecessor] = counts.add(ok, self.config)
-        if len(self._by_peer) > self.config.relayed_max_peers:
-            self._by_peer.popitem(last=False)
+        counts = self._by_peer.get(predecessor) or PathBiasCounts()
+        config = self.config
+        remember(self._by_peer, predecessor, counts.add(ok, config), config.relayed_max_peers)
 
     def revoke(self, predecessor: NodeId) -> None:
         """An extension counted ok collapsed: the next relay destroyed the circuit later."""

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from murmur.base.bounded import remember
 from murmur.base.ids import NodeId
 from murmur.overlay.peers.netgroup import site
 from murmur.overlay.peers.token_bucket import TokenBucket
@@ -130,11 +131,8 @@ def _recent(table: OrderedDict[K, V], key: K, make: Callable[[], V], max_entries
     least recently used entry goes."""
     value = table.get(key)
     if value is None:
-        value = table[key] = make()
-        if len(table) > max_entries:
-            table.popitem(last=False)
-    else:
-        table.move_to_end(key)
+        value = make()
+    remember(table, key, value, max_entries)
     return value
 
 
