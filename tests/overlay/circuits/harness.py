@@ -98,6 +98,7 @@ class Network:
                 validate=validate or (lambda topic, payload: True),
                 answer=self._answerer(node, answer),
                 own_prefixes=frozenset({network_prefix(info.address.host)}),
+                own_host=info.address.host,
                 client_config=client_config,
                 relay_config=relay_config,
             )

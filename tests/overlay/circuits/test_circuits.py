@@ -22,6 +22,8 @@ from murmur.overlay.circuits import (
     SendCell,
     SendFailed,
 )
+from murmur.overlay.circuits.guards import GuardConfig
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import (
@@ -302,6 +304,90 @@ def test_with_near_first_hops_and_a_race_each_pool_slot_takes_its_own_first_hop(
     net.run_until(3.0)
     assert client.ready_circuits() == 3
     assert sorted(built.hops[0] for built in _built(origin)) == sorted(others[:3])
+
+
+REGIONAL_NODES = 12
+EU = frozenset(range(7))
+"""Harness node i is at 10.{i + 1}.0.1: nodes 0-6 in eu, 7-11 in na."""
+REGIONS = RegionMap.from_entries(
+    [(f"10.{i + 1}.0.0/16", "eu" if i in EU else "na") for i in range(REGIONAL_NODES)]
+)
+
+
+def _regional_run(
+    min_regional_relays: int, guards: GuardConfig | None = None
+) -> tuple[Network, list[str]]:
+    """A 12-node network with regional paths, run through several rotations; each node's
+    region too."""
+    client_config = ClientConfig(
+        regions=REGIONS,
+        min_regional_relays=min_regional_relays,
+        lifetime_s=60.0,
+        lifetime_jitter_s=10.0,
+        guards=guards or GuardConfig(),
+    )
+    net = Network(REGIONAL_NODES, seed=11, client_config=client_config)
+    net.run_until(300.0)
+    return net, ["eu" if i in EU else "na" for i in range(REGIONAL_NODES)]
+
+
+def _hop_regions(net: Network, node: Node) -> set[str | None]:
+    hosts = {n.node_id: n.info.address.host for n in net.nodes.values()}
+    return {REGIONS.region_of(hosts[hop]) for built in _built(node) for hop in built.hops}
+
+
+def test_regional_paths_keep_all_three_hops_in_our_region_when_it_is_populated() -> None:
+    # eu nodes see 6 other eu relays, na nodes 4: both at least the 4 asked for
+    net, regions = _regional_run(4)
+    for i, node in enumerate(net.nodes.values()):
+        counters = node.host.client.counters
+        started = counters.get("circuits_started")
+        assert len(_built(node)) >= 12
+        assert _hop_regions(net, node) == {regions[i]}
+        assert counters.get("paths_regional") == started > 0
+        assert counters.get("paths_not_regional") == 0
+
+
+def test_regional_paths_fall_back_to_every_relay_when_our_region_is_thin() -> None:
+    # 5 asked for: eu (6 others) keeps to itself, na (4 others) draws from every relay
+    net, regions = _regional_run(5)
+    for i, node in enumerate(net.nodes.values()):
+        counters = node.host.client.counters
+        started = counters.get("circuits_started")
+        if regions[i] == "eu":
+            assert _hop_regions(net, node) == {"eu"}
+            assert (counters.get("paths_regional"), counters.get("paths_not_regional")) == (
+                started,
+                0,
+            )
+        else:
+            assert _hop_regions(net, node) == {"eu", "na"}
+            assert (counters.get("paths_regional"), counters.get("paths_not_regional")) == (
+                0,
+                started,
+            )
+
+
+def test_regional_paths_take_the_entry_guard_from_our_region() -> None:
+    net, regions = _regional_run(4, guards=GuardConfig(count=1, settle_s=0.0))
+    for i, node in enumerate(net.nodes.values()):
+        (guard,) = node.host.client.guards.records()
+        assert REGIONS.region_of(net.nodes[guard.node_id].info.address.host) == regions[i]
+        assert {built.hops[0] for built in _built(node)} == {guard.node_id}
+        assert _hop_regions(net, node) == {regions[i]}
+
+
+def test_without_an_address_or_a_regional_relay_count_paths_are_not_regional() -> None:
+    config = ClientConfig(regions=REGIONS, min_regional_relays=1)
+    net = Network(REGIONAL_NODES, seed=11, client_config=config)
+    client = net.node(0).host.client
+    client.own_host = None  # we advertise no address yet: our region is unknown
+    net.run_until(1.0)
+    assert client.ready_circuits() == 3
+    assert client.counters.get("paths_regional") == 0
+    assert client.counters.get("paths_not_regional") == client.counters.get("circuits_started")
+    with pytest.raises(ValueError, match="min_regional_relays"):
+        ClientConfig(regions=REGIONS, min_regional_relays=0)
 
 
 def test_with_near_first_hops_a_send_before_any_measured_link_still_goes_out() -> None:

@@ -11,6 +11,8 @@ from murmur.base.ids import NodeId
 from murmur.overlay.circuits import CircuitBuilt, ClientConfig, NoCircuitAvailable, RelayDirectory
 from murmur.overlay.circuits.guards import EntryGuards, GuardConfig, GuardRecord
 from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
+from murmur.overlay.circuits.regions import RegionMap
+from murmur.overlay.circuits.selection import HopRegion
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import CellCommand, DestroyReason, encode_cell, encode_reason
@@ -30,7 +32,12 @@ def _directory(size: int = 12) -> RelayDirectory:
     return Network(size, seed=5).directory
 
 
-def _primary(guards: EntryGuards, directory: RelayDirectory, now: float = 0.0) -> list[NodeId]:
+def _primary(
+    guards: EntryGuards,
+    directory: RelayDirectory,
+    now: float = 0.0,
+    region: HopRegion | None = None,
+) -> list[NodeId]:
     chosen = guards.primary(
         directory,
         origin=ORIGIN,
@@ -38,6 +45,7 @@ def _primary(guards: EntryGuards, directory: RelayDirectory, now: float = 0.0) -
         min_score=0.1,
         now=now,
         wall_now=now,
+        region=region,
     )
     return [relay.node_id for relay in chosen]
 
@@ -121,6 +129,23 @@ def test_guards_kept_from_an_earlier_run_are_used_in_their_order() -> None:
     guards = EntryGuards(SETTLED(count=1), SeededRng(6), records)
     assert _primary(guards, directory, now=DAY) == [ids[0]]
     assert guards.records() == records
+
+
+def test_with_regional_paths_guards_come_from_the_region_and_others_wait_on_the_list() -> None:
+    directory = _directory()  # relay i at 10.{i + 1}.0.1
+    ids = [relay.node_id for relay in directory]
+    regions = RegionMap.from_entries(
+        [(f"10.{i + 1}.0.0/16", "eu" if i < 6 else "na") for i in range(len(ids))]
+    )
+    eu = HopRegion(regions, "eu")
+    kept = [GuardRecord(ids[9], 0.0, 40 * DAY)]  # drawn from every relay, in na
+    guards = EntryGuards(SETTLED(count=1), SeededRng(7), kept)
+    (guard,) = _primary(guards, directory, now=DAY, region=eu)
+    assert ids.index(guard) < 6
+    assert [g.node_id for g in guards.records()] == [ids[9], guard]
+    assert _primary(guards, directory, now=DAY, region=eu) == [guard]
+    # the region gone thin, paths and guards fall back to every relay: the first guard again
+    assert _primary(guards, directory, now=DAY) == [ids[9]]
 
 
 def test_config_refuses_guards_together_with_near_first_hops() -> None:

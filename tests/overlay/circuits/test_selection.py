@@ -11,13 +11,17 @@ from hypothesis import strategies as st
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.circuits.selection import (
     RATIO_SCALE,
+    HopRegion,
     NatType,
     NoCircuitAvailable,
     RelayCapacity,
     RelayDirectory,
     RelayInfo,
+    hop_candidates,
+    hop_region,
     relay_score,
     select_path,
 )
@@ -189,3 +193,59 @@ def test_the_first_hop_is_drawn_from_the_given_relays_when_any_qualifies() -> No
         first_hop=[relays[3].node_id],
     )
     assert path[0].node_id != relays[3].node_id
+
+
+# --- regional paths ------------------------------------------------------------------------
+
+REGIONS = RegionMap.parse("10.0.0.0/9 eu\n10.128.0.0/9 na\n")
+"""10.0-127.x.x in eu, 10.128-255.x.x in na."""
+ORIGIN = NodeId(b"\xff" * 32)  # no _relay id
+
+
+def _regional_relays() -> list[RelayInfo]:
+    """10 relays in eu (10.1-10), 30 in na (10.129-158), one in no region (192.0.2.1)."""
+    eu = [_relay(i, f"10.{i}.0.1") for i in range(1, 11)]
+    na = [_relay(100 + i, f"10.{128 + i}.0.1") for i in range(1, 31)]
+    return [*eu, *na, _relay(200, "192.0.2.1")]
+
+
+def _region(own_host: str | None, min_relays: int) -> HopRegion | None:
+    return hop_region(
+        _regional_relays(),
+        regions=REGIONS,
+        own_host=own_host,
+        min_relays=min_relays,
+        origin=ORIGIN,
+        origin_prefixes=frozenset({network_prefix(own_host or "10.99.0.1")}),
+        min_score=0.1,
+    )
+
+
+def test_hop_region_is_ours_only_when_it_holds_enough_hop_candidates() -> None:
+    # our own /16 (10.1) is no candidate: 9 eu relays are left
+    assert _region("10.1.0.1", 9) == HopRegion(REGIONS, "eu")
+    assert _region("10.1.0.1", 10) is None
+    assert _region("10.200.0.1", 30) == HopRegion(REGIONS, "na")
+    assert _region("10.200.0.1", 31) is None
+    assert _region("192.0.2.9", 1) is None  # our address is in no region
+    assert _region(None, 1) is None  # no address yet
+
+
+def test_regional_paths_keep_every_hop_in_the_region() -> None:
+    relays = _regional_relays()
+    region = HopRegion(REGIONS, "eu")
+    eu = {r.node_id for r in relays[:10]}
+    own = frozenset({network_prefix("10.99.0.1")})
+    rng = SeededRng(4)
+    drawn: set[NodeId] = set()
+    for _ in range(300):
+        path = select_path(relays, rng, hops=3, origin=ORIGIN, origin_prefixes=own, region=region)
+        assert {r.node_id for r in path} <= eu and len({r.prefix for r in path}) == 3
+        drawn.update(r.node_id for r in path)
+    assert drawn == eu
+    candidates = hop_candidates(
+        relays, origin=ORIGIN, origin_prefixes=own, min_score=0.1, region=region
+    )
+    assert {r.node_id for r, _, _ in candidates} == eu
+    with pytest.raises(NoCircuitAvailable):  # a region too small for a path stays strict
+        select_path(relays[:2], rng, hops=3, origin=ORIGIN, origin_prefixes=own, region=region)

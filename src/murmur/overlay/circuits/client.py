@@ -7,10 +7,13 @@ candidate draws a path (:func:`~murmur.overlay.circuits.selection.select_path`),
 there is no link (``ConnectTo``), runs the hybrid handshake with hop 1 in CREATE/CREATED, then
 with hop 2 inside an EXTEND/EXTENDED exchange through hop 1, then with hop 3 through hop 2
 (CREATE and EXTEND each span several cells, sent back to back; the answers take one).
-Each hop's keys become one onion layer. A ready circuit is rotated after ``lifetime_s`` plus
-uniform jitter (after its outstanding requests are answered or time out); any failure
-(DESTROY, TRUNCATED, a lost link, a bad cell, a timeout) tears it down and the maintenance loop
-replaces it, backing off while a slot's every candidate fails.
+Each hop's keys become one onion layer. With regional paths (``config.regions``) every path
+is drawn from the relays in our own region while enough are there
+(:func:`~murmur.overlay.circuits.selection.hop_region`, decided anew for each pool slot). A
+ready circuit is rotated after ``lifetime_s`` plus uniform jitter (after its outstanding
+requests are answered or time out); any failure (DESTROY, TRUNCATED, a lost link, a bad cell,
+a timeout) tears it down and the maintenance loop replaces it, backing off while a slot's every
+candidate fails.
 
 ``send(topic, payload, now)`` picks a uniformly random ready circuit and sends the payload as
 DATA cells that only the last hop can read, padded with random bytes to its size bucket first
@@ -55,10 +58,12 @@ from murmur.overlay.circuits.layers import OriginLayers
 from murmur.overlay.circuits.path_bias import RelayedOutcomes
 from murmur.overlay.circuits.reassembly import Reassembly
 from murmur.overlay.circuits.selection import (
+    HopRegion,
     NoCircuitAvailable,
     RelayDirectory,
     RelayInfo,
     hop_candidates,
+    hop_region,
     select_path,
 )
 from murmur.wire.cells import (
@@ -152,6 +157,7 @@ class CircuitClient:
         rng: Rng,
         now: float,
         own_prefixes: frozenset[bytes] = frozenset(),
+        own_host: str | None = None,
         config: ClientConfig | None = None,
         ids: CircuitIds | None = None,
         guards: Iterable[GuardRecord] = (),
@@ -159,6 +165,8 @@ class CircuitClient:
         relayed: RelayedOutcomes | None = None,
     ) -> None:
         """``own_prefixes``: :func:`network_prefix` of every address this node is known by.
+        ``own_host``: the address this node advertises, which places it in a region (regional
+        paths, ``config.regions``; None: in none yet).
         ``guards``: the entry guards kept from an earlier run (with ``config.guards.count``).
         ``wall_clock_offset_s``: wall-clock time minus ``now``, which guard lifetimes are
         measured on (kept up to date by whoever corrects the node's clock). ``relayed``: how
@@ -171,6 +179,7 @@ class CircuitClient:
         self.node_id = node_id
         self.directory = directory
         self.own_prefixes = own_prefixes
+        self.own_host = own_host
         self.counters = Counters()
         self._rng = rng
         self._ids = ids or CircuitIds(node_id)
@@ -251,7 +260,8 @@ class CircuitClient:
         nor have one built (too few diverse relays known), as :meth:`send` itself would."""
         if self._ready() or self._building():
             return
-        self._draw_path(self._slot_first_hop(now))
+        region = self._hop_region()
+        self._draw_path(self._slot_first_hop(now, region), region)
 
     def build_soon(self, now: float) -> None:
         """A send waits for a circuit (held by the caller): start building one now unless one
@@ -450,12 +460,13 @@ class CircuitClient:
         anyway, and the node dials one hop 1 per slot, as without a race (a race over fresh
         first hops dials one per candidate, and relays' inbound limits refused them:
         docs/evaluation.md §6, session 8)."""
-        first_hop = self._slot_first_hop(now)
+        region = self._hop_region()
+        first_hop = self._slot_first_hop(now, region)
         race, self._next_race = self._next_race, self._next_race + 1
         handles: set[int] = set()
         for _ in range(self.config.build_race):
             try:
-                circuit = self._start_candidate(race, now, first_hop)
+                circuit = self._start_candidate(race, now, first_hop, region)
             except NoCircuitAvailable:
                 if not handles:
                     raise
@@ -473,7 +484,22 @@ class CircuitClient:
         else:
             self._race_lost(now)
 
-    def _draw_path(self, first_hop: list[NodeId]) -> list[RelayInfo]:
+    def _hop_region(self) -> HopRegion | None:
+        """The region hops are drawn from now (regional paths); None: every relay."""
+        regions = self.config.regions
+        if regions is None:
+            return None
+        return hop_region(
+            self.directory,
+            regions=regions,
+            own_host=self.own_host,
+            min_relays=self.config.min_regional_relays,
+            origin=self.node_id,
+            origin_prefixes=self.own_prefixes,
+            min_score=self.config.min_relay_score,
+        )
+
+    def _draw_path(self, first_hop: list[NodeId], region: HopRegion | None) -> list[RelayInfo]:
         return select_path(
             self.directory,
             self._rng,
@@ -483,10 +509,15 @@ class CircuitClient:
             min_score=self.config.min_relay_score,
             first_hop=first_hop,
             strict_first_hop=bool(self.config.guards.count),
+            region=region,
         )
 
-    def _start_candidate(self, race: int, now: float, first_hop: list[NodeId]) -> _Circuit:
-        path = self._draw_path(first_hop)
+    def _start_candidate(
+        self, race: int, now: float, first_hop: list[NodeId], region: HopRegion | None
+    ) -> _Circuit:
+        path = self._draw_path(first_hop, region)
+        if self.config.regions is not None:
+            self.counters.inc("paths_regional" if region is not None else "paths_not_regional")
         handle, self._next_handle = self._next_handle, self._next_handle + 1
         first = path[0].node_id
         circuit = _Circuit(
@@ -510,7 +541,7 @@ class CircuitClient:
             self._actions.append(ConnectTo(first, path[0].address, own_circuit=True))
         return circuit
 
-    def _slot_first_hop(self, now: float) -> list[NodeId]:
+    def _slot_first_hop(self, now: float, region: HopRegion | None) -> list[NodeId]:
         """Where a new pool slot's candidates draw hop 1 from: with entry guards, the primary
         guard fewest circuits use (raising :class:`NoCircuitAvailable` when none is usable:
         hop 1 never falls back to another relay); with near first hops, the
@@ -529,9 +560,10 @@ class CircuitClient:
                 min_score=self.config.min_relay_score,
                 now=now,
                 wall_now=now + self.wall_clock_offset_s,
+                region=region,
             )
             if not primary:
-                self._check_enough_relays()
+                self._check_enough_relays(region)
                 raise NoCircuitAvailable(
                     "no usable entry guard (none drawn while the directory settles, the guard "
                     "is waited for, or every guard on the list is unreachable)"
@@ -545,7 +577,7 @@ class CircuitClient:
             return []
         return [min(near, key=used.__getitem__)]  # ties: the nearest, as ``near`` is sorted
 
-    def _check_enough_relays(self) -> None:
+    def _check_enough_relays(self, region: HopRegion | None) -> None:
         """Raises what a path draw would when too few relays are known for any path (the
         more useful error while guards wait), without drawing anything."""
         candidates = hop_candidates(
@@ -553,6 +585,7 @@ class CircuitClient:
             origin=self.node_id,
             origin_prefixes=self.own_prefixes,
             min_score=self.config.min_relay_score,
+            region=region,
         )
         prefixes = {prefix for _, _, prefix in candidates}
         if len(prefixes) < self.config.hops:

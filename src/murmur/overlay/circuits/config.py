@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from murmur.overlay.circuits.guards import GuardConfig
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.circuits.selection import MIN_RELAY_SCORE
 from murmur.overlay.shaping.config import DelayRange
 from murmur.wire.cells import PADDING_BUCKETS_BYTES, check_buckets
@@ -46,6 +47,19 @@ class ClientConfig:
     """Entry guards (``guards.count`` > 0): hop 1 from a few relays kept for weeks
     (:mod:`murmur.overlay.circuits.guards`). Not with near first hops: a guard is drawn from
     every relay, and drawing it from the nearest links would tell a spy at hop 2 whose it is."""
+    regions: RegionMap | None = None
+    """Regional paths, when set: every hop of our circuits, entry guards included, is drawn
+    from the relays whose announced address this table places in our own region (our
+    advertised address's), provided at least ``min_regional_relays`` of them may be a hop;
+    otherwise (our region unknown, or too thin) from every relay, as when unset. A relay's
+    region is the origin's reading of the address the relay signs and must be reachable at,
+    never the relay's word, so a spy is in a region only by hosting there. The three links of
+    a circuit within one region cost p50 58 ms and p99 128 ms in the simulator's latency
+    model, against p99 420 ms for three drawn from the world; but hop 2 and the exit learn
+    the origin's region, and the delay from hop 1 to publication that a timing spy must match
+    narrows."""
+    min_regional_relays: int = 30
+    """Relays our region must offer as hop candidates for regional paths to keep to it."""
     lifetime_s: float = 600.0
     lifetime_jitter_s: float = 180.0
     """Each circuit is rotated after ``lifetime_s`` plus uniform jitter in [0, this]."""
@@ -65,6 +79,8 @@ class ClientConfig:
     def __post_init__(self) -> None:
         if min(self.hops, self.pool_size, self.max_parallel_builds, self.build_race) < 1:
             raise ValueError("hops, pool_size, max_parallel_builds and build_race must be positive")
+        if self.min_regional_relays < 1:
+            raise ValueError("min_regional_relays must be positive")
         if self.near_first_hops < 0:
             raise ValueError("near_first_hops must not be negative")
         if self.near_first_hops and self.guards.count:

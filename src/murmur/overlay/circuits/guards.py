@@ -11,9 +11,10 @@ fraction p of nodes) is seen at hop 1 all the time. Guards change *which* nodes 
 they remove is the exposure that grows with time (docs/evaluation.md §6, "Entry guards").
 
 The state is an ordered list of sampled guards. A guard is usable while its relay is listed
-in the directory, qualifies for hop 1 (its score, a network prefix other than ours) and is not
-marked unreachable. The *primary* guards are the first ``count`` usable ones in the order they
-were sampled; circuits take hop 1 from them. A new guard is sampled (score-weighted, as
+in the directory, qualifies for hop 1 (its score, a network prefix other than ours, and with
+regional paths our region while the client draws hops from it) and is not marked unreachable.
+The *primary* guards are the first ``count`` usable ones in the order they were sampled;
+circuits take hop 1 from them. A new guard is sampled (score-weighted, as
 :func:`select_path` draws a hop, on a prefix no other guard uses) only when fewer than
 ``count`` are usable and the list holds fewer than ``max_sampled``, and neither in the node's
 first ``settle_s`` (its directory is then what its first peers chose to offer) nor while a guard
@@ -47,6 +48,7 @@ from murmur.base.ids import NodeId
 from murmur.base.rng import Rng
 from murmur.overlay.circuits.path_bias import PathBiasConfig, PathBiasCounts
 from murmur.overlay.circuits.selection import (
+    HopRegion,
     NoCircuitAvailable,
     RelayDirectory,
     RelayInfo,
@@ -152,14 +154,18 @@ class EntryGuards:
         min_score: float,
         now: float,
         wall_now: float,
+        region: HopRegion | None = None,
     ) -> list[RelayInfo]:
         """The relays hop 1 is drawn from now: the first ``count`` usable guards in sampling
         order, sampling new ones while there are too few and the list has room, but not in the
         node's first ``settle_s`` nor while a guard missing from the directory is waited for
         (``replace_unlisted_after_s``). Empty when nothing is usable then, or when every guard
-        on a full list is unusable (or no relay qualifies)."""
+        on a full list is unusable (or no relay qualifies). ``region``: the region paths draw
+        hops from now (regional paths), which guards must be in to be usable and are sampled
+        from; a guard outside it waits on the list, usable again if paths fall back to every
+        relay."""
         self._prune(directory, wall_now)
-        usable = self._usable(directory, origin, origin_prefixes, min_score, now)
+        usable = self._usable(directory, origin, origin_prefixes, min_score, now, region)
         waited_for = any(
             g.unlisted_since is not None
             and g.disabled_at is None
@@ -169,7 +175,7 @@ class EntryGuards:
         if now < self._settled_at or waited_for:
             return usable[: self.config.count]
         while len(usable) < self.config.count and len(self._sampled) < self.config.max_sampled:
-            guard = self._sample(directory, origin, origin_prefixes, min_score, wall_now)
+            guard = self._sample(directory, origin, origin_prefixes, min_score, wall_now, region)
             if guard is None:
                 break
             usable.append(guard)
@@ -282,6 +288,7 @@ class EntryGuards:
         origin_prefixes: frozenset[bytes],
         min_score: float,
         now: float,
+        region: HopRegion | None,
     ) -> list[RelayInfo]:
         reachable = [
             relay
@@ -291,7 +298,11 @@ class EntryGuards:
             and self._unreachable_until.get(guard.node_id, -1.0) <= now
         ]
         candidates = hop_candidates(
-            reachable, origin=origin, origin_prefixes=origin_prefixes, min_score=min_score
+            reachable,
+            origin=origin,
+            origin_prefixes=origin_prefixes,
+            min_score=min_score,
+            region=region,
         )
         return [relay for relay, _, _ in candidates]
 
@@ -339,6 +350,7 @@ class EntryGuards:
         origin_prefixes: frozenset[bytes],
         min_score: float,
         wall_now: float,
+        region: HopRegion | None,
     ) -> RelayInfo | None:
         held = {g.node_id for g in self._sampled}
         prefixes = {relay.prefix for g in self._sampled if (relay := directory.get(g.node_id))}
@@ -351,6 +363,7 @@ class EntryGuards:
                 origin=origin,
                 origin_prefixes=origin_prefixes | prefixes,
                 min_score=min_score,
+                region=region,
             )
         except NoCircuitAvailable:
             return None

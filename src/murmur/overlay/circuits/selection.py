@@ -8,6 +8,11 @@ by hop, each hop with probability proportional to its score among the candidates
 candidate is left only if its network prefix (/16 for IPv4, /32 for IPv6) differs from the
 origin's own prefixes and from every hop already chosen, so one operator on one network cannot
 hold two hops of a circuit cheaply.
+
+Regional paths (``ClientConfig.regions``): every hop, entry guards included, is drawn only from
+the relays in the origin's own region (:class:`HopRegion`, as a :class:`RegionMap` places the
+address each relay signs), when :func:`hop_region` finds enough of them there; from every relay
+otherwise. Three links within one region cost a fraction of three drawn from the world.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from murmur.base.errors import MurmurError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.rng import Rng
 from murmur.overlay.circuits.onion_keys import OnionPublicKeys
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.peers.netgroup import network_prefix
 from murmur.wire.cells import RelayAddress
 from murmur.wire.codec import Reader, Writer
@@ -160,23 +166,66 @@ class RelayDirectory:
         self._relays.pop(node_id, None)
 
 
+@dataclass(frozen=True, slots=True)
+class HopRegion:
+    """The region every hop is drawn from (regional paths): the relays whose announced
+    address ``regions`` places in ``label``."""
+
+    regions: RegionMap
+    label: str
+
+    def holds(self, relay: RelayInfo) -> bool:
+        return self.regions.region_of(relay.address.host) == self.label
+
+
 def hop_candidates(
     relays: Iterable[RelayInfo],
     *,
     origin: NodeId,
     origin_prefixes: frozenset[bytes],
     min_score: float,
+    region: HopRegion | None = None,
 ) -> list[tuple[RelayInfo, float, bytes]]:
     """The relays that may be a hop of ``origin``'s circuits, with their score and network
-    prefix: not the origin, not on one of its prefixes, scoring at least ``min_score``. The one
-    rule path draws, entry guards and the client's own checks share."""
+    prefix: not the origin, not on one of its prefixes, scoring at least ``min_score``, and in
+    ``region`` when one is given. The one rule path draws, entry guards and the client's own
+    checks share."""
     return [
         (r, score, r.prefix)
         for r in relays
         if r.node_id != origin
         and r.prefix not in origin_prefixes
         and (score := relay_score(r.capacity)) >= min_score
+        and (region is None or region.holds(r))
     ]
+
+
+def hop_region(
+    relays: Iterable[RelayInfo],
+    *,
+    regions: RegionMap,
+    own_host: str | None,
+    min_relays: int,
+    origin: NodeId,
+    origin_prefixes: frozenset[bytes],
+    min_score: float,
+) -> HopRegion | None:
+    """Where regional paths draw hops from now: our own region (``own_host``'s, as ``regions``
+    places it) when at least ``min_relays`` of ``relays`` there may be a hop; None (every relay)
+    when our region is unknown or thinner. Decided over the whole directory, not per draw's
+    leftovers, so path draws and entry guards apply one region."""
+    label = None if own_host is None else regions.region_of(own_host)
+    if label is None:
+        return None
+    region = HopRegion(regions, label)
+    found = hop_candidates(
+        relays,
+        origin=origin,
+        origin_prefixes=origin_prefixes,
+        min_score=min_score,
+        region=region,
+    )
+    return region if len(found) >= min_relays else None
 
 
 def select_path(
@@ -189,13 +238,18 @@ def select_path(
     min_score: float = MIN_RELAY_SCORE,
     first_hop: Collection[NodeId] = (),
     strict_first_hop: bool = False,
+    region: HopRegion | None = None,
 ) -> list[RelayInfo]:
     """``hops`` relays, score-weighted, on pairwise distinct prefixes none of which is ours,
-    each scoring at least ``min_score``; the first drawn from ``first_hop`` when any of those
-    qualifies (from all relays otherwise, unless ``strict_first_hop``: entry guards never give
-    way to another relay)."""
+    each scoring at least ``min_score`` (and in ``region``, when given); the first drawn from
+    ``first_hop`` when any of those qualifies (from all relays otherwise, unless
+    ``strict_first_hop``: entry guards never give way to another relay)."""
     candidates = hop_candidates(
-        relays, origin=origin, origin_prefixes=origin_prefixes, min_score=min_score
+        relays,
+        origin=origin,
+        origin_prefixes=origin_prefixes,
+        min_score=min_score,
+        region=region,
     )
     path: list[RelayInfo] = []
     used = set(origin_prefixes)
