@@ -323,6 +323,22 @@ def test_privacy_preset_and_level_parse_and_read_back() -> None:
     assert parse_config(render_config(both)) == both
 
 
+def test_regional_paths_and_their_region_map_parse_and_read_back() -> None:
+    assert NodeConfig().regional_paths is None and not NodeConfig().privacy().preset.regional_paths
+    config = parse_config('[privacy]\nregional_paths = true\nregion_map = "regions.txt"\n')
+    assert (config.regional_paths, config.region_map) == (True, "regions.txt")
+    assert config.privacy().preset.regional_paths
+    assert parse_config(render_config(config)) == config
+    off = parse_config('[privacy]\nregional_paths = false\nregion_map = "/etc/regions"\n')
+    assert not off.privacy().preset.regional_paths
+    assert parse_config(render_config(off)) == off
+    with pytest.raises(ConfigError, match=r"regional_paths needs privacy\.region_map"):
+        parse_config("[privacy]\nregional_paths = true\n")
+    for bad in ("regional_paths = 1", 'regional_paths = "yes"', 'region_map = ""'):
+        with pytest.raises(ConfigError, match=rf"^privacy\.{bad.split()[0]}: expected"):
+            parse_config(f"[privacy]\n{bad}\n")
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [

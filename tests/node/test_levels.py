@@ -14,6 +14,7 @@ from murmur.node.levels import (
     level_named,
     preset_named,
 )
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.circuits.selection import MIN_RELAY_SCORE
 from murmur.overlay.shaping import TimingLaw
 from murmur.overlay.shaping.config import DelayRange
@@ -160,3 +161,16 @@ def test_tuned_settings_switch_path_bias_and_its_baseline() -> None:
     assert off.disable_below == 0.0  # never disables a guard
     fixed = base.tuned(path_bias_baseline=False).client_config().guards.path_bias
     assert not fixed.relayed_baseline and fixed.disable_below == bias.disable_below
+
+
+def test_regional_paths_are_off_in_every_preset_and_need_a_region_map() -> None:
+    regions = RegionMap.parse("192.0.2.0/24 eu\n")
+    assert not any(preset.regional_paths for preset in PRESETS.values())
+    base = PrivacySettings.from_names()
+    assert base.client_config(regions).regions is None  # a map alone turns nothing on
+    regional = base.tuned(regional_paths=True)
+    config = regional.client_config(regions)
+    assert config.regions is regions and config.min_regional_relays == 30
+    assert replace(config, regions=None) == base.client_config()
+    with pytest.raises(ConfigError, match="need a region map"):
+        regional.client_config()

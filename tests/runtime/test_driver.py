@@ -299,6 +299,24 @@ async def test_a_second_node_on_one_directory_is_refused_and_leaves_the_first_re
     await third.stop()
 
 
+async def test_a_node_with_regional_paths_places_itself_and_relays_with_its_region_map(
+    tmp_path: Path,
+) -> None:
+    identity = keystore.init_node_dir(tmp_path)
+    (tmp_path / "regions.txt").write_text("127.0.0.0/8 lo\n")
+    config = NodeConfig(regional_paths=True, region_map="regions.txt")
+    runtime = NodeRuntime(identity=identity, config=config, node_dir=tmp_path)
+    await runtime.start()
+    try:
+        client = runtime.node.circuits.client
+        assert client.config.regions is not None and client.own_host == "127.0.0.1"
+        assert client.config.regions.region_of(client.own_host) == "lo"
+    finally:
+        await runtime.stop()
+    with pytest.raises(ConfigError, match="regional paths need a region map"):
+        NodeRuntime(identity=identity, config=config)  # no node directory to read it from
+
+
 async def test_a_start_that_fails_undoes_what_it_opened(tmp_path: Path) -> None:
     identity = keystore.init_node_dir(tmp_path)
     with socket.socket() as taken:

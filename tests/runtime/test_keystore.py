@@ -3,6 +3,7 @@ import json
 import os
 import stat
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from murmur.runtime.keystore import (
     init_node_dir,
     load_config,
     load_identity,
+    load_region_map,
     lock_node_dir,
     read_cookie,
     read_guards,
@@ -314,12 +316,45 @@ def test_a_config_others_may_write_is_refused(tmp_path: Path, loose: int) -> Non
         load_config(tmp_path)
 
 
+def test_the_region_map_the_config_names_is_read_from_the_node_directory(tmp_path: Path) -> None:
+    init_node_dir(tmp_path)
+    assert load_region_map(tmp_path, NodeConfig()) is None
+    config = NodeConfig(regional_paths=True, region_map="regions.txt")
+    path = tmp_path / "regions.txt"
+    with pytest.raises(MissingFileError, match=r"privacy\.region_map in .*config\.toml names it"):
+        load_region_map(tmp_path, config)
+    path.write_text("# test\n192.0.2.0/24 eu\n2001:db8::/32 na\n")
+    path.chmod(0o644)
+    regions = load_region_map(tmp_path, config)
+    assert regions is not None and len(regions) == 2
+    assert regions.region_of("192.0.2.9") == "eu"
+    absolute = load_region_map(tmp_path / "elsewhere", replace(config, region_map=str(path)))
+    assert absolute is not None and absolute.region_of("2001:db8::1") == "na"
+    path.write_text("192.0.2.0/24 eu\n192.0.2.0/33 na\n")
+    with pytest.raises(ConfigError, match=rf"^{path}: line 2: '192.0.2.0/33' is not a network"):
+        load_region_map(tmp_path, config)
+    path.write_bytes(b"\xff")
+    with pytest.raises(ConfigError, match="UTF-8"):
+        load_region_map(tmp_path, config)
+    path.chmod(0o666)  # whoever may write it chooses the relays regional paths use
+    with pytest.raises(ConfigError, match=f"chmod go-w {path}"):
+        load_region_map(tmp_path, config)
+
+
+def test_regional_paths_without_a_region_map_fail_at_start_up(tmp_path: Path) -> None:
+    init_node_dir(tmp_path)
+    (tmp_path / "config.toml").write_text("[privacy]\nregional_paths = true\n")
+    with pytest.raises(ConfigError, match=r"regional_paths needs privacy\.region_map"):
+        load_config(tmp_path)
+
+
 _LOADERS: list[tuple[str, Callable[[Path], Any]]] = [
     (IDENTITY_FILE, load_identity),
     (COOKIE_FILE, read_cookie),
     (NODE_INFO_FILE, read_node_info),
     (CONFIG_FILE, load_config),
     (GUARDS_FILE, read_guards),
+    ("regions.txt", lambda d: load_region_map(d, NodeConfig(region_map="regions.txt"))),
 ]
 _VALID_CONTENTS = [
     b"s" * 32,

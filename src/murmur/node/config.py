@@ -52,6 +52,7 @@ MAX_CIRCUIT_LINKS = 64
 MAX_LINKED_PEERS = GossipConfig().max_peers
 """Peers the gossip router holds: ``max_inbound + max_outbound + MAX_CIRCUIT_LINKS`` must fit."""
 MAX_CONFIG_INT = 2**53  # beyond this, float arithmetic on rates loses integers
+MAX_PATH_CHARS = 4096
 
 DEFAULT_TOPICS: tuple[str, ...] = tuple(
     message_type.value for message_type, path in PATH_BY_TYPE.items() if path is MessagePath.FAST
@@ -197,11 +198,22 @@ class NodeConfig:
     """The node's own level; None takes the preset's."""
     tx_route: TxRoute = TxRoute.CIRCUIT
     """How transactions that name no route leave this node."""
+    regional_paths: bool | None = None
+    """Draw circuit hops from our own region (``PrivacyPreset.regional_paths``); None takes
+    the preset's."""
+    region_map: str | None = None
+    """The region map file (:mod:`murmur.overlay.circuits.regions`), relative to the node
+    directory unless absolute; the runtime reads it."""
 
     def __post_init__(self) -> None:
         preset_named(self.privacy_preset)
         if self.privacy_level is not None:
             level_named(self.privacy_level)
+        if self.privacy().preset.regional_paths and self.region_map is None:
+            raise ConfigError(
+                "privacy.regional_paths needs privacy.region_map, the file that places "
+                "addresses in regions"
+            )
         if self.api_listen.host != LOOPBACK_HOST:
             raise ConfigError(f"the control API listens on {LOOPBACK_HOST} only")
         if len(self.bootstrap) > MAX_BOOTSTRAP_PEERS:
@@ -230,7 +242,8 @@ class NodeConfig:
         return len(self.topics) + len(NODE_TOPICS)
 
     def privacy(self) -> PrivacySettings:
-        return PrivacySettings.from_names(self.privacy_preset, self.privacy_level)
+        settings = PrivacySettings.from_names(self.privacy_preset, self.privacy_level)
+        return settings.tuned(regional_paths=self.regional_paths)
 
 
 # -- value converters: TOML value -> Python value, raising ConfigError without the key path --
@@ -254,6 +267,19 @@ def _shown(value: int | float) -> str:
     if isinstance(value, int) and value.bit_length() > 64:
         return f"an integer of {value.bit_length()} bits"
     return str(value)
+
+
+def _bool(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"expected true or false, got {type(value).__name__}")
+    return value
+
+
+def _path(value: object) -> str:
+    text = _str(value)
+    if not 0 < len(text) <= MAX_PATH_CHARS or "\0" in text:
+        raise ConfigError(f"expected a file path of 1 to {MAX_PATH_CHARS} characters, no NUL")
+    return text
 
 
 def _int(value: object) -> int:
@@ -478,6 +504,26 @@ _SCHEMA: dict[str, tuple[str, dict[str, _Key]]] = {
                 "nodes). `murmur send-tx --route` overrides it for one transaction.",
                 _choice({route.value: route for route in TxRoute}),
                 lambda v: _toml_str(v.value),
+            ),
+            "regional_paths": _Key(
+                "regional_paths",
+                "true: draw every hop of this node's circuits, its entry guard included, from "
+                "relays in its own region (as region_map places its advertised address and "
+                "theirs) while enough relays are there: lower latency, but hop 2 and the exit "
+                "learn the region this node is in, and a timing spy has fewer delays to match.",
+                _bool,
+                lambda v: "true" if v else "false",
+                unset="the preset's (off in every preset)",
+            ),
+            "region_map": _Key(
+                "region_map",
+                "Region map file: one 'CIDR REGION' per line (e.g. 192.0.2.0/24 eu), '#' "
+                "comments; the longest network holding an address gives its region. Relative "
+                "to the node directory; it must not be writable by other users. Needed by "
+                "regional_paths.",
+                _path,
+                _toml_str,
+                unset="no region map",
             ),
         },
     ),

@@ -78,6 +78,7 @@ from murmur.overlay.circuits.events import (
     SendFailed,
 )
 from murmur.overlay.circuits.guards import GuardRecord
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.circuits.selection import on_local_network
 from murmur.overlay.gossip.actions import Deliver, PenalizePeer, SendRpc
 from murmur.overlay.gossip.config import GossipConfig
@@ -159,6 +160,7 @@ class Node:
         stem_config: StemConfig | None = None,
         guards: Iterable[GuardRecord] = (),
         circuit_link_idle_s: tuple[float, float] = CIRCUIT_LINK_IDLE_S,
+        regions: RegionMap | None = None,
     ) -> None:
         """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now`` (the runtime
         measures it, and tells the node when it changes: :meth:`set_wall_clock`; the simulator
@@ -166,7 +168,9 @@ class Node:
         resolved preset and level, when not the config's (the simulator tunes levels this way).
         ``guards``: the entry guards the node kept when it last ran (``guard_records``).
         ``circuit_link_idle_s``: how long a link opened for circuits stays open unused (the
-        simulator shortens it with the circuits' lifetime when it compresses time)."""
+        simulator shortens it with the circuits' lifetime when it compresses time).
+        ``regions``: the region map (the config's ``privacy.region_map``, which the runtime
+        reads), needed when the node's privacy settings ask for regional paths."""
         self.identity = identity
         self.node_id = identity.node_id
         self.config = config
@@ -194,6 +198,7 @@ class Node:
             relay_config=relay_config,
             privacy=privacy or config.privacy(),
             guards=guards,
+            regions=regions,
         )
         self.circuits = self.private.circuits
         self.stem = StemPath(rng=rng, config=stem_config)

@@ -48,6 +48,7 @@ from murmur.overlay.circuits.config import ClientConfig, RelayConfig
 from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.host import CircuitHost
 from murmur.overlay.circuits.onion_keys import OnionKeyPair, OnionKeyRing
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.circuits.selection import (
     NatType,
     RelayCapacity,
@@ -170,11 +171,13 @@ class PrivatePath:
         relay_config: RelayConfig | None = None,
         privacy: PrivacySettings | None = None,
         guards: Iterable[GuardRecord] = (),
+        regions: RegionMap | None = None,
     ) -> None:
         """``wall_clock_offset_s``: wall-clock time (Unix seconds) minus ``now``, for the issue
         times announcements carry and the entry guards' lifetimes. Circuit configs not given
         explicitly come from ``privacy`` (default: the standard preset). ``guards``: the entry
-        guards kept from an earlier run."""
+        guards kept from an earlier run. ``regions``: the region map regional paths place
+        relays and this node with (needed when ``privacy`` asks for them)."""
         self.privacy = privacy or PrivacySettings.from_names()
         self._identity = identity
         self._capacity = capacity
@@ -205,7 +208,7 @@ class PrivatePath:
             now=now,
             validate=self.validate,
             answer=self.answer,
-            client_config=client_config or self.privacy.client_config(),
+            client_config=client_config or self.privacy.client_config(regions),
             relay_config=relay_config or self.privacy.relay_config(),
             guards=guards,
             wall_clock_offset_s=wall_clock_offset_s,
@@ -288,6 +291,7 @@ class PrivatePath:
     def set_advertised_address(self, host: str, port: int, now: float) -> None:
         self.advertised = RelayAddress(host, port)
         self.circuits.client.own_prefixes = frozenset({network_prefix(host)})
+        self.circuits.client.own_host = host
         self._next_announce = now
 
     @property

@@ -83,6 +83,7 @@ class NodeRuntime:
         self.transport = transport or TcpTransport()
         now = time.monotonic()
         kept = keystore.KeptGuards() if node_dir is None else keystore.read_guards(node_dir)
+        regions = None if node_dir is None else keystore.load_region_map(node_dir, config)
         self.node = Node(
             identity=identity,
             config=config,
@@ -91,6 +92,7 @@ class NodeRuntime:
             # Announcements carry their issue time; the core reads no clock.
             wall_clock_offset_s=time.time() - now,
             guards=kept.records,
+            regions=regions,
         )
         self.node.restore_announcements(kept.announcements, now)
         self._guards_saved = self.node.guards_version

@@ -21,6 +21,10 @@ Theory of operation. A node directory ``D`` holds:
   through the same guard at once (drawing new ones at every start would undo what guards are
   for). Not a secret, but it tells which relays this node enters through, and whoever could
   write it would choose them: it is read only when private (0600).
+* the region map, when the config names one (``privacy.region_map``, relative to ``D`` unless
+  absolute): one ``CIDR REGION`` per line (:mod:`murmur.overlay.circuits.regions`). It
+  chooses which relays regional paths use, so like ``config.toml`` it is refused when group
+  or others may write it or its directory.
 
 Every file is written as a temporary file created with ``os.open(..., 0o600)`` (and ``fchmod``
 to exactly 0600, whatever the umask), then renamed over the target: no file is ever visible
@@ -53,6 +57,7 @@ from murmur.crypto.identity import SEED_BYTES, Identity
 from murmur.node.config import NodeConfig, parse_config, render_config
 from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.path_bias import PathBiasCounts
+from murmur.overlay.circuits.regions import RegionMap
 
 IDENTITY_FILE = "identity.key"
 CONFIG_FILE = "config.toml"
@@ -67,6 +72,8 @@ COOKIE_BYTES = 32
 MAX_CONFIG_BYTES = 1024 * 1024
 MAX_NODE_INFO_BYTES = 64 * 1024
 MAX_GUARDS_BYTES = 1024 * 1024
+MAX_REGION_MAP_BYTES = 64 * 1024 * 1024
+"""A region map of ``regions.MAX_ENTRIES`` networks, at about 30 bytes a line, with room."""
 MAX_KEPT_ANNOUNCEMENT_BYTES = 16 * 1024
 MAX_KEPT_GUARDS = 64
 """More than a node ever samples (``GuardConfig.max_sampled``, 20)."""
@@ -219,6 +226,24 @@ def load_config(path: str | os.PathLike[str]) -> NodeConfig:
         raise ConfigError(f"{config_path}: not UTF-8 text") from None
     except ConfigError as exc:
         raise ConfigError(f"{config_path}: {exc}") from None
+
+
+def load_region_map(path: str | os.PathLike[str], config: NodeConfig) -> RegionMap | None:
+    """The region map ``config`` names, read from the node directory ``path`` unless named
+    by an absolute path (None when it names none; a config asking for regional paths always
+    names one); :class:`ConfigError` naming the file when it is missing, unsafe or bad (and
+    the line)."""
+    if config.region_map is None:
+        return None
+    map_path = Path(path) / config.region_map
+    hint = f"privacy.region_map in {Path(path) / CONFIG_FILE} names it"
+    data = _read(map_path, MAX_REGION_MAP_BYTES, hint, private=False)
+    try:
+        return RegionMap.parse(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{map_path}: not UTF-8 text") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{map_path}: {exc}") from None
 
 
 def write_cookie(path: str | os.PathLike[str]) -> str:
