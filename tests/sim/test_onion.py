@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from murmur.base.errors import ConfigError
+from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.metrics import quantile
 from murmur.sim.network import NetworkConfig
-from murmur.sim.onion import OnionKit
+from murmur.sim.node_host import node_address
+from murmur.sim.onion import OnionKit, _OnionRun, world_region_map
 from murmur.sim.results import aggregate, overheads, paired_extra_latency_ms, summarise
 from murmur.sim.scenario import RunRecord, Scenario, World, draw_world
 from murmur.sim.timing import origin_events
@@ -347,3 +350,59 @@ def test_an_overload_outside_zero_to_one_is_refused() -> None:
 def test_an_unknown_denial_mode_is_refused() -> None:
     with pytest.raises(ConfigError, match="selective denial"):
         OnionKit(selective_denial="sometimes")
+
+
+def _regional_run(regional: bool) -> tuple[_OnionRun, RunRecord, list[str]]:
+    """A 90-node world run with or without regional paths; each node's region too. About
+    40 % of nodes are in eu, so eu holds the 30 other relays regional paths ask for."""
+    scenario = replace(SMALL, nodes=90, tx_count=4)
+    world = draw_world(scenario, 6)
+    kit = OnionKit(
+        standin_crypto=True, fast_path=False, cover_rate_per_s=0.0, regional_paths=regional
+    )
+    with standin_crypto(True):
+        run = _OnionRun(world, scenario, kit, None)
+        record = run.run()
+    regions = world_region_map(world)
+    return run, record, [regions.region_of(node_address(v).host) or "" for v in range(90)]
+
+
+def test_with_regional_paths_every_hop_is_in_the_origins_region_while_it_is_populated() -> None:
+    run, record, labels = _regional_run(True)
+    population = Counter(labels)
+    populated = {label for label, count in population.items() if count - 1 >= 30}
+    assert populated and set(population) - populated  # both cases occur in this world
+    regional = other = 0
+    for v, node in enumerate(run.nodes):
+        hops = [
+            [labels[run.index_of[hop]] for hop in path]
+            for path in node.circuits.client.circuit_paths()
+        ]
+        assert all(len(path) == 3 for path in hops)
+        if labels[v] in populated:
+            assert all(set(path) == {labels[v]} for path in hops)
+            regional += len(hops)
+        else:
+            other += len(hops)
+    assert regional > 0 and other > 0
+    assert record.extras["regional_paths"] == 1
+    assert record.extras["paths_regional"] > 0 and record.extras["paths_not_regional"] > 0
+
+
+def test_without_regional_paths_hops_come_from_every_region() -> None:
+    run, record, labels = _regional_run(False)
+    mixed = [
+        path
+        for v, node in enumerate(run.nodes)
+        for path in node.circuits.client.circuit_paths()
+        if {labels[run.index_of[hop]] for hop in path} != {labels[v]}
+    ]
+    assert mixed
+    assert (record.extras["regional_paths"], record.extras["paths_regional"]) == (0, 0)
+    assert record.extras["paths_not_regional"] == 0  # counted only with a region map
+
+
+def test_regional_paths_need_a_world_with_regions() -> None:
+    scenario = replace(SMALL, nodes=8, tx_count=1, network=NetworkConfig.ideal())
+    with pytest.raises(ConfigError, match="regions latency model"):
+        OnionKit(standin_crypto=True, regional_paths=True).run(draw_world(scenario, 1), scenario)

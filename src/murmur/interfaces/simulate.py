@@ -205,6 +205,12 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument(
+        "--regional-paths",
+        action="store_true",
+        help="onion: draw every hop (entry guards included) from relays in the origin's own "
+        "region, placed by a region map of the world's addresses, for tuning",
+    )
+    parser.add_argument(
         "--race-before-exit",
         action="store_true",
         default=None,
@@ -493,6 +499,7 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 cover_to_second_hop=args.cover_to_second_hop or None,
                 build_race=args.build_race,
                 near_first_hops=args.near_first_hops,
+                regional_paths=args.regional_paths or None,
                 race_through_exit=False if args.race_before_exit else None,
                 entry_guards=args.entry_guards,
                 circuit_lifetime_s=args.circuit_lifetime,
@@ -655,6 +662,7 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion slot law override": args.slot_law,
         "onion build race override": args.build_race,
         "onion near first hops override": args.near_first_hops,
+        "onion regional paths": args.regional_paths or None,
         "onion race decided before the exit": args.race_before_exit,
         "onion entry guards override": args.entry_guards,
         "onion circuit lifetime override (s)": args.circuit_lifetime,

@@ -28,6 +28,8 @@ from murmur.base.rng import Rng
 
 REGION_WEIGHTS: tuple[float, ...] = (0.30, 0.42, 0.16, 0.05, 0.04, 0.03)
 """Share of public nodes per region (roughly the Bitcoin reachable-node census)."""
+REGION_NAMES: tuple[str, ...] = ("na", "eu", "as", "sa", "oc", "af")
+"""The regions' labels, in the order of ``REGION_WEIGHTS`` and ``REGION_ONE_WAY_MS``."""
 REGION_ONE_WAY_MS: tuple[tuple[float, ...], ...] = (
     # NA    EU     AS     SA     OC     AF
     (22.0, 45.0, 90.0, 65.0, 80.0, 110.0),  # north america
@@ -133,6 +135,11 @@ class RegionLatency:
         self._regions = list(regions)
         self._table = [[ms / 1000.0 for ms in row] for row in table_ms]
         self._seed, self._spread, self._low, self._high = seed, spread, low_s, high_s
+
+    @property
+    def regions(self) -> tuple[int, ...]:
+        """Each node's region, an index into the table (and ``REGION_NAMES``)."""
+        return tuple(self._regions)
 
     def one_way_s(self, a: int, b: int) -> float:
         base = self._table[self._regions[a]][self._regions[b]]

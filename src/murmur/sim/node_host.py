@@ -26,7 +26,8 @@ tear-down cost nothing. Whoever runs the hosts subscribes through plain callback
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ipaddress
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from murmur.node.actions import (
@@ -40,6 +41,7 @@ from murmur.node.actions import (
 )
 from murmur.node.config import HostPort
 from murmur.node.node import Node
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.sim.engine import Engine, SimNode
 
 WALL_CLOCK_AT_ZERO_S = 1_700_000_000.0
@@ -67,6 +69,15 @@ def node_address(index: int) -> HostPort:
     if not 0 <= index < MAX_NODES:
         raise ValueError(f"at most {MAX_NODES} simulated nodes have an address")
     return HostPort(f"{1 + index // 256}.{index % 256}.0.1", NODE_PORT)
+
+
+def address_region_map(labels: Sequence[str]) -> RegionMap:
+    """The region map of a world whose node ``i`` is in region ``labels[i]``: one entry per
+    node, its address's /16 (which it holds alone)."""
+    return RegionMap.from_entries(
+        (str(ipaddress.ip_network(f"{node_address(i).host}/16", strict=False)), label)
+        for i, label in enumerate(labels)
+    )
 
 
 class NodeHost:

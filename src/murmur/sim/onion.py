@@ -4,7 +4,10 @@ Theory of operation: :class:`OnionKit` runs one world (graph, spies, latencies, 
 :class:`murmur.node.node.Node` objects, the ones the daemon runs, hosted by
 :class:`~murmur.sim.node_host.NodeHost`. Each node gets an identity seed, a forked seeded rng,
 the graph's out-edges as bootstrap peers (node id pinned, as an operator would configure them),
-an address on its own /16 and ``set_advertised_address``. One simulation has four stages:
+an address on its own /16 and ``set_advertised_address``. With regional paths every node gets
+one region map of the world (each node's /16 labelled with the region the latency model drew
+for it), so the nodes place one another as a production node places relays from their
+announced addresses. One simulation has four stages:
 
 1. **Directories** (before the clock reaches 0). By default (``announce_flood`` off) every
    node boots at ``BOOT_AT_S`` and runs its own timers, alone, for ``OFFLINE_S``: it signs and
@@ -75,6 +78,7 @@ from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_IDLE_S, Node
 from murmur.node.private_path import REANNOUNCE_INTERVAL_S
 from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.circuits.host import RelayRole
+from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SharedMessages
 from murmur.overlay.routing import MessageType
@@ -85,7 +89,13 @@ from murmur.sim.denial import DENIAL_MODES, DenialMode, SelectiveDenial
 from murmur.sim.engine import Engine, SimNode
 from murmur.sim.estimators import PROTOCOL_ESTIMATORS
 from murmur.sim.fork import in_fork
-from murmur.sim.node_host import WALL_CLOCK_AT_ZERO_S, NodeHost, node_address
+from murmur.sim.network import REGION_NAMES, RegionLatency
+from murmur.sim.node_host import (
+    WALL_CLOCK_AT_ZERO_S,
+    NodeHost,
+    address_region_map,
+    node_address,
+)
 from murmur.sim.overload import Overload
 from murmur.sim.rng import SeededRng
 from murmur.sim.scenario import Progress, Reach, RunRecord, Scenario, World
@@ -151,6 +161,9 @@ class OnionKit:
     """Overrides whether nodes disable entry guards whose circuits fail past them."""
     path_bias_baseline: bool | None = None
     """Overrides whether path bias lowers its bar when the node's relay sees circuits fail."""
+    regional_paths: bool | None = None
+    """Overrides whether nodes draw every hop from their own region (the world's regions,
+    :func:`world_region_map`; needs the ``regions`` latency model)."""
     overload: float = 0.0
     """Every honest relay refuses this share of the circuits other relays extend to it
     (:mod:`murmur.sim.overload`): a network in trouble, path bias's false alarms."""
@@ -170,7 +183,8 @@ class OnionKit:
     figures are measured against)."""
 
     def __post_init__(self) -> None:
-        self.privacy().client_config()  # unknown names and bad tunables fail here, not mid-run
+        # unknown names and bad tunables fail here, not mid-run (the region map is the world's)
+        self.privacy().client_config(RegionMap.from_entries(()))
         if self.selective_denial not in (None, *DENIAL_MODES):
             raise ConfigError(f"unknown selective denial mode {self.selective_denial!r}")
         if self.upkeep_window_s < 0:
@@ -192,6 +206,7 @@ class OnionKit:
             circuit_lifetime_s=self.circuit_lifetime_s,
             path_bias=self.path_bias,
             path_bias_baseline=self.path_bias_baseline,
+            regional_paths=self.regional_paths,
         )
 
     def run(self, world: World, scenario: Scenario, progress: Progress | None = None) -> RunRecord:
@@ -201,6 +216,15 @@ class OnionKit:
             raise ConfigError("stop_at_first_spy does not apply to the onion protocol")
         with standin_crypto(self.standin_crypto):
             return _OnionRun(world, scenario, self, progress).run()
+
+
+def world_region_map(world: World) -> RegionMap:
+    """The region map every node of ``world`` holds with regional paths: node ``i``'s /16
+    labelled with the region the latency model drew for it (``REGION_NAMES``)."""
+    latency = world.latency
+    if not isinstance(latency, RegionLatency):
+        raise ConfigError("regional paths need the regions latency model (a realistic network)")
+    return address_region_map([REGION_NAMES[r] for r in latency.regions])
 
 
 class _Phase:
@@ -297,6 +321,7 @@ class _OnionRun:
         # new ones long before the old ones would close).
         compression = privacy.preset.circuit_lifetime_s / PRESETS[kit.preset].circuit_lifetime_s
         link_idle = (CIRCUIT_LINK_IDLE_S[0] * compression, CIRCUIT_LINK_IDLE_S[1] * compression)
+        regions = world_region_map(world) if privacy.preset.regional_paths else None
         for v in range(n):
             config = NodeConfig(
                 listen=addresses[v],
@@ -313,6 +338,7 @@ class _OnionRun:
                 privacy=privacy,
                 gossip_config=gossip_config,
                 circuit_link_idle_s=link_idle,
+                regions=regions,
             )
             node.gossip.share_messages(shared)
             node.set_advertised_address(addresses[v].host, addresses[v].port, boot)
@@ -686,6 +712,9 @@ class _OnionRun:
             "selective_denial": self.kit.selective_denial or "none",
             "circuits_denied": sum(d.denied for d in self.denials.values()),
             "path_bias_baseline": int(self.privacy.preset.path_bias_baseline),
+            "regional_paths": int(self.privacy.preset.regional_paths),
+            "paths_regional": tally.pop("paths_regional"),
+            "paths_not_regional": tally.pop("paths_not_regional"),
             "overload": self.kit.overload,
             "circuits_refused_overload": sum(o.refused for o in self.overloads.values()),
             "cover_messages": tally.pop("cover_messages"),
@@ -728,6 +757,10 @@ class _OnionRun:
             "unconfirmed": sum(n.private.origin.counters.get("unconfirmed") for n in nodes),
             "bans": sum(n.counters.get("bans") for n in nodes),
             "gossip_invalid": sum(n.gossip.counters.get("gossip.message.invalid") for n in nodes),
+            "paths_regional": sum(n.circuits.client.counters.get("paths_regional") for n in nodes),
+            "paths_not_regional": sum(
+                n.circuits.client.counters.get("paths_not_regional") for n in nodes
+            ),
             "timer_spins": self.engine.timer_spins,
         }
         for node in nodes:
