@@ -69,6 +69,7 @@ def test_onion_relays_cost_latency_and_bytes_over_the_fast_path(record: RunRecor
         "timing_entry_middle",
         "circuit_collusion",
         "near_entry",
+        "timing_regional",
     }
 
 

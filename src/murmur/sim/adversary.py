@@ -119,6 +119,9 @@ class AdversaryLog:
     near_first_hops: int = 0
     """How many of its nearest outbound links a node draws hop 1 from (0: any relay; public,
     like every setting of the protocol)."""
+    regions: dict[int, str] = field(default_factory=dict)
+    """Each node's region as the public region map places it, when circuits are regional
+    (every hop in the origin's region; empty otherwise)."""
 
     def one_way_s(self, a: int, b: int) -> float | None:
         return self.link_latency_s.get(_link_key(a, b))

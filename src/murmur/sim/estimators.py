@@ -28,6 +28,9 @@ protocol (``first_spy`` always does).
 * ``near_entry`` (:mod:`murmur.sim.near_entry`): with near first hops, a spy at hop 2 pairs its
   circuit's messages with the exit's publications and names the node likeliest to have chosen
   hop 1 for being near it (from the peer graph and where nodes are); it abstains otherwise.
+* ``timing_regional`` (:mod:`murmur.sim.regional`): with regional paths, ``timing_known_law``
+  restricted to departures from the publication's region, under that region's link law; it
+  abstains otherwise.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from murmur.sim.end_to_end import (
     timing_entry_middle,
 )
 from murmur.sim.near_entry import near_entry
+from murmur.sim.regional import timing_regional
 from murmur.sim.timing import timing, timing_intersection, timing_known_law, timing_latency
 
 Estimator = Callable[[AdversaryLog], dict[bytes, int]]
@@ -67,6 +71,7 @@ ESTIMATORS: dict[str, Estimator] = {
     "timing_entry_middle": timing_entry_middle,
     "circuit_collusion": circuit_collusion,
     "near_entry": near_entry,
+    "timing_regional": timing_regional,
 }
 
 PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
@@ -83,6 +88,7 @@ PROTOCOL_ESTIMATORS: dict[str, tuple[str, ...]] = {
         "timing_entry_middle",
         "circuit_collusion",
         "near_entry",
+        "timing_regional",
     ),
     "fastpath": ("first_spy",),
 }

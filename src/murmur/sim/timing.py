@@ -308,7 +308,12 @@ def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
 
 def link_law(log: AdversaryLog) -> DelayModel | None:
     """A log-normal fitted to the one-way latencies of the spies' own links."""
-    samples = [math.log(d) for d in log.link_latency_s.values() if d > 0.0]
+    return fit_law(log.link_latency_s.values())
+
+
+def fit_law(latencies: Iterable[float]) -> DelayModel | None:
+    """A log-normal fitted to one-way latencies (None from fewer than two)."""
+    samples = [math.log(d) for d in latencies if d > 0.0]
     if len(samples) < 2:
         return None
     mu = sum(samples) / len(samples)
@@ -334,7 +339,7 @@ def correlate(
             source: learn_delay((e.time for e in events if e.source == source), times)
             for source in {e.source for e in events}
         }
-    return match_pairs(events, _scored_pairs(events, ordered, models, cells or {}))
+    return match_pairs(events, scored_pairs(events, ordered, models, cells or {}))
 
 
 def timing_intersection(log: AdversaryLog) -> dict[bytes, int]:
@@ -378,10 +383,10 @@ def _known_law_pairs(
     events = origin_events(log, latency_aware=True)
     ordered = sorted((t, tx_id) for tx_id, t in publication_estimates(log).items())
     models = {e.source: law for e in events}
-    return events, _scored_pairs(events, ordered, models, log.tx_cells)
+    return events, scored_pairs(events, ordered, models, log.tx_cells)
 
 
-def _scored_pairs(
+def scored_pairs(
     events: Sequence[Event],
     ordered: Sequence[tuple[float, bytes]],
     models: dict[str, DelayModel],

@@ -1,0 +1,61 @@
+"""A hop-1 spy against regional paths, on hand-made spy logs."""
+
+from __future__ import annotations
+
+import math
+
+from murmur.sim.adversary import AdversaryLog, CellRecord, Sighting
+from murmur.sim.regional import regional_laws, timing_regional
+from murmur.sim.timing import timing_known_law
+from tests.sim.test_timing import NEXT, ORIGIN, SPY, hop_one_build, log_with
+
+OTHER, OTHER_SPY, EXIT = 8, 4, 12
+"""A second sender (in another region) behind a second hop-1 spy, and the exit that
+publishes the transaction (in ORIGIN's region)."""
+REGIONS = {3: "eu", 7: "eu", 9: "eu", 10: "eu", 11: "eu", 12: "eu", 4: "as", 8: "as", 13: "as"}
+
+
+def circuit_cells(spy: int, origin: int, circuit: int, data_at: list[float]) -> list[CellRecord]:
+    return [
+        c._replace(spy=spy, peer=origin if c.peer == ORIGIN else c.peer, circuit=circuit)
+        for c in hop_one_build(data_at)
+    ]
+
+
+def two_senders_log(regions: dict[int, str]) -> AdversaryLog:
+    """ORIGIN's cell reaches hop 2 at 5.010, OTHER's at 5.014; the exit published at 5.026
+    (a spy one 12 ms link away saw it at 5.038). OTHER's delay, 12 ms, is the likelier under
+    any law, but OTHER is not in the exit's region."""
+    log = log_with(
+        circuit_cells(SPY, ORIGIN, 1, [5.0]) + circuit_cells(OTHER_SPY, OTHER, 2, [5.004]), {}
+    )
+    log.link_latency_s = {
+        (SPY, NEXT): 0.010,
+        (OTHER_SPY, NEXT): 0.010,
+        (SPY, EXIT): 0.012,
+        (10, 11): 0.014,
+        (OTHER_SPY, 13): 0.030,
+        (SPY, 13): 0.110,
+    }
+    sighting = Sighting(5.038, SPY, b"tx", EXIT, "gossip")
+    log.first[b"tx"] = sighting
+    log.sightings.append(sighting)
+    log.regions = regions
+    return log
+
+
+def test_a_departure_from_another_region_is_no_candidate() -> None:
+    log = two_senders_log(REGIONS)
+    assert timing_known_law(log) == {b"tx": OTHER}
+    assert timing_regional(log) == {b"tx": ORIGIN}
+
+
+def test_each_region_has_the_law_of_the_spies_links_inside_it() -> None:
+    laws = regional_laws(two_senders_log(REGIONS))
+    assert set(laws) == {"eu"}  # one link inside "as", one across: no law there
+    assert abs(math.exp(laws["eu"].mu) - 0.0115) < 0.001
+    assert laws["eu"].sigma < 0.2
+
+
+def test_it_abstains_when_paths_are_not_regional() -> None:
+    assert timing_regional(two_senders_log({})) == {}
