@@ -388,6 +388,8 @@ def test_with_regional_paths_every_hop_is_in_the_origins_region_while_it_is_popu
     assert regional > 0 and other > 0
     assert record.extras["regional_paths"] == 1
     assert record.extras["paths_regional"] > 0 and record.extras["paths_not_regional"] > 0
+    # The adversary knows the rule and the public map: its log places every node.
+    assert record.log.regions == dict(enumerate(labels))
 
 
 def test_without_regional_paths_hops_come_from_every_region() -> None:
@@ -401,6 +403,7 @@ def test_without_regional_paths_hops_come_from_every_region() -> None:
     assert mixed
     assert (record.extras["regional_paths"], record.extras["paths_regional"]) == (0, 0)
     assert record.extras["paths_not_regional"] == 0  # counted only with a region map
+    assert record.log.regions == {}
 
 
 def test_regional_paths_need_a_world_with_regions() -> None:

@@ -218,13 +218,18 @@ class OnionKit:
             return _OnionRun(world, scenario, self, progress).run()
 
 
-def world_region_map(world: World) -> RegionMap:
-    """The region map every node of ``world`` holds with regional paths: node ``i``'s /16
-    labelled with the region the latency model drew for it (``REGION_NAMES``)."""
+def world_regions(world: World) -> list[str]:
+    """Each node's region in ``world``, as the latency model drew it (``REGION_NAMES``)."""
     latency = world.latency
     if not isinstance(latency, RegionLatency):
         raise ConfigError("regional paths need the regions latency model (a realistic network)")
-    return address_region_map([REGION_NAMES[r] for r in latency.regions])
+    return [REGION_NAMES[r] for r in latency.regions]
+
+
+def world_region_map(world: World) -> RegionMap:
+    """The region map every node of ``world`` holds with regional paths: node ``i``'s /16
+    labelled with its region (:func:`world_regions`)."""
+    return address_region_map(world_regions(world))
 
 
 class _Phase:
@@ -349,6 +354,8 @@ class _OnionRun:
         log = self.onion.adversary.log
         log.hops = self.nodes[0].circuits.client.config.hops
         log.near_first_hops = privacy.preset.near_first_hops
+        if privacy.preset.regional_paths:
+            log.regions = dict(enumerate(world_regions(world)))
         log.outbound = world.graph.out
         log.typical_one_way_s = world.latency.typical_one_way_s
         delay = privacy.relay_config().forward_delay
