@@ -143,6 +143,16 @@ def test_tuned_settings_hold_messages_at_the_origin_and_time_slots_by_another_la
         base.tuned(slot_law=TimingLaw.POISSON)
 
 
+def test_tuned_settings_give_relays_another_delay_or_none() -> None:
+    base = PrivacySettings.from_names()
+    assert base.relay_config().forward_delay is None
+    delayed = base.tuned(relay_delay=DelayRange(0.0, 0.03))
+    assert delayed.relay_config().forward_delay == DelayRange(0.0, 0.03)
+    assert delayed.level.shaping == base.level.shaping
+    enhanced = PrivacySettings.from_names(level="enhanced")
+    assert enhanced.tuned(relay_delay=DelayRange(0.0, 0.0)).relay_config().forward_delay is None
+
+
 def test_tuned_settings_start_cover_from_another_size_mix() -> None:
     base = PrivacySettings.from_names()
     mix = ((512, 3.0), (8192, 1.0))

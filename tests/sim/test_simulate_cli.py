@@ -161,6 +161,20 @@ def test_onion_origin_delay_and_slot_law_are_tuning_knobs(
     assert "no slots" in capsys.readouterr().err
 
 
+def test_onion_relay_delay_is_a_tuning_knob(capsys: pytest.CaptureFixture[str]) -> None:
+    """Half a second at every relay that forwards a cell: hop 1 and hop 2 each hold every
+    message (the exit publishes it, it forwards no cell)."""
+    common = ("--protocol", "onion", "--nodes", "24", "--tx", "6", "--standin-crypto", "--json")
+    assert run_simulate(parse(*common)) == 0
+    plain = json.loads(capsys.readouterr().out)
+    assert run_simulate(parse(*common, "--relay-delay", "500,500")) == 0
+    held = json.loads(capsys.readouterr().out)
+    assert plain["onion"]["relay_delay_ms"] == "none"
+    assert held["onion"]["relay_delay_ms"] == "500-500"
+    added = held["latency_ms"]["p50"] - plain["latency_ms"]["p50"]
+    assert 900.0 < added < 1100.0
+
+
 def test_path_bias_baseline_and_overload_reach_the_run(capsys: pytest.CaptureFixture[str]) -> None:
     args = ("--protocol", "onion", "--nodes", "20", "--tx", "4", "--standin-crypto", "--json")
     assert run_simulate(parse(*args, "--overload", "0.25", "--path-bias-baseline", "off")) == 0

@@ -182,6 +182,14 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="onion: hold each private message at its origin for a uniform delay (ms), for tuning",
     )
     parser.add_argument(
+        "--relay-delay",
+        type=_delay_range_ms,
+        default=None,
+        metavar="MIN,MAX",
+        help="onion: relays hold each cell they forward for a uniform delay (ms; 0,0: none), "
+        "overriding the level's, for tuning",
+    )
+    parser.add_argument(
         "--slot-law",
         choices=tuple(law.value for law in TimingLaw),
         default=None,
@@ -474,7 +482,7 @@ def _scenario(args: argparse.Namespace, spy_fraction: float) -> Scenario:
 
 
 def _delay_range_ms(text: str) -> DelayRange:
-    """``MIN,MAX`` in milliseconds, as argparse reads ``--origin-delay``."""
+    """``MIN,MAX`` in milliseconds, as argparse reads ``--origin-delay`` and ``--relay-delay``."""
     try:
         low, high = (float(part) / 1000.0 for part in text.split(","))
         return DelayRange(low, high)
@@ -510,6 +518,7 @@ def _kit(protocol: str, args: argparse.Namespace) -> ProtocolKit | HostedKit:
                 overload=args.overload,
                 selective_denial=args.selective_denial,
                 origin_delay=args.origin_delay,
+                relay_delay=args.relay_delay,
                 slot_law=None if args.slot_law is None else TimingLaw(args.slot_law),
                 upkeep_window_s=args.upkeep_window,
                 eager_announcements=args.eager_announcements,
@@ -658,6 +667,9 @@ def _settings(args: argparse.Namespace) -> dict[str, object]:
         "onion cover to hop 2": args.cover_to_second_hop or None,
         "onion origin delay (ms)": (
             None if args.origin_delay is None else args.origin_delay.label_ms()
+        ),
+        "onion relay delay override (ms)": (
+            None if args.relay_delay is None else args.relay_delay.label_ms()
         ),
         "onion slot law override": args.slot_law,
         "onion build race override": args.build_race,

@@ -189,6 +189,7 @@ class PrivacySettings:
         near_first_hops: int | None = None,
         race_through_exit: bool | None = None,
         origin_delay: DelayRange | None = None,
+        relay_delay: DelayRange | None = None,
         slot_law: TimingLaw | None = None,
         entry_guards: int | None = None,
         circuit_lifetime_s: float | None = None,
@@ -200,6 +201,7 @@ class PrivacySettings:
     ) -> PrivacySettings:
         """The same settings with the node's level sending background cover at another rate
         (0: none), holding each message back at the origin for ``origin_delay`` (seed §2.3),
+        its relays holding each cell for ``relay_delay`` (a zero range: not at all),
         timing its slots by another law (a level with slot-based sending only), drawing its
         first cover sizes from another mix (the simulator starts every node from the mix its
         workload's transactions teach, as on a network that has long carried them), addressing
@@ -230,6 +232,8 @@ class PrivacySettings:
             shaping = replace(shaping, rate=replace(shaping.rate, law=slot_law))
         if shaping is not level.shaping:
             level = replace(level, shaping=shaping)
+        if relay_delay is not None:
+            level = replace(level, relay_delay=relay_delay if relay_delay.max_s > 0 else None)
         if build_race is not None:
             preset = replace(preset, build_race=build_race)
         if near_first_hops is not None:

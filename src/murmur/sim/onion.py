@@ -173,6 +173,9 @@ class OnionKit:
     active adversary; path bias is the defence. None: spies follow the protocol."""
     origin_delay: DelayRange | None = None
     """Holds every private message back at its origin for a uniform delay (seed §2.3)."""
+    relay_delay: DelayRange | None = None
+    """Overrides the level's relay delay: every relay holds each cell it forwards for a
+    uniform delay (a zero range: none)."""
     slot_law: TimingLaw | None = None
     """Overrides the slots' timing law (levels with slot-based sending)."""
     upkeep_window_s: float = 0.0
@@ -201,6 +204,7 @@ class OnionKit:
             near_first_hops=self.near_first_hops,
             race_through_exit=self.race_through_exit,
             origin_delay=self.origin_delay,
+            relay_delay=self.relay_delay,
             slot_law=self.slot_law,
             entry_guards=self.entry_guards,
             circuit_lifetime_s=self.circuit_lifetime_s,
@@ -702,6 +706,7 @@ class _OnionRun:
         record = self._phase_record(onion, events=events, wall_s=wall)
         shaping = self.privacy.level.shaping
         cover, held = shaping.cover, shaping.origin_delay
+        relayed = self.privacy.level.relay_delay
         extras: dict[str, float | int | str] = {
             "crypto": "standin" if self.kit.standin_crypto else "real",
             "directory": "flood" if self.kit.announce_flood else "preloaded",
@@ -709,6 +714,7 @@ class _OnionRun:
             "cover_rate_per_s": cover.rate_per_s if cover is not None else 0.0,
             "cover_to_second_hop": int(shaping.cover_to_second_hop),
             "origin_delay_ms": "none" if held is None else held.label_ms(),
+            "relay_delay_ms": "none" if relayed is None else relayed.label_ms(),
             "slot_law": "none" if shaping.rate is None else shaping.rate.law.value,
             "build_race": self.privacy.preset.build_race,
             "near_first_hops": self.privacy.preset.near_first_hops,
