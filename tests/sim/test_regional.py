@@ -5,8 +5,14 @@ from __future__ import annotations
 import math
 
 from murmur.sim.adversary import AdversaryLog, CellRecord, Sighting
-from murmur.sim.regional import regional_laws, timing_regional
-from murmur.sim.timing import timing_known_law
+from murmur.sim.regional import (
+    GRID_STEP_S,
+    HOLDS_BEFORE_EXIT,
+    HeldLaw,
+    regional_laws,
+    timing_regional,
+)
+from murmur.sim.timing import WINDOW_S, DelayModel, timing_known_law
 from tests.sim.test_timing import NEXT, ORIGIN, SPY, hop_one_build, log_with
 
 OTHER, OTHER_SPY, EXIT = 8, 4, 12
@@ -59,3 +65,25 @@ def test_each_region_has_the_law_of_the_spies_links_inside_it() -> None:
 
 def test_it_abstains_when_paths_are_not_regional() -> None:
     assert timing_regional(two_senders_log({})) == {}
+
+
+def test_relay_holds_widen_the_law_by_both_holds_before_the_exit() -> None:
+    """The level holds cells 0-30 ms at hop 1 and hop 2: a publication 47 ms after the cell
+    reached hop 2 (12 ms of link, 35 ms of holds) is no in-region link alone, but is one with
+    the holds."""
+    log = two_senders_log(REGIONS)
+    log.sightings[0] = log.first[b"tx"] = Sighting(5.069, SPY, b"tx", EXIT, "gossip")
+    assert timing_regional(log) == {}
+    log.relay_delay_s = (0.0, 0.03)
+    assert timing_regional(log) == {b"tx": ORIGIN}
+
+
+def test_a_held_law_is_the_link_law_shifted_by_the_mean_holds() -> None:
+    link = DelayModel(math.log(0.012), 0.1)
+    held = HeldLaw(link, 0.0, 0.03, HOLDS_BEFORE_EXIT)
+    grid = [k * GRID_STEP_S + GRID_STEP_S / 2 for k in range(int(0.2 / GRID_STEP_S))]
+    weights = [held.score(d) / WINDOW_S * GRID_STEP_S for d in grid]
+    assert abs(sum(weights) - 1.0) < 0.01
+    mean = sum(d * w for d, w in zip(grid, weights, strict=True))
+    assert abs(mean - (0.012 * math.exp(0.1**2 / 2) + 0.03)) < 0.001
+    assert held.score(0.005) < 1e-9 and held.score(WINDOW_S) == 0.0

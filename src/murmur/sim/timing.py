@@ -60,8 +60,8 @@ from __future__ import annotations
 import bisect
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from typing import NamedTuple, TypeVar
+from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
@@ -194,6 +194,12 @@ def publications(log: AdversaryLog) -> dict[bytes, Publication]:
 def publication_estimates(log: AdversaryLog) -> dict[bytes, float]:
     """:func:`publications`' times alone."""
     return {tx_id: p.time for tx_id, p in publications(log).items()}
+
+
+class DelayLaw(Protocol):
+    def score(self, delay_s: float) -> float:
+        """Likelihood ratio of a true pair at this delay against an unrelated one."""
+        ...
 
 
 class DelayModel(NamedTuple):
@@ -389,7 +395,7 @@ def _known_law_pairs(
 def scored_pairs(
     events: Sequence[Event],
     ordered: Sequence[tuple[float, bytes]],
-    models: dict[str, DelayModel],
+    models: Mapping[str, DelayLaw],
     cells: dict[bytes, int],
 ) -> list[tuple[float, float, int, bytes]]:
     """``(-score, delay, event index, tx)`` for every event and transaction (``ordered`` by
