@@ -141,38 +141,38 @@ def test_the_parser_routes_to_the_handler() -> None:
     assert parse("--nodes", "10").func is run_simulate
 
 
-def test_onion_origin_delay_and_slot_law_are_tuning_knobs(
-    capsys: pytest.CaptureFixture[str],
+ONION_SMALL = ("--protocol", "onion", "--nodes", "24", "--tx", "6", "--standin-crypto", "--json")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "key"),
+    [
+        # a second's hold at every origin adds about a second to every private message
+        ("--origin-delay", "1000,1000", "origin_delay_ms"),
+        # half a second at every relay that forwards a cell: hop 1 and hop 2 each hold every
+        # message (the exit publishes it, it forwards no cell)
+        ("--relay-delay", "500,500", "relay_delay_ms"),
+    ],
+)
+def test_onion_delays_are_tuning_knobs(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, key: str
 ) -> None:
-    """A second's hold at every origin adds about a second to every private message."""
-    common = ("--protocol", "onion", "--nodes", "24", "--tx", "6", "--standin-crypto", "--json")
-    assert run_simulate(parse(*common)) == 0
+    assert run_simulate(parse(*ONION_SMALL)) == 0
     plain = json.loads(capsys.readouterr().out)
-    assert run_simulate(parse(*common, "--origin-delay", "1000,1000")) == 0
+    assert run_simulate(parse(*ONION_SMALL, flag, value)) == 0
     held = json.loads(capsys.readouterr().out)
-    assert plain["onion"]["origin_delay_ms"] == "none"
-    assert held["onion"]["origin_delay_ms"] == "1000-1000"
+    assert plain["onion"][key] == "none"
+    assert held["onion"][key] == value.replace(",", "-")
     added = held["latency_ms"]["p50"] - plain["latency_ms"]["p50"]
     assert 900.0 < added < 1100.0
-    args = parse(*common, "--level", "maximum", "--slot-law", "poisson", "--tx", "2")
+
+
+def test_onion_slot_law_is_a_tuning_knob(capsys: pytest.CaptureFixture[str]) -> None:
+    args = parse(*ONION_SMALL, "--level", "maximum", "--slot-law", "poisson", "--tx", "2")
     assert run_simulate(args) == 0
     assert json.loads(capsys.readouterr().out)["onion"]["slot_law"] == "poisson"
-    assert main(["simulate", *common, "--slot-law", "poisson"]) == 2  # standard has no slots
+    assert main(["simulate", *ONION_SMALL, "--slot-law", "poisson"]) == 2  # standard: no slots
     assert "no slots" in capsys.readouterr().err
-
-
-def test_onion_relay_delay_is_a_tuning_knob(capsys: pytest.CaptureFixture[str]) -> None:
-    """Half a second at every relay that forwards a cell: hop 1 and hop 2 each hold every
-    message (the exit publishes it, it forwards no cell)."""
-    common = ("--protocol", "onion", "--nodes", "24", "--tx", "6", "--standin-crypto", "--json")
-    assert run_simulate(parse(*common)) == 0
-    plain = json.loads(capsys.readouterr().out)
-    assert run_simulate(parse(*common, "--relay-delay", "500,500")) == 0
-    held = json.loads(capsys.readouterr().out)
-    assert plain["onion"]["relay_delay_ms"] == "none"
-    assert held["onion"]["relay_delay_ms"] == "500-500"
-    added = held["latency_ms"]["p50"] - plain["latency_ms"]["p50"]
-    assert 900.0 < added < 1100.0
 
 
 def test_path_bias_baseline_and_overload_reach_the_run(capsys: pytest.CaptureFixture[str]) -> None:
