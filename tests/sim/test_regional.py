@@ -5,14 +5,15 @@ from __future__ import annotations
 import math
 
 from murmur.sim.adversary import AdversaryLog, CellRecord, Sighting
-from murmur.sim.regional import (
+from murmur.sim.regional import regional_laws, timing_regional
+from murmur.sim.timing import (
     GRID_STEP_S,
     HOLDS_BEFORE_EXIT,
+    WINDOW_S,
+    DelayModel,
     HeldLaw,
-    regional_laws,
-    timing_regional,
+    timing_known_law,
 )
-from murmur.sim.timing import WINDOW_S, DelayModel, timing_known_law
 from tests.sim.test_timing import NEXT, ORIGIN, SPY, hop_one_build, log_with
 
 OTHER, OTHER_SPY, EXIT = 8, 4, 12

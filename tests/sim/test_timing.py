@@ -172,6 +172,17 @@ def test_a_known_link_law_attributes_without_learning_from_the_run() -> None:
     assert timing_known_law(known_law_log(8.0)) == {}  # three seconds is no link's latency
 
 
+def test_the_known_law_holds_the_levels_relay_holds() -> None:
+    """Relays hold each cell 200-300 ms (public, like every setting of the level): hop 1 and
+    hop 2 put about half a second between the cell reaching hop 2 and the publication, which
+    no link alone explains."""
+    late = known_law_log(5.65)
+    assert timing_known_law(late) == {}
+    late.relay_delay_s = (0.2, 0.3)
+    assert timing_known_law(late) == {b"tx": ORIGIN}
+    assert timing_known_law(known_law_log(5.15)) == {b"tx": ORIGIN}  # no holds: one link
+
+
 def test_the_intersection_estimator_pools_evidence_over_a_repeated_origin() -> None:
     """Two origins, a hop-1 spy on each: every transaction is about as well explained by a
     departure of either (the other's a little better, each alone), but half of the other's

@@ -13,9 +13,9 @@ IP geolocation is), and so is the rule, so the adversary can use both:
   inside ``r``), far narrower than the network's mix that ``timing_known_law`` assumes.
   When the level holds cells at relays (``relay_delay``, public), the delay also holds hop 1's
   and hop 2's holds, each uniform on that range: the law is the link's convolved with both
-  (:class:`HeldLaw`). The spy's own hold is one of them, because the log dates a cell when it
-  reached the spy; a spy that skipped its hold, which nobody could tell, would know it exactly
-  (not modelled: it would narrow the law to one hold).
+  (:func:`murmur.sim.timing.with_holds`, as ``timing_known_law`` does). The spy's own hold is
+  one of them, because the log dates a cell when it reached the spy; a spy that skipped its
+  hold, which nobody could tell, would know it exactly (not modelled: one hold, a narrower law).
 
 Both narrow the set of departures that could explain a transaction, which is what cover and
 concurrent traffic rely on. Regions are the adversary's assumed knowledge (given to it by the
@@ -24,14 +24,11 @@ simulator, as IP geolocation would), and the estimator abstains when paths are n
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-
-import numpy as np
 
 from murmur.sim.adversary import AdversaryLog
 from murmur.sim.timing import (
-    WINDOW_S,
+    DelayLaw,
     DelayModel,
     Event,
     fit_law,
@@ -39,37 +36,8 @@ from murmur.sim.timing import (
     origin_events,
     publications,
     scored_pairs,
+    with_holds,
 )
-
-GRID_STEP_S = 0.0005
-"""Resolution of a held law's density (half a millisecond, far below any link's spread)."""
-HOLDS_BEFORE_EXIT = 2
-"""Relays that hold a cell between the spy's log and the exit: hop 1 (the spy) and hop 2."""
-
-
-class HeldLaw:
-    """The delay of a link plus ``holds`` independent uniform holds on ``[low_s, high_s]``,
-    as a density on a grid over the estimators' window; scored like :class:`DelayModel`."""
-
-    __slots__ = ("_density",)
-
-    def __init__(self, link: DelayModel, low_s: float, high_s: float, holds: int) -> None:
-        centres = (np.arange(int(WINDOW_S / GRID_STEP_S)) + 0.5) * GRID_STEP_S
-        z = (np.log(centres) - link.mu) / link.sigma
-        density = np.exp(-0.5 * z * z) / (centres * link.sigma * math.sqrt(2.0 * math.pi))
-        first, last = round(low_s / GRID_STEP_S), round(high_s / GRID_STEP_S)
-        hold = np.zeros(last + 1)
-        hold[first : last + 1] = 1.0 / (last - first + 1)
-        for _ in range(holds):
-            density = np.convolve(density, hold)[: len(centres)]
-        self._density = density
-
-    def score(self, delay_s: float) -> float:
-        """Likelihood ratio of a true pair against an unrelated one (uniform on the window)."""
-        index = int(delay_s / GRID_STEP_S)
-        if not 0.0 < delay_s < WINDOW_S or index >= len(self._density):
-            return 0.0
-        return float(self._density[index]) * WINDOW_S
 
 
 def timing_regional(log: AdversaryLog) -> dict[bytes, int]:
@@ -100,14 +68,10 @@ def timing_regional(log: AdversaryLog) -> dict[bytes, int]:
     return match_pairs(events, pairs)
 
 
-def held_laws(log: AdversaryLog) -> dict[str, DelayModel | HeldLaw]:
+def held_laws(log: AdversaryLog) -> dict[str, DelayLaw]:
     """Per region, the delay from a cell reaching hop 2 to its publication: the region's link
     law, with the level's relay holds added when it has any."""
-    low, high = log.relay_delay_s
-    laws: dict[str, DelayModel | HeldLaw] = {}
-    for region, law in regional_laws(log).items():
-        laws[region] = law if high <= 0.0 else HeldLaw(law, low, high, HOLDS_BEFORE_EXIT)
-    return laws
+    return {region: with_holds(law, log) for region, law in regional_laws(log).items()}
 
 
 def regional_laws(log: AdversaryLog) -> dict[str, DelayModel]:

@@ -221,6 +221,44 @@ class DelayModel(NamedTuple):
         return self.density(delay_s) * WINDOW_S
 
 
+GRID_STEP_S = 0.0005
+"""Resolution of a held law's density (half a millisecond, far below any link's spread)."""
+HOLDS_BEFORE_EXIT = 2
+"""Relays that hold a cell between the spy's log and the exit: hop 1 (the spy) and hop 2."""
+
+
+class HeldLaw:
+    """The delay of a link plus ``holds`` independent uniform holds on ``[low_s, high_s]``,
+    as a density on a grid over the estimators' window; scored like :class:`DelayModel`."""
+
+    __slots__ = ("_density",)
+
+    def __init__(self, link: DelayModel, low_s: float, high_s: float, holds: int) -> None:
+        centres = (np.arange(int(WINDOW_S / GRID_STEP_S)) + 0.5) * GRID_STEP_S
+        z = (np.log(centres) - link.mu) / link.sigma
+        density = np.exp(-0.5 * z * z) / (centres * link.sigma * math.sqrt(2.0 * math.pi))
+        first, last = round(low_s / GRID_STEP_S), round(high_s / GRID_STEP_S)
+        hold = np.zeros(last + 1)
+        hold[first : last + 1] = 1.0 / (last - first + 1)
+        for _ in range(holds):
+            density = np.convolve(density, hold)[: len(centres)]
+        self._density = density
+
+    def score(self, delay_s: float) -> float:
+        """Likelihood ratio of a true pair against an unrelated one (uniform on the window)."""
+        index = int(delay_s / GRID_STEP_S)
+        if not 0.0 < delay_s < WINDOW_S or index >= len(self._density):
+            return 0.0
+        return float(self._density[index]) * WINDOW_S
+
+
+def with_holds(law: DelayModel, log: AdversaryLog) -> DelayLaw:
+    """``law`` (a link's) with the level's relay holds before the exit added, when it has any
+    (``log.relay_delay_s``, public): the delay from a cell reaching hop 2 to its publication."""
+    low, high = log.relay_delay_s
+    return law if high <= 0.0 else HeldLaw(law, low, high, HOLDS_BEFORE_EXIT)
+
+
 def learn_delay(event_times: Iterable[float], sighting_times: Sequence[float]) -> DelayModel:
     """Fits the delay law to unlabelled observations (``sighting_times`` sorted).
 
@@ -305,7 +343,8 @@ def timing_latency(log: AdversaryLog) -> dict[bytes, int]:
 def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
     """``timing_latency`` with the delay law known instead of learnt from the run: the one
     unknown link (hop 2 to the exit) is a draw from the network's link latencies, of which the
-    spies' own links are a sample (:func:`link_law`). Cover departures cannot bury a law the
+    spies' own links are a sample (:func:`link_law`), plus hop 1's and hop 2's holds when the
+    level holds cells at relays (:func:`with_holds`). Cover departures cannot bury a law the
     adversary did not have to learn from them, so this is the estimator that decides how much
     cover buys."""
     scored = _known_law_pairs(log)
@@ -388,7 +427,8 @@ def _known_law_pairs(
         return None
     events = origin_events(log, latency_aware=True)
     ordered = sorted((t, tx_id) for tx_id, t in publication_estimates(log).items())
-    models = {e.source: law for e in events}
+    held = with_holds(law, log)
+    models = {e.source: held for e in events}
     return events, scored_pairs(events, ordered, models, log.tx_cells)
 
 
