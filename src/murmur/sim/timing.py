@@ -214,6 +214,11 @@ class DelayModel(NamedTuple):
         z = (math.log(delay_s) - self.mu) / self.sigma
         return math.exp(-0.5 * z * z) / (delay_s * self.sigma * SQRT_2PI)
 
+    def densities(self, delays: np.ndarray, log_delays: np.ndarray) -> np.ndarray:
+        """:meth:`density` of positive ``delays`` at once (``log_delays``: their logarithms)."""
+        z = (log_delays - self.mu) / self.sigma
+        return np.exp(-0.5 * z * z) / (delays * self.sigma * SQRT_2PI)
+
     def score(self, delay_s: float) -> float:
         """Likelihood ratio of a true pair against an unrelated one (uniform on the window)."""
         if not 0.0 < delay_s < WINDOW_S:
@@ -235,8 +240,7 @@ class HeldLaw:
 
     def __init__(self, link: DelayModel, low_s: float, high_s: float, holds: int) -> None:
         centres = (np.arange(int(WINDOW_S / GRID_STEP_S)) + 0.5) * GRID_STEP_S
-        z = (np.log(centres) - link.mu) / link.sigma
-        density = np.exp(-0.5 * z * z) / (centres * link.sigma * math.sqrt(2.0 * math.pi))
+        density = link.densities(centres, np.log(centres))
         first, last = round(low_s / GRID_STEP_S), round(high_s / GRID_STEP_S)
         hold = np.zeros(last + 1)
         hold[first : last + 1] = 1.0 / (last - first + 1)
@@ -300,8 +304,7 @@ class _Candidates:
 
     def scores(self, model: DelayModel) -> np.ndarray:
         """:meth:`DelayModel.score` of every candidate (all lie inside the window)."""
-        z = (self.log_delays - model.mu) / model.sigma
-        return np.exp(-0.5 * z * z) / (self.delays * model.sigma * SQRT_2PI) * WINDOW_S
+        return model.densities(self.delays, self.log_delays) * WINDOW_S
 
     def per_event(self, values: np.ndarray) -> np.ndarray:
         return np.bincount(self.group, weights=values, minlength=self.count)
