@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import RemoteProtocolError
 from murmur.crypto.identity import SIGNATURE_BYTES, Identity
 from murmur.overlay.announce import (
+    DECODE_CACHE_ENTRIES,
     MAX_CLOCK_SKEW_S,
     MAX_TTL_S,
     Admission,
@@ -19,13 +20,16 @@ from murmur.overlay.announce import (
     Freshness,
     PeerAnnouncement,
     freshness,
+    keep_decoded,
     next_sequence,
     sign_announcement,
 )
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.overlay.circuits.selection import RATIO_SCALE, NatType, RelayCapacity
+from murmur.overlay.routing import MessageType
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
+from murmur.wire.gossip import message_id
 from tests.damage import damaged, refused_or_canonical
 
 ALICE = Identity.from_seed(b"a" * 32)
@@ -46,6 +50,26 @@ def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) ->
         sequence=sequence,
         ttl_s=ttl_s,
     )
+
+
+def test_a_decoded_record_is_shared_with_its_gossip_id_and_relay_info() -> None:
+    data = _announce().encode()
+    record = PeerAnnouncement.decode(data)
+    assert PeerAnnouncement.decode(bytearray(data)) is record
+    assert record.gossip_id == message_id(MessageType.PEER_ANNOUNCEMENT.value, data)
+    assert record.relay_info() is record.relay_info()
+    assert record.relay_info().node_id == ALICE.node_id
+
+
+def test_a_process_holding_more_records_than_the_cache_can_keep_them_all_decoded() -> None:
+    """Decoding every record in turn, as each of many simulated nodes does, shares one copy of
+    each once the cache is sized for them (a smaller one would miss every time)."""
+    count = DECODE_CACHE_ENTRIES + 100
+    keep_decoded(count)
+    unsigned = _announce()
+    encodings = [replace(unsigned, sequence=i).encode() for i in range(1, count + 1)]
+    first = [PeerAnnouncement.decode(data) for data in encodings]
+    assert all(PeerAnnouncement.decode(d) is r for d, r in zip(encodings, first, strict=True))
 
 
 def _book(max_entries: int = 10_000) -> AnnouncementBook:

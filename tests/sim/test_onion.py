@@ -410,3 +410,20 @@ def test_regional_paths_need_a_world_with_regions() -> None:
     scenario = replace(SMALL, nodes=8, tx_count=1, network=NetworkConfig.ideal())
     with pytest.raises(ConfigError, match="regions latency model"):
         OnionKit(standin_crypto=True, regional_paths=True).run(draw_world(scenario, 1), scenario)
+
+
+def test_the_preloaded_directory_is_a_long_running_nodes_not_a_floods_aftermath() -> None:
+    """Every node holds every other relay in its book and directory, sharing one decoded record
+    per relay, while its gossip caches hold only its own announcements: no n² cache entries."""
+    scenario = replace(SMALL, nodes=20, tx_count=1)
+    kit = OnionKit(standin_crypto=True, fast_path=False, cover_rate_per_s=0.0)
+    with standin_crypto(True):
+        run = _OnionRun(draw_world(scenario, 2), scenario, kit, None)
+        run._preload_directories()
+    infos = [{relay.node_id: relay for relay in node.private.directory} for node in run.nodes]
+    assert all(len(known) == 19 for known in infos)
+    some = run.nodes[0].identity.node_id
+    assert len({id(known[some]) for known in infos[1:]}) == 1
+    for node in run.nodes:
+        status = node.gossip.status()
+        assert status["seen"] <= 3 and status["mcache_messages"] <= 3  # its own records

@@ -23,7 +23,6 @@ node polls (:attr:`PrivatePath.link_padder`).
 
 from __future__ import annotations
 
-import functools
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 
@@ -80,9 +79,6 @@ EARLY_REANNOUNCE_S = (10.0, 30.0)
 """Re-announce soon after start: a node that joined the mesh after our first announcement
 (and after the catch-up its links gave it) still hears of us within seconds, not minutes."""
 CATCH_UP_ANNOUNCEMENTS = 128
-ANNOUNCEMENT_IDS_CACHED = 2048
-"""Gossip ids of encoded announcements remembered, so catch-up does not hash 9 kB records for
-every new link (the records are the book's own objects, so this holds little beyond them)."""
 
 
 class MessageStore:
@@ -352,7 +348,8 @@ class PrivatePath:
         known = self.book.all() if others else []
         sample = rng.sample(known, min(len(known), CATCH_UP_ANNOUNCEMENTS))
         own = [self.own_announcement] if self.own_announcement is not None else []
-        return [(announcement_id(data), data) for data in own + [a.encode() for a in sample]]
+        offered = [(announcement_id(data), data) for data in own]
+        return offered + [(a.gossip_id, a.encode()) for a in sample]
 
     def validate_announcement(self, data: bytes, now: float) -> Validation:
         """Gossip validator: only well-formed, correctly signed, fresh announcements travel.
@@ -422,7 +419,7 @@ class PrivatePath:
         if not admission.accepted:
             return None
         self._forget_id(node_id)
-        mid = announcement_id(data)
+        mid = announcement.gossip_id
         self._held_ids[mid] = node_id
         self._id_of[node_id] = mid
         self.directory.upsert(announcement.relay_info())
@@ -472,7 +469,7 @@ class PrivatePath:
         return b"".join(parts)
 
 
-@functools.lru_cache(maxsize=ANNOUNCEMENT_IDS_CACHED)
 def announcement_id(encoded: bytes) -> bytes:
-    """The gossip message id of an encoded announcement (memoised: see ``catch_up``)."""
-    return message_id(MessageType.PEER_ANNOUNCEMENT.value, encoded)
+    """The gossip message id of a well-formed encoded announcement (the decoded record keeps
+    it: catch-up would otherwise hash 9 kB records for every new link)."""
+    return PeerAnnouncement.decode(encoded).gossip_id

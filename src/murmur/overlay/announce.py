@@ -44,8 +44,10 @@ from murmur.crypto.identity import (
 )
 from murmur.overlay.circuits.onion_keys import ONION_PUBLIC_KEYS_BYTES, OnionPublicKeys
 from murmur.overlay.circuits.selection import RelayCapacity, RelayInfo
+from murmur.overlay.routing import MessageType
 from murmur.wire.cells import RelayAddress
 from murmur.wire.codec import Reader, Writer
+from murmur.wire.gossip import message_id
 
 ANNOUNCEMENT_VERSION = 1
 SIGNATURE_CONTEXT = b"murmur-announce-v1"
@@ -96,6 +98,10 @@ class PeerAnnouncement:
     """The encoding, kept once made: a node hands its stored announcements to every new peer,
     and hashing the 2.6 kB key or re-encoding each time dominated large simulations."""
     _verified: bool | None = field(init=False, repr=False, compare=False, default=None)
+    _relay_info: RelayInfo | None = field(init=False, repr=False, compare=False, default=None)
+    """Made once, like ``_gossip_id``: every node holding this record holds this one object
+    (in the simulator, a thousand nodes share one decoded announcement)."""
+    _gossip_id: bytes = field(init=False, repr=False, compare=False, default=b"")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "node_id", node_id_of(self.public_key))
@@ -151,8 +157,20 @@ class PeerAnnouncement:
             object.__setattr__(self, "_verified", ok)
         return bool(self._verified)
 
+    @property
+    def gossip_id(self) -> bytes:
+        """The gossip message id of this record's encoding (a hash of 9 kB: kept once made)."""
+        if not self._gossip_id:
+            gossip_id = message_id(MessageType.PEER_ANNOUNCEMENT.value, self.encode())
+            object.__setattr__(self, "_gossip_id", gossip_id)
+        return self._gossip_id
+
     def relay_info(self) -> RelayInfo:
-        return RelayInfo(self.node_id, self.address, self.onion_keys, self.capacity)
+        info = self._relay_info
+        if info is None:
+            info = RelayInfo(self.node_id, self.address, self.onion_keys, self.capacity)
+            object.__setattr__(self, "_relay_info", info)
+        return info
 
     @property
     def issued_at(self) -> float:
@@ -180,9 +198,18 @@ def next_sequence(previous: int, wall_now: float) -> int:
     return max(previous + 1, math.floor(wall_now * 1000))
 
 
-@functools.lru_cache(maxsize=DECODE_CACHE_ENTRIES)
-def _decode(data: bytes) -> PeerAnnouncement:
-    return PeerAnnouncement._parse(data)
+_decode = functools.lru_cache(maxsize=DECODE_CACHE_ENTRIES)(PeerAnnouncement._parse)
+
+
+def keep_decoded(entries: int) -> None:
+    """Keep at least ``entries`` decoded announcements (emptying the cache once).
+
+    For a process hosting many nodes (the simulator): where it holds more records than
+    ``DECODE_CACHE_ENTRIES`` and each node decodes all of them in turn, a smaller cache misses
+    every time, and each node keeps its own decoded copy (9 kB a record and node)."""
+    global _decode
+    if entries > (_decode.cache_info().maxsize or 0):
+        _decode = functools.lru_cache(maxsize=entries)(PeerAnnouncement._parse)
 
 
 def sign_announcement(
