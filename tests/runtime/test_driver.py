@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
-from murmur.node.actions import ConnId, Dial, SendBytes
+from murmur.node.actions import ConnId, Dial, PrivateSendFailed, SendBytes
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
 from murmur.overlay.announce import PeerAnnouncement
 from murmur.overlay.circuits.guards import GuardRecord
@@ -392,6 +392,43 @@ async def test_a_dial_that_fails_as_the_runtime_stops_starts_no_other_dial() -> 
     await asyncio.sleep(0.1)  # the cancelled dial fails and returns
     assert dialler.dialled == [("127.0.0.1", 9)]
     assert runtime._tasks == set()
+
+
+@pytest.mark.interpreted_only
+async def test_what_the_node_answers_to_stop_settles_its_requests_and_is_not_left_queued() -> None:
+    """The links ``stop`` reports lost take their circuits with them: a request waiting on one
+    fails at once (it waited out its whole timeout), and the dial the node asks for to build
+    another circuit is neither made nor left queued in the node."""
+    dialler = _FailsAsItStops()
+    runtime = NodeRuntime(
+        identity=Identity.from_seed(b"d" * 32), config=NodeConfig(), transport=dialler
+    )
+    await runtime.start()
+    assert runtime.listen_address is not None
+    node = runtime.node
+    node.request_private = lambda topic, data, now: 7  # type: ignore[method-assign]
+    connection_lost = node.connection_lost
+
+    def loses_a_circuit(conn_id: ConnId, now: float) -> None:
+        connection_lost(conn_id, now)
+        node._actions.append(PrivateSendFailed(7, "circuit_closed"))
+        node._actions.append(Dial(BootstrapPeer(HostPort("127.0.0.1", 10))))
+
+    node.connection_lost = loses_a_circuit  # type: ignore[method-assign]
+    with socket.create_connection(runtime.listen_address) as peer:
+        async with asyncio.timeout(5.0):
+            while not runtime._conns:  # accepted on the loop
+                await asyncio.sleep(0.001)
+        request = asyncio.create_task(runtime.request_private("sync_request", b"x", 30.0))
+        await asyncio.sleep(0)
+        await runtime.stop()
+        with pytest.raises(ApiError, match="private_send_failed"):
+            async with asyncio.timeout(1.0):
+                await request
+        assert _sees_eof(peer)
+    assert node.drain_actions() == []
+    await asyncio.sleep(0.05)
+    assert dialler.dialled == [] and runtime._tasks == set()
 
 
 def _sees_eof(peer: socket.socket) -> bool:

@@ -178,6 +178,11 @@ class NodeRuntime:
             self._lock = None
 
     async def stop(self) -> None:
+        """Closes every connection, telling the node each was lost, and applies its answer
+        before anything else runs: the circuits through those links fail, and the requests
+        waiting on them fail with them (else they waited out their timeouts), while the
+        writes, closes and dials it asks for are not made (the connections are gone and the
+        runtime is stopping). Nothing is left queued in the node to be applied later."""
         self._stopping = True
         now = time.monotonic()
         self._save_guards(now, force=True)
@@ -186,6 +191,8 @@ class NodeRuntime:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+        self._pending.clear()
+        self._apply([a for a in self.node.drain_actions() if not isinstance(a, Dial)])
         if self._timer is not None:
             self._timer.cancel()
         current = asyncio.current_task()
