@@ -26,7 +26,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 
-from murmur.base.bounded import remember
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -184,6 +183,8 @@ class PrivatePath:
         self._mistimed: OrderedDict[NodeId, PeerAnnouncement] = OrderedDict()
         """Node → its newest announcement ignored for its time, the latest kept last
         (``MISTIMED_KEPT``)."""
+        self._mistimed_ids: dict[bytes, NodeId] = {}
+        """Gossip id of each record in ``_mistimed`` → its node (see ``holds``)."""
         self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
@@ -278,6 +279,7 @@ class PrivatePath:
         """The records ignored for their time, judged on the corrected clock: those now fresh
         (and correctly signed) join the book and the directory, as gossip would have made them."""
         mistimed, self._mistimed = self._mistimed, OrderedDict()
+        self._mistimed_ids.clear()
         for announcement in mistimed.values():
             data = announcement.encode()
             if self.validate_announcement(data, now) is Validation.ACCEPT:
@@ -404,8 +406,17 @@ class PrivatePath:
             return Validation.IGNORE
         if not announcement.verified():
             return Validation.REJECT
-        remember(self._mistimed, node_id, announcement, MISTIMED_KEPT)
+        self._drop_mistimed(node_id)
+        if len(self._mistimed) >= MISTIMED_KEPT:
+            self._drop_mistimed(next(iter(self._mistimed)))
+        self._mistimed[node_id] = announcement
+        self._mistimed_ids[announcement_id(announcement.encode())] = node_id
         return Validation.IGNORE
+
+    def _drop_mistimed(self, node_id: NodeId) -> None:
+        kept = self._mistimed.pop(node_id, None)
+        if kept is not None:
+            del self._mistimed_ids[announcement_id(kept.encode())]
 
     def on_announcement(self, data: bytes, now: float) -> NodeId | None:
         """Stores a delivered announcement; returns the node it introduced, if new to us."""
@@ -426,11 +437,13 @@ class PrivatePath:
         return node_id
 
     def holds(self, gossip_id: bytes) -> bool:
-        """Whether the book holds the announcement with this gossip id: a catch-up offer of it
-        is not worth pulling. The gossip seen cache forgets ids after minutes, the book keeps
-        announcements for hours; without this, every link opened later would pull (9 kB each)
-        up to ``CATCH_UP_ANNOUNCEMENTS`` records the node already has."""
-        if gossip_id in self._held_ids:
+        """Whether the book holds the announcement with this gossip id, or keeps it for a clock
+        correction: a catch-up offer of it is not worth pulling. The gossip seen cache forgets
+        ids after minutes, the book keeps announcements for hours; without this, every link
+        opened later would pull (9 kB each) up to ``CATCH_UP_ANNOUNCEMENTS`` records the node
+        already has, and a node with a wrong clock, which keeps its peers' latest records
+        aside, all of them, only to ignore them again."""
+        if gossip_id in self._held_ids or gossip_id in self._mistimed_ids:
             return True
         own = self.own_announcement
         return own is not None and announcement_id(own) == gossip_id
