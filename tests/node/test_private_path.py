@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
+from murmur.node import private_path as private_path_module
 from murmur.node.config import NodeConfig
 from murmur.node.levels import LEVELS, PrivacySettings
 from murmur.node.node import ANNOUNCE_TOPIC, CIRCUIT_LINK_SWEEP_S, Node
@@ -531,6 +532,31 @@ def test_a_node_takes_one_place_among_the_records_kept_for_a_clock_correction() 
     held = behind.book.get(_node_id(3))
     assert held is not None and held.encode() == records[-1]
     assert behind.counters.get("announce.retimed") == 2
+
+
+def test_a_kept_record_gives_up_its_place_when_the_book_takes_a_newer_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node whose clock is 2.5 hours ahead finds records signed more than 40 minutes ago
+    stale, and keeps them for a correction; its node's next record is fresh and joins the
+    book. The kept one is then of no use (older than the one held) and must not take a place
+    that another node's record needs."""
+    monkeypatch.setattr(private_path_module, "MISTIMED_KEPT", 2)
+    ahead = _path(1, WALL_CLOCK_AT_ZERO_S + 9_000.0)
+    renewed = _path(3)
+    early = {seed: _first_record(_path(seed)) for seed in (2, 4)}
+    early[3] = _first_record(renewed)
+    renewed.reannounce(3_000.0)
+    fresh = renewed.announcement_due(3_000.0)
+    assert fresh is not None
+    for seed in (2, 3):
+        assert ahead.validate_announcement(early[seed], 3_000.0) is Validation.IGNORE
+    assert ahead.validate_announcement(fresh, 3_000.0) is Validation.ACCEPT
+    assert ahead.on_announcement(fresh, 3_000.0) == _node_id(3)
+    assert ahead.validate_announcement(early[4], 3_000.0) is Validation.IGNORE
+    ahead.set_wall_clock(WALL_CLOCK_AT_ZERO_S, 3_000.0)
+    assert {relay.node_id for relay in ahead.directory} == {_node_id(n) for n in (2, 3, 4)}
+    assert ahead.counters.get("announce.retimed") == 2
 
 
 def test_a_node_restarted_later_signs_a_newer_announcement() -> None:

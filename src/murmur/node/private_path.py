@@ -148,9 +148,10 @@ MISTIMED_KEPT = 256
 to be judged again if the clock is corrected: about 2.3 MB at most. A node that started before
 NTP set its clock (a machine without one) ignored every record it was offered meanwhile; with
 these it has a directory at once, not as relays re-announce over the next hour. Each place is
-one node's, taken only by its newest correctly signed record, so neither forgeries nor one
-node's many records push other nodes out; like the book, they do not stop a flood of fresh
-identities (free to make, and each signs its own records)."""
+one node's, taken only by its newest correctly signed record and given up when the book takes
+a newer one of that node, so neither forgeries nor one node's many records push other nodes
+out; like the book, they do not stop a flood of fresh identities (free to make, and each signs
+its own records)."""
 
 
 class PrivatePath:
@@ -429,6 +430,9 @@ class PrivatePath:
             self._forget(gone)
         if not admission.accepted:
             return None
+        kept = self._mistimed.get(node_id)
+        if kept is not None and kept.sequence <= announcement.sequence:
+            self._drop_mistimed(node_id)  # of no use now: its place may serve another node
         self._forget_id(node_id)
         mid = announcement.gossip_id
         self._held_ids[mid] = node_id
