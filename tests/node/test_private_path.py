@@ -534,6 +534,24 @@ def test_a_node_takes_one_place_among_the_records_kept_for_a_clock_correction() 
     assert behind.counters.get("announce.retimed") == 2
 
 
+def test_a_record_kept_from_the_future_is_taken_when_its_time_comes() -> None:
+    """A clock 15 minutes behind (beyond the skew) finds every record issued now from the
+    future, and keeps it; five minutes later it is within the skew: the record must join the
+    directory then, not wait for a correction that may never come (a new link's catch-up no
+    longer brings it again: the node holds it)."""
+    behind = _path(1, WALL_CLOCK_AT_ZERO_S - 900.0)
+    record = _first_record(_path(2))
+    assert behind.validate_announcement(record, 0.0) is Validation.IGNORE
+    assert behind.holds(announcement_id(record))
+    behind.expire(MAX_CLOCK_SKEW_S / 2 - 1.0)
+    assert len(behind.directory) == 0
+    behind.set_wall_clock(WALL_CLOCK_AT_ZERO_S - 600.0, 100.0)  # a small step: 5 min sooner
+    behind.expire(100.0)
+    assert [relay.node_id for relay in behind.directory] == [_node_id(2)]
+    assert behind.counters.get("announce.came_due") == 1
+    assert behind.holds(announcement_id(record))  # now from the book
+
+
 def test_a_kept_record_gives_up_its_place_when_the_book_takes_a_newer_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

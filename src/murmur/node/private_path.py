@@ -23,6 +23,7 @@ node polls (:attr:`PrivatePath.link_padder`).
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Collection, Iterable, Mapping
 
@@ -186,6 +187,8 @@ class PrivatePath:
         (``MISTIMED_KEPT``)."""
         self._mistimed_ids: dict[bytes, NodeId] = {}
         """Gossip id of each record in ``_mistimed`` → its node (see ``holds``)."""
+        self._mistimed_due = math.inf
+        """No record kept from the future comes within the skew before this (see ``expire``)."""
         self.counters = Counters()
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
@@ -261,6 +264,7 @@ class PrivatePath:
         next one is dated one millisecond after it, which receivers take."""
         step = offset_s - self.wall_clock_offset_s
         moved = abs(step)
+        self._mistimed_due -= step
         self.book.wall_clock_offset_s = offset_s
         self.circuits.client.wall_clock_offset_s = offset_s
         self.circuits.client.guards.clock_stepped(step)
@@ -281,6 +285,7 @@ class PrivatePath:
         (and correctly signed) join the book and the directory, as gossip would have made them."""
         mistimed, self._mistimed = self._mistimed, OrderedDict()
         self._mistimed_ids.clear()
+        self._mistimed_due = math.inf
         for announcement in mistimed.values():
             data = announcement.encode()
             if self.validate_announcement(data, now) is Validation.ACCEPT:
@@ -386,12 +391,12 @@ class PrivatePath:
         state = freshness(announcement, now + self.wall_clock_offset_s)
         if state is not Freshness.FRESH:
             self.counters.inc(f"announce.{state.value}")
-            return self._keep_mistimed(announcement)
+            return self._keep_mistimed(announcement, state)
         if self.book.is_stale(announcement):
             return Validation.IGNORE
         return Validation.ACCEPT if announcement.verified() else Validation.REJECT
 
-    def _keep_mistimed(self, announcement: PeerAnnouncement) -> Validation:
+    def _keep_mistimed(self, announcement: PeerAnnouncement, state: Freshness) -> Validation:
         """Keeps a record ignored for its time, to judge again if the clock is corrected, in
         its node's place (``MISTIMED_KEPT``): kept unchecked, each in a place of its own,
         forgeries (free to make, and unpenalised) pushed genuine records out. One no newer than
@@ -412,7 +417,29 @@ class PrivatePath:
             self._drop_mistimed(next(iter(self._mistimed)))
         self._mistimed[node_id] = announcement
         self._mistimed_ids[announcement_id(announcement.encode())] = node_id
+        if state is Freshness.FROM_FUTURE:
+            self._mistimed_due = min(self._mistimed_due, self._comes_due_at(announcement))
         return Validation.IGNORE
+
+    def _comes_due_at(self, announcement: PeerAnnouncement) -> float:
+        """When (``now``) a record from the future comes within the skew on this clock."""
+        return announcement.issued_at - MAX_CLOCK_SKEW_S - self.wall_clock_offset_s
+
+    def _take_due(self, now: float) -> None:
+        """Takes the records kept from the future that have come within the skew, as gossip
+        would have taken them then (their signatures were checked before they were kept). A
+        new link's catch-up no longer brings them again (``holds``), and a clock a little
+        beyond the skew behind, never corrected, would otherwise take no fresh record ever."""
+        self._mistimed_due = math.inf
+        wall_now = now + self.wall_clock_offset_s
+        for node_id, announcement in list(self._mistimed.items()):
+            state = freshness(announcement, wall_now)
+            if state is Freshness.FRESH:
+                self._drop_mistimed(node_id)
+                if self.on_announcement(announcement.encode(), now) is not None:
+                    self.counters.inc("announce.came_due")
+            elif state is Freshness.FROM_FUTURE:
+                self._mistimed_due = min(self._mistimed_due, self._comes_due_at(announcement))
 
     def _drop_mistimed(self, node_id: NodeId) -> None:
         kept = self._mistimed.pop(node_id, None)
@@ -458,8 +485,12 @@ class PrivatePath:
             del self._held_ids[mid]
 
     def expire(self, now: float) -> None:
+        """Drops the records whose time is over, and takes those kept from the future whose
+        time has come (called at every timer of the node)."""
         for node_id in self.book.expire(now):
             self._forget(node_id)
+        if now >= self._mistimed_due:
+            self._take_due(now)
 
     def _forget(self, node_id: NodeId) -> None:
         """A node's announcement left the book: it is no relay of ours any more."""
