@@ -577,6 +577,27 @@ def test_a_kept_record_gives_up_its_place_when_the_book_takes_a_newer_one(
     assert ahead.counters.get("announce.retimed") == 2
 
 
+def test_catch_up_does_not_offer_a_record_superseded_by_one_kept_for_a_correction() -> None:
+    """A clock set a day back after the node took its peers' records keeps their newer ones
+    aside (from the future on it) while the book still holds the old ones for hours. Offered
+    on a new link, those old records are pulled (9 kB each) by every peer with a right clock,
+    which holds the newer ones, only to be ignored: they are not offered."""
+    stepped, renewed = _path(1), _path(2)
+    old = _first_record(renewed)
+    alone = _first_record(_path(3))
+    for record in (old, alone):
+        assert stepped.validate_announcement(record, 0.0) is Validation.ACCEPT
+        stepped.on_announcement(record, 0.0)
+    stepped.set_wall_clock(WALL_CLOCK_AT_ZERO_S - 86_400.0, 10.0)
+    renewed.reannounce(20.0)
+    new = renewed.announcement_due(20.0)
+    assert new is not None
+    assert stepped.validate_announcement(new, 20.0) is Validation.IGNORE
+    offered = [data for _, data in stepped.catch_up(SeededRng(0), 30.0)]
+    assert offered == [alone]
+    assert len(stepped.directory) == 2  # its own circuits still use the old one
+
+
 def test_a_node_restarted_later_signs_a_newer_announcement() -> None:
     """After a restart the node has forgotten its last sequence number and its monotonic
     clock starts again; the wall clock has moved on, so the new record still replaces the

@@ -350,10 +350,13 @@ class PrivatePath:
         hour); the bound keeps a join from costing more than ``CATCH_UP_ANNOUNCEMENTS``
         records (the DHT will replace this for large networks). The node offers them by id
         (``GossipRouter.offer_to_peer``), so a peer that knows them costs 20 bytes each.
-        Records past their lifetime leave the book first: the peer would ignore them.
+        Records past their lifetime leave the book first: the peer would ignore them. So do
+        those of nodes whose newer record the node keeps aside for a clock correction (a clock
+        set back): a peer that took the newer one would pull each, only to ignore it.
         """
         self.expire(now)
-        known = self.book.all() if others else []
+        mistimed = self._mistimed  # each newer than the book's record of its node, if any
+        known = [a for a in self.book.all() if a.node_id not in mistimed] if others else []
         sample = rng.sample(known, min(len(known), CATCH_UP_ANNOUNCEMENTS))
         own = [self.own_announcement] if self.own_announcement is not None else []
         offered = [(announcement_id(data), data) for data in own]
