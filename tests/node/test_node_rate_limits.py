@@ -8,6 +8,8 @@ from murmur.node import node as node_module
 from murmur.node.actions import Dial
 from murmur.node.config import BootstrapPeer
 from murmur.node.node import Node
+from murmur.node.private_path import EARLY_REANNOUNCE_S
+from murmur.overlay.gossip import GossipConfig
 from murmur.wire.envelope import Channel, wrap
 from murmur.wire.gossip import Rpc, encode_rpc
 from tests.node.test_node import Net
@@ -63,6 +65,7 @@ def test_a_peer_that_reconnects_keeps_its_spent_rate_budget() -> None:
     net.now += 0.5  # 1,000 messages at 2,000/s
     assert _send(net, sender, victim, 1001) == 1
     assert not victim._bans.is_banned(sender.node_id, net.now)
+    assert victim.counters.get("rate_limited.subscriptions_taken") == 1
 
 
 def test_a_flood_split_across_reconnects_is_still_a_flood() -> None:
@@ -111,3 +114,29 @@ def test_only_the_most_recently_departed_peers_keep_their_rate_budgets(
         _dial(net, i, 0)
     assert _send(net, net.nodes[1], victim, 10) == 0
     assert _send(net, net.nodes[2], victim, 10) == 10
+
+
+def test_a_reconnecting_peer_with_a_spent_burst_still_has_its_subscriptions_honoured() -> None:
+    """A peer's first message on a link is the RPC with its subscriptions, sent once: dropped
+    because the peer's budget was spent on its last link, the node never learnt which topics it
+    takes on this one (no mesh, no gossip with it; its GRAFTs pruned) until it reconnected.
+    They are taken; nothing else in that message is (its catch-up offer), nor anything after
+    it over the limits."""
+    net = Net(2)
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(EARLY_REANNOUNCE_S[-1] + 2 * GossipConfig().seen_ttl_s)  # offers: not yet seen
+    victim, sender = net.nodes
+    topics = set(victim.gossip.topics)
+    assert all(sender.node_id in victim.gossip.mesh_peers(t) for t in topics)
+    assert _send(net, sender, victim, victim.config.limits.messages_burst) == 0
+    offers = victim.gossip.counters.get("gossip.ihave.known")
+    _reconnect(net, 1, 0)
+    assert victim.counters.get("drops.rate_limited") == 1  # its first RPC, over the limits
+    assert victim.gossip.counters.get("gossip.ihave.known") == offers
+    assert _send(net, sender, victim, 100) == 100
+    net.tick(net.now + 3.0)
+    assert all(sender.node_id in victim.gossip.mesh_peers(t) for t in topics)
+    assert victim.gossip.counters.get("gossip.graft.peer_not_subscribed") == 0
+    assert not victim._bans.is_banned(sender.node_id, net.now)
+    assert victim.counters.get("rate_limited.subscriptions_taken") == 1

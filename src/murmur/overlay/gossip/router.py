@@ -412,7 +412,12 @@ class GossipRouter:
 
     # --- inputs -----------------------------------------------------------------------------
 
-    def receive_rpc(self, peer: NodeId, data: bytes, now: float) -> None:
+    def receive_rpc(
+        self, peer: NodeId, data: bytes, now: float, *, subscriptions_only: bool = False
+    ) -> None:
+        """One RPC from ``peer``. ``subscriptions_only``: the owner's rate limits dropped this
+        RPC, yet it is the first on a new link and holds the peer's subscriptions, which the
+        peer sends only then; take those and nothing else from it."""
         st = self._peers.get(peer)
         if st is None:
             self.counters.inc("gossip.rpc.unknown_peer")
@@ -429,6 +434,8 @@ class GossipRouter:
             return
         if rpc.subscriptions:
             self._on_subscriptions(st, rpc.subscriptions)
+        if subscriptions_only:
+            return
         for msg in rpc.messages:
             if st.ignored:  # graylisted by an earlier message of this RPC
                 return
