@@ -419,7 +419,7 @@ class PrivatePath:
         if len(self._mistimed) >= MISTIMED_KEPT:
             self._drop_mistimed(next(iter(self._mistimed)))
         self._mistimed[node_id] = announcement
-        self._mistimed_ids[announcement_id(announcement.encode())] = node_id
+        self._mistimed_ids[announcement.gossip_id] = node_id
         if state is Freshness.FROM_FUTURE:
             self._mistimed_due = min(self._mistimed_due, self._comes_due_at(announcement))
         return Validation.IGNORE
@@ -447,7 +447,7 @@ class PrivatePath:
     def _drop_mistimed(self, node_id: NodeId) -> None:
         kept = self._mistimed.pop(node_id, None)
         if kept is not None:
-            del self._mistimed_ids[announcement_id(kept.encode())]
+            del self._mistimed_ids[kept.gossip_id]
 
     def on_announcement(self, data: bytes, now: float) -> NodeId | None:
         """Stores a delivered announcement; returns the node it introduced, if new to us."""
