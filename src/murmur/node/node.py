@@ -129,7 +129,7 @@ throttle; as many as the circuit relay (``DEPARTED_BUDGETS``) and gossip
 node reads no message before the handshake."""
 FIRST_RPC_MAX_BYTES = 16 * 1024
 """A link's first message, if a gossip RPC no larger than this, has its subscriptions taken even
-when the peer's rate limits drop it (:meth:`Node._take_subscriptions`). A peer sends its
+when the peer's rate limits drop it (see ``Node._on_message``). A peer sends its
 subscriptions once per link, in that RPC, beside the catch-up offer: at most 64 topics of 64
 bytes and 129 ids of 20 bytes, under 7 kB."""
 CIRCUIT_LINK_SWEEP_S = 10.0
@@ -727,17 +727,30 @@ class Node:
         # Charged to the peer's one limiter even when read on a retired duplicate: one budget
         # per peer, not one more per link it opens.
         limiter = self._limiters[peer]
+        subscriptions_only = False
         if not limiter.admit(now, len(payload)):
             self.counters.inc("drops.rate_limited")
             if limiter.record_drop(now):
                 self._misbehaved(session, now, "flood")
-            elif session.messages_in == 1 and len(payload) <= FIRST_RPC_MAX_BYTES:
-                self._take_subscriptions(session, peer, payload, now)
-            return
+                return
+            if session.messages_in != 1 or len(payload) > FIRST_RPC_MAX_BYTES:
+                return
+            # A peer that spent its budget on its last link and reconnects at once (its budget
+            # is kept by node id) sends its subscriptions only in a link's first message; without
+            # them the node has no mesh and no gossip with it on this link (it prunes the peer's
+            # GRAFTs) until it reconnects. The rest of the message is dropped, and the drop was
+            # counted towards a flood: a reconnect buys the peer one bounded decode and its
+            # subscriptions, which gossip caps, nothing more.
+            subscriptions_only = True
         try:
             channel, body = unwrap(payload)
         except RemoteProtocolError as exc:
             self._misbehaved(session, now, exc.reason)
+            return
+        if subscriptions_only:
+            if channel is Channel.GOSSIP:
+                self.counters.inc("rate_limited.subscriptions_taken")
+                self.gossip.receive_rpc(peer, body, now, subscriptions_only=True)
             return
         if channel is Channel.GOSSIP:
             self.gossip.receive_rpc(peer, body, now)
@@ -751,24 +764,6 @@ class Node:
         else:
             self.circuits.receive_cell(peer, body, now)
             self._pump_circuits(now)
-
-    def _take_subscriptions(
-        self, session: Session, peer: NodeId, payload: bytes, now: float
-    ) -> None:
-        """The subscriptions in a link's first message, which the peer's limits dropped: a
-        peer that spent its budget on its last link and reconnects at once (its budget is kept
-        by node id) sends them only in that message, and without them the node has no mesh and
-        no gossip with it on this link (it prunes the peer's GRAFTs) until it reconnects. The
-        rest of the message is dropped, and the drop counted towards a flood: a reconnect buys
-        the peer nothing but one bounded decode and its subscriptions, which gossip caps."""
-        try:
-            channel, body = unwrap(payload)
-        except RemoteProtocolError as exc:
-            self._misbehaved(session, now, exc.reason)
-            return
-        if channel is Channel.GOSSIP:
-            self.counters.inc("rate_limited.subscriptions_taken")
-            self.gossip.receive_rpc(peer, body, now, subscriptions_only=True)
 
     def _on_link_closed(self, session: Session, event: LinkClosed, now: float) -> None:
         self.counters.inc(f"links_closed.{event.reason}")
