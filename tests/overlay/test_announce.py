@@ -55,7 +55,7 @@ def _announce(identity: Identity = ALICE, sequence: int = 1, ttl_s: int = 60) ->
 def test_a_decoded_record_is_shared_with_its_gossip_id_and_relay_info() -> None:
     data = _announce().encode()
     record = PeerAnnouncement.decode(data)
-    assert PeerAnnouncement.decode(bytearray(data)) is record
+    assert PeerAnnouncement.decode(data[:1] + data[1:]) is record  # an equal copy
     assert record.gossip_id == message_id(MessageType.PEER_ANNOUNCEMENT.value, data)
     assert record.relay_info() is record.relay_info()
     assert record.relay_info().node_id == ALICE.node_id
