@@ -421,12 +421,13 @@ class PrivatePath:
         self._mistimed[node_id] = announcement
         self._mistimed_ids[announcement.gossip_id] = node_id
         if state is Freshness.FROM_FUTURE:
-            self._mistimed_due = min(self._mistimed_due, self._comes_due_at(announcement))
+            self._note_due(announcement)
         return Validation.IGNORE
 
-    def _comes_due_at(self, announcement: PeerAnnouncement) -> float:
-        """When (``now``) a record from the future comes within the skew on this clock."""
-        return announcement.issued_at - MAX_CLOCK_SKEW_S - self.wall_clock_offset_s
+    def _note_due(self, announcement: PeerAnnouncement) -> None:
+        """A record kept from the future comes within the skew on this clock at this ``now``."""
+        due = announcement.issued_at - MAX_CLOCK_SKEW_S - self.wall_clock_offset_s
+        self._mistimed_due = min(self._mistimed_due, due)
 
     def _take_due(self, now: float) -> None:
         """Takes the records kept from the future that have come within the skew, as gossip
@@ -442,7 +443,7 @@ class PrivatePath:
                 if self.on_announcement(announcement.encode(), now) is not None:
                     self.counters.inc("announce.came_due")
             elif state is Freshness.FROM_FUTURE:
-                self._mistimed_due = min(self._mistimed_due, self._comes_due_at(announcement))
+                self._note_due(announcement)
 
     def _drop_mistimed(self, node_id: NodeId) -> None:
         kept = self._mistimed.pop(node_id, None)
