@@ -30,12 +30,16 @@ from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
 from murmur.node.actions import ConnId, Dial, PrivateSendFailed, SendBytes
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
-from murmur.overlay.announce import PeerAnnouncement
+from murmur.node.private_path import DEFAULT_CAPACITY
+from murmur.overlay.announce import PeerAnnouncement, sign_announcement
 from murmur.overlay.circuits.guards import GuardRecord
+from murmur.overlay.circuits.onion_keys import OnionKeyPair
 from murmur.runtime import keystore, transport
 from murmur.runtime.control_api import ApiError
 from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRuntime
 from murmur.runtime.transport import StreamConnection
+from murmur.sim.rng import SeededRng
+from murmur.wire.cells import RelayAddress
 
 HELD_BACK_WAIT_S = 0.05
 """How long a test waits, with the loop stalled, to see that nothing was written."""
@@ -429,6 +433,49 @@ async def test_what_the_node_answers_to_stop_settles_its_requests_and_is_not_lef
     assert node.drain_actions() == []
     await asyncio.sleep(0.05)
     assert dialler.dialled == [] and runtime._tasks == set()
+
+
+def _relay(k: int, port: int) -> PeerAnnouncement:
+    """Relay ``k``'s announcement, signed now, at 127.k.0.1:``port``: each relay on a network
+    prefix of its own, none on the node's (127.0.0.1)."""
+    return sign_announcement(
+        Identity.from_seed(bytes([k]) * 32),
+        address=RelayAddress(f"127.{k}.0.1", port),
+        onion_keys=OnionKeyPair.generate(SeededRng(k)).public,
+        capacity=DEFAULT_CAPACITY,
+        sequence=int(time.time() * 1000),
+    )
+
+
+async def test_stop_fails_a_request_still_waiting_for_its_circuit(tmp_path: Path) -> None:
+    """No link ``stop`` reports lost carries a circuit the request is on: it waits for one
+    still being built (its guard accepts the link and never answers), and it waited out its
+    whole timeout after the runtime had stopped."""
+    identity = keystore.init_node_dir(tmp_path)
+    with socket.socket() as guard_host:
+        guard_host.bind(("127.1.0.1", 0))
+        guard_host.listen()
+        relays = [_relay(k, guard_host.getsockname()[1]) for k in (1, 2, 3)]
+        guard = relays[0]
+        now = time.time()
+        keystore.write_guards(
+            tmp_path,
+            [GuardRecord(guard.node_id, now, now + 40 * 86_400.0)],
+            {guard.node_id: guard.encode()},
+        )
+        runtime = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
+        taken = runtime.node.restore_announcements([r.encode() for r in relays], time.monotonic())
+        assert taken == 2  # the guard's came from the directory
+        await runtime.start()
+        request = asyncio.create_task(runtime.request_private("sync_request", b"\x00" * 20, 30.0))
+        guard_host.settimeout(5.0)
+        accepted, _ = await asyncio.to_thread(guard_host.accept)  # the circuit's first link
+        with accepted:
+            assert not request.done()
+            await runtime.stop()
+            with pytest.raises(ApiError, match="private_send_failed: node_stopped"):
+                async with asyncio.timeout(1.0):
+                    await request
 
 
 def _sees_eof(peer: socket.socket) -> bool:

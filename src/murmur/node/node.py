@@ -361,6 +361,15 @@ class Node:
             self._forget(session, now)
             self._pump_gossip(now)
 
+    def stop(self, now: float) -> None:
+        """The runtime is stopping (it reports its connections lost first): every private
+        send waiting for a circuit and every private request not yet answered fails now
+        (``PrivateSendFailed``, reason ``node_stopped``). A lost link fails only the circuits
+        through it; a request still waiting for a circuit to be built would otherwise wait for
+        its deadline, which no timer brings any more."""
+        self.circuits.client.fail_pending("node_stopped")
+        self._pump_circuits(now)
+
     def handle_timer(self, now: float) -> None:
         # Only links whose own deadline has come: the rest would do nothing (a link's deadline
         # moves only on input or its timer, both pumped, and every send flushes its own bytes),

@@ -178,16 +178,18 @@ class NodeRuntime:
             self._lock = None
 
     async def stop(self) -> None:
-        """Closes every connection, telling the node each was lost, and applies its answer
-        before anything else runs: the circuits through those links fail, and the requests
-        waiting on them fail with them (else they waited out their timeouts), while the
-        writes, closes and dials it asks for are not made (the connections are gone and the
-        runtime is stopping). Nothing is left queued in the node to be applied later."""
+        """Closes every connection, telling the node each was lost, then that it stops, and
+        applies its answer before anything else runs: the circuits through those links fail,
+        and the requests waiting on them or still waiting for a circuit fail with them (else
+        they waited out their timeouts), while the writes, closes and dials it asks for are
+        not made (the connections are gone and the runtime is stopping). Nothing is left
+        queued in the node to be applied later."""
         self._stopping = True
         now = time.monotonic()
         self._save_guards(now, force=True)
         for conn_id in list(self._conns):
             self.node.connection_lost(conn_id, now)
+        self.node.stop(now)
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()

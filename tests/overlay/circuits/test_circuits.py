@@ -204,6 +204,34 @@ def test_send_waits_a_bounded_time_then_fails_clearly() -> None:
     assert origin.host.client.counters.get("circuit_failed_connect_failed") >= 1
 
 
+def test_sends_and_requests_waiting_for_a_circuit_fail_at_once_when_the_node_stops() -> None:
+    """Left waiting, each would fail only at its deadline, which a stopped node's timer never
+    brings: its caller waited out its own timeout."""
+    net = Network(6, seed=3)
+    net.refuse_links.update(net.nodes)
+    net.run_until(1.0)
+    origin = net.node(0)
+    send_id = origin.host.send("transaction", b"tx", net.now)
+    request_id = origin.host.send_request("sync_request", b"anyone?", net.now)
+    origin.host.client.fail_pending("node_stopped")
+    net.pump()
+    stopped = [SendFailed(send_id, "node_stopped"), RequestFailed(request_id, "node_stopped")]
+    assert [e for e in origin.events if isinstance(e, SendFailed | RequestFailed)] == stopped
+    net.run_until(net.now + 60.0)  # past both deadlines: neither fails again
+    assert [e for e in origin.events if isinstance(e, SendFailed | RequestFailed)] == stopped
+
+
+def test_a_request_on_a_circuit_fails_at_once_when_the_node_stops(net: Network) -> None:
+    origin = net.node(0)
+    request_id = origin.host.send_request("sync_request", b"anyone?", net.now)
+    net.pump()
+    origin.host.client.fail_pending("node_stopped")
+    net.run_until(net.now + 60.0)
+    assert [e for e in origin.events if isinstance(e, RequestFailed)] == [
+        RequestFailed(request_id, "node_stopped")
+    ]
+
+
 def test_unreachable_later_hop_truncates_and_the_pool_routes_around_it() -> None:
     net = Network(8, seed=4)
     net.refuse_links.add(net.node(5).node_id)

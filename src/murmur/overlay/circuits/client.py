@@ -295,6 +295,15 @@ class CircuitClient:
         self.counters.inc("sends_failed")
         self._actions.append(SendFailed(ref, reason))
 
+    def fail_pending(self, reason: str) -> None:
+        """Fails every send waiting for a circuit and every request not yet answered, with
+        ``reason`` (the node is stopping: no timer will bring their deadlines, and their
+        callers would wait out their own timeouts)."""
+        while self._waiting:
+            self._give_up(self._waiting.popleft(), reason)
+        for ref in list(self._request_deadlines):
+            self._request_failed(ref, reason)
+
     def ready_circuits(self) -> int:
         return len(self._ready())
 
