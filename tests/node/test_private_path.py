@@ -24,6 +24,7 @@ from murmur.node.private_path import (
     EARLY_REANNOUNCE_S,
     MAX_SYNC_IDS,
     MISTIMED_KEPT,
+    OWN_REPLACED_KEPT,
     REANNOUNCE_INTERVAL_S,
     REANNOUNCE_JITTER,
     PrivatePath,
@@ -755,6 +756,41 @@ def test_a_relinked_peer_is_not_sent_announcements_we_hold_nor_blamed_for_them()
         assert sum(n.gossip.counters.get(counter) for n in net.nodes) == 0
     assert all(n.counters.get("bans") == 0 for n in net.nodes)
     assert net.nodes[1].gossip.score(net.ids[0].node_id) >= 0.0
+
+
+def test_a_node_does_not_pull_its_own_replaced_record_from_a_peer_that_missed_the_newer() -> None:
+    """Node 0 re-announces while its one link is down: node 1 still holds the record before,
+    and the relinked link's catch-up offers it back, past the seen cache's memory. Node 0
+    pulled its own older record (9 kB) only to ignore it, on every new link."""
+    net = Net(2)
+    for i, node in enumerate(net.nodes):
+        node.set_advertised_address(net.addr[i].host, net.addr[i].port, 0.0)
+    net.tick(EARLY_REANNOUNCE_S[-1] + 2 * GossipConfig().seen_ttl_s)
+    own, peer = net.nodes
+    replaced = own.private.own_announcement
+    assert replaced is not None
+    assert peer.private.holds(announcement_id(replaced))
+    for i, c in list(net.pipe):
+        net.pipe.pop((i, c), None)
+        net.nodes[i].connection_lost(c, net.now)
+    own.private.reannounce(net.now)  # signed with no link up: node 1 never hears of it
+    asked_before = own.gossip.counters.get("gossip.iwant.sent_ids")
+    net.tick(net.now + 60.0)  # node 1 redials node 0: a new link, with catch-up offers
+    assert net.pipe and own.private.own_announcement != replaced
+    assert own.gossip.counters.get("gossip.ihave.known") > 0
+    assert own.gossip.counters.get("gossip.iwant.sent_ids") == asked_before
+    assert peer.private.holds(announcement_id(own.private.own_announcement or b""))
+
+
+def test_a_node_remembers_its_last_replaced_records_as_held() -> None:
+    path = _path(1)
+    path.set_advertised_address("127.0.0.1", 9001, 0.0)
+    records = []
+    for k in range(OWN_REPLACED_KEPT + 2):
+        path.reannounce(float(k))
+        records.append(path.announcement_due(float(k)) or b"")
+    held = [path.holds(announcement_id(record)) for record in records]
+    assert held == [False] + [True] * (OWN_REPLACED_KEPT + 1)  # the oldest one is forgotten
 
 
 def test_a_node_with_a_wrong_clock_does_not_pull_the_records_it_keeps_on_each_new_link() -> None:

@@ -24,7 +24,7 @@ node polls (:attr:`PrivatePath.link_padder`).
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Collection, Iterable, Mapping
 
 from murmur.base.errors import RemoteProtocolError
@@ -79,6 +79,15 @@ EARLY_REANNOUNCE_S = (10.0, 30.0)
 """Re-announce soon after start: a node that joined the mesh after our first announcement
 (and after the catch-up its links gave it) still hears of us within seconds, not minutes."""
 CATCH_UP_ANNOUNCEMENTS = 128
+OWN_REPLACED_KEPT = 8
+"""Gossip ids of this node's own replaced announcements it remembers, so that a catch-up offer
+of one is not pulled (``holds``): a peer that missed our newest record still holds an older one
+and offers it on every new link, and each time we pulled it (9 kB) only to ignore it. Peers drop
+a record three hours (and the skew) after it was issued; in that time a node signs at most its
+first record, two early re-announcements and four or five periodic ones (at least 45 minutes
+apart), so the last eight cover every one still alive unless its onion keys rotated or its clock
+stepped meanwhile, or it restarted (they are not kept across runs). An older one is pulled once
+per new link, as every one was before."""
 
 
 class MessageStore:
@@ -199,6 +208,8 @@ class PrivatePath:
         self.store = MessageStore()
         self.advertised: RelayAddress | None = None
         self.own_announcement: bytes | None = None
+        self._own_replaced: deque[bytes] = deque(maxlen=OWN_REPLACED_KEPT)
+        """Gossip ids of the node's own last replaced announcements (see ``holds``)."""
         self._next_announce: float | None = None
         self._announcements_sent = 0
         self.circuits = CircuitHost(
@@ -333,6 +344,8 @@ class PrivatePath:
         )
         self._announcements_sent += 1
         self._signed_at = now
+        if self.own_announcement is not None:
+            self._own_replaced.append(announcement_id(self.own_announcement))
         early = self._announcements_sent - 1
         if early < len(EARLY_REANNOUNCE_S):
             self._next_announce = now + EARLY_REANNOUNCE_S[early]
@@ -473,12 +486,16 @@ class PrivatePath:
 
     def holds(self, gossip_id: bytes) -> bool:
         """Whether the book holds the announcement with this gossip id, or keeps it for a clock
-        correction: a catch-up offer of it is not worth pulling. The gossip seen cache forgets
-        ids after minutes, the book keeps announcements for hours; without this, every link
-        opened later would pull (9 kB each) up to ``CATCH_UP_ANNOUNCEMENTS`` records the node
-        already has, and a node with a wrong clock, which keeps its peers' latest records
-        aside, all of them, only to ignore them again."""
+        correction, or it is one of the node's own (its last or one it replaced lately,
+        ``OWN_REPLACED_KEPT``): a catch-up offer of it is not worth pulling. The gossip seen
+        cache forgets ids after minutes, the book keeps announcements for hours; without this,
+        every link opened later would pull (9 kB each) up to ``CATCH_UP_ANNOUNCEMENTS`` records
+        the node already has, a node with a wrong clock, which keeps its peers' latest records
+        aside, all of them, only to ignore them again, and any node its own older record from
+        each peer that had not taken its newest."""
         if gossip_id in self._held_ids or gossip_id in self._mistimed_ids:
+            return True
+        if gossip_id in self._own_replaced:
             return True
         own = self.own_announcement
         return own is not None and announcement_id(own) == gossip_id
