@@ -363,10 +363,11 @@ class Node:
 
     def stop(self, now: float) -> None:
         """The runtime is stopping (it reports its connections lost first): every private
-        send waiting for a circuit and every private request not yet answered fails now
-        (``PrivateSendFailed``, reason ``node_stopped``). A lost link fails only the circuits
-        through it; a request still waiting for a circuit to be built would otherwise wait for
-        its deadline, which no timer brings any more."""
+        send the level's shaping still holds back or that waits for a circuit, and every
+        private request not yet answered, fails now (``PrivateSendFailed``, reason
+        ``node_stopped``). A lost link fails only the circuits through it; the others would
+        wait for deadlines that no timer brings any more."""
+        self.private.origin.fail_held("node_stopped")
         self.circuits.client.fail_pending("node_stopped")
         self._pump_circuits(now)
 

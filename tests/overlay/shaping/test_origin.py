@@ -240,6 +240,32 @@ def test_a_delayed_send_that_finds_no_circuit_fails_through_the_client() -> None
         rig.submit("now", "transaction", b"y", 1.0)
 
 
+def test_when_the_node_stops_every_message_still_held_back_fails_and_none_leaves_later() -> None:
+    """One message in each place a lane holds real ones: a jitter delay, a rate queue, and a
+    wait for a circuit (a lane with background cover while no circuit is ready)."""
+    rig = _rig(
+        ShapingPolicy(origin_delay=DelayRange(5.0, 5.0), resend=None),
+        config=ClientConfig(retry_backoff_max_s=1.0),
+        refuse_links=True,
+    )
+    rig.shaper.open_lane("slots", ShapingPolicy(rate=RateConfig(rate_per_s=0.1)), 0.0)
+    rig.shaper.open_lane("cover", ShapingPolicy(cover=CoverConfig(0.1), resend=None), 0.0)
+    delayed = rig.submit("L", "transaction", b"delayed", 0.0)
+    queued = rig.submit("slots", "transaction", b"queued", 0.0)
+    waiting = rig.submit("cover", "transaction", b"waiting", 0.0)
+    assert rig.shaper.counters.get("held_for_circuit") == 1
+    rig.shaper.fail_held("node_stopped")
+    rig.net.pump()
+    rig._record(0.0)
+    assert sorted(rig.entries("failed")) == sorted(
+        ("failed", ref, "node_stopped") for ref in (delayed, queued, waiting)
+    )
+    assert rig.shaper.counters.get("held_failed") == 3
+    rig.net.refuse_links.clear()
+    rig.run(60.0)
+    assert rig.entries("real") == [] and len(rig.entries("failed")) == 3
+
+
 def test_a_message_no_circuit_could_carry_is_refused_at_once_even_if_held_back() -> None:
     """Two relays besides the origin: no three-hop path can be drawn."""
     rig = _rig(ShapingPolicy(origin_delay=DelayRange(0.1, 0.2)), nodes=3)

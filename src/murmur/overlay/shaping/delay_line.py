@@ -38,3 +38,9 @@ class DelayLine(Generic[T]):
 
     def next_deadline(self) -> float | None:
         return self._heap[0][0] if self._heap else None
+
+    def drain(self) -> list[T]:
+        """Every item still held, in release (then push) order; the line is left empty."""
+        items = [entry[2] for entry in sorted(self._heap)]
+        self._heap.clear()
+        return items

@@ -244,6 +244,20 @@ class ShapedOrigin:
             del self._unconfirmed[gossip_id]
             self._drop_stale_deadlines()
 
+    def fail_held(self, reason: str) -> None:
+        """Fails every real message still held back (a jitter delay, a rate queue, a wait for
+        a circuit) with ``reason``: the node is stopping, so no timer will release them and
+        their callers would wait out their own timeouts."""
+        for lane in self._lanes.values():
+            held = lane.delays.drain()
+            if lane.sender is not None:
+                held += lane.sender.drain()
+            held += [message for _, message in lane.held]
+            lane.held.clear()
+            for message in held:
+                self.counters.inc("held_failed")
+                self._port.fail_send(message.ref, reason)
+
     def handle_timer(self, now: float) -> None:
         self._resend_overdue(now)
         for lane in self._lanes.values():

@@ -70,6 +70,12 @@ class RateSender(Generic[T]):
             self.counters.inc("expired", len(expired))
         return expired
 
+    def drain(self) -> list[T]:
+        """Every queued message, oldest first; the queue is left empty."""
+        items = [item for item, _ in self._queue]
+        self._queue.clear()
+        return items
+
     def next_deadline(self) -> float:
         if self._queue:
             return min(self._next_slot, self._queue[0][1] + self.config.max_wait_s)
