@@ -66,7 +66,8 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -225,6 +226,16 @@ class OnionKit:
             raise ConfigError("stop_at_first_spy does not apply to the onion protocol")
         with standin_crypto(self.standin_crypto):
             return _OnionRun(world, scenario, self, progress).run()
+
+
+@contextmanager
+def warmed_up(world: World, scenario: Scenario, kit: OnionKit) -> Iterator[list[Node]]:
+    """The nodes of ``kit``'s run on ``world`` as its warm-up leaves them, before any phase:
+    what a node holds there, for memory measurements (``scripts/pair_memory.py``)."""
+    with standin_crypto(kit.standin_crypto):
+        run = _OnionRun(world, scenario, kit, None)
+        run.start()
+        yield run.nodes
 
 
 def world_regions(world: World) -> list[str]:
@@ -489,18 +500,7 @@ class _OnionRun:
     # -- stages ---------------------------------------------------------------------------
 
     def run(self) -> RunRecord:
-        engine = self.engine
-        if not self.kit.announce_flood:
-            self._preload_directories()
-        for v, sim in enumerate(engine.nodes):
-            held = self._held.pop(v, [])
-
-            def join(now: float, sim: SimNode = sim, held: list[Any] = held) -> None:
-                engine.dispatch(sim, held)
-
-            engine.at(self.join_at[v], join)
-            engine.pump(sim)
-        warmup_s, ready = self._warm_up()
+        warmup_s, ready = self.start()
         if self.kit.fast_path:
             events_at_fork, tally_at_fork = self.engine.events, self._tally()
             with in_fork(self._fast_path_baseline) as forked:
@@ -518,6 +518,22 @@ class _OnionRun:
             self._stop_logging()
             record.extras.update(self._measure_upkeep(onion, baseline))
         return record
+
+    def start(self) -> tuple[float, float]:
+        """Takes the directories, starts every node and warms up; returns the warm-up's length
+        and the share of nodes that ended it with a full circuit pool."""
+        engine = self.engine
+        if not self.kit.announce_flood:
+            self._preload_directories()
+        for v, sim in enumerate(engine.nodes):
+            held = self._held.pop(v, [])
+
+            def join(now: float, sim: SimNode = sim, held: list[Any] = held) -> None:
+                engine.dispatch(sim, held)
+
+            engine.at(self.join_at[v], join)
+            engine.pump(sim)
+        return self._warm_up()
 
     def _stop_logging(self) -> None:
         """Points all the spies' logging (cells, gossip, link taps, inbound links: all of it
