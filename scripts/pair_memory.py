@@ -90,9 +90,13 @@ def main() -> None:
         site: quadratic(xs, [s.sites.get(site, 0) for s in samples]) for site in largest.sites
     }
     print(f"\ntop {args.top} sites by bytes a pair (the n² coefficient of each site's fit):")
-    print(f"{'B/pair':>7} {'MB at ' + str(largest.nodes):>10}  site")
+    print(f"(and each site's bytes at n = {largest.nodes} over its n(n - 1) pairs: what a pair")
+    print(" costs there if the site is n² alone; dicts and sets resize in steps, so both vary)")
+    pairs = largest.nodes * (largest.nodes - 1)
+    print(f"{'B/pair':>7} {'at ' + str(largest.nodes):>7} {'MB':>7}  site")
     for site in sorted(per_pair, key=per_pair.__getitem__, reverse=True)[: args.top]:
-        print(f"{per_pair[site]:>7.1f} {largest.sites[site] / 1e6:>10.2f}  {short(site)}")
+        size = largest.sites[site]
+        print(f"{per_pair[site]:>7.1f} {size / pairs:>7.1f} {size / 1e6:>7.2f}  {short(site)}")
 
 
 if __name__ == "__main__":
