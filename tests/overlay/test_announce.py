@@ -169,6 +169,28 @@ def test_book_expires_each_entry_when_due_and_not_before() -> None:
     assert len(book) == 0
 
 
+def test_the_book_holds_by_gossip_id_only_the_record_it_keeps_of_each_node() -> None:
+    """The id index follows the entries: a replaced, expired or dropped record is no longer
+    held (a catch-up offer of it is pulled again), the one that replaced it is."""
+    book = _book(max_entries=2)
+    bob, carol = (Identity.from_seed(bytes([i]) * 32) for i in (30, 31))
+    first, second = _announce(sequence=1, ttl_s=60), _announce(sequence=2, ttl_s=60)
+    book.accept(first, now=0.0)
+    assert book.holds(first.gossip_id)
+    assert not book.accept(first, now=1.0).accepted
+    assert book.holds(first.gossip_id)  # a refused replay leaves the held record be
+    book.accept(second, now=10.0)
+    assert book.holds(second.gossip_id) and not book.holds(first.gossip_id)
+    of_bob, of_carol = _announce(bob, ttl_s=30), _announce(carol, ttl_s=60)
+    book.accept(of_bob, now=20.0)
+    assert book.accept(of_carol, now=20.0).dropped == (ALICE.node_id,)
+    assert not book.holds(second.gossip_id) and book.holds(of_carol.gossip_id)
+    assert book.expire(50.0) == [bob.node_id]
+    assert not book.holds(of_bob.gossip_id) and book.holds(of_carol.gossip_id)
+    book.accept(first, now=51.0)  # forgotten, so taken back (still fresh on this clock)
+    assert book.holds(first.gossip_id)
+
+
 def test_a_full_book_names_what_it_dropped_to_make_room() -> None:
     book = _book(max_entries=3)
     people = [Identity.from_seed(bytes([i]) * 32) for i in range(6)]

@@ -202,9 +202,6 @@ class PrivatePath:
         self.onion_keys = OnionKeyRing(OnionKeyPair.generate(rng), now=now)
         self.directory = RelayDirectory()
         self.book = AnnouncementBook(wall_clock_offset_s=wall_clock_offset_s)
-        self._held_ids: dict[bytes, NodeId] = {}
-        """Gossip id of each announcement the book holds → its node (see ``holds``)."""
-        self._id_of: dict[NodeId, bytes] = {}
         self.store = MessageStore()
         self.advertised: RelayAddress | None = None
         self.own_announcement: bytes | None = None
@@ -477,10 +474,6 @@ class PrivatePath:
         kept = self._mistimed.get(node_id)
         if kept is not None and kept.sequence <= announcement.sequence:
             self._drop_mistimed(node_id)  # of no use now: its place may serve another node
-        self._forget_id(node_id)
-        mid = announcement.gossip_id
-        self._held_ids[mid] = node_id
-        self._id_of[node_id] = mid
         self.directory.upsert(announcement.relay_info())
         return node_id
 
@@ -493,17 +486,12 @@ class PrivatePath:
         the node already has, a node with a wrong clock, which keeps its peers' latest records
         aside, all of them, only to ignore them again, and any node its own older record from
         each peer that had not taken its newest."""
-        if gossip_id in self._held_ids or gossip_id in self._mistimed_ids:
+        if self.book.holds(gossip_id) or gossip_id in self._mistimed_ids:
             return True
         if gossip_id in self._own_replaced:
             return True
         own = self.own_announcement
         return own is not None and announcement_id(own) == gossip_id
-
-    def _forget_id(self, node_id: NodeId) -> None:
-        mid = self._id_of.pop(node_id, None)
-        if mid is not None:
-            del self._held_ids[mid]
 
     def expire(self, now: float) -> None:
         """Drops the records whose time is over, and takes those kept from the future whose
@@ -515,7 +503,6 @@ class PrivatePath:
 
     def _forget(self, node_id: NodeId) -> None:
         """A node's announcement left the book: it is no relay of ours any more."""
-        self._forget_id(node_id)
         self.directory.remove(node_id)
 
     # --- exit callbacks ------------------------------------------------------------------
