@@ -5,17 +5,18 @@ Each core object owns a :class:`Counters`; the node merges them for ``murmur sta
 
 from __future__ import annotations
 
-from collections import Counter
-
 
 class Counters:
     __slots__ = ("_values",)
 
     def __init__(self) -> None:
-        self._values: Counter[str] = Counter()
+        # A plain dict, not a ``Counter``: a Python subclass of dict makes every ``+=`` a
+        # method call, and the node counts on every frame.
+        self._values: dict[str, int] = {}
 
     def inc(self, name: str, by: int = 1) -> None:
-        self._values[name] += by
+        values = self._values
+        values[name] = values.get(name, 0) + by
 
     def get(self, name: str) -> int:
         return self._values.get(name, 0)
