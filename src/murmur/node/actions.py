@@ -47,16 +47,6 @@ class MessageDelivered:
     data: bytes = field(repr=False)
     received_from: NodeId | None
 
-    def __init__(
-        self, topic: str, message_id: bytes, data: bytes, received_from: NodeId | None
-    ) -> None:
-        # Written out: mypyc compiles this one, the dataclasses module's runs interpreted
-        # (about 12 x slower), and one is built for every message delivered.
-        object.__setattr__(self, "topic", topic)
-        object.__setattr__(self, "message_id", message_id)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "received_from", received_from)
-
 
 @dataclass(frozen=True, slots=True)
 class PrivateReplyArrived:
