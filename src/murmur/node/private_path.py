@@ -205,8 +205,9 @@ class PrivatePath:
         self.store = MessageStore()
         self.advertised: RelayAddress | None = None
         self.own_announcement: bytes | None = None
-        self._own_replaced: deque[bytes] = deque(maxlen=OWN_REPLACED_KEPT)
-        """Gossip ids of the node's own last replaced announcements (see ``holds``)."""
+        self._own_ids: deque[bytes] = deque(maxlen=OWN_REPLACED_KEPT + 1)
+        """Gossip ids of the node's own announcement and of the ones it last replaced (see
+        ``holds``)."""
         self._next_announce: float | None = None
         self._announcements_sent = 0
         self.circuits = CircuitHost(
@@ -341,8 +342,7 @@ class PrivatePath:
         )
         self._announcements_sent += 1
         self._signed_at = now
-        if self.own_announcement is not None:
-            self._own_replaced.append(announcement_id(self.own_announcement))
+        self._own_ids.append(announcement.gossip_id)
         early = self._announcements_sent - 1
         if early < len(EARLY_REANNOUNCE_S):
             self._next_announce = now + EARLY_REANNOUNCE_S[early]
@@ -486,12 +486,11 @@ class PrivatePath:
         the node already has, a node with a wrong clock, which keeps its peers' latest records
         aside, all of them, only to ignore them again, and any node its own older record from
         each peer that had not taken its newest."""
-        if self.book.holds(gossip_id) or gossip_id in self._mistimed_ids:
-            return True
-        if gossip_id in self._own_replaced:
-            return True
-        own = self.own_announcement
-        return own is not None and announcement_id(own) == gossip_id
+        return (
+            self.book.holds(gossip_id)
+            or gossip_id in self._mistimed_ids
+            or gossip_id in self._own_ids
+        )
 
     def expire(self, now: float) -> None:
         """Drops the records whose time is over, and takes those kept from the future whose
