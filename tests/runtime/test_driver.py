@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from murmur.base.errors import ConfigError
 from murmur.base.ids import NodeId
 from murmur.crypto.identity import Identity
-from murmur.node.actions import ConnId, Dial, PrivateSendFailed, SendBytes
+from murmur.node.actions import ConnId, Dial, SendBytes
 from murmur.node.config import BootstrapPeer, HostPort, NodeConfig, TxRoute
-from murmur.node.private_path import DEFAULT_CAPACITY
+from murmur.node.private_path import DEFAULT_CAPACITY, encode_sync_request
 from murmur.overlay.announce import PeerAnnouncement, sign_announcement
 from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.onion_keys import OnionKeyPair
@@ -40,6 +40,7 @@ from murmur.runtime.driver import FLUSH_BYTES, MAX_WRITE_BACKLOG_BYTES, NodeRunt
 from murmur.runtime.transport import StreamConnection
 from murmur.sim.rng import SeededRng
 from murmur.wire.cells import RelayAddress
+from murmur.wire.gossip import MESSAGE_ID_BYTES
 
 HELD_BACK_WAIT_S = 0.05
 """How long a test waits, with the loop stalled, to see that nothing was written."""
@@ -398,43 +399,6 @@ async def test_a_dial_that_fails_as_the_runtime_stops_starts_no_other_dial() -> 
     assert runtime._tasks == set()
 
 
-@pytest.mark.interpreted_only
-async def test_what_the_node_answers_to_stop_settles_its_requests_and_is_not_left_queued() -> None:
-    """The links ``stop`` reports lost take their circuits with them: a request waiting on one
-    fails at once (it waited out its whole timeout), and the dial the node asks for to build
-    another circuit is neither made nor left queued in the node."""
-    dialler = _FailsAsItStops()
-    runtime = NodeRuntime(
-        identity=Identity.from_seed(b"d" * 32), config=NodeConfig(), transport=dialler
-    )
-    await runtime.start()
-    assert runtime.listen_address is not None
-    node = runtime.node
-    node.request_private = lambda topic, data, now: 7  # type: ignore[method-assign]
-    connection_lost = node.connection_lost
-
-    def loses_a_circuit(conn_id: ConnId, now: float) -> None:
-        connection_lost(conn_id, now)
-        node._actions.append(PrivateSendFailed(7, "circuit_closed"))
-        node._actions.append(Dial(BootstrapPeer(HostPort("127.0.0.1", 10))))
-
-    node.connection_lost = loses_a_circuit  # type: ignore[method-assign]
-    with socket.create_connection(runtime.listen_address) as peer:
-        async with asyncio.timeout(5.0):
-            while not runtime._conns:  # accepted on the loop
-                await asyncio.sleep(0.001)
-        request = asyncio.create_task(runtime.request_private("sync_request", b"x", 30.0))
-        await asyncio.sleep(0)
-        await runtime.stop()
-        with pytest.raises(ApiError, match="private_send_failed"):
-            async with asyncio.timeout(1.0):
-                await request
-        assert _sees_eof(peer)
-    assert node.drain_actions() == []
-    await asyncio.sleep(0.05)
-    assert dialler.dialled == [] and runtime._tasks == set()
-
-
 def _relay(k: int, port: int) -> PeerAnnouncement:
     """Relay ``k``'s announcement, signed now, at 127.k.0.1:``port``: each relay on a network
     prefix of its own, none on the node's (127.0.0.1)."""
@@ -447,25 +411,38 @@ def _relay(k: int, port: int) -> PeerAnnouncement:
     )
 
 
+def _entering_through(
+    node_dir: Path, relays: list[PeerAnnouncement], dialler: transport.Transport | None = None
+) -> NodeRuntime:
+    """A runtime on ``node_dir`` that knows ``relays`` and kept the first as its entry guard
+    (with its announcement, as a run before it would have): it builds circuits through it at
+    once, not after the guard list's settling time."""
+    identity = keystore.init_node_dir(node_dir)
+    guard = relays[0]
+    now = time.time()
+    keystore.write_guards(
+        node_dir,
+        [GuardRecord(guard.node_id, now, now + 40 * 86_400.0)],
+        {guard.node_id: guard.encode()},
+    )
+    runtime = NodeRuntime(
+        identity=identity, config=NodeConfig(), node_dir=node_dir, transport=dialler
+    )
+    taken = runtime.node.restore_announcements([r.encode() for r in relays], time.monotonic())
+    assert taken == len(relays) - 1  # the guard's came from the directory
+    return runtime
+
+
 async def test_stop_fails_a_request_still_waiting_for_its_circuit(tmp_path: Path) -> None:
     """No link ``stop`` reports lost carries a circuit the request is on: it waits for one
     still being built (its guard accepts the link and never answers), and it waited out its
     whole timeout after the runtime had stopped."""
-    identity = keystore.init_node_dir(tmp_path)
     with socket.socket() as guard_host:
         guard_host.bind(("127.1.0.1", 0))
         guard_host.listen()
-        relays = [_relay(k, guard_host.getsockname()[1]) for k in (1, 2, 3)]
-        guard = relays[0]
-        now = time.time()
-        keystore.write_guards(
-            tmp_path,
-            [GuardRecord(guard.node_id, now, now + 40 * 86_400.0)],
-            {guard.node_id: guard.encode()},
+        runtime = _entering_through(
+            tmp_path, [_relay(k, guard_host.getsockname()[1]) for k in (1, 2, 3)]
         )
-        runtime = NodeRuntime(identity=identity, config=NodeConfig(), node_dir=tmp_path)
-        taken = runtime.node.restore_announcements([r.encode() for r in relays], time.monotonic())
-        assert taken == 2  # the guard's came from the directory
         await runtime.start()
         request = asyncio.create_task(runtime.request_private("sync_request", b"\x00" * 20, 30.0))
         guard_host.settimeout(5.0)
@@ -476,6 +453,87 @@ async def test_stop_fails_a_request_still_waiting_for_its_circuit(tmp_path: Path
             with pytest.raises(ApiError, match="private_send_failed: node_stopped"):
                 async with asyncio.timeout(1.0):
                     await request
+
+
+class _RecordsDials(transport.TcpTransport):
+    """TCP, noting the address of each dial."""
+
+    def __init__(self) -> None:
+        self.dialled: list[tuple[str, int]] = []
+
+    async def connect(self, host: str, port: int, timeout_s: float) -> StreamConnection:
+        self.dialled.append((host, port))
+        return await super().connect(host, port, timeout_s)
+
+
+@asynccontextmanager
+async def _relays(*ks: int) -> AsyncIterator[list[NodeRuntime]]:
+    """Started relay runtimes, relay ``k`` listening on 127.k.0.1 (each on a network prefix of
+    its own, none on the node's), once each has signed its announcement; stopped at the end."""
+    relays = [
+        NodeRuntime(
+            identity=Identity.from_seed(bytes([k]) * 32),
+            config=NodeConfig(listen=HostPort(f"127.{k}.0.1", 0)),
+        )
+        for k in ks
+    ]
+    try:
+        for relay in relays:
+            await relay.start()
+        async with asyncio.timeout(5.0):
+            while any(relay.node.private.own_announcement is None for relay in relays):
+                await asyncio.sleep(0.001)
+        yield relays
+    finally:
+        for relay in relays:
+            await relay.stop()
+
+
+def _announcement(runtime: NodeRuntime) -> PeerAnnouncement:
+    own = runtime.node.private.own_announcement
+    assert own is not None
+    return PeerAnnouncement.decode(own)
+
+
+def _unanswered(relays: list[NodeRuntime]) -> int:
+    """Private requests that reached an exit among ``relays`` and got no reply from it."""
+    return sum(
+        relay.node.circuits.metrics().get("relay.exit_requests_unanswered", 0) for relay in relays
+    )
+
+
+async def test_stop_fails_a_request_on_a_built_circuit_and_dials_nothing_for_another(
+    tmp_path: Path,
+) -> None:
+    """The links ``stop`` reports lost take their circuits with them: a request the exit has
+    not answered fails at once (it used to wait out its whole timeout), and the dial the node
+    asks for to build another circuit through its guard is neither made nor left queued in the
+    node. Three relay runtimes carry the circuit; the request asks the exit for a message it
+    does not hold, so it has nothing to send back."""
+    async with _relays(1, 2, 3) as relays:
+        dialler = _RecordsDials()
+        runtime = _entering_through(tmp_path, [_announcement(relay) for relay in relays], dialler)
+        await runtime.start()
+        try:
+            asked = encode_sync_request([bytes(MESSAGE_ID_BYTES)])
+            request = asyncio.create_task(runtime.request_private("sync_request", asked, 30.0))
+            async with asyncio.timeout(5.0):
+                while not _unanswered(relays):  # through hop 1 and hop 2, to the exit
+                    await asyncio.sleep(0.001)
+            assert not request.done()
+            node = runtime.node
+            dials_asked = node.counters.get("dials.for_circuit")
+            dialled = list(dialler.dialled)
+            assert dialled == [relays[0].listen_address]  # the guard, for the circuit
+        finally:
+            await runtime.stop()
+        with pytest.raises(ApiError, match="private_send_failed: circuit_closed"):
+            async with asyncio.timeout(1.0):
+                await request
+        assert node.counters.get("dials.for_circuit") > dials_asked  # the guard, again
+        assert node.drain_actions() == []
+        await asyncio.sleep(0.05)  # a dial made would have begun
+        assert dialler.dialled == dialled and runtime._tasks == set()
 
 
 def _sees_eof(peer: socket.socket) -> bool:
