@@ -576,7 +576,8 @@ async def test_a_connection_accepted_as_the_runtime_stops_is_closed_not_adopted(
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        conn = await transport.TcpTransport().connect(*listener.getsockname(), 5.0)
+        host, port = listener.getsockname()
+        conn = await transport.TcpTransport().connect(host, port, 5.0)
         await runtime.stop()
         runtime._accepted(conn)
         await asyncio.sleep(0)
