@@ -12,13 +12,19 @@ logging around it and changes nothing it does. Two things are logged.
   calls it through that attribute). Every call is passed to the real relay; around
   ``receive_cell`` the tap reads the cell header (circuit id and command, which travel in the
   clear inside the link encryption), the relay's public counters (did ``cells_recognized`` move:
-  this hop could read the cell; did an exit counter move) and the relay's outputs (a CREATE sent
-  onwards or a ``ConnectTo``: the cell was an EXTEND; a ``PublishFromExit``: exit DATA). The tap
-  numbers each circuit at its CREATE and learns its ``next`` leg from the cell the relay sends
-  back towards ``prev`` when that leg answers, so every cell is logged with its circuit and leg.
-  What the tap cannot tell (an EXTEND that waits for a link another circuit is already
-  dialling) is logged as ``?``. Cells held in the relay's rate-limit queue are logged when they
-  arrive, before processing, as unrecognized.
+  this hop could read the cell; did an exit or extend counter move) and the relay's outputs (a
+  CREATE sent onwards or a ``ConnectTo``: the cell was an EXTEND, as it was when the relay
+  counts one refused or joining a dial another circuit's extension started; a
+  ``PublishFromExit``: exit DATA). The tap numbers each circuit at its CREATE and learns its
+  ``next`` leg from the CREATE the relay sends for its EXTEND, or, when that CREATE leaves later
+  (once a dial is up), from the cell the relay sends back towards ``prev`` when that leg answers
+  (EXTENDED or TRUNCATED), so every cell is logged with its circuit and leg. A recognized cell
+  the tap cannot tell is logged as ``?``: the cells of a multi-cell EXTEND or DATA message
+  before its last (the relay acts on the whole message), messages the relay drops as
+  malformed, and, under :class:`~murmur.sim.denial.SelectiveDenial` (``extend``), an EXTEND it
+  denies towards a relay it already has a link with (the wrapper takes the CREATE away). Cells
+  held in the relay's rate-limit queue are logged when they arrive, before processing, as
+  unrecognized.
 
 Nothing here reaches into the relay's private state: the tap sees exactly what the node's owner
 sees at the relay's boundary.
@@ -38,7 +44,7 @@ from murmur.wire.gossip import message_id
 
 _COVER_COUNTERS = ("exit_cover_dropped", "middle_cover_dropped")
 _EXIT_COUNTERS = ("exit_publications", "exit_invalid_dropped", "exit_requests")
-_EXTEND_COUNTERS = ("extend_loop_refused", "extend_rate_limited")
+_EXTEND_COUNTERS = ("extend_loop_refused", "extend_rate_limited", "extend_joined_dial")
 _COMMAND_NAMES = {c.value: c.name for c in CellCommand}
 
 RecordCell = Callable[[CellRecord], None]

@@ -385,6 +385,25 @@ def test_extend_to_a_new_node_dials_then_creates_with_a_fresh_id() -> None:
     assert (message.command, message.data) == (RelayCommand.EXTENDED, b"y" * 64)
 
 
+def test_extends_to_a_node_being_dialled_share_the_dial_and_are_counted() -> None:
+    """A second EXTEND to TARGET while the first one's dial is under way asks for no second
+    dial: it waits for the same link (counted ``extend_joined_dial``, the relay's only trace of
+    it until the link is up), then both circuits send their CREATEs, each with its own id."""
+    s = make_relay()
+    _extend_to_target(s)
+    assert s.relay.drain_actions() == [ConnectTo(TARGET, RelayAddress("10.9.0.1", 7))]
+    second = HandOrigin(s.relay, OTHER, seed=3)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x02" * 32)
+    second.extend(Extend(TARGET, RelayAddress("10.9.0.1", 7), skin), now=0.01)
+    assert s.relay.drain_actions() == []
+    assert s.relay.counters.get("links_opened_for_extend") == 1
+    assert s.relay.counters.get("extend_joined_dial") == 1
+    s.relay.link_ready(TARGET, 0.1)
+    creates = _cells(s.relay)
+    assert len(creates) == 2 * CREATE_CELLS and {c.peer for c in creates} == {TARGET}
+    assert len({decode_cell(c.cell).circ_id for c in creates}) == 2
+
+
 def test_extend_whose_dial_fails_is_truncated() -> None:
     s = make_relay()
     origin = _extend_to_target(s)

@@ -12,8 +12,9 @@ peers (:meth:`CircuitRelay.receive_cell`), link news (``link_ready``, ``link_fai
   reply CREATED. A cell continuing no CREATE in progress is dropped and counted.
 - RELAY from ``prev``: remove one layer. Not recognized: forward on ``next``. Recognized: an
   EXTEND cell (reassembled within the circuit; once whole, open ``next``: CREATE to the named
-  node, dialling it first if there is no link, with a fresh id on that link; refused with
-  TRUNCATED when it would loop back to the predecessor or to this node), or, at the last hop,
+  node, dialling it first if there is no link, or waiting for the link another circuit's
+  extension is already dialling, with a fresh id on that link; refused with TRUNCATED when it
+  would loop back to the predecessor or to this node), or, at the last hop,
   DATA (reassembled, unpadded, then validated and published, or answered with a padded reply)
   or COVER (dropped silently). A message whose padding length or envelope is malformed is
   dropped and counted; the circuit stays (its cells were in order).
@@ -638,7 +639,9 @@ class CircuitRelay:
             self._send_create(circuit, ext)
             return
         waiting = self._awaiting_link.setdefault(target, [])
-        if not waiting:
+        if waiting:  # another circuit's extension is dialling it: wait for that link
+            self.counters.inc("extend_joined_dial")
+        else:
             self._actions.append(ConnectTo(target, extend.address))
             self.counters.inc("links_opened_for_extend")
         waiting.append(circuit)

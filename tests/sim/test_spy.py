@@ -1,0 +1,69 @@
+"""The spy's relay tap on a relay driven by hand: what it logs of each cell it sees."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from murmur.overlay.circuits.events import ConnectTo, SendCell
+from murmur.overlay.circuits.handshake import client_onionskin
+from murmur.overlay.circuits.relay import CircuitRelay
+from murmur.sim.adversary import AdversaryLog, CellRecord
+from murmur.sim.spy import RelayTap
+from murmur.sim.timing import cells_by_circuit, circuit_positions, successor
+from murmur.wire.cells import (
+    CREATE_CELLS,
+    EXTEND_CELLS,
+    CellCommand,
+    Extend,
+    RelayAddress,
+    RelayCommand,
+    decode_cell,
+    encode_cell,
+)
+from tests.overlay.circuits.test_relay import OTHER, PAIR, PEER, TARGET, HandOrigin, make_relay
+
+SPY = 5
+INDEX = {PEER: 1, OTHER: 2, TARGET: 9}
+ADDRESS = RelayAddress("10.9.0.1", 7)
+
+
+def test_an_extend_that_joins_a_dial_under_way_is_logged_and_its_next_leg_learnt() -> None:
+    """Two circuits ask the spy, a few ms apart, to extend to TARGET, which it has no link
+    with: the first EXTEND dials it, the second joins that dial and the relay sends nothing
+    for it until the link is up. The tap logs both as EXTEND (the relay counts the one that
+    waits), links each CREATED from TARGET to its circuit, and the position each build gives
+    is hop 2 of 3 (an EXTEND of its own, none passing through)."""
+    relay = make_relay().relay
+    records: list[CellRecord] = []
+    tap = RelayTap(relay, spy=SPY, index_of=INDEX, record=records.append)
+    origins = []
+    for n, peer in enumerate((PEER, OTHER)):
+        origin = HandOrigin(cast(CircuitRelay, tap), peer, seed=2 + n)
+        skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=bytes([n + 1]) * 32)
+        origin.extend(Extend(TARGET, ADDRESS, skin), now=1.0 + n / 1000)
+        assert tap.drain_actions() == ([ConnectTo(TARGET, ADDRESS)] if n == 0 else [])
+        origins.append(origin)
+
+    tap.link_ready(TARGET, 1.1)
+    creates = tap.drain_actions()
+    assert len(creates) == 2 * CREATE_CELLS
+    next_ids = list(dict.fromkeys(decode_cell(cast(SendCell, c).cell).circ_id for c in creates))
+    for n, next_id in enumerate(next_ids):
+        tap.receive_cell(TARGET, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 1.2 + n)
+        (extended,) = tap.drain_actions()
+        message = origins[n].open(cast(SendCell, extended).cell)
+        assert message.command is RelayCommand.EXTENDED
+
+    by_circuit = cells_by_circuit(records)
+    assert set(by_circuit) == {(SPY, 1), (SPY, 2)}
+    for n, key in enumerate(sorted(by_circuit)):
+        cells = by_circuit[key]
+        assert [c.relay_command for c in cells if c.recognized] == ["?"] * (EXTEND_CELLS - 1) + [
+            "EXTEND"
+        ]
+        (created,) = [c for c in cells if c.command == "CREATED"]
+        assert (created.peer, created.circ_id, created.leg) == (9, next_ids[n], "next")
+        assert successor(cells) == INDEX[TARGET]
+    log = AdversaryLog(spies=frozenset({SPY}), tapped=frozenset(), cells=records, hops=3)
+    assert circuit_positions(log) == {(SPY, 1): (2, INDEX[PEER]), (SPY, 2): (2, INDEX[OTHER])}
+    assert relay.counters.get("extend_joined_dial") == 1
