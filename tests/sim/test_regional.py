@@ -11,7 +11,7 @@ from murmur.sim.timing import (
     HOLDS_BEFORE_EXIT,
     WINDOW_S,
     DelayModel,
-    HeldLaw,
+    PathLaw,
     timing_known_law,
 )
 from tests.sim.test_timing import NEXT, ORIGIN, SPY, hop_one_build, log_with
@@ -81,7 +81,7 @@ def test_relay_holds_widen_the_law_by_both_holds_before_the_exit() -> None:
 
 def test_a_held_law_is_the_link_law_shifted_by_the_mean_holds() -> None:
     link = DelayModel(math.log(0.012), 0.1)
-    held = HeldLaw(link, 0.0, 0.03, HOLDS_BEFORE_EXIT)
+    held = PathLaw(link, 0.0, 0.03, HOLDS_BEFORE_EXIT)
     grid = [k * GRID_STEP_S + GRID_STEP_S / 2 for k in range(int(0.2 / GRID_STEP_S))]
     weights = [held.score(d) / WINDOW_S * GRID_STEP_S for d in grid]
     assert abs(sum(weights) - 1.0) < 0.01

@@ -154,6 +154,39 @@ def test_a_link_observer_sees_an_origin_start_a_message() -> None:
     assert timing(log) == {b"tx": ORIGIN}
 
 
+def tapped_origin_log(published_at: float) -> AdversaryLog:
+    """No spy on the circuit: an observer taps the origin, whose one-cell message left at 5.0
+    on its 50 ms link to hop 1 (which the observer timed); a spy 50 ms from the exit saw the
+    transaction 50 ms after the exit published it at ``published_at``."""
+    size = CELL_RECORD_BYTES
+    log = AdversaryLog(
+        spies=frozenset({SPY}),
+        tapped=frozenset(),
+        watched=frozenset({ORIGIN}),
+        links=[LinkRecord(5.0, ORIGIN, 4, size, 5.05)],
+        hops=3,
+    )
+    log.link_latency_s = {(4, ORIGIN): 0.05, (SPY, NEXT): 0.05, (1, 2): 0.06, (2, 4): 0.04}
+    sighting = Sighting(published_at + 0.05, SPY, b"tx", NEXT, "gossip")
+    log.first[b"tx"] = sighting
+    log.sightings.append(sighting)
+    return log
+
+
+def test_a_link_observer_dates_a_departure_where_its_link_ends() -> None:
+    log = tapped_origin_log(5.15)
+    assert origin_events(log) == [(5.0, ORIGIN, "link", 1)]
+    [event] = origin_events(log, latency_aware=True)
+    assert event.source == "link" and abs(event.time - 5.05) < 1e-9
+
+
+def test_the_known_law_leaves_two_links_after_a_link_observers_event() -> None:
+    """The cell reached hop 1 at 5.05; hop 1 to hop 2 and hop 2 to the exit are two links of
+    about 50 ms, so a publication at 5.15 fits and one at 5.10 (one link: no path) does not."""
+    assert timing_known_law(tapped_origin_log(5.15)) == {b"tx": ORIGIN}
+    assert timing_known_law(tapped_origin_log(5.10)) == {}
+
+
 def known_law_log(sighted_at: float) -> AdversaryLog:
     log = log_with(hop_one_build([5.0]), {})
     log.link_latency_s = {(SPY, NEXT): 0.05, (1, 2): 0.06, (2, 4): 0.04}

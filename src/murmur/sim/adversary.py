@@ -108,7 +108,9 @@ class AdversaryLog:
     public like every setting of the protocol)."""
     link_latency_s: dict[tuple[int, int], float] = field(default_factory=dict)
     """One-way latency of links a spy sits on, keyed (lower index, higher index): what the spy
-    measures with pings (half the round trip), for the estimators that use it."""
+    measures with pings (half the round trip), for the estimators that use it; and of the
+    tapped links cells left watched nodes on, which the observer times from each connection's
+    handshake."""
     outbound: tuple[tuple[int, ...], ...] = ()
     """Who dialled whom (``outbound[v]``: the peers node ``v`` dialled), as topology inference
     recovers it in a Bitcoin-like network; empty when the adversary is not given it."""

@@ -804,9 +804,12 @@ class _OnionRun:
         return tally
 
     def _measure_spy_links(self, phase: _Phase) -> None:
-        """Gives the log the one-way latency of every link a spy used (what its pings show)."""
+        """Gives the log the one-way latency of every link a spy used (what its pings show)
+        and of every tapped link a cell left a watched node on (what the observer reads off
+        the connection's handshake)."""
         log = phase.adversary.log
         pairs = {(c.spy, c.peer) for c in log.cells} | {(s.spy, s.sender) for s in log.sightings}
+        pairs |= {(r.src, r.dst) for r in log.links if r.src in log.watched}
         latency = self.world.latency
         for a, b in pairs:
             if b >= 0:

@@ -36,7 +36,7 @@ from murmur.sim.timing import (
     origin_events,
     publications,
     scored_pairs,
-    with_holds,
+    source_laws,
 )
 
 
@@ -60,18 +60,18 @@ def timing_regional(log: AdversaryLog) -> dict[bytes, int]:
         if law is None or region not in published:
             continue
         local: list[Event] = [events[i] for i in indices]
-        models = {event.source: law for event in local}
         ordered = sorted(published[region])
-        for score, delay, j, tx_id in scored_pairs(local, ordered, models, log.tx_cells):
+        for score, delay, j, tx_id in scored_pairs(local, ordered, law, log.tx_cells):
             pairs.append((score, delay, indices[j], tx_id))
     pairs.sort()
     return match_pairs(events, pairs)
 
 
-def held_laws(log: AdversaryLog) -> dict[str, DelayLaw]:
-    """Per region, the delay from a cell reaching hop 2 to its publication: the region's link
-    law, with the level's relay holds added when it has any."""
-    return {region: with_holds(law, log) for region, law in regional_laws(log).items()}
+def held_laws(log: AdversaryLog) -> dict[str, dict[str, DelayLaw]]:
+    """Per region and source of events, the delay from an event to its publication: the
+    region's link law over the links left to the exit, with the level's relay holds added
+    when it has any."""
+    return {region: source_laws(law, log) for region, law in regional_laws(log).items()}
 
 
 def regional_laws(log: AdversaryLog) -> dict[str, DelayModel]:

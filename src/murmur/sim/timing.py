@@ -40,7 +40,10 @@ Four estimators use this. ``timing`` pairs events with first sightings, as descr
 round trip their pings measure): a hop-1 event is dated when its cell reached hop 2, and a
 transaction by its exit's publication time, bounded by every spy's sighting minus the latency
 from the neighbour that handed it over. What remains between the two is a single link (hop 2
-to the exit), so the delay law is much narrower and fewer unrelated transactions compete.
+to the exit), so the delay law is much narrower and fewer unrelated transactions compete. A
+link observer's event is dated when its cell reached the link's far end, hop 1 (the observer
+times each connection it carries), which leaves two links, so the known law is scored for it
+as two draws of the link law (:data:`LINKS_TO_EXIT`).
 ``timing_known_law`` is ``timing_latency`` with the law of that link known in advance (fitted to
 the spies' own link latencies) instead of learnt from a run that cover traffic floods.
 ``timing_intersection`` rescores ``timing_known_law``'s pairs by how much each node's departures
@@ -65,7 +68,7 @@ from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
 
-from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord
+from murmur.sim.adversary import AdversaryLog, CellRecord
 from murmur.wire.cells import EXTEND_CELLS
 from murmur.wire.link import CELL_RECORD_BYTES
 
@@ -147,7 +150,7 @@ def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Eve
         hop_one_times[event.node].append(event.time)
     for times in hop_one_times.values():
         times.sort()
-    for event in _link_departures(log.links, log.watched):
+    for event in _link_departures(log, latency_aware=latency_aware):
         seen = hop_one_times.get(event.node, [])
         i = bisect.bisect_left(seen, event.time)
         if i < len(seen) and seen[i] - event.time <= SAME_DEPARTURE_S:
@@ -227,25 +230,36 @@ class DelayModel(NamedTuple):
 
 
 GRID_STEP_S = 0.0005
-"""Resolution of a held law's density (half a millisecond, far below any link's spread)."""
+"""Resolution of a path law's density (half a millisecond, far below any link's spread)."""
 HOLDS_BEFORE_EXIT = 2
 """Relays that hold a cell between the spy's log and the exit: hop 1 (the spy) and hop 2."""
+LINKS_TO_EXIT = {"hop1": 1, "link": 2}
+"""Links between an event, as the latency-aware estimators date it, and the exit: a hop-1
+spy's event is dated when its cell reached hop 2 (hop 2 to the exit is left), a link
+observer's when the cell reached hop 1 (hop 1 to hop 2, then hop 2 to the exit)."""
 
 
-class HeldLaw:
-    """The delay of a link plus ``holds`` independent uniform holds on ``[low_s, high_s]``,
-    as a density on a grid over the estimators' window; scored like :class:`DelayModel`."""
+class PathLaw:
+    """The delay of ``links`` independent draws of a link's law plus ``holds`` independent
+    uniform holds on ``[low_s, high_s]``, as a density on a grid over the estimators' window;
+    scored like :class:`DelayModel`."""
 
     __slots__ = ("_density",)
 
-    def __init__(self, link: DelayModel, low_s: float, high_s: float, holds: int) -> None:
+    def __init__(
+        self, link: DelayModel, low_s: float, high_s: float, holds: int, links: int = 1
+    ) -> None:
         centres = (np.arange(int(WINDOW_S / GRID_STEP_S)) + 0.5) * GRID_STEP_S
         density = link.densities(centres, np.log(centres))
-        first, last = round(low_s / GRID_STEP_S), round(high_s / GRID_STEP_S)
-        hold = np.zeros(last + 1)
-        hold[first : last + 1] = 1.0 / (last - first + 1)
-        for _ in range(holds):
-            density = np.convolve(density, hold)[: len(centres)]
+        one_link = density * GRID_STEP_S  # the chance of each grid step
+        for _ in range(links - 1):
+            density = np.convolve(density, one_link)[: len(centres)]
+        if high_s > 0.0:
+            first, last = round(low_s / GRID_STEP_S), round(high_s / GRID_STEP_S)
+            hold = np.zeros(last + 1)
+            hold[first : last + 1] = 1.0 / (last - first + 1)
+            for _ in range(holds):
+                density = np.convolve(density, hold)[: len(centres)]
         self._density = density
 
     def score(self, delay_s: float) -> float:
@@ -256,11 +270,19 @@ class HeldLaw:
         return float(self._density[index]) * WINDOW_S
 
 
-def with_holds(law: DelayModel, log: AdversaryLog) -> DelayLaw:
-    """``law`` (a link's) with the level's relay holds before the exit added, when it has any
-    (``log.relay_delay_s``, public): the delay from a cell reaching hop 2 to its publication."""
+def with_holds(law: DelayModel, log: AdversaryLog, links: int = 1) -> DelayLaw:
+    """The delay from an event to its publication when ``links`` links of law ``law`` are left
+    between them (:data:`LINKS_TO_EXIT`), with the level's relay holds before the exit added
+    when it has any (``log.relay_delay_s``, public)."""
     low, high = log.relay_delay_s
-    return law if high <= 0.0 else HeldLaw(law, low, high, HOLDS_BEFORE_EXIT)
+    if links == 1 and high <= 0.0:
+        return law
+    return PathLaw(law, low, high, HOLDS_BEFORE_EXIT, links)
+
+
+def source_laws(law: DelayModel, log: AdversaryLog) -> dict[str, DelayLaw]:
+    """:func:`with_holds` for each source of events, as many links from the exit as it is."""
+    return {source: with_holds(law, log, links) for source, links in LINKS_TO_EXIT.items()}
 
 
 def learn_delay(event_times: Iterable[float], sighting_times: Sequence[float]) -> DelayModel:
@@ -430,9 +452,7 @@ def _known_law_pairs(
         return None
     events = origin_events(log, latency_aware=True)
     ordered = sorted((t, tx_id) for tx_id, t in publication_estimates(log).items())
-    held = with_holds(law, log)
-    models = {e.source: held for e in events}
-    return events, scored_pairs(events, ordered, models, log.tx_cells)
+    return events, scored_pairs(events, ordered, source_laws(law, log), log.tx_cells)
 
 
 def scored_pairs(
@@ -545,28 +565,33 @@ def build_trace(cells: Sequence[CellRecord], hops: int) -> BuildTrace:
     return BuildTrace(extended, extensions, data, first_extension_at)
 
 
-def _link_departures(links: Sequence[LinkRecord], watched: frozenset[int]) -> list[Event]:
+def _link_departures(log: AdversaryLog, *, latency_aware: bool) -> list[Event]:
+    """Cells a watched node sent that no cell arriving there explains, one event per burst on
+    each link; ``latency_aware``: dated when they reached the link's other end (the observer
+    times each connection it carries, as a spy pings its own links)."""
+    watched = log.watched
     arrivals: dict[int, list[float]] = defaultdict(list)
-    for record in links:
+    for record in log.links:
         if record.dst in watched and record.size_bytes == CELL_RECORD_BYTES:
             arrivals[record.dst].append(record.arrival)
     for times in arrivals.values():
         times.sort()
-    started: dict[int, list[float]] = defaultdict(list)
-    """Watched node -> times it sent a cell that no arriving cell explains."""
-    for record in links:
+    started: dict[tuple[int, int], list[float]] = defaultdict(list)
+    """(watched node, link peer) -> times it sent a cell that no arriving cell explains."""
+    for record in log.links:
         if record.src not in watched or record.size_bytes != CELL_RECORD_BYTES:
             continue
         came = arrivals.get(record.src, [])
         i = bisect.bisect_right(came, record.time)
         if i and record.time - came[i - 1] <= RELAY_GAP_S:
             continue
-        started[record.src].append(record.time)
-    return [
-        Event(start, node, "link", count)
-        for node, times in started.items()
-        for start, count in bursts(sorted(times))
-    ]
+        started[(record.src, record.dst)].append(record.time)
+    events = []
+    for (node, peer), times in started.items():
+        shift = (log.one_way_s(node, peer) or 0.0) if latency_aware else 0.0
+        for start, count in bursts(sorted(times)):
+            events.append(Event(start + shift, node, "link", count))
+    return events
 
 
 def next_leg(cells: Iterable[CellRecord]) -> CellRecord | None:
