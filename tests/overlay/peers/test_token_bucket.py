@@ -66,3 +66,14 @@ def test_never_negative_and_never_above_rate(
             spent += cost
         assert 0.0 <= bucket.available(now) <= burst
     assert spent <= burst + rate * now + 1e-6
+
+
+def test_full_at_is_when_a_bucket_left_alone_is_full_again() -> None:
+    bucket = TokenBucket(rate_per_s=2.0, burst=10.0)
+    assert bucket.full_at() == -math.inf  # new
+    assert bucket.consume(5.0, 4.0)
+    assert bucket.full_at() == 7.0
+    assert bucket.available(6.0) == 8.0
+    assert bucket.full_at() == 7.0  # refilling does not move it
+    assert bucket.available(7.5) == 10.0
+    assert bucket.full_at() == -math.inf

@@ -5,7 +5,8 @@ Theory of operation: the bucket holds up to ``burst`` tokens and starts full. To
 bucket needs no timer. ``consume`` takes ``cost`` tokens if they are all there and otherwise
 takes nothing: the balance never goes negative, so a peer cannot borrow against the future. A
 clock that steps backwards refills nothing (and does not punish anyone). A cost larger than
-``burst`` can never be paid.
+``burst`` can never be paid. ``full_at`` tells when a bucket that is left alone is back to a new
+one's state (what a table of departed peers' buckets needs to know, ``murmur.base.bounded``).
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class TokenBucket:
         """Tokens in the bucket at ``now``."""
         self._refill(now)
         return self._tokens
+
+    def full_at(self) -> float:
+        """When the bucket is full again if nothing more is taken (``-inf`` while it is full):
+        from then on it is the same as a new one. It does not move as the bucket refills, so it
+        ranks departed peers' buckets without a clock."""
+        if self._last is None or self._tokens >= self.burst:
+            return -math.inf
+        return self._last + (self.burst - self._tokens) / self.rate_per_s
 
     def consume(self, now: float, cost: float = 1.0) -> bool:
         """Take ``cost`` tokens if they are all there; otherwise take none and return False."""
