@@ -18,7 +18,8 @@ short, escalating back-off. Every drop is counted.
 
 A peer's rate limits (bytes, messages, and the drops allowed before it counts as flooding) are
 kept by node id, not by link: its duplicate links share them, and they outlive its last link
-(``DEPARTED_LIMITERS``), so neither another link nor a reconnect buys a fresh burst.
+(``DEPARTED_LIMITERS``: until they are full again), so neither another link nor a reconnect
+buys a fresh burst.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from murmur.base.bounded import remember
+from murmur.base.bounded import remember_penalty
 from murmur.base.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -120,13 +121,16 @@ identities, as fast as the address throttle lets it (4 handshakes a second), pul
 1.2 MB per handshake: megabytes a second of our uplink for the price of handshakes. A peer
 over budget is still offered our own announcement; links this node dialled are not counted."""
 DEPARTED_LIMITERS = 1024
-"""Rate limiters kept for peers whose last link closed (the least recently departed go first),
-given back, refilled at their rates for the time away, when the same node id authenticates
-again. Without them each handshake bought a fresh ``bytes_burst`` and ``messages_burst`` (8 MiB,
-4,000 messages) and a fresh allowance of drops before a flood, paced only by the address
-throttle; as many as the circuit relay (``DEPARTED_BUDGETS``) and gossip
-(``max_retained_scores``) keep. A peer that never authenticated has no limiter to keep: the
-node reads no message before the handshake."""
+"""Rate limiters kept for peers whose last link closed, given back, refilled at their rates for
+the time away, when the same node id authenticates again. Without them each handshake bought a
+fresh ``bytes_burst`` and ``messages_burst`` (8 MiB, 4,000 messages) and a fresh allowance of
+drops before a flood, paced only by the address throttle; as many as the circuit relay
+(``DEPARTED_BUDGETS``) and gossip (``max_retained_scores``) keep. Only limiters not yet full
+again are kept (a full one is a new peer's), and a full table gives up the one that will be
+full soonest (``murmur.base.bounded.remember_penalty``): dropping the least recently departed
+instead let a peer shed a spent limiter by having 1,024 fresh identities connect and leave. A
+peer that never authenticated has no limiter to keep: the node reads no message before the
+handshake."""
 FIRST_RPC_MAX_BYTES = 16 * 1024
 """A link's first message, if a gossip RPC no larger than this, has its subscriptions taken even
 when the peer's rate limits drop it (see ``Node._on_message``). A peer sends its
@@ -225,7 +229,8 @@ class Node:
         """Each peer in ``_by_peer``'s one rate limiter, whichever of its links a message
         arrives on."""
         self._departed_limiters: OrderedDict[NodeId, PeerRateLimiter] = OrderedDict()
-        """Those of the ``DEPARTED_LIMITERS`` peers that left last, oldest first."""
+        """Departed peers' limiters not yet full again, at most ``DEPARTED_LIMITERS``, in the
+        order they left."""
         self._retired: dict[ConnId, float] = {}
         """Retired duplicate links and when each is closed."""
         self._next_circuit_link_sweep = now
@@ -828,7 +833,13 @@ class Node:
         peer = session.peer_id
         if peer is not None and self._by_peer.get(peer) is session:
             del self._by_peer[peer]
-            remember(self._departed_limiters, peer, self._limiters.pop(peer), DEPARTED_LIMITERS)
+            remember_penalty(
+                self._departed_limiters,
+                peer,
+                self._limiters.pop(peer),
+                DEPARTED_LIMITERS,
+                lambda limiter: limiter.full_at() - now,
+            )
             self.gossip.remove_peer(peer, now)
             self.stem.remove_peer(peer, now)
             self.circuits.peer_disconnected(peer, now)

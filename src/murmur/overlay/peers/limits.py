@@ -2,7 +2,8 @@
 
 Theory of operation: :class:`PeerLimits` is the configuration (slot counts, rates, ban length).
 :class:`PeerRateLimiter` holds two token buckets for one peer: bytes and messages (the node keeps
-it by node id, so it outlives the peer's links: see ``murmur.node.node.DEPARTED_LIMITERS``).
+it by node id, so it outlives the peer's links until ``full_at``: see
+``murmur.node.node.DEPARTED_LIMITERS``).
 ``admit`` charges one message of ``nbytes`` against both atomically (either both are charged or
 neither), so a refused message costs nothing and a peer is never billed twice. The peer manager
 decides what a refusal means: a drop, and :meth:`PeerRateLimiter.record_drop` tells it when the
@@ -72,3 +73,9 @@ class PeerRateLimiter:
     def record_drop(self, now: float) -> bool:
         """Count one refused message; True when the drop allowance is spent: a flood."""
         return not self._drops.consume(now)
+
+    def full_at(self) -> float:
+        """When every budget is full again (``-inf`` if each already is): from then on the
+        limiter is the same as a new peer's, and the node need not keep it for a departed
+        peer (``murmur.node.node.DEPARTED_LIMITERS``)."""
+        return max(self._bytes.full_at(), self._messages.full_at(), self._drops.full_at())
