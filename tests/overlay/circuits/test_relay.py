@@ -699,6 +699,61 @@ def test_only_the_most_recently_departed_peers_keep_their_budgets(
     assert s.relay.counters.get("cells_delayed") == 1
 
 
+def _visit(relay: CircuitRelay, index: int, cells: int, now: float) -> None:
+    """A fresh identity sends ``cells`` cells (on circuits the relay does not know) and
+    leaves."""
+    fresh = NodeId(index.to_bytes(32, "big"))
+    for circ_id in range(1, cells + 1):
+        relay.receive_cell(fresh, encode_cell(circ_id, CellCommand.RELAY, b""), now)
+    relay.peer_disconnected(fresh, now)
+    relay.drain_actions()
+
+
+def test_fresh_identities_that_spend_less_cannot_push_out_a_spent_create_budget() -> None:
+    """A peer that left with its CREATEs spent has more than the table holds in fresh
+    identities each spend a cell and leave: it comes back to its spent budget. Forgetting the
+    least recently departed, it came back to a fresh burst of CREATEs."""
+    s = make_relay(RelayConfig(create_rate_per_s=0.1, create_burst=1))
+    HandOrigin(s.relay, PEER, 2)  # spends the one CREATE of its burst
+    s.relay.peer_disconnected(PEER, 1.0)
+    s.relay.drain_actions()
+    for i in range(relay_module.DEPARTED_BUDGETS + 10):
+        _visit(s.relay, 1000 + i, cells=1, now=1.0)
+    assert len(s.relay._departed_budgets) == relay_module.DEPARTED_BUDGETS
+    circ_id = CircuitIds(PEER).allocate(RELAY_ID, SeededRng(9))
+    s.relay.receive_cell(PEER, _create_cells(circ_id, bytes(ONIONSKIN_BYTES))[0], 2.0)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.RATE_LIMITED
+
+
+def test_budgets_full_again_are_not_kept() -> None:
+    """A departed peer whose budgets have refilled by the time it leaves is the same as a new
+    one: nothing is kept for it."""
+    s = make_relay(RelayConfig(cell_rate_per_s=1, cell_burst=8))
+    s.relay.receive_cell(PEER, encode_cell(70, CellCommand.RELAY, b""), 0.0)
+    s.relay.peer_disconnected(PEER, 1.0)  # the cell's token is back
+    s.relay.receive_cell(OTHER, encode_cell(71, CellCommand.RELAY, b""), 0.0)
+    s.relay.peer_disconnected(OTHER, 0.5)  # half a token short: kept
+    assert list(s.relay._departed_budgets) == [OTHER]
+
+
+def test_departed_budgets_stay_bounded_under_a_flood_of_spending_identities() -> None:
+    """Fresh identities that each spend their whole cell burst before leaving fill the table
+    but never grow it past its bound, and push out only budgets fuller than theirs: the peer
+    whose CREATE takes longer to come back (10 s) than their cells (8 s) stays."""
+    s = make_relay(
+        RelayConfig(cell_rate_per_s=1, cell_burst=8, create_rate_per_s=0.1, create_burst=1)
+    )
+    HandOrigin(s.relay, PEER, 2)
+    s.relay.peer_disconnected(PEER, 0.0)
+    s.relay.drain_actions()
+    for i in range(relay_module.DEPARTED_BUDGETS + 10):
+        _visit(s.relay, 1000 + i, cells=8, now=0.0)
+        assert len(s.relay._departed_budgets) <= relay_module.DEPARTED_BUDGETS
+    assert len(s.relay._departed_budgets) == relay_module.DEPARTED_BUDGETS
+    assert PEER in s.relay._departed_budgets
+
+
 def test_per_peer_circuit_cap() -> None:
     s = make_relay(RelayConfig(max_circuits_per_peer=1))
     HandOrigin(s.relay, PEER, 2)

@@ -32,7 +32,7 @@ dropped cell or a destroyed circuit plus a ``drop_<reason>`` counter. Every peer
 bucket (over its rate, cells wait in a bounded queue rather than being dropped, since a dropped
 cell would desynchronise the circuit's keystreams) and a create bucket (CREATE, EXTEND, and
 extra for a new link), so one flooding peer cannot starve the others' circuits. Both outlive
-its link (for the ``DEPARTED_BUDGETS`` peers that left last), so reconnecting refills neither.
+its link until they are full again (``DEPARTED_BUDGETS``), so reconnecting refills neither.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from murmur.base.bounded import remember
+from murmur.base.bounded import remember_penalty
 from murmur.base.errors import RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -103,10 +103,12 @@ Leg = tuple[NodeId, int]
 QUEUE_WAKE_MIN_S = 0.001
 """Floor on a rate-limited queue's wake-up delay (float refills can fall a hair short)."""
 DEPARTED_BUDGETS = 1024
-"""Rate budgets kept for peers whose link closed (the least recently departed go first);
-without them a peer that reconnects gets a fresh burst of ``create_burst`` CREATEs, each an
-X25519 and an ML-KEM decapsulation here, and of ``cell_burst`` cells, for the price of one
-handshake."""
+"""Rate budgets kept for peers whose link closed; without them a peer that reconnects gets a
+fresh burst of ``create_burst`` CREATEs, each an X25519 and an ML-KEM decapsulation here, and of
+``cell_burst`` cells, for the price of one handshake. Only budgets not yet full again are kept
+(full ones are a new peer's), and a full table gives up the budgets that will be full soonest
+(``murmur.base.bounded.remember_penalty``): dropping the least recently departed instead let a
+peer refill its budgets by having 1,024 fresh identities connect and leave."""
 TIMER_COMPACT_FACTOR = 4
 TIMER_COMPACT_MIN = 1024
 """Timers of closed circuits are purged once the heap outgrows 4 × max(1024, open circuits)."""
@@ -120,6 +122,10 @@ class _Budgets:
     cells: TokenBucket
     creates: TokenBucket
     """CREATE, EXTEND, and extra for an extension that opens a link."""
+
+    def full_at(self) -> float:
+        """When both budgets are full again (``-inf`` if they are): a new peer's from then."""
+        return max(self.cells.full_at(), self.creates.full_at())
 
 
 @dataclass(slots=True, eq=False)
@@ -260,7 +266,13 @@ class CircuitRelay:
             self._drop_create(leg)
         budgets = self._budgets.pop(peer, None)
         if budgets is not None:
-            remember(self._departed_budgets, peer, budgets, DEPARTED_BUDGETS)
+            remember_penalty(
+                self._departed_budgets,
+                peer,
+                budgets,
+                DEPARTED_BUDGETS,
+                lambda departed: departed.full_at() - now,
+            )
         self._queues.pop(peer, None)
         self._queue_wake.pop(peer, None)
 
