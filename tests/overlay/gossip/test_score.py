@@ -67,3 +67,39 @@ def test_a_departed_peer_is_charged_on_its_kept_slate() -> None:
     assert scores.retained == 1
     assert scores.connect(A) == -4.0
     assert scores.break_promise(A) == 2.0
+
+
+def test_a_full_table_forgets_the_slate_nearest_neutral() -> None:
+    """Beyond the cap the slate that would decay to neutral soonest goes (its score or its
+    count, whichever is larger in magnitude, is the smallest), not the least recently
+    departed: fresh identities leaving with small penalties cannot push out a large one."""
+    scores = PeerScores(decay=0.5, max_retained=2)
+    scores.connect(A)
+    scores.penalize(A, 50.0)
+    scores.disconnect(A)
+    for i in range(10):
+        fresh = NodeId(bytes([i]) * 32)
+        scores.connect(fresh)
+        scores.penalize(fresh, 1.0)
+        scores.disconnect(fresh)
+        assert scores.retained == 2
+    scores.connect(B)
+    for _ in range(3):
+        scores.break_promise(B)
+    scores.disconnect(B)  # 3 broken promises: further from neutral than a score of -1
+    assert scores.connect(A) == -50.0
+    scores.connect(B)
+    assert scores.break_promise(B) == 4.0  # its 3 were kept: the last fresh one's -1 went
+    assert scores.retained == 0
+
+
+def test_clean_slates_take_no_room() -> None:
+    scores = PeerScores(decay=0.5, max_retained=1)
+    scores.connect(A)
+    scores.penalize(A, 1.0)
+    scores.disconnect(A)
+    for i in range(10):
+        fresh = NodeId(bytes([i]) * 32)
+        scores.connect(fresh)
+        scores.disconnect(fresh)
+    assert scores.connect(A) == -1.0

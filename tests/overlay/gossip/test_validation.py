@@ -72,6 +72,29 @@ def test_graylisted_peer_stays_graylisted_across_a_reconnect() -> None:
     assert penalized(router.drain_actions()) == [PenalizePeer(bad, "graylisted")]
 
 
+def test_fresh_identities_that_misbehave_less_cannot_wipe_a_graylisted_slate() -> None:
+    """A graylisted peer leaves, and more fresh identities than the router keeps slates for
+    connect and leave: some behave (a clean slate, not kept), some send an invalid message
+    (a slate kept, but nearer neutral than the graylisted one). It comes back graylisted.
+    Forgetting the least recently departed, it came back with a clean slate."""
+    router, peers = _router_with_validator()
+    bad = peers[0]
+    for i in range(6):
+        router.receive_rpc(bad, rpc(messages=[Message(TOPIC, b"bad %d" % i)]), 1.1)
+    router.remove_peer(bad, 1.2)
+    cap = router._config.max_retained_scores
+    for i in range(2 * cap + 10):
+        fresh = peer(1000 + i)
+        connect(router, [fresh], now=1.3)
+        if i % 2:
+            router.receive_rpc(fresh, rpc(messages=[Message(TOPIC, b"bad %d" % i)]), 1.3)
+        router.remove_peer(fresh, 1.3)
+    assert router._scores.retained == cap
+    router.drain_actions()
+    router.add_peer(bad, 1.4)
+    assert penalized(router.drain_actions()) == [PenalizePeer(bad, "graylisted")]
+
+
 def test_validator_raising_remote_protocol_error_rejects() -> None:
     router = make_router()
     router.subscribe(TOPIC, 0.0)

@@ -100,8 +100,10 @@ class GossipConfig:
     """Below this score a peer is ignored and reported for disconnection."""
     max_retained_scores: int = 1024
     """Disconnected peers whose negative score or unanswered IWANTs are remembered (until they
-    decay), and, apart, those whose allowances spent this heartbeat are, so reconnecting
-    resets none of them; beyond this the least recently departed are forgotten."""
+    decay; beyond this, those that will decay soonest are forgotten, see
+    ``murmur.overlay.gossip.score``), and, apart, those whose allowances spent this heartbeat
+    are (beyond this, the least recently departed forgotten), so reconnecting resets none of
+    them."""
 
     def __post_init__(self) -> None:
         if not 0 < self.d_lo <= self.d <= self.d_hi:

@@ -9,15 +9,21 @@ cut off. Beside the score each peer has a count of broken promises (IWANTs it le
 decaying the same way, from which the router charges gossipsub's behaviour penalty.
 
 Both are kept by node id, not by link: when a peer disconnects with a negative score or a
-broken promise on its count, the two are retained (up to a cap, the least recently departed
-forgotten first), keep decaying, and are charged further if an IWANT its link left unanswered
-lapses meanwhile, so reconnecting wipes neither slate.
+broken promise on its count, the two are retained, keep decaying, and are charged further if an
+IWANT its link left unanswered lapses meanwhile, so reconnecting wipes neither slate. A slate
+back at neutral (a score of 0, no broken promise) is a new peer's and is not kept. Beyond the
+cap the slate that will decay to neutral soonest is forgotten, ties to the least recently
+departed: both numbers decay by the same factor, so that is the one whose larger magnitude is
+the smallest (``murmur.base.bounded.remember_penalty``). Forgetting the least recently departed
+instead let a peer wipe its slate by having fresh identities, which are cheap, connect and
+leave with a penalty of a point each until it fell off the end.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+from murmur.base.bounded import remember_penalty
 from murmur.base.ids import NodeId
 
 DECAY_TO_ZERO = 0.01
@@ -101,15 +107,18 @@ class PeerScores:
                 del self._retained[peer]
 
     def _retain(self, peer: NodeId, score: float, broken: float) -> None:
-        """Keeps (or updates in place) a departed peer's slate, the oldest forgotten beyond
-        the cap."""
-        if not self._max_retained:
-            return
-        self._retained[peer] = (score, broken)
-        if len(self._retained) > self._max_retained:
-            self._retained.popitem(last=False)
+        """Keeps (or updates in place) a departed peer's slate; beyond the cap, the one that
+        will be neutral soonest is forgotten."""
+        remember_penalty(self._retained, peer, (score, broken), self._max_retained, _penalty)
 
     @property
     def retained(self) -> int:
         """How many disconnected peers' scores are remembered."""
         return len(self._retained)
+
+
+def _penalty(slate: tuple[float, float]) -> float:
+    """How far a departed peer's (score, broken promises) is from a new peer's: both decay by
+    the same factor to zero, so the larger magnitude says how long it takes (0: neutral)."""
+    score, broken = slate
+    return max(-score, broken)
