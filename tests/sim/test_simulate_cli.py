@@ -62,6 +62,7 @@ def test_run_prints_one_json_object(capsys: pytest.CaptureFixture[str], tmp_path
     ):  # fmt: skip
         assert key in result
     assert result["protocol"] == "dandelion" and result["nodes"] == 60
+    assert result["taps"] == 0.0
     assert result["build"] in ("interpreted", "mypyc")
     assert set(result["precision"]) == {"first_spy", "stem_predecessor"}
     assert set(result["latency_ms"]) == {"p50", "p99"} == set(result["latency_overhead_ms"])
