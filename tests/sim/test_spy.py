@@ -8,6 +8,7 @@ from murmur.overlay.circuits.events import ConnectTo, SendCell
 from murmur.overlay.circuits.handshake import client_onionskin
 from murmur.overlay.circuits.relay import CircuitRelay
 from murmur.sim.adversary import AdversaryLog, CellRecord
+from murmur.sim.denial import SelectiveDenial
 from murmur.sim.spy import RelayTap
 from murmur.sim.timing import cells_by_circuit, circuit_positions, successor
 from murmur.wire.cells import (
@@ -20,7 +21,15 @@ from murmur.wire.cells import (
     decode_cell,
     encode_cell,
 )
-from tests.overlay.circuits.test_relay import OTHER, PAIR, PEER, TARGET, HandOrigin, make_relay
+from tests.overlay.circuits.test_relay import (
+    OTHER,
+    PAIR,
+    PEER,
+    RELAY_ID,
+    TARGET,
+    HandOrigin,
+    make_relay,
+)
 
 SPY = 5
 INDEX = {PEER: 1, OTHER: 2, TARGET: 9}
@@ -67,3 +76,34 @@ def test_an_extend_that_joins_a_dial_under_way_is_logged_and_its_next_leg_learnt
     log = AdversaryLog(spies=frozenset({SPY}), tapped=frozenset(), cells=records, hops=3)
     assert circuit_positions(log) == {(SPY, 1): (2, INDEX[PEER]), (SPY, 2): (2, INDEX[OTHER])}
     assert relay.counters.get("extend_joined_dial") == 1
+
+
+def test_an_extend_denied_towards_a_linked_relay_is_logged_as_extend() -> None:
+    """A spy under selective denial (``extend``) is asked by an honest PEER to extend to
+    TARGET, honest and already linked: its relay sends the CREATE at once, the wrapper takes
+    it away and destroys the circuit back. No dial and no CREATE leave, yet the tap logs the
+    EXTEND (the relay counted the request before any of that), so the circuit is not placed at
+    the last hop: in a 3-hop world it is hop 1 or 2 (it ended before an extension could pass
+    through to tell which), with 2 hops it is hop 1."""
+    relay = make_relay().relay
+    relay.link_ready(TARGET, 0.0)
+    denial = SelectiveDenial(relay, is_spy=lambda node: node == RELAY_ID, mode="extend")
+    records: list[CellRecord] = []
+    tap = RelayTap(denial, spy=SPY, index_of=INDEX, record=records.append)
+    origin = HandOrigin(cast(CircuitRelay, tap), PEER)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x01" * 32)
+    origin.extend(Extend(TARGET, ADDRESS, skin), now=1.0)
+    (destroy,) = tap.drain_actions()
+    assert isinstance(destroy, SendCell) and destroy.peer == PEER
+    assert decode_cell(destroy.cell).command is CellCommand.DESTROY
+    assert denial.denied == 1
+
+    ((key, cells),) = cells_by_circuit(records).items()
+    assert key == (SPY, 1)
+    assert [c.relay_command for c in cells if c.recognized] == ["?"] * (EXTEND_CELLS - 1) + [
+        "EXTEND"
+    ]
+    for hops, position in ((3, 2), (2, 1)):
+        log = AdversaryLog(spies=frozenset({SPY}), tapped=frozenset(), cells=records, hops=hops)
+        assert circuit_positions(log) == {key: (position, INDEX[PEER])}
+    assert relay.counters.get("extend_requests") == 1

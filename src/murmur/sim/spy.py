@@ -11,18 +11,19 @@ logging around it and changes nothing it does. Two things are logged.
   :class:`~murmur.overlay.circuits.relay.CircuitRelay` (``node.circuits.relay``; the circuit host
   calls it through that attribute). Every call is passed to the real relay; around
   ``receive_cell`` the tap reads the cell header (circuit id and command, which travel in the
-  clear inside the link encryption), the relay's public counters (did ``cells_recognized`` move:
-  this hop could read the cell; did an exit or extend counter move) and the relay's outputs (a
-  CREATE sent onwards or a ``ConnectTo``: the cell was an EXTEND, as it was when the relay
-  counts one refused or joining a dial another circuit's extension started; a
-  ``PublishFromExit``: exit DATA). The tap numbers each circuit at its CREATE and learns its
-  ``next`` leg from the CREATE the relay sends for its EXTEND, or, when that CREATE leaves later
-  (once a dial is up), from the cell the relay sends back towards ``prev`` when that leg answers
-  (EXTENDED or TRUNCATED), so every cell is logged with its circuit and leg. A recognized cell
-  the tap cannot tell is logged as ``?``: the cells of a multi-cell EXTEND or DATA message
-  before its last (the relay acts on the whole message), messages the relay drops as
-  malformed, and, under :class:`~murmur.sim.denial.SelectiveDenial` (``extend``), an EXTEND it
-  denies towards a relay it already has a link with (the wrapper takes the CREATE away). Cells
+  clear inside the link encryption) and the relay's public counters: did ``cells_recognized``
+  move (this hop could read the cell), then did a cover, exit or ``extend_requests`` counter
+  move. The relay counts every whole EXTEND it parses in ``extend_requests`` before deciding
+  anything about it, so an EXTEND is logged as one whatever the relay (or a wrapper around it)
+  then does: CREATE at once, dial, join another circuit's dial, refuse it, or, under
+  :class:`~murmur.sim.denial.SelectiveDenial` (``extend``), have it denied and its CREATE
+  taken away. The relay's outputs name the exit's publications (``PublishFromExit``) and the
+  legs. The tap numbers each circuit at its CREATE and learns its ``next`` leg from the CREATE
+  the relay sends for its EXTEND, or, when that CREATE leaves later (once a dial is up), from
+  the cell the relay sends back towards ``prev`` when that leg answers (EXTENDED or
+  TRUNCATED), so every cell is logged with its circuit and leg. A recognized cell the tap
+  cannot tell is logged as ``?``: the cells of a multi-cell EXTEND or DATA message before its
+  last (the relay acts on the whole message) and messages the relay drops as malformed. Cells
   held in the relay's rate-limit queue are logged when they arrive, before processing, as
   unrecognized.
 
@@ -36,7 +37,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeGuard
 
 from murmur.base.ids import NodeId
-from murmur.overlay.circuits.events import ConnectTo, PublishFromExit, SendCell
+from murmur.overlay.circuits.events import PublishFromExit, SendCell
 from murmur.overlay.circuits.host import RelayRole
 from murmur.sim.adversary import CellRecord
 from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, CellCommand
@@ -44,7 +45,6 @@ from murmur.wire.gossip import message_id
 
 _COVER_COUNTERS = ("exit_cover_dropped", "middle_cover_dropped")
 _EXIT_COUNTERS = ("exit_publications", "exit_invalid_dropped", "exit_requests")
-_EXTEND_COUNTERS = ("extend_loop_refused", "extend_rate_limited", "extend_joined_dial")
 _COMMAND_NAMES = {c.value: c.name for c in CellCommand}
 
 RecordCell = Callable[[CellRecord], None]
@@ -104,7 +104,7 @@ class RelayTap:
         recognized_before = counters.get("cells_recognized")
         cover_before = sum(counters.get(name) for name in _COVER_COUNTERS)
         exit_before = sum(counters.get(name) for name in _EXIT_COUNTERS)
-        extend_before = sum(counters.get(name) for name in _EXTEND_COUNTERS)
+        extend_before = counters.get("extend_requests")
         relay.receive_cell(peer, data, now)
         out = relay.drain_actions()
         self._pending.extend(out)
@@ -127,9 +127,7 @@ class RelayTap:
                 relay_command = "COVER"
             elif sum(counters.get(name) for name in _EXIT_COUNTERS) > exit_before:
                 relay_command = "DATA"
-            elif sum(counters.get(name) for name in _EXTEND_COUNTERS) > extend_before or any(
-                _is_create(a) or isinstance(a, ConnectTo) for a in out
-            ):
+            elif counters.get("extend_requests") > extend_before:
                 relay_command = "EXTEND"
                 if known is not None:
                     for action in out:

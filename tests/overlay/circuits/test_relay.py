@@ -404,6 +404,58 @@ def test_extends_to_a_node_being_dialled_share_the_dial_and_are_counted() -> Non
     assert len({decode_cell(c.cell).circ_id for c in creates}) == 2
 
 
+def test_every_whole_extend_is_counted_once_whatever_becomes_of_it() -> None:
+    """``extend_requests`` moves once per EXTEND, at its last cell, before the relay decides
+    anything: dialled, joining that dial, refused as a loop or for its rate, sent on at once
+    over a link; never for a part, nor for a whole one that does not parse."""
+    s = make_relay()
+    address = RelayAddress("10.9.0.1", 7)
+
+    def extend(peer: NodeId, seed: int, target: NodeId = TARGET) -> list[object]:
+        """Sends an EXTEND on a new circuit; what the relay did with it."""
+        origin = HandOrigin(s.relay, peer, seed=seed)
+        skin, _ = client_onionskin(target, PAIR.public, x25519_seed=bytes([seed]) * 32)
+        data = extend_data(Extend(target, address, skin))
+        before = s.relay.counters.get("extend_requests")
+        for part in data[:-1]:
+            origin.send(RelayCommand.EXTEND, part)
+        assert s.relay.counters.get("extend_requests") == before
+        origin.send(RelayCommand.EXTEND, data[-1])
+        assert s.relay.counters.get("extend_requests") == before + 1
+        return list(s.relay.drain_actions())
+
+    assert extend(PEER, 2) == [ConnectTo(TARGET, address)]  # dials TARGET
+    assert extend(OTHER, 3) == []  # joins that dial
+    assert len(extend(PEER, 4, target=PEER)) == 1  # a loop back to its predecessor: TRUNCATED
+    s.relay.link_ready(TARGET, 0.1)
+    s.relay.drain_actions()
+    creates = extend(OTHER, 5)  # over the link now up: CREATE at once
+    assert len(creates) == CREATE_CELLS
+    assert s.relay.counters.get("extend_requests") == 4
+    assert [
+        s.relay.counters.get(name)
+        for name in ("links_opened_for_extend", "extend_joined_dial", "extend_loop_refused")
+    ] == [1, 1, 1]
+
+    # a whole EXTEND whose padding is not zero: the circuit goes, the request is not counted
+    origin = HandOrigin(s.relay, PEER, seed=6)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x06" * 32)
+    data = extend_data(Extend(TARGET, address, skin))
+    data[-1] = data[-1][:-1] + b"\x01"
+    for part in data:
+        origin.send(RelayCommand.EXTEND, part)
+    (destroy,) = _cells(s.relay)
+    assert decode_destroy(decode_cell(destroy.cell).body) is DestroyReason.PROTOCOL
+    assert s.relay.counters.get("drop_bad_padding") == 1
+    assert s.relay.counters.get("extend_requests") == 4
+
+    # refused for the predecessor's extension rate: counted too
+    s = make_relay(RelayConfig(create_rate_per_s=0.001, create_burst=1))
+    _extend_to_target(s)
+    assert s.relay.counters.get("extend_rate_limited") == 1
+    assert s.relay.counters.get("extend_requests") == 1
+
+
 def test_extend_whose_dial_fails_is_truncated() -> None:
     s = make_relay()
     origin = _extend_to_target(s)

@@ -633,6 +633,7 @@ class CircuitRelay:
             self._on_extend(circuit, Extend.decode(message), now)
 
     def _on_extend(self, circuit: _Circuit, extend: Extend, now: float) -> None:
+        self.counters.inc("extend_requests")  # every whole EXTEND, whatever becomes of it
         target = extend.next_node
         if target == self.node_id or target == circuit.prev[0]:
             self.counters.inc("extend_loop_refused")
