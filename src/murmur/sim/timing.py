@@ -64,6 +64,7 @@ import bisect
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from types import MappingProxyType
 from typing import NamedTuple, Protocol, TypeVar
 
 import numpy as np
@@ -233,7 +234,7 @@ GRID_STEP_S = 0.0005
 """Resolution of a path law's density (half a millisecond, far below any link's spread)."""
 HOLDS_BEFORE_EXIT = 2
 """Relays that hold a cell between the spy's log and the exit: hop 1 (the spy) and hop 2."""
-LINKS_TO_EXIT = {"hop1": 1, "link": 2}
+LINKS_TO_EXIT: Mapping[str, int] = MappingProxyType({"hop1": 1, "link": 2})
 """Links between an event, as the latency-aware estimators date it, and the exit: a hop-1
 spy's event is dated when its cell reached hop 2 (hop 2 to the exit is left), a link
 observer's when the cell reached hop 1 (hop 1 to hop 2, then hop 2 to the exit)."""

@@ -7,6 +7,11 @@ A = NodeId(b"a" * 32)
 B = NodeId(b"b" * 32)
 
 
+def _fresh_identities(count: int) -> list[NodeId]:
+    """Node ids none of the tests uses otherwise: the cheap identities an attacker makes."""
+    return [NodeId(bytes([i]) * 32) for i in range(count)]
+
+
 def test_penalties_subtract_and_decay_back_to_zero() -> None:
     scores = PeerScores(decay=0.5, max_retained=10)
     scores.connect(A)
@@ -77,8 +82,7 @@ def test_a_full_table_forgets_the_slate_nearest_neutral() -> None:
     scores.connect(A)
     scores.penalize(A, 50.0)
     scores.disconnect(A)
-    for i in range(10):
-        fresh = NodeId(bytes([i]) * 32)
+    for fresh in _fresh_identities(10):
         scores.connect(fresh)
         scores.penalize(fresh, 1.0)
         scores.disconnect(fresh)
@@ -98,8 +102,7 @@ def test_clean_slates_take_no_room() -> None:
     scores.connect(A)
     scores.penalize(A, 1.0)
     scores.disconnect(A)
-    for i in range(10):
-        fresh = NodeId(bytes([i]) * 32)
+    for fresh in _fresh_identities(10):
         scores.connect(fresh)
         scores.disconnect(fresh)
     assert scores.connect(A) == -1.0
