@@ -101,6 +101,21 @@ def test_gossip_sighting_cancels_the_embargo_and_later_stem_copies() -> None:
     assert path.counters.get("stem_known") == 1
 
 
+def test_the_known_table_forgets_by_first_sighting_when_full() -> None:
+    """Ids seen in gossip are kept up to ``known_capacity``; a second sighting does not renew
+    one, and the one sighted first is forgotten first (its late stem copy then stems again)."""
+    path = _stem(fluff_probability=0.0, known_capacity=2)
+    first, second, third = (StemMessage(TOPIC, data).message_id for data in (b"a", b"b", b"c"))
+    for mid in (first, second, first, third):
+        path.seen_in_gossip(mid)
+    path.receive_stem(IN[0], _wire(b"b"), 1.0)
+    path.receive_stem(IN[0], _wire(b"c"), 1.0)
+    assert path.counters.get("stem_known") == 2
+    path.receive_stem(IN[0], _wire(b"a"), 1.0)
+    assert path.counters.get("stem_known") == 2
+    assert path.in_stempool(first)
+
+
 def test_role_and_routes_are_drawn_per_epoch() -> None:
     path = _stem(7, fluff_probability=0.5, epoch_s=10.0)
     roles = []

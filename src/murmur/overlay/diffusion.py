@@ -29,6 +29,7 @@ Wire format (one message per link frame)::
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Hashable, KeysView
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -149,7 +150,7 @@ class Diffusion(Generic[PeerT]):
         self._rate = 1.0 / relay_delay_mean_s
         self._seen_capacity = seen_capacity
         self._peers: dict[PeerT, None] = {}
-        self._seen: dict[bytes, None] = {}
+        self._seen: OrderedDict[bytes, None] = OrderedDict()
         self._actions: list[DiffusionAction[PeerT]] = []
         self.counters = Counters()
 
@@ -225,4 +226,4 @@ class Diffusion(Generic[PeerT]):
         seen = self._seen
         seen[tx_id] = None
         if len(seen) > self._seen_capacity:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)  # O(1); a plain dict rescans its freed front slots

@@ -45,6 +45,7 @@ figure) unchanged. Memory is bounded: at most ``stempool_capacity`` transactions
 from __future__ import annotations
 
 import heapq
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from murmur.base.errors import LocalProtocolError, RemoteProtocolError
@@ -147,7 +148,7 @@ class StemPath:
         """Each peer's transactions in the stempool, oldest first."""
         self._peer_bytes: dict[NodeId, int] = {}
         self._embargoes: list[tuple[float, bytes]] = []
-        self._known: dict[bytes, None] = {}
+        self._known: OrderedDict[bytes, None] = OrderedDict()
         self._actions: list[StemAction] = []
         self.counters = Counters()
 
@@ -320,6 +321,6 @@ class StemPath:
 
     def _remember(self, message_id: bytes) -> None:
         known = self._known
-        known[message_id] = None
+        known[message_id] = None  # a known id keeps its place: forgotten by first sighting
         if len(known) > self._config.known_capacity:
-            del known[next(iter(known))]
+            known.popitem(last=False)  # O(1); a plain dict rescans its freed front slots
