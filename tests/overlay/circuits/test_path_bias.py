@@ -109,6 +109,8 @@ def test_the_least_recently_seen_predecessors_are_forgotten() -> None:
     relayed.add(_peer(9), ok=True)  # forgets peer 1
     assert list(relayed._by_peer) == [_peer(2), _peer(3), _peer(0), _peer(9)]
     assert relayed.extension_success() == pytest.approx(_wilson_low(2, 5))
+    relayed.revoke(_peer(2))  # a collapse counts as seen too
+    assert list(relayed._by_peer) == [_peer(3), _peer(0), _peer(9), _peer(2)]
 
 
 def test_without_the_baseline_the_bar_stays_fixed() -> None:

@@ -194,10 +194,11 @@ class RelayedOutcomes:
         remember(self._by_peer, predecessor, counts.add(ok, config), config.relayed_max_peers)
 
     def revoke(self, predecessor: NodeId) -> None:
-        """An extension counted ok collapsed: the next relay destroyed the circuit later."""
-        counts = self._by_peer.pop(predecessor, None)
+        """An extension counted ok collapsed: the next relay destroyed the circuit later. The
+        predecessor counts as seen most recently, as in :meth:`add`."""
+        counts = self._by_peer.get(predecessor)
         if counts is not None:
-            self._by_peer[predecessor] = counts.revoke()  # and seen most recently
+            remember(self._by_peer, predecessor, counts.revoke(), self.config.relayed_max_peers)
 
     def extension_success(self) -> float | None:
         """The share of extensions that go well, as far as the outcomes counted show it: the
