@@ -23,5 +23,9 @@ def test_keeps_only_the_newest_messages() -> None:
     for i in range(10):
         shared.share("transaction", b"%d" % i)
     assert len(shared) == 3
+    shared.share("transaction", b"7")  # a hit keeps its place: "7" is still the oldest
+    shared.share("transaction", b"10")
+    shared.share("transaction", b"7")
+    assert (shared.hits, shared.misses) == (1, 12)
     with pytest.raises(ValueError):
         SharedMessages(capacity=0)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
+from murmur.base.bounded import remember
 from murmur.wire.gossip import Message, encode_message, message_id
 
 SHARED_MESSAGES = 8192
@@ -45,8 +46,6 @@ class SharedMessages:
             return entry
         self.misses += 1
         entry = (data, message_id(topic, data), encode_message(Message(topic, data)))
-        entries = self._entries
-        entries[key] = entry
-        if len(entries) > self._capacity:
-            entries.popitem(last=False)
+        # Only a miss is remembered: the newest messages stay, and a hit moves none.
+        remember(self._entries, key, entry, self._capacity)
         return entry
