@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from murmur.base.bounded import remember_penalty
+from murmur.base.bounded import remember, remember_penalty
 from murmur.base.errors import ConfigError, LocalProtocolError, RemoteProtocolError
 from murmur.base.ids import NodeId
 from murmur.base.metrics import Counters
@@ -885,10 +885,8 @@ class Node:
                     ours |= published(topic, message_id, len(action.data), now)
                     if topic in STEM_TOPICS:
                         self.stem.seen_in_gossip(message_id)
-                if message_id not in deliveries:
-                    deliveries[message_id] = now
-                    if len(deliveries) > DELIVERY_LOG_ENTRIES:
-                        deliveries.popitem(last=False)
+                if message_id not in deliveries:  # a repeat keeps the first time
+                    remember(deliveries, message_id, now, DELIVERY_LOG_ENTRIES)
                 self._actions.append(
                     MessageDelivered(topic, message_id, action.data, action.received_from)
                 )
