@@ -70,6 +70,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import partial
+from itertools import pairwise
 from typing import Any
 
 from murmur.base.errors import ConfigError, MurmurError
@@ -81,6 +82,7 @@ from murmur.node.levels import DEFAULT_PRESET, PRESETS, PrivacySettings
 from murmur.node.node import CIRCUIT_LINK_IDLE_S, Node
 from murmur.node.private_path import REANNOUNCE_INTERVAL_S
 from murmur.overlay.announce import PeerAnnouncement, keep_decoded
+from murmur.overlay.circuits.guards import GuardRecord
 from murmur.overlay.circuits.host import RelayRole
 from murmur.overlay.circuits.regions import RegionMap
 from murmur.overlay.gossip.config import GossipConfig
@@ -774,7 +776,7 @@ class _OnionRun:
         in_use, exposed = self._spied_circuits()
         extras["circuits_in_use"] = in_use
         extras["spy_entry_and_later_circuits"] = exposed
-        extras.update(self._guard_outcomes())
+        extras.update(self._guard_outcomes(onion))
         fast = None if baseline is None else baseline.record
         return replace(record, baseline=fast, extras=extras)
 
@@ -842,13 +844,21 @@ class _OnionRun:
                 exposed += spied[0] and any(spied[1:])
         return in_use, exposed
 
-    def _guard_outcomes(self) -> dict[str, int]:
-        """Ground truth at the end of the run: honest nodes whose guard now is a spy, guards
-        that path bias disabled (a spy's, or an honest one wrongly), the nodes that disabled
-        any, and how often path bias held back (a third guard within a day; a guard failing
-        as the network does, spared by the relay-side baseline)."""
+    def _guard_outcomes(self, phase: _Phase) -> dict[str, float | int]:
+        """Ground truth at the end of the run: honest nodes whose guard now is a spy, and the
+        node-seconds they spent behind one over the workload's span (``phase``'s, the same
+        whatever the dynamics), guards that path bias disabled (a spy's, or an honest one
+        wrongly), the nodes that disabled any, and how often path bias held back (a third
+        guard within a day; a guard failing as the network does, spared by the relay-side
+        baseline)."""
         spies, index_of = self.world.spies, self.index_of
+        span = (phase.start, phase.start + phase.span_s)
+
+        def is_spy(node_id: NodeId) -> bool:
+            return index_of.get(node_id, -1) in spies
+
         behind_spy = disabled_spies = disabled_honest = nodes_disabling = 0
+        behind_spy_s = 0.0
         withheld = spared = 0
         for v, node in enumerate(self.nodes):
             if v in spies:
@@ -858,6 +868,7 @@ class _OnionRun:
             kept = guards.records()
             current = next((g for g in kept if g.disabled_at is None), None)
             behind_spy += current is not None and index_of.get(current.node_id, -1) in spies
+            behind_spy_s += _seconds_behind_spy(kept, span, is_spy)
             nodes_disabling += any(g.disabled_at is not None for g in kept)
             for guard in kept:
                 if guard.disabled_at is not None:
@@ -867,6 +878,7 @@ class _OnionRun:
                         disabled_honest += 1
         return {
             "nodes_behind_spy_guard": behind_spy,
+            "node_seconds_behind_spy_guard": round(behind_spy_s, 1),
             "spy_guards_disabled": disabled_spies,
             "honest_guards_disabled": disabled_honest,
             "nodes_that_disabled_a_guard": nodes_disabling,
@@ -924,6 +936,32 @@ class _OnionRun:
             events=events,
             wall_s=wall_s,
         )
+
+
+def _seconds_behind_spy(
+    guards: Sequence[GuardRecord], span: tuple[float, float], is_spy: Callable[[NodeId], bool]
+) -> float:
+    """How long within ``span`` (simulated seconds) a node's guard was a spy, read off its
+    guard list: at each moment its guard is the first one sampled by then and not yet
+    disabled (as ``nodes_behind_spy_guard`` reads it at the end)."""
+    start, end = span
+    times = [t for g in guards for t in (g.added_at, g.disabled_at) if t is not None]
+    cuts = sorted({start, end, *(t - WALL_CLOCK_AT_ZERO_S for t in times)})
+    behind = 0.0
+    for a, b in pairwise(cuts):
+        if start <= a < b <= end:
+            wall = a + WALL_CLOCK_AT_ZERO_S
+            current = next(
+                (
+                    g
+                    for g in guards
+                    if g.added_at <= wall and (g.disabled_at is None or g.disabled_at > wall)
+                ),
+                None,
+            )
+            if current is not None and is_spy(current.node_id):
+                behind += b - a
+    return behind
 
 
 def _with_workload_cover(
