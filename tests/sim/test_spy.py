@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import cast
 
+from murmur.overlay.circuits.config import RelayConfig
 from murmur.overlay.circuits.events import ConnectTo, SendCell
 from murmur.overlay.circuits.handshake import client_onionskin
 from murmur.overlay.circuits.relay import CircuitRelay
-from murmur.sim.adversary import AdversaryLog, CellRecord
+from murmur.overlay.shaping import DelayRange
+from murmur.sim.adversary import AdversaryLog, CellRecord, ForwardRecord
 from murmur.sim.denial import SelectiveDenial
 from murmur.sim.spy import RelayTap
 from murmur.sim.timing import cells_by_circuit, circuit_positions, successor
@@ -22,6 +24,7 @@ from murmur.wire.cells import (
     encode_cell,
 )
 from tests.overlay.circuits.test_relay import (
+    NEXT_KEYS,
     OTHER,
     PAIR,
     PEER,
@@ -107,3 +110,47 @@ def test_an_extend_denied_towards_a_linked_relay_is_logged_as_extend() -> None:
         log = AdversaryLog(spies=frozenset({SPY}), tapped=frozenset(), cells=records, hops=hops)
         assert circuit_positions(log) == {key: (position, INDEX[PEER])}
     assert relay.counters.get("extend_requests") == 1
+
+
+def test_a_held_cell_is_logged_forwarded_when_the_relay_sends_it_on() -> None:
+    """The level holds every forwarded cell 10-50 ms. The spy is hop 1 of PEER's circuit: its
+    relay sends the cells it holds on when their timers fire, and the tap logs each forward
+    then, from the relay's own output."""
+    relay = make_relay(RelayConfig(forward_delay=DelayRange(0.01, 0.05))).relay
+    relay.link_ready(TARGET, 0.0)
+    cells: list[CellRecord] = []
+    forwards: list[ForwardRecord] = []
+    tap = RelayTap(
+        relay, spy=SPY, index_of=INDEX, record=cells.append, record_forward=forwards.append
+    )
+    origin = HandOrigin(cast(CircuitRelay, tap), PEER)
+    skin, _ = client_onionskin(TARGET, PAIR.public, x25519_seed=b"\x01" * 32)
+    origin.extend(Extend(TARGET, ADDRESS, skin), now=1.0)
+    next_id = decode_cell(cast(SendCell, tap.drain_actions()[0]).cell).circ_id
+    tap.receive_cell(TARGET, encode_cell(next_id, CellCommand.CREATED, b"y" * 64), 1.1)
+    tap.drain_actions()  # EXTENDED
+    origin.layers.add_hop(NEXT_KEYS)  # TARGET's layer: cells the spy cannot read
+
+    def send_through(count: int, now: float) -> None:
+        for i in range(count):
+            body = origin.layers.wrap_forward(1, RelayCommand.DATA, b"x")
+            cell = encode_cell(origin.circ_id, CellCommand.RELAY, body)
+            tap.receive_cell(PEER, cell, now + i / 1000)
+
+    def sent_to_target_until(end: float) -> list[float]:
+        """Fires the relay's timers until ``end``: when it sent each cell to TARGET."""
+        sent = []
+        while (deadline := tap.next_deadline()) is not None and deadline < end:
+            tap.handle_timer(deadline)
+            out = tap.drain_actions()
+            sent += [deadline for a in out if isinstance(a, SendCell) and a.peer == TARGET]
+        return sent
+
+    send_through(EXTEND_CELLS, 2.0)  # the extension to hop 3, passing through
+    assert tap.drain_actions() == [] and forwards == []  # held
+    left = sent_to_target_until(2.5)
+    tap.receive_cell(TARGET, encode_cell(next_id, CellCommand.RELAY, b"z" * 64), 2.5)
+    send_through(2, 3.0)  # a two-cell message
+    left += sent_to_target_until(4.0)
+    assert forwards == [ForwardRecord(t, SPY, 1) for t in left]
+    assert len(left) == EXTEND_CELLS + 2 and 3.01 <= left[EXTEND_CELLS] <= 3.05

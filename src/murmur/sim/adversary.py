@@ -13,7 +13,9 @@ Theory of operation: an adversary never changes what the protocol does; it only 
 * **Relay spies** (the onion protocol, :mod:`murmur.sim.spy`): a spy that is a hop of someone's
   circuit also logs every cell it handles as a relay (:class:`CellRecord`): when, from which link
   peer, which leg of which of its circuits, whether this hop could read the cell (recognized)
-  and what it was. Memory is bounded by the cells spies handle (a few per transaction).
+  and what it was. Memory is bounded by the cells spies handle (a few per transaction). It
+  also logs when its relay sent each cell on towards a circuit's next hop
+  (:class:`ForwardRecord`): the relay's own output, so a spy knows how long it held the cell.
 
 What a message means (which transaction, which phase) is the protocol kit's business: the
 adversary is given an ``observe(message) -> (tx_id, phase) | None`` function, so a new protocol
@@ -73,6 +75,18 @@ class CellRecord(NamedTuple):
     """For recognized cells: ``EXTEND``, ``DATA``, ``COVER`` or ``?`` (could not tell)."""
 
 
+class ForwardRecord(NamedTuple):
+    """A RELAY cell a spy's relay sent on a circuit's ``next`` leg: one it forwarded, after
+    whatever hold the level adds (a relay originates no forward cells). A relay sends a
+    circuit's forward cells on in the order they came, so a circuit's n-th forward record is
+    when the n-th cell it relayed from ``prev`` left the spy."""
+
+    time: float
+    spy: int
+    circuit: int
+    """The spy's own number for the circuit, as in :class:`CellRecord`."""
+
+
 class InboundLink(NamedTuple):
     """A peer opened a connection to a spy (its SYN arrived): the start of any link."""
 
@@ -95,6 +109,8 @@ class AdversaryLog:
     links: list[LinkRecord] = field(default_factory=list)
     cells: list[CellRecord] = field(default_factory=list)
     """Cells spies handled as relays (the onion protocol), in time order."""
+    forwards: list[ForwardRecord] = field(default_factory=list)
+    """Cells spies' relays sent on towards a circuit's next hop, in time order."""
     inbound: list[InboundLink] = field(default_factory=list)
     """Connections peers opened to spies (the onion protocol), in time order."""
     hops: int = 0

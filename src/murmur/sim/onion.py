@@ -89,7 +89,7 @@ from murmur.overlay.gossip.config import GossipConfig
 from murmur.overlay.gossip.shared import SHARED_MESSAGES, SharedMessages
 from murmur.overlay.routing import MessageType
 from murmur.overlay.shaping.config import DelayRange, TimingLaw
-from murmur.sim.adversary import Adversary, CellRecord, InboundLink
+from murmur.sim.adversary import Adversary, CellRecord, ForwardRecord, InboundLink
 from murmur.sim.crypto_standin import standin_crypto
 from murmur.sim.denial import DENIAL_MODES, DenialMode, SelectiveDenial
 from murmur.sim.engine import Engine, SimNode
@@ -435,11 +435,13 @@ class _OnionRun:
                 rng=self._overload_rng.fork(v),
                 is_extension=lambda peer, circ: (index_of.get(peer, -1), v, circ) in created,
             )
+        spy = v in self.world.spies
         tap = RelayTap(
             relay,
             spy=v,
             index_of=self.index_of,
-            record=self._log_cell if v in self.world.spies else None,
+            record=self._log_cell if spy else None,
+            record_forward=self._log_forward if spy else None,
             on_create_sent=lambda peer, circ: created.add((v, peer, circ)),
         )
         node.circuits.relay = tap
@@ -447,6 +449,9 @@ class _OnionRun:
 
     def _log_cell(self, cell: CellRecord) -> None:
         self.onion.adversary.log.cells.append(cell)
+
+    def _log_forward(self, forward: ForwardRecord) -> None:
+        self.onion.adversary.log.forwards.append(forward)
 
     def _on_tap(self, now: float, arrival: float, src: int, dst: int, size: int) -> None:
         self.current.adversary.on_tap(now, arrival, src, dst, size)

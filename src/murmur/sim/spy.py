@@ -26,6 +26,12 @@ logging around it and changes nothing it does. Two things are logged.
   last (the relay acts on the whole message) and messages the relay drops as malformed. Cells
   held in the relay's rate-limit queue are logged when they arrive, before processing, as
   unrecognized.
+* **Forwards** come from the relay's outputs too: every RELAY cell it sends on a circuit's
+  ``next`` leg is a cell it forwarded, logged when it leaves (:class:`ForwardRecord`). Where
+  the level holds cells (``forward_delay``), a held cell leaves when the relay's timer fires,
+  so the tap collects the relay's outputs after ``handle_timer`` as it does after
+  ``receive_cell``, each batch at the time of the input that caused it. The spy thus knows
+  its own hold on every cell it forwards.
 
 Nothing here reaches into the relay's private state: the tap sees exactly what the node's owner
 sees at the relay's boundary.
@@ -39,7 +45,7 @@ from typing import Any, TypeGuard
 from murmur.base.ids import NodeId
 from murmur.overlay.circuits.events import PublishFromExit, SendCell
 from murmur.overlay.circuits.host import RelayRole
-from murmur.sim.adversary import CellRecord
+from murmur.sim.adversary import CellRecord, ForwardRecord
 from murmur.wire.cells import CELL_HEADER, CELL_HEADER_BYTES, CellCommand
 from murmur.wire.gossip import message_id
 
@@ -48,6 +54,7 @@ _EXIT_COUNTERS = ("exit_publications", "exit_invalid_dropped", "exit_requests")
 _COMMAND_NAMES = {c.value: c.name for c in CellCommand}
 
 RecordCell = Callable[[CellRecord], None]
+RecordForward = Callable[[ForwardRecord], None]
 
 
 class RelayTap:
@@ -60,9 +67,12 @@ class RelayTap:
         spy: int,
         index_of: Mapping[NodeId, int],
         record: RecordCell | None,
+        record_forward: RecordForward | None = None,
         on_create_sent: Callable[[int, int], None] | None = None,
     ) -> None:
         """``record`` gets every cell the relay receives (None: log nothing);
+        ``record_forward`` every cell it sends on towards a circuit's next hop (None: log none;
+        it needs ``record``, as the legs are learnt from the cells logged);
         ``on_create_sent(peer, circ_id)`` every CREATE the relay sends (a leg it opened for an
         EXTEND)."""
         self._relay = relay
@@ -70,6 +80,7 @@ class RelayTap:
         self._spy = spy
         self._index_of = index_of
         self._record = record
+        self._record_forward = record_forward
         self._pending: list[Any] = []
         self._legs: dict[tuple[NodeId, int], tuple[int, str]] = {}
         self._circuits = 0
@@ -90,6 +101,15 @@ class RelayTap:
                     circ_id = CELL_HEADER.unpack_from(action.cell)[0]
                     self._on_create_sent(self._index(action.peer), circ_id)
         return actions
+
+    def handle_timer(self, now: float) -> None:
+        """The relay's timers release held cells: logging their forwards needs the time they
+        leave, which only this call knows, so its outputs are collected here."""
+        self._relay.handle_timer(now)
+        if self._record_forward is not None:
+            out = self._relay.drain_actions()
+            self._pending.extend(out)
+            self._note_forwards(out, now)
 
     def receive_cell(self, peer: NodeId, data: bytes, now: float) -> None:
         relay = self._relay
@@ -135,6 +155,7 @@ class RelayTap:
                             circ = CELL_HEADER.unpack_from(action.cell)[0]
                             self._legs[(action.peer, circ)] = (known[0], "next")
         self._note_publications(peer, out)
+        self._note_forwards(out, now)
         circuit, leg = known if known is not None else (-1, "unknown")
         self._record(
             CellRecord(
@@ -154,6 +175,17 @@ class RelayTap:
         for action in out:
             if isinstance(action, PublishFromExit):
                 self.exit_senders[message_id(action.topic, action.payload)] = self._index(peer)
+
+    def _note_forwards(self, out: list[Any], now: float) -> None:
+        """Logs the RELAY cells among ``out`` that leave on a known ``next`` leg (sent ``now``):
+        a relay originates no forward cells, so each is one it forwarded."""
+        if self._record_forward is None:
+            return
+        for action in out:
+            if sends_cell(action, CellCommand.RELAY):
+                leg = self._legs.get((action.peer, CELL_HEADER.unpack_from(action.cell)[0]))
+                if leg is not None and leg[1] == "next":
+                    self._record_forward(ForwardRecord(now, self._spy, leg[0]))
 
     def _new_circuit(self) -> int:
         self._circuits += 1
