@@ -114,6 +114,11 @@ def test_spies_at_both_ends_name_the_origin_through_the_levels_relay_delays() ->
     record = kit.run(replace(world, spies=frozenset(range(14)) - {origin}), scenario)
     assert record.log.relay_delay_s == (0.0, 0.03)
     assert record.log.inbound and record.extras["spy_both_ends_tx"] == 1
+    # Hop 1 dates the origin's messages when its own relay sent them on, after its hold.
+    events = origin_events(record.log)
+    forwarded = {f.time for f in record.log.forwards}
+    came = {c.time for c in record.log.cells}
+    assert events and all(e.time in forwarded and e.time not in came for e in events)
     result = summarise(record)
     assert result.recall["timing_end_to_end"] == 1.0
     assert result.recall["timing_circuit_pairing"] == 1.0

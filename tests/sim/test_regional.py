@@ -8,13 +8,12 @@ from murmur.sim.adversary import AdversaryLog, CellRecord, Sighting
 from murmur.sim.regional import regional_laws, timing_regional
 from murmur.sim.timing import (
     GRID_STEP_S,
-    HOLDS_BEFORE_EXIT,
     WINDOW_S,
     DelayModel,
     PathLaw,
     timing_known_law,
 )
-from tests.sim.test_timing import NEXT, ORIGIN, SPY, hop_one_build, log_with
+from tests.sim.test_timing import NEXT, ORIGIN, SPY, hop_one_build, hop_one_forwards, log_with
 
 OTHER, OTHER_SPY, EXIT = 8, 4, 12
 """A second sender (in another region) behind a second hop-1 spy, and the exit that
@@ -29,12 +28,16 @@ def circuit_cells(spy: int, origin: int, circuit: int, data_at: list[float]) -> 
     ]
 
 
-def two_senders_log(regions: dict[int, str]) -> AdversaryLog:
-    """ORIGIN's cell reaches hop 2 at 5.010, OTHER's at 5.014; the exit published at 5.026
-    (a spy one 12 ms link away saw it at 5.038). OTHER's delay, 12 ms, is the likelier under
-    any law, but OTHER is not in the exit's region."""
+def two_senders_log(regions: dict[int, str], released: float = 5.0) -> AdversaryLog:
+    """ORIGIN's cell came to its spy at 5.0 and left at ``released`` (at once unless the level
+    holds cells), reaching hop 2 10 ms later; OTHER's reached hop 2 at 5.014. The exit
+    published at 5.026 (a spy one 12 ms link away saw it at 5.038). OTHER's delay, 12 ms, is
+    the likelier under any law, but OTHER is not in the exit's region."""
     log = log_with(
         circuit_cells(SPY, ORIGIN, 1, [5.0]) + circuit_cells(OTHER_SPY, OTHER, 2, [5.004]), {}
+    )
+    log.forwards = sorted(
+        hop_one_forwards([released]) + hop_one_forwards([5.004], OTHER_SPY, circuit=2)
     )
     log.link_latency_s = {
         (SPY, NEXT): 0.010,
@@ -68,20 +71,31 @@ def test_it_abstains_when_paths_are_not_regional() -> None:
     assert timing_regional(two_senders_log({})) == {}
 
 
-def test_relay_holds_widen_the_law_by_both_holds_before_the_exit() -> None:
-    """The level holds cells 0-30 ms at hop 1 and hop 2: a publication 47 ms after the cell
-    reached hop 2 (12 ms of link, 35 ms of holds) is no in-region link alone, but is one with
-    the holds."""
-    log = two_senders_log(REGIONS)
-    log.sightings[0] = log.first[b"tx"] = Sighting(5.069, SPY, b"tx", EXIT, "gossip")
+def published_late(released: float) -> AdversaryLog:
+    """:func:`two_senders_log` with the publication at 5.072 (seen at 5.084)."""
+    log = two_senders_log(REGIONS, released)
+    log.sightings[0] = log.first[b"tx"] = Sighting(5.084, SPY, b"tx", EXIT, "gossip")
+    return log
+
+
+def test_relay_holds_widen_the_law_by_hop_twos_hold() -> None:
+    """The level holds cells 0-30 ms. The spy held ORIGIN's cell 25 ms (it reached hop 2 at
+    5.035): a publication 37 ms later (12 ms of link, 25 ms of hop 2's hold) is no in-region
+    link alone, but is one with hop 2's hold. Had the spy sent the cell on at once, 62 ms
+    would be far more than one link and one hold: the spy knows its own hold, which is not in
+    the law."""
+    log = published_late(5.025)
     assert timing_regional(log) == {}
     log.relay_delay_s = (0.0, 0.03)
     assert timing_regional(log) == {b"tx": ORIGIN}
+    at_once = published_late(5.0)
+    at_once.relay_delay_s = (0.0, 0.03)
+    assert timing_regional(at_once) == {}
 
 
 def test_a_held_law_is_the_link_law_shifted_by_the_mean_holds() -> None:
     link = DelayModel(math.log(0.012), 0.1)
-    held = PathLaw(link, 0.0, 0.03, HOLDS_BEFORE_EXIT)
+    held = PathLaw(link, 0.0, 0.03, holds=2)
     grid = [k * GRID_STEP_S + GRID_STEP_S / 2 for k in range(int(0.2 / GRID_STEP_S))]
     weights = [held.score(d) / WINDOW_S * GRID_STEP_S for d in grid]
     assert abs(sum(weights) - 1.0) < 0.01

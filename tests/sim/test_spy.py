@@ -12,7 +12,13 @@ from murmur.overlay.shaping import DelayRange
 from murmur.sim.adversary import AdversaryLog, CellRecord, ForwardRecord
 from murmur.sim.denial import SelectiveDenial
 from murmur.sim.spy import RelayTap
-from murmur.sim.timing import cells_by_circuit, circuit_positions, successor
+from murmur.sim.timing import (
+    Event,
+    cells_by_circuit,
+    circuit_positions,
+    origin_events,
+    successor,
+)
 from murmur.wire.cells import (
     CREATE_CELLS,
     EXTEND_CELLS,
@@ -115,7 +121,8 @@ def test_an_extend_denied_towards_a_linked_relay_is_logged_as_extend() -> None:
 def test_a_held_cell_is_logged_forwarded_when_the_relay_sends_it_on() -> None:
     """The level holds every forwarded cell 10-50 ms. The spy is hop 1 of PEER's circuit: its
     relay sends the cells it holds on when their timers fire, and the tap logs each forward
-    then, from the relay's own output."""
+    then, from the relay's own output. So the spy's event for PEER's two-cell message is dated
+    when its first cell left for TARGET, not when it came."""
     relay = make_relay(RelayConfig(forward_delay=DelayRange(0.01, 0.05))).relay
     relay.link_ready(TARGET, 0.0)
     cells: list[CellRecord] = []
@@ -154,3 +161,8 @@ def test_a_held_cell_is_logged_forwarded_when_the_relay_sends_it_on() -> None:
     left += sent_to_target_until(4.0)
     assert forwards == [ForwardRecord(t, SPY, 1) for t in left]
     assert len(left) == EXTEND_CELLS + 2 and 3.01 <= left[EXTEND_CELLS] <= 3.05
+
+    log = AdversaryLog(spies=frozenset({SPY}), tapped=frozenset(), cells=cells, hops=3)
+    log.forwards = forwards
+    assert circuit_positions(log) == {(SPY, 1): (1, INDEX[PEER])}
+    assert origin_events(log) == [Event(left[EXTEND_CELLS], INDEX[PEER], "hop1", 2)]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import math
 
-from murmur.sim.adversary import AdversaryLog, CellRecord, LinkRecord, Sighting
+import pytest
+
+from murmur.sim.adversary import AdversaryLog, CellRecord, ForwardRecord, LinkRecord, Sighting
 from murmur.sim.timing import (
     CELL_RECORD_BYTES,
+    GRID_STEP_S,
+    WINDOW_S,
+    DelayLaw,
     DelayModel,
     Event,
     circuit_positions,
@@ -15,6 +20,7 @@ from murmur.sim.timing import (
     learn_delay,
     link_law,
     origin_events,
+    source_laws,
     timing,
     timing_intersection,
     timing_known_law,
@@ -49,6 +55,15 @@ def hop_one_build(data_at: list[float]) -> list[CellRecord]:
     passing = [cell(1.5 + i / 1000, ORIGIN, "prev", "RELAY") for i in range(EXTEND_CELLS)]
     cells = [*own_build(1.0), *passing, cell(1.8, NEXT, "next", "RELAY")]
     return cells + [cell(t, ORIGIN, "prev", "RELAY") for t in data_at]
+
+
+def hop_one_forwards(
+    released: list[float], spy: int = SPY, circuit: int = 1
+) -> list[ForwardRecord]:
+    """What the relay of :func:`hop_one_build`'s spy sent on: the extension passing through,
+    as it came, then the message cells at ``released``."""
+    passing = [1.5 + i / 1000 for i in range(EXTEND_CELLS)]
+    return [ForwardRecord(t, spy, circuit) for t in passing + released]
 
 
 def log_with(cells: list[CellRecord], firsts: dict[bytes, float]) -> AdversaryLog:
@@ -106,6 +121,27 @@ def test_a_lone_message_is_attributed_to_the_predecessor_of_hop_one() -> None:
 def test_cells_of_one_message_are_one_event_that_counts_them() -> None:
     log = log_with(hop_one_build([5.0, 5.001, 5.03, 9.0]), {})
     assert origin_events(log) == [(5.0, ORIGIN, "hop1", 3), (9.0, ORIGIN, "hop1", 1)]
+
+
+def test_a_hop_one_event_is_dated_when_the_spy_sent_its_first_cell_on() -> None:
+    """The level holds cells. A message's two cells came at 5.0 and 5.03 and left at 5.02 and
+    5.08 (further apart than a burst: the holds spread them), a one-cell message came at 9.0
+    and left at 9.01. The spy tells the messages apart by when their cells came and dates each
+    when its first cell left (latency-aware, when that cell reached hop 2 50 ms later)."""
+    log = log_with(hop_one_build([5.0, 5.03, 9.0]), {})
+    log.forwards = hop_one_forwards([5.02, 5.08, 9.01])
+    log.link_latency_s = {(SPY, NEXT): 0.05}
+    assert origin_events(log) == [(5.02, ORIGIN, "hop1", 2), (9.01, ORIGIN, "hop1", 1)]
+    times = [e.time for e in origin_events(log, latency_aware=True)]
+    assert times == pytest.approx([5.07, 9.06])
+
+
+def test_a_cell_the_spy_never_sent_on_is_dated_when_it_came() -> None:
+    """The spy's relay sent the first message on at 5.02 but not the second (dropped, or still
+    held when the log ended): the origin sent it all the same, at 9.0 as far as the spy knows."""
+    log = log_with(hop_one_build([5.0, 9.0]), {})
+    log.forwards = hop_one_forwards([5.02])
+    assert origin_events(log) == [(5.02, ORIGIN, "hop1", 1), (9.0, ORIGIN, "hop1", 1)]
 
 
 def test_a_departure_of_another_size_cannot_have_carried_the_transaction() -> None:
@@ -187,8 +223,12 @@ def test_the_known_law_leaves_two_links_after_a_link_observers_event() -> None:
     assert timing_known_law(tapped_origin_log(5.10)) == {}
 
 
-def known_law_log(sighted_at: float) -> AdversaryLog:
+def known_law_log(sighted_at: float, released: float = 5.0) -> AdversaryLog:
+    """The origin's one-cell message came to the spy at 5.0, left at ``released`` (at once
+    unless the level holds cells) and reached hop 2 50 ms later; a spy 50 ms from the exit
+    saw the transaction at ``sighted_at``."""
     log = log_with(hop_one_build([5.0]), {})
+    log.forwards = hop_one_forwards([released])
     log.link_latency_s = {(SPY, NEXT): 0.05, (1, 2): 0.06, (2, 4): 0.04}
     sighting = Sighting(sighted_at, SPY, b"tx", NEXT, "gossip")
     log.first[b"tx"] = sighting
@@ -205,15 +245,39 @@ def test_a_known_link_law_attributes_without_learning_from_the_run() -> None:
     assert timing_known_law(known_law_log(8.0)) == {}  # three seconds is no link's latency
 
 
-def test_the_known_law_holds_the_levels_relay_holds() -> None:
-    """Relays hold each cell 200-300 ms (public, like every setting of the level): hop 1 and
-    hop 2 put about half a second between the cell reaching hop 2 and the publication, which
-    no link alone explains."""
-    late = known_law_log(5.65)
-    assert timing_known_law(late) == {}
-    late.relay_delay_s = (0.2, 0.3)
-    assert timing_known_law(late) == {b"tx": ORIGIN}
+def test_the_known_law_holds_hop_twos_hold_after_a_hop_one_event() -> None:
+    """Relays hold each cell 200-300 ms (public, like every setting of the level). The spy held
+    the cell 250 ms itself (it left at 5.25 and reached hop 2 at 5.30): hop 2's hold and one
+    link put about 300 ms between that and the publication at 5.60, which no link alone
+    explains. The spy knows its own hold, so a cell it sent on at once leaves 550 ms, more than
+    hop 2 can hold: that publication is not its message."""
+    held = known_law_log(5.65, released=5.25)
+    assert timing_known_law(held) == {}
+    held.relay_delay_s = (0.2, 0.3)
+    assert timing_known_law(held) == {b"tx": ORIGIN}
+    at_once = known_law_log(5.65)
+    at_once.relay_delay_s = (0.2, 0.3)
+    assert timing_known_law(at_once) == {}
     assert timing_known_law(known_law_log(5.15)) == {b"tx": ORIGIN}  # no holds: one link
+
+
+def mean_delay(law: DelayLaw) -> float:
+    """The mean of a law's delay (its score is its density times the window)."""
+    grid = [(k + 0.5) * GRID_STEP_S for k in range(int(1.0 / GRID_STEP_S))]
+    return sum(d * law.score(d) / WINDOW_S * GRID_STEP_S for d in grid)
+
+
+def test_a_hop_one_event_leaves_hop_twos_hold_and_a_link_observers_both() -> None:
+    """Holds of 0-30 ms (15 ms on average) and links of about 50 ms: a hop-1 spy knows its own
+    hold, so hop 2's hold and one link are left after its event; a link observer's event, at
+    hop 1, leaves both holds and two links."""
+    link = DelayModel(math.log(0.05), 0.1)
+    one_link = 0.05 * math.exp(0.1**2 / 2)
+    log = log_with([], {})
+    log.relay_delay_s = (0.0, 0.03)
+    laws = source_laws(link, log)
+    assert mean_delay(laws["hop1"]) == pytest.approx(one_link + 0.015, abs=0.001)
+    assert mean_delay(laws["link"]) == pytest.approx(2 * one_link + 0.03, abs=0.001)
 
 
 def test_the_intersection_estimator_pools_evidence_over_a_repeated_origin() -> None:

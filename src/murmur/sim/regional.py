@@ -11,11 +11,12 @@ IP geolocation is), and so is the rule, so the adversary can use both:
 * the one link a latency-aware spy at hop 1 cannot measure, hop 2 to the exit, is an
   in-region link, so its law is that of region ``r``'s links (fitted to the spies' own links
   inside ``r``), far narrower than the network's mix that ``timing_known_law`` assumes.
-  When the level holds cells at relays (``relay_delay``, public), the delay also holds hop 1's
-  and hop 2's holds, each uniform on that range: the law is the link's convolved with both
-  (:func:`murmur.sim.timing.with_holds`, as ``timing_known_law`` does). The spy's own hold is
-  one of them, because the log dates a cell when it reached the spy; a spy that skipped its
-  hold, which nobody could tell, would know it exactly (not modelled: one hold, a narrower law).
+  When the level holds cells at relays (``relay_delay``, public), the delay also holds hop 2's
+  hold, uniform on that range: the law is the link's convolved with it
+  (:func:`murmur.sim.timing.with_holds`, as ``timing_known_law`` does). Hop 1's hold is not in
+  it: the spy dates its event when its own relay sent the cell on, so it knows its hold (as a
+  spy that skipped its hold, which nobody could tell, would). A link observer's event, dated
+  when the cell reached hop 1, leaves two links and both holds.
 
 Both narrow the set of departures that could explain a transaction, which is what cover and
 concurrent traffic rely on. Regions are the adversary's assumed knowledge (given to it by the

@@ -16,7 +16,9 @@ estimator pairs them.
    *knows* its predecessor is the origin.
 2. **Events** (:func:`origin_events`). At a spy that is hop 1, every later forward cell it
    cannot read is a private message leaving the origin (one event per burst of cells, which
-   it counts: padding makes the count the message's size bucket). A link observer on a
+   it counts: padding makes the count the message's size bucket), dated when the spy's relay
+   sent the burst's first cell on to hop 2: where the level holds cells at relays, the spy
+   knows its own hold (:class:`~murmur.sim.adversary.ForwardRecord`). A link observer on a
    watched node sees a cell-sized record leave it with no cell-sized record arriving just
    before (a relay forwards at once; the origin starts a message on its own); those
    departures are events too, from source ``link`` (dropped when a hop-1 spy saw the same
@@ -40,10 +42,11 @@ Four estimators use this. ``timing`` pairs events with first sightings, as descr
 round trip their pings measure): a hop-1 event is dated when its cell reached hop 2, and a
 transaction by its exit's publication time, bounded by every spy's sighting minus the latency
 from the neighbour that handed it over. What remains between the two is a single link (hop 2
-to the exit), so the delay law is much narrower and fewer unrelated transactions compete. A
-link observer's event is dated when its cell reached the link's far end, hop 1 (the observer
-times each connection it carries), which leaves two links, so the known law is scored for it
-as two draws of the link law (:data:`LINKS_TO_EXIT`).
+to the exit), and hop 2's hold where the level holds cells, so the delay law is much narrower
+and fewer unrelated transactions compete. A link observer's event is dated when its cell
+reached the link's far end, hop 1 (the observer times each connection it carries), which
+leaves two links and two holds (hop 1's and hop 2's), so the known law is scored for it as two
+draws of the link law and as many holds (:data:`PATH_TO_EXIT`).
 ``timing_known_law`` is ``timing_latency`` with the law of that link known in advance (fitted to
 the spies' own link latencies) instead of learnt from a run that cover traffic floods.
 ``timing_intersection`` rescores ``timing_known_law``'s pairs by how much each node's departures
@@ -132,20 +135,22 @@ def origin_circuits(log: AdversaryLog) -> dict[tuple[int, int], int]:
 
 
 def origin_events(log: AdversaryLog, *, latency_aware: bool = False) -> list[Event]:
-    """Cells leaving an origin, as the adversary saw them, in time order.
+    """Cells leaving an origin, as the adversary saw them, in time order. A hop-1 event is
+    dated when the spy sent its cell on to hop 2 (:func:`message_departures`).
 
     ``latency_aware``: a hop-1 event is dated when its cell reached hop 2 (the spy adds the
     latency of its own link to hop 2, which it measures)."""
     by_circuit = cells_by_circuit(log.cells)
+    forwarded = forwards_by_circuit(log)
     events: list[Event] = []
     for key, predecessor in origin_circuits(log).items():
         cells = by_circuit[key]
-        data_cells = build_trace(cells, log.hops).data
+        trace = build_trace(cells, log.hops)
         shift = 0.0
         if latency_aware:
             shift = log.one_way_s(key[0], successor(cells)) or 0.0
-        for start, count in bursts(cell.time for cell in data_cells):
-            events.append(Event(start + shift, predecessor, "hop1", count))
+        for left, count in message_departures(trace, forwarded.get(key, [])):
+            events.append(Event(left + shift, predecessor, "hop1", count))
     hop_one_times: dict[int, list[float]] = defaultdict(list)
     for event in events:
         hop_one_times[event.node].append(event.time)
@@ -232,12 +237,24 @@ class DelayModel(NamedTuple):
 
 GRID_STEP_S = 0.0005
 """Resolution of a path law's density (half a millisecond, far below any link's spread)."""
-HOLDS_BEFORE_EXIT = 2
-"""Relays that hold a cell between the spy's log and the exit: hop 1 (the spy) and hop 2."""
-LINKS_TO_EXIT: Mapping[str, int] = MappingProxyType({"hop1": 1, "link": 2})
-"""Links between an event, as the latency-aware estimators date it, and the exit: a hop-1
-spy's event is dated when its cell reached hop 2 (hop 2 to the exit is left), a link
-observer's when the cell reached hop 1 (hop 1 to hop 2, then hop 2 to the exit)."""
+
+
+class PathToExit(NamedTuple):
+    """What the adversary does not know between an event, as the latency-aware estimators
+    date it, and the exit's publication: links it did not measure, relays' holds it did not
+    see."""
+
+    links: int
+    holds: int
+
+
+PATH_TO_EXIT: Mapping[str, PathToExit] = MappingProxyType(
+    {"hop1": PathToExit(links=1, holds=1), "link": PathToExit(links=2, holds=2)}
+)
+"""Per source of events: a hop-1 spy's event is dated when its cell reached hop 2, sent on
+after the spy's own hold, which it knows (hop 2's hold and hop 2 to the exit are left); a link
+observer's when the cell reached hop 1 (hop 1's hold, hop 1 to hop 2, hop 2's hold, hop 2 to
+the exit)."""
 
 
 class PathLaw:
@@ -271,19 +288,19 @@ class PathLaw:
         return float(self._density[index]) * WINDOW_S
 
 
-def with_holds(law: DelayModel, log: AdversaryLog, links: int = 1) -> DelayLaw:
-    """The delay from an event to its publication when ``links`` links of law ``law`` are left
-    between them (:data:`LINKS_TO_EXIT`), with the level's relay holds before the exit added
-    when it has any (``log.relay_delay_s``, public)."""
+def with_holds(law: DelayModel, log: AdversaryLog, path: PathToExit) -> DelayLaw:
+    """The delay from an event to its publication when ``path`` is left between them
+    (:data:`PATH_TO_EXIT`): its links, each of law ``law``, and its holds, each uniform on the
+    level's range when it has one (``log.relay_delay_s``, public)."""
     low, high = log.relay_delay_s
-    if links == 1 and high <= 0.0:
+    if path.links == 1 and high <= 0.0:
         return law
-    return PathLaw(law, low, high, HOLDS_BEFORE_EXIT, links)
+    return PathLaw(law, low, high, path.holds, path.links)
 
 
 def source_laws(law: DelayModel, log: AdversaryLog) -> dict[str, DelayLaw]:
-    """:func:`with_holds` for each source of events, as many links from the exit as it is."""
-    return {source: with_holds(law, log, links) for source, links in LINKS_TO_EXIT.items()}
+    """:func:`with_holds` for each source of events, over what it leaves to the exit."""
+    return {source: with_holds(law, log, path) for source, path in PATH_TO_EXIT.items()}
 
 
 def learn_delay(event_times: Iterable[float], sighting_times: Sequence[float]) -> DelayModel:
@@ -369,10 +386,10 @@ def timing_latency(log: AdversaryLog) -> dict[bytes, int]:
 def timing_known_law(log: AdversaryLog) -> dict[bytes, int]:
     """``timing_latency`` with the delay law known instead of learnt from the run: the one
     unknown link (hop 2 to the exit) is a draw from the network's link latencies, of which the
-    spies' own links are a sample (:func:`link_law`), plus hop 1's and hop 2's holds when the
-    level holds cells at relays (:func:`with_holds`). Cover departures cannot bury a law the
-    adversary did not have to learn from them, so this is the estimator that decides how much
-    cover buys."""
+    spies' own links are a sample (:func:`link_law`), plus hop 2's hold when the level holds
+    cells at relays (:func:`with_holds`; hop 1's the spy knows). Cover departures cannot bury
+    a law the adversary did not have to learn from them, so this is the estimator that decides
+    how much cover buys."""
     scored = _known_law_pairs(log)
     return {} if scored is None else match_pairs(*scored)
 
@@ -593,6 +610,32 @@ def _link_departures(log: AdversaryLog, *, latency_aware: bool) -> list[Event]:
         for start, count in bursts(sorted(times)):
             events.append(Event(start + shift, node, "link", count))
     return events
+
+
+def forwards_by_circuit(log: AdversaryLog) -> dict[tuple[int, int], list[float]]:
+    """By ``(spy, circuit)``: when the spy's relay sent each forward cell on, in order."""
+    grouped: dict[tuple[int, int], list[float]] = defaultdict(list)
+    for forward in log.forwards:
+        grouped[(forward.spy, forward.circuit)].append(forward.time)
+    return grouped
+
+
+def message_departures(trace: BuildTrace, forwarded: Sequence[float]) -> list[tuple[float, int]]:
+    """``(left, cells)`` of each message of ``trace``: a burst of cells as they came (a hold
+    spreads them apart as they leave), ``left`` when the relay sent its first cell on
+    (``forwarded``: when it sent each forward cell on, in order; a cell it never sent on,
+    dropped or still held when the log ends, is dated when it came).
+
+    A relay sends a circuit's forward cells on in the order they came, and before the messages
+    it forwarded only the extensions passing through (``EXTEND_CELLS`` cells each), so the
+    message cells are its forwards from ``trace.extensions * EXTEND_CELLS`` on."""
+    left = forwarded[trace.extensions * EXTEND_CELLS :]
+    departures = []
+    first = 0
+    for start, count in bursts(cell.time for cell in trace.data):
+        departures.append((left[first] if first < len(left) else start, count))
+        first += count
+    return departures
 
 
 def next_leg(cells: Iterable[CellRecord]) -> CellRecord | None:
