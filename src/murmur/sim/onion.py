@@ -872,12 +872,12 @@ class _OnionRun:
             withheld, spared = withheld + guards.withheld, spared + guards.spared
             kept = guards.records()
             current = next((g for g in kept if g.disabled_at is None), None)
-            behind_spy += current is not None and index_of.get(current.node_id, -1) in spies
+            behind_spy += current is not None and is_spy(current.node_id)
             behind_spy_s += _seconds_behind_spy(kept, span, is_spy)
             nodes_disabling += any(g.disabled_at is not None for g in kept)
             for guard in kept:
                 if guard.disabled_at is not None:
-                    if index_of.get(guard.node_id, -1) in spies:
+                    if is_spy(guard.node_id):
                         disabled_spies += 1
                     else:
                         disabled_honest += 1
